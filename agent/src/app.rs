@@ -1,0 +1,156 @@
+//! The running agent: owns the current config, the plugin runtime and the
+//! HTTP server, and applies config reloads (SIGHUP, `POST /-/reload`) with
+//! the rule that a bad config never replaces a good one.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use arc_swap::ArcSwap;
+
+use crate::config::Config;
+use crate::plugins::{watch, Instance, PluginRuntime};
+use crate::selfmetrics::Metrics;
+
+/// What a config load produces: the config and its prepared plugin instances.
+pub struct Loaded {
+    pub config: Config,
+    pub receivers: BTreeMap<String, Instance>,
+}
+
+impl Loaded {
+    fn prepare(config: Config) -> Result<Loaded> {
+        let receivers = config
+            .receivers
+            .iter()
+            .map(|r| Ok((r.name().to_string(), Instance::prepare(r, &config.plugins)?)))
+            .collect::<Result<_>>()?;
+        Ok(Loaded { config, receivers })
+    }
+}
+
+pub struct Agent {
+    current: ArcSwap<Loaded>,
+    config_path: Option<PathBuf>,
+    pub plugins: Arc<PluginRuntime>,
+    pub metrics: Arc<Metrics>,
+    ready: AtomicBool,
+    _watch: Option<watch::WatchHandle>,
+}
+
+impl Agent {
+    /// Builds the agent from a config (the file it came from, if any, is
+    /// what reloads re-read) and loads every plugin.
+    pub async fn start(config: Config) -> Result<Arc<Agent>> {
+        let metrics = Arc::new(Metrics::new());
+        let dir = config.resolve(&config.plugins.dir);
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("creating plugins directory {}", dir.display()))?;
+        let cache_dir = (!config.plugins.cache_dir.as_os_str().is_empty())
+            .then(|| config.resolve(&config.plugins.cache_dir));
+        let plugins = PluginRuntime::new(&config.plugins, dir, cache_dir, metrics.clone())?;
+        let (ok, failed) = plugins.load_all().await;
+        tracing::info!(loaded = ok, failed, dir = %plugins.dir().display(), "plugins loaded");
+        let watch = if config.plugins.watch {
+            Some(watch::watch(plugins.clone())?)
+        } else {
+            None
+        };
+        let config_path = config.source.clone();
+        let loaded = Loaded::prepare(config)?;
+        for (name, inst) in &loaded.receivers {
+            if plugins.get(&inst.plugin).is_none() {
+                tracing::warn!(receiver = %name, plugin = %inst.plugin, "receiver's plugin is not loaded (yet): calls fail until it appears in the plugins directory");
+            }
+        }
+        metrics.config_last_reload_successful.set(1);
+        metrics.config_last_reload_success_timestamp.set(unix_now());
+        let agent = Arc::new(Agent {
+            current: ArcSwap::from_pointee(loaded),
+            config_path,
+            plugins,
+            metrics,
+            ready: AtomicBool::new(true),
+            _watch: watch,
+        });
+        Ok(agent)
+    }
+
+    pub fn current(&self) -> Arc<Loaded> {
+        self.current.load_full()
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    /// Re-reads the config file. On error the running config stays.
+    pub fn reload_config(&self) -> Result<()> {
+        let result = self.try_reload();
+        match &result {
+            Ok(()) => {
+                self.metrics.config_last_reload_successful.set(1);
+                self.metrics
+                    .config_last_reload_success_timestamp
+                    .set(unix_now());
+                tracing::info!("configuration reloaded");
+            }
+            Err(e) => {
+                self.metrics.config_last_reload_successful.set(0);
+                tracing::error!(error = %format!("{e:#}"), "configuration reload failed; keeping the running configuration");
+            }
+        }
+        result
+    }
+
+    fn try_reload(&self) -> Result<()> {
+        let Some(path) = &self.config_path else {
+            anyhow::bail!("running on the built-in default config: there is no file to reload");
+        };
+        let config = Config::load(path)?;
+        let old = self.current();
+        if config.web.listen_address != old.config.web.listen_address
+            || config.plugins.dir != old.config.plugins.dir
+            || config.plugins.allocator != old.config.plugins.allocator
+        {
+            tracing::warn!("web.listen_address, plugins.dir and plugins.allocator changes take effect on restart");
+        }
+        let loaded = Loaded::prepare(config)?;
+        self.current.store(Arc::new(loaded));
+        Ok(())
+    }
+
+    /// Serves the HTTP API until `shutdown` resolves. Returns the bound address
+    /// through `bound` as soon as the listener is up.
+    pub async fn serve(
+        self: Arc<Self>,
+        bound: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<()> {
+        let addr = self.current().config.web.listen_address.clone();
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .with_context(|| format!("listening on web.listen_address {addr}"))?;
+        let local = listener.local_addr()?;
+        tracing::info!(address = %local, "HTTP API listening");
+        if let Some(tx) = bound {
+            let _ = tx.send(local);
+        }
+        let router = crate::web::router(self.clone());
+        axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("HTTP server")?;
+        Ok(())
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,401 @@
+//! The agent's configuration: one TOML file whose keys mirror Prometheus and
+//! Alertmanager names so their users feel at home.
+//!
+//! Loading is two steps: [`Config::parse`] turns text into typed values (serde
+//! reports syntax and type errors with line and column), then
+//! [`Config::validate`] checks what serde cannot (unique names, allow-list
+//! syntax, `${ENV}` references). Both errors name the file and the line, and a
+//! failed reload never replaces a running config.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use bytesize::ByteSize;
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::plugins::policy::HostPattern;
+
+/// The built-in default configuration (`wasmon run` without `--config`).
+pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
+
+/// The whole agent configuration.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub global: GlobalConfig,
+    #[serde(default)]
+    pub web: WebConfig,
+    #[serde(default)]
+    pub plugins: PluginsConfig,
+    /// Alert receivers: each one is an instance of a receiver plugin.
+    #[serde(default)]
+    pub receivers: Vec<ReceiverConfig>,
+
+    /// The file this config came from (None for the built-in default); relative
+    /// paths in the config are resolved against its directory.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GlobalConfig {
+    /// The URL under which the agent is reachable (Alertmanager's `--web.external-url`).
+    #[serde(default = "default_external_url")]
+    pub external_url: String,
+    /// Labels added to alerts and remote-written series (Prometheus' `external_labels`).
+    #[serde(default)]
+    pub external_labels: BTreeMap<String, String>,
+}
+
+impl Default for GlobalConfig {
+    fn default() -> Self {
+        Self {
+            external_url: default_external_url(),
+            external_labels: BTreeMap::new(),
+        }
+    }
+}
+
+fn default_external_url() -> String {
+    "http://localhost:9930".to_string()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebConfig {
+    /// host:port the HTTP API listens on.
+    #[serde(default = "default_listen")]
+    pub listen_address: String,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        Self {
+            listen_address: default_listen(),
+        }
+    }
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:9930".to_string()
+}
+
+/// How instances get their memory: fresh mmap per call, or slots reserved up front.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Allocator {
+    #[default]
+    OnDemand,
+    Pooling,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginsConfig {
+    /// Directory watched for `*.wasm` components; the file stem is the plugin's name.
+    #[serde(default = "default_plugins_dir")]
+    pub dir: PathBuf,
+    /// Where compiled components are cached (keyed by content hash and engine).
+    /// Empty disables the cache.
+    #[serde(default = "default_cache_dir")]
+    pub cache_dir: PathBuf,
+    /// Watch `dir` and reload changed plugins without restart.
+    #[serde(default = "default_true")]
+    pub watch: bool,
+    /// Default deadline of one plugin call (instantiation included).
+    #[serde(default = "default_call_timeout", with = "humantime_serde")]
+    pub call_timeout: Duration,
+    /// Default cap on one instance's linear memory.
+    #[serde(default = "default_memory_limit")]
+    pub memory_limit: ByteSize,
+    #[serde(default)]
+    pub allocator: Allocator,
+    /// With the pooling allocator: how many instances may be live at once.
+    #[serde(default = "default_pool_instances")]
+    pub pool_instances: u32,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        Self {
+            dir: default_plugins_dir(),
+            cache_dir: default_cache_dir(),
+            watch: true,
+            call_timeout: default_call_timeout(),
+            memory_limit: default_memory_limit(),
+            allocator: Allocator::default(),
+            pool_instances: default_pool_instances(),
+        }
+    }
+}
+
+fn default_plugins_dir() -> PathBuf {
+    PathBuf::from("plugins")
+}
+fn default_cache_dir() -> PathBuf {
+    PathBuf::from("data/plugin-cache")
+}
+fn default_true() -> bool {
+    true
+}
+fn default_call_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_memory_limit() -> ByteSize {
+    ByteSize::mib(64)
+}
+fn default_pool_instances() -> u32 {
+    64
+}
+
+/// One alert receiver: a named instance of a receiver plugin.
+pub type ReceiverConfig = InstanceConfig;
+
+/// What every plugin instance has: a name, which plugin, its config and its
+/// limits. (Not `#[serde(flatten)]`ed into kinds: flatten would lose the
+/// spans that let errors cite a line.)
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstanceConfig {
+    /// The instance's name, unique among its kind.
+    pub name: Spanned<String>,
+    /// The plugin's name: the file stem of its component in the plugins dir.
+    pub plugin: String,
+    /// Handed to the plugin as JSON (`config.get()`), with `${ENV}` expanded.
+    #[serde(default)]
+    pub config: toml::Table,
+    /// Hosts the plugin may reach over wasi:http: `host`, `host:port`,
+    /// `*.domain` or `*`. Everything else is denied.
+    #[serde(default)]
+    pub allow_hosts: Vec<Spanned<String>>,
+    /// Overrides `plugins.call_timeout` for this instance.
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+    /// Overrides `plugins.memory_limit` for this instance.
+    #[serde(default)]
+    pub memory_limit: Option<ByteSize>,
+}
+
+impl Config {
+    /// Parses and validates config text. `origin` names the source in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Config> {
+        let config: Config = toml::from_str(text)
+            .map_err(|e| anyhow::anyhow!("{origin}: {}", e.to_string().trim_end()))?;
+        config.validate(text, origin)?;
+        Ok(config)
+    }
+
+    /// Loads a config file; relative paths in it resolve against its directory.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        let mut config = Config::parse(&text, &path.display().to_string())?;
+        config.source = Some(path.to_path_buf());
+        Ok(config)
+    }
+
+    /// The built-in default config.
+    pub fn builtin() -> Config {
+        Config::parse(DEFAULT_CONFIG, "built-in default config")
+            .expect("the built-in default config is valid (tested)")
+    }
+
+    /// Resolves a path from the config against the config file's directory.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        match self.source.as_deref().and_then(Path::parent) {
+            Some(dir) if p.is_relative() => dir.join(p),
+            _ => p.to_path_buf(),
+        }
+    }
+
+    fn validate(&self, text: &str, origin: &str) -> Result<()> {
+        let at = |span: std::ops::Range<usize>| format!("{origin}:{}", line_of(text, span.start));
+        if self.plugins.call_timeout.is_zero() {
+            bail!("{origin}: plugins.call_timeout must be greater than 0");
+        }
+        let mut seen = BTreeMap::new();
+        for r in &self.receivers {
+            let name = r.name.get_ref();
+            if name.is_empty() {
+                bail!("{}: receiver name must not be empty", at(r.name.span()));
+            }
+            if let Some(first) = seen.insert(name.clone(), r.name.span()) {
+                bail!(
+                    "{}: duplicate receiver name {name:?} (first defined at line {})",
+                    at(r.name.span()),
+                    line_of(text, first.start)
+                );
+            }
+            let what = format!("receiver {name:?}");
+            r.validate(&what).with_context(|| at(r.name.span()))?;
+            for h in &r.allow_hosts {
+                HostPattern::parse(h.get_ref())
+                    .with_context(|| format!("{}: {what}: allow_hosts", at(h.span())))?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn receiver(&self, name: &str) -> Option<&ReceiverConfig> {
+        self.receivers.iter().find(|r| r.name.get_ref() == name)
+    }
+}
+
+impl InstanceConfig {
+    pub fn name(&self) -> &str {
+        self.name.get_ref()
+    }
+
+    fn validate(&self, what: &str) -> Result<()> {
+        if self.plugin.is_empty() {
+            bail!("{what}: `plugin` must name a plugin");
+        }
+        if self.timeout.is_some_and(|t| t.is_zero()) {
+            bail!("{what}: timeout must be greater than 0");
+        }
+        // Fail on a missing ${ENV} now rather than at the first notification.
+        self.config_json().with_context(|| what.to_string())?;
+        Ok(())
+    }
+
+    /// The instance config as the JSON text a plugin reads, `${VAR}` expanded.
+    pub fn config_json(&self) -> Result<String> {
+        let mut value = serde_json::to_value(&self.config).context("converting config to JSON")?;
+        expand_env(&mut value)?;
+        Ok(value.to_string())
+    }
+
+    pub fn allow_hosts(&self) -> Vec<HostPattern> {
+        self.allow_hosts
+            .iter()
+            .filter_map(|h| HostPattern::parse(h.get_ref()).ok())
+            .collect()
+    }
+}
+
+/// Expands `${VAR}` in every string of a JSON value. `$${` escapes a literal `${`.
+fn expand_env(value: &mut serde_json::Value) -> Result<()> {
+    match value {
+        serde_json::Value::String(s) => *s = expand_env_str(s)?,
+        serde_json::Value::Array(items) => items.iter_mut().try_for_each(expand_env)?,
+        serde_json::Value::Object(map) => map.values_mut().try_for_each(expand_env)?,
+        _ => {}
+    }
+    Ok(())
+}
+
+fn expand_env_str(s: &str) -> Result<String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        if let Some(t) = tail.strip_prefix("$${") {
+            out.push_str("${");
+            rest = t;
+        } else if let Some(t) = tail.strip_prefix("${") {
+            let end = t
+                .find('}')
+                .with_context(|| format!("unterminated ${{ in {s:?}"))?;
+            let var = &t[..end];
+            let val = std::env::var(var)
+                .with_context(|| format!("environment variable {var} is not set"))?;
+            out.push_str(&val);
+            rest = &t[end + 1..];
+        } else {
+            out.push('$');
+            rest = &tail[1..];
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// 1-based line number of a byte offset.
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_default_is_valid() {
+        let c = Config::builtin();
+        assert_eq!(c.web.listen_address, "127.0.0.1:9930");
+        assert_eq!(c.plugins.dir, PathBuf::from("plugins"));
+    }
+
+    #[test]
+    fn syntax_error_names_file_and_line() {
+        let err = Config::parse("[web]\nlisten_address = \n", "a.toml").unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("a.toml") && msg.contains("line 2"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_key_is_rejected() {
+        let err = Config::parse("[web]\nlisten = \"x\"\n", "a.toml").unwrap_err();
+        assert!(
+            format!("{err:#}").contains("unknown field `listen`"),
+            "{err:#}"
+        );
+    }
+
+    #[test]
+    fn duplicate_receiver_names_line() {
+        let text = r#"
+[[receivers]]
+name = "ops"
+plugin = "webhook"
+
+[[receivers]]
+name = "ops"
+plugin = "webhook"
+"#;
+        let msg = format!("{:#}", Config::parse(text, "c.toml").unwrap_err());
+        assert!(
+            msg.contains("c.toml:7") && msg.contains("first defined at line 3"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn bad_allow_host_is_rejected_with_line() {
+        let text = "[[receivers]]\nname = \"a\"\nplugin = \"webhook\"\nallow_hosts = [\"ok.example\", \"bad host\"]\n";
+        let msg = format!("{:#}", Config::parse(text, "c.toml").unwrap_err());
+        assert!(
+            msg.contains("c.toml:4") && msg.contains("bad host"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn env_expansion() {
+        std::env::set_var("WASMON_TEST_TOKEN", "s3cret");
+        assert_eq!(
+            expand_env_str("Bearer ${WASMON_TEST_TOKEN}").unwrap(),
+            "Bearer s3cret"
+        );
+        assert_eq!(expand_env_str("$${X} $5").unwrap(), "${X} $5");
+        let err = expand_env_str("${WASMON_TEST_SURELY_UNSET}").unwrap_err();
+        assert!(err.to_string().contains("WASMON_TEST_SURELY_UNSET"));
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_config_dir() {
+        let mut c = Config::builtin();
+        c.source = Some(PathBuf::from("/etc/wasmon/wasmon.toml"));
+        assert_eq!(
+            c.resolve(Path::new("plugins")),
+            PathBuf::from("/etc/wasmon/plugins")
+        );
+        assert_eq!(c.resolve(Path::new("/abs")), PathBuf::from("/abs"));
+    }
+}

@@ -1,0 +1,10 @@
+//! wasmon: a monitoring agent whose extensions are WebAssembly components.
+//!
+//! Start with `ARCHITECTURE.md` at the repository root for the map.
+
+pub mod alerting;
+pub mod app;
+pub mod config;
+pub mod plugins;
+pub mod selfmetrics;
+pub mod web;

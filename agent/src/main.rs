@@ -1,0 +1,232 @@
+//! The `wasmon` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use tracing_subscriber::EnvFilter;
+
+use wasmon::app::Agent;
+use wasmon::config::Config;
+use wasmon::plugins::PluginRuntime;
+use wasmon::selfmetrics::Metrics;
+
+#[derive(Parser)]
+#[command(
+    name = "wasmon",
+    version,
+    about = "A monitoring agent whose extensions are WebAssembly components"
+)]
+struct Cli {
+    /// Log level (trace, debug, info, warn, error) or a tracing filter.
+    #[arg(
+        long = "log.level",
+        global = true,
+        default_value = "info",
+        env = "WASMON_LOG"
+    )]
+    log_level: String,
+    /// Log format.
+    #[arg(long = "log.format", global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the agent (on the built-in default config when --config is not given).
+    Run {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Check files for errors without running anything.
+    Check {
+        #[command(subcommand)]
+        what: CheckWhat,
+    },
+    /// Inspect plugins.
+    Plugins {
+        #[command(subcommand)]
+        what: PluginsWhat,
+    },
+}
+
+#[derive(Subcommand)]
+enum CheckWhat {
+    /// Validate config files (syntax, types, names, allow-lists, ${ENV} references).
+    Config { files: Vec<PathBuf> },
+}
+
+#[derive(Subcommand)]
+enum PluginsWhat {
+    /// Load every component in the plugins directory and list it with its world, version and errors.
+    List {
+        /// Config whose plugins.dir to list (default: the built-in config).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// List this directory instead.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log_level, cli.log_format);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(level: &str, format: LogFormat) {
+    let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn run(cmd: Command) -> Result<ExitCode> {
+    match cmd {
+        Command::Run { config } => {
+            let config = match config {
+                Some(path) => Config::load(&path)?,
+                None => {
+                    tracing::info!("no --config given: running on the built-in default config");
+                    Config::builtin()
+                }
+            };
+            run_agent(config).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check {
+            what: CheckWhat::Config { files },
+        } => {
+            if files.is_empty() {
+                anyhow::bail!("check config: give at least one file");
+            }
+            let mut failed = false;
+            for f in files {
+                match Config::load(&f) {
+                    Ok(c) => println!(
+                        "SUCCESS: {} is valid ({} receivers)",
+                        f.display(),
+                        c.receivers.len()
+                    ),
+                    Err(e) => {
+                        failed = true;
+                        println!("FAILED: {e:#}");
+                    }
+                }
+            }
+            Ok(if failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Plugins {
+            what: PluginsWhat::List { config, dir, json },
+        } => {
+            let config = match config {
+                Some(p) => Config::load(&p)?,
+                // Listing a bare directory should leave no cache behind.
+                None => {
+                    let mut c = Config::builtin();
+                    c.plugins.cache_dir = PathBuf::new();
+                    c
+                }
+            };
+            let dir = dir.unwrap_or_else(|| config.resolve(&config.plugins.dir));
+            let cache = (!config.plugins.cache_dir.as_os_str().is_empty())
+                .then(|| config.resolve(&config.plugins.cache_dir));
+            let rt =
+                PluginRuntime::new(&config.plugins, dir.clone(), cache, Metrics::new().into())?;
+            let (_, failed) = rt.load_all().await;
+            let list = rt.list();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                println!(
+                    "{:<20} {:<16} {:<14} {:>10}  STATUS",
+                    "NAME", "WORLD", "VERSION", "SIZE"
+                );
+                for p in &list {
+                    println!(
+                        "{:<20} {:<16} {:<14} {:>10}  {}",
+                        p.name,
+                        p.kind.map(|k| k.to_string()).unwrap_or_else(|| "-".into()),
+                        p.hash.as_deref().map(|h| &h[..12]).unwrap_or("-"),
+                        p.size.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
+                        p.error
+                            .as_deref()
+                            .map(|e| format!("ERROR: {e}"))
+                            .unwrap_or_else(|| "ok".into())
+                    );
+                }
+                if list.is_empty() {
+                    println!("(no plugins in {})", dir.display());
+                }
+            }
+            Ok(if failed > 0 {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+    }
+}
+
+async fn run_agent(config: Config) -> Result<()> {
+    let agent = Agent::start(config).await.context("starting the agent")?;
+    // SIGHUP reloads the config, as for Prometheus and Alertmanager.
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let a = agent.clone();
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            let a = a.clone();
+            let _ = tokio::task::spawn_blocking(move || a.reload_config()).await;
+        }
+    });
+    let shutdown = async {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return std::future::pending().await,
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = term.recv() => {},
+        }
+        tracing::info!("shutting down");
+    };
+    agent.serve(None, shutdown).await
+}

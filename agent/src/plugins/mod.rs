@@ -1,0 +1,20 @@
+//! The plugin runtime: WebAssembly components, sandboxed and hot-reloaded.
+//!
+//! - [`bindings`]: host bindings generated from `wit/plugin.wit`.
+//! - [`engine`]: the wasmtime engine, epoch ticker and compile cache.
+//! - [`host`]: per-call store state and the host imports (log, config, clock, query).
+//! - [`policy`]: the per-instance outbound HTTP allow-list.
+//! - [`loader`]: compile + type-check one file against its world.
+//! - [`runtime`]: the set of loaded plugins and calls under limits.
+//! - [`watch`]: hot reload from the plugins directory.
+
+pub mod bindings;
+pub mod engine;
+pub mod host;
+pub mod loader;
+pub mod policy;
+pub mod runtime;
+pub mod watch;
+
+pub use loader::PluginKind;
+pub use runtime::{CallError, CallInfo, Instance, PluginRuntime, PluginStatus, ReloadOutcome};

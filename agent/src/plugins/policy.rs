@@ -1,0 +1,211 @@
+//! The outbound network policy of one plugin instance: which hosts its
+//! `wasi:http` requests may reach. Everything not allowed is denied inside the
+//! plugin (the guest sees `HTTP-request-denied`) and logged on the host.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use anyhow::{bail, Result};
+use http_body_util::BodyExt;
+use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpHooks};
+
+/// One allow-list entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostPattern {
+    /// `*`: any host (an explicit opt-out of the sandbox's network policy).
+    Any,
+    /// `*.example.com`: any subdomain of example.com (not example.com itself).
+    Suffix(String),
+    /// `host` (any port) or `host:port`.
+    Exact { host: String, port: Option<u16> },
+}
+
+impl HostPattern {
+    pub fn parse(s: &str) -> Result<HostPattern> {
+        let s = s.trim();
+        if s.is_empty() {
+            bail!("empty host pattern");
+        }
+        if s.contains(|c: char| c.is_whitespace() || c == '/' || c == '@') || s.contains("://") {
+            bail!("{s:?} is not a host pattern: write `host`, `host:port`, `*.domain` or `*` (no scheme or path)");
+        }
+        if s == "*" {
+            return Ok(HostPattern::Any);
+        }
+        if let Some(domain) = s.strip_prefix("*.") {
+            if domain.is_empty() || domain.contains('*') {
+                bail!("{s:?}: a wildcard is only allowed as a leading `*.`");
+            }
+            return Ok(HostPattern::Suffix(format!(
+                ".{}",
+                domain.to_ascii_lowercase()
+            )));
+        }
+        if s.contains('*') {
+            bail!("{s:?}: a wildcard is only allowed as a leading `*.`");
+        }
+        // `[v6]:port`, `[v6]`, `host:port`, `host`.
+        let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+            let Some((h, after)) = rest.split_once(']') else {
+                bail!("{s:?}: unterminated `[`");
+            };
+            let port = match after.strip_prefix(':') {
+                Some(p) => Some(p),
+                None if after.is_empty() => None,
+                None => bail!("{s:?}: unexpected text after `]`"),
+            };
+            (h.to_string(), port)
+        } else {
+            match s.rsplit_once(':') {
+                Some((h, p)) if !h.contains(':') => (h.to_string(), Some(p)),
+                Some(_) => bail!("{s:?}: write IPv6 addresses in brackets, like [::1]:8080"),
+                None => (s.to_string(), None),
+            }
+        };
+        let port = match port {
+            Some(p) => Some(
+                p.parse::<u16>()
+                    .map_err(|_| anyhow::anyhow!("{s:?}: bad port {p:?}"))?,
+            ),
+            None => None,
+        };
+        Ok(HostPattern::Exact {
+            host: host.to_ascii_lowercase(),
+            port,
+        })
+    }
+
+    /// Does a request to `host` (lowercase, IPv6 without brackets) on `port` match?
+    pub fn matches(&self, host: &str, port: u16) -> bool {
+        match self {
+            HostPattern::Any => true,
+            HostPattern::Suffix(suffix) => host.ends_with(suffix.as_str()),
+            HostPattern::Exact { host: h, port: p } => h == host && p.is_none_or(|p| p == port),
+        }
+    }
+}
+
+/// Checks a URI's authority against an allow-list. Returns the `host:port`
+/// that was checked (for logs) and the verdict.
+pub fn check_uri(allow: &[HostPattern], uri: &http::Uri) -> (String, bool) {
+    let Some(host) = uri.host() else {
+        return ("<no host>".to_string(), false);
+    };
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase();
+    let port = uri.port_u16().unwrap_or(match uri.scheme_str() {
+        Some("http") => 80,
+        _ => 443,
+    });
+    let verdict = allow.iter().any(|p| p.matches(&host, port));
+    (format!("{host}:{port}"), verdict)
+}
+
+/// Counts of what an instance's policy did during one call.
+#[derive(Debug, Default)]
+pub struct PolicyCounters {
+    pub allowed: AtomicU64,
+    pub denied: AtomicU64,
+}
+
+/// `wasi:http` hooks enforcing one instance's allow-list.
+pub struct OutboundPolicy {
+    pub allow: Arc<[HostPattern]>,
+    pub plugin: Arc<str>,
+    pub instance: Arc<str>,
+    pub counters: Arc<PolicyCounters>,
+}
+
+impl WasiHttpHooks for OutboundPolicy {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        fut: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+    ) -> Box<
+        dyn Future<
+                Output = wasmtime_wasi_http::Result<(
+                    http::Response<WasiBody>,
+                    Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+                )>,
+            > + Send,
+    > {
+        drop(fut);
+        let (target, allowed) = check_uri(&self.allow, request.uri());
+        if !allowed {
+            self.counters.denied.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                plugin = %self.plugin,
+                instance = %self.instance,
+                target = %target,
+                method = %request.method(),
+                "denied outbound HTTP request: host not in the instance's allow_hosts"
+            );
+            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        }
+        self.counters.allowed.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(plugin = %self.plugin, instance = %self.instance, target = %target, "outbound HTTP request");
+        Box::new(async move {
+            let (res, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            Ok((
+                res.map(BodyExt::boxed_unsync),
+                Box::new(io) as Box<dyn Future<Output = _> + Send>,
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn allowed(patterns: &[&str], uri: &str) -> bool {
+        let p: Vec<_> = patterns
+            .iter()
+            .map(|s| HostPattern::parse(s).unwrap())
+            .collect();
+        check_uri(&p, &uri.parse().unwrap()).1
+    }
+
+    #[test]
+    fn patterns() {
+        assert!(allowed(&["127.0.0.1:8080"], "http://127.0.0.1:8080/x"));
+        assert!(!allowed(&["127.0.0.1:8080"], "http://127.0.0.1:8081/x"));
+        assert!(allowed(
+            &["hooks.slack.com"],
+            "https://hooks.slack.com/services/x"
+        ));
+        assert!(allowed(
+            &["Hooks.Slack.com:443"],
+            "https://hooks.slack.com/x"
+        ));
+        assert!(!allowed(
+            &["hooks.slack.com:443"],
+            "http://hooks.slack.com/x"
+        ));
+        assert!(allowed(
+            &["*.pagerduty.com"],
+            "https://events.pagerduty.com/v2/enqueue"
+        ));
+        assert!(!allowed(&["*.pagerduty.com"], "https://pagerduty.com/"));
+        assert!(!allowed(&["*.pagerduty.com"], "https://evilpagerduty.com/"));
+        assert!(allowed(&["[::1]:9000"], "http://[::1]:9000/"));
+        assert!(allowed(&["*"], "http://anything.example/"));
+        assert!(!allowed(&[], "http://127.0.0.1/"));
+    }
+
+    #[test]
+    fn bad_patterns_are_rejected() {
+        for bad in [
+            "", "http://x", "a b", "x/y", "a*.b", "*.", "h:port", "::1", "[::1",
+        ] {
+            assert!(
+                HostPattern::parse(bad).is_err(),
+                "{bad:?} should be rejected"
+            );
+        }
+    }
+}

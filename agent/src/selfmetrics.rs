@@ -1,0 +1,143 @@
+//! The agent's own metrics, served at `/metrics` in the Prometheus text
+//! format (via the official `prometheus-client` crate).
+
+use std::sync::Mutex;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallLabels {
+    pub plugin: String,
+    pub instance: String,
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct InstanceLabels {
+    pub plugin: String,
+    pub instance: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PluginLabels {
+    pub plugin: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    pub version: String,
+    pub wasmtime: String,
+}
+
+/// Every metric the agent exports about itself.
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    pub plugin_calls: Family<CallLabels, Counter>,
+    pub plugin_call_duration: Family<InstanceLabels, Histogram>,
+    pub plugin_http_denied: Family<InstanceLabels, Counter>,
+    pub plugin_loads: Family<ResultLabels, Counter>,
+    pub plugin_last_load_successful: Family<PluginLabels, Gauge>,
+    pub plugins_loaded: Gauge,
+    pub config_last_reload_successful: Gauge,
+    pub config_last_reload_success_timestamp: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("wasmon");
+        let m = Metrics {
+            registry: Mutex::new(Registry::default()),
+            plugin_calls: Family::default(),
+            plugin_call_duration: Family::new_with_constructor(|| {
+                Histogram::new([
+                    0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0,
+                ])
+            }),
+            plugin_http_denied: Family::default(),
+            plugin_loads: Family::default(),
+            plugin_last_load_successful: Family::default(),
+            plugins_loaded: Gauge::default(),
+            config_last_reload_successful: Gauge::default(),
+            config_last_reload_success_timestamp: Gauge::default(),
+        };
+        registry.register(
+            "plugin_calls",
+            "Plugin calls by plugin, instance and result (ok, retryable, permanent, timeout, memory, trap, error).",
+            m.plugin_calls.clone(),
+        );
+        registry.register(
+            "plugin_call_duration_seconds",
+            "Duration of plugin calls, instantiation included.",
+            m.plugin_call_duration.clone(),
+        );
+        registry.register(
+            "plugin_http_requests_denied",
+            "Outbound HTTP requests denied because the host is not in the instance's allow_hosts.",
+            m.plugin_http_denied.clone(),
+        );
+        registry.register(
+            "plugin_loads",
+            "Attempts to load a plugin file, by result (success, failure).",
+            m.plugin_loads.clone(),
+        );
+        registry.register(
+            "plugin_last_load_successful",
+            "Whether the last load of the plugin file succeeded (0 means an older version, if any, still serves).",
+            m.plugin_last_load_successful.clone(),
+        );
+        registry.register(
+            "plugins_loaded",
+            "Plugins currently serving.",
+            m.plugins_loaded.clone(),
+        );
+        registry.register(
+            "config_last_reload_successful",
+            "Whether the last configuration reload attempt was successful.",
+            m.config_last_reload_successful.clone(),
+        );
+        registry.register(
+            "config_last_reload_success_timestamp_seconds",
+            "Timestamp of the last successful configuration reload.",
+            m.config_last_reload_success_timestamp.clone(),
+        );
+        let build = Family::<BuildLabels, Gauge>::default();
+        build
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                wasmtime: "48.0.8".to_string(),
+            })
+            .set(1);
+        registry.register(
+            "build_info",
+            "Build information; the value is always 1.",
+            build,
+        );
+        *m.registry.lock().unwrap() = registry;
+        m
+    }
+
+    /// The exposition text.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+        out
+    }
+}

@@ -1,0 +1,185 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::Router;
+
+/// A first-party or test component built by `cargo xtask plugins`.
+pub fn component(name: &str) -> PathBuf {
+    let dir = std::env::var_os("WASMON_PLUGIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/plugins"));
+    let p = dir.join(format!("{name}.wasm"));
+    assert!(
+        p.exists(),
+        "{} is missing: build the plugins first with `cargo xtask plugins` (or run the whole suite with `cargo xtask test`)",
+        p.display()
+    );
+    p
+}
+
+/// One request received by [`Receiver`].
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// A local HTTP server on 127.0.0.1 that records every POST and answers with
+/// a configurable status.
+pub struct Receiver {
+    pub addr: SocketAddr,
+    pub got: Arc<Mutex<Vec<Received>>>,
+    pub status: Arc<Mutex<StatusCode>>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Receiver {
+    pub async fn start() -> Receiver {
+        let got: Arc<Mutex<Vec<Received>>> = Arc::default();
+        let status = Arc::new(Mutex::new(StatusCode::OK));
+        let (g, s) = (got.clone(), status.clone());
+        let app = Router::new().fallback(post(
+            move |uri: axum::http::Uri, headers: HeaderMap, body: Bytes| {
+                let (g, s) = (g.clone(), s.clone());
+                async move {
+                    g.lock().unwrap().push(Received {
+                        path: uri.path().to_string(),
+                        headers,
+                        body,
+                    });
+                    let code = *s.lock().unwrap();
+                    (code, "ok")
+                }
+            },
+        ));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await
+                .unwrap();
+        });
+        Receiver {
+            addr,
+            got,
+            status,
+            shutdown: Some(tx),
+        }
+    }
+
+    pub fn requests(&self) -> Vec<Received> {
+        self.got.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// The real `wasmon` binary running on a config in a temp dir.
+pub struct AgentProcess {
+    pub child: std::process::Child,
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub log: PathBuf,
+}
+
+impl AgentProcess {
+    /// A free port on 127.0.0.1 (bound then released; good enough for tests).
+    pub fn free_addr() -> SocketAddr {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+    }
+
+    /// Starts `wasmon run --config DIR/wasmon.toml` where `config` is the
+    /// text with `{{LISTEN}}` replaced, and waits until it is ready.
+    pub async fn start(dir: tempfile::TempDir, config: &str) -> AgentProcess {
+        let addr = Self::free_addr();
+        let cfg_path = dir.path().join("wasmon.toml");
+        std::fs::write(&cfg_path, config.replace("{{LISTEN}}", &addr.to_string())).unwrap();
+        let log = dir.path().join("wasmon.log");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_wasmon"))
+            .args(["run", "--config"])
+            .arg(&cfg_path)
+            .env("WASMON_LOG", "info,wasmon=debug")
+            .stdout(std::fs::File::create(dir.path().join("stdout.log")).unwrap())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut p = AgentProcess {
+            child,
+            addr,
+            dir,
+            log,
+        };
+        p.wait_ready().await;
+        p
+    }
+
+    async fn wait_ready(&mut self) {
+        let client = reqwest::Client::new();
+        let start = std::time::Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("wasmon exited early ({status}):\n{}", self.logs());
+            }
+            if let Ok(r) = client.get(self.url("/-/ready")).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(60),
+                "wasmon not ready:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("wasmon.toml")
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = std::process::Command::new("kill")
+            .args([format!("-{sig}"), self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig} failed");
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,305 @@
+//! End to end through the real binary: the first-party webhook plugin posts
+//! the exact Alertmanager webhook v4 payload to a local HTTP server; config
+//! reloads (POST /-/reload and SIGHUP) keep the old config when the new one
+//! is bad.
+
+#[path = "../agent/tests/common/mod.rs"]
+mod common;
+
+use std::time::Duration;
+
+use serde_json::json;
+
+const CONFIG: &str = r#"
+[global]
+external_url = "http://wasmon.example:9930"
+
+[web]
+listen_address = "{{LISTEN}}"
+
+[plugins]
+dir = "plugins"
+cache_dir = "cache"
+
+[[receivers]]
+name = "ops"
+plugin = "webhook"
+allow_hosts = ["{{SERVER}}"]
+config = { url = "http://{{SERVER}}/hook", headers = { "X-Team" = "ops" } }
+
+[[receivers]]
+name = "truncating"
+plugin = "webhook"
+allow_hosts = ["{{SERVER}}"]
+config = { url = "http://{{SERVER}}/small", max_alerts = 1 }
+"#;
+
+fn message() -> serde_json::Value {
+    let alert = |name: &str, status: &str, ends: &str| {
+        json!({
+            "status": status,
+            "labels": {"alertname": "HighErrorRate", "service": "checkout", "pod": name},
+            "annotations": {"summary": format!("error rate high on {name}")},
+            "startsAt": "2026-11-25T08:00:00Z",
+            "endsAt": ends,
+            "generatorURL": "http://wasmon.example:9930/graph?g0.expr=rate",
+            "fingerprint": format!("fp-{name}"),
+        })
+    };
+    json!({
+        "version": "4",
+        "groupKey": "{}/{severity=\"critical\"}:{alertname=\"HighErrorRate\"}",
+        "truncatedAlerts": 0,
+        "status": "firing",
+        "receiver": "ops",
+        "groupLabels": {"alertname": "HighErrorRate"},
+        "commonLabels": {"alertname": "HighErrorRate", "service": "checkout"},
+        "commonAnnotations": {},
+        "externalURL": "http://wasmon.example:9930",
+        "alerts": [
+            alert("a", "firing", "0001-01-01T00:00:00Z"),
+            alert("b", "resolved", "2026-11-25T08:10:00Z"),
+        ],
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_plugin_posts_exact_v4_payload_and_reload_keeps_good_config() {
+    let server = common::Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("plugins")).unwrap();
+    std::fs::copy(
+        common::component("webhook"),
+        dir.path().join("plugins/webhook.wasm"),
+    )
+    .unwrap();
+    let config = CONFIG.replace("{{SERVER}}", &server.addr.to_string());
+    let agent = common::AgentProcess::start(dir, &config).await;
+    let client = reqwest::Client::new();
+
+    // The exact payload arrives, with the configured header.
+    let r = client
+        .post(agent.url("/api/v1/receivers/ops/test"))
+        .json(&message())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(status.is_success(), "{body}\n{}", agent.logs());
+    assert_eq!(body["data"]["plugin"], "webhook");
+    let got = server.requests();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].path, "/hook");
+    assert_eq!(got[0].headers["content-type"], "application/json");
+    assert_eq!(got[0].headers["x-team"], "ops");
+    let payload: serde_json::Value = serde_json::from_slice(&got[0].body).unwrap();
+    assert_eq!(payload, message());
+
+    // max_alerts truncates and counts what it dropped, like Alertmanager.
+    let r = client
+        .post(agent.url("/api/v1/receivers/truncating/test"))
+        .json(&message())
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    let got = server.requests();
+    let small: serde_json::Value = serde_json::from_slice(&got[1].body).unwrap();
+    let mut expected = message();
+    expected["truncatedAlerts"] = json!(1);
+    expected["alerts"].as_array_mut().unwrap().truncate(1);
+    assert_eq!(small, expected);
+
+    // The receiver answering 500 is a retryable failure, 400 a permanent one.
+    *server.status.lock().unwrap() = axum::http::StatusCode::INTERNAL_SERVER_ERROR;
+    let r = client
+        .post(agent.url("/api/v1/receivers/ops/test"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["retryable"], true, "{body}");
+    *server.status.lock().unwrap() = axum::http::StatusCode::BAD_REQUEST;
+    let r = client
+        .post(agent.url("/api/v1/receivers/ops/test"))
+        .send()
+        .await
+        .unwrap();
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["retryable"], false, "{body}");
+    *server.status.lock().unwrap() = axum::http::StatusCode::OK;
+
+    // A bad config is refused by /-/reload and the old one keeps serving.
+    std::fs::write(
+        agent.config_path(),
+        config.replace(
+            "[[receivers]]\nname = \"truncating\"",
+            "[[receivers]]\nname = \"ops\"",
+        ),
+    )
+    .unwrap();
+    let r = client.post(agent.url("/-/reload")).send().await.unwrap();
+    assert_eq!(r.status(), 500);
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains("duplicate receiver name \"ops\"") && text.contains("wasmon.toml:"),
+        "{text}"
+    );
+    let r = client
+        .post(agent.url("/api/v1/receivers/truncating/test"))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "old config should still serve");
+    let metrics = client
+        .get(agent.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("wasmon_config_last_reload_successful 0"),
+        "{metrics}"
+    );
+
+    // A good config applies: the receiver renamed by it answers, the old name is gone.
+    std::fs::write(
+        agent.config_path(),
+        config.replace("name = \"truncating\"", "name = \"small\""),
+    )
+    .unwrap();
+    let r = client.post(agent.url("/-/reload")).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let r = client
+        .post(agent.url("/api/v1/receivers/small/test"))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let r = client
+        .post(agent.url("/api/v1/receivers/truncating/test"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+
+    // SIGHUP reloads too, with the same rule.
+    std::fs::write(agent.config_path(), "[[receivers]\n").unwrap();
+    agent.signal("HUP");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !agent.logs().contains("configuration reload failed") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "SIGHUP reload not attempted:\n{}",
+            agent.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let r = client
+        .post(agent.url("/api/v1/receivers/small/test"))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.status().is_success(),
+        "old config should still serve after a bad SIGHUP reload"
+    );
+    std::fs::write(
+        agent.config_path(),
+        config.replace("name = \"truncating\"", "name = \"tiny\""),
+    )
+    .unwrap();
+    agent.signal("HUP");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = client
+            .post(agent.url("/api/v1/receivers/tiny/test"))
+            .send()
+            .await
+            .unwrap();
+        if r.status().is_success() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "SIGHUP reload did not apply:\n{}",
+            agent.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // The plugin list API shows the plugin and its version.
+    let list: serde_json::Value = client
+        .get(agent.url("/api/v1/plugins"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["data"][0]["name"], "webhook");
+    assert_eq!(list["data"][0]["kind"], "receiver");
+    assert_eq!(list["data"][0]["hash"].as_str().unwrap().len(), 64);
+}
+
+#[test]
+fn check_config_reports_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&good, "[web]\nlisten_address = \"127.0.0.1:1\"\n").unwrap();
+    std::fs::write(&bad, "[web]\n\n[[receivers]]\nname = \"x\"\nplugin = \"webhook\"\nallow_hosts = [\"http://nope\"]\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wasmon"))
+        .args(["check", "config"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("SUCCESS"));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wasmon"))
+        .args(["check", "config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!("{}:6", bad.display())) && stdout.contains("http://nope"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn plugins_list_shows_world_and_rejects_broken_files() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        common::component("webhook"),
+        dir.path().join("webhook.wasm"),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("broken.wasm"), b"not wasm at all").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wasmon"))
+        .args(["plugins", "list", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.status.success(),
+        "a broken plugin should make `plugins list` fail"
+    );
+    let webhook = stdout
+        .lines()
+        .find(|l| l.starts_with("webhook"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(
+        webhook.contains("receiver") && webhook.ends_with("ok"),
+        "{webhook}"
+    );
+    let broken = stdout.lines().find(|l| l.starts_with("broken")).unwrap();
+    assert!(broken.contains("ERROR"), "{broken}");
+}
