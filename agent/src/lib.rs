@@ -5,6 +5,10 @@
 pub mod alerting;
 pub mod app;
 pub mod config;
+pub mod model;
 pub mod plugins;
+pub mod scrape;
 pub mod selfmetrics;
+pub mod textparse;
+pub mod tsdb;
 pub mod web;

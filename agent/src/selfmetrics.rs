@@ -78,42 +78,42 @@ impl Metrics {
         };
         registry.register(
             "plugin_calls",
-            "Plugin calls by plugin, instance and result (ok, retryable, permanent, timeout, memory, trap, error).",
+            "Plugin calls by plugin, instance and result (ok, retryable, permanent, timeout, memory, trap, error)",
             m.plugin_calls.clone(),
         );
         registry.register(
             "plugin_call_duration_seconds",
-            "Duration of plugin calls, instantiation included.",
+            "Duration of plugin calls, instantiation included",
             m.plugin_call_duration.clone(),
         );
         registry.register(
             "plugin_http_requests_denied",
-            "Outbound HTTP requests denied because the host is not in the instance's allow_hosts.",
+            "Outbound HTTP requests denied because the host is not in the instance's allow_hosts",
             m.plugin_http_denied.clone(),
         );
         registry.register(
             "plugin_loads",
-            "Attempts to load a plugin file, by result (success, failure).",
+            "Attempts to load a plugin file, by result (success, failure)",
             m.plugin_loads.clone(),
         );
         registry.register(
             "plugin_last_load_successful",
-            "Whether the last load of the plugin file succeeded (0 means an older version, if any, still serves).",
+            "Whether the last load of the plugin file succeeded (0 means an older version, if any, still serves)",
             m.plugin_last_load_successful.clone(),
         );
         registry.register(
             "plugins_loaded",
-            "Plugins currently serving.",
+            "Plugins currently serving",
             m.plugins_loaded.clone(),
         );
         registry.register(
             "config_last_reload_successful",
-            "Whether the last configuration reload attempt was successful.",
+            "Whether the last configuration reload attempt was successful",
             m.config_last_reload_successful.clone(),
         );
         registry.register(
             "config_last_reload_success_timestamp_seconds",
-            "Timestamp of the last successful configuration reload.",
+            "Timestamp of the last successful configuration reload",
             m.config_last_reload_success_timestamp.clone(),
         );
         let build = Family::<BuildLabels, Gauge>::default();
@@ -125,7 +125,7 @@ impl Metrics {
             .set(1);
         registry.register(
             "build_info",
-            "Build information; the value is always 1.",
+            "Build information; the value is always 1",
             build,
         );
         *m.registry.lock().unwrap() = registry;

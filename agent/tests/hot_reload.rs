@@ -92,7 +92,7 @@ async fn swap_under_concurrent_calls_loses_none() {
         c.await.unwrap();
     }
 
-    let seen = seen.lock().unwrap();
+    let seen = std::mem::take(&mut *seen.lock().unwrap());
     let errors: Vec<_> = seen.iter().filter_map(|r| r.as_ref().err()).collect();
     assert!(
         errors.is_empty(),

@@ -197,9 +197,9 @@ async fn misbehaving_guests_fail_only_their_own_call() {
         ("sneaky", "retryable"),
         ("noop", "ok"),
     ] {
-        let needle = format!("wasmon_plugin_calls_total{{plugin=\"");
+        let needle = "wasmon_plugin_calls_total{plugin=\"";
         assert!(
-            text.lines().any(|l| l.starts_with(&needle)
+            text.lines().any(|l| l.starts_with(needle)
                 && l.contains(&format!("instance=\"{inst}\""))
                 && l.contains(&format!("result=\"{result}\""))),
             "no {inst}/{result} call in metrics:\n{text}"

@@ -1,0 +1,173 @@
+//! Label sets: sorted by name, names unique, as in Prometheus.
+
+use std::fmt;
+use std::hash::{Hash, Hasher};
+
+/// The label holding the metric name.
+pub const METRIC_NAME: &str = "__name__";
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Label {
+    pub name: String,
+    pub value: String,
+}
+
+/// A set of labels, kept sorted by name with no duplicates and no empty
+/// values (an empty value means "label absent", as in Prometheus).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Labels(Vec<Label>);
+
+impl Labels {
+    pub fn new() -> Labels {
+        Labels(Vec::new())
+    }
+
+    /// From (name, value) pairs in any order; later duplicates win, empty
+    /// values are dropped.
+    pub fn from_pairs<N: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (N, V)>) -> Labels {
+        let mut b = LabelsBuilder::default();
+        for (n, v) in pairs {
+            b.set(n.into(), v.into());
+        }
+        b.build()
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .binary_search_by(|l| l.name.as_str().cmp(name))
+            .ok()
+            .map(|i| self.0[i].value.as_str())
+    }
+
+    pub fn name(&self) -> Option<&str> {
+        self.get(METRIC_NAME)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Label> {
+        self.0.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn as_slice(&self) -> &[Label] {
+        &self.0
+    }
+
+    /// A builder starting from these labels.
+    pub fn to_builder(&self) -> LabelsBuilder {
+        LabelsBuilder(self.0.clone())
+    }
+
+    /// A 64-bit hash of the label set (stable within one build; used for
+    /// series identity in memory, never persisted).
+    pub fn hash64(&self) -> u64 {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.hash(&mut h);
+        h.finish()
+    }
+
+    /// The labels without the metric name.
+    pub fn without_name(&self) -> Labels {
+        Labels(self.0.iter().filter(|l| l.name != METRIC_NAME).cloned().collect())
+    }
+}
+
+impl fmt::Display for Labels {
+    /// Prometheus' notation: `name{a="b", c="d"}`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(n) = self.name() {
+            f.write_str(n)?;
+        }
+        f.write_str("{")?;
+        let mut first = true;
+        for l in self.0.iter().filter(|l| l.name != METRIC_NAME) {
+            if !first {
+                f.write_str(", ")?;
+            }
+            first = false;
+            write!(f, "{}={:?}", l.name, l.value)?;
+        }
+        f.write_str("}")
+    }
+}
+
+/// Builds a [`Labels`] by setting and deleting labels.
+#[derive(Debug, Clone, Default)]
+pub struct LabelsBuilder(Vec<Label>);
+
+impl LabelsBuilder {
+    /// Sets `name` to `value`; an empty value deletes the label.
+    pub fn set(&mut self, name: impl Into<String>, value: impl Into<String>) -> &mut Self {
+        let (name, value) = (name.into(), value.into());
+        match self.0.binary_search_by(|l| l.name.cmp(&name)) {
+            Ok(i) if value.is_empty() => {
+                self.0.remove(i);
+            }
+            Ok(i) => self.0[i].value = value,
+            Err(_) if value.is_empty() => {}
+            Err(i) => self.0.insert(i, Label { name, value }),
+        }
+        self
+    }
+
+    pub fn del(&mut self, name: &str) -> &mut Self {
+        if let Ok(i) = self.0.binary_search_by(|l| l.name.as_str().cmp(name)) {
+            self.0.remove(i);
+        }
+        self
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .binary_search_by(|l| l.name.as_str().cmp(name))
+            .ok()
+            .map(|i| self.0[i].value.as_str())
+    }
+
+    /// Keeps only labels for which `keep` returns true.
+    pub fn retain(&mut self, mut keep: impl FnMut(&Label) -> bool) -> &mut Self {
+        self.0.retain(|l| keep(l));
+        self
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Label> {
+        self.0.iter()
+    }
+
+    pub fn build(&self) -> Labels {
+        Labels(self.0.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sorted_unique_and_empty_dropped() {
+        let l = Labels::from_pairs([("b", "2"), ("a", "1"), ("b", "3"), ("c", "")]);
+        let names: Vec<_> = l.iter().map(|l| (l.name.as_str(), l.value.as_str())).collect();
+        assert_eq!(names, [("a", "1"), ("b", "3")]);
+        assert_eq!(l.get("b"), Some("3"));
+        assert_eq!(l.get("c"), None);
+    }
+
+    #[test]
+    fn display() {
+        let l = Labels::from_pairs([("__name__", "up"), ("job", "a\"b")]);
+        assert_eq!(l.to_string(), r#"up{job="a\"b"}"#);
+    }
+
+    #[test]
+    fn builder_set_del() {
+        let mut b = Labels::from_pairs([("a", "1")]).to_builder();
+        b.set("z", "9").set("a", "").del("nope");
+        assert_eq!(b.build(), Labels::from_pairs([("z", "9")]));
+    }
+}

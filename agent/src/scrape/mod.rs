@@ -1,0 +1,1 @@
+//! Scraping: targets, relabeling, the scrape loop.
