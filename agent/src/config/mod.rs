@@ -16,7 +16,11 @@ use bytesize::ByteSize;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::model::relabel::Relabeler;
 use crate::plugins::policy::HostPattern;
+
+pub mod scrape;
+pub use scrape::ScrapeConfig;
 
 /// The built-in default configuration (`wasmon run` without `--config`).
 pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
@@ -31,6 +35,11 @@ pub struct Config {
     pub web: WebConfig,
     #[serde(default)]
     pub plugins: PluginsConfig,
+    #[serde(default)]
+    pub storage: StorageConfig,
+    /// Scrape jobs, as Prometheus' `scrape_configs`.
+    #[serde(default)]
+    pub scrape_configs: Vec<ScrapeConfig>,
     /// Alert receivers: each one is an instance of a receiver plugin.
     #[serde(default)]
     pub receivers: Vec<ReceiverConfig>,
@@ -50,6 +59,12 @@ pub struct GlobalConfig {
     /// Labels added to alerts and remote-written series (Prometheus' `external_labels`).
     #[serde(default)]
     pub external_labels: BTreeMap<String, String>,
+    /// Default scrape interval of jobs (Prometheus' default: 1m).
+    #[serde(default = "default_scrape_interval", with = "humantime_serde")]
+    pub scrape_interval: Duration,
+    /// Default scrape timeout of jobs (Prometheus' default: 10s).
+    #[serde(default = "default_scrape_timeout", with = "humantime_serde")]
+    pub scrape_timeout: Duration,
 }
 
 impl Default for GlobalConfig {
@@ -57,8 +72,56 @@ impl Default for GlobalConfig {
         Self {
             external_url: default_external_url(),
             external_labels: BTreeMap::new(),
+            scrape_interval: default_scrape_interval(),
+            scrape_timeout: default_scrape_timeout(),
         }
     }
+}
+
+fn default_scrape_interval() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_scrape_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// The embedded time-series store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Data directory (WAL and blocks).
+    #[serde(default = "default_storage_path")]
+    pub path: PathBuf,
+    /// Blocks older than this are deleted (Prometheus' default: 15d).
+    #[serde(default = "default_retention", with = "humantime_serde")]
+    pub retention_time: Duration,
+    /// Oldest blocks are deleted while the store is larger than this; 0 = no limit.
+    #[serde(default)]
+    pub retention_size: ByteSize,
+    /// How often the WAL is fsynced: a crash loses at most this much.
+    #[serde(default = "default_wal_sync", with = "humantime_serde")]
+    pub wal_sync_interval: Duration,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            path: default_storage_path(),
+            retention_time: default_retention(),
+            retention_size: ByteSize::b(0),
+            wal_sync_interval: default_wal_sync(),
+        }
+    }
+}
+
+fn default_storage_path() -> PathBuf {
+    PathBuf::from("data")
+}
+fn default_retention() -> Duration {
+    Duration::from_secs(15 * 24 * 3600)
+}
+fn default_wal_sync() -> Duration {
+    Duration::from_secs(1)
 }
 
 fn default_external_url() -> String {
@@ -218,6 +281,51 @@ impl Config {
         if self.plugins.call_timeout.is_zero() {
             bail!("{origin}: plugins.call_timeout must be greater than 0");
         }
+        let mut jobs = BTreeMap::new();
+        for j in &self.scrape_configs {
+            let name = j.job_name.get_ref();
+            let here = at(j.job_name.span());
+            if name.is_empty() {
+                bail!("{here}: job_name must not be empty");
+            }
+            if let Some(first) = jobs.insert(name.clone(), j.job_name.span()) {
+                bail!(
+                    "{here}: duplicate job_name {name:?} (first defined at line {})",
+                    line_of(text, first.start)
+                );
+            }
+            let interval = j.scrape_interval.unwrap_or(self.global.scrape_interval);
+            let timeout = j.scrape_timeout.unwrap_or(self.global.scrape_timeout);
+            if interval.is_zero() {
+                bail!("{here}: job {name:?}: scrape_interval must be greater than 0");
+            }
+            if timeout > interval && j.scrape_timeout.is_some() {
+                bail!("{here}: job {name:?}: scrape timeout {timeout:?} greater than scrape interval {interval:?}");
+            }
+            if j.scheme != "http" && j.scheme != "https" {
+                bail!("{here}: job {name:?}: scheme must be http or https, not {:?}", j.scheme);
+            }
+            for (kind, rules) in [("relabel_configs", &j.relabel_configs), ("metric_relabel_configs", &j.metric_relabel_configs)] {
+                for (i, r) in rules.iter().enumerate() {
+                    Relabeler::new(r.clone()).map_err(|e| anyhow::anyhow!("{here}: job {name:?}: {kind}[{i}]: {e}"))?;
+                }
+            }
+            for sd in &j.file_sd_configs {
+                for f in &sd.files {
+                    let ok = [".json", ".yml", ".yaml"].iter().any(|e| f.ends_with(e));
+                    if !ok {
+                        bail!("{here}: job {name:?}: file_sd_configs file {f:?} must end in .json, .yml or .yaml");
+                    }
+                }
+            }
+            for sc in &j.static_configs {
+                for t in &sc.targets {
+                    if t.is_empty() || t.contains('/') {
+                        bail!("{here}: job {name:?}: target {t:?} must be host:port");
+                    }
+                }
+            }
+        }
         let mut seen = BTreeMap::new();
         for r in &self.receivers {
             let name = r.name.get_ref();
@@ -374,6 +482,19 @@ plugin = "webhook"
             msg.contains("c.toml:4") && msg.contains("bad host"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn scrape_config_errors_name_the_job_line() {
+        let text = "[[scrape_configs]]\njob_name = \"a\"\n[[scrape_configs.relabel_configs]]\naction = \"hashmod\"\ntarget_label = \"x\"\n";
+        let msg = format!("{:#}", Config::parse(text, "s.toml").unwrap_err());
+        assert!(msg.contains("s.toml:2") && msg.contains("relabel_configs[0]") && msg.contains("modulus"), "{msg}");
+        let text = "[[scrape_configs]]\njob_name = \"a\"\nscrape_interval = \"5s\"\nscrape_timeout = \"10s\"\n";
+        let msg = format!("{:#}", Config::parse(text, "s.toml").unwrap_err());
+        assert!(msg.contains("greater than scrape interval"), "{msg}");
+        let text = "[[scrape_configs]]\njob_name = \"a\"\nscrape_interval = \"5 parsecs\"\n";
+        let msg = format!("{:#}", Config::parse(text, "s.toml").unwrap_err());
+        assert!(msg.contains("line 3"), "{msg}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! `model/` package): label sets, samples, metric metadata.
 
 pub mod labels;
+pub mod relabel;
 
 pub use labels::{Label, Labels, LabelsBuilder, METRIC_NAME};
 

@@ -1,0 +1,103 @@
+//! Scrape job configuration, with Prometheus' `scrape_configs` names.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::model::relabel::RelabelConfig;
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ScrapeConfig {
+    pub job_name: Spanned<String>,
+    /// Defaults to `global.scrape_interval`.
+    #[serde(default, with = "humantime_serde")]
+    pub scrape_interval: Option<Duration>,
+    /// Defaults to `global.scrape_timeout`, capped at the interval.
+    #[serde(default, with = "humantime_serde")]
+    pub scrape_timeout: Option<Duration>,
+    #[serde(default = "default_metrics_path")]
+    pub metrics_path: String,
+    #[serde(default = "default_scheme")]
+    pub scheme: String,
+    #[serde(default)]
+    pub params: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    pub honor_labels: bool,
+    #[serde(default = "default_true")]
+    pub honor_timestamps: bool,
+    #[serde(default)]
+    pub basic_auth: Option<BasicAuth>,
+    #[serde(default)]
+    pub bearer_token: Option<String>,
+    #[serde(default)]
+    pub bearer_token_file: Option<PathBuf>,
+    /// Per-scrape limit on samples after metric relabeling; 0 = none.
+    /// Exceeding it fails the whole scrape, as in Prometheus.
+    #[serde(default)]
+    pub sample_limit: usize,
+    #[serde(default)]
+    pub label_limit: usize,
+    #[serde(default)]
+    pub label_name_length_limit: usize,
+    #[serde(default)]
+    pub label_value_length_limit: usize,
+    /// Largest uncompressed body accepted; 0 = none.
+    #[serde(default)]
+    pub body_size_limit: ByteSize,
+    #[serde(default)]
+    pub static_configs: Vec<StaticConfig>,
+    #[serde(default)]
+    pub file_sd_configs: Vec<FileSdConfig>,
+    #[serde(default)]
+    pub relabel_configs: Vec<RelabelConfig>,
+    #[serde(default)]
+    pub metric_relabel_configs: Vec<RelabelConfig>,
+}
+
+fn default_metrics_path() -> String {
+    "/metrics".into()
+}
+fn default_scheme() -> String {
+    "http".into()
+}
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    pub username: String,
+    #[serde(default)]
+    pub password: String,
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+}
+
+/// A target group, as in a Prometheus `static_configs` entry or a file SD file.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct StaticConfig {
+    #[serde(default)]
+    pub targets: Vec<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FileSdConfig {
+    /// Paths or globs of JSON (`.json`) or YAML (`.yml`, `.yaml`) target files.
+    pub files: Vec<String>,
+    #[serde(default = "default_refresh", with = "humantime_serde")]
+    pub refresh_interval: Duration,
+}
+
+fn default_refresh() -> Duration {
+    Duration::from_secs(300)
+}

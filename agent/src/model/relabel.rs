@@ -1,0 +1,319 @@
+//! Prometheus relabeling (`relabel_configs`, `metric_relabel_configs`):
+//! the same actions, defaults, regex anchoring and `$1` expansion, so rules
+//! copied from a Prometheus config behave the same here.
+
+use md5::{Digest, Md5};
+use regex::Regex;
+use serde::Deserialize;
+
+use super::labels::{Labels, LabelsBuilder};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    #[default]
+    Replace,
+    Keep,
+    Drop,
+    KeepEqual,
+    DropEqual,
+    HashMod,
+    LabelMap,
+    LabelDrop,
+    LabelKeep,
+    Lowercase,
+    Uppercase,
+}
+
+/// One relabel rule as written in the config.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RelabelConfig {
+    #[serde(default)]
+    pub source_labels: Vec<String>,
+    #[serde(default = "default_separator")]
+    pub separator: String,
+    #[serde(default = "default_regex")]
+    pub regex: String,
+    #[serde(default)]
+    pub modulus: u64,
+    #[serde(default)]
+    pub target_label: String,
+    #[serde(default = "default_replacement")]
+    pub replacement: String,
+    #[serde(default)]
+    pub action: Action,
+}
+
+fn default_separator() -> String {
+    ";".into()
+}
+fn default_regex() -> String {
+    "(.*)".into()
+}
+fn default_replacement() -> String {
+    "$1".into()
+}
+
+/// A validated rule with its regex compiled.
+#[derive(Debug, Clone)]
+pub struct Relabeler {
+    cfg: RelabelConfig,
+    regex: Regex,
+}
+
+impl Relabeler {
+    /// Validates like Prometheus does (same conditions, similar messages).
+    pub fn new(cfg: RelabelConfig) -> Result<Relabeler, String> {
+        // Prometheus anchors at both ends and lets `.` match newlines.
+        let regex = Regex::new(&format!("^(?s:{})$", cfg.regex))
+            .map_err(|e| format!("invalid regex {:?}: {e}", cfg.regex))?;
+        let a = cfg.action;
+        use Action::*;
+        if matches!(
+            a,
+            Replace | HashMod | Lowercase | Uppercase | KeepEqual | DropEqual
+        ) && cfg.target_label.is_empty()
+        {
+            return Err(format!(
+                "relabel configuration for {a:?} action requires 'target_label' value"
+            )
+            .to_lowercase());
+        }
+        if a == HashMod && cfg.modulus == 0 {
+            return Err("relabel configuration for hashmod requires non-zero modulus".into());
+        }
+        if matches!(a, LabelDrop | LabelKeep)
+            && (!cfg.source_labels.is_empty()
+                || !cfg.target_label.is_empty()
+                || cfg.modulus != 0
+                || cfg.separator != default_separator()
+                || cfg.replacement != default_replacement())
+        {
+            return Err(format!(
+                "{} action requires only 'regex', and no other fields",
+                format!("{a:?}").to_lowercase()
+            ));
+        }
+        if matches!(a, KeepEqual | DropEqual) && cfg.regex != default_regex() {
+            return Err(format!(
+                "{} action requires only 'source_labels' and 'target_label'",
+                format!("{a:?}").to_lowercase()
+            ));
+        }
+        Ok(Relabeler { cfg, regex })
+    }
+
+    /// Applies the rule; false means the whole label set is dropped.
+    fn apply(&self, lb: &mut LabelsBuilder) -> bool {
+        let c = &self.cfg;
+        let val = c
+            .source_labels
+            .iter()
+            .map(|n| lb.get(n).unwrap_or(""))
+            .collect::<Vec<_>>()
+            .join(&c.separator);
+        match c.action {
+            Action::Drop => {
+                if self.regex.is_match(&val) {
+                    return false;
+                }
+            }
+            Action::Keep => {
+                if !self.regex.is_match(&val) {
+                    return false;
+                }
+            }
+            Action::DropEqual => {
+                if lb.get(&c.target_label).unwrap_or("") == val {
+                    return false;
+                }
+            }
+            Action::KeepEqual => {
+                if lb.get(&c.target_label).unwrap_or("") != val {
+                    return false;
+                }
+            }
+            Action::Replace => {
+                let Some(caps) = self.regex.captures(&val) else {
+                    return true;
+                };
+                let mut target = String::new();
+                caps.expand(&c.target_label, &mut target);
+                if target.is_empty() {
+                    return true;
+                }
+                let mut res = String::new();
+                caps.expand(&c.replacement, &mut res);
+                if res.is_empty() {
+                    lb.del(&target);
+                } else {
+                    lb.set(target, res);
+                }
+            }
+            Action::Lowercase => {
+                lb.set(c.target_label.clone(), val.to_lowercase());
+            }
+            Action::Uppercase => {
+                lb.set(c.target_label.clone(), val.to_uppercase());
+            }
+            Action::HashMod => {
+                let digest = Md5::digest(val.as_bytes());
+                // Prometheus folds the digest into a uint64 with shifts that
+                // overflow to zero for the first 8 bytes: the last 8 bytes, big-endian.
+                let mut last8 = [0u8; 8];
+                last8.copy_from_slice(&digest[8..16]);
+                let m = u64::from_be_bytes(last8) % c.modulus;
+                lb.set(c.target_label.clone(), m.to_string());
+            }
+            Action::LabelMap => {
+                let renamed: Vec<(String, String)> = lb
+                    .iter()
+                    .filter(|l| self.regex.is_match(&l.name))
+                    .map(|l| {
+                        (
+                            self.regex
+                                .replace(&l.name, c.replacement.as_str())
+                                .into_owned(),
+                            l.value.clone(),
+                        )
+                    })
+                    .collect();
+                for (n, v) in renamed {
+                    lb.set(n, v);
+                }
+            }
+            Action::LabelDrop => {
+                lb.retain(|l| !self.regex.is_match(&l.name));
+            }
+            Action::LabelKeep => {
+                lb.retain(|l| self.regex.is_match(&l.name));
+            }
+        }
+        true
+    }
+}
+
+/// Applies rules in order; None when a rule dropped the label set.
+pub fn process(labels: &Labels, rules: &[Relabeler]) -> Option<Labels> {
+    if rules.is_empty() {
+        return Some(labels.clone());
+    }
+    let mut lb = labels.to_builder();
+    process_builder(&mut lb, rules).then(|| lb.build())
+}
+
+/// Like [`process`], on a builder the caller already has.
+pub fn process_builder(lb: &mut LabelsBuilder, rules: &[Relabeler]) -> bool {
+    rules.iter().all(|r| r.apply(lb))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(toml_text: &str) -> Relabeler {
+        Relabeler::new(toml::from_str(toml_text).unwrap()).unwrap()
+    }
+
+    fn l(pairs: &[(&str, &str)]) -> Labels {
+        Labels::from_pairs(pairs.iter().copied())
+    }
+
+    // Cases follow Prometheus' model/relabel/relabel_test.go.
+    #[test]
+    fn replace() {
+        let r = rule("source_labels = [\"a\"]\nregex = \"f(.*)\"\ntarget_label = \"d\"\nseparator = \";\"\nreplacement = \"ch${1}-ch${1}\"");
+        assert_eq!(
+            process(
+                &l(&[("a", "foo"), ("b", "bar"), ("c", "baz")]),
+                &[r.clone()]
+            ),
+            Some(l(&[
+                ("a", "foo"),
+                ("b", "bar"),
+                ("c", "baz"),
+                ("d", "choo-choo")
+            ]))
+        );
+        // No match: unchanged.
+        assert_eq!(process(&l(&[("a", "boo")]), &[r]), Some(l(&[("a", "boo")])));
+        // Anchored: "o" alone does not match "foo".
+        let r = rule(
+            "source_labels = [\"a\"]\nregex = \"o\"\ntarget_label = \"x\"\nreplacement = \"y\"",
+        );
+        assert_eq!(process(&l(&[("a", "foo")]), &[r]), Some(l(&[("a", "foo")])));
+        // Several sources joined by the separator; empty result deletes the target.
+        let r = rule("source_labels = [\"a\", \"b\"]\nregex = \"(.*);(.*)\"\ntarget_label = \"c\"\nreplacement = \"$2$1\"");
+        assert_eq!(
+            process(&l(&[("a", "x"), ("b", "y")]), &[r.clone()]),
+            Some(l(&[("a", "x"), ("b", "y"), ("c", "yx")]))
+        );
+        assert_eq!(process(&l(&[("c", "old")]), &[r]), Some(l(&[])));
+        // Target label from a capture group.
+        let r = rule("source_labels = [\"a\"]\nregex = \"some-([^-]+)-([^,]+)\"\ntarget_label = \"${1}\"\nreplacement = \"${2}\"");
+        assert_eq!(
+            process(&l(&[("a", "some-name-value")]), &[r]),
+            Some(l(&[("a", "some-name-value"), ("name", "value")]))
+        );
+    }
+
+    #[test]
+    fn keep_drop() {
+        let keep = rule("source_labels = [\"a\"]\nregex = \"f.*\"\naction = \"keep\"");
+        assert!(process(&l(&[("a", "foo")]), &[keep.clone()]).is_some());
+        assert!(process(&l(&[("a", "boo")]), &[keep.clone()]).is_none());
+        // A missing label is the empty string.
+        assert!(process(&l(&[]), &[keep]).is_none());
+        let drop = rule("source_labels = [\"a\"]\nregex = \"f.*\"\naction = \"drop\"");
+        assert!(process(&l(&[("a", "foo")]), &[drop]).is_none());
+        let ke = rule("source_labels = [\"a\"]\ntarget_label = \"b\"\naction = \"keepequal\"");
+        assert!(process(&l(&[("a", "x"), ("b", "x")]), &[ke.clone()]).is_some());
+        assert!(process(&l(&[("a", "x"), ("b", "y")]), &[ke]).is_none());
+        let de = rule("source_labels = [\"a\"]\ntarget_label = \"b\"\naction = \"dropequal\"");
+        assert!(process(&l(&[("a", "x"), ("b", "x")]), &[de]).is_none());
+    }
+
+    #[test]
+    fn hashmod_matches_prometheus() {
+        // The case from Prometheus' relabel_test.go: "baz" % 1000 -> "976".
+        let r = rule(
+            "source_labels = [\"c\"]\ntarget_label = \"d\"\nmodulus = 1000\naction = \"hashmod\"",
+        );
+        let out = process(&l(&[("a", "foo"), ("b", "bar"), ("c", "baz")]), &[r]).unwrap();
+        assert_eq!(out.get("d"), Some("976"));
+    }
+
+    #[test]
+    fn labelmap_drop_keep_case() {
+        let r = rule("regex = \"__meta_(.*)\"\naction = \"labelmap\"\nreplacement = \"${1}\"");
+        assert_eq!(
+            process(&l(&[("__meta_pod", "p"), ("a", "1")]), &[r]),
+            Some(l(&[("__meta_pod", "p"), ("a", "1"), ("pod", "p")]))
+        );
+        let r = rule("regex = \"__meta.*\"\naction = \"labeldrop\"");
+        assert_eq!(
+            process(&l(&[("__meta_pod", "p"), ("a", "1")]), &[r]),
+            Some(l(&[("a", "1")]))
+        );
+        let r = rule("regex = \"a|b\"\naction = \"labelkeep\"");
+        assert_eq!(
+            process(&l(&[("a", "1"), ("b", "2"), ("c", "3")]), &[r]),
+            Some(l(&[("a", "1"), ("b", "2")]))
+        );
+        let r = rule("source_labels = [\"a\"]\ntarget_label = \"b\"\naction = \"uppercase\"");
+        assert_eq!(
+            process(&l(&[("a", "Foo")]), &[r]).unwrap().get("b"),
+            Some("FOO")
+        );
+    }
+
+    #[test]
+    fn invalid_rules_rejected() {
+        let bad = |t: &str| Relabeler::new(toml::from_str(t).unwrap()).unwrap_err();
+        assert!(bad("action = \"replace\"\nsource_labels=[\"a\"]").contains("target_label"));
+        assert!(bad("action = \"hashmod\"\ntarget_label=\"a\"").contains("modulus"));
+        assert!(bad("action = \"labeldrop\"\nsource_labels=[\"a\"]").contains("only 'regex'"));
+        assert!(bad("regex = \"(\"\ntarget_label=\"a\"").contains("invalid regex"));
+    }
+}

@@ -1,0 +1,73 @@
+//! Where scraped samples go: a small trait so the scrape loop does not depend
+//! on the store's concrete type (tests use an in-memory one).
+
+use crate::model::{Labels, TimestampMs};
+
+/// Why the store refused one sample. The scrape goes on; the sample is
+/// counted and dropped, as Prometheus does.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AppendRejection {
+    #[error("out of order sample")]
+    OutOfOrder,
+    #[error("duplicate sample for timestamp")]
+    DuplicateTimestamp,
+    #[error("{0}")]
+    Other(String),
+}
+
+/// A batch of appends that becomes visible on commit.
+pub trait SampleAppender: Send {
+    fn append(&mut self, labels: &Labels, t: TimestampMs, v: f64) -> Result<(), AppendRejection>;
+    fn commit(self: Box<Self>) -> anyhow::Result<()>;
+    fn rollback(self: Box<Self>);
+}
+
+/// Something that hands out appenders (the TSDB).
+pub trait Appendable: Send + Sync + 'static {
+    fn appender(&self) -> Box<dyn SampleAppender + '_>;
+}
+
+/// An in-memory store for tests: every committed sample, in order.
+#[derive(Default)]
+pub struct MemoryStore {
+    pub samples: std::sync::Mutex<Vec<(Labels, TimestampMs, f64)>>,
+}
+
+struct MemoryAppender<'a> {
+    store: &'a MemoryStore,
+    pending: Vec<(Labels, TimestampMs, f64)>,
+}
+
+impl SampleAppender for MemoryAppender<'_> {
+    fn append(&mut self, labels: &Labels, t: TimestampMs, v: f64) -> Result<(), AppendRejection> {
+        self.pending.push((labels.clone(), t, v));
+        Ok(())
+    }
+    fn commit(self: Box<Self>) -> anyhow::Result<()> {
+        self.store.samples.lock().unwrap().extend(self.pending);
+        Ok(())
+    }
+    fn rollback(self: Box<Self>) {}
+}
+
+impl Appendable for MemoryStore {
+    fn appender(&self) -> Box<dyn SampleAppender + '_> {
+        Box::new(MemoryAppender {
+            store: self,
+            pending: Vec::new(),
+        })
+    }
+}
+
+impl MemoryStore {
+    /// Committed samples of the series whose `__name__` is `name`.
+    pub fn series(&self, name: &str) -> Vec<(Labels, TimestampMs, f64)> {
+        self.samples
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(l, _, _)| l.name() == Some(name))
+            .cloned()
+            .collect()
+    }
+}

@@ -1,0 +1,254 @@
+//! The scrape manager: one pool per job, one loop per target; applies config
+//! reloads by restarting only the jobs whose config changed, and follows
+//! discovery by starting and stopping loops as targets come and go.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+
+use super::append::Appendable;
+use super::discovery::{self, Group, FILEPATH_LABEL};
+use super::scrape_loop::{Health, ScrapeLoop, ScrapeStats, TargetState};
+use super::target::{group_labels, Job, Target};
+use crate::model::labels::Labels;
+
+struct LoopHandle {
+    target: Arc<Target>,
+    state: Arc<Mutex<TargetState>>,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+#[derive(Default)]
+struct PoolState {
+    loops: HashMap<Arc<Target>, LoopHandle>,
+    dropped: Vec<Labels>,
+}
+
+struct Pool {
+    job: Arc<Job>,
+    state: Arc<Mutex<PoolState>>,
+    sync_task: JoinHandle<()>,
+}
+
+/// One row of `/api/v1/targets`.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetStatus {
+    pub discovered_labels: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+    pub scrape_pool: String,
+    pub scrape_url: String,
+    pub global_url: String,
+    pub last_error: String,
+    pub last_scrape: String,
+    pub last_scrape_duration: f64,
+    pub health: Health,
+    pub scrape_interval: String,
+    pub scrape_timeout: String,
+}
+
+pub struct ScrapeManager {
+    store: Arc<dyn Appendable>,
+    client: reqwest::Client,
+    pub stats: Arc<ScrapeStats>,
+    pools: tokio::sync::Mutex<BTreeMap<String, Pool>>,
+}
+
+impl ScrapeManager {
+    pub fn new(store: Arc<dyn Appendable>) -> anyhow::Result<ScrapeManager> {
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("wasmon/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(ScrapeManager {
+            store,
+            client,
+            stats: Arc::default(),
+            pools: tokio::sync::Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// Makes the running jobs match `jobs`. `base` resolves file SD paths.
+    pub async fn apply(&self, jobs: Vec<Job>, base: PathBuf) {
+        let mut pools = self.pools.lock().await;
+        let wanted: BTreeMap<String, Job> = jobs.into_iter().map(|j| (j.name.clone(), j)).collect();
+        let stale: Vec<String> = pools
+            .iter()
+            .filter(|(name, p)| wanted.get(*name).is_none_or(|j| j.config != p.job.config || j.authorization != p.job.authorization))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in stale {
+            if let Some(p) = pools.remove(&name) {
+                stop_pool(p).await;
+                tracing::info!(job = %name, "scrape pool stopped");
+            }
+        }
+        for (name, job) in wanted {
+            if pools.contains_key(&name) {
+                continue;
+            }
+            let pool = self.start_pool(Arc::new(job), base.clone());
+            pools.insert(name.clone(), pool);
+            tracing::info!(job = %name, "scrape pool started");
+        }
+    }
+
+    /// Stops every pool (staleness markers are written).
+    pub async fn stop(&self) {
+        let mut pools = self.pools.lock().await;
+        for (_, p) in std::mem::take(&mut *pools) {
+            stop_pool(p).await;
+        }
+    }
+
+    fn start_pool(&self, job: Arc<Job>, base: PathBuf) -> Pool {
+        let state: Arc<Mutex<PoolState>> = Arc::default();
+        let mut sd: Vec<watch::Receiver<Vec<Group>>> = job
+            .config
+            .file_sd_configs
+            .iter()
+            .map(|c| discovery::watch_files(base.clone(), c.clone()))
+            .collect();
+        let (store, client, stats) = (self.store.clone(), self.client.clone(), self.stats.clone());
+        let (job2, state2) = (job.clone(), state.clone());
+        let sync_task = tokio::spawn(async move {
+            loop {
+                let mut discovered: Vec<Labels> = job2
+                    .static_groups()
+                    .iter()
+                    .flat_map(|g| group_labels(g, &[]))
+                    .collect();
+                for rx in &sd {
+                    for g in rx.borrow().iter() {
+                        discovered.extend(group_labels(&g.group, &[(FILEPATH_LABEL, &g.source)]));
+                    }
+                }
+                sync(&job2, &state2, discovered, &store, &client, &stats);
+                if sd.is_empty() {
+                    return;
+                }
+                // Wait for any discovery source to change.
+                let changed = futures::future::select_all(sd.iter_mut().map(|rx| Box::pin(rx.changed()))).await;
+                if changed.0.is_err() {
+                    return;
+                }
+            }
+        });
+        Pool { job, state, sync_task }
+    }
+
+    /// The active and dropped targets of every job.
+    pub async fn targets(&self) -> (Vec<TargetStatus>, Vec<(String, Labels)>) {
+        let pools = self.pools.lock().await;
+        let mut active = Vec::new();
+        let mut dropped = Vec::new();
+        for (name, p) in pools.iter() {
+            let st = p.state.lock().unwrap();
+            for h in st.loops.values() {
+                let s = h.state.lock().unwrap().clone();
+                active.push(TargetStatus {
+                    discovered_labels: to_map(&h.target.discovered),
+                    labels: to_map(&h.target.labels),
+                    scrape_pool: name.clone(),
+                    scrape_url: h.target.url.clone(),
+                    global_url: h.target.url.clone(),
+                    last_error: s.last_error,
+                    last_scrape: s
+                        .last_scrape
+                        .map(|t| humantime::format_rfc3339_millis(t).to_string())
+                        .unwrap_or_else(|| "0001-01-01T00:00:00Z".into()),
+                    last_scrape_duration: s.last_duration.as_secs_f64(),
+                    health: s.health,
+                    scrape_interval: humantime::format_duration(p.job.interval).to_string(),
+                    scrape_timeout: humantime::format_duration(p.job.timeout).to_string(),
+                });
+            }
+            dropped.extend(st.dropped.iter().map(|l| (name.clone(), l.clone())));
+        }
+        active.sort_by(|a, b| (&a.scrape_pool, &a.scrape_url).cmp(&(&b.scrape_pool, &b.scrape_url)));
+        (active, dropped)
+    }
+
+    /// Last scrape time of every target (tests wait on it).
+    pub async fn last_scrapes(&self) -> Vec<Option<SystemTime>> {
+        self.targets()
+            .await
+            .0
+            .iter()
+            .map(|t| humantime::parse_rfc3339(&t.last_scrape).ok())
+            .collect()
+    }
+}
+
+fn to_map(l: &Labels) -> BTreeMap<String, String> {
+    l.iter().map(|l| (l.name.clone(), l.value.clone())).collect()
+}
+
+/// Starts loops for new targets and stops the ones that disappeared.
+fn sync(
+    job: &Arc<Job>,
+    state: &Mutex<PoolState>,
+    discovered: Vec<Labels>,
+    store: &Arc<dyn Appendable>,
+    client: &reqwest::Client,
+    stats: &Arc<ScrapeStats>,
+) {
+    let mut targets: Vec<Arc<Target>> = Vec::new();
+    let mut dropped = Vec::new();
+    for d in discovered {
+        match Target::populate(job, d.clone()) {
+            Ok(Some(t)) => {
+                // Two discovered sets yielding the same target scrape once.
+                if !targets.iter().any(|x| x.labels == t.labels && x.url == t.url) {
+                    targets.push(Arc::new(t));
+                }
+            }
+            Ok(None) => dropped.push(d),
+            Err(e) => tracing::warn!(job = %job.name, labels = %d, error = %e, "dropping invalid target"),
+        }
+    }
+    let mut st = state.lock().unwrap();
+    st.dropped = dropped;
+    let gone: Vec<Arc<Target>> = st
+        .loops
+        .keys()
+        .filter(|t| !targets.iter().any(|n| n.labels == t.labels && n.url == t.url))
+        .cloned()
+        .collect();
+    for t in gone {
+        if let Some(h) = st.loops.remove(&t) {
+            // The loop writes staleness markers as it ends.
+            let _ = h.stop.send(());
+            drop(h.task);
+            tracing::debug!(job = %job.name, target = %t.url, "target removed");
+        }
+    }
+    for t in targets {
+        if st.loops.keys().any(|x| x.labels == t.labels && x.url == t.url) {
+            continue;
+        }
+        let sl = ScrapeLoop::new(job.clone(), t.clone(), client.clone(), store.clone(), stats.clone());
+        let state = sl.state.clone();
+        let (stop, rx) = oneshot::channel();
+        let task = tokio::spawn(sl.run(rx));
+        tracing::debug!(job = %job.name, target = %t.url, "target added");
+        st.loops.insert(t.clone(), LoopHandle { target: t, state, stop, task });
+    }
+}
+
+async fn stop_pool(p: Pool) {
+    p.sync_task.abort();
+    let loops: Vec<LoopHandle> = {
+        let mut st = p.state.lock().unwrap();
+        st.loops.drain().map(|(_, h)| h).collect()
+    };
+    for h in loops {
+        let _ = h.stop.send(());
+        // Bounded: a loop stuck in a scrape is abandoned after its timeout.
+        let _ = tokio::time::timeout(p.job.timeout + Duration::from_secs(1), h.task).await;
+    }
+}

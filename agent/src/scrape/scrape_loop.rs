@@ -1,0 +1,401 @@
+//! One target's scrape loop: fetch, parse, label, limit, append, mark stale,
+//! report — Prometheus' scrapeLoop semantics.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use futures::StreamExt;
+
+use super::append::{Appendable, AppendRejection};
+use super::target::{Job, Target};
+use crate::model::labels::Labels;
+use crate::model::relabel::process_builder;
+use crate::model::{stale_nan, TimestampMs, METRIC_NAME};
+use crate::textparse;
+
+/// The Accept header Prometheus sends: OpenMetrics preferred, text format next.
+pub const ACCEPT: &str = "application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2";
+
+/// Health of a target, for the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    Unknown,
+    Up,
+    Down,
+}
+
+/// What the last scrape of a target did.
+#[derive(Debug, Clone)]
+pub struct TargetState {
+    pub health: Health,
+    pub last_error: String,
+    pub last_scrape: Option<SystemTime>,
+    pub last_duration: Duration,
+    pub last_samples: usize,
+}
+
+impl Default for TargetState {
+    fn default() -> Self {
+        TargetState {
+            health: Health::Unknown,
+            last_error: String::new(),
+            last_scrape: None,
+            last_duration: Duration::ZERO,
+            last_samples: 0,
+        }
+    }
+}
+
+/// Counters the agent exports about scraping.
+#[derive(Debug, Default)]
+pub struct ScrapeStats {
+    pub out_of_order: std::sync::atomic::AtomicU64,
+    pub duplicates: std::sync::atomic::AtomicU64,
+    pub appended: std::sync::atomic::AtomicU64,
+}
+
+/// Why a scrape failed (becomes `up 0` and the target's lastError).
+#[derive(Debug, thiserror::Error)]
+pub enum ScrapeError {
+    #[error("{0}")]
+    Http(String),
+    #[error("server returned HTTP status {0}")]
+    Status(String),
+    #[error("body size limit exceeded: the response is larger than {0} bytes")]
+    BodyTooLarge(u64),
+    #[error("parse error: {0}")]
+    Parse(String),
+    #[error("sample limit exceeded: {got} samples, limit {limit}")]
+    SampleLimit { got: usize, limit: usize },
+    #[error("label limit exceeded: {0}")]
+    LabelLimit(String),
+    #[error("storage: {0}")]
+    Storage(String),
+}
+
+pub struct ScrapeLoop {
+    pub job: Arc<Job>,
+    pub target: Arc<Target>,
+    pub state: Arc<Mutex<TargetState>>,
+    client: reqwest::Client,
+    store: Arc<dyn Appendable>,
+    stats: Arc<ScrapeStats>,
+    /// Series written without explicit timestamps by the last scrape: the
+    /// ones that get a staleness marker when they disappear.
+    prev: HashMap<u64, Labels>,
+}
+
+/// Result of appending one scrape's samples.
+struct Appended {
+    scraped: usize,
+    post_relabel: usize,
+    added: usize,
+}
+
+impl ScrapeLoop {
+    pub fn new(
+        job: Arc<Job>,
+        target: Arc<Target>,
+        client: reqwest::Client,
+        store: Arc<dyn Appendable>,
+        stats: Arc<ScrapeStats>,
+    ) -> ScrapeLoop {
+        ScrapeLoop {
+            job,
+            target,
+            state: Arc::default(),
+            client,
+            store,
+            stats,
+            prev: HashMap::new(),
+        }
+    }
+
+    /// The first scrape waits this long after the loop starts, spreading
+    /// targets over the interval as Prometheus does.
+    pub fn offset(&self) -> Duration {
+        let h = self.target.labels.hash64() ^ self.target.url.len() as u64;
+        let ms = self.job.interval.as_millis().max(1) as u64;
+        Duration::from_millis(h % ms)
+    }
+
+    /// Runs until `stop` fires, then writes staleness markers for everything
+    /// the target exposed.
+    pub async fn run(mut self, mut stop: tokio::sync::oneshot::Receiver<()>) {
+        tokio::select! {
+            _ = tokio::time::sleep(self.offset()) => {}
+            _ = &mut stop => return,
+        }
+        let mut tick = tokio::time::interval(self.job.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = &mut stop => break,
+            }
+            self.scrape_once(now_ms()).await;
+        }
+        self.end_of_run_staleness(now_ms());
+    }
+
+    /// One scrape at time `t`: append samples and the synthetic series.
+    pub async fn scrape_once(&mut self, t: TimestampMs) {
+        let start = Instant::now();
+        let result = match self.fetch().await {
+            Ok((body, ctype)) => self.append_body(&body, ctype.as_deref(), t),
+            Err(e) => Err(e),
+        };
+        let duration = start.elapsed();
+        let (up, appended, err) = match result {
+            Ok(a) => (1.0, a, String::new()),
+            Err(e) => {
+                // A failed scrape marks every series of the last good one stale.
+                self.mark_all_stale(t);
+                let a = Appended { scraped: 0, post_relabel: 0, added: 0 };
+                (0.0, a, e.to_string())
+            }
+        };
+        self.report(t, up, duration, &appended);
+        if !err.is_empty() {
+            tracing::debug!(job = %self.job.name, target = %self.target.url, error = %err, "scrape failed");
+        }
+        let mut st = self.state.lock().unwrap();
+        st.health = if up == 1.0 { Health::Up } else { Health::Down };
+        st.last_error = err;
+        st.last_scrape = Some(SystemTime::now());
+        st.last_duration = duration;
+        st.last_samples = appended.scraped;
+    }
+
+    async fn fetch(&self) -> Result<(Vec<u8>, Option<String>), ScrapeError> {
+        let mut req = self
+            .client
+            .get(&self.target.url)
+            .timeout(self.job.timeout)
+            .header("Accept", ACCEPT)
+            .header("X-Prometheus-Scrape-Timeout-Seconds", format!("{}", self.job.timeout.as_secs_f64()));
+        if let Some(auth) = &self.job.authorization {
+            req = req.header("Authorization", auth);
+        }
+        let resp = req.send().await.map_err(|e| ScrapeError::Http(format_reqwest(&e)))?;
+        if resp.status() != reqwest::StatusCode::OK {
+            return Err(ScrapeError::Status(resp.status().to_string()));
+        }
+        let ctype = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let limit = self.job.config.body_size_limit.as_u64();
+        let mut body = Vec::new();
+        let mut stream = resp.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| ScrapeError::Http(format_reqwest(&e)))?;
+            if limit > 0 && (body.len() + chunk.len()) as u64 > limit {
+                return Err(ScrapeError::BodyTooLarge(limit));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok((body, ctype))
+    }
+
+    fn append_body(&mut self, body: &[u8], ctype: Option<&str>, t: TimestampMs) -> Result<Appended, ScrapeError> {
+        let format = textparse::format_for_content_type(ctype);
+        let parsed = textparse::parse(body, format).map_err(|e| ScrapeError::Parse(e.to_string()))?;
+        let cfg = &self.job.config;
+        let scraped = parsed.samples.len();
+        let mut app = self.store.appender();
+        let mut seen: HashMap<u64, Labels> = HashMap::with_capacity(self.prev.len());
+        let mut explicit_ts = HashSet::new();
+        let mut post_relabel = 0usize;
+        let mut added = 0usize;
+        for s in parsed.samples {
+            let Some(labels) = self.sample_labels(&s.labels) else {
+                continue;
+            };
+            post_relabel += 1;
+            if cfg.sample_limit > 0 && post_relabel > cfg.sample_limit {
+                // Count the rest for the error message, append nothing.
+                app.rollback();
+                return Err(ScrapeError::SampleLimit {
+                    got: post_relabel,
+                    limit: cfg.sample_limit,
+                });
+            }
+            if let Err(e) = check_label_limits(&labels, cfg) {
+                app.rollback();
+                return Err(e);
+            }
+            let ts = match s.timestamp_ms {
+                Some(ts) if cfg.honor_timestamps => ts,
+                _ => t,
+            };
+            let h = labels.hash64();
+            match app.append(&labels, ts, s.value) {
+                Ok(()) => {
+                    self.stats.appended.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                Err(AppendRejection::OutOfOrder) => {
+                    self.stats.out_of_order.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                Err(AppendRejection::DuplicateTimestamp) => {
+                    self.stats.duplicates.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                Err(AppendRejection::Other(e)) => {
+                    app.rollback();
+                    return Err(ScrapeError::Storage(e));
+                }
+            }
+            if !self.prev.contains_key(&h) && !seen.contains_key(&h) {
+                added += 1;
+            }
+            if s.timestamp_ms.is_some() && cfg.honor_timestamps {
+                explicit_ts.insert(h);
+            } else {
+                seen.insert(h, labels);
+            }
+        }
+        // Series of the last scrape missing from this one get a staleness marker.
+        for (h, l) in &self.prev {
+            if !seen.contains_key(h) && !explicit_ts.contains(h) {
+                let _ = app.append(l, t, stale_nan());
+            }
+        }
+        app.commit().map_err(|e| ScrapeError::Storage(format!("{e:#}")))?;
+        self.prev = seen;
+        Ok(Appended {
+            scraped,
+            post_relabel,
+            added,
+        })
+    }
+
+    /// Target labels merged into a scraped sample's labels, then metric
+    /// relabeling. None when a rule dropped the sample.
+    fn sample_labels(&self, scraped: &Labels) -> Option<Labels> {
+        let mut lb = scraped.to_builder();
+        for tl in self.target.labels.iter() {
+            match lb.get(&tl.name).map(str::to_string) {
+                Some(_) if self.job.config.honor_labels => {}
+                Some(existing) => {
+                    // Conflicts keep the scraped value as exported_<name>.
+                    let mut name = format!("exported_{}", tl.name);
+                    while lb.get(&name).is_some() {
+                        name = format!("exported_{name}");
+                    }
+                    lb.set(name, existing);
+                    lb.set(tl.name.clone(), tl.value.clone());
+                }
+                None => {
+                    lb.set(tl.name.clone(), tl.value.clone());
+                }
+            }
+        }
+        if !process_builder(&mut lb, &self.job.metric_relabel) {
+            return None;
+        }
+        let l = lb.build();
+        // A rule that removed the name leaves nothing to store.
+        l.name()?;
+        Some(l)
+    }
+
+    fn mark_all_stale(&mut self, t: TimestampMs) {
+        if self.prev.is_empty() {
+            return;
+        }
+        let mut app = self.store.appender();
+        for l in self.prev.values() {
+            let _ = app.append(l, t, stale_nan());
+        }
+        if let Err(e) = app.commit() {
+            tracing::warn!(error = %format!("{e:#}"), "writing staleness markers");
+        }
+        self.prev.clear();
+    }
+
+    /// The synthetic series every scrape writes, like Prometheus.
+    fn report(&self, t: TimestampMs, up: f64, duration: Duration, a: &Appended) {
+        let mut app = self.store.appender();
+        for (name, v) in [
+            ("up", up),
+            ("scrape_duration_seconds", duration.as_secs_f64()),
+            ("scrape_samples_scraped", a.scraped as f64),
+            ("scrape_samples_post_metric_relabeling", a.post_relabel as f64),
+            ("scrape_series_added", a.added as f64),
+        ] {
+            let mut lb = self.target.labels.to_builder();
+            lb.set(METRIC_NAME, name);
+            let _ = app.append(&lb.build(), t, v);
+        }
+        if let Err(e) = app.commit() {
+            tracing::warn!(error = %format!("{e:#}"), "writing scrape report series");
+        }
+    }
+
+    /// A target that went away: stale markers for its series and report series.
+    fn end_of_run_staleness(&mut self, t: TimestampMs) {
+        self.mark_all_stale(t);
+        let mut app = self.store.appender();
+        for name in [
+            "up",
+            "scrape_duration_seconds",
+            "scrape_samples_scraped",
+            "scrape_samples_post_metric_relabeling",
+            "scrape_series_added",
+        ] {
+            let mut lb = self.target.labels.to_builder();
+            lb.set(METRIC_NAME, name);
+            let _ = app.append(&lb.build(), t, stale_nan());
+        }
+        let _ = app.commit();
+    }
+}
+
+fn check_label_limits(l: &Labels, cfg: &crate::config::ScrapeConfig) -> Result<(), ScrapeError> {
+    if cfg.label_limit > 0 && l.len() > cfg.label_limit {
+        return Err(ScrapeError::LabelLimit(format!(
+            "{} labels on {l}, limit {}",
+            l.len(),
+            cfg.label_limit
+        )));
+    }
+    for lab in l.iter() {
+        if cfg.label_name_length_limit > 0 && lab.name.len() > cfg.label_name_length_limit {
+            return Err(ScrapeError::LabelLimit(format!(
+                "label name {:?} longer than {}",
+                lab.name, cfg.label_name_length_limit
+            )));
+        }
+        if cfg.label_value_length_limit > 0 && lab.value.len() > cfg.label_value_length_limit {
+            return Err(ScrapeError::LabelLimit(format!(
+                "value of label {:?} longer than {}",
+                lab.name, cfg.label_value_length_limit
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn format_reqwest(e: &reqwest::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    if e.is_timeout() {
+        msg = format!("context deadline exceeded ({msg})");
+    }
+    msg
+}
+
+pub fn now_ms() -> TimestampMs {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
