@@ -172,3 +172,54 @@ async fn compile_cache_is_used_on_second_load() {
     }
     assert!(!load().await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_flight_call_finishes_on_the_old_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = std::fs::read(common::component("misbehave")).unwrap();
+    let new = std::fs::read(common::component("noop")).unwrap();
+    install(dir.path(), "p.wasm", &old);
+    let rt = PluginRuntime::new(
+        &PluginsConfig::default(),
+        dir.path().to_path_buf(),
+        None,
+        Arc::new(Metrics::new()),
+    )
+    .unwrap();
+    rt.load_all().await;
+    let h_old = rt.get("p").unwrap().hash.clone();
+    let _watch = watch::watch(rt.clone()).unwrap();
+    let inst = Instance {
+        name: "p".into(),
+        plugin: "p".into(),
+        config_json: r#"{"mode":"busy","ms":3000}"#.into(),
+        allow: Arc::new([]),
+        timeout: Duration::from_secs(20),
+        memory_limit: 32 << 20,
+    };
+    let n = WebhookMessage::test_message("p", "http://localhost", "2026-01-01T00:00:00Z")
+        .to_wit()
+        .unwrap();
+    let call = {
+        let (rt, inst, n) = (rt.clone(), inst.clone(), n.clone());
+        tokio::spawn(async move { rt.notify(&inst, &n).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    install(dir.path(), "p.wasm", &new);
+    wait_until("the new version to load", Duration::from_secs(10), || {
+        rt.get("p").is_some_and(|p| p.hash != h_old)
+    })
+    .await;
+    assert!(
+        !call.is_finished(),
+        "the busy call should still be running after the swap"
+    );
+    let info = call
+        .await
+        .unwrap()
+        .expect("in-flight call failed across the reload");
+    assert_eq!(
+        info.plugin_hash, h_old,
+        "the in-flight call must finish on the version it started on"
+    );
+}

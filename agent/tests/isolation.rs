@@ -258,3 +258,25 @@ async fn plugin_failures_keep_their_kind() {
         .await;
     assert_eq!(r.unwrap_err(), CallError::NotLoaded("nonexistent".into()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guest_blocked_on_a_slow_host_times_out() {
+    let (_dir, rt, _) = runtime().await;
+    let server = common::Receiver::start().await;
+    *server.delay.lock().unwrap() = Duration::from_secs(30);
+    let addr = server.addr.to_string();
+    let slow = instance(
+        "slow",
+        "misbehave",
+        serde_json::json!({"mode": "http", "url": format!("http://{addr}/")}),
+        &[addr.as_str()],
+        Duration::from_millis(500),
+    );
+    // The guest is parked in a host call (no epochs tick inside it): the
+    // outer timeout must still end the call.
+    let r = rt.notify(&slow, &notification()).await;
+    assert_eq!(
+        r.unwrap_err(),
+        CallError::Timeout(Duration::from_millis(500))
+    );
+}

@@ -38,6 +38,8 @@ pub struct Receiver {
     pub addr: SocketAddr,
     pub got: Arc<Mutex<Vec<Received>>>,
     pub status: Arc<Mutex<StatusCode>>,
+    /// How long to wait before answering.
+    pub delay: Arc<Mutex<std::time::Duration>>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -45,11 +47,14 @@ impl Receiver {
     pub async fn start() -> Receiver {
         let got: Arc<Mutex<Vec<Received>>> = Arc::default();
         let status = Arc::new(Mutex::new(StatusCode::OK));
-        let (g, s) = (got.clone(), status.clone());
+        let delay = Arc::new(Mutex::new(std::time::Duration::ZERO));
+        let (g, s, d) = (got.clone(), status.clone(), delay.clone());
         let app = Router::new().fallback(post(
             move |uri: axum::http::Uri, headers: HeaderMap, body: Bytes| {
-                let (g, s) = (g.clone(), s.clone());
+                let (g, s, d) = (g.clone(), s.clone(), d.clone());
                 async move {
+                    let wait = *d.lock().unwrap();
+                    tokio::time::sleep(wait).await;
                     g.lock().unwrap().push(Received {
                         path: uri.path().to_string(),
                         headers,
@@ -75,6 +80,7 @@ impl Receiver {
             addr,
             got,
             status,
+            delay,
             shutdown: Some(tx),
         }
     }

@@ -11,7 +11,9 @@
 //!   [`http::Response::classify`] makes of the answer, or the transport
 //!   failure (a host that denies the URL gives a retryable failure whose
 //!   message holds `HTTP-request-denied`);
-//! - `fail-retryable` / `fail-permanent`: returns that failure.
+//! - `fail-retryable` / `fail-permanent`: returns that failure;
+//! - `busy`: computes for `ms` milliseconds of host clock, then returns
+//!   `Ok(())` (a slow but well-behaved call, for in-flight reload tests).
 
 use std::hint::black_box;
 
@@ -24,6 +26,8 @@ struct Config {
     mode: String,
     #[serde(default)]
     url: String,
+    #[serde(default)]
+    ms: i64,
 }
 
 const MIB: usize = 1 << 20;
@@ -47,6 +51,13 @@ impl Guest for Misbehave {
                 let response = http::post_json(&config.url, &body, &[])?;
                 wasmon_sdk::log::info(format!("misbehave: HTTP {}", response.status));
                 response.classify()
+            }
+            "busy" => {
+                let until = wasmon_sdk::now_ms() + config.ms;
+                while wasmon_sdk::now_ms() < until {
+                    black_box(0u64);
+                }
+                Ok(())
             }
             "fail-retryable" => Err(Failure::retryable("misbehave: asked to fail (retryable)")),
             "fail-permanent" => Err(Failure::permanent("misbehave: asked to fail (permanent)")),
