@@ -1,1 +1,59 @@
-//! The embedded time-series store.
+//! The embedded time-series store, after Prometheus' `tsdb` package.
+//!
+//! ```text
+//! append ──► Appender ──commit──► WAL (wal/, records framed + CRC32) ──► Head
+//!                                                                       │ series + chunks (Gorilla XOR)
+//!                                                                       │ postings (label → value → refs)
+//!                         compact(): oldest block_duration window ◄─────┘
+//!                                    ──► DIR/<ULID>/{meta.json,index,chunks/}
+//!                                    ──► head truncated, WAL checkpointed, retention applied
+//! select / label_names / label_values ──► merge(blocks overlapping the range, head)
+//! ```
+//!
+//! Module map: [`chunkenc`] (bit-level XOR chunks, on [`bstream`]),
+//! [`series`] (one in-memory series), [`head`] (the in-memory store),
+//! [`postings`] and [`matcher`] (the inverted index and label matchers),
+//! [`record`] and [`wal`] (write-ahead log), [`chunks`], [`index`] and
+//! [`block`] (the on-disk block format), [`db`] (the public API, compaction,
+//! retention, maintenance).
+
+pub mod block;
+pub mod bstream;
+pub mod chunkenc;
+pub mod chunks;
+pub mod db;
+pub mod encoding;
+pub mod head;
+pub mod index;
+pub mod matcher;
+pub mod postings;
+pub mod record;
+pub mod series;
+pub mod wal;
+
+pub use db::{Appender, Db, Maintenance, Options, Series, Stats};
+pub use matcher::{MatchOp, Matcher};
+pub use series::SeriesRef;
+
+/// Why a sample was not accepted. Callers branch on these (the scrape loop
+/// counts them per kind, as Prometheus' scrape does).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AppendError {
+    /// Older than the series' newest sample.
+    #[error("out of order sample")]
+    OutOfOrder,
+    /// Same timestamp as the series' newest sample, different value.
+    #[error("duplicate sample for timestamp")]
+    DuplicateSampleForTimestamp,
+    /// Older than the head's minimum valid time (already persisted range).
+    #[error("out of bounds")]
+    OutOfBounds,
+    #[error("empty label set")]
+    EmptyLabels,
+    /// [`Appender::append_ref`] with a ref the head does not hold (any more).
+    #[error("unknown series ref {0}")]
+    UnknownSeriesRef(u64),
+    /// Logging a new series to the WAL failed.
+    #[error("storage error: {0}")]
+    Storage(String),
+}

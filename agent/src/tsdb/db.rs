@@ -1,0 +1,856 @@
+//! The database: head + WAL + blocks, appenders, queries, compaction,
+//! retention and the background maintenance thread.
+//!
+//! Write path: [`Appender::append`] validates against each series' last
+//! sample and buffers; [`Appender::commit`] writes one WAL samples record,
+//! then applies the samples to the head (visible to queries from then on).
+//! [`Db::compact`] persists the head's oldest `block_duration` window into a
+//! block once the head spans 1.5 windows (as Prometheus does, leaving half a
+//! window for late samples), drops those chunks from the head, replaces the
+//! WAL segments with a checkpoint of what the head still holds, and applies
+//! retention. Queries merge the overlapping blocks and the head.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+use parking_lot::{Mutex, RwLock};
+
+use super::block::{self, Block};
+use super::chunkenc::XorIter;
+use super::head::Head;
+use super::matcher::Matcher;
+use super::postings::postings_for_matchers;
+use super::record::{self, Record, RefSample};
+use super::series::{MemSeries, SeriesRef, SeriesState};
+use super::wal::{self, Wal};
+use super::AppendError;
+use crate::model::Labels;
+
+/// Storage options (`[storage]` in the agent config maps onto these).
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Blocks whose newest sample is older than this (relative to the newest
+    /// sample in the store) are deleted.
+    pub retention_time: Duration,
+    /// Oldest blocks are deleted while blocks + WAL exceed this many bytes.
+    pub retention_size: Option<u64>,
+    /// Time range of a block, and the chunk cutting boundary.
+    pub block_duration: Duration,
+    /// How often the WAL is fsynced; zero = on every commit.
+    pub wal_sync_interval: Duration,
+    /// WAL segment files are cut at this size.
+    pub wal_segment_size: u64,
+    /// How often the maintenance thread runs [`Db::compact`].
+    pub compaction_interval: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            retention_time: Duration::from_secs(15 * 24 * 3600),
+            retention_size: None,
+            block_duration: Duration::from_secs(2 * 3600),
+            wal_sync_interval: Duration::from_secs(1),
+            wal_segment_size: 128 << 20,
+            compaction_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A series returned by [`Db::select`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    pub labels: Labels,
+    pub samples: Vec<(i64, f64)>,
+}
+
+/// Figures for `/metrics` and the benchmarks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub head_series: u64,
+    pub head_chunks: u64,
+    pub head_min_time: Option<i64>,
+    pub head_max_time: Option<i64>,
+    /// Estimated heap bytes of the head (series, labels, chunks, index).
+    pub head_memory_bytes: u64,
+    pub samples_appended_total: u64,
+    pub out_of_order_total: u64,
+    pub out_of_bounds_total: u64,
+    pub duplicate_total: u64,
+    pub series_created_total: u64,
+    pub series_removed_total: u64,
+    pub wal_bytes: u64,
+    pub wal_syncs_total: u64,
+    /// Torn or corrupt WAL tails cut off at open.
+    pub wal_repairs_total: u64,
+    pub blocks: u64,
+    pub blocks_bytes: u64,
+    /// Blocks + WAL.
+    pub bytes_on_disk: u64,
+    pub compactions_total: u64,
+    pub blocks_deleted_total: u64,
+}
+
+struct Inner {
+    dir: PathBuf,
+    opts: Options,
+    head: Head,
+    wal: Wal,
+    /// Sorted by min time; never overlapping.
+    blocks: RwLock<Vec<Arc<Block>>>,
+    /// Commits hold it shared from WAL write to head apply; the checkpoint
+    /// holds it exclusively while cutting the segment, so every sample in the
+    /// segments it deletes is already in the head it dumps.
+    commit_lock: RwLock<()>,
+    compact_lock: Mutex<()>,
+    closed: AtomicBool,
+    wal_repairs: u64,
+    compactions: AtomicU64,
+    blocks_deleted: AtomicU64,
+}
+
+/// The embedded time-series database. `Send + Sync`; share it by `Arc` or
+/// by reference.
+pub struct Db {
+    inner: Arc<Inner>,
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX).max(1)
+}
+
+impl Db {
+    /// Opens (or creates) the store in `dir`: loads blocks, replays the WAL.
+    pub fn open(dir: &Path, opts: Options) -> Result<Db> {
+        let started = Instant::now();
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let mut blocks = Vec::new();
+        for e in fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+            let e = e?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            let path = e.path();
+            if name.ends_with(".tmp") || name.ends_with(".deleted") {
+                tracing::info!(path = %path.display(), "removing leftover from an interrupted compaction");
+                let _ = fs::remove_dir_all(&path);
+                continue;
+            }
+            if !block::is_ulid(&name) || !path.is_dir() {
+                continue;
+            }
+            match Block::open(&path) {
+                Ok(b) => blocks.push(Arc::new(b)),
+                Err(e) => {
+                    tracing::error!(path = %path.display(), error = %format!("{e:#}"), "skipping unreadable block")
+                }
+            }
+        }
+        blocks.sort_by_key(|b| b.meta.min_time);
+
+        let head = Head::new(ms(opts.block_duration));
+        if let Some(maxt) = blocks.iter().map(|b| b.meta.max_time).max() {
+            head.set_min_valid_time(maxt);
+        }
+        let wal_dir = dir.join("wal");
+        fs::create_dir_all(&wal_dir).with_context(|| format!("creating {}", wal_dir.display()))?;
+        wal::remove_tmp(&wal_dir);
+        let mut refs: HashMap<u64, Arc<MemSeries>> = HashMap::new();
+        let (mut samples, mut unknown, mut bad) = (0u64, 0u64, 0u64);
+        let mvt = head.min_valid_time();
+        let replay = wal::replay(&wal_dir, &mut |payload| match record::decode(payload) {
+            Ok(Record::Series(list)) => {
+                for (r, l) in list {
+                    if !l.is_empty() {
+                        refs.insert(r, head.replay_series(r, &l));
+                    }
+                }
+            }
+            Ok(Record::Samples(list)) => {
+                for s in list {
+                    let Some(series) = refs.get(&s.r) else {
+                        unknown += 1;
+                        continue;
+                    };
+                    if s.t < mvt {
+                        continue;
+                    }
+                    if series.state.lock().append(s.t, s.v, head.chunk_range) == Ok(true) {
+                        head.note_max_time(s.t);
+                        samples += 1;
+                    }
+                }
+            }
+            Err(e) => {
+                bad += 1;
+                tracing::warn!(error = %e, "skipping undecodable WAL record");
+            }
+        })?;
+        if unknown > 0 {
+            tracing::warn!(
+                samples = unknown,
+                "WAL replay: samples for unknown series dropped"
+            );
+        }
+        let next = replay.last_segment.map_or(0, |s| s + 1);
+        let wal = Wal::create(&wal_dir, next, opts.wal_segment_size)?;
+        tracing::info!(
+            dir = %dir.display(),
+            blocks = blocks.len(),
+            series = head.num_series(),
+            samples,
+            wal_records = replay.records,
+            bad_records = bad,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "tsdb opened"
+        );
+        Ok(Db {
+            inner: Arc::new(Inner {
+                dir: dir.to_path_buf(),
+                opts,
+                head,
+                wal,
+                blocks: RwLock::new(blocks),
+                commit_lock: RwLock::new(()),
+                compact_lock: Mutex::new(()),
+                closed: AtomicBool::new(false),
+                wal_repairs: replay.repairs,
+                compactions: AtomicU64::new(0),
+                blocks_deleted: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    pub fn options(&self) -> &Options {
+        &self.inner.opts
+    }
+
+    /// A batch of appends that becomes visible (and is logged) on commit.
+    /// Cheap; use one per scrape.
+    pub fn appender(&self) -> Appender {
+        Appender {
+            db: self.inner.clone(),
+            batch: HashMap::new(),
+            series: Vec::new(),
+            samples: Vec::new(),
+            done: false,
+        }
+    }
+
+    /// Series matching all `matchers` with their samples in `[mint, maxt]`,
+    /// sorted by labels. Staleness markers are returned as stored.
+    pub fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<Series> {
+        let mut out: BTreeMap<Labels, Vec<Vec<(i64, f64)>>> = BTreeMap::new();
+        let push = |out: &mut BTreeMap<Labels, Vec<Vec<(i64, f64)>>>,
+                    labels: Labels,
+                    data: &[u8]| {
+            let mut it = XorIter::new(data);
+            let samples: Vec<(i64, f64)> = it
+                .by_ref()
+                .filter(|(t, _)| *t >= mint && *t <= maxt)
+                .collect();
+            if it.error() {
+                tracing::warn!(series = %labels, "corrupt chunk; returning the samples before the damage");
+            }
+            if !samples.is_empty() {
+                out.entry(labels).or_default().push(samples);
+            }
+        };
+        for b in self.blocks_in(mint, maxt) {
+            for off in postings_for_matchers(&b.index, matchers) {
+                let (labels, metas) = match b.index.series(off) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(block = %b.meta.ulid, error = %format!("{e:#}"), "corrupt series entry");
+                        continue;
+                    }
+                };
+                for m in metas.iter().filter(|m| m.maxt >= mint && m.mint <= maxt) {
+                    match b.chunks.chunk(m.r) {
+                        Ok(data) => push(&mut out, labels.clone(), data),
+                        Err(e) => {
+                            tracing::warn!(block = %b.meta.ulid, error = %format!("{e:#}"), "unreadable chunk")
+                        }
+                    }
+                }
+            }
+        }
+        let head = &self.inner.head;
+        let refs = head.postings_for_matchers(matchers);
+        for sc in head.series_chunks(&refs, mint, maxt) {
+            for c in &sc.chunks {
+                push(&mut out, sc.labels.clone(), &c.data);
+            }
+        }
+        out.into_iter()
+            .map(|(labels, parts)| Series {
+                labels,
+                samples: merge(parts),
+            })
+            .collect()
+    }
+
+    /// Label names of the series matching `matchers` (all names when empty)
+    /// in blocks and head overlapping `[mint, maxt]`, sorted.
+    pub fn label_names(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<String> {
+        let mut set = BTreeSet::new();
+        for l in self.matching_labels(matchers, mint, maxt, &mut |names| set.extend(names)) {
+            set.extend(l.iter().map(|l| l.name.clone()));
+        }
+        set.into_iter().collect()
+    }
+
+    /// Values of label `name` among the series matching `matchers`, sorted.
+    pub fn label_values(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Vec<String> {
+        let mut set = BTreeSet::new();
+        if matchers.is_empty() {
+            for b in self.blocks_in(mint, maxt) {
+                set.extend(b.index.label_values(name));
+            }
+            if self.head_overlaps(mint, maxt) {
+                set.extend(self.inner.head.label_values(name));
+            }
+        } else {
+            for l in self.matching_labels(matchers, mint, maxt, &mut |_| {}) {
+                if let Some(v) = l.get(name) {
+                    set.insert(v.to_owned());
+                }
+            }
+        }
+        set.into_iter().collect()
+    }
+
+    /// Label sets of matching series; with no matchers, hands every source's
+    /// label names to `all_names` instead (index-only, no series decoding).
+    fn matching_labels(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        all_names: &mut dyn FnMut(Vec<String>),
+    ) -> Vec<Labels> {
+        let mut out = Vec::new();
+        let head_overlaps = self.head_overlaps(mint, maxt);
+        if matchers.is_empty() {
+            for b in self.blocks_in(mint, maxt) {
+                all_names(b.index.label_names());
+            }
+            if head_overlaps {
+                all_names(self.inner.head.label_names());
+            }
+            return out;
+        }
+        for b in self.blocks_in(mint, maxt) {
+            for off in postings_for_matchers(&b.index, matchers) {
+                if let Ok((l, _)) = b.index.series(off) {
+                    out.push(l);
+                }
+            }
+        }
+        if head_overlaps {
+            let head = &self.inner.head;
+            out.extend(head.labels_of(&head.postings_for_matchers(matchers)));
+        }
+        out
+    }
+
+    fn head_overlaps(&self, mint: i64, maxt: i64) -> bool {
+        let head = &self.inner.head;
+        head.max_time() >= mint && head.min_valid_time() <= maxt
+    }
+
+    fn blocks_in(&self, mint: i64, maxt: i64) -> Vec<Arc<Block>> {
+        self.inner
+            .blocks
+            .read()
+            .iter()
+            .filter(|b| b.overlaps(mint, maxt))
+            .cloned()
+            .collect()
+    }
+
+    /// Persists what is due into blocks, truncates the head and the WAL, and
+    /// applies retention. Safe to call at any time from any thread.
+    pub fn compact(&self) -> Result<()> {
+        self.inner.compact()
+    }
+
+    /// Writes and fsyncs the WAL now.
+    pub fn sync_wal(&self) -> Result<()> {
+        self.inner.wal.sync()
+    }
+
+    /// Completed WAL syncs: a commit that returned before this counter grew
+    /// by two is durable (syncs are serialised).
+    pub fn wal_syncs(&self) -> u64 {
+        self.inner.wal.syncs()
+    }
+
+    pub fn stats(&self) -> Stats {
+        let i = &self.inner;
+        let h = &i.head;
+        let c = &h.counters;
+        let (head_chunks, head_mem) = h.memory();
+        let blocks = i.blocks.read();
+        let blocks_bytes: u64 = blocks.iter().map(|b| b.size).sum();
+        let wal_bytes = i.wal.size_bytes();
+        let max = h.max_time();
+        Stats {
+            head_series: h.num_series() as u64,
+            head_chunks: head_chunks as u64,
+            head_min_time: h.min_time(),
+            head_max_time: (max != i64::MIN).then_some(max),
+            head_memory_bytes: head_mem as u64,
+            samples_appended_total: c.samples_appended.load(Ordering::Relaxed),
+            out_of_order_total: c.out_of_order.load(Ordering::Relaxed),
+            out_of_bounds_total: c.out_of_bounds.load(Ordering::Relaxed),
+            duplicate_total: c.duplicates.load(Ordering::Relaxed),
+            series_created_total: c.series_created.load(Ordering::Relaxed),
+            series_removed_total: c.series_removed.load(Ordering::Relaxed),
+            wal_bytes,
+            wal_syncs_total: i.wal.syncs(),
+            wal_repairs_total: i.wal_repairs,
+            blocks: blocks.len() as u64,
+            blocks_bytes,
+            bytes_on_disk: blocks_bytes + wal_bytes,
+            compactions_total: i.compactions.load(Ordering::Relaxed),
+            blocks_deleted_total: i.blocks_deleted.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Starts the maintenance thread: WAL sync every `wal_sync_interval`,
+    /// compaction and retention every `compaction_interval`. It stops when
+    /// the returned handle is dropped or the database is closed/dropped.
+    pub fn spawn_maintenance(&self) -> Maintenance {
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        let stop = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+        let stop2 = stop.clone();
+        let sync_every = self.inner.opts.wal_sync_interval;
+        let compact_every = self
+            .inner
+            .opts
+            .compaction_interval
+            .max(Duration::from_millis(10));
+        let tick = if sync_every.is_zero() {
+            compact_every
+        } else {
+            sync_every.min(compact_every)
+        };
+        let handle = std::thread::Builder::new()
+            .name("tsdb-maintenance".into())
+            .spawn(move || {
+                let mut last_compact = Instant::now();
+                loop {
+                    {
+                        let (lock, cv) = &*stop2;
+                        let guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+                        let (guard, _) = cv
+                            .wait_timeout_while(guard, tick, |stopped| !*stopped)
+                            .unwrap_or_else(|e| e.into_inner());
+                        if *guard {
+                            return;
+                        }
+                    }
+                    let Some(inner) = weak.upgrade() else { return };
+                    if inner.closed.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    if !sync_every.is_zero() {
+                        if let Err(e) = inner.wal.sync() {
+                            tracing::error!(error = %format!("{e:#}"), "WAL sync failed");
+                        }
+                    }
+                    if last_compact.elapsed() >= compact_every {
+                        last_compact = Instant::now();
+                        if let Err(e) = inner.compact() {
+                            tracing::error!(error = %format!("{e:#}"), "tsdb compaction failed");
+                        }
+                    }
+                }
+            })
+            .expect("spawning the tsdb maintenance thread");
+        Maintenance {
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    /// Flushes and fsyncs the WAL. Data not yet in blocks is replayed from
+    /// the WAL on the next open.
+    pub fn close(self) -> Result<()> {
+        self.inner.closed.store(true, Ordering::SeqCst);
+        self.inner.wal.sync()
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if !self.closed.load(Ordering::SeqCst) {
+            if let Err(e) = self.wal.sync() {
+                tracing::warn!(error = %format!("{e:#}"), "WAL sync on drop failed");
+            }
+        }
+    }
+}
+
+/// Concatenates per-chunk sample runs into one sorted, deduplicated list.
+fn merge(mut parts: Vec<Vec<(i64, f64)>>) -> Vec<(i64, f64)> {
+    if parts.len() == 1 {
+        return parts.pop().unwrap_or_default();
+    }
+    parts.sort_by_key(|p| p.first().map(|s| s.0));
+    let mut out: Vec<(i64, f64)> = parts.concat();
+    if !out.windows(2).all(|w| w[0].0 < w[1].0) {
+        out.sort_by_key(|s| s.0);
+        out.dedup_by_key(|s| s.0);
+    }
+    out
+}
+
+impl Inner {
+    fn compact(&self) -> Result<()> {
+        let _g = self.compact_lock.lock();
+        let range = self.head.chunk_range;
+        let mut persisted = false;
+        while let Some(head_min) = self.head.min_time() {
+            let start = head_min.div_euclid(range).saturating_mul(range);
+            let end = start.saturating_add(range);
+            if self.head.max_time() < end.saturating_add(range / 2) {
+                break;
+            }
+            // From here on appends into [start, end) are out of bounds, so
+            // the snapshot below is complete.
+            self.head.set_min_valid_time(end);
+            let mut series: Vec<(Labels, Vec<super::series::ClosedChunk>)> = Vec::new();
+            for s in self.head.all_series() {
+                let chunks: Vec<_> = s
+                    .state
+                    .lock()
+                    .chunks(start, end - 1)
+                    .into_iter()
+                    .filter(|c| c.mint >= start && c.maxt < end)
+                    .collect();
+                if !chunks.is_empty() {
+                    series.push((s.labels.to_labels(), chunks));
+                }
+            }
+            series.sort_by(|a, b| a.0.cmp(&b.0));
+            let t0 = Instant::now();
+            let n = series.len();
+            let dir = block::write_block(&self.dir, start, end, series)?;
+            let b = Arc::new(Block::open(&dir)?);
+            tracing::info!(
+                block = %b.meta.ulid, mint = start, maxt = end, series = n,
+                samples = b.meta.stats.num_samples, bytes = b.size,
+                elapsed_ms = t0.elapsed().as_millis() as u64, "persisted head block"
+            );
+            {
+                let mut blocks = self.blocks.write();
+                blocks.push(b);
+                blocks.sort_by_key(|b| b.meta.min_time);
+            }
+            let (chunks, removed) = self.head.truncate(end);
+            tracing::debug!(chunks, series = removed, "head truncated");
+            self.compactions.fetch_add(1, Ordering::Relaxed);
+            persisted = true;
+        }
+        if persisted {
+            self.checkpoint_wal()?;
+        }
+        self.apply_retention()
+    }
+
+    /// Replaces all WAL segments so far by a checkpoint holding the head's
+    /// current content (series records, then sample records).
+    fn checkpoint_wal(&self) -> Result<()> {
+        let upto = {
+            let _w = self.commit_lock.write();
+            self.wal.cut_segment()?
+        };
+        let mut series = self.head.all_series();
+        series.sort_by_key(|s| s.r);
+        self.wal.checkpoint(upto, &mut |write| {
+            let mut buf = Vec::with_capacity(1 << 16);
+            for group in series.chunks(1000) {
+                buf.clear();
+                record::begin_series(&mut buf);
+                for s in group {
+                    let labels: Vec<(&str, &str)> = s.labels.iter().collect();
+                    record::put_series(&mut buf, s.r, &labels);
+                }
+                write(&buf)?;
+            }
+            let mut samples: Vec<RefSample> = Vec::with_capacity(10_000);
+            for s in &series {
+                let chunks = s.state.lock().chunks(i64::MIN, i64::MAX);
+                for c in &chunks {
+                    samples.extend(c.iter().map(|(t, v)| RefSample { r: s.r, t, v }));
+                }
+                if samples.len() >= 10_000 {
+                    buf.clear();
+                    record::encode_samples(&mut buf, &samples);
+                    write(&buf)?;
+                    samples.clear();
+                }
+            }
+            if !samples.is_empty() {
+                buf.clear();
+                record::encode_samples(&mut buf, &samples);
+                write(&buf)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn apply_retention(&self) -> Result<()> {
+        let mut doomed: Vec<Arc<Block>> = Vec::new();
+        {
+            let mut blocks = self.blocks.write();
+            let newest = blocks
+                .iter()
+                .map(|b| b.meta.max_time)
+                .chain([self.head.max_time()])
+                .max()
+                .unwrap_or(i64::MIN);
+            let cutoff = newest.saturating_sub(ms(self.opts.retention_time));
+            blocks.retain(|b| {
+                let keep = b.meta.max_time > cutoff;
+                if !keep {
+                    doomed.push(b.clone());
+                }
+                keep
+            });
+            if let Some(limit) = self.opts.retention_size {
+                let mut total: u64 =
+                    blocks.iter().map(|b| b.size).sum::<u64>() + self.wal.size_bytes();
+                while total > limit && !blocks.is_empty() {
+                    let b = blocks.remove(0);
+                    total = total.saturating_sub(b.size);
+                    doomed.push(b);
+                }
+            }
+        }
+        for b in doomed {
+            tracing::info!(block = %b.meta.ulid, mint = b.meta.min_time, maxt = b.meta.max_time, "deleting block (retention)");
+            Block::delete(&b.dir)?;
+            self.blocks_deleted.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+}
+
+/// Handle of the maintenance thread; stops it when dropped.
+pub struct Maintenance {
+    stop: Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Maintenance {
+    pub fn stop(mut self) {
+        self.stop_inner();
+    }
+
+    fn stop_inner(&mut self) {
+        let (lock, cv) = &*self.stop;
+        *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        cv.notify_all();
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Maintenance {
+    fn drop(&mut self) {
+        self.stop_inner();
+    }
+}
+
+/// A batch of samples; see [`Db::appender`]. Dropping it uncommitted rolls
+/// it back.
+pub struct Appender {
+    db: Arc<Inner>,
+    /// Series ref → index into `series`.
+    batch: HashMap<SeriesRef, u32>,
+    /// Touched series with the last sample pending for each.
+    series: Vec<(Arc<MemSeries>, i64, f64)>,
+    /// (index into `series`, t, v).
+    samples: Vec<(u32, i64, f64)>,
+    done: bool,
+}
+
+impl Appender {
+    /// Adds a sample for the series `labels` (created if new). Returns the
+    /// series ref, usable with [`Appender::append_ref`] while the series
+    /// lives in the head.
+    pub fn append(&mut self, labels: &Labels, t: i64, v: f64) -> Result<SeriesRef, AppendError> {
+        let db = self.db.clone();
+        self.check_bounds(t)?;
+        db.head
+            .with_series(labels, Some(&db.wal), |s| self.add(s, t, v))?
+    }
+
+    /// Adds a sample by series ref (a scrape cache hit): no label hashing.
+    pub fn append_ref(&mut self, r: SeriesRef, t: i64, v: f64) -> Result<SeriesRef, AppendError> {
+        let db = self.db.clone();
+        self.check_bounds(t)?;
+        db.head
+            .with_ref(r, |s| self.add(s, t, v))
+            .unwrap_or(Err(AppendError::UnknownSeriesRef(r)))
+    }
+
+    fn check_bounds(&self, t: i64) -> Result<(), AppendError> {
+        if t < self.db.head.min_valid_time() {
+            self.db
+                .head
+                .counters
+                .out_of_bounds
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(AppendError::OutOfBounds);
+        }
+        Ok(())
+    }
+
+    fn add(&mut self, s: &Arc<MemSeries>, t: i64, v: f64) -> Result<SeriesRef, AppendError> {
+        let idx = self.batch.get(&s.r).copied();
+        let mut st = s.state.lock();
+        let last = match idx {
+            Some(i) => {
+                let (_, lt, lv) = self.series[i as usize];
+                Some((lt, lv))
+            }
+            None => st.last(),
+        };
+        match SeriesState::check(last, t, v) {
+            Ok(true) => {}
+            Ok(false) => return Ok(s.r),
+            Err(e) => {
+                let c = &self.db.head.counters;
+                match e {
+                    AppendError::OutOfOrder => c.out_of_order.fetch_add(1, Ordering::Relaxed),
+                    _ => c.duplicates.fetch_add(1, Ordering::Relaxed),
+                };
+                return Err(e);
+            }
+        }
+        let i = match idx {
+            Some(i) => {
+                self.series[i as usize].1 = t;
+                self.series[i as usize].2 = v;
+                i
+            }
+            None => {
+                st.pending += 1;
+                let i = self.series.len() as u32;
+                self.series.push((s.clone(), t, v));
+                self.batch.insert(s.r, i);
+                i
+            }
+        };
+        self.samples.push((i, t, v));
+        Ok(s.r)
+    }
+
+    /// Number of samples waiting for commit.
+    pub fn len(&self) -> usize {
+        self.samples.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty()
+    }
+
+    /// Logs the batch to the WAL and makes it visible. Samples that lost a
+    /// race with another appender on the same series are dropped (counted
+    /// as out of order), as in Prometheus.
+    pub fn commit(mut self) -> Result<()> {
+        self.done = true;
+        if self.samples.is_empty() {
+            self.release();
+            return Ok(());
+        }
+        let db = self.db.clone();
+        let _c = db.commit_lock.read();
+        let mut rec = Vec::with_capacity(16 + self.samples.len() * 12);
+        let refs: Vec<RefSample> = self
+            .samples
+            .iter()
+            .map(|&(i, t, v)| RefSample {
+                r: self.series[i as usize].0.r,
+                t,
+                v,
+            })
+            .collect();
+        record::encode_samples(&mut rec, &refs);
+        if let Err(e) = db.wal.log(&rec, db.opts.wal_sync_interval.is_zero()) {
+            self.release();
+            return Err(e.context("writing samples to the WAL"));
+        }
+        let head = &db.head;
+        let mvt = head.min_valid_time();
+        let (mut appended, mut rejected, mut maxt) = (0u64, 0u64, i64::MIN);
+        for &(i, t, v) in &self.samples {
+            let s = &self.series[i as usize].0;
+            if t < mvt {
+                rejected += 1;
+                continue;
+            }
+            match s.state.lock().append(t, v, head.chunk_range) {
+                Ok(true) => {
+                    appended += 1;
+                    maxt = maxt.max(t);
+                }
+                Ok(false) => {}
+                Err(_) => rejected += 1,
+            }
+        }
+        self.release();
+        head.note_max_time(maxt);
+        head.counters
+            .samples_appended
+            .fetch_add(appended, Ordering::Relaxed);
+        if rejected > 0 {
+            head.counters
+                .out_of_order
+                .fetch_add(rejected, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Discards the batch.
+    pub fn rollback(mut self) {
+        self.done = true;
+        self.release();
+    }
+
+    fn release(&mut self) {
+        for (s, _, _) in self.series.drain(..) {
+            let mut st = s.state.lock();
+            st.pending = st.pending.saturating_sub(1);
+        }
+        self.samples.clear();
+        self.batch.clear();
+    }
+}
+
+impl Drop for Appender {
+    fn drop(&mut self) {
+        if !self.done {
+            self.release();
+        }
+    }
+}

@@ -1,0 +1,312 @@
+//! The head: the in-memory, writable part of the store holding the most
+//! recent data (everything not yet persisted to a block).
+//!
+//! Series are found by label-set hash (collisions fall back to comparing
+//! labels) and by ref; the inverted index ([`MemPostings`]) answers
+//! matchers. One `RwLock` guards these maps; each series has its own mutex,
+//! so concurrent scrape loops appending to different series only share the
+//! read lock. New series are written to the WAL while the write lock is
+//! held: their series record therefore always precedes any sample record
+//! that refers to them.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+
+use super::matcher::Matcher;
+use super::postings::{postings_for_matchers, MemPostings};
+use super::record;
+use super::series::{hash_labels, hash_pairs, ClosedChunk, MemSeries, PackedLabels, SeriesRef};
+use super::wal::Wal;
+use super::AppendError;
+use crate::model::Labels;
+
+#[derive(Default)]
+struct HeadIndex {
+    /// Label hash → ref of the first series with that hash.
+    by_hash: HashMap<u64, SeriesRef>,
+    /// Further series whose hash collides with a `by_hash` entry (rare).
+    collisions: HashMap<u64, Vec<SeriesRef>>,
+    series: HashMap<SeriesRef, Arc<MemSeries>>,
+    postings: MemPostings,
+}
+
+impl HeadIndex {
+    fn find(&self, hash: u64, labels: &Labels) -> Option<&Arc<MemSeries>> {
+        let r = self.by_hash.get(&hash)?;
+        let s = self.series.get(r)?;
+        if s.labels.eq_labels(labels) {
+            return Some(s);
+        }
+        self.collisions
+            .get(&hash)?
+            .iter()
+            .filter_map(|r| self.series.get(r))
+            .find(|s| s.labels.eq_labels(labels))
+    }
+
+    fn insert(&mut self, hash: u64, s: Arc<MemSeries>) {
+        use std::collections::hash_map::Entry;
+        match self.by_hash.entry(hash) {
+            Entry::Vacant(e) => {
+                e.insert(s.r);
+            }
+            Entry::Occupied(_) => self.collisions.entry(hash).or_default().push(s.r),
+        }
+        self.postings.add(s.r, s.labels.iter());
+        self.series.insert(s.r, s);
+    }
+
+    fn remove(&mut self, s: &MemSeries) {
+        let hash = hash_pairs(s.labels.iter());
+        if self.by_hash.get(&hash) == Some(&s.r) {
+            self.by_hash.remove(&hash);
+            if let Some(c) = self.collisions.get_mut(&hash) {
+                let next = c.remove(0);
+                if c.is_empty() {
+                    self.collisions.remove(&hash);
+                }
+                self.by_hash.insert(hash, next);
+            }
+        } else if let Some(c) = self.collisions.get_mut(&hash) {
+            c.retain(|&r| r != s.r);
+            if c.is_empty() {
+                self.collisions.remove(&hash);
+            }
+        }
+        self.series.remove(&s.r);
+    }
+}
+
+/// Counters exported through [`super::Stats`].
+#[derive(Debug, Default)]
+pub struct HeadCounters {
+    pub samples_appended: AtomicU64,
+    pub out_of_order: AtomicU64,
+    pub out_of_bounds: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub series_created: AtomicU64,
+    pub series_removed: AtomicU64,
+}
+
+pub struct Head {
+    index: RwLock<HeadIndex>,
+    next_ref: AtomicU64,
+    /// Samples older than this are rejected: their range is (or is being)
+    /// persisted in a block.
+    min_valid_time: AtomicI64,
+    /// Newest sample timestamp seen (`i64::MIN` when empty).
+    max_time: AtomicI64,
+    /// Chunks are cut at multiples of this (the block duration).
+    pub chunk_range: i64,
+    pub counters: HeadCounters,
+}
+
+/// A series' labels and its chunks overlapping a time range.
+pub struct SeriesChunks {
+    pub labels: Labels,
+    pub chunks: Vec<ClosedChunk>,
+}
+
+impl Head {
+    pub fn new(chunk_range: i64) -> Head {
+        Head {
+            index: RwLock::new(HeadIndex::default()),
+            next_ref: AtomicU64::new(1),
+            min_valid_time: AtomicI64::new(i64::MIN),
+            max_time: AtomicI64::new(i64::MIN),
+            chunk_range: chunk_range.max(1),
+            counters: HeadCounters::default(),
+        }
+    }
+
+    pub fn min_valid_time(&self) -> i64 {
+        self.min_valid_time.load(Ordering::SeqCst)
+    }
+
+    pub fn set_min_valid_time(&self, t: i64) {
+        self.min_valid_time.fetch_max(t, Ordering::SeqCst);
+    }
+
+    pub fn max_time(&self) -> i64 {
+        self.max_time.load(Ordering::SeqCst)
+    }
+
+    pub fn note_max_time(&self, t: i64) {
+        self.max_time.fetch_max(t, Ordering::Relaxed);
+    }
+
+    /// Runs `f` on the series for `labels` (created, and logged to `wal`, if
+    /// new) while the index read lock is held, so that garbage collection
+    /// cannot remove the series between lookup and `f` marking it pending.
+    pub fn with_series<R>(
+        &self,
+        labels: &Labels,
+        wal: Option<&Wal>,
+        f: impl FnOnce(&Arc<MemSeries>) -> R,
+    ) -> Result<R, AppendError> {
+        let hash = hash_labels(labels);
+        {
+            let ix = self.index.read();
+            if let Some(s) = ix.find(hash, labels) {
+                return Ok(f(s));
+            }
+        }
+        if labels.is_empty() {
+            return Err(AppendError::EmptyLabels);
+        }
+        let mut ix = self.index.write();
+        if ix.find(hash, labels).is_none() {
+            let r = self.next_ref.fetch_add(1, Ordering::SeqCst);
+            let s = Arc::new(MemSeries::new(r, PackedLabels::new(labels)));
+            if let Some(wal) = wal {
+                let mut b = Vec::with_capacity(64);
+                record::begin_series(&mut b);
+                record::put_series(&mut b, r, &s.labels.iter().collect::<Vec<_>>());
+                wal.log(&b, false)
+                    .map_err(|e| AppendError::Storage(format!("{e:#}")))?;
+            }
+            ix.insert(hash, s);
+            self.counters.series_created.fetch_add(1, Ordering::Relaxed);
+        }
+        // Downgrade is not needed for correctness: GC also takes the write lock.
+        let s = ix.find(hash, labels).ok_or(AppendError::EmptyLabels)?;
+        Ok(f(s))
+    }
+
+    /// Runs `f` on the series with ref `r`, under the index read lock.
+    pub fn with_ref<R>(&self, r: SeriesRef, f: impl FnOnce(&Arc<MemSeries>) -> R) -> Option<R> {
+        let ix = self.index.read();
+        ix.series.get(&r).map(f)
+    }
+
+    /// Creates (or finds) a series with a given ref during WAL replay.
+    /// Returns the series, whose ref differs from `r` when the same labels
+    /// were already replayed under another ref.
+    pub fn replay_series(&self, r: SeriesRef, labels: &Labels) -> Arc<MemSeries> {
+        let hash = hash_labels(labels);
+        let mut ix = self.index.write();
+        if let Some(s) = ix.find(hash, labels) {
+            return s.clone();
+        }
+        if let Some(s) = ix.series.get(&r) {
+            // Same ref, different labels: corrupt input. Keep the first.
+            tracing::warn!(
+                series_ref = r,
+                "WAL replay: series ref reused with other labels"
+            );
+            return s.clone();
+        }
+        let s = Arc::new(MemSeries::new(r, PackedLabels::new(labels)));
+        ix.insert(hash, s.clone());
+        self.next_ref.fetch_max(r + 1, Ordering::SeqCst);
+        s
+    }
+
+    pub fn num_series(&self) -> usize {
+        self.index.read().series.len()
+    }
+
+    pub fn all_series(&self) -> Vec<Arc<MemSeries>> {
+        self.index.read().series.values().cloned().collect()
+    }
+
+    pub fn postings_for_matchers(&self, matchers: &[Matcher]) -> Vec<SeriesRef> {
+        postings_for_matchers(&self.index.read().postings, matchers)
+    }
+
+    /// Labels and chunks overlapping `[mint, maxt]` of the given series.
+    pub fn series_chunks(&self, refs: &[SeriesRef], mint: i64, maxt: i64) -> Vec<SeriesChunks> {
+        let series: Vec<Arc<MemSeries>> = {
+            let ix = self.index.read();
+            refs.iter()
+                .filter_map(|r| ix.series.get(r).cloned())
+                .collect()
+        };
+        series
+            .into_iter()
+            .filter_map(|s| {
+                let chunks = s.state.lock().chunks(mint, maxt);
+                (!chunks.is_empty()).then(|| SeriesChunks {
+                    labels: s.labels.to_labels(),
+                    chunks,
+                })
+            })
+            .collect()
+    }
+
+    pub fn labels_of(&self, refs: &[SeriesRef]) -> Vec<Labels> {
+        let ix = self.index.read();
+        refs.iter()
+            .filter_map(|r| ix.series.get(r).map(|s| s.labels.to_labels()))
+            .collect()
+    }
+
+    pub fn label_names(&self) -> Vec<String> {
+        self.index.read().postings.label_names()
+    }
+
+    pub fn label_values(&self, name: &str) -> Vec<String> {
+        self.index.read().postings.label_values(name)
+    }
+
+    /// Oldest sample time still in the head's chunks.
+    pub fn min_time(&self) -> Option<i64> {
+        self.all_series()
+            .iter()
+            .filter_map(|s| s.state.lock().min_time())
+            .min()
+    }
+
+    /// Drops chunks ending before `mint` and removes series left without
+    /// chunks and without pending appends. Returns (chunks, series) removed.
+    pub fn truncate(&self, mint: i64) -> (usize, usize) {
+        self.set_min_valid_time(mint);
+        let mut chunks = 0;
+        let mut empty = Vec::new();
+        for s in self.all_series() {
+            let mut st = s.state.lock();
+            chunks += st.truncate(mint);
+            if st.is_empty() && st.pending == 0 {
+                empty.push(s.clone());
+            }
+        }
+        if empty.is_empty() {
+            return (chunks, 0);
+        }
+        let mut ix = self.index.write();
+        let mut removed = Vec::with_capacity(empty.len());
+        for s in &empty {
+            // Re-check under the write lock: an appender may have found it.
+            let st = s.state.lock();
+            if st.is_empty() && st.pending == 0 {
+                ix.remove(s);
+                removed.push(s.r);
+            }
+        }
+        ix.postings.delete_many(&removed);
+        self.counters
+            .series_removed
+            .fetch_add(removed.len() as u64, Ordering::Relaxed);
+        (chunks, removed.len())
+    }
+
+    /// (chunks, estimated heap bytes) of the whole head.
+    pub fn memory(&self) -> (usize, usize) {
+        let ix = self.index.read();
+        let mut chunks = 0;
+        // Per series: the MemSeries allocation with its Arc header; the map
+        // slots are counted from the maps' capacities (16 bytes + 1 control).
+        let per_series = std::mem::size_of::<MemSeries>() + 16;
+        let mut bytes =
+            ix.postings.memory_estimate() + ix.series.capacity() * 17 + ix.by_hash.capacity() * 17;
+        for s in ix.series.values() {
+            let st = s.state.lock();
+            chunks += st.num_chunks();
+            bytes += per_series + s.labels.heap_bytes() + st.chunk_bytes();
+        }
+        (chunks, bytes)
+    }
+}

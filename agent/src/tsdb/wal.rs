@@ -1,0 +1,452 @@
+//! Write-ahead log: numbered segment files in `DIR/wal/`, plus at most one
+//! checkpoint that replaces the segments already persisted into blocks.
+//!
+//! Each record on disk is `len: u32 LE | crc32(payload): u32 LE | payload`.
+//! Appends go to an in-memory buffer that is written to the segment file
+//! when it grows past [`FLUSH_AT`] or when the log is synced; `sync` also
+//! fdatasyncs. The database calls `sync` on its `wal_sync_interval` (or on
+//! every commit when that is zero), so a crash loses at most one interval.
+//!
+//! Reading is forgiving by design: the first record whose header is cut
+//! short, whose length is absurd or whose checksum does not match ends the
+//! replay; the segment is truncated there and later segments are removed
+//! (their records may refer to series defined in the lost part), with a
+//! warning. A torn tail after `kill -9` or a power cut therefore never
+//! stops the agent from starting.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufReader, ErrorKind, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result};
+use parking_lot::Mutex;
+
+/// Buffered bytes that trigger a write to the segment file.
+pub const FLUSH_AT: usize = 64 * 1024;
+/// Larger records are treated as corruption when reading.
+pub const MAX_RECORD: usize = 256 << 20;
+
+const CHECKPOINT_PREFIX: &str = "checkpoint.";
+
+pub fn segment_name(n: u32) -> String {
+    format!("{n:08}")
+}
+
+fn checkpoint_name(n: u32) -> String {
+    format!("{CHECKPOINT_PREFIX}{n:08}")
+}
+
+/// Frames a payload into `out`.
+pub fn frame(out: &mut Vec<u8>, payload: &[u8]) {
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    out.extend_from_slice(payload);
+}
+
+/// Segment and checkpoint files found in a WAL directory.
+#[derive(Debug, Default)]
+pub struct Listing {
+    pub segments: Vec<u32>,
+    pub checkpoint: Option<u32>,
+}
+
+pub fn list(dir: &Path) -> Result<Listing> {
+    let mut l = Listing::default();
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(l),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+    };
+    for e in rd {
+        let e = e?;
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(n) = name.strip_prefix(CHECKPOINT_PREFIX) {
+            if let Ok(n) = n.parse::<u32>() {
+                l.checkpoint = l.checkpoint.max(Some(n));
+            }
+        } else if name.len() == 8 {
+            if let Ok(n) = name.parse::<u32>() {
+                l.segments.push(n);
+            }
+        }
+    }
+    l.segments.sort_unstable();
+    Ok(l)
+}
+
+/// What a replay found.
+#[derive(Debug, Default)]
+pub struct ReplayStats {
+    pub records: u64,
+    pub last_segment: Option<u32>,
+    /// Torn or corrupt places that were cut off.
+    pub repairs: u64,
+}
+
+/// Reads framed records from `r` until EOF or the first bad record.
+/// Returns the offset of the end of the last good record and whether the
+/// stream ended cleanly.
+fn read_records(
+    r: impl Read,
+    f: &mut dyn FnMut(&[u8]),
+    stats: &mut ReplayStats,
+) -> (u64, Option<String>) {
+    let mut r = BufReader::with_capacity(1 << 20, r);
+    let mut off = 0u64;
+    let mut payload = Vec::new();
+    loop {
+        let mut hdr = [0u8; 8];
+        match read_full(&mut r, &mut hdr) {
+            Ok(0) => return (off, None),
+            Ok(8) => {}
+            Ok(n) => return (off, Some(format!("torn record header ({n} of 8 bytes)"))),
+            Err(e) => return (off, Some(format!("read error: {e}"))),
+        }
+        let len = u32::from_le_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]) as usize;
+        let crc = u32::from_le_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]);
+        if len == 0 || len > MAX_RECORD {
+            return (off, Some(format!("invalid record length {len}")));
+        }
+        payload.resize(len, 0);
+        match read_full(&mut r, &mut payload) {
+            Ok(n) if n == len => {}
+            Ok(n) => return (off, Some(format!("torn record ({n} of {len} bytes)"))),
+            Err(e) => return (off, Some(format!("read error: {e}"))),
+        }
+        if crc32fast::hash(&payload) != crc {
+            return (off, Some("record checksum mismatch".into()));
+        }
+        f(&payload);
+        stats.records += 1;
+        off += 8 + len as u64;
+    }
+}
+
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// Replays the checkpoint and the segments after it, calling `f` with each
+/// record payload in order, and repairs a torn or corrupt tail.
+pub fn replay(dir: &Path, f: &mut dyn FnMut(&[u8])) -> Result<ReplayStats> {
+    let mut stats = ReplayStats::default();
+    let listing = list(dir)?;
+    let mut first_segment = 0;
+    if let Some(cp) = listing.checkpoint {
+        let path = dir.join(checkpoint_name(cp));
+        let file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+        let (_, err) = read_records(file, f, &mut stats);
+        if let Some(err) = err {
+            // Checkpoints are written whole and renamed into place, so this is
+            // real damage; keep what was read and go on with the segments.
+            tracing::warn!(path = %path.display(), %err, "corrupt WAL checkpoint, using its readable part");
+            stats.repairs += 1;
+        }
+        first_segment = cp + 1;
+        stats.last_segment = Some(cp);
+    }
+    let segments: Vec<u32> = listing
+        .segments
+        .into_iter()
+        .filter(|&s| s >= first_segment)
+        .collect();
+    for (i, &seg) in segments.iter().enumerate() {
+        let path = dir.join(segment_name(seg));
+        let file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let (good, err) = read_records(file, f, &mut stats);
+        stats.last_segment = Some(seg);
+        if let Some(err) = err {
+            stats.repairs += 1;
+            let later = &segments[i + 1..];
+            tracing::warn!(
+                segment = %path.display(),
+                offset = good,
+                dropped_bytes = size.saturating_sub(good),
+                dropped_later_segments = later.len(),
+                %err,
+                "WAL ends in a torn or corrupt record; truncating it"
+            );
+            let file = OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .with_context(|| format!("opening {} to repair it", path.display()))?;
+            file.set_len(good)
+                .and_then(|_| file.sync_all())
+                .with_context(|| format!("truncating {}", path.display()))?;
+            for &s in later {
+                let p = dir.join(segment_name(s));
+                if let Err(e) = fs::remove_file(&p) {
+                    tracing::warn!(path = %p.display(), error = %e, "removing WAL segment after corruption");
+                }
+            }
+            break;
+        }
+    }
+    Ok(stats)
+}
+
+struct Writer {
+    file: Arc<File>,
+    seg: u32,
+    seg_bytes: u64,
+    buf: Vec<u8>,
+}
+
+impl Writer {
+    fn flush(&mut self) -> Result<()> {
+        if !self.buf.is_empty() {
+            (&*self.file)
+                .write_all(&self.buf)
+                .with_context(|| format!("writing WAL segment {}", segment_name(self.seg)))?;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+}
+
+/// The WAL writer. Thread-safe; records are appended in call order.
+pub struct Wal {
+    dir: PathBuf,
+    segment_size: u64,
+    w: Mutex<Writer>,
+    /// Serialises syncs so that the sync counter means something (see
+    /// [`Wal::syncs`]).
+    sync_lock: Mutex<()>,
+    syncs: AtomicU64,
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("syncing directory {}", dir.display()))
+}
+
+fn create_segment(dir: &Path, n: u32) -> Result<File> {
+    let path = dir.join(segment_name(n));
+    let f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("creating WAL segment {}", path.display()))?;
+    sync_dir(dir)?;
+    Ok(f)
+}
+
+impl Wal {
+    /// Starts writing a fresh segment numbered `next` (after replay, one past
+    /// the last segment read: a possibly repaired segment is never appended to).
+    pub fn create(dir: &Path, next: u32, segment_size: u64) -> Result<Wal> {
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let file = create_segment(dir, next)?;
+        Ok(Wal {
+            dir: dir.to_path_buf(),
+            segment_size: segment_size.max(64 * 1024),
+            w: Mutex::new(Writer {
+                file: Arc::new(file),
+                seg: next,
+                seg_bytes: 0,
+                buf: Vec::with_capacity(FLUSH_AT * 2),
+            }),
+            sync_lock: Mutex::new(()),
+            syncs: AtomicU64::new(0),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Appends one record. With `sync`, writes and fdatasyncs before returning.
+    pub fn log(&self, payload: &[u8], sync: bool) -> Result<()> {
+        {
+            let mut w = self.w.lock();
+            let size = 8 + payload.len() as u64;
+            if w.seg_bytes > 0 && w.seg_bytes + size > self.segment_size {
+                self.cut_locked(&mut w)?;
+            }
+            frame(&mut w.buf, payload);
+            w.seg_bytes += size;
+            if w.buf.len() >= FLUSH_AT && !sync {
+                w.flush()?;
+            }
+        }
+        if sync {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
+    /// Writes buffered records and fdatasyncs the current segment.
+    pub fn sync(&self) -> Result<()> {
+        let _s = self.sync_lock.lock();
+        let file = {
+            let mut w = self.w.lock();
+            w.flush()?;
+            w.file.clone()
+        };
+        file.sync_data().context("syncing WAL segment")?;
+        self.syncs.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Completed syncs. Syncs are serialised, so once this has grown by two
+    /// since a commit returned, that commit is on disk.
+    pub fn syncs(&self) -> u64 {
+        self.syncs.load(Ordering::SeqCst)
+    }
+
+    fn cut_locked(&self, w: &mut Writer) -> Result<u32> {
+        w.flush()?;
+        w.file.sync_data().context("syncing WAL segment")?;
+        let old = w.seg;
+        let file = create_segment(&self.dir, old + 1)?;
+        w.file = Arc::new(file);
+        w.seg = old + 1;
+        w.seg_bytes = 0;
+        Ok(old)
+    }
+
+    /// Closes the current segment and starts the next; returns the closed
+    /// segment's number.
+    pub fn cut_segment(&self) -> Result<u32> {
+        let mut w = self.w.lock();
+        self.cut_locked(&mut w)
+    }
+
+    /// Writes `checkpoint.<upto>` with the records `write` produces, then
+    /// deletes segments `<= upto` and older checkpoints. The checkpoint is
+    /// written to a temporary file, synced and renamed, so a crash leaves
+    /// either the old state or the new one.
+    pub fn checkpoint(
+        &self,
+        upto: u32,
+        write: &mut dyn FnMut(&mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()>,
+    ) -> Result<()> {
+        let final_path = self.dir.join(checkpoint_name(upto));
+        let tmp = self.dir.join(format!("{}.tmp", checkpoint_name(upto)));
+        let file = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+        let mut framed = Vec::new();
+        write(&mut |payload: &[u8]| {
+            framed.clear();
+            frame(&mut framed, payload);
+            out.write_all(&framed).context("writing WAL checkpoint")
+        })?;
+        let file = out
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .context("writing WAL checkpoint")?;
+        file.sync_all().context("syncing WAL checkpoint")?;
+        drop(file);
+        fs::rename(&tmp, &final_path).with_context(|| format!("renaming {}", tmp.display()))?;
+        sync_dir(&self.dir)?;
+        let listing = list(&self.dir)?;
+        for s in listing.segments.into_iter().filter(|&s| s <= upto) {
+            let _ = fs::remove_file(self.dir.join(segment_name(s)));
+        }
+        for e in fs::read_dir(&self.dir)?.flatten() {
+            let name = e.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if let Some(n) = name.strip_prefix(CHECKPOINT_PREFIX) {
+                let n = n.trim_end_matches(".tmp");
+                if n.parse::<u32>().is_ok_and(|n| n < upto) {
+                    let _ = fs::remove_file(e.path());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes of all WAL files on disk plus the unwritten buffer.
+    pub fn size_bytes(&self) -> u64 {
+        let buffered = self.w.lock().buf.len() as u64;
+        dir_size(&self.dir) + buffered
+    }
+}
+
+/// Total size of the regular files directly in `dir`.
+pub fn dir_size(dir: &Path) -> u64 {
+    fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.metadata().ok())
+                .filter(|m| m.is_file())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Removes leftover temporary checkpoints from an interrupted run.
+pub fn remove_tmp(dir: &Path) {
+    if let Ok(rd) = fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_name().to_str().is_some_and(|n| n.ends_with(".tmp")) {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn records(dir: &Path) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        replay(dir, &mut |p| out.push(p.to_vec())).unwrap();
+        out
+    }
+
+    #[test]
+    fn write_replay_cut_checkpoint() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("wal");
+        let wal = Wal::create(&dir, 0, 64 * 1024).unwrap();
+        for i in 0..100u32 {
+            wal.log(&vec![i as u8; 1000 + i as usize], false).unwrap();
+        }
+        wal.sync().unwrap();
+        assert!(list(&dir).unwrap().segments.len() > 1);
+        let got = records(&dir);
+        assert_eq!(got.len(), 100);
+        assert_eq!(got[42], vec![42u8; 1042]);
+
+        let upto = wal.cut_segment().unwrap();
+        wal.log(b"after", true).unwrap();
+        wal.checkpoint(upto, &mut |w| w(b"cp")).unwrap();
+        let got = records(&dir);
+        assert_eq!(got, vec![b"cp".to_vec(), b"after".to_vec()]);
+        assert_eq!(list(&dir).unwrap().segments, vec![upto + 1]);
+    }
+
+    #[test]
+    fn torn_tail_is_truncated() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        let wal = Wal::create(&dir, 0, 1 << 20).unwrap();
+        for i in 0..10u8 {
+            wal.log(&[i; 100], false).unwrap();
+        }
+        wal.sync().unwrap();
+        drop(wal);
+        let seg = dir.join(segment_name(0));
+        let f = OpenOptions::new().write(true).open(&seg).unwrap();
+        f.set_len(108 * 9 + 50).unwrap();
+        assert_eq!(records(&dir).len(), 9);
+        assert_eq!(fs::metadata(&seg).unwrap().len(), 108 * 9);
+    }
+}
