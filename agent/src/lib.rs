@@ -7,6 +7,7 @@ pub mod app;
 pub mod config;
 pub mod model;
 pub mod plugins;
+pub mod promql;
 pub mod scrape;
 pub mod selfmetrics;
 pub mod textparse;

@@ -1,0 +1,304 @@
+//! Aggregation operators (`sum`, `avg`, `topk`, `count_values`, ...) with
+//! `by`/`without` grouping.
+//!
+//! Groups are keyed by a hash of the grouping labels' values, so a step of
+//! `sum by (job)` over many series allocates one label set per group, not
+//! per input sample.
+
+use std::sync::Arc;
+
+use promql_parser::parser::token::*;
+use promql_parser::parser::{AggregateExpr, LabelModifier};
+
+use super::engine::Evaluator;
+use super::error::{err, EvalError};
+use super::functions::{fmt_g, kahan_inc, quantile};
+use super::value::*;
+use crate::model::{Labels, LabelsBuilder, METRIC_NAME};
+
+#[derive(Default)]
+struct Group {
+    labels: Labels,
+    count: f64,
+    value: f64,
+    kahan: f64,
+    mean: f64,
+    incremental: bool,
+    values: Vec<f64>,
+}
+
+fn group_key(s: &VSample, m: &Option<LabelModifier>) -> u64 {
+    match m {
+        None => 0,
+        Some(LabelModifier::Include(by)) => hash_pairs(
+            by.labels
+                .iter()
+                .map(|n| (n.as_str(), s.get(n).unwrap_or(""))),
+        ),
+        Some(LabelModifier::Exclude(without)) => hash_pairs(
+            s.metric
+                .iter()
+                .filter(|l| l.name != METRIC_NAME && !without.labels.iter().any(|w| *w == l.name))
+                .map(|l| (l.name.as_str(), l.value.as_str())),
+        ),
+    }
+}
+
+fn group_labels(s: &VSample, m: &Option<LabelModifier>) -> Labels {
+    match m {
+        None => Labels::new(),
+        Some(LabelModifier::Include(by)) => {
+            let mut b = LabelsBuilder::default();
+            for n in &by.labels {
+                if let Some(v) = s.get(n) {
+                    b.set(n.clone(), v.to_string());
+                }
+            }
+            b.build()
+        }
+        Some(LabelModifier::Exclude(without)) => {
+            let mut b = s.metric.to_builder();
+            b.del(METRIC_NAME);
+            for w in &without.labels {
+                b.del(w);
+            }
+            b.build()
+        }
+    }
+}
+
+/// Evaluates an aggregation at step `t`.
+pub(crate) fn eval(ev: &mut Evaluator, a: &AggregateExpr, t: i64) -> Result<Val, EvalError> {
+    let op = a.op.id();
+    let mut param = f64::NAN;
+    let mut label = String::new();
+    match op {
+        T_TOPK | T_BOTTOMK | T_QUANTILE => {
+            let Some(p) = &a.param else {
+                return err("missing aggregation parameter");
+            };
+            param = ev.eval_scalar(p, t)?;
+        }
+        T_COUNT_VALUES => {
+            let Some(p) = &a.param else {
+                return err("missing aggregation parameter");
+            };
+            label = ev.eval_string(p, t)?;
+            if !super::functions::valid_label_name(&label) {
+                return err(format!("invalid label name {label:?}"));
+            }
+        }
+        T_LIMITK | T_LIMIT_RATIO => {
+            return Err(EvalError::Unsupported("limitk/limit_ratio".into()))
+        }
+        _ => {}
+    }
+    let input = ev.eval_vector(&a.expr, t)?;
+    let m = &a.modifier;
+    if op == T_TOPK || op == T_BOTTOMK {
+        if param.is_nan() {
+            return err("Parameter value is NaN");
+        }
+        return Ok(Val::Vector(topk(input, m, param, op == T_TOPK)));
+    }
+    if op == T_QUANTILE && !(0.0..=1.0).contains(&param) {
+        ev.ann.warn(format!(
+            "quantile value should be between 0 and 1, got {}",
+            fmt_g(param)
+        ));
+    }
+    if op == T_COUNT_VALUES {
+        return Ok(Val::Vector(count_values(input, m, &label)));
+    }
+    let mut idx: FxMap<u64, usize> = FxMap::default();
+    let mut groups: Vec<Group> = Vec::new();
+    for s in input {
+        let k = group_key(&s, m);
+        let i = match idx.get(&k) {
+            Some(&i) => i,
+            None => {
+                groups.push(Group {
+                    labels: group_labels(&s, m),
+                    ..Default::default()
+                });
+                idx.insert(k, groups.len() - 1);
+                groups.len() - 1
+            }
+        };
+        let g = &mut groups[i];
+        let v = s.f;
+        g.count += 1.0;
+        let first = g.count == 1.0;
+        match op {
+            T_SUM => {
+                if first {
+                    g.value = v;
+                } else {
+                    (g.value, g.kahan) = kahan_inc(v, g.value, g.kahan);
+                }
+            }
+            T_AVG => {
+                if first {
+                    g.value = v;
+                    continue;
+                }
+                if !g.incremental {
+                    let (nv, nc) = kahan_inc(v, g.value, g.kahan);
+                    if !nv.is_infinite() {
+                        (g.value, g.kahan) = (nv, nc);
+                        continue;
+                    }
+                    g.incremental = true;
+                    g.mean = g.value / (g.count - 1.0);
+                    g.kahan /= g.count - 1.0;
+                }
+                if g.mean.is_infinite() {
+                    if v.is_infinite() && (g.mean > 0.0) == (v > 0.0) {
+                        continue;
+                    }
+                    if !v.is_infinite() && !v.is_nan() {
+                        continue;
+                    }
+                }
+                let cur = g.mean + g.kahan;
+                (g.mean, g.kahan) = kahan_inc(v / g.count - cur / g.count, g.mean, g.kahan);
+            }
+            T_MAX => {
+                if first || g.value < v || g.value.is_nan() {
+                    g.value = v;
+                }
+            }
+            T_MIN => {
+                if first || g.value > v || g.value.is_nan() {
+                    g.value = v;
+                }
+            }
+            T_COUNT | T_GROUP => {}
+            T_STDDEV | T_STDVAR => {
+                if first {
+                    g.mean = v;
+                    g.value = 0.0;
+                    g.kahan = 0.0;
+                } else {
+                    let delta = v - g.mean;
+                    g.mean += delta / g.count;
+                    g.value += delta * (v - g.mean);
+                }
+            }
+            T_QUANTILE => g.values.push(v),
+            _ => return Err(EvalError::Unsupported(format!("aggregation {}", a.op))),
+        }
+    }
+    let out = groups
+        .into_iter()
+        .map(|g| {
+            let f = match op {
+                T_SUM => {
+                    if g.value.is_infinite() {
+                        g.value
+                    } else {
+                        g.value + g.kahan
+                    }
+                }
+                T_AVG => {
+                    if g.incremental {
+                        g.mean + g.kahan
+                    } else if g.count == 1.0 {
+                        g.value
+                    } else {
+                        g.value / g.count + g.kahan / g.count
+                    }
+                }
+                T_COUNT => g.count,
+                T_GROUP => 1.0,
+                T_STDVAR => {
+                    if g.mean.is_infinite() || g.mean.is_nan() {
+                        f64::NAN
+                    } else {
+                        g.value / g.count
+                    }
+                }
+                T_STDDEV => {
+                    if g.mean.is_infinite() || g.mean.is_nan() {
+                        f64::NAN
+                    } else {
+                        (g.value / g.count).sqrt()
+                    }
+                }
+                T_QUANTILE => {
+                    let mut vals = g.values;
+                    quantile(param, &mut vals)
+                }
+                _ => g.value,
+            };
+            VSample {
+                metric: Arc::new(g.labels),
+                drop_name: false,
+                f,
+            }
+        })
+        .collect();
+    Ok(Val::Vector(out))
+}
+
+fn topk(input: Vec<VSample>, m: &Option<LabelModifier>, param: f64, top: bool) -> Vec<VSample> {
+    let k = if param >= i64::MAX as f64 {
+        i64::MAX
+    } else {
+        param as i64
+    };
+    if k < 1 {
+        return Vec::new();
+    }
+    let k = k as usize;
+    let mut idx: FxMap<u64, usize> = FxMap::default();
+    let mut groups: Vec<Vec<VSample>> = Vec::new();
+    for s in input {
+        let key = group_key(&s, m);
+        let i = *idx.entry(key).or_insert_with(|| {
+            groups.push(Vec::new());
+            groups.len() - 1
+        });
+        groups[i].push(s);
+    }
+    let mut out = Vec::new();
+    for mut g in groups {
+        g.sort_by(|a, b| {
+            use std::cmp::Ordering::*;
+            match (a.f.is_nan(), b.f.is_nan()) {
+                (true, true) => Equal,
+                (true, false) => Greater,
+                (false, true) => Less,
+                _ if top => b.f.partial_cmp(&a.f).unwrap(),
+                _ => a.f.partial_cmp(&b.f).unwrap(),
+            }
+        });
+        g.truncate(k);
+        out.extend(g);
+    }
+    out
+}
+
+fn count_values(input: Vec<VSample>, m: &Option<LabelModifier>, label: &str) -> Vec<VSample> {
+    let mut idx: std::collections::HashMap<Labels, usize> = Default::default();
+    let mut out: Vec<(Labels, f64)> = Vec::new();
+    for s in input {
+        let mut b = group_labels(&s, m).to_builder();
+        b.set(label, fmt_g(s.f));
+        let l = b.build();
+        match idx.get(&l) {
+            Some(&i) => out[i].1 += 1.0,
+            None => {
+                idx.insert(l.clone(), out.len());
+                out.push((l, 1.0));
+            }
+        }
+    }
+    out.into_iter()
+        .map(|(l, f)| VSample {
+            metric: Arc::new(l),
+            drop_name: false,
+            f,
+        })
+        .collect()
+}

@@ -1,0 +1,24 @@
+//! The PromQL engine: evaluates queries parsed by `promql-parser` against a
+//! [`Queryable`] store with Prometheus 3.x semantics (lookback delta,
+//! staleness markers, left-open range windows, `offset`, `@`, subqueries).
+//!
+//! Layout: [`engine`] drives evaluation (selection, steps, subqueries);
+//! `functions`, `aggregate`, `binary` and `histogram` implement the
+//! operators; [`storage`] is the read interface; [`value`] the result
+//! types; [`promqltest`] runs Prometheus' conformance script format.
+
+pub mod engine;
+pub mod error;
+pub mod promqltest;
+pub mod storage;
+pub mod value;
+
+mod aggregate;
+mod binary;
+mod functions;
+mod histogram;
+
+pub use engine::{parse, Engine, EngineOpts};
+pub use error::EvalError;
+pub use storage::{MatchOp, Matcher, MemStorage, Queryable, SeriesData};
+pub use value::{Annotations, QueryResult, Sample, Series, Value};
