@@ -13,7 +13,9 @@ use arc_swap::ArcSwap;
 
 use crate::config::Config;
 use crate::plugins::{watch, Instance, PluginRuntime};
+use crate::scrape::{Job, ScrapeManager};
 use crate::selfmetrics::Metrics;
+use crate::tsdb;
 
 /// What a config load produces: the config and its prepared plugin instances.
 pub struct Loaded {
@@ -22,13 +24,25 @@ pub struct Loaded {
 }
 
 impl Loaded {
-    fn prepare(config: Config) -> Result<Loaded> {
+    /// Everything a config needs before it may replace the running one;
+    /// the scrape jobs are handed to the scrape manager.
+    fn prepare(config: Config) -> Result<(Loaded, Vec<Job>)> {
         let receivers = config
             .receivers
             .iter()
             .map(|r| Ok((r.name().to_string(), Instance::prepare(r, &config.plugins)?)))
             .collect::<Result<_>>()?;
-        Ok(Loaded { config, receivers })
+        let jobs = config
+            .scrape_configs
+            .iter()
+            .map(|sc| Job::from_config(sc, &config))
+            .collect::<Result<Vec<_>>>()?;
+        Ok((Loaded { config, receivers }, jobs))
+    }
+
+    /// The directory relative paths in the config resolve against.
+    fn base_dir(&self) -> PathBuf {
+        self.config.resolve(std::path::Path::new(""))
     }
 }
 
@@ -37,7 +51,12 @@ pub struct Agent {
     config_path: Option<PathBuf>,
     pub plugins: Arc<PluginRuntime>,
     pub metrics: Arc<Metrics>,
+    pub db: Arc<tsdb::Db>,
+    pub scrape: Arc<ScrapeManager>,
     ready: AtomicBool,
+    /// Serializes reloads (SIGHUP and the API may race).
+    reload_lock: tokio::sync::Mutex<()>,
+    maintenance: std::sync::Mutex<Option<tsdb::Maintenance>>,
     _watch: Option<watch::WatchHandle>,
 }
 
@@ -60,7 +79,24 @@ impl Agent {
             None
         };
         let config_path = config.source.clone();
-        let loaded = Loaded::prepare(config)?;
+        let (loaded, jobs) = Loaded::prepare(config)?;
+        let storage = &loaded.config.storage;
+        let data_dir = loaded.config.resolve(&storage.path);
+        let db = tsdb::Db::open(
+            &data_dir,
+            tsdb::Options {
+                retention_time: storage.retention_time,
+                retention_size: (storage.retention_size.as_u64() > 0)
+                    .then(|| storage.retention_size.as_u64()),
+                wal_sync_interval: storage.wal_sync_interval,
+                ..tsdb::Options::default()
+            },
+        )
+        .with_context(|| format!("opening the store in {}", data_dir.display()))?;
+        let maintenance = db.spawn_maintenance();
+        let db = Arc::new(db);
+        let scrape = Arc::new(ScrapeManager::new(db.clone())?);
+        scrape.apply(jobs, loaded.base_dir()).await;
         for (name, inst) in &loaded.receivers {
             if plugins.get(&inst.plugin).is_none() {
                 tracing::warn!(receiver = %name, plugin = %inst.plugin, "receiver's plugin is not loaded (yet): calls fail until it appears in the plugins directory");
@@ -73,7 +109,11 @@ impl Agent {
             config_path,
             plugins,
             metrics,
+            db,
+            scrape,
             ready: AtomicBool::new(true),
+            reload_lock: tokio::sync::Mutex::new(()),
+            maintenance: std::sync::Mutex::new(Some(maintenance)),
             _watch: watch,
         });
         Ok(agent)
@@ -88,8 +128,9 @@ impl Agent {
     }
 
     /// Re-reads the config file. On error the running config stays.
-    pub fn reload_config(&self) -> Result<()> {
-        let result = self.try_reload();
+    pub async fn reload_config(&self) -> Result<()> {
+        let _guard = self.reload_lock.lock().await;
+        let result = self.try_reload().await;
         match &result {
             Ok(()) => {
                 self.metrics.config_last_reload_successful.set(1);
@@ -106,7 +147,7 @@ impl Agent {
         result
     }
 
-    fn try_reload(&self) -> Result<()> {
+    async fn try_reload(&self) -> Result<()> {
         let Some(path) = &self.config_path else {
             anyhow::bail!("running on the built-in default config: there is no file to reload");
         };
@@ -118,8 +159,13 @@ impl Agent {
         {
             tracing::warn!("web.listen_address, plugins.dir and plugins.allocator changes take effect on restart");
         }
-        let loaded = Loaded::prepare(config)?;
+        if config.storage.path != old.config.storage.path {
+            tracing::warn!("storage.path changes take effect on restart");
+        }
+        let (loaded, jobs) = Loaded::prepare(config)?;
+        let base = loaded.base_dir();
         self.current.store(Arc::new(loaded));
+        self.scrape.apply(jobs, base).await;
         Ok(())
     }
 
@@ -144,7 +190,20 @@ impl Agent {
             .with_graceful_shutdown(shutdown)
             .await
             .context("HTTP server")?;
+        self.shutdown().await;
         Ok(())
+    }
+
+    /// Stops scraping (writing staleness markers) and flushes the store.
+    pub async fn shutdown(&self) {
+        self.ready.store(false, Ordering::Relaxed);
+        self.scrape.stop().await;
+        if let Some(m) = self.maintenance.lock().unwrap().take() {
+            m.stop();
+        }
+        if let Err(e) = self.db.sync_wal() {
+            tracing::error!(error = %format!("{e:#}"), "flushing the WAL on shutdown");
+        }
     }
 }
 

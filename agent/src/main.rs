@@ -212,8 +212,7 @@ async fn run_agent(config: Config) -> Result<()> {
     let a = agent.clone();
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
-            let a = a.clone();
-            let _ = tokio::task::spawn_blocking(move || a.reload_config()).await;
+            let _ = a.reload_config().await;
         }
     });
     let shutdown = async {

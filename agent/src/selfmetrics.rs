@@ -141,3 +141,59 @@ impl Metrics {
         out
     }
 }
+
+/// A metric owned elsewhere (the store, the scrape manager), rendered at
+/// scrape time from its current value.
+pub struct Extra {
+    name: &'static str,
+    help: &'static str,
+    counter: bool,
+    value: f64,
+}
+
+impl Extra {
+    pub fn gauge(name: &'static str, help: &'static str, value: f64) -> Extra {
+        Extra {
+            name,
+            help,
+            counter: false,
+            value,
+        }
+    }
+
+    pub fn counter(name: &'static str, help: &'static str, value: f64) -> Extra {
+        Extra {
+            name,
+            help,
+            counter: true,
+            value,
+        }
+    }
+}
+
+impl Metrics {
+    /// The exposition text with `extra` metrics added before `# EOF`.
+    pub fn encode_with(&self, extra: &[Extra]) -> String {
+        use std::fmt::Write;
+        let mut out = self.encode();
+        let eof = out.rfind("# EOF").unwrap_or(out.len());
+        out.truncate(eof);
+        for e in extra {
+            let kind = if e.counter { "counter" } else { "gauge" };
+            let suffix = if e.counter { "_total" } else { "" };
+            let _ = writeln!(out, "# HELP {} {}.", e.name, e.help);
+            let _ = writeln!(out, "# TYPE {} {kind}", e.name);
+            let _ = writeln!(out, "{}{suffix} {}", e.name, e.value);
+        }
+        out.push_str("# EOF\n");
+        out
+    }
+}
+
+/// VmRSS of this process, from /proc (Linux only).
+pub fn resident_memory_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}

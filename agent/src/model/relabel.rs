@@ -227,7 +227,7 @@ mod tests {
         assert_eq!(
             process(
                 &l(&[("a", "foo"), ("b", "bar"), ("c", "baz")]),
-                &[r.clone()]
+                std::slice::from_ref(&r)
             ),
             Some(l(&[
                 ("a", "foo"),
@@ -246,7 +246,7 @@ mod tests {
         // Several sources joined by the separator; empty result deletes the target.
         let r = rule("source_labels = [\"a\", \"b\"]\nregex = \"(.*);(.*)\"\ntarget_label = \"c\"\nreplacement = \"$2$1\"");
         assert_eq!(
-            process(&l(&[("a", "x"), ("b", "y")]), &[r.clone()]),
+            process(&l(&[("a", "x"), ("b", "y")]), std::slice::from_ref(&r)),
             Some(l(&[("a", "x"), ("b", "y"), ("c", "yx")]))
         );
         assert_eq!(process(&l(&[("c", "old")]), &[r]), Some(l(&[])));
@@ -261,14 +261,14 @@ mod tests {
     #[test]
     fn keep_drop() {
         let keep = rule("source_labels = [\"a\"]\nregex = \"f.*\"\naction = \"keep\"");
-        assert!(process(&l(&[("a", "foo")]), &[keep.clone()]).is_some());
-        assert!(process(&l(&[("a", "boo")]), &[keep.clone()]).is_none());
+        assert!(process(&l(&[("a", "foo")]), std::slice::from_ref(&keep)).is_some());
+        assert!(process(&l(&[("a", "boo")]), std::slice::from_ref(&keep)).is_none());
         // A missing label is the empty string.
         assert!(process(&l(&[]), &[keep]).is_none());
         let drop = rule("source_labels = [\"a\"]\nregex = \"f.*\"\naction = \"drop\"");
         assert!(process(&l(&[("a", "foo")]), &[drop]).is_none());
         let ke = rule("source_labels = [\"a\"]\ntarget_label = \"b\"\naction = \"keepequal\"");
-        assert!(process(&l(&[("a", "x"), ("b", "x")]), &[ke.clone()]).is_some());
+        assert!(process(&l(&[("a", "x"), ("b", "x")]), std::slice::from_ref(&ke)).is_some());
         assert!(process(&l(&[("a", "x"), ("b", "y")]), &[ke]).is_none());
         let de = rule("source_labels = [\"a\"]\ntarget_label = \"b\"\naction = \"dropequal\"");
         assert!(process(&l(&[("a", "x"), ("b", "x")]), &[de]).is_none());

@@ -71,3 +71,30 @@ impl MemoryStore {
             .collect()
     }
 }
+
+/// The TSDB's appender behind the scrape loop's trait.
+struct DbAppender(crate::tsdb::Appender);
+
+impl SampleAppender for DbAppender {
+    fn append(&mut self, labels: &Labels, t: TimestampMs, v: f64) -> Result<(), AppendRejection> {
+        use crate::tsdb::AppendError as E;
+        match self.0.append(labels, t, v) {
+            Ok(_) => Ok(()),
+            Err(E::OutOfOrder | E::OutOfBounds) => Err(AppendRejection::OutOfOrder),
+            Err(E::DuplicateSampleForTimestamp) => Err(AppendRejection::DuplicateTimestamp),
+            Err(e) => Err(AppendRejection::Other(e.to_string())),
+        }
+    }
+    fn commit(self: Box<Self>) -> anyhow::Result<()> {
+        self.0.commit()
+    }
+    fn rollback(self: Box<Self>) {
+        self.0.rollback()
+    }
+}
+
+impl Appendable for crate::tsdb::Db {
+    fn appender(&self) -> Box<dyn SampleAppender + '_> {
+        Box::new(DbAppender(crate::tsdb::Db::appender(self)))
+    }
+}

@@ -28,14 +28,19 @@ pub struct Group {
 pub fn parse_file(path: &Path, bytes: &[u8]) -> Result<Vec<StaticConfig>> {
     let is_json = path.extension().is_some_and(|e| e == "json");
     let groups: Vec<StaticConfig> = if is_json {
-        serde_json::from_slice(bytes).with_context(|| format!("{}: invalid JSON target file", path.display()))?
+        serde_json::from_slice(bytes)
+            .with_context(|| format!("{}: invalid JSON target file", path.display()))?
     } else {
-        serde_norway::from_slice(bytes).with_context(|| format!("{}: invalid YAML target file", path.display()))?
+        serde_norway::from_slice(bytes)
+            .with_context(|| format!("{}: invalid YAML target file", path.display()))?
     };
     for (i, g) in groups.iter().enumerate() {
         for t in &g.targets {
             if t.is_empty() || t.contains('/') {
-                anyhow::bail!("{}: group {i}: target {t:?} must be host:port", path.display());
+                anyhow::bail!(
+                    "{}: group {i}: target {t:?} must be host:port",
+                    path.display()
+                );
             }
         }
     }
@@ -44,7 +49,11 @@ pub fn parse_file(path: &Path, bytes: &[u8]) -> Result<Vec<StaticConfig>> {
 
 /// Reads every file the config's globs match. `last_good` keeps each file's
 /// last parsable content.
-fn read_all(base: &Path, sd: &FileSdConfig, last_good: &mut BTreeMap<PathBuf, Vec<StaticConfig>>) -> Vec<Group> {
+fn read_all(
+    base: &Path,
+    sd: &FileSdConfig,
+    last_good: &mut BTreeMap<PathBuf, Vec<StaticConfig>>,
+) -> Vec<Group> {
     let mut present = Vec::new();
     for pattern in &sd.files {
         let full = base.join(pattern);
@@ -58,11 +67,16 @@ fn read_all(base: &Path, sd: &FileSdConfig, last_good: &mut BTreeMap<PathBuf, Ve
     present.dedup();
     last_good.retain(|p, _| present.contains(p));
     for p in &present {
-        match std::fs::read(p).map_err(anyhow::Error::from).and_then(|b| parse_file(p, &b)) {
+        match std::fs::read(p)
+            .map_err(anyhow::Error::from)
+            .and_then(|b| parse_file(p, &b))
+        {
             Ok(groups) => {
                 last_good.insert(p.clone(), groups);
             }
-            Err(e) => tracing::error!(file = %p.display(), error = %format!("{e:#}"), "file_sd: keeping the file's previous targets"),
+            Err(e) => {
+                tracing::error!(file = %p.display(), error = %format!("{e:#}"), "file_sd: keeping the file's previous targets")
+            }
         }
     }
     last_good

@@ -78,7 +78,11 @@ impl ScrapeManager {
         let wanted: BTreeMap<String, Job> = jobs.into_iter().map(|j| (j.name.clone(), j)).collect();
         let stale: Vec<String> = pools
             .iter()
-            .filter(|(name, p)| wanted.get(*name).is_none_or(|j| j.config != p.job.config || j.authorization != p.job.authorization))
+            .filter(|(name, p)| {
+                wanted.get(*name).is_none_or(|j| {
+                    j.config != p.job.config || j.authorization != p.job.authorization
+                })
+            })
             .map(|(n, _)| n.clone())
             .collect();
         for name in stale {
@@ -132,13 +136,19 @@ impl ScrapeManager {
                     return;
                 }
                 // Wait for any discovery source to change.
-                let changed = futures::future::select_all(sd.iter_mut().map(|rx| Box::pin(rx.changed()))).await;
+                let changed =
+                    futures::future::select_all(sd.iter_mut().map(|rx| Box::pin(rx.changed())))
+                        .await;
                 if changed.0.is_err() {
                     return;
                 }
             }
         });
-        Pool { job, state, sync_task }
+        Pool {
+            job,
+            state,
+            sync_task,
+        }
     }
 
     /// The active and dropped targets of every job.
@@ -169,7 +179,8 @@ impl ScrapeManager {
             }
             dropped.extend(st.dropped.iter().map(|l| (name.clone(), l.clone())));
         }
-        active.sort_by(|a, b| (&a.scrape_pool, &a.scrape_url).cmp(&(&b.scrape_pool, &b.scrape_url)));
+        active
+            .sort_by(|a, b| (&a.scrape_pool, &a.scrape_url).cmp(&(&b.scrape_pool, &b.scrape_url)));
         (active, dropped)
     }
 
@@ -185,7 +196,9 @@ impl ScrapeManager {
 }
 
 fn to_map(l: &Labels) -> BTreeMap<String, String> {
-    l.iter().map(|l| (l.name.clone(), l.value.clone())).collect()
+    l.iter()
+        .map(|l| (l.name.clone(), l.value.clone()))
+        .collect()
 }
 
 /// Starts loops for new targets and stops the ones that disappeared.
@@ -203,12 +216,17 @@ fn sync(
         match Target::populate(job, d.clone()) {
             Ok(Some(t)) => {
                 // Two discovered sets yielding the same target scrape once.
-                if !targets.iter().any(|x| x.labels == t.labels && x.url == t.url) {
+                if !targets
+                    .iter()
+                    .any(|x| x.labels == t.labels && x.url == t.url)
+                {
                     targets.push(Arc::new(t));
                 }
             }
             Ok(None) => dropped.push(d),
-            Err(e) => tracing::warn!(job = %job.name, labels = %d, error = %e, "dropping invalid target"),
+            Err(e) => {
+                tracing::warn!(job = %job.name, labels = %d, error = %e, "dropping invalid target")
+            }
         }
     }
     let mut st = state.lock().unwrap();
@@ -216,7 +234,11 @@ fn sync(
     let gone: Vec<Arc<Target>> = st
         .loops
         .keys()
-        .filter(|t| !targets.iter().any(|n| n.labels == t.labels && n.url == t.url))
+        .filter(|t| {
+            !targets
+                .iter()
+                .any(|n| n.labels == t.labels && n.url == t.url)
+        })
         .cloned()
         .collect();
     for t in gone {
@@ -228,15 +250,33 @@ fn sync(
         }
     }
     for t in targets {
-        if st.loops.keys().any(|x| x.labels == t.labels && x.url == t.url) {
+        if st
+            .loops
+            .keys()
+            .any(|x| x.labels == t.labels && x.url == t.url)
+        {
             continue;
         }
-        let sl = ScrapeLoop::new(job.clone(), t.clone(), client.clone(), store.clone(), stats.clone());
+        let sl = ScrapeLoop::new(
+            job.clone(),
+            t.clone(),
+            client.clone(),
+            store.clone(),
+            stats.clone(),
+        );
         let state = sl.state.clone();
         let (stop, rx) = oneshot::channel();
         let task = tokio::spawn(sl.run(rx));
         tracing::debug!(job = %job.name, target = %t.url, "target added");
-        st.loops.insert(t.clone(), LoopHandle { target: t, state, stop, task });
+        st.loops.insert(
+            t.clone(),
+            LoopHandle {
+                target: t,
+                state,
+                stop,
+                task,
+            },
+        );
     }
 }
 

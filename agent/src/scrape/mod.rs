@@ -3,8 +3,10 @@
 
 pub mod append;
 pub mod discovery;
+pub mod manager;
+pub mod scrape_loop;
 pub mod target;
-// manager and scrape_loop are enabled once textparse lands.
 
-pub use append::{Appendable, AppendRejection, MemoryStore, SampleAppender};
+pub use append::{AppendRejection, Appendable, MemoryStore, SampleAppender};
+pub use manager::{ScrapeManager, TargetStatus};
 pub use target::{Job, Target};

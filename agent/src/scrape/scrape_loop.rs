@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use futures::StreamExt;
 
-use super::append::{Appendable, AppendRejection};
+use super::append::{AppendRejection, Appendable};
 use super::target::{Job, Target};
 use crate::model::labels::Labels;
 use crate::model::relabel::process_builder;
@@ -85,6 +85,8 @@ pub struct ScrapeLoop {
     /// Series written without explicit timestamps by the last scrape: the
     /// ones that get a staleness marker when they disappear.
     prev: HashMap<u64, Labels>,
+    /// Every series of the last scrape (for `scrape_series_added`).
+    prev_all: HashSet<u64>,
 }
 
 /// Result of appending one scrape's samples.
@@ -110,6 +112,7 @@ impl ScrapeLoop {
             store,
             stats,
             prev: HashMap::new(),
+            prev_all: HashSet::new(),
         }
     }
 
@@ -153,7 +156,11 @@ impl ScrapeLoop {
             Err(e) => {
                 // A failed scrape marks every series of the last good one stale.
                 self.mark_all_stale(t);
-                let a = Appended { scraped: 0, post_relabel: 0, added: 0 };
+                let a = Appended {
+                    scraped: 0,
+                    post_relabel: 0,
+                    added: 0,
+                };
                 (0.0, a, e.to_string())
             }
         };
@@ -175,11 +182,17 @@ impl ScrapeLoop {
             .get(&self.target.url)
             .timeout(self.job.timeout)
             .header("Accept", ACCEPT)
-            .header("X-Prometheus-Scrape-Timeout-Seconds", format!("{}", self.job.timeout.as_secs_f64()));
+            .header(
+                "X-Prometheus-Scrape-Timeout-Seconds",
+                format!("{}", self.job.timeout.as_secs_f64()),
+            );
         if let Some(auth) = &self.job.authorization {
             req = req.header("Authorization", auth);
         }
-        let resp = req.send().await.map_err(|e| ScrapeError::Http(format_reqwest(&e)))?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| ScrapeError::Http(format_reqwest(&e)))?;
         if resp.status() != reqwest::StatusCode::OK {
             return Err(ScrapeError::Status(resp.status().to_string()));
         }
@@ -201,14 +214,21 @@ impl ScrapeLoop {
         Ok((body, ctype))
     }
 
-    fn append_body(&mut self, body: &[u8], ctype: Option<&str>, t: TimestampMs) -> Result<Appended, ScrapeError> {
+    fn append_body(
+        &mut self,
+        body: &[u8],
+        ctype: Option<&str>,
+        t: TimestampMs,
+    ) -> Result<Appended, ScrapeError> {
         let format = textparse::format_for_content_type(ctype);
-        let parsed = textparse::parse(body, format).map_err(|e| ScrapeError::Parse(e.to_string()))?;
+        let parsed =
+            textparse::parse(body, format).map_err(|e| ScrapeError::Parse(e.to_string()))?;
         let cfg = &self.job.config;
         let scraped = parsed.samples.len();
         let mut app = self.store.appender();
         let mut seen: HashMap<u64, Labels> = HashMap::with_capacity(self.prev.len());
         let mut explicit_ts = HashSet::new();
+        let mut all = HashSet::with_capacity(self.prev_all.len());
         let mut post_relabel = 0usize;
         let mut added = 0usize;
         for s in parsed.samples {
@@ -235,20 +255,26 @@ impl ScrapeLoop {
             let h = labels.hash64();
             match app.append(&labels, ts, s.value) {
                 Ok(()) => {
-                    self.stats.appended.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.stats
+                        .appended
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
                 Err(AppendRejection::OutOfOrder) => {
-                    self.stats.out_of_order.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.stats
+                        .out_of_order
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
                 Err(AppendRejection::DuplicateTimestamp) => {
-                    self.stats.duplicates.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.stats
+                        .duplicates
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
                 Err(AppendRejection::Other(e)) => {
                     app.rollback();
                     return Err(ScrapeError::Storage(e));
                 }
             }
-            if !self.prev.contains_key(&h) && !seen.contains_key(&h) {
+            if all.insert(h) && !self.prev_all.contains(&h) {
                 added += 1;
             }
             if s.timestamp_ms.is_some() && cfg.honor_timestamps {
@@ -263,8 +289,10 @@ impl ScrapeLoop {
                 let _ = app.append(l, t, stale_nan());
             }
         }
-        app.commit().map_err(|e| ScrapeError::Storage(format!("{e:#}")))?;
+        app.commit()
+            .map_err(|e| ScrapeError::Storage(format!("{e:#}")))?;
         self.prev = seen;
+        self.prev_all = all;
         Ok(Appended {
             scraped,
             post_relabel,
@@ -303,6 +331,7 @@ impl ScrapeLoop {
     }
 
     fn mark_all_stale(&mut self, t: TimestampMs) {
+        self.prev_all.clear();
         if self.prev.is_empty() {
             return;
         }
@@ -323,7 +352,10 @@ impl ScrapeLoop {
             ("up", up),
             ("scrape_duration_seconds", duration.as_secs_f64()),
             ("scrape_samples_scraped", a.scraped as f64),
-            ("scrape_samples_post_metric_relabeling", a.post_relabel as f64),
+            (
+                "scrape_samples_post_metric_relabeling",
+                a.post_relabel as f64,
+            ),
             ("scrape_series_added", a.added as f64),
         ] {
             let mut lb = self.target.labels.to_builder();

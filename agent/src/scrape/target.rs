@@ -49,10 +49,23 @@ impl Job {
                 .collect::<Result<Vec<_>>>()
         };
         let authorization = match (&sc.basic_auth, &sc.bearer_token, &sc.bearer_token_file) {
-            (Some(BasicAuth { username, password, password_file }), None, None) => {
+            (
+                Some(BasicAuth {
+                    username,
+                    password,
+                    password_file,
+                }),
+                None,
+                None,
+            ) => {
                 let password = match password_file {
                     Some(f) => std::fs::read_to_string(config.resolve(f))
-                        .with_context(|| format!("job {name:?}: reading basic_auth.password_file {}", f.display()))?
+                        .with_context(|| {
+                            format!(
+                                "job {name:?}: reading basic_auth.password_file {}",
+                                f.display()
+                            )
+                        })?
                         .trim_end()
                         .to_string(),
                     None => password.clone(),
@@ -60,18 +73,24 @@ impl Job {
                 use base64::Engine as _;
                 Some(format!(
                     "Basic {}",
-                    base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"))
+                    base64::engine::general_purpose::STANDARD
+                        .encode(format!("{username}:{password}"))
                 ))
             }
             (None, Some(t), None) => Some(format!("Bearer {t}")),
             (None, None, Some(f)) => Some(format!(
                 "Bearer {}",
                 std::fs::read_to_string(config.resolve(f))
-                    .with_context(|| format!("job {name:?}: reading bearer_token_file {}", f.display()))?
+                    .with_context(|| format!(
+                        "job {name:?}: reading bearer_token_file {}",
+                        f.display()
+                    ))?
                     .trim_end()
             )),
             (None, None, None) => None,
-            _ => anyhow::bail!("job {name:?}: at most one of basic_auth, bearer_token and bearer_token_file"),
+            _ => anyhow::bail!(
+                "job {name:?}: at most one of basic_auth, bearer_token and bearer_token_file"
+            ),
         };
         Ok(Job {
             name,
@@ -111,8 +130,14 @@ impl Target {
             ("job", job.name.clone()),
             (SCHEME_LABEL, sc.scheme.clone()),
             (METRICS_PATH_LABEL, sc.metrics_path.clone()),
-            (SCRAPE_INTERVAL_LABEL, humantime::format_duration(job.interval).to_string()),
-            (SCRAPE_TIMEOUT_LABEL, humantime::format_duration(job.timeout).to_string()),
+            (
+                SCRAPE_INTERVAL_LABEL,
+                humantime::format_duration(job.interval).to_string(),
+            ),
+            (
+                SCRAPE_TIMEOUT_LABEL,
+                humantime::format_duration(job.timeout).to_string(),
+            ),
         ];
         for (k, v) in defaults {
             if lb.get(k).is_none() {
@@ -169,7 +194,9 @@ fn urlencode(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
             _ => out.push_str(&format!("%{b:02X}")),
         }
     }
@@ -202,7 +229,8 @@ mod tests {
     use super::*;
 
     fn job(extra: &str) -> Job {
-        let text = format!("[[scrape_configs]]\njob_name = \"app\"\nscrape_interval = \"15s\"\n{extra}");
+        let text =
+            format!("[[scrape_configs]]\njob_name = \"app\"\nscrape_interval = \"15s\"\n{extra}");
         let c = Config::parse(&text, "t.toml").unwrap();
         Job::from_config(&c.scrape_configs[0], &c).unwrap()
     }
@@ -214,7 +242,11 @@ mod tests {
         let t = Target::populate(&j, d).unwrap().unwrap();
         assert_eq!(
             t.labels,
-            Labels::from_pairs([("env", "prod"), ("instance", "10.0.0.1:9100"), ("job", "app")])
+            Labels::from_pairs([
+                ("env", "prod"),
+                ("instance", "10.0.0.1:9100"),
+                ("job", "app")
+            ])
         );
         assert_eq!(t.url, "http://10.0.0.1:9100/metrics?module=http_2xx");
         assert_eq!(t.discovered.get(SCRAPE_INTERVAL_LABEL), Some("15s"));
@@ -227,7 +259,11 @@ mod tests {
              [[scrape_configs.relabel_configs]]\nsource_labels = [\"__address__\"]\nregex = \"(.*):.*\"\ntarget_label = \"instance\"\n\
              [[scrape_configs.relabel_configs]]\ntarget_label = \"__metrics_path__\"\nreplacement = \"/probe\"\n",
         );
-        let dropped = Target::populate(&j, Labels::from_pairs([(ADDRESS_LABEL, "a:1"), ("env", "dev")])).unwrap();
+        let dropped = Target::populate(
+            &j,
+            Labels::from_pairs([(ADDRESS_LABEL, "a:1"), ("env", "dev")]),
+        )
+        .unwrap();
         assert!(dropped.is_none());
         let t = Target::populate(&j, Labels::from_pairs([(ADDRESS_LABEL, "host:9100")]))
             .unwrap()

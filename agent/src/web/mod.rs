@@ -11,6 +11,8 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use serde_json::json;
 
+pub mod api;
+
 use crate::alerting::message::WebhookMessage;
 use crate::app::Agent;
 
@@ -21,6 +23,11 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/-/reload", post(reload).put(reload))
         .route("/metrics", get(metrics))
         .route("/api/v1/plugins", get(plugins))
+        .route("/api/v1/targets", get(api::targets))
+        .route("/api/v1/series", get(api::series).post(api::series))
+        .route("/api/v1/labels", get(api::labels).post(api::labels))
+        .route("/api/v1/label/{name}/values", get(api::label_values))
+        .route("/api/v1/status/buildinfo", get(api::buildinfo))
         .route("/api/v1/receivers/{name}/test", post(test_receiver))
         .with_state(agent)
 }
@@ -47,17 +54,11 @@ async fn ready(State(agent): State<Arc<Agent>>) -> Response {
 }
 
 async fn reload(State(agent): State<Arc<Agent>>) -> Response {
-    let a = agent.clone();
-    match tokio::task::spawn_blocking(move || a.reload_config()).await {
-        Ok(Ok(())) => (StatusCode::OK, "").into_response(),
-        Ok(Err(e)) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("failed to reload config: {e:#}\n"),
-        )
-            .into_response(),
+    match agent.reload_config().await {
+        Ok(()) => (StatusCode::OK, "").into_response(),
         Err(e) => (
             StatusCode::INTERNAL_SERVER_ERROR,
-            format!("reload task failed: {e}\n"),
+            format!("failed to reload config: {e:#}\n"),
         )
             .into_response(),
     }
@@ -69,9 +70,92 @@ async fn metrics(State(agent): State<Arc<Agent>>) -> Response {
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        agent.metrics.encode(),
+        agent.metrics.encode_with(&store_and_scrape_metrics(&agent)),
     )
         .into_response()
+}
+
+/// Figures owned by the store and the scrape manager, read at scrape time.
+fn store_and_scrape_metrics(agent: &Agent) -> Vec<crate::selfmetrics::Extra> {
+    use crate::selfmetrics::Extra;
+    use std::sync::atomic::Ordering::Relaxed;
+    let s = agent.db.stats();
+    let sc = &agent.scrape.stats;
+    let mut v = vec![
+        Extra::gauge(
+            "wasmon_tsdb_head_series",
+            "Series in the head block",
+            s.head_series as f64,
+        ),
+        Extra::gauge(
+            "wasmon_tsdb_head_chunks",
+            "Chunks in the head block",
+            s.head_chunks as f64,
+        ),
+        Extra::gauge(
+            "wasmon_tsdb_head_memory_bytes",
+            "Estimated memory held by the head block",
+            s.head_memory_bytes as f64,
+        ),
+        Extra::gauge(
+            "wasmon_tsdb_wal_bytes",
+            "Size of the write-ahead log",
+            s.wal_bytes as f64,
+        ),
+        Extra::gauge(
+            "wasmon_tsdb_blocks_loaded",
+            "Persisted blocks",
+            s.blocks as f64,
+        ),
+        Extra::gauge(
+            "wasmon_tsdb_storage_bytes",
+            "Bytes the store uses on disk (blocks and WAL)",
+            s.bytes_on_disk as f64,
+        ),
+        Extra::counter(
+            "wasmon_tsdb_samples_appended",
+            "Samples appended to the head",
+            s.samples_appended_total as f64,
+        ),
+        Extra::counter(
+            "wasmon_tsdb_out_of_order_samples",
+            "Samples rejected as out of order",
+            s.out_of_order_total as f64,
+        ),
+        Extra::counter(
+            "wasmon_tsdb_compactions",
+            "Head compactions into blocks",
+            s.compactions_total as f64,
+        ),
+        Extra::counter(
+            "wasmon_tsdb_wal_repairs",
+            "Torn or corrupt WAL tails truncated at startup",
+            s.wal_repairs_total as f64,
+        ),
+        Extra::counter(
+            "wasmon_scrape_samples_appended",
+            "Scraped samples appended",
+            sc.appended.load(Relaxed) as f64,
+        ),
+        Extra::counter(
+            "wasmon_scrape_samples_out_of_order",
+            "Scraped samples rejected as out of order",
+            sc.out_of_order.load(Relaxed) as f64,
+        ),
+        Extra::counter(
+            "wasmon_scrape_samples_duplicate_timestamp",
+            "Scraped samples rejected for a duplicate timestamp",
+            sc.duplicates.load(Relaxed) as f64,
+        ),
+    ];
+    if let Some(rss) = crate::selfmetrics::resident_memory_bytes() {
+        v.push(Extra::gauge(
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes",
+            rss as f64,
+        ));
+    }
+    v
 }
 
 async fn plugins(State(agent): State<Arc<Agent>>) -> Response {

@@ -1,0 +1,257 @@
+//! Prometheus HTTP API v1: the shapes Grafana's Prometheus data source and
+//! promtool expect (`{"status": "success", "data": ...}` or
+//! `{"status": "error", "errorType": ..., "error": ...}`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use crate::app::Agent;
+use crate::model::{Labels, TimestampMs};
+use crate::tsdb::{MatchOp, Matcher};
+
+/// An API error with Prometheus' error type.
+pub struct ApiError {
+    status: StatusCode,
+    kind: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    pub fn bad_data(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            kind: "bad_data",
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(json!({"status": "error", "errorType": self.kind, "error": self.message})),
+        )
+            .into_response()
+    }
+}
+
+pub fn success(data: serde_json::Value) -> Response {
+    Json(json!({"status": "success", "data": data})).into_response()
+}
+
+/// Request parameters from the query string and, for POST, a form body —
+/// Prometheus accepts both and so does Grafana's "POST" method setting.
+pub struct Params(Vec<(String, String)>);
+
+impl Params {
+    pub fn from_request(query: Option<String>, headers: &HeaderMap, body: &Bytes) -> Params {
+        let mut v: Vec<(String, String)> = query
+            .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+            .unwrap_or_default();
+        let is_form = headers
+            .get("content-type")
+            .and_then(|c| c.to_str().ok())
+            .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
+        if is_form {
+            v.extend(form_urlencoded::parse(body).into_owned());
+        }
+        Params(v)
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    /// A time parameter: Unix seconds (float) or RFC 3339; `default` when absent.
+    pub fn time(&self, name: &str, default: TimestampMs) -> Result<TimestampMs, ApiError> {
+        match self.get(name) {
+            None | Some("") => Ok(default),
+            Some(s) => parse_time(s)
+                .map_err(|e| ApiError::bad_data(format!("invalid parameter \"{name}\": {e}"))),
+        }
+    }
+}
+
+/// Prometheus' time formats.
+pub fn parse_time(s: &str) -> Result<TimestampMs, String> {
+    if let Ok(f) = s.parse::<f64>() {
+        if !f.is_finite() {
+            return Err(format!("cannot parse {s:?} to a valid timestamp"));
+        }
+        return Ok((f * 1000.0).round() as i64);
+    }
+    humantime::parse_rfc3339_weak(s)
+        .map(|t| match t.duration_since(std::time::UNIX_EPOCH) {
+            Ok(d) => d.as_millis() as i64,
+            Err(e) => -(e.duration().as_millis() as i64),
+        })
+        .map_err(|_| format!("cannot parse {s:?} to a valid timestamp"))
+}
+
+/// Prometheus' defaults for an open time range.
+pub const MIN_TIME: TimestampMs = i64::MIN / 2;
+pub const MAX_TIME: TimestampMs = i64::MAX / 2;
+
+/// Parses a series selector (`up{job="x"}`) into store matchers.
+pub fn parse_selector(s: &str) -> Result<Vec<Matcher>, String> {
+    let expr = promql_parser::parser::parse(s).map_err(|e| format!("1:1: parse error: {e}"))?;
+    let promql_parser::parser::Expr::VectorSelector(vs) = expr else {
+        return Err(format!("{s:?} is not a series selector"));
+    };
+    let mut out = Vec::new();
+    if let Some(name) = &vs.name {
+        out.push(
+            Matcher::new(MatchOp::Equal, crate::model::METRIC_NAME, name.clone())
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    for m in &vs.matchers.matchers {
+        let op = match &m.op {
+            promql_parser::label::MatchOp::Equal => MatchOp::Equal,
+            promql_parser::label::MatchOp::NotEqual => MatchOp::NotEqual,
+            promql_parser::label::MatchOp::Re(_) => MatchOp::Regex,
+            promql_parser::label::MatchOp::NotRe(_) => MatchOp::NotRegex,
+        };
+        out.push(Matcher::new(op, m.name.clone(), m.value.clone()).map_err(|e| e.to_string())?);
+    }
+    if out.iter().all(|m| m.matches("")) {
+        return Err("match[] must contain at least one non-empty matcher".to_string());
+    }
+    Ok(out)
+}
+
+fn labels_json(l: &Labels) -> serde_json::Value {
+    let m: BTreeMap<&str, &str> = l
+        .iter()
+        .map(|l| (l.name.as_str(), l.value.as_str()))
+        .collect();
+    json!(m)
+}
+
+fn selectors(p: &Params) -> Result<Vec<Vec<Matcher>>, ApiError> {
+    p.all("match[]")
+        .into_iter()
+        .map(|s| parse_selector(s).map_err(ApiError::bad_data))
+        .collect()
+}
+
+/// GET/POST /api/v1/series
+pub async fn series(
+    State(agent): State<Arc<Agent>>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let p = Params::from_request(q, &headers, &body);
+    let sels = selectors(&p)?;
+    if sels.is_empty() {
+        return Err(ApiError::bad_data("no match[] parameter provided"));
+    }
+    let (start, end) = (p.time("start", MIN_TIME)?, p.time("end", MAX_TIME)?);
+    let db = agent.db.clone();
+    let mut set: std::collections::BTreeSet<Labels> = Default::default();
+    for m in sels {
+        for s in db.select(&m, start, end) {
+            set.insert(s.labels);
+        }
+    }
+    Ok(success(json!(set
+        .iter()
+        .map(labels_json)
+        .collect::<Vec<_>>())))
+}
+
+/// GET/POST /api/v1/labels
+pub async fn labels(
+    State(agent): State<Arc<Agent>>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let p = Params::from_request(q, &headers, &body);
+    let (start, end) = (p.time("start", MIN_TIME)?, p.time("end", MAX_TIME)?);
+    let sels = selectors(&p)?;
+    let mut names = std::collections::BTreeSet::new();
+    if sels.is_empty() {
+        names.extend(agent.db.label_names(&[], start, end));
+    }
+    for m in sels {
+        names.extend(agent.db.label_names(&m, start, end));
+    }
+    Ok(success(json!(names)))
+}
+
+/// GET /api/v1/label/NAME/values
+pub async fn label_values(
+    State(agent): State<Arc<Agent>>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let p = Params::from_request(q, &headers, &body);
+    let (start, end) = (p.time("start", MIN_TIME)?, p.time("end", MAX_TIME)?);
+    let sels = selectors(&p)?;
+    let mut values = std::collections::BTreeSet::new();
+    if sels.is_empty() {
+        values.extend(agent.db.label_values(&name, &[], start, end));
+    }
+    for m in sels {
+        values.extend(agent.db.label_values(&name, &m, start, end));
+    }
+    Ok(success(json!(values)))
+}
+
+/// GET /api/v1/targets
+pub async fn targets(State(agent): State<Arc<Agent>>, RawQuery(q): RawQuery) -> Response {
+    let p = Params::from_request(q, &HeaderMap::new(), &Bytes::new());
+    let state = p.get("state").unwrap_or("any");
+    let (active, dropped) = agent.scrape.targets().await;
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for (job, _) in &dropped {
+        *counts.entry(job.clone()).or_default() += 1;
+    }
+    let active = if state == "dropped" { vec![] } else { active };
+    let dropped: Vec<_> = if state == "active" {
+        vec![]
+    } else {
+        dropped
+            .iter()
+            .map(|(job, l)| json!({"discoveredLabels": labels_json(l), "scrapePool": job}))
+            .collect()
+    };
+    success(
+        json!({"activeTargets": active, "droppedTargets": dropped, "droppedTargetCounts": counts}),
+    )
+}
+
+/// GET /api/v1/status/buildinfo
+pub async fn buildinfo() -> Response {
+    success(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "revision": "",
+        "branch": "",
+        "buildUser": "",
+        "buildDate": "",
+        "goVersion": "",
+    }))
+}

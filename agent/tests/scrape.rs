@@ -1,0 +1,260 @@
+//! The scrape loop against a real HTTP target on 127.0.0.1: target labels,
+//! honor_labels, metric relabeling, limits, staleness, synthetic series,
+//! content negotiation and gzip.
+
+use std::sync::{Arc, Mutex};
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::routing::get;
+use axum::Router;
+use wasmon::config::Config;
+use wasmon::model::{is_stale_nan, Labels};
+use wasmon::scrape::scrape_loop::{Health, ScrapeLoop, ScrapeStats};
+use wasmon::scrape::{Job, MemoryStore, Target};
+
+#[derive(Clone)]
+struct Page {
+    status: StatusCode,
+    content_type: &'static str,
+    body: Vec<u8>,
+    gzip: bool,
+}
+
+struct Server {
+    addr: std::net::SocketAddr,
+    page: Arc<Mutex<Page>>,
+    seen_headers: Arc<Mutex<Vec<HeaderMap>>>,
+}
+
+async fn server(body: &str) -> Server {
+    let page = Arc::new(Mutex::new(Page {
+        status: StatusCode::OK,
+        content_type: "text/plain; version=0.0.4",
+        body: body.as_bytes().to_vec(),
+        gzip: false,
+    }));
+    let seen_headers: Arc<Mutex<Vec<HeaderMap>>> = Arc::default();
+    let (p, h) = (page.clone(), seen_headers.clone());
+    let app = Router::new().route(
+        "/metrics",
+        get(move |headers: HeaderMap| {
+            let (p, h) = (p.clone(), h.clone());
+            async move {
+                h.lock().unwrap().push(headers);
+                let page = p.lock().unwrap().clone();
+                let mut out = HeaderMap::new();
+                out.insert("content-type", HeaderValue::from_static(page.content_type));
+                let body = if page.gzip {
+                    use std::io::Write;
+                    out.insert("content-encoding", HeaderValue::from_static("gzip"));
+                    let mut e =
+                        flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+                    e.write_all(&page.body).unwrap();
+                    e.finish().unwrap()
+                } else {
+                    page.body
+                };
+                (page.status, out, body)
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    Server {
+        addr,
+        page,
+        seen_headers,
+    }
+}
+
+fn job(extra: &str) -> Job {
+    let text =
+        format!("[[scrape_configs]]\njob_name = \"app\"\nscrape_interval = \"15s\"\n{extra}");
+    let c = Config::parse(&text, "t.toml").unwrap();
+    Job::from_config(&c.scrape_configs[0], &c).unwrap()
+}
+
+fn scrape_loop(job: Job, addr: std::net::SocketAddr, store: Arc<MemoryStore>) -> ScrapeLoop {
+    let job = Arc::new(job);
+    let discovered = Labels::from_pairs([
+        ("__address__", addr.to_string()),
+        ("env", "test".to_string()),
+    ]);
+    let target = Target::populate(&job, discovered).unwrap().unwrap();
+    ScrapeLoop::new(
+        job,
+        Arc::new(target),
+        reqwest::Client::new(),
+        store,
+        Arc::new(ScrapeStats::default()),
+    )
+}
+
+fn value(store: &MemoryStore, name: &str, t: i64) -> Option<f64> {
+    store
+        .series(name)
+        .iter()
+        .rev()
+        .find(|(_, ts, _)| *ts == t)
+        .map(|(_, _, v)| *v)
+}
+
+const PAGE: &str = "# HELP http_requests_total Requests.\n# TYPE http_requests_total counter\nhttp_requests_total{path=\"/a\",job=\"scraped\"} 10\nhttp_requests_total{path=\"/b\"} 3\n# TYPE temp gauge\ntemp 21.5 1700000000000\n";
+
+#[tokio::test]
+async fn scrape_appends_samples_with_target_labels_and_reports() {
+    let srv = server(PAGE).await;
+    let store = Arc::new(MemoryStore::default());
+    let mut sl = scrape_loop(job(""), srv.addr, store.clone());
+    sl.scrape_once(1000).await;
+    let st = sl.state.lock().unwrap().clone();
+    assert_eq!(st.health, Health::Up, "{}", st.last_error);
+
+    let reqs = store.series("http_requests_total");
+    assert_eq!(reqs.len(), 2);
+    let a = &reqs
+        .iter()
+        .find(|(l, _, _)| l.get("path") == Some("/a"))
+        .unwrap()
+        .0;
+    // A scraped `job` conflicts with the target's: kept as exported_job.
+    assert_eq!(a.get("job"), Some("app"));
+    assert_eq!(a.get("exported_job"), Some("scraped"));
+    assert_eq!(a.get("instance"), Some(srv.addr.to_string().as_str()));
+    assert_eq!(a.get("env"), Some("test"));
+    // Explicit timestamps are honored.
+    assert_eq!(store.series("temp")[0].1, 1_700_000_000_000);
+
+    assert_eq!(value(&store, "up", 1000), Some(1.0));
+    assert_eq!(value(&store, "scrape_samples_scraped", 1000), Some(3.0));
+    assert_eq!(
+        value(&store, "scrape_samples_post_metric_relabeling", 1000),
+        Some(3.0)
+    );
+    assert_eq!(value(&store, "scrape_series_added", 1000), Some(3.0));
+    assert!(value(&store, "scrape_duration_seconds", 1000).unwrap() > 0.0);
+    let up = &store.series("up")[0].0;
+    assert_eq!(up.get("job"), Some("app"));
+
+    // Prometheus' Accept header, and the timeout header.
+    let h = srv.seen_headers.lock().unwrap()[0].clone();
+    assert!(h["accept"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/openmetrics-text"));
+    assert_eq!(h["x-prometheus-scrape-timeout-seconds"], "10");
+
+    // Second scrape: /b disappeared -> staleness marker; nothing added.
+    srv.page.lock().unwrap().body =
+        b"http_requests_total{path=\"/a\",job=\"scraped\"} 11\ntemp 22 1700000015000\n".to_vec();
+    sl.scrape_once(16000).await;
+    let b: Vec<_> = store
+        .series("http_requests_total")
+        .into_iter()
+        .filter(|(l, _, _)| l.get("path") == Some("/b"))
+        .collect();
+    assert_eq!(b.len(), 2);
+    assert_eq!(b[1].1, 16000);
+    assert!(
+        is_stale_nan(b[1].2),
+        "expected a staleness marker for the vanished series"
+    );
+    assert_eq!(value(&store, "scrape_series_added", 16000), Some(0.0));
+    // Series with explicit timestamps never get staleness markers.
+    assert!(store
+        .series("temp")
+        .iter()
+        .all(|(_, _, v)| !is_stale_nan(*v)));
+
+    // A failed scrape: up 0, lastError set, everything from the last scrape stale.
+    srv.page.lock().unwrap().status = StatusCode::INTERNAL_SERVER_ERROR;
+    sl.scrape_once(31000).await;
+    assert_eq!(value(&store, "up", 31000), Some(0.0));
+    let st = sl.state.lock().unwrap().clone();
+    assert_eq!(st.health, Health::Down);
+    assert!(st.last_error.contains("500"), "{}", st.last_error);
+    let a_last = store
+        .series("http_requests_total")
+        .into_iter()
+        .filter(|(l, _, _)| l.get("path") == Some("/a"))
+        .last()
+        .unwrap();
+    assert_eq!(a_last.1, 31000);
+    assert!(is_stale_nan(a_last.2));
+}
+
+#[tokio::test]
+async fn honor_labels_and_metric_relabeling() {
+    let srv = server(PAGE).await;
+    let store = Arc::new(MemoryStore::default());
+    let j = job(
+        "honor_labels = true\n[[scrape_configs.metric_relabel_configs]]\nsource_labels = [\"__name__\"]\nregex = \"temp\"\naction = \"drop\"\n",
+    );
+    let mut sl = scrape_loop(j, srv.addr, store.clone());
+    sl.scrape_once(1000).await;
+    assert!(
+        store.series("temp").is_empty(),
+        "dropped by metric_relabel_configs"
+    );
+    let a = store
+        .series("http_requests_total")
+        .into_iter()
+        .find(|(l, _, _)| l.get("path") == Some("/a"))
+        .unwrap()
+        .0;
+    assert_eq!(
+        a.get("job"),
+        Some("scraped"),
+        "honor_labels keeps the scraped value"
+    );
+    assert_eq!(a.get("exported_job"), None);
+    assert_eq!(value(&store, "scrape_samples_scraped", 1000), Some(3.0));
+    assert_eq!(
+        value(&store, "scrape_samples_post_metric_relabeling", 1000),
+        Some(2.0)
+    );
+}
+
+#[tokio::test]
+async fn limits_fail_the_whole_scrape() {
+    let srv = server(PAGE).await;
+    for (extra, needle) in [
+        ("sample_limit = 2\n", "sample limit exceeded"),
+        ("label_limit = 3\n", "label limit exceeded"),
+        ("label_value_length_limit = 2\n", "longer than 2"),
+        ("body_size_limit = \"20B\"\n", "body size limit exceeded"),
+    ] {
+        let store = Arc::new(MemoryStore::default());
+        let mut sl = scrape_loop(job(extra), srv.addr, store.clone());
+        sl.scrape_once(1000).await;
+        let st = sl.state.lock().unwrap().clone();
+        assert!(st.last_error.contains(needle), "{extra}: {}", st.last_error);
+        assert!(
+            store.series("http_requests_total").is_empty(),
+            "{extra}: nothing may be appended"
+        );
+        assert_eq!(value(&store, "up", 1000), Some(0.0));
+    }
+}
+
+#[tokio::test]
+async fn openmetrics_and_gzip() {
+    let srv = server("# TYPE requests counter\nrequests_total 5\n# EOF\n").await;
+    {
+        let mut p = srv.page.lock().unwrap();
+        p.content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+        p.gzip = true;
+    }
+    let store = Arc::new(MemoryStore::default());
+    let mut sl = scrape_loop(job(""), srv.addr, store.clone());
+    sl.scrape_once(1000).await;
+    let st = sl.state.lock().unwrap().clone();
+    assert_eq!(st.health, Health::Up, "{}", st.last_error);
+    assert_eq!(store.series("requests_total").len(), 1);
+    // The same page without `# EOF` is invalid OpenMetrics.
+    srv.page.lock().unwrap().body = b"requests_total 5\n".to_vec();
+    sl.scrape_once(2000).await;
+    let st = sl.state.lock().unwrap().clone();
+    assert!(st.last_error.contains("parse error"), "{}", st.last_error);
+}

@@ -1,0 +1,155 @@
+//! End to end through the real binary: static and file-discovered targets
+//! are scraped into the store, visible through the Prometheus API and the
+//! agent's own metrics; file SD changes apply live; a kill -9 and restart
+//! keeps what was written (WAL replay).
+
+#[path = "../agent/tests/common/mod.rs"]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use axum::routing::get;
+use axum::Router;
+use serde_json::Value;
+
+async fn metrics_server(page: &'static str) -> std::net::SocketAddr {
+    let app = Router::new().route("/metrics", get(move || async move { page }));
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    addr
+}
+
+async fn get_json(url: &str) -> Value {
+    reqwest::get(url).await.unwrap().json().await.unwrap()
+}
+
+async fn eventually<F, Fut>(what: &str, agent: &common::AgentProcess, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !f().await {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "timed out waiting for {what}\n{}",
+            agent.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+const CONFIG: &str = r#"
+[global]
+scrape_interval = "300ms"
+scrape_timeout = "250ms"
+
+[web]
+listen_address = "{{LISTEN}}"
+
+[storage]
+path = "data"
+wal_sync_interval = "100ms"
+
+[[scrape_configs]]
+job_name = "app"
+static_configs = [{ targets = ["{{APP}}"], labels = { env = "test" } }]
+
+[[scrape_configs]]
+job_name = "discovered"
+file_sd_configs = [{ files = ["targets/*.json"], refresh_interval = "1m" }]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scrape_store_query_and_restart() {
+    let app =
+        metrics_server("# TYPE http_requests_total counter\nhttp_requests_total{path=\"/\"} 7\n")
+            .await;
+    let other = metrics_server("# TYPE queue_depth gauge\nqueue_depth 3\n").await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("targets")).unwrap();
+    std::fs::write(
+        dir.path().join("targets/a.json"),
+        format!(r#"[{{"targets": ["{other}"], "labels": {{"team": "infra"}}}}]"#),
+    )
+    .unwrap();
+    let config = CONFIG.replace("{{APP}}", &app.to_string());
+    let agent = common::AgentProcess::start(dir, &config).await;
+
+    // Both targets come up.
+    eventually("two healthy targets", &agent, || async {
+        let t = get_json(&agent.url("/api/v1/targets")).await;
+        let active = t["data"]["activeTargets"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        active.len() == 2 && active.iter().all(|t| t["health"] == "up")
+    })
+    .await;
+    let t = get_json(&agent.url("/api/v1/targets")).await;
+    let disc = t["data"]["activeTargets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["scrapePool"] == "discovered")
+        .unwrap()
+        .clone();
+    assert_eq!(disc["labels"]["team"], "infra");
+    assert!(disc["discoveredLabels"]["__meta_filepath"]
+        .as_str()
+        .unwrap()
+        .ends_with("targets/a.json"));
+    assert_eq!(disc["scrapeUrl"], format!("http://{other}/metrics"));
+
+    // The samples are in the store with the target's labels.
+    let s = get_json(&agent.url("/api/v1/series?match[]=http_requests_total")).await;
+    assert_eq!(
+        s["data"],
+        serde_json::json!([{"__name__": "http_requests_total", "env": "test", "instance": app.to_string(), "job": "app", "path": "/"}])
+    );
+    let s = get_json(&agent.url("/api/v1/series?match[]=up")).await;
+    assert_eq!(s["data"].as_array().unwrap().len(), 2);
+    let v = get_json(&agent.url("/api/v1/label/job/values")).await;
+    assert_eq!(v["data"], serde_json::json!(["app", "discovered"]));
+    let bad = reqwest::get(agent.url("/api/v1/series?match[]=up{"))
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+
+    // Store and scrape figures on the agent's own /metrics.
+    let m = reqwest::get(agent.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let head_series: f64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("wasmon_tsdb_head_series "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(head_series >= 12.0, "{m}"); // 2 scraped + 2 x 5 synthetic
+    assert!(m.contains("wasmon_scrape_samples_appended_total"));
+
+    // Removing the file drops the discovered target.
+    std::fs::write(agent.dir.path().join("targets/a.json"), "[]").unwrap();
+    eventually("the discovered target to go", &agent, || async {
+        let t = get_json(&agent.url("/api/v1/targets")).await;
+        t["data"]["activeTargets"].as_array().map(|a| a.len()) == Some(1)
+    })
+    .await;
+
+    // kill -9, restart on the same data: the series are still there.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let dir = agent.kill9();
+    let agent = common::AgentProcess::start(dir, &config).await;
+    let s = get_json(&agent.url("/api/v1/series?match[]=queue_depth")).await;
+    assert_eq!(
+        s["data"].as_array().unwrap().len(),
+        1,
+        "{s}\n{}",
+        agent.logs()
+    );
+}
