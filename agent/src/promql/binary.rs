@@ -231,6 +231,10 @@ fn vector_vector(
             (ls.f, rs.f)
         };
         let (mut val, keep) = apply(op, fl, fr)?;
+        // One-to-one: a second match is an error even if filtered away.
+        if card == 0 && matched.insert(sig, HashSet::new()).is_some() {
+            return err("multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)");
+        }
         if m.return_bool {
             val = if keep { 1.0 } else { 0.0 };
         } else if !keep {
@@ -240,7 +244,7 @@ fn vector_vector(
         let drop = ls.drop_name || !cmp || m.return_bool;
         let mut b = ls.metric.to_builder();
         if ls.drop_name {
-            b.del(METRIC_NAME);
+            b.retain(|l| !is_name_label(&l.name));
         }
         if card == 0 {
             match &m.matching {
@@ -264,33 +268,12 @@ fn vector_vector(
             }
         }
         let metric = b.build();
-        let entry = matched.entry(sig);
-        match entry {
-            std::collections::hash_map::Entry::Occupied(mut o) => {
-                if card == 0 {
-                    return err("multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)");
-                }
-                let key = if drop {
-                    metric.without_name()
-                } else {
-                    metric.clone()
-                };
-                if !o.get_mut().insert(key) {
-                    return err(
-                        "multiple matches for labels: grouping labels must ensure unique matches",
-                    );
-                }
-            }
-            std::collections::hash_map::Entry::Vacant(v) => {
-                let mut set = HashSet::new();
-                if card != 0 {
-                    set.insert(if drop {
-                        metric.without_name()
-                    } else {
-                        metric.clone()
-                    });
-                }
-                v.insert(set);
+        if card != 0 {
+            let key = effective(&metric, drop);
+            if !matched.entry(sig).or_default().insert(key) {
+                return err(
+                    "multiple matches for labels: grouping labels must ensure unique matches",
+                );
             }
         }
         out.push(VSample {

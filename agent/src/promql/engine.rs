@@ -128,9 +128,11 @@ impl Engine {
                 Value::Matrix(out)
             }
         };
+        let stats = ev.stats();
         Ok(QueryResult {
             value,
             annotations: ev.ann,
+            stats,
         })
     }
 
@@ -195,9 +197,11 @@ impl Engine {
         if total > self.opts.max_samples {
             return Err(EvalError::TooManySamples("query execution"));
         }
+        let stats = ev.stats();
         Ok(QueryResult {
             value: Value::Matrix(series),
             annotations: ev.ann,
+            stats,
         })
     }
 }
@@ -285,6 +289,7 @@ pub(crate) struct Evaluator<'a> {
     cache: FxMap<usize, Arc<Vec<Stored>>>,
     pub ann: Annotations,
     loaded: usize,
+    scanned: u64,
 }
 
 impl<'a> Evaluator<'a> {
@@ -300,14 +305,13 @@ impl<'a> Evaluator<'a> {
             cache: FxMap::default(),
             ann: Annotations::default(),
             loaded: 0,
+            scanned: 0,
         }
     }
 
     /// Computes each selector's time bounds and selects its series.
     fn prepare(&mut self, e: &Expr) -> Result<(), EvalError> {
         self.walk_bounds(e, self.start, self.end);
-        let nodes: Vec<(usize, (i64, i64))> = self.bounds.iter().map(|(k, v)| (*k, *v)).collect();
-        let _ = nodes;
         self.fetch_all(e)
     }
 
@@ -449,6 +453,13 @@ impl<'a> Evaluator<'a> {
         Ok(())
     }
 
+    fn stats(&self) -> QueryStats {
+        QueryStats {
+            samples_loaded: self.loaded as u64,
+            samples_scanned: self.scanned,
+        }
+    }
+
     /// Counts loaded samples against the limit and checks the deadline.
     pub fn add_samples(&mut self, n: usize) -> Result<(), EvalError> {
         self.loaded += n;
@@ -480,7 +491,9 @@ impl<'a> Evaluator<'a> {
         self.add_samples(0)?;
         let ts = self.sel_time(&vs.at, &vs.offset, t);
         let lb = self.opts.lookback_delta_ms;
-        for s in self.series_of(vs).iter() {
+        let series = self.series_of(vs);
+        self.scanned += series.len() as u64;
+        for s in series.iter() {
             let i = s.samples.partition_point(|p| p.0 <= ts);
             if i == 0 {
                 continue;
@@ -520,10 +533,13 @@ impl<'a> Evaluator<'a> {
             Expr::MatrixSelector(ms) => {
                 let (lo, hi) = self.window(ms, t);
                 let mut buf = Vec::new();
-                for s in self.series_of(&ms.vs).iter() {
+                let mut scanned = 0;
+                let series = self.series_of(&ms.vs);
+                for s in series.iter() {
                     let a = s.samples.partition_point(|p| p.0 <= lo);
                     let b = s.samples.partition_point(|p| p.0 <= hi);
                     let sl = &s.samples[a..b];
+                    scanned += sl.len() as u64;
                     if sl.iter().any(|p| is_stale_nan(p.1)) {
                         buf.clear();
                         buf.extend(sl.iter().filter(|p| !is_stale_nan(p.1)));
@@ -534,6 +550,7 @@ impl<'a> Evaluator<'a> {
                         f(&s.metric, false, sl);
                     }
                 }
+                self.scanned += scanned;
                 Ok((lo, hi))
             }
             Expr::Subquery(sq) => {

@@ -526,20 +526,17 @@ fn absent_labels(e: &Expr) -> Labels {
         _ => return Labels::new(),
     };
     let mut b = crate::model::LabelsBuilder::default();
-    let mut dup = std::collections::HashSet::new();
+    let mut has = std::collections::HashSet::new();
     for m in &vs.matchers.matchers {
         if m.name == METRIC_NAME {
             continue;
         }
-        if matches!(m.op, promql_parser::label::MatchOp::Equal) {
-            if b.get(&m.name).is_some() {
-                dup.insert(m.name.clone());
-            }
+        if matches!(m.op, promql_parser::label::MatchOp::Equal) && !has.contains(&m.name) {
             b.set(m.name.clone(), m.value.clone());
+            has.insert(m.name.clone());
+        } else {
+            b.del(&m.name);
         }
-    }
-    for d in dup {
-        b.del(&d);
     }
     b.build()
 }

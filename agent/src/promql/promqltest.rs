@@ -30,6 +30,9 @@ pub struct Outcome {
     pub failed: usize,
     pub skipped: usize,
     pub failures: Vec<Failure>,
+    /// `load` lines that could not be parsed (new syntax such as `@st`);
+    /// not counted as failures, but evals depending on them will fail.
+    pub load_errors: Vec<Failure>,
 }
 
 /// A point of a series description.
@@ -107,15 +110,23 @@ pub fn parse_points(s: &str) -> Result<Vec<Point>, String> {
     while !rest.is_empty() {
         let tok;
         if rest.starts_with("{{") {
-            let end = rest.find("}}").ok_or("unterminated histogram")? + 2;
-            let mut e = end;
-            // `{{...}}x3` and `{{...}}+{{...}}x3`
-            while e < rest.len() && !rest.as_bytes()[e].is_ascii_whitespace() {
-                e += 1;
+            // A histogram token may hold spaces inside its braces.
+            let mut depth = 0i32;
+            let mut e = rest.len();
+            for (i, c) in rest.char_indices() {
+                match c {
+                    '{' => depth += 1,
+                    '}' => depth -= 1,
+                    c if c.is_whitespace() && depth == 0 => {
+                        e = i;
+                        break;
+                    }
+                    _ => {}
+                }
             }
             let t = &rest[..e];
             let times = t
-                .rsplit_once('x')
+                .rsplit_once("}}x")
                 .and_then(|(_, n)| n.parse::<usize>().ok())
                 .map(|n| n + 1)
                 .unwrap_or(1);
@@ -378,8 +389,11 @@ fn parse_script(text: &str) -> Result<Vec<Cmd>, String> {
                     let p = |s: &str| {
                         parse_duration_ms(s).ok_or(format!("line {lineno}: bad time {s}"))
                     };
-                    let idx = r.find(w[5]).unwrap() + w[5].len();
-                    (p(w[1])?, p(w[3])?, p(w[5])?, r[idx..].trim().to_string())
+                    let mut q = r;
+                    for word in &w[..6] {
+                        q = q.trim_start().strip_prefix(word).unwrap_or(q);
+                    }
+                    (p(w[1])?, p(w[3])?, p(w[5])?, q.trim().to_string())
                 } else {
                     return Err(format!("line {lineno}: bad eval"));
                 };
@@ -495,8 +509,7 @@ pub fn run_script(text: &str, skip: &dyn Fn(usize) -> Option<String>) -> Outcome
                         }
                         Ok((None, _)) => {}
                         Err(e) => {
-                            out.failed += 1;
-                            out.failures.push(Failure {
+                            out.load_errors.push(Failure {
                                 line: ln,
                                 query: l.clone(),
                                 reason: format!("load: {e}"),

@@ -131,6 +131,12 @@ impl MemStorage {
         }
     }
 
+    /// Adds a whole series at once (samples must be time-sorted); replaces
+    /// any samples the series had. For bulk loading in benchmarks.
+    pub fn insert_series(&self, labels: Labels, samples: Vec<(TimestampMs, f64)>) {
+        self.series.write().insert(labels, samples);
+    }
+
     /// Removes everything.
     pub fn clear(&self) {
         self.series.write().clear();

@@ -70,11 +70,22 @@ impl Annotations {
     }
 }
 
-/// A query's value and annotations.
+/// Work counters of one query.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct QueryStats {
+    /// Samples selected from storage.
+    pub samples_loaded: u64,
+    /// Samples read by evaluation (a sample in `rate(x[5m])` windows of
+    /// several steps counts once per step).
+    pub samples_scanned: u64,
+}
+
+/// A query's value, annotations and statistics.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueryResult {
     pub value: Value,
     pub annotations: Annotations,
+    pub stats: QueryStats,
 }
 
 /// An instant-vector element inside the engine.
@@ -89,7 +100,7 @@ pub(crate) struct VSample {
 impl VSample {
     /// A label value as operators see it (the name is gone once dropped).
     pub fn get(&self, name: &str) -> Option<&str> {
-        if self.drop_name && name == METRIC_NAME {
+        if self.drop_name && is_name_label(name) {
             return None;
         }
         self.metric.get(name)
@@ -109,9 +120,17 @@ pub(crate) struct RSeries {
     pub points: Vec<(TimestampMs, f64)>,
 }
 
+/// The labels that go with the metric name: the name itself and the
+/// type-and-unit metadata labels of Prometheus 3 (`__type__`, `__unit__`).
+pub(crate) fn is_name_label(n: &str) -> bool {
+    n == METRIC_NAME || n == "__type__" || n == "__unit__"
+}
+
 pub(crate) fn effective(l: &Labels, drop_name: bool) -> Labels {
-    if drop_name && l.name().is_some() {
-        l.without_name()
+    if drop_name && l.iter().any(|x| is_name_label(&x.name)) {
+        let mut b = l.to_builder();
+        b.retain(|x| !is_name_label(&x.name));
+        b.build()
     } else {
         l.clone()
     }
