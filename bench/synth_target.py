@@ -1,0 +1,82 @@
+#!/usr/bin/env python3
+"""A synthetic Prometheus target on 127.0.0.1 for benchmarks.
+
+Serves N active series in the Prometheus text format: counters
+(http_requests_total by service/pod/path/method/status), gauges
+(process/queue figures) and a classic histogram (~10 buckets), with values
+that move on every scrape the way real ones do (counters grow by a random
+rate, gauges wander). Usage: synth_target.py PORT SERIES
+"""
+import http.server
+import random
+import sys
+
+BUCKETS = ["0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "+Inf"]
+
+
+def build(series):
+    rnd = random.Random(42)
+    counters, gauges, hists = [], [], []
+    n_counter = series * 6 // 10
+    n_gauge = series * 2 // 10
+    n_hist_groups = max(1, (series - n_counter - n_gauge) // (len(BUCKETS) + 2))
+    for i in range(n_counter):
+        labels = 'service="svc-%d",pod="pod-%d",path="/api/v1/item/%d",method="%s",status="%s"' % (
+            i % 50, i % 500, i % 200, ("GET", "POST")[i % 2], ("200", "404", "500")[i % 3])
+        counters.append(["http_requests_total{%s}" % labels, rnd.randint(0, 10000), rnd.random() * 5])
+    for i in range(n_gauge):
+        labels = 'service="svc-%d",pod="pod-%d",queue="q-%d"' % (i % 50, i % 500, i)
+        gauges.append(["queue_depth{%s}" % labels, rnd.random() * 100])
+    for i in range(n_hist_groups):
+        base = 'service="svc-%d",pod="pod-%d",handler="h-%d"' % (i % 50, i % 500, i)
+        hists.append([base, [0] * len(BUCKETS), 0.0, rnd.random() * 10])
+    return counters, gauges, hists
+
+
+def render(state, rnd):
+    counters, gauges, hists = state
+    out = ["# TYPE http_requests_total counter"]
+    for c in counters:
+        c[1] += int(c[2] * rnd.random() * 15)
+        out.append("%s %d" % (c[0], c[1]))
+    out.append("# TYPE queue_depth gauge")
+    for g in gauges:
+        g[1] = max(0.0, g[1] + rnd.uniform(-2, 2))
+        out.append("%s %.3f" % (g[0], g[1]))
+    out.append("# TYPE request_duration_seconds histogram")
+    for h in hists:
+        n = int(h[3] * 15 * rnd.random()) + 1
+        for _ in range(min(n, 20)):
+            k = min(int(rnd.expovariate(1.0)), len(BUCKETS) - 1)
+            for j in range(k, len(BUCKETS)):
+                h[1][j] += 1
+            h[2] += float(BUCKETS[k]) if BUCKETS[k] != "+Inf" else 5.0
+        for j, b in enumerate(BUCKETS):
+            out.append('request_duration_seconds_bucket{%s,le="%s"} %d' % (h[0], b, h[1][j]))
+        out.append("request_duration_seconds_sum{%s} %.3f" % (h[0], h[2]))
+        out.append("request_duration_seconds_count{%s} %d" % (h[0], h[1][-1]))
+    return ("\n".join(out) + "\n").encode()
+
+
+def main():
+    port, series = int(sys.argv[1]), int(sys.argv[2])
+    state = build(series)
+    rnd = random.Random(7)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = render(state, rnd)
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+
+
+if __name__ == "__main__":
+    main()
