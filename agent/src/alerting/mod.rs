@@ -1,4 +1,7 @@
-//! Alerting: what is sent to receivers. (Routing, grouping, silences and
-//! inhibition arrive with the dispatcher.)
+//! Alerting, Alertmanager's core inside the agent: matchers, the route tree,
+//! aggregation groups and their timers (`dispatch`), inhibition, silences,
+//! the notification log that deduplicates sends, and the webhook v4 message
+//! a receiver plugin gets.
 
+pub mod matcher;
 pub mod message;
