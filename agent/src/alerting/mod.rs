@@ -3,5 +3,7 @@
 //! the notification log that deduplicates sends, and the webhook v4 message
 //! a receiver plugin gets.
 
+pub mod config;
 pub mod matcher;
 pub mod message;
+pub mod route;

@@ -1,0 +1,924 @@
+//! The alerting configuration: route tree, inhibit rules and time intervals,
+//! with Alertmanager's key names and validation messages. The same types
+//! read Alertmanager's YAML (`serde_norway`) and wasmon's TOML.
+//!
+//! Syntax errors (a bad matcher, duration or weekday) are serde errors, so
+//! the config loader reports them with file and line; cross-references
+//! (undefined receiver or time interval, root route rules) are checked by
+//! [`AlertingConfig::validate`].
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+
+use chrono::{DateTime, Datelike, Local, TimeZone, Timelike, Utc};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::matcher::{parse_matchers_fallback, Matcher};
+
+// ---------------------------------------------------------------------------
+// Durations.
+
+/// A duration in Prometheus' `model.Duration` syntax: `1y2w3d4h5m6s7ms`
+/// (y = 365d, w = 7d), or `0`. Printed the same way, largest units first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Duration(pub std::time::Duration);
+
+impl Duration {
+    pub const fn from_secs(s: u64) -> Duration {
+        Duration(std::time::Duration::from_secs(s))
+    }
+
+    pub fn parse(s: &str) -> Result<Duration, String> {
+        let bad = || format!("not a valid duration string: {s:?}");
+        if s == "0" {
+            return Ok(Duration::default());
+        }
+        if s.is_empty() {
+            return Err(bad());
+        }
+        const UNITS: [(&str, u64); 7] = [
+            ("y", 365 * 24 * 3600 * 1000),
+            ("w", 7 * 24 * 3600 * 1000),
+            ("d", 24 * 3600 * 1000),
+            ("h", 3600 * 1000),
+            ("m", 60 * 1000),
+            ("s", 1000),
+            ("ms", 1),
+        ];
+        let mut rest = s;
+        let mut next_unit = 0;
+        let mut total: u64 = 0;
+        while !rest.is_empty() {
+            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+            if digits == 0 {
+                return Err(bad());
+            }
+            let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
+            rest = &rest[digits..];
+            let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
+            let unit = &rest[..unit_len];
+            rest = &rest[unit_len..];
+            let idx = UNITS[next_unit..]
+                .iter()
+                .position(|(u, _)| *u == unit)
+                .ok_or_else(bad)?
+                + next_unit;
+            next_unit = idx + 1;
+            total = n
+                .checked_mul(UNITS[idx].1)
+                .and_then(|v| total.checked_add(v))
+                .ok_or_else(|| "duration out of range".to_string())?;
+        }
+        Ok(Duration(std::time::Duration::from_millis(total)))
+    }
+
+    pub fn as_std(self) -> std::time::Duration {
+        self.0
+    }
+
+    pub fn is_zero(self) -> bool {
+        self.0.is_zero()
+    }
+
+    pub fn to_chrono(self) -> chrono::Duration {
+        chrono::Duration::from_std(self.0).unwrap_or(chrono::Duration::MAX)
+    }
+}
+
+impl fmt::Display for Duration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut ms = self.0.as_millis() as u64;
+        if ms == 0 {
+            return f.write_str("0s");
+        }
+        for (u, mult) in [
+            ("y", 365 * 24 * 3600 * 1000u64),
+            ("w", 7 * 24 * 3600 * 1000),
+            ("d", 24 * 3600 * 1000),
+            ("h", 3600 * 1000),
+            ("m", 60 * 1000),
+            ("s", 1000),
+            ("ms", 1),
+        ] {
+            if ms >= mult {
+                write!(f, "{}{u}", ms / mult)?;
+                ms %= mult;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for Duration {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Duration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        Duration::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Matchers in config: a list of strings, each holding one or more matchers.
+
+/// A `matchers:` list. Each string is parsed in Alertmanager's fallback mode
+/// (UTF-8 parser first, classic parser if that fails).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ConfigMatchers(pub Vec<Matcher>);
+
+impl<'de> Deserialize<'de> for ConfigMatchers {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<ConfigMatchers, D::Error> {
+        let lines = Vec::<String>::deserialize(d)?;
+        let mut out = Vec::new();
+        for line in lines {
+            let (ms, classic) = parse_matchers_fallback(&line).map_err(serde::de::Error::custom)?;
+            if classic {
+                tracing::warn!(
+                    input = %line,
+                    "matcher parsed with the classic parser; double-quote values and escape backslashes to make it UTF-8 compatible"
+                );
+            }
+            out.extend(ms);
+        }
+        Ok(ConfigMatchers(out))
+    }
+}
+
+impl Serialize for ConfigMatchers {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|m| m.to_string()))
+    }
+}
+
+/// A legacy `match_re` value: a regex, anchored when used.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(transparent)]
+pub struct ConfigRegex(pub String);
+
+impl ConfigRegex {
+    /// The anchored form Alertmanager stores and prints (`^(?:re)$`).
+    pub fn anchored(&self) -> String {
+        format!("^(?:{})$", self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for ConfigRegex {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<ConfigRegex, D::Error> {
+        let s = String::deserialize(d)?;
+        regex::Regex::new(&format!("^(?:{s})$"))
+            .map_err(|e| serde::de::Error::custom(format!("error parsing regexp: {e}")))?;
+        Ok(ConfigRegex(s))
+    }
+}
+
+fn valid_label_name(n: &str) -> bool {
+    // Alertmanager validates names as UTF-8 (the default scheme since 0.28):
+    // any non-empty string.
+    !n.is_empty()
+}
+
+// ---------------------------------------------------------------------------
+// Route.
+
+/// A node of the routing tree (`<route>`). Unset options inherit from the
+/// parent; the root's defaults are group_wait 30s, group_interval 5m,
+/// repeat_interval 4h.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receiver: Option<String>,
+    /// Label names; `["..."]` groups by all labels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_by: Option<Vec<String>>,
+    #[serde(default, rename = "continue")]
+    pub continue_matching: bool,
+    /// Deprecated: equality matchers.
+    #[serde(default, rename = "match", skip_serializing_if = "BTreeMap::is_empty")]
+    pub match_eq: BTreeMap<String, String>,
+    /// Deprecated: regex matchers.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub match_re: BTreeMap<String, ConfigRegex>,
+    #[serde(default, skip_serializing_if = "is_empty_matchers")]
+    pub matchers: ConfigMatchers,
+    /// Route labels (kept for compatibility; not used for grouping).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_wait: Option<Duration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_interval: Option<Duration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeat_interval: Option<Duration>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mute_time_intervals: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub active_time_intervals: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<RouteConfig>,
+}
+
+fn is_empty_matchers(m: &ConfigMatchers) -> bool {
+    m.0.is_empty()
+}
+
+impl RouteConfig {
+    /// Checks of one node that do not need the rest of the config
+    /// (Alertmanager's `Route.UnmarshalYAML`).
+    pub fn validate_node(&self) -> Result<(), String> {
+        for k in self.match_eq.keys().chain(self.match_re.keys()) {
+            if !valid_label_name(k) {
+                return Err(format!("invalid label name {k:?}"));
+            }
+        }
+        if let Some(gb) = &self.group_by {
+            let mut seen = HashSet::new();
+            for l in gb {
+                if l == "..." {
+                    if gb.len() > 1 {
+                        return Err("cannot have wildcard group_by (`...`) and other other labels at the same time".into());
+                    }
+                } else if !valid_label_name(l) {
+                    return Err(format!("invalid label name {l:?} in group_by list"));
+                }
+                if !seen.insert(l) {
+                    return Err(format!("duplicated label {l:?} in group_by"));
+                }
+            }
+        }
+        if self.group_interval.is_some_and(|d| d.is_zero()) {
+            return Err("group_interval cannot be zero".into());
+        }
+        if self.repeat_interval.is_some_and(|d| d.is_zero()) {
+            return Err("repeat_interval cannot be zero".into());
+        }
+        Ok(())
+    }
+
+    fn walk<'a>(
+        &'a self,
+        f: &mut dyn FnMut(&'a RouteConfig) -> Result<(), String>,
+    ) -> Result<(), String> {
+        f(self)?;
+        for r in &self.routes {
+            r.walk(f)?;
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Inhibit rules.
+
+/// `<inhibit_rule>`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct InhibitRuleConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub source_match: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub source_match_re: BTreeMap<String, ConfigRegex>,
+    #[serde(default, skip_serializing_if = "is_empty_matchers")]
+    pub source_matchers: ConfigMatchers,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub target_match: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub target_match_re: BTreeMap<String, ConfigRegex>,
+    #[serde(default, skip_serializing_if = "is_empty_matchers")]
+    pub target_matchers: ConfigMatchers,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub equal: Vec<String>,
+}
+
+impl InhibitRuleConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        for k in self
+            .source_match
+            .keys()
+            .chain(self.source_match_re.keys())
+            .chain(self.target_match.keys())
+            .chain(self.target_match_re.keys())
+            .chain(self.equal.iter())
+        {
+            if !valid_label_name(k) {
+                return Err(format!("invalid label name {k:?}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Time intervals.
+
+/// A named set of time intervals (`time_intervals:` / `mute_time_intervals:`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeIntervalConfig {
+    pub name: String,
+    #[serde(default)]
+    pub time_intervals: Vec<TimeInterval>,
+}
+
+impl TimeIntervalConfig {
+    /// Is `t` inside any of the intervals?
+    pub fn contains(&self, t: DateTime<Utc>) -> bool {
+        self.time_intervals.iter().any(|ti| ti.contains(t))
+    }
+}
+
+/// `<time_interval_spec>`: every non-empty field must match.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeInterval {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub times: Vec<TimeRange>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub weekdays: Vec<WeekdayRange>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub days_of_month: Vec<DayOfMonthRange>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub months: Vec<MonthRange>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub years: Vec<YearRange>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<Location>,
+}
+
+/// The time zone of a time interval. `UTC` and `Local` are supported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Location {
+    Utc,
+    Local,
+}
+
+impl<'de> Deserialize<'de> for Location {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Location, D::Error> {
+        let s = String::deserialize(d)?;
+        match s.as_str() {
+            "UTC" | "" => Ok(Location::Utc),
+            "Local" => Ok(Location::Local),
+            other => Err(serde::de::Error::custom(format!(
+                "unknown time zone {other}: only \"UTC\" and \"Local\" are supported"
+            ))),
+        }
+    }
+}
+
+impl Serialize for Location {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(match self {
+            Location::Utc => "UTC",
+            Location::Local => "Local",
+        })
+    }
+}
+
+/// `start_time`/`end_time` as minutes of the day, end exclusive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeRange {
+    pub start_minute: u32,
+    pub end_minute: u32,
+}
+
+#[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawTimeRange {
+    start_time: String,
+    end_time: String,
+}
+
+fn parse_hhmm(s: &str) -> Result<u32, String> {
+    let bad = || format!("couldn't parse timestamp {s}, invalid format");
+    if s == "24:00" {
+        return Ok(24 * 60);
+    }
+    let (h, m) = s.split_once(':').ok_or_else(bad)?;
+    if h.len() != 2 || m.len() != 2 {
+        return Err(bad());
+    }
+    let h: u32 = h.parse().map_err(|_| bad())?;
+    let m: u32 = m.parse().map_err(|_| bad())?;
+    if h > 23 || m > 59 {
+        return Err(bad());
+    }
+    Ok(h * 60 + m)
+}
+
+impl<'de> Deserialize<'de> for TimeRange {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<TimeRange, D::Error> {
+        let raw = RawTimeRange::deserialize(d)?;
+        let e = serde::de::Error::custom;
+        let start = parse_hhmm(&raw.start_time).map_err(e)?;
+        let end = parse_hhmm(&raw.end_time).map_err(e)?;
+        if start >= end {
+            return Err(e(
+                "start time cannot be equal or greater than end time".to_string()
+            ));
+        }
+        Ok(TimeRange {
+            start_minute: start,
+            end_minute: end,
+        })
+    }
+}
+
+impl Serialize for TimeRange {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let f = |m: u32| format!("{:02}:{:02}", m / 60, m % 60);
+        RawTimeRange {
+            start_time: f(self.start_minute),
+            end_time: f(self.end_minute),
+        }
+        .serialize(s)
+    }
+}
+
+/// A scalar that YAML/TOML may give as a number or a string.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum StrOrInt {
+    S(String),
+    I(i64),
+}
+
+impl StrOrInt {
+    fn into_string(self) -> String {
+        match self {
+            StrOrInt::S(s) => s,
+            StrOrInt::I(i) => i.to_string(),
+        }
+    }
+}
+
+/// Parse `a` or `a:b` with `f`; `a` alone is `a:a`.
+fn parse_range(s: &str, f: &dyn Fn(&str) -> Result<i32, String>) -> Result<(i32, i32), String> {
+    match s.split_once(':') {
+        Some((a, b)) => Ok((f(a)?, f(b)?)),
+        None => {
+            let v = f(s)?;
+            Ok((v, v))
+        }
+    }
+}
+
+macro_rules! range_type {
+    ($name:ident, $parse:expr, $check:expr, $fmt:expr) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub struct $name {
+            pub begin: i32,
+            pub end: i32,
+        }
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<$name, D::Error> {
+                let s = StrOrInt::deserialize(d)?.into_string();
+                let (begin, end) = parse_range(&s, &$parse).map_err(serde::de::Error::custom)?;
+                let check: fn(i32, i32) -> Result<(), String> = $check;
+                check(begin, end).map_err(serde::de::Error::custom)?;
+                Ok($name { begin, end })
+            }
+        }
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let f: fn(i32) -> String = $fmt;
+                if self.begin == self.end {
+                    s.serialize_str(&f(self.begin))
+                } else {
+                    s.serialize_str(&format!("{}:{}", f(self.begin), f(self.end)))
+                }
+            }
+        }
+    };
+}
+
+const WEEKDAYS: [&str; 7] = [
+    "sunday",
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+];
+const MONTHS: [&str; 12] = [
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+];
+
+fn parse_weekday(s: &str) -> Result<i32, String> {
+    let l = s.trim().to_lowercase();
+    WEEKDAYS
+        .iter()
+        .position(|d| *d == l)
+        .map(|i| i as i32)
+        .ok_or_else(|| format!("{s} is not a valid weekday"))
+}
+
+fn parse_month(s: &str) -> Result<i32, String> {
+    let l = s.trim().to_lowercase();
+    if let Some(i) = MONTHS.iter().position(|m| *m == l) {
+        return Ok(i as i32 + 1);
+    }
+    match l.parse::<i32>() {
+        Ok(n) if (1..=12).contains(&n) => Ok(n),
+        _ => Err(format!("{s} is not a valid month")),
+    }
+}
+
+fn parse_day_of_month(s: &str) -> Result<i32, String> {
+    let n: i32 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s} is not a valid day of the month"))?;
+    if n == 0 || !(-31..=31).contains(&n) {
+        return Err(format!("{n} is not a valid day of the month: out of range"));
+    }
+    Ok(n)
+}
+
+fn parse_year(s: &str) -> Result<i32, String> {
+    match s.trim().parse::<i32>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("{s} is not a valid year")),
+    }
+}
+
+range_type!(
+    WeekdayRange,
+    parse_weekday,
+    |b, e| if b > e {
+        Err("start day cannot be before end day".into())
+    } else {
+        Ok(())
+    },
+    |i| WEEKDAYS[i as usize].to_string()
+);
+range_type!(
+    MonthRange,
+    parse_month,
+    |b, e| if b > e {
+        Err("end month cannot be before start month".into())
+    } else {
+        Ok(())
+    },
+    |i| MONTHS[(i - 1) as usize].to_string()
+);
+range_type!(
+    DayOfMonthRange,
+    parse_day_of_month,
+    |b, e| {
+        if b < 0 && e > 0 {
+            return Err("end day must be negative if start day is negative".into());
+        }
+        if (b > 0) == (e > 0) && b > e {
+            return Err("start day cannot be after end day".into());
+        }
+        Ok(())
+    },
+    |i| i.to_string()
+);
+range_type!(
+    YearRange,
+    parse_year,
+    |b, e| if b > e {
+        Err("end year cannot be before start year".into())
+    } else {
+        Ok(())
+    },
+    |i| i.to_string()
+);
+
+fn days_in_month(year: i32, month: u32) -> i32 {
+    let (ny, nm) = if month == 12 {
+        (year + 1, 1)
+    } else {
+        (year, month + 1)
+    };
+    let first_next = chrono::NaiveDate::from_ymd_opt(ny, nm, 1).unwrap();
+    first_next.pred_opt().unwrap().day() as i32
+}
+
+impl TimeInterval {
+    /// Alertmanager's `ContainsTime`.
+    pub fn contains(&self, t: DateTime<Utc>) -> bool {
+        match self.location {
+            Some(Location::Local) => self.contains_in(&Local.from_utc_datetime(&t.naive_utc())),
+            _ => self.contains_in(&t),
+        }
+    }
+
+    fn contains_in<Tz: TimeZone>(&self, t: &DateTime<Tz>) -> bool {
+        if !self.times.is_empty() {
+            let m = t.hour() * 60 + t.minute();
+            if !self
+                .times
+                .iter()
+                .any(|r| m >= r.start_minute && m < r.end_minute)
+            {
+                return false;
+            }
+        }
+        if !self.days_of_month.is_empty() {
+            let dim = days_in_month(t.year(), t.month());
+            let day = t.day() as i32;
+            let ok = self.days_of_month.iter().any(|r| {
+                let begin = if r.begin < 0 {
+                    dim + r.begin + 1
+                } else {
+                    r.begin
+                };
+                let end = if r.end < 0 { dim + r.end + 1 } else { r.end };
+                if begin > dim {
+                    return false;
+                }
+                let begin = begin.clamp(-dim, dim);
+                let end = end.clamp(-dim, dim);
+                day >= begin && day <= end
+            });
+            if !ok {
+                return false;
+            }
+        }
+        if !self.months.is_empty() {
+            let m = t.month() as i32;
+            if !self.months.iter().any(|r| m >= r.begin && m <= r.end) {
+                return false;
+            }
+        }
+        if !self.weekdays.is_empty() {
+            let w = t.weekday().num_days_from_sunday() as i32;
+            if !self.weekdays.iter().any(|r| w >= r.begin && w <= r.end) {
+                return false;
+            }
+        }
+        if !self.years.is_empty() {
+            let y = t.year();
+            if !self.years.iter().any(|r| y >= r.begin && y <= r.end) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The whole alerting section.
+
+/// `global:` settings the alerting core uses.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct GlobalConfig {
+    /// End time given to alerts posted without one (default 5m).
+    #[serde(default = "default_resolve_timeout")]
+    pub resolve_timeout: Duration,
+}
+
+impl Default for GlobalConfig {
+    fn default() -> GlobalConfig {
+        GlobalConfig {
+            resolve_timeout: default_resolve_timeout(),
+        }
+    }
+}
+
+fn default_resolve_timeout() -> Duration {
+    Duration::from_secs(300)
+}
+
+/// Alertmanager's configuration as far as routing is concerned. Other
+/// top-level keys of an Alertmanager file (receivers, templates) are ignored
+/// here: receivers are plugin instances in wasmon.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct AlertingConfig {
+    #[serde(default)]
+    pub global: GlobalConfig,
+    #[serde(default)]
+    pub route: Option<RouteConfig>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inhibit_rules: Vec<InhibitRuleConfig>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub time_intervals: Vec<TimeIntervalConfig>,
+    /// Deprecated spelling of `time_intervals`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mute_time_intervals: Vec<TimeIntervalConfig>,
+}
+
+impl AlertingConfig {
+    /// Alertmanager's checks across the config. `receivers` are the names
+    /// the host knows (its receiver plugin instances).
+    pub fn validate(&self, receivers: &[&str]) -> Result<(), String> {
+        let route = self
+            .route
+            .as_ref()
+            .ok_or_else(|| "no route provided in config".to_string())?;
+        validate_root(route)?;
+        let mut names = HashSet::new();
+        for ti in self.time_intervals.iter().chain(&self.mute_time_intervals) {
+            if !names.insert(ti.name.as_str()) {
+                return Err(format!("time interval {:?} is not unique", ti.name));
+            }
+        }
+        let known: HashSet<&str> = receivers.iter().copied().collect();
+        route.walk(&mut |r| {
+            r.validate_node()?;
+            if let Some(rcv) = &r.receiver {
+                if !known.contains(rcv.as_str()) {
+                    return Err(format!("undefined receiver {rcv:?} used in route"));
+                }
+            }
+            for n in r.mute_time_intervals.iter().chain(&r.active_time_intervals) {
+                if !names.contains(n.as_str()) {
+                    return Err(format!("undefined time interval {n:?} used in route"));
+                }
+            }
+            Ok(())
+        })?;
+        for r in &self.inhibit_rules {
+            r.validate()?;
+        }
+        Ok(())
+    }
+
+    /// All named time intervals (both spellings).
+    pub fn intervals(&self) -> BTreeMap<String, TimeIntervalConfig> {
+        self.time_intervals
+            .iter()
+            .chain(&self.mute_time_intervals)
+            .map(|t| (t.name.clone(), t.clone()))
+            .collect()
+    }
+}
+
+/// The root route's own rules.
+pub fn validate_root(route: &RouteConfig) -> Result<(), String> {
+    if route.receiver.as_deref().unwrap_or("").is_empty() {
+        return Err("root route must specify a default receiver".into());
+    }
+    if !route.match_eq.is_empty() || !route.match_re.is_empty() || !route.matchers.0.is_empty() {
+        return Err("root route must not have any matchers".into());
+    }
+    if route.continue_matching {
+        return Err("cannot have continue in root route".into());
+    }
+    if !route.mute_time_intervals.is_empty() {
+        return Err("root route must not have any mute time intervals".into());
+    }
+    if !route.active_time_intervals.is_empty() {
+        return Err("root route must not have any active time intervals".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        for (s, secs, back) in [
+            ("30s", 30, "30s"),
+            ("5m", 300, "5m"),
+            ("4h", 4 * 3600, "4h"),
+            ("1h30m", 5400, "1h30m"),
+            ("1d", 86400, "1d"),
+            ("90m", 5400, "1h30m"),
+            ("1w", 7 * 86400, "1w"),
+            ("0", 0, "0s"),
+        ] {
+            let d = Duration::parse(s).unwrap();
+            assert_eq!(d.0.as_secs(), secs, "{s}");
+            assert_eq!(d.to_string(), back);
+        }
+        assert_eq!(Duration::parse("1500ms").unwrap().to_string(), "1s500ms");
+        for bad in ["", "5", "m", "1m1h", "1.5h", "-1s", "1x"] {
+            assert!(Duration::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn yaml_and_toml() {
+        let yaml = r#"
+route:
+  receiver: default
+  group_by: [alertname, cluster]
+  group_wait: 10s
+  routes:
+  - matchers: ['severity="critical"', 'team=~"a|b"']
+    receiver: pager
+    continue: true
+    mute_time_intervals: [offhours]
+  - match: {service: db}
+    match_re: {env: prod.*}
+    receiver: db
+inhibit_rules:
+- source_matchers: [severity="critical"]
+  target_matchers: [severity="warning"]
+  equal: [alertname]
+time_intervals:
+- name: offhours
+  time_intervals:
+  - times: [{start_time: "17:00", end_time: "24:00"}]
+    weekdays: ['monday:friday']
+    days_of_month: ['1:5', -1]
+    months: ['january:march', 'december']
+    years: ['2020:2030']
+    location: UTC
+"#;
+        let c: AlertingConfig = serde_norway::from_str(yaml).unwrap();
+        c.validate(&["default", "pager", "db"]).unwrap();
+        let r = c.route.as_ref().unwrap();
+        assert_eq!(r.routes[0].matchers.0.len(), 2);
+        assert!(r.routes[0].continue_matching);
+        assert_eq!(r.group_wait, Some(Duration::from_secs(10)));
+        assert_eq!(
+            c.validate(&["default"]).unwrap_err(),
+            "undefined receiver \"pager\" used in route"
+        );
+
+        let toml_text = r#"
+[route]
+receiver = "default"
+group_by = ["..."]
+repeat_interval = "1h30m"
+[[route.routes]]
+matchers = ['severity="critical"']
+receiver = "pager"
+active_time_intervals = ["biz"]
+[[time_intervals]]
+name = "biz"
+[[time_intervals.time_intervals]]
+weekdays = ["monday:friday"]
+times = [{ start_time = "09:00", end_time = "17:00" }]
+location = "Local"
+"#;
+        let c: AlertingConfig = toml::from_str(toml_text).unwrap();
+        c.validate(&["default", "pager"]).unwrap();
+        assert_eq!(
+            c.route.as_ref().unwrap().repeat_interval,
+            Some(Duration::from_secs(5400))
+        );
+    }
+
+    #[test]
+    fn validation_errors() {
+        let bad = |y: &str| -> String {
+            match serde_norway::from_str::<AlertingConfig>(y) {
+                Err(e) => e.to_string(),
+                Ok(c) => c.validate(&["r"]).unwrap_err(),
+            }
+        };
+        assert!(bad("route: {}").contains("root route must specify a default receiver"));
+        assert!(bad("route: {receiver: r, matchers: [a=b]}")
+            .contains("root route must not have any matchers"));
+        assert!(bad("route: {receiver: r, group_by: ['...', a]}").contains("wildcard group_by"));
+        assert!(bad("route: {receiver: r, group_by: [a, a]}")
+            .contains("duplicated label \"a\" in group_by"));
+        assert!(bad("route: {receiver: r, routes: [{group_interval: 0}]}")
+            .contains("group_interval cannot be zero"));
+        assert!(
+            bad("route: {receiver: r, routes: [{mute_time_intervals: [x]}]}")
+                .contains("undefined time interval \"x\" used in route")
+        );
+        assert!(bad("route: {receiver: r, group_wait: 5x}").contains("not a valid duration string"));
+        assert!(bad(
+            "route: {receiver: r}\ntime_intervals: [{name: a, time_intervals: [{weekdays: [funday]}]}]"
+        )
+        .contains("funday is not a valid weekday"));
+        assert!(bad(
+            "route: {receiver: r}\ntime_intervals: [{name: a, time_intervals: [{times: [{start_time: '10:00', end_time: '09:00'}]}]}]"
+        )
+        .contains("start time cannot be equal or greater than end time"));
+    }
+
+    #[test]
+    fn time_interval_contains() {
+        let ti: TimeInterval = serde_norway::from_str(
+            "{times: [{start_time: '09:00', end_time: '17:00'}], weekdays: ['monday:friday'], days_of_month: ['-1']}",
+        )
+        .unwrap();
+        // 2024-01-31 is a Wednesday, the last day of January.
+        let t = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        assert!(ti.contains(t("2024-01-31T09:00:00Z")));
+        assert!(!ti.contains(t("2024-01-31T17:00:00Z")));
+        assert!(!ti.contains(t("2024-01-30T10:00:00Z")));
+        // 2024-03-31 is a Sunday.
+        assert!(!ti.contains(t("2024-03-31T10:00:00Z")));
+        let feb: TimeInterval = serde_norway::from_str("{days_of_month: ['1:31']}").unwrap();
+        assert!(feb.contains(t("2024-02-29T00:00:00Z")));
+    }
+}
