@@ -1,23 +1,35 @@
 //! Compressed float chunks: Gorilla (Facebook, VLDB 2015) as in Prometheus'
-//! `chunkenc` XOR encoding, with finer timestamp buckets.
+//! `chunkenc` XOR encoding for values, with a jitter-friendly timestamp code.
 //!
 //! Layout of a chunk: a 2-byte big-endian sample count, then a bit stream:
 //! - sample 0: zig-zag varint timestamp, 64 raw value bits;
 //! - sample 1: zig-zag varint timestamp delta, XOR-encoded value;
-//! - sample n: delta-of-delta timestamp in a prefix-coded bucket, XOR value.
+//! - sample n: timestamp delta minus the chunk's *nominal interval*, in a
+//!   prefix-coded bucket, then the XOR-encoded value.
 //!
-//! Timestamp buckets differ from Prometheus on purpose: scrape timestamps
-//! jitter by a few milliseconds, and Prometheus' smallest non-zero bucket
-//! costs 16 bits. Here `10` + 7 bits covers ±63 ms, so a jittery 15 s scrape
-//! costs 9 bits per timestamp instead of 16:
+//! Timestamps differ from Prometheus' delta-of-delta on purpose. Scrape
+//! timestamps jitter by a millisecond or two around a whole-second
+//! interval; delta-of-delta doubles that noise and Prometheus' smallest
+//! non-zero bucket costs 16 bits. Here the first delta, rounded to whole
+//! seconds when it is within 100 ms of them, is the nominal interval
+//! (derived identically by the decoder, so it costs nothing), each later
+//! delta is stored as its difference from it, and small differences have
+//! small buckets:
 //!
-//! | prefix | payload | delta-of-delta range |
-//! |--------|---------|----------------------|
-//! | `0`    | -       | 0                    |
-//! | `10`   | 7 bits  | -63 ..= 64           |
-//! | `110`  | 14 bits | -8191 ..= 8192       |
-//! | `1110` | 20 bits | -524287 ..= 524288   |
-//! | `1111` | 64 bits | anything             |
+//! | prefix   | payload | delta − nominal      |
+//! |----------|---------|----------------------|
+//! | `0`      | -       | 0                    |
+//! | `10`     | 2 bits  | -1 ..= 2             |
+//! | `110`    | 4 bits  | -7 ..= 8             |
+//! | `1110`   | 7 bits  | -63 ..= 64           |
+//! | `11110`  | 14 bits | -8191 ..= 8192       |
+//! | `111110` | 20 bits | -524287 ..= 524288   |
+//! | `111111` | 64 bits | anything             |
+//!
+//! With ±2 ms jitter this costs ~5.5 bits per timestamp instead of ~15 with
+//! Prometheus' encoding, and a perfectly regular series still costs 1 bit.
+//! A missed scrape or a one-off slow scrape costs one larger bucket, not the
+//! two or three that delta-of-delta pays.
 //!
 //! Values are stored bit-exactly (NaN payloads, infinities and the staleness
 //! marker survive a round trip): XOR with the previous value, `0` when equal,
@@ -41,9 +53,29 @@ pub struct XorChunk {
     num: u16,
     t: i64,
     v: u64,
-    t_delta: i64,
+    /// Nominal interval (see the module docs), set by the second sample.
+    base: i64,
     leading: u8,
     trailing: u8,
+}
+
+/// Buckets for `delta - nominal`: (prefix length, payload bits). The prefix
+/// is `1` repeated `len - 1` times then `0`, except the last, all ones.
+const BUCKETS: [(u32, u32); 6] = [(2, 2), (3, 4), (4, 7), (5, 14), (6, 20), (6, 64)];
+
+/// The nominal scrape interval derived from a chunk's first delta.
+pub fn nominal_interval(delta: i64) -> i64 {
+    if delta >= 1000 {
+        let r = delta.saturating_add(500) / 1000 * 1000;
+        if (delta - r).abs() <= 100 {
+            return r;
+        }
+    }
+    delta
+}
+
+fn fits(d: i64, bits: u32) -> bool {
+    bits >= 64 || (d > -(1i64 << (bits - 1)) && d <= 1i64 << (bits - 1))
 }
 
 impl Default for XorChunk {
@@ -68,7 +100,7 @@ impl XorChunk {
             num: 0,
             t: 0,
             v: 0,
-            t_delta: 0,
+            base: 0,
             leading: NO_WINDOW,
             trailing: 0,
         }
@@ -113,28 +145,28 @@ impl XorChunk {
                 let delta = t.wrapping_sub(self.t);
                 self.w.write_varint(delta);
                 self.write_xor(vbits);
-                self.t_delta = delta;
+                self.base = nominal_interval(delta);
             }
             _ => {
-                let delta = t.wrapping_sub(self.t);
-                let dod = delta.wrapping_sub(self.t_delta);
-                if dod == 0 {
+                let d = t.wrapping_sub(self.t).wrapping_sub(self.base);
+                if d == 0 {
                     self.w.write_bit(false);
-                } else if (-63..=64).contains(&dod) {
-                    self.w.write_bits(0b10, 2);
-                    self.w.write_bits(dod as u64, 7);
-                } else if (-8191..=8192).contains(&dod) {
-                    self.w.write_bits(0b110, 3);
-                    self.w.write_bits(dod as u64, 14);
-                } else if (-524287..=524288).contains(&dod) {
-                    self.w.write_bits(0b1110, 4);
-                    self.w.write_bits(dod as u64, 20);
                 } else {
-                    self.w.write_bits(0b1111, 4);
-                    self.w.write_bits(dod as u64, 64);
+                    for (i, &(prefix, bits)) in BUCKETS.iter().enumerate() {
+                        if fits(d, bits) {
+                            // `prefix - 1` ones, then a zero unless last.
+                            let ones = (1u64 << (prefix - 1)) - 1;
+                            if i == BUCKETS.len() - 1 {
+                                self.w.write_bits((ones << 1) | 1, prefix);
+                            } else {
+                                self.w.write_bits(ones << 1, prefix);
+                            }
+                            self.w.write_bits(d as u64, bits);
+                            break;
+                        }
+                    }
                 }
                 self.write_xor(vbits);
-                self.t_delta = delta;
             }
         }
         self.t = t;
@@ -185,7 +217,7 @@ pub struct XorIter<'a> {
     read: u16,
     t: i64,
     v: u64,
-    t_delta: i64,
+    base: i64,
     leading: u8,
     trailing: u8,
     error: bool,
@@ -203,7 +235,7 @@ impl<'a> XorIter<'a> {
             read: 0,
             t: 0,
             v: 0,
-            t_delta: 0,
+            base: 0,
             leading: NO_WINDOW,
             trailing: 0,
             error,
@@ -227,24 +259,25 @@ impl<'a> XorIter<'a> {
                 self.v = self.r.read_bits(64)?;
             }
             1 => {
-                self.t_delta = self.r.read_varint()?;
-                self.t = self.t.wrapping_add(self.t_delta);
+                let delta = self.r.read_varint()?;
+                self.t = self.t.wrapping_add(delta);
+                self.base = nominal_interval(delta);
                 self.read_xor()?;
             }
             _ => {
+                // Prefix: up to 6 ones, ended by a zero unless all six are set.
                 let mut ones = 0;
-                while ones < 4 && self.r.read_bit()? {
+                while ones < 6 && self.r.read_bit()? {
                     ones += 1;
                 }
-                let dod = match ones {
+                let d = match ones {
                     0 => 0,
-                    1 => sign_extend(self.r.read_bits(7)?, 7),
-                    2 => sign_extend(self.r.read_bits(14)?, 14),
-                    3 => sign_extend(self.r.read_bits(20)?, 20),
-                    _ => self.r.read_bits(64)? as i64,
+                    n => {
+                        let bits = BUCKETS[n - 1].1;
+                        sign_extend(self.r.read_bits(bits)?, bits)
+                    }
                 };
-                self.t_delta = self.t_delta.wrapping_add(dod);
-                self.t = self.t.wrapping_add(self.t_delta);
+                self.t = self.t.wrapping_add(self.base).wrapping_add(d);
                 self.read_xor()?;
             }
         }
@@ -278,6 +311,9 @@ impl<'a> XorIter<'a> {
 
 /// Interprets the low `n` bits as a bucket value in `-(2^(n-1)-1) ..= 2^(n-1)`.
 fn sign_extend(bits: u64, n: u32) -> i64 {
+    if n >= 64 {
+        return bits as i64;
+    }
     if bits > 1 << (n - 1) {
         bits as i64 - (1i64 << n)
     } else {

@@ -1,0 +1,445 @@
+//! TSDB benchmark: prints figures, asserts nothing about speed.
+//!
+//! Run with `cargo bench -p wasmon --bench tsdb` (set `TSDB_BENCH_QUICK=1`
+//! for a fast smoke run, e.g. under `cargo test --bench tsdb`).
+//!
+//! Measures:
+//! - append throughput on one core (label lookup and by-ref, as a scrape
+//!   cache does), samples/s;
+//! - bytes per sample in chunks for realistic counters, gauges and
+//!   histogram-bucket series at 15 s and 30 s scrape intervals, with
+//!   timestamp jitter as real scrapes have;
+//! - bytes per sample on disk after compaction into a block (chunks + index
+//!   + meta), for a realistic mix;
+//! - head memory per active series at 100k series: VmRSS delta from
+//!   /proc/self/status and the store's own estimate.
+//!
+//! Targets: < 1.5 bytes/sample on disk, < 1 KiB RSS per active series.
+
+use std::time::{Duration, Instant};
+
+use wasmon::model::Labels;
+use wasmon::tsdb::chunkenc::{XorChunk, SAMPLES_PER_CHUNK};
+use wasmon::tsdb::{Db, Options};
+
+/// splitmix64: deterministic data without a dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn f64(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    fn normal(&mut self) -> f64 {
+        let (u1, u2) = (self.f64().max(1e-12), self.f64());
+        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+    }
+    /// Poisson-ish count with mean `m` (normal approximation for large m).
+    fn count(&mut self, m: f64) -> f64 {
+        if m < 30.0 {
+            let l = (-m).exp();
+            let (mut k, mut p) = (0.0, 1.0);
+            loop {
+                p *= self.f64();
+                if p <= l {
+                    return k;
+                }
+                k += 1.0;
+            }
+        }
+        (m + m.sqrt() * self.normal()).round().max(0.0)
+    }
+}
+
+/// Scrape timestamps: a fixed interval plus jitter — mostly a millisecond
+/// or two, sometimes tens of ms, rarely a slow scrape of hundreds.
+fn timestamps(rng: &mut Rng, n: usize, interval_ms: i64) -> Vec<i64> {
+    let start = 1_700_000_000_000i64;
+    (0..n as i64)
+        .map(|i| {
+            let r = rng.f64();
+            let jitter = if r < 0.90 {
+                (rng.next() % 5) as i64 - 2
+            } else if r < 0.99 {
+                (rng.next() % 41) as i64 - 20
+            } else {
+                (rng.next() % 1001) as i64 - 500
+            };
+            start + i * interval_ms + jitter
+        })
+        .collect()
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    /// Monotonic counter, rate log-uniform in 0.01..1000 events/s.
+    BusyCounter,
+    /// Counter that rarely moves (errors, restarts): most real counters.
+    IdleCounter,
+    /// Byte gauge moving in 4 KiB pages (memory, queue bytes).
+    BytesGauge,
+    /// Small integer gauge (goroutines, connections, queue length).
+    IntGauge,
+    /// Full-precision ratio gauge (CPU fraction, load) — the worst case.
+    FloatGauge,
+    /// One histogram: 11 cumulative buckets + _count + _sum per scrape.
+    Histogram,
+}
+
+/// Generates `n` scrapes of one metric family; returns one value series per
+/// time series (a histogram yields 13).
+fn values(rng: &mut Rng, kind: Kind, n: usize, interval_s: f64) -> Vec<Vec<f64>> {
+    match kind {
+        Kind::BusyCounter | Kind::IdleCounter => {
+            let rate = match kind {
+                Kind::BusyCounter => 10f64.powf(-2.0 + 5.0 * rng.f64()),
+                _ => 0.0005,
+            };
+            let mut v = (rng.next() % 100_000) as f64;
+            vec![(0..n)
+                .map(|_| {
+                    v += rng.count(rate * interval_s);
+                    v
+                })
+                .collect()]
+        }
+        Kind::BytesGauge => {
+            let mut pages = 20_000.0 + (rng.next() % 50_000) as f64;
+            vec![(0..n)
+                .map(|_| {
+                    pages = (pages + (rng.normal() * 30.0).round()).max(0.0);
+                    pages * 4096.0
+                })
+                .collect()]
+        }
+        Kind::IntGauge => {
+            let mut g = (rng.next() % 200) as f64;
+            vec![(0..n)
+                .map(|_| {
+                    if rng.f64() < 0.3 {
+                        g = (g + (rng.normal() * 3.0).round()).max(0.0);
+                    }
+                    g
+                })
+                .collect()]
+        }
+        Kind::FloatGauge => {
+            let mut g = rng.f64();
+            vec![(0..n)
+                .map(|_| {
+                    g = (g + rng.normal() * 0.05).clamp(0.0, 1.0);
+                    g
+                })
+                .collect()]
+        }
+        Kind::Histogram => {
+            let bounds = [
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ];
+            let rate = 10f64.powf(-1.0 + 3.0 * rng.f64());
+            let median = 0.02 + 0.2 * rng.f64();
+            let mut buckets = vec![0.0; bounds.len() + 1];
+            let mut sum = 0.0;
+            let mut out = vec![Vec::with_capacity(n); bounds.len() + 3];
+            for _ in 0..n {
+                let k = rng.count(rate * interval_s) as usize;
+                for _ in 0..k.min(10_000) {
+                    let x = median * (rng.normal() * 0.8).exp();
+                    sum += x;
+                    for (i, b) in bounds.iter().enumerate() {
+                        if x <= *b {
+                            buckets[i] += 1.0;
+                        }
+                    }
+                    buckets[bounds.len()] += 1.0; // +Inf
+                }
+                for (i, b) in buckets.iter().enumerate() {
+                    out[i].push(*b);
+                }
+                out[bounds.len() + 1].push(buckets[bounds.len()]); // _count
+                out[bounds.len() + 2].push(sum);
+            }
+            out
+        }
+    }
+}
+
+/// Chunk bytes for one series (cut at 120 samples), and its sample count.
+fn chunk_bytes(ts: &[i64], vs: &[f64]) -> (usize, usize) {
+    let mut total = 0;
+    for (tc, vc) in ts
+        .chunks(SAMPLES_PER_CHUNK as usize)
+        .zip(vs.chunks(SAMPLES_PER_CHUNK as usize))
+    {
+        let mut c = XorChunk::new();
+        for (t, v) in tc.iter().zip(vc) {
+            c.append(*t, *v);
+        }
+        total += c.bytes().len();
+    }
+    (total, ts.len())
+}
+
+fn vm_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Realistic label sets: ~7 labels, ~150 bytes, 100 instances per job.
+fn series_labels(i: usize, name: &str) -> Labels {
+    Labels::from_pairs([
+        ("__name__", name.to_string()),
+        ("job", format!("service-{}", i / 1000 % 20)),
+        (
+            "instance",
+            format!("10.1.{}.{}:9100", i / 256 % 256, i % 256),
+        ),
+        ("namespace", format!("team-{}", i / 5000)),
+        (
+            "pod",
+            format!(
+                "service-{}-7d9f8b6c5-{:05x}",
+                i / 1000 % 20,
+                i * 7919 % 0xfffff
+            ),
+        ),
+        ("code", ["200", "404", "500"][i % 3].to_string()),
+        ("method", ["GET", "POST"][i / 3 % 2].to_string()),
+    ])
+}
+
+fn main() {
+    let quick = std::env::var_os("TSDB_BENCH_QUICK").is_some();
+    println!("tsdb benchmark{}", if quick { " (quick)" } else { "" });
+    compression(quick);
+    append_throughput(quick);
+    on_disk(quick);
+    head_memory(quick);
+}
+
+fn compression(quick: bool) {
+    println!("\n## bytes per sample in chunks (120 samples/chunk, jittered timestamps)");
+    let n = if quick { 480 } else { 2880 }; // 2 h / 12 h at 15 s
+    let series = if quick { 50 } else { 400 };
+    println!("{:<14} {:>8} {:>8}", "kind", "15s", "30s");
+    for kind in [
+        Kind::BusyCounter,
+        Kind::IdleCounter,
+        Kind::BytesGauge,
+        Kind::IntGauge,
+        Kind::FloatGauge,
+        Kind::Histogram,
+    ] {
+        let mut row = Vec::new();
+        for interval in [15_000i64, 30_000] {
+            let mut rng = Rng(42);
+            let (mut bytes, mut samples) = (0, 0);
+            for _ in 0..series {
+                let ts = timestamps(&mut rng, n, interval);
+                for vs in values(&mut rng, kind, n, interval as f64 / 1000.0) {
+                    let (b, s) = chunk_bytes(&ts, &vs);
+                    bytes += b;
+                    samples += s;
+                }
+            }
+            row.push(bytes as f64 / samples as f64);
+        }
+        println!(
+            "{:<14} {:>8.3} {:>8.3}",
+            format!("{kind:?}"),
+            row[0],
+            row[1]
+        );
+    }
+    // Timestamps alone, to show what jitter costs.
+    let mut rng = Rng(1);
+    let ts = timestamps(&mut rng, n, 15_000);
+    let (b, s) = chunk_bytes(&ts, &vec![1.0; n]);
+    let exact: Vec<i64> = (0..n as i64).map(|i| i * 15_000).collect();
+    let (b0, _) = chunk_bytes(&exact, &vec![1.0; n]);
+    println!(
+        "constant value: {:.3} B/sample with jitter, {:.3} without",
+        b as f64 / s as f64,
+        b0 as f64 / s as f64
+    );
+}
+
+/// The realistic mix used for the on-disk figure: per 100 series, roughly
+/// what a node/app exporter exposes.
+fn mix(i: usize) -> Kind {
+    match i % 100 {
+        0..=29 => Kind::IdleCounter,
+        30..=49 => Kind::BusyCounter,
+        50..=64 => Kind::IntGauge,
+        65..=74 => Kind::BytesGauge,
+        75..=79 => Kind::FloatGauge,
+        _ => Kind::Histogram, // ~20 histogram series (13 each → weighted by count below)
+    }
+}
+
+fn append_throughput(quick: bool) {
+    println!("\n## append throughput (one thread)");
+    let series = if quick { 2_000 } else { 10_000 };
+    let scrapes = if quick { 20 } else { 100 };
+    let labels: Vec<Labels> = (0..series)
+        .map(|i| series_labels(i, "http_requests_total"))
+        .collect();
+    for by_ref in [false, true] {
+        let tmp = tempfile::tempdir().unwrap();
+        let opts = Options {
+            wal_sync_interval: Duration::from_secs(1),
+            ..Options::default()
+        };
+        let db = Db::open(tmp.path(), opts).unwrap();
+        let mut refs = vec![0u64; series];
+        // First scrape creates the series (not timed).
+        let mut app = db.appender();
+        for (i, l) in labels.iter().enumerate() {
+            refs[i] = app.append(l, 0, 0.0).unwrap();
+        }
+        app.commit().unwrap();
+        let start = Instant::now();
+        for s in 1..scrapes {
+            let t = s as i64 * 15_000;
+            let mut app = db.appender();
+            for (i, l) in labels.iter().enumerate() {
+                let v = (s * (i % 7 + 1)) as f64;
+                if by_ref {
+                    app.append_ref(refs[i], t, v).unwrap();
+                } else {
+                    app.append(l, t, v).unwrap();
+                }
+            }
+            app.commit().unwrap();
+        }
+        let el = start.elapsed();
+        let n = (series * (scrapes - 1)) as f64;
+        println!(
+            "{:<28} {:>10.0} samples/s ({:.0} ns/sample, WAL included)",
+            if by_ref {
+                "append_ref (scrape cache)"
+            } else {
+                "append(labels)"
+            },
+            n / el.as_secs_f64(),
+            el.as_nanos() as f64 / n
+        );
+    }
+}
+
+fn on_disk(quick: bool) {
+    println!("\n## bytes per sample on disk after compaction (realistic mix, 15 s scrapes)");
+    let families = if quick { 200 } else { 2_000 };
+    let tmp = tempfile::tempdir().unwrap();
+    let db = Db::open(tmp.path(), Options::default()).unwrap();
+    // 3 h of data so that the first 2 h window is compacted.
+    let n = 12 * 60;
+    let mut rng = Rng(7);
+    let mut data: Vec<(Labels, Vec<i64>, Vec<f64>)> = Vec::new();
+    for f in 0..families {
+        let kind = mix(f);
+        let ts = timestamps(&mut rng, n, 15_000);
+        for (j, vs) in values(&mut rng, kind, n, 15.0).into_iter().enumerate() {
+            let name = format!("{kind:?}_{j}").to_lowercase();
+            data.push((series_labels(f, &name), ts.clone(), vs));
+        }
+    }
+    for i in 0..n {
+        let mut app = db.appender();
+        for (l, ts, vs) in &data {
+            app.append(l, ts[i], vs[i]).unwrap();
+        }
+        app.commit().unwrap();
+    }
+    db.compact().unwrap();
+    let st = db.stats();
+    let mut chunk_bytes = 0;
+    let mut index_bytes = 0;
+    let mut samples = 0;
+    for e in std::fs::read_dir(tmp.path()).unwrap().flatten() {
+        let p = e.path();
+        if p.join("meta.json").exists() {
+            let meta: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(p.join("meta.json")).unwrap()).unwrap();
+            samples += meta["stats"]["numSamples"].as_u64().unwrap();
+            index_bytes += std::fs::metadata(p.join("index")).unwrap().len();
+            for c in std::fs::read_dir(p.join("chunks")).unwrap().flatten() {
+                chunk_bytes += c.metadata().unwrap().len();
+            }
+        }
+    }
+    println!(
+        "series {}, blocks {}, samples in blocks {}, block bytes {} (chunks {}, index {})",
+        data.len(),
+        st.blocks,
+        samples,
+        st.blocks_bytes,
+        chunk_bytes,
+        index_bytes
+    );
+    println!(
+        "on disk: {:.3} bytes/sample (chunks alone {:.3}); target < 1.5",
+        st.blocks_bytes as f64 / samples as f64,
+        chunk_bytes as f64 / samples as f64
+    );
+}
+
+fn head_memory(quick: bool) {
+    println!("\n## head memory per active series");
+    let series = if quick { 10_000 } else { 100_000 };
+    let labels: Vec<Labels> = (0..series)
+        .map(|i| series_labels(i, "http_requests_total"))
+        .collect();
+    let tmp = tempfile::tempdir().unwrap();
+    let db = Db::open(tmp.path(), Options::default()).unwrap();
+    let mut rng = Rng(3);
+    let mut vals: Vec<f64> = (0..series).map(|_| (rng.next() % 100_000) as f64).collect();
+    let rates: Vec<f64> = (0..series)
+        .map(|i| {
+            if i % 2 == 0 {
+                0.0005
+            } else {
+                10f64.powf(-2.0 + 4.0 * rng.f64())
+            }
+        })
+        .collect();
+    let base = vm_rss_kib();
+    let mut t = 0i64;
+    for checkpoint in [1usize, 30, 120, 240] {
+        while (t / 15_000) < checkpoint as i64 {
+            let mut app = db.appender();
+            for i in 0..series {
+                vals[i] += rng.count(rates[i] * 15.0);
+                app.append(&labels[i], t + (rng.next() % 5) as i64, vals[i])
+                    .unwrap();
+            }
+            app.commit().unwrap();
+            t += 15_000;
+        }
+        let rss = vm_rss_kib().saturating_sub(base) * 1024;
+        let st = db.stats();
+        println!(
+            "{:>6} series x {:>3} samples: RSS {:>6.0} B/series, estimate {:>6.0} B/series, chunks {}",
+            series,
+            checkpoint,
+            rss as f64 / series as f64,
+            st.head_memory_bytes as f64 / series as f64,
+            st.head_chunks
+        );
+    }
+    drop(labels);
+    println!("(RSS includes the WAL write buffer and allocator slack; target < 1024 B/series)");
+}
