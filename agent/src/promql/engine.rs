@@ -290,6 +290,60 @@ pub(crate) struct Evaluator<'a> {
     pub ann: Annotations,
     loaded: usize,
     scanned: u64,
+    /// Per-selector positions from the previous step, so consecutive steps
+    /// advance through each series instead of binary-searching (which
+    /// costs a cache miss per probe on large stores).
+    cursors: FxMap<usize, Cursor>,
+}
+
+/// Window positions of every series of one selector at the last step.
+#[derive(Default)]
+struct Cursor {
+    lo: i64,
+    hi: i64,
+    idx: Vec<(usize, usize)>,
+}
+
+impl Cursor {
+    /// Positions `(a, b)` such that `samples[a..b]` is the window `(lo, hi]`.
+    fn seek(
+        &mut self,
+        i: usize,
+        samples: &[(i64, f64)],
+        lo: i64,
+        hi: i64,
+        fresh: bool,
+    ) -> (usize, usize) {
+        let (mut a, mut b) = if fresh {
+            (
+                samples.partition_point(|p| p.0 <= lo),
+                samples.partition_point(|p| p.0 <= hi),
+            )
+        } else {
+            self.idx[i]
+        };
+        if !fresh {
+            while a < samples.len() && samples[a].0 <= lo {
+                a += 1;
+            }
+            b = b.max(a);
+            while b < samples.len() && samples[b].0 <= hi {
+                b += 1;
+            }
+        }
+        self.idx[i] = (a, b);
+        (a, b)
+    }
+
+    fn start(&mut self, n: usize, lo: i64, hi: i64) -> bool {
+        let fresh = self.idx.len() != n || lo < self.lo || hi < self.hi;
+        if fresh {
+            self.idx = vec![(0, 0); n];
+        }
+        self.lo = lo;
+        self.hi = hi;
+        fresh
+    }
 }
 
 impl<'a> Evaluator<'a> {
@@ -306,6 +360,7 @@ impl<'a> Evaluator<'a> {
             ann: Annotations::default(),
             loaded: 0,
             scanned: 0,
+            cursors: FxMap::default(),
         }
     }
 
@@ -493,8 +548,11 @@ impl<'a> Evaluator<'a> {
         let lb = self.opts.lookback_delta_ms;
         let series = self.series_of(vs);
         self.scanned += series.len() as u64;
-        for s in series.iter() {
-            let i = s.samples.partition_point(|p| p.0 <= ts);
+        let key = vs as *const _ as usize;
+        let mut cur = self.cursors.remove(&key).unwrap_or_default();
+        let fresh = cur.start(series.len(), ts - lb, ts);
+        for (n, s) in series.iter().enumerate() {
+            let (_, i) = cur.seek(n, &s.samples, ts - lb, ts, fresh);
             if i == 0 {
                 continue;
             }
@@ -503,6 +561,7 @@ impl<'a> Evaluator<'a> {
                 f(s, pt, pv);
             }
         }
+        self.cursors.insert(key, cur);
         Ok(())
     }
 
@@ -535,9 +594,11 @@ impl<'a> Evaluator<'a> {
                 let mut buf = Vec::new();
                 let mut scanned = 0;
                 let series = self.series_of(&ms.vs);
-                for s in series.iter() {
-                    let a = s.samples.partition_point(|p| p.0 <= lo);
-                    let b = s.samples.partition_point(|p| p.0 <= hi);
+                let key = &ms.vs as *const _ as usize;
+                let mut cur = self.cursors.remove(&key).unwrap_or_default();
+                let fresh = cur.start(series.len(), lo, hi);
+                for (n, s) in series.iter().enumerate() {
+                    let (a, b) = cur.seek(n, &s.samples, lo, hi, fresh);
                     let sl = &s.samples[a..b];
                     scanned += sl.len() as u64;
                     if sl.iter().any(|p| is_stale_nan(p.1)) {
@@ -551,6 +612,7 @@ impl<'a> Evaluator<'a> {
                     }
                 }
                 self.scanned += scanned;
+                self.cursors.insert(key, cur);
                 Ok((lo, hi))
             }
             Expr::Subquery(sq) => {

@@ -541,6 +541,74 @@ fn absent_labels(e: &Expr) -> Labels {
     b.build()
 }
 
+/// Range functions, resolved once per call instead of per series.
+#[derive(Clone, Copy, PartialEq)]
+enum K {
+    Rate,
+    Increase,
+    Delta,
+    Irate,
+    Idelta,
+    Deriv,
+    PredictLinear,
+    Resets,
+    Changes,
+    AvgOverTime,
+    SumOverTime,
+    CountOverTime,
+    MinOverTime,
+    MaxOverTime,
+    LastOverTime,
+    FirstOverTime,
+    TsOfLastOverTime,
+    TsOfFirstOverTime,
+    TsOfMaxOverTime,
+    TsOfMinOverTime,
+    PresentOverTime,
+    AbsentOverTime,
+    QuantileOverTime,
+    StddevOverTime,
+    StdvarOverTime,
+    MadOverTime,
+    DoubleExponentialSmoothing,
+    Other,
+}
+
+impl K {
+    fn of(name: &str) -> K {
+        match name {
+            "rate" => K::Rate,
+            "increase" => K::Increase,
+            "delta" => K::Delta,
+            "irate" => K::Irate,
+            "idelta" => K::Idelta,
+            "deriv" => K::Deriv,
+            "predict_linear" => K::PredictLinear,
+            "resets" => K::Resets,
+            "changes" => K::Changes,
+            "avg_over_time" => K::AvgOverTime,
+            "sum_over_time" => K::SumOverTime,
+            "count_over_time" => K::CountOverTime,
+            "min_over_time" => K::MinOverTime,
+            "max_over_time" => K::MaxOverTime,
+            "last_over_time" => K::LastOverTime,
+            "first_over_time" => K::FirstOverTime,
+            "ts_of_last_over_time" => K::TsOfLastOverTime,
+            "ts_of_first_over_time" => K::TsOfFirstOverTime,
+            "ts_of_max_over_time" => K::TsOfMaxOverTime,
+            "ts_of_min_over_time" => K::TsOfMinOverTime,
+            "present_over_time" => K::PresentOverTime,
+            "absent_over_time" => K::AbsentOverTime,
+            "quantile_over_time" => K::QuantileOverTime,
+            "stddev_over_time" => K::StddevOverTime,
+            "stdvar_over_time" => K::StdvarOverTime,
+            "mad_over_time" => K::MadOverTime,
+            "double_exponential_smoothing" => K::DoubleExponentialSmoothing,
+            _ => K::Other,
+        }
+    }
+}
+
 fn range_call(ev: &mut Evaluator, name: &str, args: &[&Expr], t: i64) -> Result<Val, EvalError> {
     // Which argument is the range vector, and the scalar parameters.
     let (mi, params): (usize, Vec<f64>) = match name {
@@ -582,6 +650,8 @@ fn range_call(ev: &mut Evaluator, name: &str, args: &[&Expr], t: i64) -> Result<
     let mut any = false;
     let mut non_counter: Vec<String> = Vec::new();
     let keep_name = range_fn_keeps_name(name);
+    let kind = K::of(name);
+    let counter_fn = kind == K::Rate || kind == K::Increase;
     let mut wref = Win {
         start: 0,
         end: 0,
@@ -598,60 +668,68 @@ fn range_call(ev: &mut Evaluator, name: &str, args: &[&Expr], t: i64) -> Result<
     let w = wref;
     ev.with_range(args[mi], t, |m, drop, p| {
         any = true;
-        if (name == "rate" || name == "increase") && !drop {
-            if let Some(n) = m.name() {
+        if counter_fn && !drop {
+            // The name sorts first in typical label sets: a linear scan
+            // beats a binary search here.
+            if let Some(n) = m
+                .iter()
+                .find(|l| l.name == METRIC_NAME)
+                .map(|l| l.value.as_str())
+            {
                 if !["_total", "_sum", "_count", "_bucket"]
                     .iter()
                     .any(|s| n.ends_with(s))
                 {
-                    non_counter.push(n.to_string());
+                    if !non_counter.iter().any(|x| x == n) {
+                        non_counter.push(n.to_string());
+                    }
                 }
             }
         }
-        let v = match name {
-            "rate" => extrapolated_rate(p, &w, true, true),
-            "increase" => extrapolated_rate(p, &w, true, false),
-            "delta" => extrapolated_rate(p, &w, false, false),
-            "irate" => instant_value(p, true),
-            "idelta" => instant_value(p, false),
-            "deriv" => (p.len() >= 2).then(|| linear_regression(p, p[0].0).0),
-            "predict_linear" => (p.len() >= 2).then(|| {
+        let v = match kind {
+            K::Rate => extrapolated_rate(p, &w, true, true),
+            K::Increase => extrapolated_rate(p, &w, true, false),
+            K::Delta => extrapolated_rate(p, &w, false, false),
+            K::Irate => instant_value(p, true),
+            K::Idelta => instant_value(p, false),
+            K::Deriv => (p.len() >= 2).then(|| linear_regression(p, p[0].0).0),
+            K::PredictLinear => (p.len() >= 2).then(|| {
                 let (s, i) = linear_regression(p, w.t);
                 s * params[0] + i
             }),
-            "resets" => Some(p.windows(2).filter(|x| x[1].1 < x[0].1).count() as f64),
-            "changes" => Some(
+            K::Resets => Some(p.windows(2).filter(|x| x[1].1 < x[0].1).count() as f64),
+            K::Changes => Some(
                 p.windows(2)
                     .filter(|x| x[1].1 != x[0].1 && !(x[0].1.is_nan() && x[1].1.is_nan()))
                     .count() as f64,
             ),
-            "avg_over_time" => Some(avg_over(p)),
-            "sum_over_time" => {
+            K::AvgOverTime => Some(avg_over(p)),
+            K::SumOverTime => {
                 let (mut s, mut c) = (0.0, 0.0);
                 for &(_, v) in p {
                     (s, c) = kahan_inc(v, s, c);
                 }
                 Some(if s.is_infinite() { s } else { s + c })
             }
-            "count_over_time" => Some(p.len() as f64),
-            "min_over_time" => {
+            K::CountOverTime => Some(p.len() as f64),
+            K::MinOverTime => {
                 Some(p.iter().fold(
                     f64::NAN,
                     |m, &(_, v)| if v < m || m.is_nan() { v } else { m },
                 ))
             }
-            "max_over_time" => {
+            K::MaxOverTime => {
                 Some(p.iter().fold(
                     f64::NAN,
                     |m, &(_, v)| if v > m || m.is_nan() { v } else { m },
                 ))
             }
-            "last_over_time" => p.last().map(|x| x.1),
-            "first_over_time" => p.first().map(|x| x.1),
-            "ts_of_last_over_time" => p.last().map(|x| x.0 as f64 / 1e3),
-            "ts_of_first_over_time" => p.first().map(|x| x.0 as f64 / 1e3),
-            "ts_of_max_over_time" | "ts_of_min_over_time" => {
-                let max = name == "ts_of_max_over_time";
+            K::LastOverTime => p.last().map(|x| x.1),
+            K::FirstOverTime => p.first().map(|x| x.1),
+            K::TsOfLastOverTime => p.last().map(|x| x.0 as f64 / 1e3),
+            K::TsOfFirstOverTime => p.first().map(|x| x.0 as f64 / 1e3),
+            K::TsOfMaxOverTime | K::TsOfMinOverTime => {
+                let max = matches!(kind, K::TsOfMaxOverTime);
                 let mut best = p[0];
                 for &x in &p[1..] {
                     if (max && (x.1 >= best.1 || best.1.is_nan()))
@@ -662,21 +740,21 @@ fn range_call(ev: &mut Evaluator, name: &str, args: &[&Expr], t: i64) -> Result<
                 }
                 Some(best.0 as f64 / 1e3)
             }
-            "present_over_time" => Some(1.0),
-            "absent_over_time" => None,
-            "quantile_over_time" => {
+            K::PresentOverTime => Some(1.0),
+            K::AbsentOverTime => None,
+            K::QuantileOverTime => {
                 let mut vals: Vec<f64> = p.iter().map(|x| x.1).collect();
                 Some(quantile(params[0], &mut vals))
             }
-            "stddev_over_time" => Some(variance(p).sqrt()),
-            "stdvar_over_time" => Some(variance(p)),
-            "mad_over_time" => {
+            K::StddevOverTime => Some(variance(p).sqrt()),
+            K::StdvarOverTime => Some(variance(p)),
+            K::MadOverTime => {
                 let mut vals: Vec<f64> = p.iter().map(|x| x.1).collect();
                 let med = quantile(0.5, &mut vals);
                 let mut dev: Vec<f64> = vals.iter().map(|v| (v - med).abs()).collect();
                 Some(quantile(0.5, &mut dev))
             }
-            "double_exponential_smoothing" => holt_winters(p, params[0], params[1]),
+            K::DoubleExponentialSmoothing => holt_winters(p, params[0], params[1]),
             _ => None,
         };
         if let Some(v) = v {
