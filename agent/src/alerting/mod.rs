@@ -4,6 +4,10 @@
 //! a receiver plugin gets.
 
 pub mod config;
+pub mod inhibit;
 pub mod matcher;
 pub mod message;
+pub mod nflog;
 pub mod route;
+pub mod silence;
+pub mod types;
