@@ -8,6 +8,7 @@ pub mod config;
 pub mod model;
 pub mod plugins;
 pub mod promql;
+pub mod rules;
 pub mod scrape;
 pub mod selfmetrics;
 pub mod textparse;

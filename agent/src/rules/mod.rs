@@ -1,0 +1,16 @@
+//! Recording and alerting rules (Prometheus' `rules/` package).
+//!
+//! - [`rulefmt`]: rule files as Prometheus writes them, validated.
+//! - [`template`]: the Go-template subset for alert labels and annotations.
+//! - [`recording`], [`alerting`]: one rule's evaluation; alerting rules
+//!   keep the inactive → pending → firing state machine.
+//! - [`group`]: a group's rules evaluated in order at one timestamp,
+//!   results written back through an [`Appendable`](crate::scrape::append::Appendable)
+//!   (stale markers when a series disappears), alerts handed to an [`AlertSink`].
+//! - [`manager`]: loads files, runs each group on its interval (aligned like
+//!   Prometheus), reloads, restores `for` state from `ALERTS_FOR_STATE`.
+//! - [`api`]: `/api/v1/rules` and `/api/v1/alerts` JSON.
+//! - [`unittest`]: promtool's rule unit-test format (`wasmon test rules`).
+
+pub mod rulefmt;
+pub mod template;

@@ -1,0 +1,55 @@
+//! Upstream rulefmt test data: every `*.bad.yaml` is rejected, every other
+//! file accepted. Files named `legacy_*` are checked with legacy (pre-UTF-8)
+//! name validation, as upstream does.
+
+use std::path::PathBuf;
+
+use wasmon::rules::rulefmt::{parse_file, ParseOpts};
+
+fn dir() -> PathBuf {
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/conformance/prometheus/model/rulefmt/testdata"
+    ))
+}
+
+#[test]
+fn upstream_rulefmt_testdata() {
+    let Ok(rd) = std::fs::read_dir(dir()) else {
+        eprintln!(
+            "conformance data not found at {}; skipping",
+            dir().display()
+        );
+        return;
+    };
+    let mut files: Vec<PathBuf> = rd.map(|e| e.unwrap().path()).collect();
+    files.sort();
+    let (mut good_ok, mut bad_ok, mut wrong) = (0, 0, Vec::new());
+    for f in &files {
+        let name = f.file_name().unwrap().to_string_lossy().to_string();
+        let opts = ParseOpts {
+            legacy_names: name.starts_with("legacy_"),
+            ..Default::default()
+        };
+        let res = parse_file(f, &opts);
+        let bad = name.contains(".bad.");
+        match (bad, res) {
+            (true, Err(e)) => {
+                println!("rejected {name}: {e}");
+                bad_ok += 1;
+            }
+            (false, Ok(g)) => {
+                println!("accepted {name}: {} groups", g.groups.len());
+                good_ok += 1;
+            }
+            (true, Ok(_)) => wrong.push(format!("{name}: accepted but should fail")),
+            (false, Err(e)) => wrong.push(format!("{name}: rejected: {e}")),
+        }
+    }
+    println!(
+        "rulefmt: {good_ok} good accepted, {bad_ok} bad rejected, {} wrong",
+        wrong.len()
+    );
+    assert!(wrong.is_empty(), "{wrong:#?}");
+    assert!(good_ok + bad_ok >= 16);
+}
