@@ -38,7 +38,7 @@ fn group_key(s: &VSample, m: &Option<LabelModifier>) -> u64 {
         Some(LabelModifier::Exclude(without)) => hash_pairs(
             s.metric
                 .iter()
-                .filter(|l| l.name != METRIC_NAME && !without.labels.iter().any(|w| *w == l.name))
+                .filter(|l| l.name != METRIC_NAME && !without.labels.contains(&l.name))
                 .map(|l| (l.name.as_str(), l.value.as_str())),
         ),
     }
@@ -112,8 +112,28 @@ pub(crate) fn eval(ev: &mut Evaluator, a: &AggregateExpr, t: i64) -> Result<Val,
     }
     let mut idx: FxMap<u64, usize> = FxMap::default();
     let mut groups: Vec<Group> = Vec::new();
+    // Label sets shared with storage recur at every step: remember their
+    // group hash by pointer. The cache holds a clone of each `Arc`, so a
+    // pointer can never be reused for other labels while cached; label sets
+    // owned by this sample alone (built per step) are not cached.
+    let cache_key = a as *const AggregateExpr as usize;
+    let mut cache = ev.group_cache.remove(&cache_key).unwrap_or_default();
     for s in input {
-        let k = group_key(&s, m);
+        let k = if Arc::strong_count(&s.metric) >= 2 {
+            let pk = Arc::as_ptr(&s.metric) as usize | s.drop_name as usize;
+            match cache.get(&pk) {
+                Some(&(_, k)) => k,
+                None => {
+                    let k = group_key(&s, m);
+                    if cache.len() < 1_000_000 {
+                        cache.insert(pk, (s.metric.clone(), k));
+                    }
+                    k
+                }
+            }
+        } else {
+            group_key(&s, m)
+        };
         let i = match idx.get(&k) {
             Some(&i) => i,
             None => {
@@ -189,6 +209,7 @@ pub(crate) fn eval(ev: &mut Evaluator, a: &AggregateExpr, t: i64) -> Result<Val,
             _ => return Err(EvalError::Unsupported(format!("aggregation {}", a.op))),
         }
     }
+    ev.group_cache.insert(cache_key, cache);
     let out = groups
         .into_iter()
         .map(|g| {

@@ -111,7 +111,7 @@ fn signature(s: &VSample, matching: &Option<LabelModifier>) -> u64 {
         Some(LabelModifier::Exclude(ign)) => hash_pairs(
             s.metric
                 .iter()
-                .filter(|l| l.name != METRIC_NAME && !ign.labels.iter().any(|i| *i == l.name))
+                .filter(|l| l.name != METRIC_NAME && !ign.labels.contains(&l.name))
                 .map(|l| (l.name.as_str(), l.value.as_str())),
         ),
         None => hash_pairs(
@@ -249,7 +249,7 @@ fn vector_vector(
         if card == 0 {
             match &m.matching {
                 Some(LabelModifier::Include(on)) => {
-                    b.retain(|l| on.labels.iter().any(|n| *n == l.name));
+                    b.retain(|l| on.labels.contains(&l.name));
                 }
                 Some(LabelModifier::Exclude(ign)) => {
                     for n in &ign.labels {

@@ -294,6 +294,8 @@ pub(crate) struct Evaluator<'a> {
     /// advance through each series instead of binary-searching (which
     /// costs a cache miss per probe on large stores).
     cursors: FxMap<usize, Cursor>,
+    /// Per aggregation node: group hash by label-set pointer (see `aggregate`).
+    pub group_cache: FxMap<usize, FxMap<usize, (Arc<Labels>, u64)>>,
 }
 
 /// Window positions of every series of one selector at the last step.
@@ -361,6 +363,7 @@ impl<'a> Evaluator<'a> {
             loaded: 0,
             scanned: 0,
             cursors: FxMap::default(),
+            group_cache: FxMap::default(),
         }
     }
 

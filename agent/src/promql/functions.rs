@@ -679,10 +679,9 @@ fn range_call(ev: &mut Evaluator, name: &str, args: &[&Expr], t: i64) -> Result<
                 if !["_total", "_sum", "_count", "_bucket"]
                     .iter()
                     .any(|s| n.ends_with(s))
+                    && !non_counter.iter().any(|x| x == n)
                 {
-                    if !non_counter.iter().any(|x| x == n) {
-                        non_counter.push(n.to_string());
-                    }
+                    non_counter.push(n.to_string());
                 }
             }
         }

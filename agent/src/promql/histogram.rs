@@ -80,14 +80,14 @@ fn prepare(b: &mut Vec<Bucket>) -> Option<(bool, bool)> {
     *b = out;
     let mut fixed = false;
     let mut prev = b[0].count;
-    for i in 1..b.len() {
-        let cur = b[i].count;
+    for x in b.iter_mut().skip(1) {
+        let cur = x.count;
         let d = (cur - prev).abs();
         if d == 0.0 {
             continue;
         }
         if d / cur <= 1e-12 {
-            b[i].count = prev;
+            x.count = prev;
             fixed = true;
         } else {
             prev = cur;

@@ -108,7 +108,6 @@ pub fn parse_points(s: &str) -> Result<Vec<Point>, String> {
     let mut out = Vec::new();
     let mut rest = s.trim();
     while !rest.is_empty() {
-        let tok;
         if rest.starts_with("{{") {
             // A histogram token may hold spaces inside its braces.
             let mut depth = 0i32;
@@ -137,7 +136,7 @@ pub fn parse_points(s: &str) -> Result<Vec<Point>, String> {
             continue;
         }
         let e = rest.find(char::is_whitespace).unwrap_or(rest.len());
-        tok = &rest[..e];
+        let tok = &rest[..e];
         rest = rest[e..].trim_start();
         if tok == "_" {
             out.push(Point::Missing);
