@@ -153,3 +153,98 @@ async fn scrape_store_query_and_restart() {
         agent.logs()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_query_api_over_scraped_data() {
+    let app = metrics_server("# TYPE http_requests_total counter\nhttp_requests_total{path=\"/\"} 7\nhttp_requests_total{path=\"/x\"} 3\n").await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = CONFIG.replace("{{APP}}", &app.to_string()).replace(
+        "file_sd_configs = [{ files = [\"targets/*.json\"], refresh_interval = \"1m\" }]",
+        "",
+    );
+    let agent = common::AgentProcess::start(dir, &config).await;
+    // Over 3.6 s of scrapes, so a 3 s range query has data at every step.
+    eventually("a dozen scrapes", &agent, || async {
+        let r = get_json(&agent.url("/api/v1/query?query=count_over_time(up[1m])")).await;
+        r["data"]["result"][0]["value"][1]
+            .as_str()
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+            >= 13.0
+    })
+    .await;
+
+    // Instant query, Prometheus' vector shape.
+    let r = get_json(&agent.url("/api/v1/query?query=sum(http_requests_total)")).await;
+    assert_eq!(r["status"], "success");
+    assert_eq!(r["data"]["resultType"], "vector");
+    assert_eq!(r["data"]["result"][0]["metric"], serde_json::json!({}));
+    assert_eq!(r["data"]["result"][0]["value"][1], "10");
+    // POST form, as Grafana sends it; `time` honored.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let r: Value = reqwest::Client::new()
+        .post(agent.url("/api/v1/query"))
+        .form(&[
+            ("query", "http_requests_total{path=\"/x\"}"),
+            ("time", &format!("{now:.3}")),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["data"]["result"][0]["metric"]["path"], "/x");
+    assert_eq!(r["data"]["result"][0]["metric"]["job"], "app");
+    assert_eq!(r["data"]["result"][0]["value"][1], "3");
+    // Scalar and range queries.
+    let r = get_json(&agent.url("/api/v1/query?query=1%2B1&time=100")).await;
+    assert_eq!(
+        r["data"],
+        serde_json::json!({"resultType": "scalar", "result": [100.0, "2"]})
+    );
+    let start = now - 3.0;
+    let r = get_json(&agent.url(&format!(
+        "/api/v1/query_range?query=up&start={start}&end={now}&step=1"
+    )))
+    .await;
+    assert_eq!(r["data"]["resultType"], "matrix");
+    let values = r["data"]["result"][0]["values"].as_array().unwrap();
+    assert_eq!(values.len(), 4, "{r}");
+    assert!(values.iter().all(|v| v[1] == "1"));
+
+    // Errors: Prometheus' types and status codes.
+    let r = reqwest::get(agent.url("/api/v1/query?query=sum("))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["errorType"], "bad_data");
+    let r = reqwest::get(agent.url(&format!(
+        "/api/v1/query_range?query=up&start={start}&end={now}&step=0"
+    )))
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = reqwest::get(agent.url("/api/v1/query_range?query=up&start=0&end=100000&step=1"))
+        .await
+        .unwrap();
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("11,000 points"),
+        "{body}"
+    );
+    let r = reqwest::get(
+        agent.url("/api/v1/query?query=http_requests_total%20%2B%20on()%20http_requests_total"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 422);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["errorType"], "execution");
+    let bi = get_json(&agent.url("/api/v1/status/buildinfo")).await;
+    assert_eq!(bi["status"], "success");
+}

@@ -119,6 +119,17 @@ impl Agent {
         Ok(agent)
     }
 
+    /// A PromQL engine with the current config's limits.
+    pub fn engine(&self) -> crate::promql::Engine {
+        let q = &self.current().config.query;
+        crate::promql::Engine::new(crate::promql::engine::EngineOpts {
+            lookback_delta_ms: q.lookback_delta.as_millis() as i64,
+            max_samples: q.max_samples,
+            timeout: q.timeout,
+            ..Default::default()
+        })
+    }
+
     pub fn current(&self) -> Arc<Loaded> {
         self.current.load_full()
     }

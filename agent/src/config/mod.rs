@@ -37,6 +37,8 @@ pub struct Config {
     pub plugins: PluginsConfig,
     #[serde(default)]
     pub storage: StorageConfig,
+    #[serde(default)]
+    pub query: QueryConfig,
     /// Scrape jobs, as Prometheus' `scrape_configs`.
     #[serde(default)]
     pub scrape_configs: Vec<ScrapeConfig>,
@@ -83,6 +85,41 @@ fn default_scrape_interval() -> Duration {
 }
 fn default_scrape_timeout() -> Duration {
     Duration::from_secs(10)
+}
+
+/// PromQL engine limits (Prometheus' `--query.*` flags).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryConfig {
+    /// Wall-clock budget of one query.
+    #[serde(default = "default_query_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Most samples one query may load into memory.
+    #[serde(default = "default_max_samples")]
+    pub max_samples: usize,
+    /// How far back an instant selector looks for a sample.
+    #[serde(default = "default_lookback", with = "humantime_serde")]
+    pub lookback_delta: Duration,
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        Self {
+            timeout: default_query_timeout(),
+            max_samples: default_max_samples(),
+            lookback_delta: default_lookback(),
+        }
+    }
+}
+
+fn default_query_timeout() -> Duration {
+    Duration::from_secs(120)
+}
+fn default_max_samples() -> usize {
+    50_000_000
+}
+fn default_lookback() -> Duration {
+    Duration::from_secs(300)
 }
 
 /// The embedded time-series store.
@@ -303,11 +340,18 @@ impl Config {
                 bail!("{here}: job {name:?}: scrape timeout {timeout:?} greater than scrape interval {interval:?}");
             }
             if j.scheme != "http" && j.scheme != "https" {
-                bail!("{here}: job {name:?}: scheme must be http or https, not {:?}", j.scheme);
+                bail!(
+                    "{here}: job {name:?}: scheme must be http or https, not {:?}",
+                    j.scheme
+                );
             }
-            for (kind, rules) in [("relabel_configs", &j.relabel_configs), ("metric_relabel_configs", &j.metric_relabel_configs)] {
+            for (kind, rules) in [
+                ("relabel_configs", &j.relabel_configs),
+                ("metric_relabel_configs", &j.metric_relabel_configs),
+            ] {
                 for (i, r) in rules.iter().enumerate() {
-                    Relabeler::new(r.clone()).map_err(|e| anyhow::anyhow!("{here}: job {name:?}: {kind}[{i}]: {e}"))?;
+                    Relabeler::new(r.clone())
+                        .map_err(|e| anyhow::anyhow!("{here}: job {name:?}: {kind}[{i}]: {e}"))?;
                 }
             }
             for sd in &j.file_sd_configs {
@@ -488,7 +532,12 @@ plugin = "webhook"
     fn scrape_config_errors_name_the_job_line() {
         let text = "[[scrape_configs]]\njob_name = \"a\"\n[[scrape_configs.relabel_configs]]\naction = \"hashmod\"\ntarget_label = \"x\"\n";
         let msg = format!("{:#}", Config::parse(text, "s.toml").unwrap_err());
-        assert!(msg.contains("s.toml:2") && msg.contains("relabel_configs[0]") && msg.contains("modulus"), "{msg}");
+        assert!(
+            msg.contains("s.toml:2")
+                && msg.contains("relabel_configs[0]")
+                && msg.contains("modulus"),
+            "{msg}"
+        );
         let text = "[[scrape_configs]]\njob_name = \"a\"\nscrape_interval = \"5s\"\nscrape_timeout = \"10s\"\n";
         let msg = format!("{:#}", Config::parse(text, "s.toml").unwrap_err());
         assert!(msg.contains("greater than scrape interval"), "{msg}");

@@ -485,11 +485,11 @@ impl<'a> Evaluator<'a> {
             if let Some(n) = &vs.name {
                 ms.push(
                     Matcher::new(super::storage::MatchOp::Equal, METRIC_NAME, n.clone())
-                        .map_err(EvalError::Eval)?,
+                        .map_err(|e| EvalError::Eval(format!("{e:#}")))?,
                 );
             }
             for m in g {
-                ms.push(Matcher::from_parser(m).map_err(EvalError::Eval)?);
+                ms.push(super::storage::matcher_from_parser(m).map_err(EvalError::Eval)?);
             }
             // Left-open window: (lo, hi].
             let data = self

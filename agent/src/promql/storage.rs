@@ -8,80 +8,29 @@
 use std::collections::HashMap;
 
 use parking_lot::RwLock;
-use regex::Regex;
 
 use crate::model::{Labels, TimestampMs};
 
-/// How a [`Matcher`] compares a label value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum MatchOp {
-    Equal,
-    NotEqual,
-    Regex,
-    NotRegex,
+/// The engine selects with the store's own matchers (Prometheus semantics:
+/// anchored regexes, an absent label reads as `""`), so both agree by
+/// construction.
+pub use crate::tsdb::{MatchOp, Matcher};
+
+/// Converts promql-parser's matcher (whose regex is not `(?s)`).
+pub fn matcher_from_parser(m: &promql_parser::label::Matcher) -> Result<Matcher, String> {
+    use promql_parser::label::MatchOp as P;
+    let op = match m.op {
+        P::Equal => MatchOp::Equal,
+        P::NotEqual => MatchOp::NotEqual,
+        P::Re(_) => MatchOp::Regex,
+        P::NotRe(_) => MatchOp::NotRegex,
+    };
+    Matcher::new(op, m.name.clone(), m.value.clone()).map_err(|e| format!("{e:#}"))
 }
 
-/// One label matcher with Prometheus semantics: regexes are fully anchored
-/// (`^(?s:re)$`, `.` matches a newline too) and an absent label reads as
-/// the empty string, so a matcher matching `""` also selects series that
-/// lack the label.
-#[derive(Debug, Clone)]
-pub struct Matcher {
-    pub name: String,
-    pub op: MatchOp,
-    pub value: String,
-    re: Option<Regex>,
-}
-
-impl Matcher {
-    /// Builds a matcher, compiling the regex once.
-    pub fn new(
-        op: MatchOp,
-        name: impl Into<String>,
-        value: impl Into<String>,
-    ) -> Result<Matcher, String> {
-        let (name, value) = (name.into(), value.into());
-        let re = match op {
-            MatchOp::Regex | MatchOp::NotRegex => Some(
-                Regex::new(&format!("^(?s:{value})$"))
-                    .map_err(|e| format!("invalid regular expression {value:?}: {e}"))?,
-            ),
-            _ => None,
-        };
-        Ok(Matcher {
-            name,
-            op,
-            value,
-            re,
-        })
-    }
-
-    /// Converts promql-parser's matcher (whose regex is not `(?s)`).
-    pub fn from_parser(m: &promql_parser::label::Matcher) -> Result<Matcher, String> {
-        use promql_parser::label::MatchOp as P;
-        let op = match m.op {
-            P::Equal => MatchOp::Equal,
-            P::NotEqual => MatchOp::NotEqual,
-            P::Re(_) => MatchOp::Regex,
-            P::NotRe(_) => MatchOp::NotRegex,
-        };
-        Matcher::new(op, m.name.clone(), m.value.clone())
-    }
-
-    /// Does the label value `v` (`""` when absent) match?
-    pub fn matches(&self, v: &str) -> bool {
-        match self.op {
-            MatchOp::Equal => self.value == v,
-            MatchOp::NotEqual => self.value != v,
-            MatchOp::Regex => self.re.as_ref().is_some_and(|r| r.is_match(v)),
-            MatchOp::NotRegex => !self.re.as_ref().is_some_and(|r| r.is_match(v)),
-        }
-    }
-
-    /// Does the series with these labels match?
-    pub fn matches_labels(&self, l: &Labels) -> bool {
-        self.matches(l.get(&self.name).unwrap_or(""))
-    }
+/// Does the series with these labels match?
+pub fn matches_labels(m: &Matcher, l: &Labels) -> bool {
+    m.matches(l.get(&m.name).unwrap_or(""))
 }
 
 /// One selected series: its labels and its samples in time order within
@@ -158,7 +107,7 @@ impl Queryable for MemStorage {
         let m = self.series.read();
         let mut out = Vec::new();
         for (labels, samples) in m.iter() {
-            if !matchers.iter().all(|mt| mt.matches_labels(labels)) {
+            if !matchers.iter().all(|mt| matches_labels(mt, labels)) {
                 continue;
             }
             let lo = samples.partition_point(|p| p.0 < mint);
@@ -182,21 +131,26 @@ mod tests {
     #[test]
     fn matcher_semantics() {
         let l = Labels::from_pairs([("a", "x\ny")]);
-        assert!(Matcher::new(MatchOp::Regex, "a", "x.y")
-            .unwrap()
-            .matches_labels(&l));
-        assert!(!Matcher::new(MatchOp::Regex, "a", "x")
-            .unwrap()
-            .matches_labels(&l));
-        assert!(Matcher::new(MatchOp::Equal, "b", "")
-            .unwrap()
-            .matches_labels(&l));
-        assert!(Matcher::new(MatchOp::Regex, "b", ".*")
-            .unwrap()
-            .matches_labels(&l));
-        assert!(!Matcher::new(MatchOp::NotEqual, "b", "")
-            .unwrap()
-            .matches_labels(&l));
+        assert!(matches_labels(
+            &Matcher::new(MatchOp::Regex, "a", "x.y").unwrap(),
+            &l
+        ));
+        assert!(!matches_labels(
+            &Matcher::new(MatchOp::Regex, "a", "x").unwrap(),
+            &l
+        ));
+        assert!(matches_labels(
+            &Matcher::new(MatchOp::Equal, "b", "").unwrap(),
+            &l
+        ));
+        assert!(matches_labels(
+            &Matcher::new(MatchOp::Regex, "b", ".*").unwrap(),
+            &l
+        ));
+        assert!(!matches_labels(
+            &Matcher::new(MatchOp::NotEqual, "b", "").unwrap(),
+            &l
+        ));
     }
 
     #[test]
@@ -209,5 +163,23 @@ mod tests {
         let m = [Matcher::new(MatchOp::Equal, "__name__", "m").unwrap()];
         let r = s.select(&m, 15, 40).unwrap();
         assert_eq!(r[0].samples, vec![(20, 2.0), (30, 3.0), (40, 4.0)]);
+    }
+}
+
+/// The embedded store, as the engine sees it.
+impl Queryable for crate::tsdb::Db {
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: TimestampMs,
+        maxt: TimestampMs,
+    ) -> anyhow::Result<Vec<SeriesData>> {
+        Ok(crate::tsdb::Db::select(self, matchers, mint, maxt)
+            .into_iter()
+            .map(|s| SeriesData {
+                labels: s.labels,
+                samples: s.samples,
+            })
+            .collect())
     }
 }

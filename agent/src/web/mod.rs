@@ -12,6 +12,7 @@ use bytes::Bytes;
 use serde_json::json;
 
 pub mod api;
+pub mod query;
 
 use crate::alerting::message::WebhookMessage;
 use crate::app::Agent;
@@ -23,6 +24,8 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/-/reload", post(reload).put(reload))
         .route("/metrics", get(metrics))
         .route("/api/v1/plugins", get(plugins))
+        .route("/api/v1/query", get(query::instant).post(query::instant))
+        .route("/api/v1/query_range", get(query::range).post(query::range))
         .route("/api/v1/targets", get(api::targets))
         .route("/api/v1/series", get(api::series).post(api::series))
         .route("/api/v1/labels", get(api::labels).post(api::labels))

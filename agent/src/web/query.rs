@@ -1,0 +1,217 @@
+//! `/api/v1/query` and `/api/v1/query_range`: PromQL over the embedded store
+//! with Prometheus' parameters, JSON shapes, error types and status codes.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value as Json_};
+
+use super::api::{ApiError, Params};
+use crate::app::Agent;
+use crate::model::{Labels, TimestampMs};
+use crate::promql::{self, error::EvalError, value::Value};
+
+/// Prometheus refuses range queries with more points than this per series.
+const MAX_POINTS: i64 = 11_000;
+
+/// Prometheus renders sample values as strings, with these spellings.
+pub fn format_value(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v == f64::INFINITY {
+        "+Inf".into()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".into()
+    } else {
+        // Shortest round-trip, no exponent: Go's strconv 'f', -1.
+        format!("{v}")
+    }
+}
+
+fn ts(t: TimestampMs) -> Json_ {
+    json!(t as f64 / 1000.0)
+}
+
+fn metric(l: &Labels) -> Json_ {
+    let m: serde_json::Map<String, Json_> =
+        l.iter().map(|l| (l.name.clone(), json!(l.value))).collect();
+    Json_::Object(m)
+}
+
+/// The `data` object of a query response.
+pub fn value_json(v: &Value) -> Json_ {
+    match v {
+        Value::Scalar { t, v } => {
+            json!({"resultType": "scalar", "result": [ts(*t), format_value(*v)]})
+        }
+        Value::String { t, s } => json!({"resultType": "string", "result": [ts(*t), s]}),
+        Value::Vector(samples) => json!({
+            "resultType": "vector",
+            "result": samples.iter().map(|s| json!({"metric": metric(&s.labels), "value": [ts(s.t), format_value(s.v)]})).collect::<Vec<_>>(),
+        }),
+        Value::Matrix(series) => json!({
+            "resultType": "matrix",
+            "result": series.iter().map(|s| json!({
+                "metric": metric(&s.labels),
+                "values": s.points.iter().map(|(t, v)| json!([ts(*t), format_value(*v)])).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+        }),
+    }
+}
+
+fn eval_error(e: EvalError) -> Response {
+    let (status, kind) = match &e {
+        EvalError::Parse(_) => (StatusCode::BAD_REQUEST, "bad_data"),
+        EvalError::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
+        EvalError::Storage(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        _ => (StatusCode::UNPROCESSABLE_ENTITY, "execution"),
+    };
+    (
+        status,
+        Json(json!({"status": "error", "errorType": kind, "error": e.to_string()})),
+    )
+        .into_response()
+}
+
+/// A duration parameter: float seconds or a Prometheus duration (`15s`, `1m30s`).
+fn parse_duration_ms(s: &str) -> Result<i64, String> {
+    if let Ok(f) = s.parse::<f64>() {
+        if !f.is_finite() || f <= 0.0 {
+            return Err(format!(
+                "cannot parse {s:?} to a valid duration. It overflows int64"
+            ));
+        }
+        return Ok((f * 1000.0).round() as i64);
+    }
+    promql_parser::util::duration::parse_duration(s)
+        .map(|d| d.as_millis() as i64)
+        .map_err(|_| format!("cannot parse {s:?} to a valid duration"))
+}
+
+fn now_ms() -> TimestampMs {
+    crate::scrape::scrape_loop::now_ms()
+}
+
+fn engine(agent: &Agent, p: &Params) -> Result<promql::Engine, ApiError> {
+    let mut e = agent.engine();
+    if let Some(t) = p.get("timeout") {
+        let ms = parse_duration_ms(t)
+            .map_err(|e| ApiError::bad_data(format!("invalid parameter \"timeout\": {e}")))?;
+        // A client may shorten the configured timeout, never extend it.
+        e.opts.timeout = e
+            .opts
+            .timeout
+            .min(std::time::Duration::from_millis(ms as u64));
+    }
+    Ok(e)
+}
+
+fn respond(result: Result<promql::value::QueryResult, EvalError>) -> Response {
+    match result {
+        Ok(r) => {
+            let mut body = json!({"status": "success", "data": value_json(&r.value)});
+            if !r.annotations.warnings.is_empty() {
+                body["warnings"] = json!(r.annotations.warnings);
+            }
+            if !r.annotations.infos.is_empty() {
+                body["infos"] = json!(r.annotations.infos);
+            }
+            Json(body).into_response()
+        }
+        Err(e) => eval_error(e),
+    }
+}
+
+/// GET/POST /api/v1/query
+pub async fn instant(
+    State(agent): State<Arc<Agent>>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let p = Params::from_request(q, &headers, &body);
+    let query = p.get("query").unwrap_or("").to_string();
+    let t = p.time("time", now_ms())?;
+    let engine = engine(&agent, &p)?;
+    let expr = match promql::engine::parse(&query) {
+        Ok(e) => e,
+        Err(e) => return Ok(eval_error(e)),
+    };
+    let db = agent.db.clone();
+    let result = tokio::task::spawn_blocking(move || engine.instant(&*db, &expr, t))
+        .await
+        .map_err(|e| ApiError::bad_data(format!("query task failed: {e}")))?;
+    Ok(respond(result))
+}
+
+/// GET/POST /api/v1/query_range
+pub async fn range(
+    State(agent): State<Arc<Agent>>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let p = Params::from_request(q, &headers, &body);
+    let query = p.get("query").unwrap_or("").to_string();
+    let start = p
+        .get("start")
+        .ok_or_else(|| ApiError::bad_data("invalid parameter \"start\": missing"))
+        .and_then(|_| p.time("start", 0))?;
+    let end = p
+        .get("end")
+        .ok_or_else(|| ApiError::bad_data("invalid parameter \"end\": missing"))
+        .and_then(|_| p.time("end", 0))?;
+    if end < start {
+        return Err(ApiError::bad_data(
+            "end timestamp must not be before start time",
+        ));
+    }
+    let step = parse_duration_ms(p.get("step").unwrap_or(""))
+        .map_err(|e| ApiError::bad_data(format!("invalid parameter \"step\": {e}")))?;
+    if step <= 0 {
+        return Err(ApiError::bad_data(
+            "zero or negative query resolution step widths are not accepted. Try a positive integer",
+        ));
+    }
+    if (end - start) / step > MAX_POINTS {
+        return Err(ApiError::bad_data(
+            "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)",
+        ));
+    }
+    let engine = engine(&agent, &p)?;
+    let expr = match promql::engine::parse(&query) {
+        Ok(e) => e,
+        Err(e) => return Ok(eval_error(e)),
+    };
+    let db = agent.db.clone();
+    let result = tokio::task::spawn_blocking(move || engine.range(&*db, &expr, start, end, step))
+        .await
+        .map_err(|e| ApiError::bad_data(format!("query task failed: {e}")))?;
+    Ok(respond(result))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_formatted_like_prometheus() {
+        assert_eq!(format_value(1.0), "1");
+        assert_eq!(format_value(0.1), "0.1");
+        assert_eq!(format_value(1e21), "1000000000000000000000");
+        assert_eq!(format_value(f64::NAN), "NaN");
+        assert_eq!(format_value(f64::NEG_INFINITY), "-Inf");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_ms("15"), Ok(15_000));
+        assert_eq!(parse_duration_ms("0.5"), Ok(500));
+        assert_eq!(parse_duration_ms("1m30s"), Ok(90_000));
+        assert!(parse_duration_ms("x").is_err());
+    }
+}
