@@ -1,1 +1,199 @@
-//! Exposition format parsers (Prometheus text 0.0.4 and OpenMetrics 1.0).
+//! Exposition format parsers: the Prometheus text format 0.0.4 and
+//! OpenMetrics 1.0 text (Prometheus' `model/textparse`).
+//!
+//! [`parse`] turns a scraped body into flat [`Sample`]s, each with its full
+//! label set (`__name__` included), plus the [`Metadata`] of every metric
+//! family that had a `# TYPE`, `# HELP` or `# UNIT` line. The scrape loop
+//! picks the [`Format`] from the response's Content-Type with
+//! [`format_for_content_type`]. A page is all or nothing: the first error
+//! rejects it, with its line number, as both Prometheus and the OpenMetrics
+//! spec ("partial or invalid expositions MUST be considered erroneous in
+//! their entirety") require.
+//!
+//! Both parsers are hand-written single passes over the lines of a body that
+//! is checked to be UTF-8 once, up front (so invalid UTF-8 anywhere, even in
+//! a comment, rejects the page). They allocate the strings that end up in
+//! [`Labels`] and little else: a label that did not change since the previous
+//! sample is not rebuilt, `le`/`quantile` renderings are memoized, and
+//! OpenMetrics keeps one key per series for its grouping rules.
+//!
+//! # Strictness
+//!
+//! **OpenMetrics is parsed strictly**, per its ABNF and data model and the
+//! upstream parser test suite: `# EOF` required and last, no blank lines or
+//! free comments, single spaces, no trailing commas, `_total`/`_created`
+//! counters, histogram/summary/stateset/info structure and values, families
+//! and series not interleaved, timestamps not going backwards, exemplars
+//! only on counter totals and buckets and at most 128 characters of labels.
+//! Three rules are relaxed because client_golang breaks them on real pages
+//! (and Prometheus accepts them): a summary's quantile values and `_sum` may
+//! be negative, and a histogram with negative bucket bounds may have a
+//! `_sum` (which may then be negative). A `"` in a HELP text is accepted
+//! unescaped, and an exemplar's value is not checked against its bucket.
+//!
+//! **The Prometheus text format is parsed strictly too**, the way
+//! prometheus/common's `expfmt.TextParser` does: the reference parser of the
+//! format, used by client libraries, `promtool check metrics` and the
+//! Pushgateway, whose test corpus (in `../shared/conformance/prometheus-common`)
+//! has 20 inputs that must be rejected; all 20 are. Prometheus' own scraper
+//! is more lenient (it would take 7 of those 20): it accepts, and this
+//! parser rejects,
+//! - a last line without a line feed, and blanks after the value or timestamp,
+//! - escape sequences other than `\\`, `\"`, `\n` in label values and HELP,
+//! - a second HELP or TYPE line for a family, or a TYPE line after its samples,
+//! - a histogram `le` or summary `quantile` label that is not a number.
+//!
+//! Conversely, like expfmt, this parser accepts negative timestamps (the
+//! Prometheus lexer does not) and families whose samples are not contiguous.
+//! Like both, it rejects `__name__` inside braces, duplicate label names,
+//! float timestamps and anything after the timestamp. Where the two differ
+//! the other way, the stricter one wins: TYPE must be one of `counter`,
+//! `gauge`, `histogram`, `summary`, `untyped` in lower case (expfmt also
+//! takes `COUNTER`), and quoted (UTF-8) metric and label names are accepted
+//! inside braces and in HELP/TYPE lines, as in Prometheus 3, but not as a
+//! bare `"name"{...}` (an expfmt-only form).
+//!
+//! # Values and labels
+//!
+//! - Values: decimal floats, `+Inf`/`-Inf`/`NaN` (any case); no hex, no `_`.
+//!   Any NaN becomes a plain quiet NaN, never the staleness marker.
+//! - Timestamps: integer milliseconds in the text format; float seconds in
+//!   OpenMetrics, converted to milliseconds (truncated toward zero, as
+//!   Prometheus does).
+//! - Label values and (OpenMetrics) HELP unescape `\\`, `\"`, `\n`; in
+//!   OpenMetrics another escaped character is kept with its backslash. Text
+//!   format HELP unescapes the same three. An empty label value means the
+//!   label is absent.
+//! - As in Prometheus 3, the `le` label of a histogram's samples and the
+//!   `quantile` label of a summary's are normalized to OpenMetrics' canonical
+//!   float text (`"1"` → `"1.0"`, `"1e-04"` → `"0.0001"`, `"+Inf"`) in both
+//!   formats, so series keep their identity whichever format a target
+//!   speaks. Gauge histograms are left alone, as Prometheus does.
+//! - OpenMetrics `_created` samples are kept as ordinary samples, as
+//!   Prometheus does unless created-timestamp ingestion is enabled.
+//! - Exemplars are parsed and validated, then dropped.
+
+mod lex;
+mod number;
+mod openmetrics;
+mod promtext;
+mod series;
+
+#[cfg(test)]
+mod tests;
+
+use crate::model::{Labels, TimestampMs};
+
+/// The exposition formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    /// `text/plain; version=0.0.4`.
+    PromText,
+    /// `application/openmetrics-text; version=1.0.0`.
+    OpenMetrics,
+}
+
+/// Content negotiation by Content-Type: `application/openmetrics-text` (any
+/// version or parameters, case-insensitive) is OpenMetrics; anything else —
+/// `text/plain; version=0.0.4`, a missing or unknown type — falls back to the
+/// Prometheus text format, as Prometheus does.
+pub fn format_for_content_type(content_type: Option<&str>) -> Format {
+    let media = content_type
+        .and_then(|ct| ct.split(';').next())
+        .map(str::trim)
+        .unwrap_or("");
+    if media.eq_ignore_ascii_case("application/openmetrics-text") {
+        Format::OpenMetrics
+    } else {
+        Format::PromText
+    }
+}
+
+/// A metric family's type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MetricType {
+    Counter,
+    Gauge,
+    Histogram,
+    GaugeHistogram,
+    Summary,
+    Info,
+    StateSet,
+    /// OpenMetrics `unknown`, text format `untyped`, or no TYPE line.
+    Unknown,
+}
+
+impl MetricType {
+    /// The name as Prometheus' metadata API spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MetricType::Counter => "counter",
+            MetricType::Gauge => "gauge",
+            MetricType::Histogram => "histogram",
+            MetricType::GaugeHistogram => "gaugehistogram",
+            MetricType::Summary => "summary",
+            MetricType::Info => "info",
+            MetricType::StateSet => "stateset",
+            MetricType::Unknown => "unknown",
+        }
+    }
+}
+
+/// What a page says about one metric family. Missing pieces are empty
+/// strings / `Unknown`; an empty HELP or UNIT counts as missing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Metadata {
+    pub family: String,
+    pub kind: MetricType,
+    pub help: String,
+    pub unit: String,
+}
+
+/// One sample line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// All labels, including `__name__`.
+    pub labels: Labels,
+    pub value: f64,
+    /// The sample's own timestamp, if the line had one.
+    pub timestamp_ms: Option<TimestampMs>,
+}
+
+/// A parsed page: samples in page order, and metadata in the order families
+/// first appear.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Parsed {
+    pub samples: Vec<Sample>,
+    pub metadata: Vec<Metadata>,
+}
+
+/// Why a page was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {message}")]
+pub struct ParseError {
+    /// 1-based line number.
+    pub line: usize,
+    pub message: String,
+}
+
+impl ParseError {
+    pub(crate) fn new(line: usize, message: impl Into<String>) -> ParseError {
+        ParseError {
+            line,
+            message: message.into(),
+        }
+    }
+}
+
+/// Parses a whole exposition body.
+pub fn parse(body: &[u8], format: Format) -> Result<Parsed, ParseError> {
+    let text = std::str::from_utf8(body).map_err(|e| {
+        let ok = &body[..e.valid_up_to()];
+        let line = ok.iter().filter(|&&b| b == b'\n').count() + 1;
+        ParseError::new(line, "invalid UTF-8")
+    })?;
+    match format {
+        Format::PromText => promtext::parse(text),
+        Format::OpenMetrics => openmetrics::parse(text),
+    }
+}
