@@ -19,7 +19,7 @@
 use std::time::{Duration, Instant};
 
 use wasmon::model::Labels;
-use wasmon::tsdb::chunkenc::{XorChunk, SAMPLES_PER_CHUNK};
+use wasmon::tsdb::chunkenc::{Chunk, ENCODING_INT, ENCODING_XOR, SAMPLES_PER_CHUNK};
 use wasmon::tsdb::{Db, Options};
 
 /// splitmix64: deterministic data without a dependency.
@@ -170,20 +170,40 @@ fn values(rng: &mut Rng, kind: Kind, n: usize, interval_s: f64) -> Vec<Vec<f64>>
     }
 }
 
-/// Chunk bytes for one series (cut at 120 samples), and its sample count.
-fn chunk_bytes(ts: &[i64], vs: &[f64]) -> (usize, usize) {
-    let mut total = 0;
-    for (tc, vc) in ts
-        .chunks(SAMPLES_PER_CHUNK as usize)
-        .zip(vs.chunks(SAMPLES_PER_CHUNK as usize))
-    {
-        let mut c = XorChunk::new();
-        for (t, v) in tc.iter().zip(vc) {
-            c.append(*t, *v);
+/// Chunk bytes for one series, cut and encoded as the head does (120
+/// samples a chunk; integer chunks where values allow), its sample count,
+/// and how many of its chunks are integer-encoded.
+fn chunk_bytes(ts: &[i64], vs: &[f64]) -> (usize, usize, usize) {
+    encode(ts, vs, false)
+}
+
+/// As [`chunk_bytes`]; with `xor_only`, every chunk is XOR (Prometheus-like
+/// values, this store's timestamp code).
+fn encode(ts: &[i64], vs: &[f64], xor_only: bool) -> (usize, usize, usize) {
+    let mut chunks: Vec<Chunk> = Vec::new();
+    for (&t, &v) in ts.iter().zip(vs) {
+        let cut = match chunks.last() {
+            None => true,
+            Some(c) => c.num_samples() >= SAMPLES_PER_CHUNK || !c.can_append(v),
+        };
+        if cut {
+            let next = match chunks.last() {
+                _ if xor_only => Chunk::new(ENCODING_XOR, false),
+                None => Chunk::first(v, 128),
+                Some(c) => c.successor(v, 128),
+            };
+            chunks.push(next);
         }
-        total += c.bytes().len();
+        if let Some(c) = chunks.last_mut() {
+            c.append(t, v);
+        }
     }
-    (total, ts.len())
+    let bytes = chunks.iter().map(|c| c.bytes().len()).sum();
+    let ints = chunks
+        .iter()
+        .filter(|c| c.encoding() == ENCODING_INT)
+        .count();
+    (bytes, ts.len(), ints)
 }
 
 fn vm_rss_kib() -> u64 {
@@ -234,7 +254,10 @@ fn compression(quick: bool) {
     println!("\n## bytes per sample in chunks (120 samples/chunk, jittered timestamps)");
     let n = if quick { 480 } else { 2880 }; // 2 h / 12 h at 15 s
     let series = if quick { 50 } else { 400 };
-    println!("{:<14} {:>8} {:>8}", "kind", "15s", "30s");
+    println!(
+        "{:<14} {:>8} {:>8}   {:>12} {:>12}",
+        "kind", "15s", "30s", "15s XOR-only", "30s XOR-only"
+    );
     for kind in [
         Kind::BusyCounter,
         Kind::IdleCounter,
@@ -244,32 +267,36 @@ fn compression(quick: bool) {
         Kind::Histogram,
     ] {
         let mut row = Vec::new();
-        for interval in [15_000i64, 30_000] {
-            let mut rng = Rng(42);
-            let (mut bytes, mut samples) = (0, 0);
-            for _ in 0..series {
-                let ts = timestamps(&mut rng, n, interval);
-                for vs in values(&mut rng, kind, n, interval as f64 / 1000.0) {
-                    let (b, s) = chunk_bytes(&ts, &vs);
-                    bytes += b;
-                    samples += s;
+        for xor_only in [false, true] {
+            for interval in [15_000i64, 30_000] {
+                let mut rng = Rng(42);
+                let (mut bytes, mut samples) = (0, 0);
+                for _ in 0..series {
+                    let ts = timestamps(&mut rng, n, interval);
+                    for vs in values(&mut rng, kind, n, interval as f64 / 1000.0) {
+                        let (b, s, _) = encode(&ts, &vs, xor_only);
+                        bytes += b;
+                        samples += s;
+                    }
                 }
+                row.push(bytes as f64 / samples as f64);
             }
-            row.push(bytes as f64 / samples as f64);
         }
         println!(
-            "{:<14} {:>8.3} {:>8.3}",
+            "{:<14} {:>8.3} {:>8.3}   {:>12.3} {:>12.3}",
             format!("{kind:?}"),
             row[0],
-            row[1]
+            row[1],
+            row[2],
+            row[3]
         );
     }
     // Timestamps alone, to show what jitter costs.
     let mut rng = Rng(1);
     let ts = timestamps(&mut rng, n, 15_000);
-    let (b, s) = chunk_bytes(&ts, &vec![1.0; n]);
+    let (b, s, _) = chunk_bytes(&ts, &vec![1.0; n]);
     let exact: Vec<i64> = (0..n as i64).map(|i| i * 15_000).collect();
-    let (b0, _) = chunk_bytes(&exact, &vec![1.0; n]);
+    let (b0, _, _) = chunk_bytes(&exact, &vec![1.0; n]);
     println!(
         "constant value: {:.3} B/sample with jitter, {:.3} without",
         b as f64 / s as f64,

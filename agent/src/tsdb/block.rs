@@ -20,7 +20,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{ensure, Context as _, Result};
 use serde::{Deserialize, Serialize};
 
-use super::chunkenc::XorIter;
+use super::chunkenc::ChunkIter;
 use super::chunks::{ChunkReader, ChunkWriter};
 use super::index::{ChunkMeta, IndexReader, IndexWriter};
 use super::series::ClosedChunk;
@@ -120,7 +120,7 @@ pub fn write_block(
         for (labels, chunks) in series {
             let mut metas = Vec::with_capacity(chunks.len());
             for c in &chunks {
-                let n = XorIter::new(&c.data).num_samples() as u64;
+                let n = ChunkIter::new(c.enc, &c.data).num_samples() as u64;
                 if n == 0 {
                     continue;
                 }
@@ -129,7 +129,7 @@ pub fn write_block(
                 metas.push(ChunkMeta {
                     mint: c.mint,
                     maxt: c.maxt,
-                    r: cw.write(&c.data)?,
+                    r: cw.write(c.enc, &c.data)?,
                 });
             }
             if !metas.is_empty() {

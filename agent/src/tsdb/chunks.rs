@@ -1,7 +1,8 @@
 //! Chunk segment files of a block (`<block>/chunks/000001`, ...).
 //!
 //! A file is an 8-byte header (`WMCH`, version, padding) followed by chunk
-//! entries `uvarint len | encoding u8 | data | crc32(encoding, data) u32`.
+//! entries `uvarint len | encoding u8 | data | crc32(encoding, data) u32`
+//! (encoding 1 = XOR, 2 = integer; see chunkenc.rs).
 //! A chunk is addressed by `file index << 32 | byte offset`, so the index
 //! needs no per-chunk table. Files are memory-mapped read-only: the kernel
 //! pages chunk data in when a query touches it and may drop it again, which
@@ -14,7 +15,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _, Result};
 use memmap2::Mmap;
 
-use super::chunkenc::ENCODING_XOR;
+use super::chunkenc::{ENCODING_INT, ENCODING_XOR};
 use super::encoding::{put_uvarint, Decbuf};
 
 const MAGIC: &[u8; 4] = b"WMCH";
@@ -72,8 +73,8 @@ impl ChunkWriter {
         Ok(())
     }
 
-    /// Appends one XOR chunk and returns its reference.
-    pub fn write(&mut self, data: &[u8]) -> Result<u64> {
+    /// Appends one chunk of encoding `enc` and returns its reference.
+    pub fn write(&mut self, enc: u8, data: &[u8]) -> Result<u64> {
         let size = 10 + 1 + data.len() as u64 + 4;
         if self.file.is_none() || self.off + size > MAX_FILE_SIZE {
             self.cut()?;
@@ -81,9 +82,9 @@ impl ChunkWriter {
         let r = ((self.n as u64) << 32) | self.off;
         let mut hdr = Vec::with_capacity(11);
         put_uvarint(&mut hdr, data.len() as u64);
-        hdr.push(ENCODING_XOR);
+        hdr.push(enc);
         let mut crc = crc32fast::Hasher::new();
-        crc.update(&[ENCODING_XOR]);
+        crc.update(&[enc]);
         crc.update(data);
         let w = self.file.as_mut().context("chunk file not open")?;
         w.write_all(&hdr)?;
@@ -141,8 +142,8 @@ impl ChunkReader {
         Ok(ChunkReader { files })
     }
 
-    /// The chunk bytes for a reference, checksum verified.
-    pub fn chunk(&self, r: u64) -> Result<&[u8]> {
+    /// The encoding and bytes of a chunk, checksum verified.
+    pub fn chunk(&self, r: u64) -> Result<(u8, &[u8])> {
         let (n, off) = ((r >> 32) as usize, (r & 0xffff_ffff) as usize);
         let file = n
             .checked_sub(1)
@@ -158,10 +159,11 @@ impl ChunkReader {
         if crc32fast::hash(enc_and_data) != crc {
             bail!("chunk ref {r:#x}: checksum mismatch");
         }
-        if enc_and_data[0] != ENCODING_XOR {
-            bail!("chunk ref {r:#x}: unknown encoding {}", enc_and_data[0]);
+        let enc = enc_and_data[0];
+        if enc != ENCODING_XOR && enc != ENCODING_INT {
+            bail!("chunk ref {r:#x}: unknown encoding {enc}");
         }
-        Ok(&enc_and_data[1..])
+        Ok((enc, &enc_and_data[1..]))
     }
 
     pub fn size_bytes(&self) -> u64 {

@@ -22,7 +22,7 @@ use anyhow::{Context as _, Result};
 use parking_lot::{Mutex, RwLock};
 
 use super::block::{self, Block};
-use super::chunkenc::XorIter;
+use super::chunkenc::ChunkIter;
 use super::head::Head;
 use super::matcher::Matcher;
 use super::postings::postings_for_matchers;
@@ -251,8 +251,9 @@ impl Db {
         let mut out: BTreeMap<Labels, Vec<Vec<(i64, f64)>>> = BTreeMap::new();
         let push = |out: &mut BTreeMap<Labels, Vec<Vec<(i64, f64)>>>,
                     labels: Labels,
+                    enc: u8,
                     data: &[u8]| {
-            let mut it = XorIter::new(data);
+            let mut it = ChunkIter::new(enc, data);
             let samples: Vec<(i64, f64)> = it
                 .by_ref()
                 .filter(|(t, _)| *t >= mint && *t <= maxt)
@@ -275,7 +276,7 @@ impl Db {
                 };
                 for m in metas.iter().filter(|m| m.maxt >= mint && m.mint <= maxt) {
                     match b.chunks.chunk(m.r) {
-                        Ok(data) => push(&mut out, labels.clone(), data),
+                        Ok((enc, data)) => push(&mut out, labels.clone(), enc, data),
                         Err(e) => {
                             tracing::warn!(block = %b.meta.ulid, error = %format!("{e:#}"), "unreadable chunk")
                         }
@@ -287,7 +288,7 @@ impl Db {
         let refs = head.postings_for_matchers(matchers);
         for sc in head.series_chunks(&refs, mint, maxt) {
             for c in &sc.chunks {
-                push(&mut out, sc.labels.clone(), &c.data);
+                push(&mut out, sc.labels.clone(), c.enc, &c.data);
             }
         }
         out.into_iter()

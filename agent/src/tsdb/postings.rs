@@ -140,6 +140,61 @@ pub fn union(mut lists: Vec<Vec<u64>>) -> Vec<u64> {
     }
 }
 
+/// A postings list in the head. Most label values of high-cardinality
+/// labels (pod, instance) belong to a single series: those are stored
+/// inline, saving a heap allocation per value.
+#[derive(Debug, Clone)]
+enum PostingList {
+    One(u64),
+    Many(Vec<u64>),
+}
+
+impl PostingList {
+    fn insert(&mut self, r: u64) {
+        match self {
+            PostingList::One(x) if *x == r => {}
+            PostingList::One(x) => {
+                let mut v = vec![*x];
+                insert_sorted(&mut v, r);
+                *self = PostingList::Many(v);
+            }
+            PostingList::Many(v) => insert_sorted(v, r),
+        }
+    }
+
+    /// Removes `r`; returns whether the list is now empty.
+    fn remove_where(&mut self, gone: impl Fn(u64) -> bool) -> bool {
+        match self {
+            PostingList::One(x) => gone(*x),
+            PostingList::Many(v) => {
+                v.retain(|&r| !gone(r));
+                match v.len() {
+                    0 => true,
+                    1 => {
+                        *self = PostingList::One(v[0]);
+                        false
+                    }
+                    _ => false,
+                }
+            }
+        }
+    }
+
+    fn to_vec(&self) -> Vec<u64> {
+        match self {
+            PostingList::One(x) => vec![*x],
+            PostingList::Many(v) => v.clone(),
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        match self {
+            PostingList::One(_) => 0,
+            PostingList::Many(v) => v.capacity() * 8 + 16,
+        }
+    }
+}
+
 /// Inserts `r` into a sorted list (at the end in the common case).
 fn insert_sorted(list: &mut Vec<u64>, r: u64) {
     match list.last() {
@@ -156,7 +211,7 @@ fn insert_sorted(list: &mut Vec<u64>, r: u64) {
 /// The head's inverted index: label name → value → sorted series refs.
 #[derive(Debug, Default)]
 pub struct MemPostings {
-    m: HashMap<Box<str>, HashMap<Box<str>, Vec<u64>>>,
+    m: HashMap<Box<str>, HashMap<Box<str>, PostingList>>,
     all: Vec<u64>,
 }
 
@@ -167,11 +222,12 @@ impl MemPostings {
                 Some(values) => values,
                 None => self.m.entry(n.into()).or_default(),
             };
-            let list = match values.get_mut(v) {
-                Some(list) => list,
-                None => values.entry(v.into()).or_default(),
-            };
-            insert_sorted(list, r);
+            match values.get_mut(v) {
+                Some(list) => list.insert(r),
+                None => {
+                    values.insert(v.into(), PostingList::One(r));
+                }
+            }
         }
         insert_sorted(&mut self.all, r);
     }
@@ -183,10 +239,7 @@ impl MemPostings {
                 continue;
             };
             if let Some(list) = values.get_mut(v) {
-                if let Ok(i) = list.binary_search(&r) {
-                    list.remove(i);
-                }
-                if list.is_empty() {
+                if list.remove_where(|x| x == r) {
                     values.remove(v);
                 }
             }
@@ -207,14 +260,8 @@ impl MemPostings {
         let mut sorted = refs.to_vec();
         sorted.sort_unstable();
         self.m.retain(|_, values| {
-            values.retain(|_, list| {
-                if list.len() < 8 || sorted.len() < 8 {
-                    list.retain(|r| sorted.binary_search(r).is_err());
-                } else {
-                    *list = subtract(list, &sorted);
-                }
-                !list.is_empty()
-            });
+            values.retain(|_, list| !list.remove_where(|r| sorted.binary_search(&r).is_ok()));
+            values.shrink_to_fit();
             !values.is_empty()
         });
         self.all = subtract(&self.all, &sorted);
@@ -236,8 +283,10 @@ impl MemPostings {
         let mut n = self.all.capacity() * 8;
         for (k, vs) in &self.m {
             n += k.len() + 64;
+            // Map slot (key + list + control byte) and the key's heap bytes.
+            n += vs.capacity() * 41;
             for (v, list) in vs {
-                n += v.len() + 48 + list.capacity() * 8;
+                n += v.len() + 16 + list.heap_bytes();
             }
         }
         n
@@ -249,7 +298,7 @@ impl PostingsSource for MemPostings {
         self.m
             .get(name)
             .and_then(|vs| vs.get(value))
-            .cloned()
+            .map(PostingList::to_vec)
             .unwrap_or_default()
     }
 
@@ -264,7 +313,7 @@ impl PostingsSource for MemPostings {
         union(
             vs.iter()
                 .filter(|(v, _)| pred(v))
-                .map(|(_, l)| l.clone())
+                .map(|(_, l)| l.to_vec())
                 .collect(),
         )
     }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use super::chunkenc::{XorChunk, XorIter, SAMPLES_PER_CHUNK};
+use super::chunkenc::{Chunk, ChunkIter, SAMPLES_PER_CHUNK};
 use super::AppendError;
 use crate::model::{Labels, LabelsBuilder};
 
@@ -139,19 +139,21 @@ pub fn hash_labels(l: &Labels) -> u64 {
 pub struct ClosedChunk {
     pub mint: i64,
     pub maxt: i64,
+    /// [`super::chunkenc::ENCODING_XOR`] or `ENCODING_INT`.
+    pub enc: u8,
     pub data: Arc<[u8]>,
 }
 
 impl ClosedChunk {
-    pub fn iter(&self) -> XorIter<'_> {
-        XorIter::new(&self.data)
+    pub fn iter(&self) -> ChunkIter<'_> {
+        ChunkIter::new(self.enc, &self.data)
     }
 }
 
 #[derive(Debug)]
 struct OpenChunk {
     mint: i64,
-    chunk: XorChunk,
+    chunk: Chunk,
 }
 
 /// The mutable part of a series, behind its mutex.
@@ -216,14 +218,20 @@ impl SeriesState {
         let cut = match &self.open {
             None => true,
             Some(o) => {
-                o.chunk.num_samples() >= SAMPLES_PER_CHUNK || t >= range_end(o.mint, chunk_range)
+                o.chunk.num_samples() >= SAMPLES_PER_CHUNK
+                    || t >= range_end(o.mint, chunk_range)
+                    || !o.chunk.can_append(v)
             }
         };
         if cut {
+            let next = match &self.open {
+                Some(o) => o.chunk.successor(v, OPEN_CHUNK_CAPACITY),
+                None => Chunk::first(v, OPEN_CHUNK_CAPACITY),
+            };
             self.close_open();
             self.open = Some(OpenChunk {
                 mint: t,
-                chunk: XorChunk::with_capacity(OPEN_CHUNK_CAPACITY),
+                chunk: next,
             });
         }
         if let Some(o) = &mut self.open {
@@ -241,6 +249,7 @@ impl SeriesState {
                 self.closed.push(ClosedChunk {
                     mint: o.mint,
                     maxt,
+                    enc: o.chunk.encoding(),
                     data: Arc::from(o.chunk.into_bytes()),
                 });
             }
@@ -260,6 +269,7 @@ impl SeriesState {
                 out.push(ClosedChunk {
                     mint: o.mint,
                     maxt: o.chunk.last_t(),
+                    enc: o.chunk.encoding(),
                     data: Arc::from(o.chunk.bytes()),
                 });
             }
