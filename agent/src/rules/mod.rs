@@ -12,5 +12,15 @@
 //! - [`api`]: `/api/v1/rules` and `/api/v1/alerts` JSON.
 //! - [`unittest`]: promtool's rule unit-test format (`wasmon test rules`).
 
+pub mod alerting;
+pub mod group;
+pub mod manager;
+pub mod recording;
 pub mod rulefmt;
 pub mod template;
+
+pub use alerting::{Alert, AlertState, AlertingRule};
+pub use group::{
+    AlertSink, Group, MemStorageAppendable, MemorySink, NoopSink, OutgoingAlert, Rule, RuleOpts,
+};
+pub use manager::{Clock, ManagerOpts, ManualClock, RuleManager, SystemClock};

@@ -1,0 +1,327 @@
+//! The rule manager: loads rule files (globs relative to a base directory),
+//! runs one tokio task per group on the group's interval, reloads (a bad
+//! file leaves the running groups alone), and exposes the groups for the
+//! API.
+//!
+//! Scheduling follows Prometheus: a group evaluates at multiples of its
+//! interval shifted by a per-group offset; missed ticks are skipped; on the
+//! first load, `for` state is restored from `ALERTS_FOR_STATE` after the
+//! second evaluation (and `ALERTS` is written only from then on). Time comes
+//! from a [`Clock`] so tests can drive it by hand.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+
+use super::group::{Group, RuleOpts};
+use super::rulefmt::{self, ParseOpts};
+
+/// The time source of the manager.
+pub trait Clock: Send + Sync + 'static {
+    /// Now, ms since the epoch.
+    fn now_ms(&self) -> i64;
+    /// Completes once `now_ms() >= t`.
+    fn sleep_until(&self, t: i64) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+}
+
+/// Wall-clock time and tokio timers.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        chrono::Utc::now().timestamp_millis()
+    }
+    fn sleep_until(&self, t: i64) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        let d = (t - self.now_ms()).max(0) as u64;
+        Box::pin(tokio::time::sleep(std::time::Duration::from_millis(d)))
+    }
+}
+
+/// A clock that moves only when told (tests).
+pub struct ManualClock {
+    tx: tokio::sync::watch::Sender<i64>,
+}
+
+impl ManualClock {
+    pub fn new(start_ms: i64) -> Arc<ManualClock> {
+        Arc::new(ManualClock {
+            tx: tokio::sync::watch::Sender::new(start_ms),
+        })
+    }
+    pub fn set(&self, t: i64) {
+        self.tx.send_replace(t);
+    }
+    pub fn advance(&self, ms: i64) {
+        self.tx.send_modify(|t| *t += ms);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> i64 {
+        *self.tx.borrow()
+    }
+    fn sleep_until(&self, t: i64) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        let mut rx = self.tx.subscribe();
+        Box::pin(async move {
+            loop {
+                if *rx.borrow_and_update() >= t {
+                    return;
+                }
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+    }
+}
+
+/// What the manager is built from.
+pub struct ManagerOpts {
+    pub rule_opts: RuleOpts,
+    pub clock: Arc<dyn Clock>,
+    /// The global evaluation interval (groups without `interval`).
+    pub default_interval_ms: i64,
+    /// Restore `for` state from `ALERTS_FOR_STATE` on the first load.
+    pub restore_for_state: bool,
+    pub parse_opts: ParseOpts,
+}
+
+impl ManagerOpts {
+    pub fn new(rule_opts: RuleOpts) -> ManagerOpts {
+        ManagerOpts {
+            rule_opts,
+            clock: Arc::new(SystemClock),
+            default_interval_ms: 60_000,
+            restore_for_state: true,
+            parse_opts: ParseOpts::default(),
+        }
+    }
+}
+
+struct Running {
+    group: Arc<Group>,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+struct Inner {
+    opts: ManagerOpts,
+    rule_opts: Arc<RuleOpts>,
+    groups: parking_lot::Mutex<Vec<Running>>,
+    loaded_once: std::sync::atomic::AtomicBool,
+    last_files: parking_lot::Mutex<Vec<PathBuf>>,
+}
+
+/// Runs rule groups. Cheap to clone.
+#[derive(Clone)]
+pub struct RuleManager {
+    inner: Arc<Inner>,
+}
+
+/// Expands rule file patterns (globs) relative to `base_dir`; sorted,
+/// deduplicated.
+pub fn resolve_rule_files(patterns: &[String], base_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for p in patterns {
+        let full = if Path::new(p).is_absolute() {
+            PathBuf::from(p)
+        } else {
+            base_dir.join(p)
+        };
+        let s = full.to_string_lossy().to_string();
+        let mut matched: Vec<PathBuf> = glob::glob(&s)
+            .with_context(|| format!("invalid rule file pattern {p:?}"))?
+            .filter_map(Result::ok)
+            .collect();
+        matched.sort();
+        out.extend(matched);
+    }
+    out.dedup();
+    Ok(out)
+}
+
+impl RuleManager {
+    pub fn new(opts: ManagerOpts) -> RuleManager {
+        let rule_opts = Arc::new(opts.rule_opts.clone());
+        RuleManager {
+            inner: Arc::new(Inner {
+                opts,
+                rule_opts,
+                groups: parking_lot::Mutex::new(Vec::new()),
+                loaded_once: Default::default(),
+                last_files: Default::default(),
+            }),
+        }
+    }
+
+    /// Parses every file and builds its groups (no side effects): the
+    /// check behind `update`, also usable for `check rules`.
+    pub fn load_groups(&self, files: &[PathBuf], restored: bool) -> anyhow::Result<Vec<Group>> {
+        let mut errs = Vec::new();
+        let mut out = Vec::new();
+        for f in files {
+            match rulefmt::parse_file(f, &self.inner.opts.parse_opts) {
+                Ok(rg) => {
+                    for g in &rg.groups {
+                        match Group::new(
+                            &f.display().to_string(),
+                            g,
+                            self.inner.opts.default_interval_ms,
+                            self.inner.rule_opts.clone(),
+                            restored,
+                        ) {
+                            Ok(g) => out.push(g),
+                            Err(e) => errs.push(format!("{}: {e}", f.display())),
+                        }
+                    }
+                }
+                Err(e) => errs.push(e.to_string()),
+            }
+        }
+        if !errs.is_empty() {
+            anyhow::bail!("{}", errs.join("\n"));
+        }
+        Ok(out)
+    }
+
+    /// Loads the rule files matching `patterns` (relative to `base_dir`)
+    /// and swaps the running groups: unchanged groups keep running, changed
+    /// ones take over their predecessor's state, removed ones stop and mark
+    /// their series stale. On any error nothing changes. Must be called
+    /// within a tokio runtime.
+    pub fn update(&self, patterns: &[String], base_dir: &Path) -> anyhow::Result<()> {
+        let files = resolve_rule_files(patterns, base_dir)?;
+        self.update_files(&files)
+    }
+
+    /// [`update`](Self::update) with resolved paths.
+    pub fn update_files(&self, files: &[PathBuf]) -> anyhow::Result<()> {
+        use std::sync::atomic::Ordering;
+        let first = !self.inner.loaded_once.load(Ordering::SeqCst);
+        let should_restore = first && self.inner.opts.restore_for_state;
+        let new_groups = self.load_groups(files, !should_restore)?;
+        self.inner.loaded_once.store(true, Ordering::SeqCst);
+        *self.inner.last_files.lock() = files.to_vec();
+        let mut running = self.inner.groups.lock();
+        let mut old: Vec<Running> = std::mem::take(&mut *running);
+        let mut next = Vec::with_capacity(new_groups.len());
+        for g in new_groups {
+            let pos = old
+                .iter()
+                .position(|r| r.group.name == g.name && r.group.file == g.file);
+            match pos {
+                Some(i) if old[i].group.equals(&g) => next.push(old.remove(i)),
+                Some(i) => {
+                    let o = old.remove(i);
+                    let _ = o.stop.send(true);
+                    o.task.abort();
+                    g.copy_state_from(&o.group);
+                    next.push(self.start(Arc::new(g), false));
+                }
+                None => next.push(self.start(Arc::new(g), should_restore)),
+            }
+        }
+        let now = self.inner.opts.clock.now_ms();
+        for o in old {
+            let _ = o.stop.send(true);
+            o.task.abort();
+            o.group.mark_stale(now);
+        }
+        *running = next;
+        Ok(())
+    }
+
+    /// Reloads the files of the last successful update.
+    pub fn reload(&self) -> anyhow::Result<()> {
+        let files = self.inner.last_files.lock().clone();
+        self.update_files(&files)
+    }
+
+    fn start(&self, g: Arc<Group>, should_restore: bool) -> Running {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let clock = self.inner.opts.clock.clone();
+        // The schedule starts from now, read before the task runs.
+        let first = g.eval_timestamp(clock.now_ms()) + g.interval_ms;
+        let task = tokio::spawn(run_group(g.clone(), clock, rx, should_restore, first));
+        Running {
+            group: g,
+            stop: tx,
+            task,
+        }
+    }
+
+    /// The running groups, in load order.
+    pub fn groups(&self) -> Vec<Arc<Group>> {
+        self.inner
+            .groups
+            .lock()
+            .iter()
+            .map(|r| r.group.clone())
+            .collect()
+    }
+
+    /// Stops every group (series are not marked stale, as on shutdown).
+    pub fn stop(&self) {
+        for r in self.inner.groups.lock().drain(..) {
+            let _ = r.stop.send(true);
+            r.task.abort();
+        }
+    }
+}
+
+async fn eval_blocking(g: &Arc<Group>, ts: i64) {
+    let g2 = g.clone();
+    if let Err(e) = tokio::task::spawn_blocking(move || g2.eval(ts)).await {
+        tracing::error!(group = %g.name, error = %e, "rule group evaluation panicked");
+    }
+}
+
+async fn run_group(
+    g: Arc<Group>,
+    clock: Arc<dyn Clock>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    should_restore: bool,
+    first: i64,
+) {
+    let interval = g.interval_ms;
+    let mut next = first;
+    let mut restore_pending = should_restore;
+    let mut evals = 0u64;
+    loop {
+        tokio::select! {
+            _ = clock.sleep_until(next) => {}
+            _ = stop.changed() => return,
+        }
+        if *stop.borrow() {
+            return;
+        }
+        let now = clock.now_ms();
+        let missed = (now - next) / interval;
+        if missed > 0 {
+            tracing::warn!(group = %g.name, missed, "rule group missed evaluations");
+            next += missed * interval;
+        }
+        eval_blocking(&g, next).await;
+        evals += 1;
+        if restore_pending && evals >= 2 {
+            // Restore after the second evaluation, when recording rules the
+            // alerts depend on have had a chance to run.
+            let g2 = g.clone();
+            let now = clock.now_ms();
+            let _ = tokio::task::spawn_blocking(move || g2.restore_for_state(now)).await;
+            restore_pending = false;
+        }
+        next += interval;
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        for r in self.groups.lock().drain(..) {
+            r.task.abort();
+        }
+    }
+}
