@@ -4,6 +4,7 @@
 //! a receiver plugin gets.
 
 pub mod config;
+pub mod dispatch;
 pub mod inhibit;
 pub mod matcher;
 pub mod message;

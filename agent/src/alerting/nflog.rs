@@ -153,7 +153,9 @@ pub fn needs_update(
     if send_resolved && !resolved.is_subset(&e.resolved_alerts) {
         return true;
     }
-    e.timestamp < now - chrono::Duration::from_std(repeat).unwrap_or(chrono::Duration::MAX)
+    // `<=`: with exact timers a repeat_interval that is a multiple of the
+    // group_interval repeats exactly on time, as documented upstream.
+    e.timestamp <= now - chrono::Duration::from_std(repeat).unwrap_or(chrono::Duration::MAX)
 }
 
 #[cfg(test)]
