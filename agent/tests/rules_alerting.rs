@@ -442,3 +442,42 @@ impl ReloadForTest for RuleManager {
         self.update(&["*.rules.yml".to_string()], dir)
     }
 }
+
+#[test]
+fn api_json_shapes() {
+    let (store, _sink, g) = setup(DOWN, true);
+    up(&store, 0, 0.0);
+    g.eval(0);
+    let groups = vec![Arc::new(g)];
+    let v = wasmon::rules::api::rules_json(&groups, &Default::default());
+    assert_eq!(v["status"], "success");
+    let grp = &v["data"]["groups"][0];
+    assert_eq!(grp["name"], "g");
+    assert_eq!(grp["file"], "t.yml");
+    assert_eq!(grp["interval"], 60.0);
+    let r = &grp["rules"][0];
+    assert_eq!(r["type"], "alerting");
+    assert_eq!(r["name"], "Down");
+    assert_eq!(r["query"], "up == 0");
+    assert_eq!(r["duration"], 300);
+    assert_eq!(r["keepFiringFor"], 0);
+    assert_eq!(r["state"], "pending");
+    assert_eq!(r["health"], "ok");
+    assert_eq!(r["labels"]["severity"], "page");
+    assert_eq!(r["lastEvaluation"], "1970-01-01T00:00:00Z");
+    assert!(r["evaluationTime"].is_number());
+    let a = &r["alerts"][0];
+    assert_eq!(a["state"], "pending");
+    assert_eq!(a["activeAt"], "1970-01-01T00:00:00Z");
+    assert_eq!(a["value"], "0e+00");
+    assert_eq!(a["labels"]["alertname"], "Down");
+    assert_eq!(a["annotations"]["summary"], "a down (0)");
+    let f = wasmon::rules::api::RulesFilter {
+        rule_type: Some("record".into()),
+        ..Default::default()
+    };
+    let v = wasmon::rules::api::rules_json(&groups, &f);
+    assert_eq!(v["data"]["groups"].as_array().unwrap().len(), 0);
+    let v = wasmon::rules::api::alerts_json(&groups);
+    assert_eq!(v["data"]["alerts"][0]["labels"]["job"], "a");
+}

@@ -13,11 +13,13 @@
 //! - [`unittest`]: promtool's rule unit-test format (`wasmon test rules`).
 
 pub mod alerting;
+pub mod api;
 pub mod group;
 pub mod manager;
 pub mod recording;
 pub mod rulefmt;
 pub mod template;
+pub mod unittest;
 
 pub use alerting::{Alert, AlertState, AlertingRule};
 pub use group::{

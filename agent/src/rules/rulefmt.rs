@@ -365,7 +365,11 @@ pub fn parse(text: &str, file: &str, opts: &ParseOpts) -> Result<RuleGroups, Rul
             if v.is_null() {
                 return Ok(RuleGroups::default());
             }
-            match serde_norway::from_value::<RawFile>(v) {
+            // Back through text: plain scalars (`expr: 1`) then read as
+            // strings, as they do from the original text.
+            let again =
+                serde_norway::to_string(&v).map_err(|e| RuleErrors(vec![yaml_error(file, &e)]))?;
+            match serde_norway::from_str::<RawFile>(&again) {
                 Ok(r) => r,
                 Err(e) => {
                     return Err(RuleErrors(vec![match direct {
