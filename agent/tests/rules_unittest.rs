@@ -89,6 +89,12 @@ fn promtool_unit_test_files() {
                 "ok   {name} (promtool {})",
                 if exp { "passes" } else { "fails" }
             );
+            if !exp {
+                // Show why, so a failure for the wrong reason is visible.
+                for l in out.lines().skip(2).take(3) {
+                    println!("       {l}");
+                }
+            }
         } else {
             failed += 1;
             println!(
