@@ -258,3 +258,40 @@ async fn openmetrics_and_gzip() {
     let st = sl.state.lock().unwrap().clone();
     assert!(st.last_error.contains("parse error"), "{}", st.last_error);
 }
+
+/// With the real store, vanished series are marked stale through the
+/// store's series handles (no label sets kept by the loop).
+#[tokio::test]
+async fn staleness_through_the_tsdb() {
+    let srv = server(PAGE).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db =
+        Arc::new(wasmon::tsdb::Db::open(dir.path(), wasmon::tsdb::Options::default()).unwrap());
+    let job = Arc::new(job(""));
+    let target = Target::populate(
+        &job,
+        Labels::from_pairs([("__address__", srv.addr.to_string())]),
+    )
+    .unwrap()
+    .unwrap();
+    let mut sl = ScrapeLoop::new(
+        job,
+        Arc::new(target),
+        reqwest::Client::new(),
+        db.clone(),
+        Arc::new(ScrapeStats::default()),
+    );
+    sl.scrape_once(1000).await;
+    srv.page.lock().unwrap().body = b"http_requests_total{path=\"/a\"} 11\n".to_vec();
+    sl.scrape_once(16000).await;
+    let m = [
+        wasmon::tsdb::Matcher::equal("__name__", "http_requests_total"),
+        wasmon::tsdb::Matcher::equal("path", "/b"),
+    ];
+    let got = db.select(&m, 0, 100_000);
+    assert_eq!(got.len(), 1);
+    let samples = &got[0].samples;
+    assert_eq!(samples.len(), 2, "{samples:?}");
+    assert_eq!(samples[1].0, 16000);
+    assert!(is_stale_nan(samples[1].1));
+}

@@ -151,6 +151,12 @@ impl LabelsBuilder {
     pub fn build(&self) -> Labels {
         Labels(self.0.clone())
     }
+
+    /// Like [`build`](Self::build) without copying: for hot paths (parsing)
+    /// that are done with the builder.
+    pub fn into_labels(self) -> Labels {
+        Labels(self.0)
+    }
 }
 
 #[cfg(test)]

@@ -18,6 +18,27 @@ pub enum AppendRejection {
 /// A batch of appends that becomes visible on commit.
 pub trait SampleAppender: Send {
     fn append(&mut self, labels: &Labels, t: TimestampMs, v: f64) -> Result<(), AppendRejection>;
+
+    /// Like `append`, also returning the store's handle for the series when
+    /// it has one, so a caller can later write to it without its labels
+    /// (the scrape loop keeps handles, not label sets, for staleness).
+    fn append_get_ref(
+        &mut self,
+        labels: &Labels,
+        t: TimestampMs,
+        v: f64,
+    ) -> Result<Option<u64>, AppendRejection> {
+        self.append(labels, t, v).map(|()| None)
+    }
+
+    /// Appends to a series by the handle `append_get_ref` returned.
+    fn append_ref(&mut self, r: u64, t: TimestampMs, v: f64) -> Result<(), AppendRejection> {
+        let _ = (r, t, v);
+        Err(AppendRejection::Other(
+            "this store has no series handles".into(),
+        ))
+    }
+
     fn commit(self: Box<Self>) -> anyhow::Result<()>;
     fn rollback(self: Box<Self>);
 }
@@ -75,15 +96,29 @@ impl MemoryStore {
 /// The TSDB's appender behind the scrape loop's trait.
 struct DbAppender(crate::tsdb::Appender);
 
+fn rejection(e: crate::tsdb::AppendError) -> AppendRejection {
+    use crate::tsdb::AppendError as E;
+    match e {
+        E::OutOfOrder | E::OutOfBounds => AppendRejection::OutOfOrder,
+        E::DuplicateSampleForTimestamp => AppendRejection::DuplicateTimestamp,
+        e => AppendRejection::Other(e.to_string()),
+    }
+}
+
 impl SampleAppender for DbAppender {
     fn append(&mut self, labels: &Labels, t: TimestampMs, v: f64) -> Result<(), AppendRejection> {
-        use crate::tsdb::AppendError as E;
-        match self.0.append(labels, t, v) {
-            Ok(_) => Ok(()),
-            Err(E::OutOfOrder | E::OutOfBounds) => Err(AppendRejection::OutOfOrder),
-            Err(E::DuplicateSampleForTimestamp) => Err(AppendRejection::DuplicateTimestamp),
-            Err(e) => Err(AppendRejection::Other(e.to_string())),
-        }
+        self.0.append(labels, t, v).map(drop).map_err(rejection)
+    }
+    fn append_get_ref(
+        &mut self,
+        labels: &Labels,
+        t: TimestampMs,
+        v: f64,
+    ) -> Result<Option<u64>, AppendRejection> {
+        self.0.append(labels, t, v).map(Some).map_err(rejection)
+    }
+    fn append_ref(&mut self, r: u64, t: TimestampMs, v: f64) -> Result<(), AppendRejection> {
+        self.0.append_ref(r, t, v).map(drop).map_err(rejection)
     }
     fn commit(self: Box<Self>) -> anyhow::Result<()> {
         self.0.commit()

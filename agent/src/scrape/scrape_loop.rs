@@ -83,10 +83,17 @@ pub struct ScrapeLoop {
     store: Arc<dyn Appendable>,
     stats: Arc<ScrapeStats>,
     /// Series written without explicit timestamps by the last scrape: the
-    /// ones that get a staleness marker when they disappear.
-    prev: HashMap<u64, Labels>,
+    /// ones that get a staleness marker when they disappear. The store's
+    /// handle where it has one (a few bytes instead of a label set per series).
+    prev: HashMap<u64, PrevSeries>,
     /// Every series of the last scrape (for `scrape_series_added`).
     prev_all: HashSet<u64>,
+}
+
+/// How the scrape loop remembers a series for its staleness marker.
+enum PrevSeries {
+    Ref(u64),
+    Labels(Labels),
 }
 
 /// Result of appending one scrape's samples.
@@ -226,7 +233,7 @@ impl ScrapeLoop {
         let cfg = &self.job.config;
         let scraped = parsed.samples.len();
         let mut app = self.store.appender();
-        let mut seen: HashMap<u64, Labels> = HashMap::with_capacity(self.prev.len());
+        let mut seen: HashMap<u64, PrevSeries> = HashMap::with_capacity(self.prev.len());
         let mut explicit_ts = HashSet::new();
         let mut all = HashSet::with_capacity(self.prev_all.len());
         let mut post_relabel = 0usize;
@@ -253,8 +260,10 @@ impl ScrapeLoop {
                 _ => t,
             };
             let h = labels.hash64();
-            match app.append(&labels, ts, s.value) {
-                Ok(()) => {
+            let mut handle = None;
+            match app.append_get_ref(&labels, ts, s.value) {
+                Ok(r) => {
+                    handle = r;
                     self.stats
                         .appended
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -280,13 +289,19 @@ impl ScrapeLoop {
             if s.timestamp_ms.is_some() && cfg.honor_timestamps {
                 explicit_ts.insert(h);
             } else {
-                seen.insert(h, labels);
+                seen.insert(
+                    h,
+                    match handle {
+                        Some(r) => PrevSeries::Ref(r),
+                        None => PrevSeries::Labels(labels),
+                    },
+                );
             }
         }
         // Series of the last scrape missing from this one get a staleness marker.
-        for (h, l) in &self.prev {
+        for (h, p) in &self.prev {
             if !seen.contains_key(h) && !explicit_ts.contains(h) {
-                let _ = app.append(l, t, stale_nan());
+                append_stale(&mut *app, p, t);
             }
         }
         app.commit()
@@ -336,8 +351,8 @@ impl ScrapeLoop {
             return;
         }
         let mut app = self.store.appender();
-        for l in self.prev.values() {
-            let _ = app.append(l, t, stale_nan());
+        for p in self.prev.values() {
+            append_stale(&mut *app, p, t);
         }
         if let Err(e) = app.commit() {
             tracing::warn!(error = %format!("{e:#}"), "writing staleness markers");
@@ -384,6 +399,15 @@ impl ScrapeLoop {
         }
         let _ = app.commit();
     }
+}
+
+/// A staleness marker for a remembered series. A handle the store no
+/// longer knows (its series was compacted away) needs no marker.
+fn append_stale(app: &mut dyn super::append::SampleAppender, p: &PrevSeries, t: TimestampMs) {
+    let _ = match p {
+        PrevSeries::Ref(r) => app.append_ref(*r, t, stale_nan()),
+        PrevSeries::Labels(l) => app.append(l, t, stale_nan()),
+    };
 }
 
 fn check_label_limits(l: &Labels, cfg: &crate::config::ScrapeConfig) -> Result<(), ScrapeError> {
