@@ -10,7 +10,7 @@
 //! WAL segments with a checkpoint of what the head still holds, and applies
 //! retention. Queries merge the overlapping blocks and the head.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -104,10 +104,6 @@ struct Inner {
     wal: Wal,
     /// Sorted by min time; never overlapping.
     blocks: RwLock<Vec<Arc<Block>>>,
-    /// Commits hold it shared from WAL write to head apply; the checkpoint
-    /// holds it exclusively while cutting the segment, so every sample in the
-    /// segments it deletes is already in the head it dumps.
-    commit_lock: RwLock<()>,
     compact_lock: Mutex<()>,
     closed: AtomicBool,
     wal_repairs: u64,
@@ -215,7 +211,6 @@ impl Db {
                 head,
                 wal,
                 blocks: RwLock::new(blocks),
-                commit_lock: RwLock::new(()),
                 compact_lock: Mutex::new(()),
                 closed: AtomicBool::new(false),
                 wal_repairs: replay.repairs,
@@ -575,45 +570,51 @@ impl Inner {
         self.apply_retention()
     }
 
-    /// Replaces all WAL segments so far by a checkpoint holding the head's
-    /// current content (series records, then sample records).
+    /// Replaces the WAL segments so far by a checkpoint: their records,
+    /// keeping only series still in the head and samples the head still
+    /// holds (as Prometheus does). It is built from the log, not from the
+    /// head, so it never contains a sample whose commit was not logged: after
+    /// a crash every commit is recovered whole or not at all.
     fn checkpoint_wal(&self) -> Result<()> {
-        let upto = {
-            let _w = self.commit_lock.write();
-            self.wal.cut_segment()?
-        };
-        let mut series = self.head.all_series();
-        series.sort_by_key(|s| s.r);
+        let upto = self.wal.cut_segment()?;
+        let live: HashSet<u64> = self.head.all_series().iter().map(|s| s.r).collect();
+        let mint = self.head.min_valid_time();
+        let dir = self.wal.dir().to_path_buf();
         self.wal.checkpoint(upto, &mut |write| {
             let mut buf = Vec::with_capacity(1 << 16);
-            for group in series.chunks(1000) {
-                buf.clear();
-                record::begin_series(&mut buf);
-                for s in group {
-                    let labels: Vec<(&str, &str)> = s.labels.iter().collect();
-                    record::put_series(&mut buf, s.r, &labels);
-                }
-                write(&buf)?;
-            }
-            let mut samples: Vec<RefSample> = Vec::with_capacity(10_000);
-            for s in &series {
-                let chunks = s.state.lock().chunks(i64::MIN, i64::MAX);
-                for c in &chunks {
-                    samples.extend(c.iter().map(|(t, v)| RefSample { r: s.r, t, v }));
-                }
-                if samples.len() >= 10_000 {
+            wal::read_upto(&dir, upto, &mut |payload| match record::decode(payload) {
+                Ok(Record::Series(list)) => {
                     buf.clear();
-                    record::encode_samples(&mut buf, &samples);
-                    write(&buf)?;
-                    samples.clear();
+                    record::begin_series(&mut buf);
+                    let mut any = false;
+                    for (r, l) in list.iter().filter(|(r, _)| live.contains(r)) {
+                        let pairs: Vec<(&str, &str)> = l
+                            .iter()
+                            .map(|l| (l.name.as_str(), l.value.as_str()))
+                            .collect();
+                        record::put_series(&mut buf, *r, &pairs);
+                        any = true;
+                    }
+                    if any {
+                        write(&buf)?;
+                    }
+                    Ok(())
                 }
-            }
-            if !samples.is_empty() {
-                buf.clear();
-                record::encode_samples(&mut buf, &samples);
-                write(&buf)?;
-            }
-            Ok(())
+                Ok(Record::Samples(list)) => {
+                    let keep: Vec<RefSample> = list
+                        .into_iter()
+                        .filter(|s| s.t >= mint && live.contains(&s.r))
+                        .collect();
+                    if !keep.is_empty() {
+                        buf.clear();
+                        record::encode_samples(&mut buf, &keep);
+                        write(&buf)?;
+                    }
+                    Ok(())
+                }
+                // Replay skips these too.
+                Err(_) => Ok(()),
+            })
         })
     }
 
@@ -785,7 +786,6 @@ impl Appender {
             return Ok(());
         }
         let db = self.db.clone();
-        let _c = db.commit_lock.read();
         let mut rec = Vec::with_capacity(16 + self.samples.len() * 12);
         let refs: Vec<RefSample> = self
             .samples

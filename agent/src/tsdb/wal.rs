@@ -86,12 +86,12 @@ pub struct ReplayStats {
     pub repairs: u64,
 }
 
-/// Reads framed records from `r` until EOF or the first bad record.
-/// Returns the offset of the end of the last good record and whether the
-/// stream ended cleanly.
+/// Reads framed records from `r` until EOF, the first bad record, or `f`
+/// returning false. Returns the offset of the end of the last good record
+/// and what was wrong, if anything.
 fn read_records(
     r: impl Read,
-    f: &mut dyn FnMut(&[u8]),
+    f: &mut dyn FnMut(&[u8]) -> bool,
     stats: &mut ReplayStats,
 ) -> (u64, Option<String>) {
     let mut r = BufReader::with_capacity(1 << 20, r);
@@ -119,9 +119,11 @@ fn read_records(
         if crc32fast::hash(&payload) != crc {
             return (off, Some("record checksum mismatch".into()));
         }
-        f(&payload);
         stats.records += 1;
         off += 8 + len as u64;
+        if !f(&payload) {
+            return (off, None);
+        }
     }
 }
 
@@ -141,6 +143,10 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
 /// Replays the checkpoint and the segments after it, calling `f` with each
 /// record payload in order, and repairs a torn or corrupt tail.
 pub fn replay(dir: &Path, f: &mut dyn FnMut(&[u8])) -> Result<ReplayStats> {
+    let f = &mut |p: &[u8]| {
+        f(p);
+        true
+    };
     let mut stats = ReplayStats::default();
     let listing = list(dir)?;
     let mut first_segment = 0;
@@ -196,6 +202,45 @@ pub fn replay(dir: &Path, f: &mut dyn FnMut(&[u8])) -> Result<ReplayStats> {
         }
     }
     Ok(stats)
+}
+
+/// Reads, strictly, the checkpoint and the segments up to `upto`: the input
+/// of a new checkpoint. Any damage is an error (the caller then keeps the
+/// segments); `f` failing stops the read with its error.
+pub fn read_upto(dir: &Path, upto: u32, f: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
+    let listing = list(dir)?;
+    let mut files = Vec::new();
+    let cp = listing.checkpoint.filter(|&c| c <= upto);
+    if let Some(c) = cp {
+        files.push(dir.join(checkpoint_name(c)));
+    }
+    for s in listing.segments {
+        if s <= upto && cp.is_none_or(|c| s > c) {
+            files.push(dir.join(segment_name(s)));
+        }
+    }
+    for path in files {
+        let file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+        let mut failed = None;
+        let (_, err) = read_records(
+            file,
+            &mut |p| match f(p) {
+                Ok(()) => true,
+                Err(e) => {
+                    failed = Some(e);
+                    false
+                }
+            },
+            &mut ReplayStats::default(),
+        );
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        if let Some(err) = err {
+            anyhow::bail!("{}: {err}", path.display());
+        }
+    }
+    Ok(())
 }
 
 struct Writer {
