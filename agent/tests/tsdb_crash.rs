@@ -93,7 +93,7 @@ fn crash_child() {
 
 fn last_synced(path: &Path) -> Option<i64> {
     let s = fs::read_to_string(path).ok()?;
-    s.lines().filter_map(|l| l.parse().ok()).last()
+    s.lines().filter_map(|l| l.parse().ok()).next_back()
 }
 
 #[test]

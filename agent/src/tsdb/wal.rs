@@ -243,6 +243,9 @@ pub fn read_upto(dir: &Path, upto: u32, f: &mut dyn FnMut(&[u8]) -> Result<()>) 
     Ok(())
 }
 
+/// Where [`Wal::checkpoint`]'s producer writes record payloads.
+pub type RecordSink<'a> = dyn FnMut(&[u8]) -> Result<()> + 'a;
+
 struct Writer {
     file: Arc<File>,
     seg: u32,
@@ -378,7 +381,7 @@ impl Wal {
     pub fn checkpoint(
         &self,
         upto: u32,
-        write: &mut dyn FnMut(&mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()>,
+        write: &mut dyn FnMut(&mut RecordSink<'_>) -> Result<()>,
     ) -> Result<()> {
         let final_path = self.dir.join(checkpoint_name(upto));
         let tmp = self.dir.join(format!("{}.tmp", checkpoint_name(upto)));
