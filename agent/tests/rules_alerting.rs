@@ -312,20 +312,20 @@ groups:
         store.append(fs.clone(), t * 1000, 1000.0);
     }
     let a = alerting(&g);
-    g.eval(1500_000);
+    g.eval(1_500_000);
     assert!(!a.restored());
-    assert_eq!(a.active_alerts()[0].active_at, 1500_000);
+    assert_eq!(a.active_alerts()[0].active_at, 1_500_000);
     assert!(
         series(&store, "ALERTS").is_empty(),
         "no ALERTS before restoration"
     );
-    g.restore_for_state(1500_000);
+    g.restore_for_state(1_500_000);
     assert!(a.restored());
     // Pending time before the outage counts: activeAt moved by the downtime (300s).
-    assert_eq!(a.active_alerts()[0].active_at, 1300_000);
-    g.eval(1300_000 + 30 * M - M);
+    assert_eq!(a.active_alerts()[0].active_at, 1_300_000);
+    g.eval(1_300_000 + 30 * M - M);
     assert_eq!(a.active_alerts()[0].state, AlertState::Pending);
-    g.eval(1300_000 + 30 * M);
+    g.eval(1_300_000 + 30 * M);
     assert_eq!(a.active_alerts()[0].state, AlertState::Firing);
 
     // Little time left: the alert waits the grace period (10m).
@@ -333,12 +333,12 @@ groups:
     for i in 0..=80 {
         up(&store, i * M, 0.0);
     }
-    store.append(fs.clone(), 2700_000, 1000.0); // pending 1700s of 1800s
-    g.eval(3000_000);
-    g.restore_for_state(3000_000);
+    store.append(fs.clone(), 2_700_000, 1000.0); // pending 1700s of 1800s
+    g.eval(3_000_000);
+    g.restore_for_state(3_000_000);
     assert_eq!(
         alerting(&g).active_alerts()[0].active_at,
-        3000_000 + 10 * M - 30 * M
+        3_000_000 + 10 * M - 30 * M
     );
 }
 

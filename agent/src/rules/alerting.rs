@@ -328,9 +328,7 @@ impl AlertingRule {
 
     /// The highest state of any alert (`None` before the first evaluation).
     pub fn state(&self) -> Option<AlertState> {
-        if self.status.lock().last_eval_ms.is_none() {
-            return None;
-        }
+        self.status.lock().last_eval_ms?;
         Some(
             self.state
                 .lock()

@@ -499,9 +499,11 @@ pub fn parse(text: &str, file: &str, opts: &ParseOpts) -> Result<RuleGroups, Rul
                     if r.annotations.as_ref().is_some_and(|a| !a.is_empty()) {
                         fail("invalid field 'annotations' in recording rule".into());
                     }
-                    if rec.contains('{') || rec.contains('}') {
-                        fail(format!("invalid recording rule name: {rec}"));
-                    } else if opts.legacy_names && !legacy_metric_name(rec) {
+                    // A PromQL selector written as the name is a common mistake.
+                    if rec.contains('{')
+                        || rec.contains('}')
+                        || (opts.legacy_names && !legacy_metric_name(rec))
+                    {
                         fail(format!("invalid recording rule name: {rec}"));
                     }
                     Some(RuleKind::Record(rec.clone()))

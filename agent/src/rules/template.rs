@@ -2035,7 +2035,7 @@ mod tests {
             run("{{ $value | humanizePercentage }}", &l, 0.1234),
             "12.34%"
         );
-        assert_eq!(run("{{ printf \"%.2f\" $value }}", &l, 3.14159), "3.14");
+        assert_eq!(run("{{ printf \"%.2f\" $value }}", &l, 1.23456), "1.23");
         assert_eq!(run("{{ printf \"%d items\" 3 }}", &l, 0.0), "3 items");
         assert_eq!(run("{{ $labels.job | toUpper }}", &l, 0.0), "NODE");
         assert_eq!(run("{{ title \"hello world\" }}", &l, 0.0), "Hello World");
