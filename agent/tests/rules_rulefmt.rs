@@ -53,3 +53,33 @@ fn upstream_rulefmt_testdata() {
     assert!(wrong.is_empty(), "{wrong:#?}");
     assert!(good_ok + bad_ok >= 16);
 }
+
+/// Rule files used by upstream's rules tests and the alert-generator
+/// compliance suite load unchanged (except the ones written to be invalid).
+#[test]
+fn upstream_rule_fixtures_load() {
+    let base = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/conformance"
+    ));
+    let mut files: Vec<PathBuf> = std::fs::read_dir(base.join("prometheus/rules/fixtures"))
+        .map(|rd| rd.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    files.push(base.join("compliance/alert_generator/rules.yaml"));
+    files.sort();
+    let mut n = 0;
+    for f in files.iter().filter(|f| f.exists()) {
+        let name = f.file_name().unwrap().to_string_lossy().to_string();
+        let res = parse_file(f, &ParseOpts::default());
+        match name.as_str() {
+            "invalid_rules.yaml" => assert!(res.is_err(), "{name}"),
+            // Several YAML documents in one file: Prometheus reads only the first.
+            "rules_multi_doc.yaml" => {}
+            _ => {
+                res.unwrap_or_else(|e| panic!("{name}: {e}"));
+                n += 1;
+            }
+        }
+    }
+    println!("{n} upstream rule fixtures loaded");
+}
