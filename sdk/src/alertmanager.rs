@@ -91,6 +91,73 @@ pub fn label<'a>(labels: &'a [Label], name: &str) -> Option<&'a str> {
         .map(|l| l.value.as_str())
 }
 
+/// Alertmanager's hash of a group key (`notify.Key.Hash`): the SHA-256 of
+/// the key as 64 hex digits. PagerDuty and Opsgenie use it as the
+/// deduplication key, so it is stable across firing and resolved
+/// notifications of the same group.
+pub fn group_key_hash(group_key: &str) -> String {
+    crate::sha256::hex(group_key.as_bytes())
+}
+
+/// Alertmanager's `__alertmanagerURL`: `<externalURL>/#/alerts?receiver=<receiver>`
+/// with the receiver URL-query-escaped.
+pub fn alerts_url(notification: &Notification) -> String {
+    format!(
+        "{}/#/alerts?receiver={}",
+        notification.external_url,
+        query_escape(&notification.receiver)
+    )
+}
+
+/// Escapes `s` for a URL query value, like Go's `url.QueryEscape`
+/// (space becomes `+`).
+pub fn query_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// Alertmanager's `__text_alert_list` for `alerts`: per alert, its labels
+/// and annotations (sorted by name, one ` - name = value` line each) and its
+/// source URL.
+pub fn text_alert_list(alerts: &[&crate::types::Alert]) -> String {
+    let mut out = String::new();
+    for a in alerts {
+        out.push_str("Labels:\n");
+        for l in sorted_pairs(&a.labels) {
+            out.push_str(&format!(" - {} = {}\n", l.name, l.value));
+        }
+        out.push_str("Annotations:\n");
+        for l in sorted_pairs(&a.annotations) {
+            out.push_str(&format!(" - {} = {}\n", l.name, l.value));
+        }
+        out.push_str(&format!("Source: {}\n", a.generator_url));
+    }
+    out
+}
+
+/// A label list as Alertmanager's `SortedPairs`: sorted by name, the last of
+/// two equal names winning.
+pub fn sorted_pairs(labels: &[Label]) -> Vec<&Label> {
+    let mut v: Vec<&Label> = Vec::new();
+    for l in labels {
+        match v.iter().position(|x| x.name == l.name) {
+            Some(i) => v[i] = l,
+            None => v.push(l),
+        }
+    }
+    v.sort_by(|a, b| a.name.cmp(&b.name));
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,6 +235,26 @@ mod tests {
         assert_eq!(n.alerts.len(), 3);
         truncate_alerts(&mut n, 10);
         assert_eq!(n.truncated_alerts, 4);
+    }
+
+    #[test]
+    fn group_key_hash_and_urls() {
+        assert_eq!(
+            group_key_hash("{}:{alertname=\"A\"}"),
+            crate::sha256::hex(b"{}:{alertname=\"A\"}")
+        );
+        assert_eq!(group_key_hash("").len(), 64);
+        let mut n = notification(1);
+        n.receiver = "team a/b".into();
+        assert_eq!(
+            alerts_url(&n),
+            "http://wasmon:9093/#/alerts?receiver=team+a%2Fb"
+        );
+        let a = &n.alerts[0];
+        assert_eq!(
+            text_alert_list(&[a]),
+            "Labels:\n - alertname = A0\n - severity = page\nAnnotations:\n - summary = down\nSource: http://prom/graph\n"
+        );
     }
 
     #[test]

@@ -13,7 +13,9 @@
 //! - helpers that every world can use: [`config`] (typed instance config),
 //!   [`log`] (the host's structured log), [`http`] (outbound HTTP through
 //!   `wasi:http`, the only network a plugin has), [`alertmanager`] (the
-//!   Alertmanager webhook v4 payload) and [`now_ms`] (the host's clock).
+//!   Alertmanager webhook v4 payload) and [`now_ms`] (the host's clock);
+//! - for receivers: [`template`] (a small template language for titles and
+//!   bodies), [`mail`] (RFC 5322 messages) and [`sha256`].
 //!
 //! A receiver in full:
 //!
@@ -71,8 +73,11 @@
 pub mod alertmanager;
 pub mod http;
 pub mod log;
+pub mod mail;
 #[cfg(feature = "metric-check")]
 pub mod query;
+pub mod sha256;
+pub mod template;
 
 /// The host interfaces and shared types, generated once for every world.
 #[allow(missing_docs)]
