@@ -11,6 +11,8 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use arc_swap::ArcSwap;
 
+use crate::alerting::dispatch::{Dispatcher, ReceiverSettings, Shared};
+use crate::alerting::plugin_notifier::PluginNotifier;
 use crate::config::Config;
 use crate::plugins::{watch, Instance, PluginRuntime};
 use crate::scrape::{Job, ScrapeManager};
@@ -57,6 +59,20 @@ pub struct Agent {
     /// Serializes reloads (SIGHUP and the API may race).
     reload_lock: tokio::sync::Mutex<()>,
     maintenance: std::sync::Mutex<Option<tsdb::Maintenance>>,
+    /// Alerts, silences and the notification log: they outlive reloads.
+    pub alert_state: Shared,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    notifier: Arc<PluginNotifier>,
+    /// The dispatcher of the current config (None without a route); shared
+    /// with the rule engine's alert sink.
+    dispatcher: Arc<ArcSwap<Option<Dispatcher>>>,
+    pub rules: crate::rules::manager::RuleManager,
+    dispatch_task: std::sync::Mutex<
+        Option<(
+            tokio::sync::oneshot::Sender<()>,
+            tokio::task::JoinHandle<()>,
+        )>,
+    >,
     _watch: Option<watch::WatchHandle>,
 }
 
@@ -97,6 +113,59 @@ impl Agent {
         let db = Arc::new(db);
         let scrape = Arc::new(ScrapeManager::new(db.clone())?);
         scrape.apply(jobs, loaded.base_dir()).await;
+        let notifier = Arc::new(PluginNotifier {
+            plugins: plugins.clone(),
+            receivers: ArcSwap::from_pointee(loaded.receivers.clone()),
+        });
+        let retention = crate::alerting::silence::DEFAULT_RETENTION;
+        let alert_state = Shared {
+            alerts: Arc::new(crate::alerting::types::AlertStore::new()),
+            silences: Arc::new(
+                crate::alerting::silence::Silences::open(data_dir.join("silences.json"), retention)
+                    .context("opening the silences")?,
+            ),
+            nflog: Arc::new(
+                crate::alerting::nflog::NotificationLog::open(
+                    data_dir.join("nflog.json"),
+                    retention,
+                )
+                .context("opening the notification log")?,
+            ),
+            notifier: notifier.clone(),
+            clock: Arc::new(crate::alerting::dispatch::SystemClock),
+        };
+        let dispatcher: Arc<ArcSwap<Option<Dispatcher>>> = Arc::new(ArcSwap::from_pointee(None));
+        let forwarder = (!loaded.config.alertmanagers.is_empty()).then(|| {
+            let urls = loaded
+                .config
+                .alertmanagers
+                .iter()
+                .map(|a| a.url.clone())
+                .collect();
+            let timeout = loaded
+                .config
+                .alertmanagers
+                .iter()
+                .map(|a| a.timeout)
+                .max()
+                .unwrap_or_default();
+            crate::alerting::forward::Forwarder::start(urls, timeout)
+        });
+        let sink = Arc::new(AlertSinkToDispatcher {
+            dispatcher: dispatcher.clone(),
+            forwarder,
+        });
+        let mut rule_opts = crate::rules::group::RuleOpts::new(db.clone(), db.clone(), sink);
+        rule_opts.engine = engine_for(&loaded.config);
+        rule_opts.external_labels =
+            crate::model::Labels::from_pairs(loaded.config.global.external_labels.clone());
+        rule_opts.external_url = loaded.config.global.external_url.clone();
+        let mut mopts = crate::rules::manager::ManagerOpts::new(rule_opts);
+        mopts.default_interval_ms = loaded.config.global.evaluation_interval.as_millis() as i64;
+        let rules = crate::rules::manager::RuleManager::new(mopts);
+        rules
+            .update(&loaded.config.rule_files, &loaded.base_dir())
+            .context("loading rule files")?;
         for (name, inst) in &loaded.receivers {
             if plugins.get(&inst.plugin).is_none() {
                 tracing::warn!(receiver = %name, plugin = %inst.plugin, "receiver's plugin is not loaded (yet): calls fail until it appears in the plugins directory");
@@ -114,20 +183,21 @@ impl Agent {
             ready: AtomicBool::new(true),
             reload_lock: tokio::sync::Mutex::new(()),
             maintenance: std::sync::Mutex::new(Some(maintenance)),
+            alert_state,
+            started_at: chrono::Utc::now(),
+            notifier,
+            dispatcher,
+            rules,
+            dispatch_task: std::sync::Mutex::new(None),
             _watch: watch,
         });
+        agent.start_dispatcher(&agent.current())?;
         Ok(agent)
     }
 
     /// A PromQL engine with the current config's limits.
     pub fn engine(&self) -> crate::promql::Engine {
-        let q = &self.current().config.query;
-        crate::promql::Engine::new(crate::promql::engine::EngineOpts {
-            lookback_delta_ms: q.lookback_delta.as_millis() as i64,
-            max_samples: q.max_samples,
-            timeout: q.timeout,
-            ..Default::default()
-        })
+        engine_for(&self.current().config)
     }
 
     pub fn current(&self) -> Arc<Loaded> {
@@ -173,9 +243,22 @@ impl Agent {
         if config.storage.path != old.config.storage.path {
             tracing::warn!("storage.path changes take effect on restart");
         }
+        if config.global.external_labels != old.config.global.external_labels
+            || config.global.external_url != old.config.global.external_url
+            || config.global.evaluation_interval != old.config.global.evaluation_interval
+            || config.alertmanagers != old.config.alertmanagers
+        {
+            tracing::warn!("changes of external labels/URL, evaluation_interval and alertmanagers take effect on restart");
+        }
         let (loaded, jobs) = Loaded::prepare(config)?;
         let base = loaded.base_dir();
-        self.current.store(Arc::new(loaded));
+        let loaded = Arc::new(loaded);
+        // Rule files first: a bad one fails the reload before anything changed.
+        self.rules
+            .update(&loaded.config.rule_files, &base)
+            .context("loading rule files")?;
+        self.start_dispatcher(&loaded)?;
+        self.current.store(loaded);
         self.scrape.apply(jobs, base).await;
         Ok(())
     }
@@ -205,15 +288,136 @@ impl Agent {
         Ok(())
     }
 
+    /// The dispatcher of the running config, if it has a route.
+    pub fn dispatcher(&self) -> Option<Dispatcher> {
+        Option::clone(&self.dispatcher.load())
+    }
+
+    /// Builds the dispatcher for `loaded` (sharing alerts, silences and the
+    /// notification log with the previous one) and swaps it in.
+    fn start_dispatcher(&self, loaded: &Loaded) -> Result<()> {
+        let config = &loaded.config;
+        let next = match &config.route {
+            None => None,
+            Some(_) => {
+                let settings: std::collections::HashMap<String, ReceiverSettings> = config
+                    .receivers
+                    .iter()
+                    .map(|r| {
+                        (
+                            r.name().to_string(),
+                            ReceiverSettings {
+                                send_resolved: r.send_resolved.unwrap_or(true),
+                                max_alerts: 0,
+                            },
+                        )
+                    })
+                    .collect();
+                let d = Dispatcher::new(
+                    &config.alerting(),
+                    settings,
+                    config.global.external_url.clone(),
+                    self.alert_state.clone(),
+                )
+                .map_err(|e| anyhow::anyhow!("route: {e}"))?;
+                Some(d)
+            }
+        };
+        self.notifier
+            .receivers
+            .store(Arc::new(loaded.receivers.clone()));
+        let mut task = self.dispatch_task.lock().unwrap();
+        if let Some((stop, _)) = task.take() {
+            let _ = stop.send(());
+        }
+        if let Some(d) = &next {
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            let d2 = d.clone();
+            let h = tokio::spawn(async move {
+                d2.run(async {
+                    let _ = rx.await;
+                })
+                .await
+            });
+            *task = Some((tx, h));
+        }
+        self.dispatcher.store(Arc::new(next));
+        Ok(())
+    }
+
     /// Stops scraping (writing staleness markers) and flushes the store.
     pub async fn shutdown(&self) {
         self.ready.store(false, Ordering::Relaxed);
+        let task = self.dispatch_task.lock().unwrap().take();
+        if let Some((stop, h)) = task {
+            let _ = stop.send(());
+            let _ = h.await;
+        }
+        self.rules.stop();
         self.scrape.stop().await;
         if let Some(m) = self.maintenance.lock().unwrap().take() {
             m.stop();
         }
         if let Err(e) = self.db.sync_wal() {
             tracing::error!(error = %format!("{e:#}"), "flushing the WAL on shutdown");
+        }
+    }
+}
+
+fn engine_for(config: &Config) -> crate::promql::Engine {
+    let q = &config.query;
+    crate::promql::Engine::new(crate::promql::engine::EngineOpts {
+        lookback_delta_ms: q.lookback_delta.as_millis() as i64,
+        max_samples: q.max_samples,
+        timeout: q.timeout,
+        default_subquery_step_ms: config.global.evaluation_interval.as_millis() as i64,
+        ..Default::default()
+    })
+}
+
+/// Where the rule engine's alerts go: the local dispatcher (when the config
+/// has a route) and external Alertmanagers (when configured).
+struct AlertSinkToDispatcher {
+    dispatcher: Arc<ArcSwap<Option<Dispatcher>>>,
+    forwarder: Option<crate::alerting::forward::Forwarder>,
+}
+
+impl crate::rules::group::AlertSink for AlertSinkToDispatcher {
+    fn send(&self, alerts: Vec<crate::rules::group::OutgoingAlert>) {
+        if let Some(f) = &self.forwarder {
+            f.send(
+                alerts
+                    .iter()
+                    .map(|a| crate::alerting::types::PostableAlert {
+                        labels: a
+                            .labels
+                            .iter()
+                            .map(|l| (l.name.clone(), l.value.clone()))
+                            .collect(),
+                        annotations: a.annotations.clone(),
+                        starts_at: Some(a.starts_at),
+                        ends_at: Some(a.ends_at),
+                        generator_url: a.generator_url.clone(),
+                    })
+                    .collect(),
+            );
+        }
+        if let Some(d) = &**self.dispatcher.load() {
+            let now = chrono::Utc::now();
+            d.insert_alerts(
+                alerts
+                    .into_iter()
+                    .map(|a| crate::alerting::types::Alert {
+                        labels: a.labels,
+                        annotations: a.annotations,
+                        starts_at: a.starts_at,
+                        ends_at: a.ends_at,
+                        generator_url: a.generator_url,
+                        updated_at: now,
+                        timeout: false,
+                    })
+                    .collect(),
+            );
         }
     }
 }

@@ -5,10 +5,12 @@
 
 pub mod config;
 pub mod dispatch;
+pub mod forward;
 pub mod inhibit;
 pub mod matcher;
 pub mod message;
 pub mod nflog;
+pub mod plugin_notifier;
 pub mod route;
 pub mod silence;
 pub mod types;

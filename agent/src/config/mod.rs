@@ -45,6 +45,22 @@ pub struct Config {
     /// Alert receivers: each one is an instance of a receiver plugin.
     #[serde(default)]
     pub receivers: Vec<ReceiverConfig>,
+    /// Prometheus rule files (globs, relative to this file), loaded unchanged.
+    #[serde(default)]
+    pub rule_files: Vec<String>,
+    /// External Alertmanagers every alert is also sent to.
+    #[serde(default)]
+    pub alertmanagers: Vec<AlertmanagerTarget>,
+    /// Alertmanager's route tree. Without one, alerting is off.
+    #[serde(default)]
+    pub route: Option<crate::alerting::config::RouteConfig>,
+    #[serde(default)]
+    pub inhibit_rules: Vec<crate::alerting::config::InhibitRuleConfig>,
+    #[serde(default)]
+    pub time_intervals: Vec<crate::alerting::config::TimeIntervalConfig>,
+    /// Older spelling of `time_intervals`, as in Alertmanager.
+    #[serde(default)]
+    pub mute_time_intervals: Vec<crate::alerting::config::TimeIntervalConfig>,
 
     /// The file this config came from (None for the built-in default); relative
     /// paths in the config are resolved against its directory.
@@ -67,6 +83,12 @@ pub struct GlobalConfig {
     /// Default scrape timeout of jobs (Prometheus' default: 10s).
     #[serde(default = "default_scrape_timeout", with = "humantime_serde")]
     pub scrape_timeout: Duration,
+    /// Default rule group evaluation interval (Prometheus' default: 1m).
+    #[serde(default = "default_scrape_interval", with = "humantime_serde")]
+    pub evaluation_interval: Duration,
+    /// End time given to alerts posted without one (Alertmanager's default: 5m).
+    #[serde(default = "default_resolve_timeout")]
+    pub resolve_timeout: crate::alerting::config::Duration,
 }
 
 impl Default for GlobalConfig {
@@ -76,8 +98,24 @@ impl Default for GlobalConfig {
             external_labels: BTreeMap::new(),
             scrape_interval: default_scrape_interval(),
             scrape_timeout: default_scrape_timeout(),
+            resolve_timeout: default_resolve_timeout(),
+            evaluation_interval: default_scrape_interval(),
         }
     }
+}
+
+/// An external Alertmanager (Prometheus' `alerting.alertmanagers`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AlertmanagerTarget {
+    /// Base URL, e.g. `http://alertmanager:9093`.
+    pub url: String,
+    #[serde(default = "default_scrape_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+fn default_resolve_timeout() -> crate::alerting::config::Duration {
+    crate::alerting::config::Duration(Duration::from_secs(300))
 }
 
 fn default_scrape_interval() -> Duration {
@@ -279,6 +317,9 @@ pub struct InstanceConfig {
     /// Overrides `plugins.memory_limit` for this instance.
     #[serde(default)]
     pub memory_limit: Option<ByteSize>,
+    /// Receivers only: also notify when alerts resolve (default true).
+    #[serde(default)]
+    pub send_resolved: Option<bool>,
 }
 
 impl Config {
@@ -390,7 +431,28 @@ impl Config {
                     .with_context(|| format!("{}: {what}: allow_hosts", at(h.span())))?;
             }
         }
+        if self.route.is_some() {
+            let names: Vec<&str> = self.receivers.iter().map(|r| r.name()).collect();
+            self.alerting()
+                .validate(&names)
+                .map_err(|e| anyhow::anyhow!("{origin}: route: {e}"))?;
+        } else if !self.inhibit_rules.is_empty() {
+            bail!("{origin}: inhibit_rules need a route");
+        }
         Ok(())
+    }
+
+    /// The routing part of the config, in the alerting core's terms.
+    pub fn alerting(&self) -> crate::alerting::config::AlertingConfig {
+        crate::alerting::config::AlertingConfig {
+            global: crate::alerting::config::GlobalConfig {
+                resolve_timeout: self.global.resolve_timeout,
+            },
+            route: self.route.clone(),
+            inhibit_rules: self.inhibit_rules.clone(),
+            time_intervals: self.time_intervals.clone(),
+            mute_time_intervals: self.mute_time_intervals.clone(),
+        }
     }
 
     pub fn receiver(&self, name: &str) -> Option<&ReceiverConfig> {
@@ -544,6 +606,35 @@ plugin = "webhook"
         let text = "[[scrape_configs]]\njob_name = \"a\"\nscrape_interval = \"5 parsecs\"\n";
         let msg = format!("{:#}", Config::parse(text, "s.toml").unwrap_err());
         assert!(msg.contains("line 3"), "{msg}");
+    }
+
+    #[test]
+    fn route_tree_in_toml_is_validated() {
+        let text = r#"
+[[receivers]]
+name = "ops"
+plugin = "webhook"
+
+[route]
+receiver = "ops"
+group_by = ["alertname"]
+group_wait = "10s"
+
+[[route.routes]]
+matchers = ['severity="critical"']
+receiver = "pager"
+"#;
+        let msg = format!("{:#}", Config::parse(text, "r.toml").unwrap_err());
+        assert!(
+            msg.contains("r.toml: route") && msg.contains("undefined receiver \"pager\""),
+            "{msg}"
+        );
+        let ok = text.replace(
+            "receiver = \"pager\"",
+            "receiver = \"ops\"\ncontinue = true",
+        );
+        let c = Config::parse(&ok, "r.toml").unwrap();
+        assert_eq!(c.alerting().route.unwrap().routes.len(), 1);
     }
 
     #[test]

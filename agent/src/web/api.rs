@@ -255,3 +255,29 @@ pub async fn buildinfo() -> Response {
         "goVersion": "",
     }))
 }
+
+/// GET /api/v1/rules
+pub async fn rules(State(agent): State<Arc<Agent>>, RawQuery(q): RawQuery) -> Response {
+    let p = Params::from_request(q, &HeaderMap::new(), &Bytes::new());
+    let f = crate::rules::api::RulesFilter {
+        rule_type: p.get("type").map(str::to_string),
+        rule_names: p
+            .all("rule_name[]")
+            .into_iter()
+            .map(str::to_string)
+            .collect(),
+        group_names: p
+            .all("rule_group[]")
+            .into_iter()
+            .map(str::to_string)
+            .collect(),
+        files: p.all("file[]").into_iter().map(str::to_string).collect(),
+        exclude_alerts: p.get("exclude_alerts") == Some("true"),
+    };
+    Json(agent.rules.rules_api(&f)).into_response()
+}
+
+/// GET /api/v1/alerts
+pub async fn alerts(State(agent): State<Arc<Agent>>) -> Response {
+    Json(agent.rules.alerts_api()).into_response()
+}

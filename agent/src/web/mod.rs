@@ -11,6 +11,7 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use serde_json::json;
 
+pub mod alertmanager;
 pub mod api;
 pub mod query;
 
@@ -27,10 +28,27 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/api/v1/query", get(query::instant).post(query::instant))
         .route("/api/v1/query_range", get(query::range).post(query::range))
         .route("/api/v1/targets", get(api::targets))
+        .route("/api/v1/rules", get(api::rules))
+        .route("/api/v1/alerts", get(api::alerts))
         .route("/api/v1/series", get(api::series).post(api::series))
         .route("/api/v1/labels", get(api::labels).post(api::labels))
         .route("/api/v1/label/{name}/values", get(api::label_values))
         .route("/api/v1/status/buildinfo", get(api::buildinfo))
+        .route(
+            "/api/v2/alerts",
+            get(alertmanager::get_alerts).post(alertmanager::post_alerts),
+        )
+        .route("/api/v2/alerts/groups", get(alertmanager::get_groups))
+        .route(
+            "/api/v2/silences",
+            get(alertmanager::get_silences).post(alertmanager::post_silence),
+        )
+        .route(
+            "/api/v2/silence/{id}",
+            get(alertmanager::get_silence).delete(alertmanager::delete_silence),
+        )
+        .route("/api/v2/receivers", get(alertmanager::get_receivers))
+        .route("/api/v2/status", get(alertmanager::get_status))
         .route("/api/v1/receivers/{name}/test", post(test_receiver))
         .with_state(agent)
 }
