@@ -19,7 +19,13 @@ use crate::model::{Labels, LabelsBuilder, METRIC_NAME};
 #[derive(Default)]
 struct Group {
     labels: Labels,
-    count: f64,
+    acc: Acc,
+}
+
+/// The running state of one group at one step.
+#[derive(Default, Clone)]
+pub(crate) struct Acc {
+    pub count: f64,
     value: f64,
     kahan: f64,
     mean: f64,
@@ -27,7 +33,125 @@ struct Group {
     values: Vec<f64>,
 }
 
-fn group_key(s: &VSample, m: &Option<LabelModifier>) -> u64 {
+impl Acc {
+    /// Adds one sample (in input order: the float results depend on it).
+    pub(crate) fn add(&mut self, op: u16, v: f64) -> Result<(), EvalError> {
+        let g = self;
+        g.count += 1.0;
+        let first = g.count == 1.0;
+        match op {
+            T_SUM => {
+                if first {
+                    g.value = v;
+                } else {
+                    (g.value, g.kahan) = kahan_inc(v, g.value, g.kahan);
+                }
+            }
+            T_AVG => {
+                if first {
+                    g.value = v;
+                    return Ok(());
+                }
+                if !g.incremental {
+                    let (nv, nc) = kahan_inc(v, g.value, g.kahan);
+                    if !nv.is_infinite() {
+                        (g.value, g.kahan) = (nv, nc);
+                        return Ok(());
+                    }
+                    g.incremental = true;
+                    g.mean = g.value / (g.count - 1.0);
+                    g.kahan /= g.count - 1.0;
+                }
+                if g.mean.is_infinite() {
+                    if v.is_infinite() && (g.mean > 0.0) == (v > 0.0) {
+                        return Ok(());
+                    }
+                    if !v.is_infinite() && !v.is_nan() {
+                        return Ok(());
+                    }
+                }
+                let cur = g.mean + g.kahan;
+                (g.mean, g.kahan) = kahan_inc(v / g.count - cur / g.count, g.mean, g.kahan);
+            }
+            T_MAX => {
+                if first || g.value < v || g.value.is_nan() {
+                    g.value = v;
+                }
+            }
+            T_MIN => {
+                if first || g.value > v || g.value.is_nan() {
+                    g.value = v;
+                }
+            }
+            T_COUNT | T_GROUP => {}
+            T_STDDEV | T_STDVAR => {
+                if first {
+                    g.mean = v;
+                    g.value = 0.0;
+                    g.kahan = 0.0;
+                } else {
+                    let delta = v - g.mean;
+                    g.mean += delta / g.count;
+                    g.value += delta * (v - g.mean);
+                }
+            }
+            T_QUANTILE => g.values.push(v),
+            _ => {
+                return Err(EvalError::Unsupported(format!(
+                    "aggregation {}",
+                    TokenType::new(op)
+                )))
+            }
+        }
+        Ok(())
+    }
+
+    /// The group's value; `param` is `quantile`'s.
+    pub(crate) fn result(self, op: u16, param: f64) -> f64 {
+        let g = self;
+        match op {
+            T_SUM => {
+                if g.value.is_infinite() {
+                    g.value
+                } else {
+                    g.value + g.kahan
+                }
+            }
+            T_AVG => {
+                if g.incremental {
+                    g.mean + g.kahan
+                } else if g.count == 1.0 {
+                    g.value
+                } else {
+                    g.value / g.count + g.kahan / g.count
+                }
+            }
+            T_COUNT => g.count,
+            T_GROUP => 1.0,
+            T_STDVAR => {
+                if g.mean.is_infinite() || g.mean.is_nan() {
+                    f64::NAN
+                } else {
+                    g.value / g.count
+                }
+            }
+            T_STDDEV => {
+                if g.mean.is_infinite() || g.mean.is_nan() {
+                    f64::NAN
+                } else {
+                    (g.value / g.count).sqrt()
+                }
+            }
+            T_QUANTILE => {
+                let mut vals = g.values;
+                quantile(param, &mut vals)
+            }
+            _ => g.value,
+        }
+    }
+}
+
+pub(crate) fn group_key(s: &VSample, m: &Option<LabelModifier>) -> u64 {
     match m {
         None => 0,
         Some(LabelModifier::Include(by)) => hash_pairs(
@@ -44,7 +168,7 @@ fn group_key(s: &VSample, m: &Option<LabelModifier>) -> u64 {
     }
 }
 
-fn group_labels(s: &VSample, m: &Option<LabelModifier>) -> Labels {
+pub(crate) fn group_labels(s: &VSample, m: &Option<LabelModifier>) -> Labels {
     match m {
         None => Labels::new(),
         Some(LabelModifier::Include(by)) => {
@@ -145,113 +269,13 @@ pub(crate) fn eval(ev: &mut Evaluator, a: &AggregateExpr, t: i64) -> Result<Val,
                 groups.len() - 1
             }
         };
-        let g = &mut groups[i];
-        let v = s.f;
-        g.count += 1.0;
-        let first = g.count == 1.0;
-        match op {
-            T_SUM => {
-                if first {
-                    g.value = v;
-                } else {
-                    (g.value, g.kahan) = kahan_inc(v, g.value, g.kahan);
-                }
-            }
-            T_AVG => {
-                if first {
-                    g.value = v;
-                    continue;
-                }
-                if !g.incremental {
-                    let (nv, nc) = kahan_inc(v, g.value, g.kahan);
-                    if !nv.is_infinite() {
-                        (g.value, g.kahan) = (nv, nc);
-                        continue;
-                    }
-                    g.incremental = true;
-                    g.mean = g.value / (g.count - 1.0);
-                    g.kahan /= g.count - 1.0;
-                }
-                if g.mean.is_infinite() {
-                    if v.is_infinite() && (g.mean > 0.0) == (v > 0.0) {
-                        continue;
-                    }
-                    if !v.is_infinite() && !v.is_nan() {
-                        continue;
-                    }
-                }
-                let cur = g.mean + g.kahan;
-                (g.mean, g.kahan) = kahan_inc(v / g.count - cur / g.count, g.mean, g.kahan);
-            }
-            T_MAX => {
-                if first || g.value < v || g.value.is_nan() {
-                    g.value = v;
-                }
-            }
-            T_MIN => {
-                if first || g.value > v || g.value.is_nan() {
-                    g.value = v;
-                }
-            }
-            T_COUNT | T_GROUP => {}
-            T_STDDEV | T_STDVAR => {
-                if first {
-                    g.mean = v;
-                    g.value = 0.0;
-                    g.kahan = 0.0;
-                } else {
-                    let delta = v - g.mean;
-                    g.mean += delta / g.count;
-                    g.value += delta * (v - g.mean);
-                }
-            }
-            T_QUANTILE => g.values.push(v),
-            _ => return Err(EvalError::Unsupported(format!("aggregation {}", a.op))),
-        }
+        groups[i].acc.add(op, s.f)?;
     }
     ev.group_cache.insert(cache_key, cache);
     let out = groups
         .into_iter()
         .map(|g| {
-            let f = match op {
-                T_SUM => {
-                    if g.value.is_infinite() {
-                        g.value
-                    } else {
-                        g.value + g.kahan
-                    }
-                }
-                T_AVG => {
-                    if g.incremental {
-                        g.mean + g.kahan
-                    } else if g.count == 1.0 {
-                        g.value
-                    } else {
-                        g.value / g.count + g.kahan / g.count
-                    }
-                }
-                T_COUNT => g.count,
-                T_GROUP => 1.0,
-                T_STDVAR => {
-                    if g.mean.is_infinite() || g.mean.is_nan() {
-                        f64::NAN
-                    } else {
-                        g.value / g.count
-                    }
-                }
-                T_STDDEV => {
-                    if g.mean.is_infinite() || g.mean.is_nan() {
-                        f64::NAN
-                    } else {
-                        (g.value / g.count).sqrt()
-                    }
-                }
-                T_QUANTILE => {
-                    let mut vals = g.values;
-                    quantile(param, &mut vals)
-                }
-                _ => g.value,
-            };
+            let f = g.acc.result(op, param);
             VSample {
                 metric: Arc::new(g.labels),
                 drop_name: false,
@@ -260,6 +284,18 @@ pub(crate) fn eval(ev: &mut Evaluator, a: &AggregateExpr, t: i64) -> Result<Val,
         })
         .collect();
     Ok(Val::Vector(out))
+}
+
+/// `topk`'s order (`bottomk`'s when `!top`): NaN last.
+pub(crate) fn topk_cmp(a: f64, b: f64, top: bool) -> std::cmp::Ordering {
+    use std::cmp::Ordering::*;
+    match (a.is_nan(), b.is_nan()) {
+        (true, true) => Equal,
+        (true, false) => Greater,
+        (false, true) => Less,
+        _ if top => b.partial_cmp(&a).unwrap(),
+        _ => a.partial_cmp(&b).unwrap(),
+    }
 }
 
 fn topk(input: Vec<VSample>, m: &Option<LabelModifier>, param: f64, top: bool) -> Vec<VSample> {
@@ -284,16 +320,7 @@ fn topk(input: Vec<VSample>, m: &Option<LabelModifier>, param: f64, top: bool) -
     }
     let mut out = Vec::new();
     for mut g in groups {
-        g.sort_by(|a, b| {
-            use std::cmp::Ordering::*;
-            match (a.f.is_nan(), b.f.is_nan()) {
-                (true, true) => Equal,
-                (true, false) => Greater,
-                (false, true) => Less,
-                _ if top => b.f.partial_cmp(&a.f).unwrap(),
-                _ => a.f.partial_cmp(&b.f).unwrap(),
-            }
-        });
+        g.sort_by(|a, b| topk_cmp(a.f, b.f, top));
         g.truncate(k);
         out.extend(g);
     }

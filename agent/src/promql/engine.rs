@@ -15,6 +15,7 @@ use promql_parser::parser::{
     AtModifier, Expr, MatrixSelector, Offset, SubqueryExpr, VectorSelector,
 };
 
+use super::columnar::{merge, Grid};
 use super::error::{err, EvalError};
 use super::storage::{Matcher, Queryable};
 use super::value::*;
@@ -31,6 +32,9 @@ pub struct EngineOpts {
     pub timeout: Duration,
     /// Subquery step when none is written (Prometheus uses the rule/global evaluation interval).
     pub default_subquery_step_ms: i64,
+    /// Evaluate range queries one step at a time (the reference evaluator
+    /// the column-wise one is tested against; slower).
+    pub stepwise_range: bool,
 }
 
 impl Default for EngineOpts {
@@ -40,6 +44,7 @@ impl Default for EngineOpts {
             max_samples: 50_000_000,
             timeout: Duration::from_secs(120),
             default_subquery_step_ms: 60_000,
+            stepwise_range: false,
         }
     }
 }
@@ -164,34 +169,52 @@ impl Engine {
         }
         let mut ev = Evaluator::new(self, q, start, end, step);
         ev.prepare(expr)?;
-        let mut col = Collector::default();
-        let mut t = start;
-        while t <= end {
-            match ev.eval(expr, t)? {
-                Val::Scalar(v) => col.add_scalar(t, v),
-                Val::Vector(vs) => {
-                    for s in &vs {
-                        col.add(s, t)?;
+        let mut series: Vec<Series> = if !self.opts.stepwise_range
+            && expr.value_type() == ValueType::Vector
+            && Evaluator::columnar(expr)
+        {
+            let grid: Grid = Arc::new((start..=end).step_by(step as usize).collect());
+            let mat = ev.col(expr, &grid)?;
+            merge(mat, &grid)?
+                .into_iter()
+                .map(|(labels, s)| Series {
+                    labels,
+                    points: s.points,
+                })
+                .collect()
+        } else {
+            if !self.opts.stepwise_range {
+                let grid: Grid = Arc::new((start..=end).step_by(step as usize).collect());
+                ev.precompute_children(expr, &grid)?;
+            }
+            let mut col = Collector::default();
+            let mut t = start;
+            while t <= end {
+                match ev.eval(expr, t)? {
+                    Val::Scalar(v) => col.add_scalar(t, v),
+                    Val::Vector(vs) => {
+                        for s in &vs {
+                            col.add(s, t)?;
+                        }
+                    }
+                    other => {
+                        return err(format!(
+                            "invalid expression type {:?} for range query",
+                            other.type_name()
+                        ))
                     }
                 }
-                other => {
-                    return err(format!(
-                        "invalid expression type {:?} for range query",
-                        other.type_name()
-                    ))
-                }
+                ev.add_samples(0)?;
+                t += step;
             }
-            ev.add_samples(0)?;
-            t += step;
-        }
-        let mut series: Vec<Series> = col
-            .series
-            .into_iter()
-            .map(|c| Series {
-                labels: c.labels,
-                points: c.points,
-            })
-            .collect();
+            col.series
+                .into_iter()
+                .map(|c| Series {
+                    labels: c.labels,
+                    points: c.points,
+                })
+                .collect()
+        };
         series.sort_by(|a, b| a.labels.cmp(&b.labels));
         let total: usize = series.iter().map(|s| s.points.len()).sum();
         if total > self.opts.max_samples {
@@ -289,13 +312,16 @@ pub(crate) struct Evaluator<'a> {
     cache: FxMap<usize, Arc<Vec<Stored>>>,
     pub ann: Annotations,
     loaded: usize,
-    scanned: u64,
+    pub scanned: u64,
     /// Per-selector positions from the previous step, so consecutive steps
     /// advance through each series instead of binary-searching (which
     /// costs a cache miss per probe on large stores).
     cursors: FxMap<usize, Cursor>,
     /// Per aggregation node: group hash by label-set pointer (see `aggregate`).
     pub group_cache: FxMap<usize, FxMap<usize, (Arc<Labels>, u64)>>,
+    /// Subexpressions already computed column-wise for every step, by node
+    /// address (see `columnar`).
+    pub pre: FxMap<usize, super::columnar::Pre>,
 }
 
 /// Window positions of every series of one selector at the last step.
@@ -364,6 +390,7 @@ impl<'a> Evaluator<'a> {
             scanned: 0,
             cursors: FxMap::default(),
             group_cache: FxMap::default(),
+            pre: FxMap::default(),
         }
     }
 
@@ -687,6 +714,13 @@ impl<'a> Evaluator<'a> {
 
     /// Evaluates `e` at step `t`.
     pub fn eval(&mut self, e: &Expr, t: i64) -> Result<Val, EvalError> {
+        if !self.pre.is_empty() {
+            if let Some(p) = self.pre.get_mut(&(e as *const Expr as usize)) {
+                if let Some(v) = p.at(t) {
+                    return Ok(Val::Vector(v));
+                }
+            }
+        }
         match e {
             Expr::NumberLiteral(n) => Ok(Val::Scalar(n.val)),
             Expr::StringLiteral(s) => Ok(Val::Str(s.val.clone())),

@@ -62,11 +62,11 @@ fn linear_regression(pts: &[(i64, f64)], intercept_t: i64) -> (f64, f64) {
 }
 
 /// What a range function sees besides the samples.
-struct Win {
-    start: i64,
-    end: i64,
-    t: i64,
-    range_s: f64,
+pub(crate) struct Win {
+    pub start: i64,
+    pub end: i64,
+    pub t: i64,
+    pub range_s: f64,
 }
 
 fn extrapolated_rate(p: &[(i64, f64)], w: &Win, counter: bool, rate: bool) -> Option<f64> {
@@ -198,11 +198,11 @@ pub(crate) fn quantile(q: f64, vals: &mut [f64]) -> f64 {
     vals[lo as usize] * (1.0 - w) + vals[hi as usize] * w
 }
 
-fn range_fn_keeps_name(name: &str) -> bool {
+pub(crate) fn range_fn_keeps_name(name: &str) -> bool {
     matches!(name, "last_over_time" | "first_over_time")
 }
 
-fn is_range_fn(name: &str) -> bool {
+pub(crate) fn is_range_fn(name: &str) -> bool {
     matches!(
         name,
         "rate"
@@ -543,7 +543,7 @@ fn absent_labels(e: &Expr) -> Labels {
 
 /// Range functions, resolved once per call instead of per series.
 #[derive(Clone, Copy, PartialEq)]
-enum K {
+pub(crate) enum K {
     Rate,
     Increase,
     Delta,
@@ -575,7 +575,7 @@ enum K {
 }
 
 impl K {
-    fn of(name: &str) -> K {
+    pub(crate) fn of(name: &str) -> K {
         match name {
             "rate" => K::Rate,
             "increase" => K::Increase,
@@ -609,7 +609,14 @@ impl K {
     }
 }
 
-fn range_call(ev: &mut Evaluator, name: &str, args: &[&Expr], t: i64) -> Result<Val, EvalError> {
+/// Evaluates and checks a range function's scalar parameters at step `t`;
+/// returns the index of the range-vector argument and the parameters.
+pub(crate) fn range_params(
+    ev: &mut Evaluator,
+    name: &str,
+    args: &[&Expr],
+    t: i64,
+) -> Result<(usize, Vec<f64>), EvalError> {
     // Which argument is the range vector, and the scalar parameters.
     let (mi, params): (usize, Vec<f64>) = match name {
         "quantile_over_time" => (1, vec![ev.eval_scalar(args[0], t)?]),
@@ -641,6 +648,11 @@ fn range_call(ev: &mut Evaluator, name: &str, args: &[&Expr], t: i64) -> Result<
             ));
         }
     }
+    Ok((mi, params))
+}
+
+fn range_call(ev: &mut Evaluator, name: &str, args: &[&Expr], t: i64) -> Result<Val, EvalError> {
+    let (mi, params) = range_params(ev, name, args, t)?;
     let range_ms = match unparen(args[mi]) {
         Expr::MatrixSelector(ms) => dur_ms(&ms.range),
         Expr::Subquery(sq) => dur_ms(&sq.range),
@@ -669,93 +681,13 @@ fn range_call(ev: &mut Evaluator, name: &str, args: &[&Expr], t: i64) -> Result<
     ev.with_range(args[mi], t, |m, drop, p| {
         any = true;
         if counter_fn && !drop {
-            // The name sorts first in typical label sets: a linear scan
-            // beats a binary search here.
-            if let Some(n) = m
-                .iter()
-                .find(|l| l.name == METRIC_NAME)
-                .map(|l| l.value.as_str())
-            {
-                if !["_total", "_sum", "_count", "_bucket"]
-                    .iter()
-                    .any(|s| n.ends_with(s))
-                    && !non_counter.iter().any(|x| x == n)
-                {
+            if let Some(n) = non_counter_name(m) {
+                if !non_counter.iter().any(|x| x == n) {
                     non_counter.push(n.to_string());
                 }
             }
         }
-        let v = match kind {
-            K::Rate => extrapolated_rate(p, &w, true, true),
-            K::Increase => extrapolated_rate(p, &w, true, false),
-            K::Delta => extrapolated_rate(p, &w, false, false),
-            K::Irate => instant_value(p, true),
-            K::Idelta => instant_value(p, false),
-            K::Deriv => (p.len() >= 2).then(|| linear_regression(p, p[0].0).0),
-            K::PredictLinear => (p.len() >= 2).then(|| {
-                let (s, i) = linear_regression(p, w.t);
-                s * params[0] + i
-            }),
-            K::Resets => Some(p.windows(2).filter(|x| x[1].1 < x[0].1).count() as f64),
-            K::Changes => Some(
-                p.windows(2)
-                    .filter(|x| x[1].1 != x[0].1 && !(x[0].1.is_nan() && x[1].1.is_nan()))
-                    .count() as f64,
-            ),
-            K::AvgOverTime => Some(avg_over(p)),
-            K::SumOverTime => {
-                let (mut s, mut c) = (0.0, 0.0);
-                for &(_, v) in p {
-                    (s, c) = kahan_inc(v, s, c);
-                }
-                Some(if s.is_infinite() { s } else { s + c })
-            }
-            K::CountOverTime => Some(p.len() as f64),
-            K::MinOverTime => {
-                Some(p.iter().fold(
-                    f64::NAN,
-                    |m, &(_, v)| if v < m || m.is_nan() { v } else { m },
-                ))
-            }
-            K::MaxOverTime => {
-                Some(p.iter().fold(
-                    f64::NAN,
-                    |m, &(_, v)| if v > m || m.is_nan() { v } else { m },
-                ))
-            }
-            K::LastOverTime => p.last().map(|x| x.1),
-            K::FirstOverTime => p.first().map(|x| x.1),
-            K::TsOfLastOverTime => p.last().map(|x| x.0 as f64 / 1e3),
-            K::TsOfFirstOverTime => p.first().map(|x| x.0 as f64 / 1e3),
-            K::TsOfMaxOverTime | K::TsOfMinOverTime => {
-                let max = matches!(kind, K::TsOfMaxOverTime);
-                let mut best = p[0];
-                for &x in &p[1..] {
-                    if (max && (x.1 >= best.1 || best.1.is_nan()))
-                        || (!max && (x.1 <= best.1 || best.1.is_nan()))
-                    {
-                        best = x;
-                    }
-                }
-                Some(best.0 as f64 / 1e3)
-            }
-            K::PresentOverTime => Some(1.0),
-            K::AbsentOverTime => None,
-            K::QuantileOverTime => {
-                let mut vals: Vec<f64> = p.iter().map(|x| x.1).collect();
-                Some(quantile(params[0], &mut vals))
-            }
-            K::StddevOverTime => Some(variance(p).sqrt()),
-            K::StdvarOverTime => Some(variance(p)),
-            K::MadOverTime => {
-                let mut vals: Vec<f64> = p.iter().map(|x| x.1).collect();
-                let med = quantile(0.5, &mut vals);
-                let mut dev: Vec<f64> = vals.iter().map(|v| (v - med).abs()).collect();
-                Some(quantile(0.5, &mut dev))
-            }
-            K::DoubleExponentialSmoothing => holt_winters(p, params[0], params[1]),
-            _ => None,
-        };
+        let v = range_value(kind, p, &w, &params);
         if let Some(v) = v {
             out.push(VSample {
                 metric: m.clone(),
@@ -780,6 +712,92 @@ fn range_call(ev: &mut Evaluator, name: &str, args: &[&Expr], t: i64) -> Result<
         }]));
     }
     Ok(Val::Vector(out))
+}
+
+/// The metric name of a series a counter function reads if the name does
+/// not look like a counter's (for the "might not be a counter" info).
+pub(crate) fn non_counter_name(m: &Labels) -> Option<&str> {
+    // The name sorts first in typical label sets: a linear scan beats a
+    // binary search here.
+    let n = m
+        .iter()
+        .find(|l| l.name == METRIC_NAME)
+        .map(|l| l.value.as_str())?;
+    (!["_total", "_sum", "_count", "_bucket"]
+        .iter()
+        .any(|s| n.ends_with(s)))
+    .then_some(n)
+}
+
+/// One range function over one window (stale markers already removed).
+pub(crate) fn range_value(kind: K, p: &[(i64, f64)], w: &Win, params: &[f64]) -> Option<f64> {
+    match kind {
+        K::Rate => extrapolated_rate(p, w, true, true),
+        K::Increase => extrapolated_rate(p, w, true, false),
+        K::Delta => extrapolated_rate(p, w, false, false),
+        K::Irate => instant_value(p, true),
+        K::Idelta => instant_value(p, false),
+        K::Deriv => (p.len() >= 2).then(|| linear_regression(p, p[0].0).0),
+        K::PredictLinear => (p.len() >= 2).then(|| {
+            let (s, i) = linear_regression(p, w.t);
+            s * params[0] + i
+        }),
+        K::Resets => Some(p.windows(2).filter(|x| x[1].1 < x[0].1).count() as f64),
+        K::Changes => Some(
+            p.windows(2)
+                .filter(|x| x[1].1 != x[0].1 && !(x[0].1.is_nan() && x[1].1.is_nan()))
+                .count() as f64,
+        ),
+        K::AvgOverTime => Some(avg_over(p)),
+        K::SumOverTime => {
+            let (mut s, mut c) = (0.0, 0.0);
+            for &(_, v) in p {
+                (s, c) = kahan_inc(v, s, c);
+            }
+            Some(if s.is_infinite() { s } else { s + c })
+        }
+        K::CountOverTime => Some(p.len() as f64),
+        K::MinOverTime => Some(p.iter().fold(
+            f64::NAN,
+            |m, &(_, v)| if v < m || m.is_nan() { v } else { m },
+        )),
+        K::MaxOverTime => Some(p.iter().fold(
+            f64::NAN,
+            |m, &(_, v)| if v > m || m.is_nan() { v } else { m },
+        )),
+        K::LastOverTime => p.last().map(|x| x.1),
+        K::FirstOverTime => p.first().map(|x| x.1),
+        K::TsOfLastOverTime => p.last().map(|x| x.0 as f64 / 1e3),
+        K::TsOfFirstOverTime => p.first().map(|x| x.0 as f64 / 1e3),
+        K::TsOfMaxOverTime | K::TsOfMinOverTime => {
+            let max = matches!(kind, K::TsOfMaxOverTime);
+            let mut best = p[0];
+            for &x in &p[1..] {
+                if (max && (x.1 >= best.1 || best.1.is_nan()))
+                    || (!max && (x.1 <= best.1 || best.1.is_nan()))
+                {
+                    best = x;
+                }
+            }
+            Some(best.0 as f64 / 1e3)
+        }
+        K::PresentOverTime => Some(1.0),
+        K::AbsentOverTime => None,
+        K::QuantileOverTime => {
+            let mut vals: Vec<f64> = p.iter().map(|x| x.1).collect();
+            Some(quantile(params[0], &mut vals))
+        }
+        K::StddevOverTime => Some(variance(p).sqrt()),
+        K::StdvarOverTime => Some(variance(p)),
+        K::MadOverTime => {
+            let mut vals: Vec<f64> = p.iter().map(|x| x.1).collect();
+            let med = quantile(0.5, &mut vals);
+            let mut dev: Vec<f64> = vals.iter().map(|v| (v - med).abs()).collect();
+            Some(quantile(0.5, &mut dev))
+        }
+        K::DoubleExponentialSmoothing => holt_winters(p, params[0], params[1]),
+        _ => None,
+    }
 }
 
 fn holt_winters(p: &[(i64, f64)], sf: f64, tf: f64) -> Option<f64> {

@@ -12,9 +12,9 @@ use super::value::*;
 use crate::model::{Labels, METRIC_NAME};
 
 #[derive(Clone, Copy)]
-struct Bucket {
-    upper: f64,
-    count: f64,
+pub(crate) struct Bucket {
+    pub upper: f64,
+    pub count: f64,
 }
 
 /// Groups the vector's buckets by their labels without `le` and the name.
@@ -51,7 +51,7 @@ fn group(ev: &mut Evaluator, v: Vec<VSample>) -> Vec<(Labels, Vec<Bucket>)> {
     out
 }
 
-fn parse_le(s: &str) -> Option<f64> {
+pub(crate) fn parse_le(s: &str) -> Option<f64> {
     match s.trim() {
         "+Inf" | "Inf" | "+inf" | "inf" => Some(f64::INFINITY),
         "-Inf" | "-inf" => Some(f64::NEG_INFINITY),
@@ -106,7 +106,7 @@ fn prepare(b: &mut Vec<Bucket>) -> Option<(bool, bool)> {
     Some((forced, fixed))
 }
 
-fn bucket_quantile(q: f64, mut b: Vec<Bucket>) -> (f64, bool) {
+pub(crate) fn bucket_quantile(q: f64, mut b: Vec<Bucket>) -> (f64, bool) {
     if q.is_nan() {
         return (f64::NAN, false);
     }

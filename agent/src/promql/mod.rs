@@ -15,6 +15,7 @@ pub mod value;
 
 mod aggregate;
 mod binary;
+mod columnar;
 mod functions;
 mod histogram;
 

@@ -757,6 +757,121 @@ fn run_eval(engine: &Engine, storage: &MemStorage, ev: &Eval) -> Result<(), Stri
     }
 }
 
+/// Runs every eval of a script as range queries twice — column-wise (the
+/// default) and step by step (`EngineOpts::stepwise_range`) — and returns
+/// where the two disagree (values, labels, errors or annotations). An
+/// instant eval at `t` becomes ranges around `t` at a few steps.
+pub fn cross_check_script(text: &str) -> Vec<String> {
+    let mut diffs = Vec::new();
+    let Ok(cmds) = parse_script(text) else {
+        return diffs;
+    };
+    let storage = MemStorage::new();
+    let opts = EngineOpts {
+        timeout: Duration::from_secs(30),
+        ..EngineOpts::default()
+    };
+    let col = Engine::new(opts.clone());
+    let step = Engine::new(EngineOpts {
+        stepwise_range: true,
+        ..opts
+    });
+    for cmd in cmds {
+        match cmd {
+            Cmd::Clear => storage.clear(),
+            Cmd::Load { interval, lines } => {
+                for (_, l) in lines {
+                    if let Ok((Some(labels), pts)) = parse_series_line(&l)
+                        .and_then(|(lab, vals)| Ok((lab, parse_points(&vals)?)))
+                    {
+                        for (i, p) in pts.iter().enumerate() {
+                            if let Point::Value(v) = p {
+                                storage.append(labels.clone(), i as i64 * interval, *v);
+                            }
+                        }
+                    }
+                }
+            }
+            Cmd::Eval(ev) => {
+                let Ok(expr) = parse(&ev.query) else {
+                    continue;
+                };
+                let ranges: Vec<(i64, i64, i64)> = if ev.step > 0 {
+                    vec![(ev.start, ev.end, ev.step)]
+                } else {
+                    vec![
+                        (ev.start, ev.start, 1000),
+                        (ev.start - 300_000, ev.start + 300_000, 60_000),
+                        (ev.start - 100_000, ev.start + 50_000, 7_000),
+                        (ev.start - 3_600_000, ev.start, 600_000),
+                    ]
+                };
+                for (a, b, st) in ranges {
+                    let x = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        col.range(&storage, &expr, a, b, st)
+                    }));
+                    let y = step.range(&storage, &expr, a, b, st);
+                    let d = match (x, y) {
+                        (Err(_), _) => Some("column-wise evaluation panicked".to_string()),
+                        (Ok(x), y) => compare_results(x, y),
+                    };
+                    if let Some(d) = d {
+                        diffs.push(format!(
+                            "line {}: {} [{a}, {b}, {st}]: {d}",
+                            ev.line, ev.query
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    diffs
+}
+
+fn compare_results(
+    x: Result<QueryResult, super::EvalError>,
+    y: Result<QueryResult, super::EvalError>,
+) -> Option<String> {
+    let (x, y) = match (x, y) {
+        (Err(a), Err(b)) => {
+            return (a.to_string() != b.to_string()).then(|| format!("errors {a} vs {b}"))
+        }
+        (Ok(_), Err(b)) => return Some(format!("step-wise failed: {b}")),
+        (Err(a), Ok(_)) => return Some(format!("column-wise failed: {a}")),
+        (Ok(x), Ok(y)) => (x, y),
+    };
+    let sorted = |v: &[String]| {
+        let mut v = v.to_vec();
+        v.sort();
+        v
+    };
+    if sorted(&x.annotations.warnings) != sorted(&y.annotations.warnings)
+        || sorted(&x.annotations.infos) != sorted(&y.annotations.infos)
+    {
+        return Some(format!(
+            "annotations {:?} vs {:?}",
+            x.annotations, y.annotations
+        ));
+    }
+    let (Value::Matrix(a), Value::Matrix(b)) = (&x.value, &y.value) else {
+        return (x.value != y.value).then(|| format!("{:?} vs {:?}", x.value, y.value));
+    };
+    if a.len() != b.len() {
+        return Some(format!("{} series vs {}", a.len(), b.len()));
+    }
+    for (s, t) in a.iter().zip(b) {
+        if s.labels != t.labels || s.points.len() != t.points.len() {
+            return Some(format!("series {s:?} vs {t:?}"));
+        }
+        for (p, q) in s.points.iter().zip(&t.points) {
+            if p.0 != q.0 || !(almost_equal(p.1, q.1) || (p.1.is_nan() && q.1.is_nan())) {
+                return Some(format!("series {}: {p:?} vs {q:?}", s.labels));
+            }
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

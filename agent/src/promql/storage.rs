@@ -124,6 +124,24 @@ impl Queryable for MemStorage {
     }
 }
 
+/// The embedded store, as the engine sees it.
+impl Queryable for crate::tsdb::Db {
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: TimestampMs,
+        maxt: TimestampMs,
+    ) -> anyhow::Result<Vec<SeriesData>> {
+        Ok(crate::tsdb::Db::select(self, matchers, mint, maxt)
+            .into_iter()
+            .map(|s| SeriesData {
+                labels: s.labels,
+                samples: s.samples,
+            })
+            .collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,23 +181,5 @@ mod tests {
         let m = [Matcher::new(MatchOp::Equal, "__name__", "m").unwrap()];
         let r = s.select(&m, 15, 40).unwrap();
         assert_eq!(r[0].samples, vec![(20, 2.0), (30, 3.0), (40, 4.0)]);
-    }
-}
-
-/// The embedded store, as the engine sees it.
-impl Queryable for crate::tsdb::Db {
-    fn select(
-        &self,
-        matchers: &[Matcher],
-        mint: TimestampMs,
-        maxt: TimestampMs,
-    ) -> anyhow::Result<Vec<SeriesData>> {
-        Ok(crate::tsdb::Db::select(self, matchers, mint, maxt)
-            .into_iter()
-            .map(|s| SeriesData {
-                labels: s.labels,
-                samples: s.samples,
-            })
-            .collect())
     }
 }
