@@ -221,3 +221,38 @@ fn damaged_block_is_skipped_not_fatal() {
     let got = select(&db, i64::MIN, i64::MAX);
     assert!(!got.is_empty());
 }
+
+#[test]
+fn head_chunks_offloaded_to_disk() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = Db::open(tmp.path(), Options::default()).unwrap();
+    ingest(&db);
+    let want = select(&db, i64::MIN, i64::MAX);
+    let before = db.stats();
+    let moved = db.offload_head_chunks().unwrap();
+    let after = db.stats();
+    assert!(moved > 0 && moved as u64 <= before.head_chunks, "{moved}");
+    assert!(after.head_chunks_disk_bytes > 0);
+    assert!(
+        after.head_memory_bytes < before.head_memory_bytes / 2,
+        "{} -> {}",
+        before.head_memory_bytes,
+        after.head_memory_bytes
+    );
+    assert_eq!(db.offload_head_chunks().unwrap(), 0, "nothing left to move");
+    // Reads, compaction (which reads the chunks back) and restart all work.
+    assert_eq!(select(&db, i64::MIN, i64::MAX), want);
+    assert_eq!(select(&db, 2 * H, 3 * H), filter(&want, 2 * H, 3 * H));
+    db.compact().unwrap();
+    assert_eq!(db.stats().blocks, 4);
+    assert_eq!(select(&db, i64::MIN, i64::MAX), want);
+    db.offload_head_chunks().unwrap();
+    db.close().unwrap();
+    let db = Db::open(tmp.path(), Options::default()).unwrap();
+    assert_eq!(select(&db, i64::MIN, i64::MAX), want);
+    assert_eq!(
+        db.stats().head_chunks_disk_bytes,
+        0,
+        "chunks_head is rebuilt, not reloaded"
+    );
+}

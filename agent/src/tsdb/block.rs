@@ -12,6 +12,7 @@
 //! reason. Blocks are opened by mapping their files; a query holds an
 //! `Arc<Block>`, so deleting a block while it is read is safe.
 
+use std::borrow::Cow;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -109,6 +110,7 @@ pub fn write_block(
     mint: i64,
     maxt: i64,
     series: Vec<(Labels, Vec<ClosedChunk>)>,
+    read: &dyn Fn(&ClosedChunk) -> Result<Cow<'_, [u8]>>,
 ) -> Result<PathBuf> {
     let ulid = new_ulid();
     let tmp = parent.join(format!("{ulid}.tmp"));
@@ -120,7 +122,8 @@ pub fn write_block(
         for (labels, chunks) in series {
             let mut metas = Vec::with_capacity(chunks.len());
             for c in &chunks {
-                let n = ChunkIter::new(c.enc, &c.data).num_samples() as u64;
+                let data = read(c)?;
+                let n = ChunkIter::new(c.enc, &data).num_samples() as u64;
                 if n == 0 {
                     continue;
                 }
@@ -129,7 +132,7 @@ pub fn write_block(
                 metas.push(ChunkMeta {
                     mint: c.mint,
                     maxt: c.maxt,
-                    r: cw.write(c.enc, &c.data)?,
+                    r: cw.write(c.enc, &data)?,
                 });
             }
             if !metas.is_empty() {

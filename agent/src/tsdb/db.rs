@@ -24,6 +24,7 @@ use parking_lot::{Mutex, RwLock};
 use super::block::{self, Block};
 use super::chunkenc::ChunkIter;
 use super::head::Head;
+use super::head_chunks::HeadChunks;
 use super::matcher::Matcher;
 use super::postings::postings_for_matchers;
 use super::record::{self, Record, RefSample};
@@ -48,6 +49,11 @@ pub struct Options {
     pub wal_segment_size: u64,
     /// How often the maintenance thread runs [`Db::compact`].
     pub compaction_interval: Duration,
+    /// Move closed head chunks from the heap to `DIR/chunks_head/` files
+    /// (every `head_offload_interval`), keeping resident memory per series
+    /// flat as the head fills.
+    pub head_chunks_on_disk: bool,
+    pub head_offload_interval: Duration,
 }
 
 impl Default for Options {
@@ -59,6 +65,8 @@ impl Default for Options {
             wal_sync_interval: Duration::from_secs(1),
             wal_segment_size: 128 << 20,
             compaction_interval: Duration::from_secs(60),
+            head_chunks_on_disk: true,
+            head_offload_interval: Duration::from_secs(10),
         }
     }
 }
@@ -79,6 +87,8 @@ pub struct Stats {
     pub head_max_time: Option<i64>,
     /// Estimated heap bytes of the head (series, labels, chunks, index).
     pub head_memory_bytes: u64,
+    /// Bytes of closed head chunks moved to `chunks_head/` files.
+    pub head_chunks_disk_bytes: u64,
     pub samples_appended_total: u64,
     pub out_of_order_total: u64,
     pub out_of_bounds_total: u64,
@@ -148,7 +158,12 @@ impl Db {
         }
         blocks.sort_by_key(|b| b.meta.min_time);
 
-        let head = Head::new(ms(opts.block_duration));
+        let disk = if opts.head_chunks_on_disk {
+            Some(HeadChunks::open(&dir.join("chunks_head"))?)
+        } else {
+            None
+        };
+        let head = Head::new(ms(opts.block_duration), disk);
         if let Some(maxt) = blocks.iter().map(|b| b.meta.max_time).max() {
             head.set_min_valid_time(maxt);
         }
@@ -260,6 +275,21 @@ impl Db {
                 out.entry(labels).or_default().push(samples);
             }
         };
+        // The head first, then the blocks: a compaction in between moves
+        // data from the former to the latter, so it is seen once or twice
+        // (merged), never missed.
+        let head = &self.inner.head;
+        let refs = head.postings_for_matchers(matchers);
+        for sc in head.series_chunks(&refs, mint, maxt) {
+            for c in &sc.chunks {
+                match head.read_chunk(c) {
+                    Ok(data) => push(&mut out, sc.labels.clone(), c.enc, &data),
+                    // Its file was dropped by a concurrent truncation: the
+                    // data is in a block now, read below.
+                    Err(e) => tracing::debug!(error = %format!("{e:#}"), "head chunk gone"),
+                }
+            }
+        }
         for b in self.blocks_in(mint, maxt) {
             for off in postings_for_matchers(&b.index, matchers) {
                 let (labels, metas) = match b.index.series(off) {
@@ -277,13 +307,6 @@ impl Db {
                         }
                     }
                 }
-            }
-        }
-        let head = &self.inner.head;
-        let refs = head.postings_for_matchers(matchers);
-        for sc in head.series_chunks(&refs, mint, maxt) {
-            for c in &sc.chunks {
-                push(&mut out, sc.labels.clone(), c.enc, &c.data);
             }
         }
         out.into_iter()
@@ -385,6 +408,12 @@ impl Db {
         self.inner.compact()
     }
 
+    /// Moves closed head chunks from the heap to the head chunk files now
+    /// (the maintenance thread does this every `head_offload_interval`).
+    pub fn offload_head_chunks(&self) -> Result<usize> {
+        self.inner.head.offload_chunks()
+    }
+
     /// Writes and fsyncs the WAL now.
     pub fn sync_wal(&self) -> Result<()> {
         self.inner.wal.sync()
@@ -411,6 +440,7 @@ impl Db {
             head_min_time: h.min_time(),
             head_max_time: (max != i64::MIN).then_some(max),
             head_memory_bytes: head_mem as u64,
+            head_chunks_disk_bytes: h.disk_bytes(),
             samples_appended_total: c.samples_appended.load(Ordering::Relaxed),
             out_of_order_total: c.out_of_order.load(Ordering::Relaxed),
             out_of_bounds_total: c.out_of_bounds.load(Ordering::Relaxed),
@@ -441,15 +471,20 @@ impl Db {
             .opts
             .compaction_interval
             .max(Duration::from_millis(10));
-        let tick = if sync_every.is_zero() {
-            compact_every
-        } else {
-            sync_every.min(compact_every)
-        };
+        let offload_every = self
+            .inner
+            .opts
+            .head_offload_interval
+            .max(Duration::from_millis(10));
+        let mut tick = compact_every.min(offload_every);
+        if !sync_every.is_zero() {
+            tick = tick.min(sync_every);
+        }
         let handle = std::thread::Builder::new()
             .name("tsdb-maintenance".into())
             .spawn(move || {
                 let mut last_compact = Instant::now();
+                let mut last_offload = Instant::now();
                 loop {
                     {
                         let (lock, cv) = &*stop2;
@@ -468,6 +503,12 @@ impl Db {
                     if !sync_every.is_zero() {
                         if let Err(e) = inner.wal.sync() {
                             tracing::error!(error = %format!("{e:#}"), "WAL sync failed");
+                        }
+                    }
+                    if last_offload.elapsed() >= offload_every {
+                        last_offload = Instant::now();
+                        if let Err(e) = inner.head.offload_chunks() {
+                            tracing::error!(error = %format!("{e:#}"), "moving head chunks to disk failed");
                         }
                     }
                     if last_compact.elapsed() >= compact_every {
@@ -547,7 +588,8 @@ impl Inner {
             series.sort_by(|a, b| a.0.cmp(&b.0));
             let t0 = Instant::now();
             let n = series.len();
-            let dir = block::write_block(&self.dir, start, end, series)?;
+            let dir =
+                block::write_block(&self.dir, start, end, series, &|c| self.head.read_chunk(c))?;
             let b = Arc::new(Block::open(&dir)?);
             tracing::info!(
                 block = %b.meta.ulid, mint = start, maxt = end, series = n,

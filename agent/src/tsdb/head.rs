@@ -9,16 +9,20 @@
 //! held: their series record therefore always precedes any sample record
 //! that refers to them.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
 
+use super::head_chunks::HeadChunks;
 use super::matcher::Matcher;
 use super::postings::{postings_for_matchers, MemPostings};
 use super::record;
-use super::series::{hash_labels, hash_pairs, ClosedChunk, MemSeries, PackedLabels, SeriesRef};
+use super::series::{
+    hash_labels, hash_pairs, ChunkData, ClosedChunk, MemSeries, PackedLabels, SeriesRef,
+};
 use super::wal::Wal;
 use super::AppendError;
 use crate::model::Labels;
@@ -102,6 +106,8 @@ pub struct Head {
     /// Chunks are cut at multiples of this (the block duration).
     pub chunk_range: i64,
     pub counters: HeadCounters,
+    /// Where closed chunks are offloaded, if enabled.
+    disk: Option<HeadChunks>,
 }
 
 /// A series' labels and its chunks overlapping a time range.
@@ -111,7 +117,7 @@ pub struct SeriesChunks {
 }
 
 impl Head {
-    pub fn new(chunk_range: i64) -> Head {
+    pub fn new(chunk_range: i64, disk: Option<HeadChunks>) -> Head {
         Head {
             index: RwLock::new(HeadIndex::default()),
             next_ref: AtomicU64::new(1),
@@ -119,7 +125,34 @@ impl Head {
             max_time: AtomicI64::new(i64::MIN),
             chunk_range: chunk_range.max(1),
             counters: HeadCounters::default(),
+            disk,
         }
+    }
+
+    /// The bytes of a head chunk, wherever they are.
+    pub fn read_chunk<'a>(&self, c: &'a ClosedChunk) -> anyhow::Result<Cow<'a, [u8]>> {
+        match (&c.data, &self.disk) {
+            (ChunkData::Mem(d), _) => Ok(Cow::Borrowed(&d[..])),
+            (ChunkData::Disk { file, off, len }, Some(disk)) => {
+                Ok(Cow::Owned(disk.read(*file, *off, *len)?))
+            }
+            (ChunkData::Disk { .. }, None) => {
+                anyhow::bail!("head chunk on disk without head chunk files")
+            }
+        }
+    }
+
+    /// Moves closed chunks out of the heap (no-op when disabled).
+    pub fn offload_chunks(&self) -> anyhow::Result<usize> {
+        match &self.disk {
+            Some(disk) => disk.offload(&self.all_series()),
+            None => Ok(0),
+        }
+    }
+
+    /// Bytes in head chunk files.
+    pub fn disk_bytes(&self) -> u64 {
+        self.disk.as_ref().map_or(0, HeadChunks::size_bytes)
     }
 
     pub fn min_valid_time(&self) -> i64 {
@@ -263,6 +296,14 @@ impl Head {
     /// Drops chunks ending before `mint` and removes series left without
     /// chunks and without pending appends. Returns (chunks, series) removed.
     pub fn truncate(&self, mint: i64) -> (usize, usize) {
+        let r = self.truncate_series(mint);
+        if let Some(disk) = &self.disk {
+            disk.truncate(mint);
+        }
+        r
+    }
+
+    fn truncate_series(&self, mint: i64) -> (usize, usize) {
         self.set_min_valid_time(mint);
         let mut chunks = 0;
         let mut empty = Vec::new();

@@ -11,7 +11,8 @@
 //! ```
 //!
 //! Module map: [`chunkenc`] (bit-level XOR chunks, on [`bstream`]),
-//! [`series`] (one in-memory series), [`head`] (the in-memory store),
+//! [`series`] (one in-memory series), [`head`] (the in-memory store) and
+//! [`head_chunks`] (closed head chunks offloaded to files),
 //! [`postings`] and [`matcher`] (the inverted index and label matchers),
 //! [`record`] and [`wal`] (write-ahead log), [`chunks`], [`index`] and
 //! [`block`] (the on-disk block format), [`db`] (the public API, compaction,
@@ -24,6 +25,7 @@ pub mod chunks;
 pub mod db;
 pub mod encoding;
 pub mod head;
+pub mod head_chunks;
 pub mod index;
 pub mod matcher;
 pub mod postings;

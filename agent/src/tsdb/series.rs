@@ -134,6 +134,15 @@ pub fn hash_labels(l: &Labels) -> u64 {
     hash_pairs(l.iter().map(|l| (l.name.as_str(), l.value.as_str())))
 }
 
+/// Where a closed chunk's bytes are.
+#[derive(Debug, Clone)]
+pub enum ChunkData {
+    /// On the heap, shared with readers.
+    Mem(Arc<[u8]>),
+    /// Moved to a head chunk file (see head_chunks.rs).
+    Disk { file: u32, off: u64, len: u32 },
+}
+
 /// A closed chunk, immutable and shared with queries and compaction.
 #[derive(Debug, Clone)]
 pub struct ClosedChunk {
@@ -141,12 +150,27 @@ pub struct ClosedChunk {
     pub maxt: i64,
     /// [`super::chunkenc::ENCODING_XOR`] or `ENCODING_INT`.
     pub enc: u8,
-    pub data: Arc<[u8]>,
+    pub data: ChunkData,
 }
 
 impl ClosedChunk {
-    pub fn iter(&self) -> ChunkIter<'_> {
-        ChunkIter::new(self.enc, &self.data)
+    /// An in-memory chunk.
+    pub fn mem(mint: i64, maxt: i64, enc: u8, data: Arc<[u8]>) -> ClosedChunk {
+        ClosedChunk {
+            mint,
+            maxt,
+            enc,
+            data: ChunkData::Mem(data),
+        }
+    }
+
+    /// Decodes an in-memory chunk (`None` for one moved to disk: resolve it
+    /// with [`super::head::Head::read_chunk`]).
+    pub fn iter(&self) -> Option<ChunkIter<'_>> {
+        match &self.data {
+            ChunkData::Mem(d) => Some(ChunkIter::new(self.enc, d)),
+            ChunkData::Disk { .. } => None,
+        }
     }
 }
 
@@ -246,12 +270,13 @@ impl SeriesState {
         if let Some(o) = self.open.take() {
             if o.chunk.num_samples() > 0 {
                 let maxt = o.chunk.last_t();
-                self.closed.push(ClosedChunk {
-                    mint: o.mint,
+                let enc = o.chunk.encoding();
+                self.closed.push(ClosedChunk::mem(
+                    o.mint,
                     maxt,
-                    enc: o.chunk.encoding(),
-                    data: Arc::from(o.chunk.into_bytes()),
-                });
+                    enc,
+                    Arc::from(o.chunk.into_bytes()),
+                ));
             }
         }
     }
@@ -266,12 +291,12 @@ impl SeriesState {
             .collect();
         if let Some(o) = &self.open {
             if o.chunk.num_samples() > 0 && o.chunk.last_t() >= mint && o.mint <= maxt {
-                out.push(ClosedChunk {
-                    mint: o.mint,
-                    maxt: o.chunk.last_t(),
-                    enc: o.chunk.encoding(),
-                    data: Arc::from(o.chunk.bytes()),
-                });
+                out.push(ClosedChunk::mem(
+                    o.mint,
+                    o.chunk.last_t(),
+                    o.chunk.encoding(),
+                    Arc::from(o.chunk.bytes()),
+                ));
             }
         }
         out
@@ -307,9 +332,32 @@ impl SeriesState {
             .or(self.open.as_ref().map(|o| o.mint))
     }
 
+    pub fn closed_chunks(&self) -> &[ClosedChunk] {
+        &self.closed
+    }
+
+    /// Replaces the in-memory closed chunk whose bytes are `data` by `to`
+    /// (it may have been truncated meanwhile: then returns false).
+    pub fn swap_chunk_data(&mut self, data: &Arc<[u8]>, to: ChunkData) -> bool {
+        for c in &mut self.closed {
+            if matches!(&c.data, ChunkData::Mem(d) if Arc::ptr_eq(d, data)) {
+                c.data = to;
+                return true;
+            }
+        }
+        false
+    }
+
     /// Heap bytes held by chunks (for the memory estimate).
     pub fn chunk_bytes(&self) -> usize {
-        let closed: usize = self.closed.iter().map(|c| c.data.len() + 16).sum();
+        let closed: usize = self
+            .closed
+            .iter()
+            .map(|c| match &c.data {
+                ChunkData::Mem(d) => d.len() + 16,
+                ChunkData::Disk { .. } => 0,
+            })
+            .sum();
         closed
             + self.closed.capacity() * std::mem::size_of::<ClosedChunk>()
             + self.open.as_ref().map_or(0, |o| o.chunk.capacity())
@@ -376,7 +424,7 @@ mod tests {
         let n: usize = s
             .chunks(i64::MIN, i64::MAX)
             .iter()
-            .map(|c| c.iter().count())
+            .map(|c| c.iter().unwrap().count())
             .sum();
         assert_eq!(n, 302);
         assert_eq!(s.truncate(7_200_000), 3);
