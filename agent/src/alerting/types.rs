@@ -116,6 +116,9 @@ impl Alert {
     }
 }
 
+/// Unix seconds of Go's zero `time.Time` (0001-01-01T00:00:00Z).
+pub const GO_ZERO_TIME: i64 = -62_135_596_800;
+
 /// An alert as `POST /api/v2/alerts` receives it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -150,12 +153,16 @@ impl PostableAlert {
                 return Err(format!("invalid label set: empty value for {n:?}"));
             }
         }
-        let starts_at = match (self.starts_at, self.ends_at) {
+        // Go clients (amtool) send the zero time "0001-01-01T00:00:00Z" for
+        // "unset"; Alertmanager treats it as absent, and so do we.
+        let unset = |t: Option<DateTime<Utc>>| t.filter(|t| t.timestamp() != GO_ZERO_TIME);
+        let (starts, ends) = (unset(self.starts_at), unset(self.ends_at));
+        let starts_at = match (starts, ends) {
             (Some(s), _) => s,
             (None, Some(e)) => e,
             (None, None) => now,
         };
-        let (ends_at, timeout) = match self.ends_at {
+        let (ends_at, timeout) = match ends {
             Some(e) => (e, false),
             None => (
                 now + chrono::Duration::from_std(resolve_timeout).unwrap_or(chrono::Duration::MAX),
@@ -241,6 +248,19 @@ impl AlertStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn go_zero_times_mean_unset() {
+        let now = Utc::now();
+        let p: PostableAlert = serde_json::from_str(
+            r#"{"labels": {"a": "b"}, "startsAt": "0001-01-01T00:00:00Z", "endsAt": "0001-01-01T00:00:00Z"}"#,
+        )
+        .unwrap();
+        let a = p.into_alert(now, Duration::from_secs(300)).unwrap();
+        assert_eq!(a.starts_at, now);
+        assert_eq!(a.ends_at, now + chrono::Duration::seconds(300));
+        assert!(a.timeout);
+    }
 
     fn t(s: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_700_000_000 + s, 0).unwrap()
