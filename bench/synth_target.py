@@ -22,7 +22,7 @@ def build(series):
     n_hist_groups = max(1, (series - n_counter - n_gauge) // (len(BUCKETS) + 2))
     for i in range(n_counter):
         labels = 'service="svc-%d",pod="pod-%d",path="/api/v1/item/%d",method="%s",status="%s"' % (
-            i % 50, i % 500, i % 200, ("GET", "POST")[i % 2], ("200", "404", "500")[i % 3])
+            i % 50, i % 500, i, ("GET", "POST")[i % 2], ("200", "404", "500")[i % 3])
         counters.append(["http_requests_total{%s}" % labels, rnd.randint(0, 10000), rnd.random() * 5])
     for i in range(n_gauge):
         labels = 'service="svc-%d",pod="pod-%d",queue="q-%d"' % (i % 50, i % 500, i)

@@ -104,9 +104,20 @@ pub struct HostState {
 
 impl HostState {
     pub fn new(env: Arc<CallEnv>, policy: OutboundPolicy, limits: Limits) -> HostState {
-        // No preopens, no environment, no args, closed stdio; sockets and name
-        // lookups stay denied (the WasiCtx default).
-        let wasi = WasiCtx::builder().build();
+        // No preopens, no environment, no args, closed stdio. Sockets (for
+        // protocols like SMTP) follow the same allow-list as wasi:http.
+        let mut b = WasiCtx::builder();
+        if !policy.allow.is_empty() {
+            let check = super::policy::socket_check(
+                policy.allow.clone(),
+                policy.plugin.clone(),
+                policy.instance.clone(),
+            );
+            b.allow_ip_name_lookup(true)
+                .allow_udp(false)
+                .socket_addr_check(check);
+        }
+        let wasi = b.build();
         HostState {
             wasi,
             http: WasiHttpCtx::new(),

@@ -104,6 +104,65 @@ pub fn check_uri(allow: &[HostPattern], uri: &http::Uri) -> (String, bool) {
     (format!("{host}:{port}"), verdict)
 }
 
+/// The `wasi:sockets` check for an allow-list: outgoing TCP connections to
+/// an allowed `host:port` (hostnames are resolved by the host at check time)
+/// or IP; the implicit wildcard bind a connect performs; nothing else (no
+/// listening, no UDP). `*.domain` entries cannot be checked against a bare
+/// IP and so apply to wasi:http only; `*` allows any address.
+pub fn socket_check(
+    allow: Arc<[HostPattern]>,
+    plugin: Arc<str>,
+    instance: Arc<str>,
+) -> impl Fn(
+    std::net::SocketAddr,
+    wasmtime_wasi::sockets::SocketAddrUse,
+) -> std::pin::Pin<Box<dyn Future<Output = bool> + Send + Sync>>
+       + Send
+       + Sync
+       + 'static {
+    use wasmtime_wasi::sockets::SocketAddrUse;
+    move |addr, use_| {
+        let allow = allow.clone();
+        let (plugin, instance) = (plugin.clone(), instance.clone());
+        Box::pin(async move {
+            let ok = match use_ {
+                SocketAddrUse::TcpBind => addr.ip().is_unspecified() && addr.port() == 0,
+                SocketAddrUse::TcpConnect => {
+                    let allow2 = allow.clone();
+                    tokio::task::spawn_blocking(move || addr_allowed(&allow2, addr))
+                        .await
+                        .unwrap_or(false)
+                }
+                _ => false,
+            };
+            if !ok {
+                tracing::warn!(plugin = %plugin, instance = %instance, address = %addr, use_ = ?use_, "denied socket use: address not in the instance's allow_hosts");
+            }
+            ok
+        })
+    }
+}
+
+fn addr_allowed(allow: &[HostPattern], addr: std::net::SocketAddr) -> bool {
+    use std::net::ToSocketAddrs;
+    allow.iter().any(|p| match p {
+        HostPattern::Any => true,
+        HostPattern::Suffix(_) => false,
+        HostPattern::Exact { host, port } => {
+            if port.is_some_and(|p| p != addr.port()) {
+                return false;
+            }
+            match host.parse::<std::net::IpAddr>() {
+                Ok(ip) => ip == addr.ip(),
+                Err(_) => (host.as_str(), addr.port())
+                    .to_socket_addrs()
+                    .map(|mut it| it.any(|a| a.ip() == addr.ip()))
+                    .unwrap_or(false),
+            }
+        }
+    })
+}
+
 /// Counts of what an instance's policy did during one call.
 #[derive(Debug, Default)]
 pub struct PolicyCounters {
@@ -195,6 +254,21 @@ mod tests {
         assert!(allowed(&["[::1]:9000"], "http://[::1]:9000/"));
         assert!(allowed(&["*"], "http://anything.example/"));
         assert!(!allowed(&[], "http://127.0.0.1/"));
+    }
+
+    #[test]
+    fn socket_addresses() {
+        let p: Vec<_> = ["127.0.0.1:2525", "localhost:25", "*.example.com"]
+            .iter()
+            .map(|s| HostPattern::parse(s).unwrap())
+            .collect();
+        assert!(addr_allowed(&p, "127.0.0.1:2525".parse().unwrap()));
+        assert!(!addr_allowed(&p, "127.0.0.1:2526".parse().unwrap()));
+        assert!(
+            addr_allowed(&p, "127.0.0.1:25".parse().unwrap()),
+            "localhost resolves to 127.0.0.1"
+        );
+        assert!(!addr_allowed(&p, "127.0.0.2:25".parse().unwrap()));
     }
 
     #[test]
