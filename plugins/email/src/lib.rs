@@ -1,0 +1,239 @@
+//! A receiver that sends email over SMTP, like Alertmanager's
+//! `email_config`, through `wasi:sockets` TCP: the host lets the plugin
+//! connect only to the instance's `allow_hosts` (list the smarthost there,
+//! as `host:port`).
+//!
+//! Config (`to`, `from` and `smarthost` required; strings marked (t) are
+//! templates, see [`wasmon_sdk::template`]):
+//!
+//! ```toml
+//! config = { to = ["ops@example.com", "oncall@example.com"],  # or "a@x, b@y"
+//!            from = "wasmon <wasmon@example.com>",
+//!            smarthost = "smtp.example.com:587",
+//!            hello = "localhost",              # EHLO name, default "localhost"
+//!            auth_username = "wasmon", auth_password = "${SMTP_PASSWORD}",
+//!            auth_identity = "",               # AUTH PLAIN authorization identity
+//!            require_tls = false,              # default true: see below
+//!            subject = "{{ .Subject }}",       # (t) default: "[FIRING:2] HighErrorRate (checkout)"
+//!            text = "...",                     # (t) the body, default DEFAULT_TEXT
+//!            headers = { "Reply-To" = "ops@example.com" } }  # (t) extra headers, may override From/To/Subject
+//! ```
+//!
+//! The dialogue: greeting, EHLO (HELO if refused), AUTH PLAIN or LOGIN
+//! when `auth_username` is set (whichever the server offers, PLAIN first),
+//! MAIL FROM, one RCPT TO per recipient, DATA with an RFC 5322 message
+//! (From, To, Subject, Date, Message-ID, the extra headers, MIME text/plain
+//! body), QUIT. A 4xx reply, an I/O error or a dropped connection is
+//! retryable; a 5xx reply is permanent; both quote the server.
+//!
+//! **TLS is not implemented yet** (no STARTTLS, no implicit TLS on 465).
+//! Like Alertmanager, `require_tls` defaults to true, and an instance that
+//! does not set `require_tls = false` fails permanently, before
+//! connecting, with an error that says so: credentials and alerts then
+//! travel in clear text, which is only acceptable to a relay on the same
+//! host or a trusted network.
+
+mod smtp;
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use wasmon_sdk::mail::{self, Message};
+use wasmon_sdk::receiver::{Failure, Guest, Notification};
+use wasmon_sdk::template::Template;
+
+/// The default subject: Alertmanager's `__subject`.
+pub const DEFAULT_SUBJECT: &str = "{{ .Subject }}";
+
+/// The default body: a summary line, a link, then every alert with its
+/// labels and annotations.
+pub const DEFAULT_TEXT: &str = "\
+{{ len .Alerts.Firing }} firing, {{ len .Alerts.Resolved }} resolved: {{ .GroupLabels }}
+{{ .ExternalURL }}
+{{ range .Alerts }}
+[{{ .Status | toUpper }}] {{ .Labels.alertname }}
+Labels:
+{{ range .Labels }}  - {{ .Name }} = {{ .Value }}
+{{ end }}Annotations:
+{{ range .Annotations }}  - {{ .Name }} = {{ .Value }}
+{{ end }}Starts at: {{ .StartsAt }}
+{{- if eq .Status \"resolved\" }}
+Ends at: {{ .EndsAt }}{{ end }}
+Source: {{ .GeneratorURL }}
+{{ end }}";
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Recipients {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Recipients {
+    /// The recipients as written (mailboxes, maybe with display names).
+    fn list(&self) -> Vec<String> {
+        let split = |s: &str| -> Vec<String> {
+            s.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect()
+        };
+        match self {
+            Recipients::One(s) => split(s),
+            Recipients::Many(v) => v.iter().flat_map(|s| split(s)).collect(),
+        }
+    }
+}
+
+fn default_hello() -> String {
+    "localhost".into()
+}
+
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    to: Recipients,
+    from: String,
+    smarthost: String,
+    #[serde(default = "default_hello")]
+    hello: String,
+    #[serde(default)]
+    auth_username: String,
+    #[serde(default)]
+    auth_password: String,
+    #[serde(default)]
+    auth_identity: String,
+    #[serde(default = "default_true")]
+    require_tls: bool,
+    #[serde(default)]
+    subject: Option<String>,
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+}
+
+fn render(key: &str, text: &str, n: &Notification) -> Result<String, Failure> {
+    Template::parse(text)
+        .and_then(|t| t.render(n))
+        .map_err(|e| Failure::permanent(format!("email: template {key:?}: {e}")))
+}
+
+/// `host:port` split; `[v6]:port` accepted.
+fn host_port(smarthost: &str) -> Result<(&str, u16), Failure> {
+    let bad = || Failure::permanent(format!("email: smarthost {smarthost:?} must be host:port"));
+    let (host, port) = smarthost.rsplit_once(':').ok_or_else(bad)?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    if host.is_empty() {
+        return Err(bad());
+    }
+    Ok((host, port))
+}
+
+/// The message for `n`, as sent in DATA.
+fn message(
+    config: &Config,
+    to: &[String],
+    n: &Notification,
+    now_ms: i64,
+) -> Result<String, Failure> {
+    // Defaults first; config headers replace a default of the same name.
+    let mut headers: Vec<(String, String)> = vec![
+        ("From".into(), config.from.clone()),
+        ("To".into(), to.join(", ")),
+        (
+            "Subject".into(),
+            render(
+                "subject",
+                config.subject.as_deref().unwrap_or(DEFAULT_SUBJECT),
+                n,
+            )?,
+        ),
+        ("Date".into(), mail::date(now_ms)),
+        (
+            "Message-ID".into(),
+            mail::message_id(now_ms, &n.group_key, &config.from),
+        ),
+    ];
+    for (name, value) in &config.headers {
+        let value = render(&format!("headers.{name}"), value, n)?;
+        match headers
+            .iter_mut()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        {
+            Some(slot) => slot.1 = value,
+            None => headers.push((name.clone(), value)),
+        }
+    }
+    let body = render("text", config.text.as_deref().unwrap_or(DEFAULT_TEXT), n)?;
+    let mut m = Message::new();
+    for (k, v) in &headers {
+        m = m.header(k, v);
+    }
+    Ok(m.text_body(&body).to_string())
+}
+
+struct Email;
+
+impl Guest for Email {
+    fn notify(notification: Notification) -> Result<(), Failure> {
+        let config: Config = wasmon_sdk::config()?;
+        let to = config.to.list();
+        if to.is_empty() {
+            return Err(Failure::permanent("email: no recipient in `to`"));
+        }
+        let (host, port) = host_port(&config.smarthost)?;
+        if config.require_tls {
+            return Err(Failure::permanent(format!(
+                "email: require_tls is true (the default) but this plugin does not implement \
+                 STARTTLS or SMTPS yet; set require_tls = false to send to {} in clear text \
+                 (only for a relay on a trusted network)",
+                config.smarthost
+            )));
+        }
+        if port == 465 {
+            return Err(Failure::permanent(
+                "email: port 465 is SMTPS (implicit TLS), which this plugin does not implement",
+            ));
+        }
+        let text = message(&config, &to, &notification, wasmon_sdk::now_ms())?;
+        let envelope_to: Vec<String> = to.iter().map(|t| mail::address(t).to_string()).collect();
+
+        let mut client = smtp::Client::connect(host, port)?;
+        client.hello(&config.hello)?;
+        if !config.auth_username.is_empty() {
+            client.auth(
+                &config.auth_identity,
+                &config.auth_username,
+                &config.auth_password,
+            )?;
+        }
+        client.send(mail::address(&config.from), &envelope_to, &text)?;
+        client.quit();
+        Ok(())
+    }
+}
+
+wasmon_sdk::export_receiver!(Email);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recipients_and_smarthost() {
+        let r: Recipients = serde_json::from_str(r#""a@x, B <b@y>""#).unwrap();
+        assert_eq!(r.list(), ["a@x", "B <b@y>"]);
+        let r: Recipients = serde_json::from_str(r#"["a@x", "c@z"]"#).unwrap();
+        assert_eq!(r.list(), ["a@x", "c@z"]);
+        assert_eq!(host_port("smtp:25").unwrap(), ("smtp", 25));
+        assert_eq!(host_port("[::1]:25").unwrap(), ("[::1]", 25));
+        assert!(host_port("smtp").is_err());
+        assert!(host_port(":25").is_err());
+    }
+}
