@@ -55,6 +55,8 @@ groups:
           severity: critical
         annotations:
           summary: "error rate {{ $value | humanizePercentage }}"
+      - record: code:http_requests:rate3s
+        expr: sum by (code) (rate(http_requests_total[3s]))
 "#;
 
 const CONFIG: &str = r#"
@@ -181,6 +183,37 @@ async fn error_rate_alert_routes_silences_and_resolves() {
         .as_str()
         .unwrap()
         .starts_with("http://wasmon.test/graph?g0.expr="));
+
+    // The recording rule writes its series back to the store.
+    let r: Value = client
+        .get(agent.url("/api/v1/query?query=code:http_requests:rate3s"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let codes: Vec<&str> = r["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["metric"]["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(codes.len(), 2, "{r}");
+    let rules: Value = client
+        .get(agent.url("/api/v1/rules"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let group = &rules["data"]["groups"][0];
+    assert_eq!(group["name"], "slo");
+    assert_eq!(group["rules"][0]["type"], "alerting");
+    assert_eq!(group["rules"][0]["state"], "firing");
+    assert_eq!(group["rules"][1]["type"], "recording");
+    assert_eq!(group["rules"][1]["health"], "ok");
 
     // The alert is visible in both APIs.
     let alerts: Value = client

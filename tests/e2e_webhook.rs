@@ -303,3 +303,54 @@ fn plugins_list_shows_world_and_rejects_broken_files() {
     let broken = stdout.lines().find(|l| l.starts_with("broken")).unwrap();
     assert!(broken.contains("ERROR"), "{broken}");
 }
+
+#[test]
+fn routes_test_cli_resolves_receivers_like_amtool() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        r#"
+[[receivers]]
+name = "default"
+plugin = "webhook"
+[[receivers]]
+name = "pager"
+plugin = "webhook"
+[[receivers]]
+name = "chat"
+plugin = "webhook"
+
+[route]
+receiver = "default"
+[[route.routes]]
+matchers = ['severity="critical"']
+receiver = "pager"
+continue = true
+[[route.routes]]
+match_re = { team = "web|api" }
+receiver = "chat"
+"#,
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_wasmon"))
+            .args(["routes", "test", "--config"])
+            .arg(&cfg)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        )
+    };
+    assert_eq!(
+        run(&["severity=critical", "team=api"]),
+        (true, "pager,chat".to_string())
+    );
+    assert_eq!(run(&["severity=warning"]), (true, "default".to_string()));
+    assert_eq!(run(&["{team=\"web\"}"]), (true, "chat".to_string()));
+    let (ok, out) = run(&["--verify.receivers=pager", "severity=warning"]);
+    assert!(!ok && out.contains("did not match"), "{out}");
+}
