@@ -23,11 +23,20 @@ fn error(status: StatusCode, msg: impl Into<String>) -> Response {
     (status, Json(Value::String(msg.into()))).into_response()
 }
 
-fn dispatcher(agent: &Agent) -> Result<Dispatcher, Response> {
+/// An error before a handler has anything to answer (small, unlike a Response).
+struct V2Error(StatusCode, String);
+
+impl IntoResponse for V2Error {
+    fn into_response(self) -> Response {
+        error(self.0, self.1)
+    }
+}
+
+fn dispatcher(agent: &Agent) -> Result<Dispatcher, V2Error> {
     agent.dispatcher().ok_or_else(|| {
-        error(
+        V2Error(
             StatusCode::SERVICE_UNAVAILABLE,
-            "alerting is off: the config has no route",
+            "alerting is off: the config has no route".into(),
         )
     })
 }
@@ -36,11 +45,11 @@ fn bool_param(p: &Params, name: &str, default: bool) -> bool {
     p.get(name).map(|v| v == "true").unwrap_or(default)
 }
 
-fn filters(p: &Params) -> Result<Vec<Matcher>, Response> {
+fn filters(p: &Params) -> Result<Vec<Matcher>, V2Error> {
     let mut out = Vec::new();
     for f in p.all("filter") {
         let (ms, _) = parse_matchers_fallback(f)
-            .map_err(|e| error(StatusCode::BAD_REQUEST, format!("bad matcher format: {e}")))?;
+            .map_err(|e| V2Error(StatusCode::BAD_REQUEST, format!("bad matcher format: {e}")))?;
         out.extend(ms);
     }
     Ok(out)
@@ -57,11 +66,11 @@ pub async fn get_alerts(State(agent): State<Arc<Agent>>, RawQuery(q): RawQuery) 
     let p = Params::from_request(q, &HeaderMap::new(), &Bytes::new());
     let d = match dispatcher(&agent) {
         Ok(d) => d,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
     let fs = match filters(&p) {
         Ok(f) => f,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
     let (active, silenced, inhibited) = (
         bool_param(&p, "active", true),
@@ -130,7 +139,7 @@ pub async fn get_alerts(State(agent): State<Arc<Agent>>, RawQuery(q): RawQuery) 
 pub async fn post_alerts(State(agent): State<Arc<Agent>>, body: Bytes) -> Response {
     let d = match dispatcher(&agent) {
         Ok(d) => d,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
     let alerts: Vec<PostableAlert> = match serde_json::from_slice(&body) {
         Ok(a) => a,
@@ -146,7 +155,7 @@ pub async fn post_alerts(State(agent): State<Arc<Agent>>, body: Bytes) -> Respon
 pub async fn get_groups(State(agent): State<Arc<Agent>>) -> Response {
     let d = match dispatcher(&agent) {
         Ok(d) => d,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
     let groups: Vec<Value> = d
         .groups()
@@ -173,7 +182,7 @@ pub async fn get_silences(State(agent): State<Arc<Agent>>, RawQuery(q): RawQuery
     let p = Params::from_request(q, &HeaderMap::new(), &Bytes::new());
     let fs = match filters(&p) {
         Ok(f) => f,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
     let now = agent.alert_state.clock.now();
     let list: Vec<Value> = agent
