@@ -207,6 +207,11 @@ impl Db {
                 "WAL replay: samples for unknown series dropped"
             );
         }
+        // Replay rebuilt every chunk on the heap: move the closed ones out now
+        // rather than at the first maintenance tick.
+        if let Err(e) = head.offload_chunks() {
+            tracing::warn!(error = %format!("{e:#}"), "moving replayed head chunks to disk failed");
+        }
         let next = replay.last_segment.map_or(0, |s| s + 1);
         let wal = Wal::create(&wal_dir, next, opts.wal_segment_size)?;
         tracing::info!(
