@@ -250,9 +250,6 @@ fn head_chunks_offloaded_to_disk() {
     db.close().unwrap();
     let db = Db::open(tmp.path(), Options::default()).unwrap();
     assert_eq!(select(&db, i64::MIN, i64::MAX), want);
-    assert_eq!(
-        db.stats().head_chunks_disk_bytes,
-        0,
-        "chunks_head is rebuilt, not reloaded"
-    );
+    // chunks_head/ is rebuilt from the WAL replay, not reloaded.
+    assert!(db.stats().head_chunks_disk_bytes > 0);
 }
