@@ -50,6 +50,10 @@ pub struct HeadChunks {
     files: RwLock<BTreeMap<u32, FileInfo>>,
 }
 
+/// A chunk being moved: (series, its in-memory bytes, offset in the file,
+/// the chunk's maxt).
+type Pending = (Arc<MemSeries>, Arc<[u8]>, u64, i64);
+
 fn file_name(n: u32) -> String {
     format!("{n:06}")
 }
@@ -108,8 +112,7 @@ impl HeadChunks {
         let mut w = self.w.lock();
         let mut moved = 0;
         let mut buf: Vec<u8> = Vec::with_capacity(BATCH + 4096);
-        // (series, chunk's in-memory data, offset in the file, maxt)
-        let mut pending: Vec<(Arc<MemSeries>, Arc<[u8]>, u64, i64)> = Vec::new();
+        let mut pending: Vec<Pending> = Vec::new();
         for s in series {
             {
                 let st = s.state.lock();
@@ -132,7 +135,7 @@ impl HeadChunks {
         &self,
         w: &mut Writer,
         buf: &mut Vec<u8>,
-        pending: &mut Vec<(Arc<MemSeries>, Arc<[u8]>, u64, i64)>,
+        pending: &mut Vec<Pending>,
     ) -> Result<usize> {
         if buf.is_empty() {
             return Ok(0);
