@@ -23,6 +23,7 @@ use crate::tsdb;
 pub struct Loaded {
     pub config: Config,
     pub receivers: BTreeMap<String, Instance>,
+    pub checks: Vec<crate::checks::Check>,
 }
 
 impl Loaded {
@@ -39,7 +40,19 @@ impl Loaded {
             .iter()
             .map(|sc| Job::from_config(sc, &config))
             .collect::<Result<Vec<_>>>()?;
-        Ok((Loaded { config, receivers }, jobs))
+        let checks = config
+            .checks
+            .iter()
+            .map(|c| crate::checks::Check::prepare(c, &config.plugins))
+            .collect::<Result<Vec<_>>>()?;
+        Ok((
+            Loaded {
+                config,
+                receivers,
+                checks,
+            },
+            jobs,
+        ))
     }
 
     /// The directory relative paths in the config resolve against.
@@ -55,6 +68,7 @@ pub struct Agent {
     pub metrics: Arc<Metrics>,
     pub db: Arc<tsdb::Db>,
     pub scrape: Arc<ScrapeManager>,
+    pub checks: Arc<crate::checks::CheckManager>,
     ready: AtomicBool,
     /// Serializes reloads (SIGHUP and the API may race).
     reload_lock: tokio::sync::Mutex<()>,
@@ -117,6 +131,8 @@ impl Agent {
         }));
         let scrape = Arc::new(ScrapeManager::new(db.clone())?);
         scrape.apply(jobs, loaded.base_dir()).await;
+        let checks = crate::checks::CheckManager::new(db.clone(), plugins.clone());
+        checks.apply(loaded.checks.clone());
         let notifier = Arc::new(PluginNotifier {
             plugins: plugins.clone(),
             receivers: ArcSwap::from_pointee(loaded.receivers.clone()),
@@ -184,6 +200,7 @@ impl Agent {
             metrics,
             db,
             scrape,
+            checks,
             ready: AtomicBool::new(true),
             reload_lock: tokio::sync::Mutex::new(()),
             maintenance: std::sync::Mutex::new(Some(maintenance)),
@@ -264,6 +281,7 @@ impl Agent {
         self.start_dispatcher(&loaded)?;
         self.current.store(loaded);
         self.scrape.apply(jobs, base).await;
+        self.checks.apply(self.current().checks.clone());
         Ok(())
     }
 
@@ -358,6 +376,7 @@ impl Agent {
             let _ = h.await;
         }
         self.rules.stop();
+        self.checks.stop();
         self.scrape.stop().await;
         if let Some(m) = self.maintenance.lock().unwrap().take() {
             m.stop();

@@ -4,6 +4,7 @@
 
 pub mod alerting;
 pub mod app;
+pub mod checks;
 pub mod config;
 pub mod model;
 pub mod plugins;

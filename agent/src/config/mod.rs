@@ -61,6 +61,9 @@ pub struct Config {
     /// Older spelling of `time_intervals`, as in Alertmanager.
     #[serde(default)]
     pub mute_time_intervals: Vec<crate::alerting::config::TimeIntervalConfig>,
+    /// Health checks: results are stored as `wasmon_check_*` series.
+    #[serde(default)]
+    pub checks: Vec<crate::checks::CheckConfig>,
 
     /// The file this config came from (None for the built-in default); relative
     /// paths in the config are resolved against its directory.
@@ -431,6 +434,7 @@ impl Config {
                     .with_context(|| format!("{}: {what}: allow_hosts", at(h.span())))?;
             }
         }
+        crate::checks::validate_all(&self.checks, &at)?;
         if self.route.is_some() {
             let names: Vec<&str> = self.receivers.iter().map(|r| r.name()).collect();
             self.alerting()
@@ -465,7 +469,7 @@ impl InstanceConfig {
         self.name.get_ref()
     }
 
-    fn validate(&self, what: &str) -> Result<()> {
+    pub(crate) fn validate(&self, what: &str) -> Result<()> {
         if self.plugin.is_empty() {
             bail!("{what}: `plugin` must name a plugin");
         }

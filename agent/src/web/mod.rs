@@ -50,6 +50,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/api/v2/receivers", get(alertmanager::get_receivers))
         .route("/api/v2/status", get(alertmanager::get_status))
         .route("/api/v1/receivers/{name}/test", post(test_receiver))
+        .route("/api/v1/checks", get(crate::checks::api::list))
         .with_state(agent)
 }
 
