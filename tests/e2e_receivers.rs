@@ -1,8 +1,9 @@
 //! End to end through the real binary: the first-party `slack`,
 //! `pagerduty` and `email` receivers, each against a real local server on
 //! 127.0.0.1 (the recording HTTP server for Slack and PagerDuty, a small
-//! SMTP server written here for email), checking the exact payloads,
-//! resolved notifications, failure classes and the socket allow-list.
+//! SMTP server written here for email, a Python `ssl` one for STARTTLS),
+//! checking the exact payloads, resolved notifications, failure classes,
+//! the socket allow-list and certificate verification.
 
 #[path = "../agent/tests/common/mod.rs"]
 mod common;
@@ -18,7 +19,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 /// One config with every receiver; `{{HTTP}}` is the recording HTTP
 /// server, `{{SMTP}}` the SMTP server offering PLAIN and LOGIN,
 /// `{{SMTP_LOGIN}}` one offering only LOGIN, `{{CLOSED}}` a port nobody
-/// listens on.
+/// listens on, `{{TLS_SMTP}}` the STARTTLS server (a dead port in the tests
+/// that do not start it).
 const CONFIG: &str = r##"
 [global]
 external_url = "http://wasmon.example:9930"
@@ -129,7 +131,36 @@ name = "email-tls"
 plugin = "email"
 allow_hosts = ["{{SMTP}}"]
 config = { smarthost = "{{SMTP}}", from = "wasmon@example.com", to = "ops@example.com" }
+
+[[receivers]]
+name = "email-starttls"
+plugin = "email"
+allow_hosts = ["{{TLS_SMTP}}"]
+[receivers.config]
+smarthost = "{{TLS_SMTP}}"
+from = "wasmon@example.com"
+to = "ops@example.com"
+auth_username = "alice"
+auth_password = "s3cret"
+tls_config = { ca = """{{CA}}""" }
+
+[[receivers]]
+name = "email-badca"
+plugin = "email"
+allow_hosts = ["{{TLS_SMTP}}"]
+[receivers.config]
+smarthost = "{{TLS_SMTP}}"
+from = "wasmon@example.com"
+to = "ops@example.com"
+tls_config = { ca = """{{OTHER_CA}}""" }
 "##;
+
+/// A test CA (EC P-256, valid until 2125), the certificate it signed for
+/// 127.0.0.1 and localhost with its key, and a CA that signed nothing.
+const CA_PEM: &str = "-----BEGIN CERTIFICATE-----\nMIIBmTCCAT+gAwIBAgIUNGA/J66/TfyyHlD7ChzTgYyYDqkwCgYIKoZIzj0EAwIw\nGTEXMBUGA1UEAwwOd2FzbW9uIHRlc3QgQ0EwIBcNMjYxMTI1MDkzMDU1WhgPMjEy\nNjExMDEwOTMwNTVaMBkxFzAVBgNVBAMMDndhc21vbiB0ZXN0IENBMFkwEwYHKoZI\nzj0CAQYIKoZIzj0DAQcDQgAE7S4Zf1d8zIEG+Vq5DTIGExNeKxjeicmN2CcAuN7+\nnr2tqovFd973DE4HI3UIYqAzbrYStDHFwvJ/GEY1e6Yyf6NjMGEwHQYDVR0OBBYE\nFDOFj+TbwLktktAGD5ehek1IUTEhMB8GA1UdIwQYMBaAFDOFj+TbwLktktAGD5eh\nek1IUTEhMA8GA1UdEwEB/wQFMAMBAf8wDgYDVR0PAQH/BAQDAgEGMAoGCCqGSM49\nBAMCA0gAMEUCIQCtRNT2y1iswRBDK/43nt3IA7iBJYAS9rAzNYBsgHN7zgIgSmFY\nLmN2Rssj6sa/sUTBRx4h7FtQpBrr4pSeP6IBEQg=\n-----END CERTIFICATE-----\n";
+const LEAF_PEM: &str = "-----BEGIN CERTIFICATE-----\nMIIBxDCCAWqgAwIBAgIUQ6h1i0ckVrOqqaM0PTBiqaiKUxswCgYIKoZIzj0EAwIw\nGTEXMBUGA1UEAwwOd2FzbW9uIHRlc3QgQ0EwIBcNMjYxMTI1MDkzMDU1WhgPMjEy\nNjExMDEwOTMwNTVaMBQxEjAQBgNVBAMMCWxvY2FsaG9zdDBZMBMGByqGSM49AgEG\nCCqGSM49AwEHA0IABD4U3rD794fmdvEEzWq2u29FtwwpufBoUuxapMo95msyVL0/\ngj/CKVumwFTWQkSn2b1vpZxHWwurtc61Sg/zH9GjgZIwgY8wDAYDVR0TAQH/BAIw\nADAOBgNVHQ8BAf8EBAMCB4AwEwYDVR0lBAwwCgYIKwYBBQUHAwEwGgYDVR0RBBMw\nEYcEfwAAAYIJbG9jYWxob3N0MB0GA1UdDgQWBBRD4fMJiMXS7e6KqkGqiz7iW+i3\n4DAfBgNVHSMEGDAWgBQzhY/k28C5LZLQBg+XoXpNSFExITAKBggqhkjOPQQDAgNI\nADBFAiA5F4o30aKA4FKuMbTzztNARSGMX22FI1JwkRS/1NwC0gIhAKAMVEpl9md1\n1I6EVy0CKUlJ5/sXGKnnFW53fz7rVMj/\n-----END CERTIFICATE-----\n";
+const LEAF_KEY: &str = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgDwuHJtY7ma6XmmvZ\n/BU/eIur3L0uNbDHXpkKBeYpEOihRANCAAQ+FN6w+/eH5nbxBM1qtrtvRbcMKbnw\naFLsWqTKPeZrMlS9P4I/wilbpsBU1kJEp9m9b6WcR1sLq7XOtUoP8x/R\n-----END PRIVATE KEY-----\n";
+const OTHER_CA_PEM: &str = "-----BEGIN CERTIFICATE-----\nMIIBjTCCATOgAwIBAgIUDAVZ7HLmPAYJPY6NWRBEjBW+VEQwCgYIKoZIzj0EAwIw\nEzERMA8GA1UEAwwIb3RoZXIgQ0EwIBcNMjYxMTI1MDkzMDU1WhgPMjEyNjExMDEw\nOTMwNTVaMBMxETAPBgNVBAMMCG90aGVyIENBMFkwEwYHKoZIzj0CAQYIKoZIzj0D\nAQcDQgAEmhFhRhXudKlot6eXQXdyVqjhW7LuMOKwjAdoT8DxhaCUu0OX6zO7PzYE\nKZTk7L4Zo07jcyNC3OezvetGT7KQhaNjMGEwHQYDVR0OBBYEFKlhdk7P1fJlpFuB\n50aAcKoUcIJWMB8GA1UdIwQYMBaAFKlhdk7P1fJlpFuB50aAcKoUcIJWMA8GA1Ud\nEwEB/wQFMAMBAf8wDgYDVR0PAQH/BAQDAgIEMAoGCCqGSM49BAMCA0gAMEUCIFSA\nGIfnAHEuzUxTivNtQ+LVNlTgFA3ldoKbq33EY6DuAiEA7o58tdCK3Jv4LbMlSf4F\n0xA4Qyu4XEkzlP8CZR+XsgI=\n-----END CERTIFICATE-----\n";
 
 const GROUP_KEY: &str = "{}/{severity=\"critical\"}:{alertname=\"HighErrorRate\"}";
 const SOURCE: &str = "http://wasmon.example:9930/graph?g0.expr=rate";
@@ -164,12 +195,15 @@ fn message(resolved: bool) -> Value {
 
 const ALERTS_URL: &str = "http://wasmon.example:9930/#/alerts?receiver=team+ops";
 
-fn config(http: &str, smtp: &Smtp, smtp_login: &Smtp, closed: &str) -> String {
+fn config(http: &str, smtp: &Smtp, smtp_login: &Smtp, closed: &str, tls_smtp: &str) -> String {
     CONFIG
+        .replace("{{CA}}", CA_PEM)
+        .replace("{{OTHER_CA}}", OTHER_CA_PEM)
         .replace("{{HTTP}}", http)
         .replace("{{SMTP}}", &smtp.addr.to_string())
         .replace("{{SMTP_LOGIN}}", &smtp_login.addr.to_string())
         .replace("{{CLOSED}}", closed)
+        .replace("{{TLS_SMTP}}", tls_smtp)
 }
 
 async fn start_agent(config: &str) -> common::AgentProcess {
@@ -220,7 +254,14 @@ async fn slack_and_pagerduty_payloads() {
     let smtp = Smtp::start("PLAIN LOGIN").await;
     let smtp_login = Smtp::start("LOGIN").await;
     let http = server.addr.to_string();
-    let agent = start_agent(&config(&http, &smtp, &smtp_login, "127.0.0.1:1")).await;
+    let agent = start_agent(&config(
+        &http,
+        &smtp,
+        &smtp_login,
+        "127.0.0.1:1",
+        "127.0.0.1:1",
+    ))
+    .await;
 
     // Slack, defaults: Alertmanager's title, one line per alert, danger.
     ok(&agent, "slack", &message(false)).await;
@@ -378,6 +419,7 @@ async fn email_over_smtp() {
         &smtp,
         &smtp_login,
         &closed,
+        "127.0.0.1:1",
     ))
     .await;
 
@@ -504,16 +546,208 @@ async fn email_over_smtp() {
             && error.contains("allow_hosts"),
         "{error}"
     );
-    // require_tls (the default) is refused before connecting.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(smtp.connections(), seen, "the SMTP server saw a connection");
+
+    // require_tls (the default) with a server that offers no STARTTLS.
     let (_, answer) = test_receiver(&agent, "email-tls", &message(false)).await;
     assert_eq!(answer["retryable"], false, "{answer}");
     let error = answer["error"].as_str().unwrap();
     assert!(
-        error.contains("require_tls") && error.contains("STARTTLS"),
+        error.contains("require_tls") && error.contains("does not offer STARTTLS"),
         "{error}"
     );
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    assert_eq!(smtp.connections(), seen, "the SMTP server saw a connection");
+    let last = smtp.sessions().pop().unwrap();
+    assert_eq!(last.commands, ["EHLO localhost"], "nothing sent in clear");
+}
+
+/// An SMTP server with STARTTLS, in Python (stdlib `ssl`), so that the
+/// TLS side is not the same library as the plugin's: EHLO offers
+/// STARTTLS before TLS and AUTH PLAIN after; every session is appended to
+/// a JSON-lines file (commands, "<TLS>" where TLS started, DATA, TLS
+/// version, server-side error).
+const TLS_SMTP_SERVER: &str = r#"
+import json, socket, ssl, sys
+cert, key, out = sys.argv[1:4]
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(cert, key)
+srv = socket.socket()
+srv.bind(("127.0.0.1", 0))
+srv.listen(8)
+print(srv.getsockname()[1], flush=True)
+while True:
+    conn, _ = srv.accept()
+    log = {"commands": [], "data": None, "tls": None}
+    f = conn.makefile("rwb")
+    def send(line):
+        f.write(line.encode() + b"\r\n")
+        f.flush()
+    tls = False
+    try:
+        send("220 py.local ESMTP")
+        while True:
+            line = f.readline()
+            if not line:
+                break
+            cmd = line.decode().rstrip("\r\n")
+            log["commands"].append(cmd)
+            u = cmd.upper()
+            if u.startswith("EHLO"):
+                send("250-py.local")
+                send("250 AUTH PLAIN" if tls else "250 STARTTLS")
+            elif u == "STARTTLS" and not tls:
+                send("220 2.0.0 Ready to start TLS")
+                f.close()
+                conn = ctx.wrap_socket(conn, server_side=True)
+                log["tls"] = conn.version()
+                log["commands"].append("<TLS>")
+                f = conn.makefile("rwb")
+                tls = True
+            elif u.startswith("AUTH PLAIN "):
+                ok = tls and cmd[11:] == "AGFsaWNlAHMzY3JldA=="
+                send("235 2.7.0 ok" if ok else "535 5.7.8 no")
+            elif u.startswith("MAIL") or u.startswith("RCPT"):
+                send("250 ok")
+            elif u == "DATA":
+                send("354 go")
+                data = b""
+                while True:
+                    l = f.readline()
+                    if l in (b".\r\n", b""):
+                        break
+                    data += l
+                log["data"] = data.decode()
+                send("250 queued")
+            elif u == "QUIT":
+                send("221 bye")
+                break
+            else:
+                send("502 no")
+    except Exception as e:
+        log["error"] = repr(e)
+    conn.close()
+    with open(out, "a") as o:
+        o.write(json.dumps(log) + "\n")
+"#;
+
+/// The Python STARTTLS server, killed on drop.
+struct TlsSmtp {
+    child: std::process::Child,
+    addr: String,
+    log: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl TlsSmtp {
+    fn start() -> TlsSmtp {
+        use std::io::BufRead;
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key, log) = (
+            dir.path().join("cert.pem"),
+            dir.path().join("key.pem"),
+            dir.path().join("sessions.jsonl"),
+        );
+        std::fs::write(&cert, LEAF_PEM).unwrap();
+        std::fs::write(&key, LEAF_KEY).unwrap();
+        let mut child = std::process::Command::new("python3")
+            .arg("-c")
+            .arg(TLS_SMTP_SERVER)
+            .args([&cert, &key, &log])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 runs the STARTTLS test server");
+        let mut port = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut port)
+            .unwrap();
+        TlsSmtp {
+            child,
+            addr: format!("127.0.0.1:{}", port.trim()),
+            log,
+            _dir: dir,
+        }
+    }
+
+    /// Waits for `n` sessions to be logged and returns them.
+    async fn sessions(&self, n: usize) -> Vec<Value> {
+        for _ in 0..250 {
+            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let sessions: Vec<Value> = text
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            if sessions.len() >= n {
+                return sessions;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("fewer than {n} STARTTLS sessions logged");
+    }
+}
+
+impl Drop for TlsSmtp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_starttls() {
+    let server = common::Receiver::start().await;
+    let smtp = Smtp::start("PLAIN LOGIN").await;
+    let smtp_login = Smtp::start("LOGIN").await;
+    let tls = TlsSmtp::start();
+    let config = config(
+        &server.addr.to_string(),
+        &smtp,
+        &smtp_login,
+        "127.0.0.1:1",
+        &tls.addr,
+    );
+    let agent = start_agent(&config).await;
+
+    // STARTTLS, EHLO again, AUTH under TLS, the message.
+    ok(&agent, "email-starttls", &message(false)).await;
+    let sessions = tls.sessions(1).await;
+    let s = &sessions[0];
+    assert_eq!(
+        s["commands"],
+        json!([
+            "EHLO localhost",
+            "STARTTLS",
+            "<TLS>",
+            "EHLO localhost",
+            "AUTH PLAIN AGFsaWNlAHMzY3JldA==",
+            "MAIL FROM:<wasmon@example.com>",
+            "RCPT TO:<ops@example.com>",
+            "DATA",
+            "QUIT",
+        ]),
+        "{s}"
+    );
+    assert!(
+        matches!(s["tls"].as_str(), Some("TLSv1.3" | "TLSv1.2")),
+        "{s}"
+    );
+    let (headers, _) = split_message(s["data"].as_str().unwrap());
+    assert_eq!(headers["Subject"], "[FIRING:2] HighErrorRate (checkout)");
+
+    // A certificate from another CA: a permanent failure, nothing sent.
+    let (status, answer) = test_receiver(&agent, "email-badca", &message(false)).await;
+    assert_eq!(status, 502);
+    assert_eq!(answer["retryable"], false, "{answer}");
+    let error = answer["error"].as_str().unwrap();
+    assert!(
+        error.contains("TLS") && error.contains("certificate"),
+        "{error}"
+    );
+    let sessions = tls.sessions(2).await;
+    assert_eq!(
+        sessions[1]["commands"],
+        json!(["EHLO localhost", "STARTTLS"])
+    );
+    assert!(sessions[1]["error"].is_string(), "{}", sessions[1]);
 }
 
 /// Headers (unfolded, by name) and body of a message as received.

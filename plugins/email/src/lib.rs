@@ -13,7 +13,9 @@
 //!            hello = "localhost",              # EHLO name, default "localhost"
 //!            auth_username = "wasmon", auth_password = "${SMTP_PASSWORD}",
 //!            auth_identity = "",               # AUTH PLAIN authorization identity
-//!            require_tls = false,              # default true: see below
+//!            require_tls = true,               # default true: STARTTLS or fail
+//!            tls_config = { ca = "-----BEGIN CERTIFICATE-----...",  # PEM roots instead of the Mozilla ones
+//!                           server_name = "smtp.example.com" },   # default: the smarthost's host
 //!            subject = "{{ .Subject }}",       # (t) default: "[FIRING:2] HighErrorRate (checkout)"
 //!            text = "...",                     # (t) the body, default DEFAULT_TEXT
 //!            headers = { "Reply-To" = "ops@example.com" } }  # (t) extra headers, may override From/To/Subject
@@ -26,14 +28,19 @@
 //! body), QUIT. A 4xx reply, an I/O error or a dropped connection is
 //! retryable; a 5xx reply is permanent; both quote the server.
 //!
-//! **TLS is not implemented yet** (no STARTTLS, no implicit TLS on 465).
-//! Like Alertmanager, `require_tls` defaults to true, and an instance that
-//! does not set `require_tls = false` fails permanently, before
-//! connecting, with an error that says so: credentials and alerts then
-//! travel in clear text, which is only acceptable to a relay on the same
-//! host or a trusted network.
+//! TLS follows Alertmanager: port 465 is SMTPS (TLS from the first byte);
+//! otherwise, with `require_tls` (the default) the plugin sends STARTTLS
+//! after EHLO and fails permanently if the server does not offer it, then
+//! says EHLO again under TLS; with `require_tls = false` it speaks plain
+//! SMTP (credentials included: only for a relay on a trusted network).
+//! The certificate is verified against the Mozilla roots, or only against
+//! `tls_config.ca` when given, for `tls_config.server_name` or the
+//! smarthost's host (an IP address is checked against the certificate's IP
+//! names). TLS 1.2 and 1.3 by rustls with the RustCrypto provider; the
+//! host's clock dates the certificate check.
 
 mod smtp;
+mod tls;
 
 use std::collections::BTreeMap;
 
@@ -116,6 +123,19 @@ struct Config {
     text: Option<String>,
     #[serde(default)]
     headers: BTreeMap<String, String>,
+    #[serde(default)]
+    tls_config: TlsConfig,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct TlsConfig {
+    /// PEM certificates to trust instead of the Mozilla roots.
+    #[serde(default)]
+    ca: Option<String>,
+    /// The name to verify the certificate for (default: the smarthost's host).
+    #[serde(default)]
+    server_name: Option<String>,
 }
 
 fn render(key: &str, text: &str, n: &Notification) -> Result<String, Failure> {
@@ -188,24 +208,28 @@ impl Guest for Email {
             return Err(Failure::permanent("email: no recipient in `to`"));
         }
         let (host, port) = host_port(&config.smarthost)?;
-        if config.require_tls {
-            return Err(Failure::permanent(format!(
-                "email: require_tls is true (the default) but this plugin does not implement \
-                 STARTTLS or SMTPS yet; set require_tls = false to send to {} in clear text \
-                 (only for a relay on a trusted network)",
-                config.smarthost
-            )));
-        }
-        if port == 465 {
-            return Err(Failure::permanent(
-                "email: port 465 is SMTPS (implicit TLS), which this plugin does not implement",
-            ));
-        }
         let text = message(&config, &to, &notification, wasmon_sdk::now_ms())?;
         let envelope_to: Vec<String> = to.iter().map(|t| mail::address(t).to_string()).collect();
 
-        let mut client = smtp::Client::connect(host, port)?;
+        let tls_name = config.tls_config.server_name.as_deref().unwrap_or(host);
+        let mut client = if port == 465 {
+            let tls = tls::config(config.tls_config.ca.as_deref())?;
+            smtp::Client::connect(host, port, Some((tls, tls_name)))?
+        } else {
+            smtp::Client::connect(host, port, None)?
+        };
         client.hello(&config.hello)?;
+        if config.require_tls && !client.is_tls() {
+            if client.extension("STARTTLS").is_none() {
+                return Err(Failure::permanent(format!(
+                    "email: require_tls is set but {} does not offer STARTTLS \
+                     (set require_tls = false to send in clear text)",
+                    config.smarthost
+                )));
+            }
+            let tls = tls::config(config.tls_config.ca.as_deref())?;
+            client.starttls(tls, tls_name, &config.hello)?;
+        }
         if !config.auth_username.is_empty() {
             client.auth(
                 &config.auth_identity,

@@ -15,6 +15,8 @@ use wasi::sockets::network::{
 use wasi::sockets::tcp::TcpSocket;
 use wasi::sockets::tcp_create_socket::create_tcp_socket;
 use wasmon_sdk::mail::base64;
+
+use crate::tls::{self, Io};
 use wasmon_sdk::receiver::Failure;
 
 /// The largest write `blocking-write-and-flush` accepts at once.
@@ -33,12 +35,42 @@ impl Reply {
     }
 }
 
-/// An open SMTP connection.
-pub struct Client {
+/// A connected TCP socket's streams.
+pub struct Tcp {
     // Dropped in field order: the streams before their socket.
     input: InputStream,
     output: OutputStream,
     _socket: TcpSocket,
+    server: String,
+}
+
+impl tls::Io for Tcp {
+    fn read_some(&mut self) -> Result<Vec<u8>, Failure> {
+        match self.input.blocking_read(16 * 1024) {
+            Ok(bytes) => Ok(bytes),
+            Err(StreamError::Closed) => Err(Failure::retryable(format!(
+                "smtp {}: connection closed by the server",
+                self.server
+            ))),
+            Err(e) => Err(io_failure(&self.server, "read", e)),
+        }
+    }
+
+    fn write_all(&mut self, bytes: &[u8]) -> Result<(), Failure> {
+        for chunk in bytes.chunks(WRITE_CHUNK) {
+            self.output
+                .blocking_write_and_flush(chunk)
+                .map_err(|e| io_failure(&self.server, "write", e))?;
+        }
+        Ok(())
+    }
+}
+
+/// An open SMTP connection, maybe under TLS.
+pub struct Client {
+    // The TLS session before the socket it runs on.
+    tls: Option<tls::Session>,
+    tcp: Tcp,
     buffer: Vec<u8>,
     server: String,
     /// The EHLO keywords (upper case) with their parameters.
@@ -102,9 +134,14 @@ fn resolve(host: &str, server: &str) -> Result<Vec<IpAddress>, Failure> {
 }
 
 impl Client {
-    /// Connects to `host:port` (trying each address the name resolves to)
+    /// Connects to `host:port` (trying each address the name resolves to),
+    /// starts TLS at once when `implicit_tls` is given (SMTPS, port 465)
     /// and reads the greeting.
-    pub fn connect(host: &str, port: u16) -> Result<Client, Failure> {
+    pub fn connect(
+        host: &str,
+        port: u16,
+        implicit_tls: Option<(std::sync::Arc<rustls::ClientConfig>, &str)>,
+    ) -> Result<Client, Failure> {
         let server = format!("{host}:{port}");
         let network = instance_network();
         let mut last = None;
@@ -138,10 +175,21 @@ impl Client {
             };
             match streams {
                 Ok((input, output)) => {
-                    let mut client = Client {
+                    let mut tcp = Tcp {
                         input,
                         output,
                         _socket: socket,
+                        server: server.clone(),
+                    };
+                    let tls = match implicit_tls {
+                        Some((config, name)) => {
+                            Some(tls::Session::connect(config, name, &server, &mut tcp)?)
+                        }
+                        None => None,
+                    };
+                    let mut client = Client {
+                        tls,
+                        tcp,
                         buffer: Vec::new(),
                         server,
                         extensions: Vec::new(),
@@ -173,16 +221,11 @@ impl Client {
                     self.server
                 )));
             }
-            match self.input.blocking_read(4096) {
-                Ok(bytes) => self.buffer.extend_from_slice(&bytes),
-                Err(StreamError::Closed) => {
-                    return Err(Failure::retryable(format!(
-                        "smtp {}: connection closed by the server",
-                        self.server
-                    )))
-                }
-                Err(e) => return Err(io_failure(&self.server, "read", e)),
-            }
+            let bytes = match &mut self.tls {
+                Some(session) => session.read(&mut self.tcp)?,
+                None => self.tcp.read_some()?,
+            };
+            self.buffer.extend_from_slice(&bytes);
         }
     }
 
@@ -230,12 +273,41 @@ impl Client {
     }
 
     fn write(&mut self, bytes: &[u8]) -> Result<(), Failure> {
-        for chunk in bytes.chunks(WRITE_CHUNK) {
-            self.output
-                .blocking_write_and_flush(chunk)
-                .map_err(|e| io_failure(&self.server, "write", e))?;
+        match &mut self.tls {
+            Some(session) => session.write(&mut self.tcp, bytes),
+            None => self.tcp.write_all(bytes),
         }
-        Ok(())
+    }
+
+    /// Whether the connection is under TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// STARTTLS (RFC 3207): the command, the handshake for `name`, and a
+    /// fresh EHLO as `hello` (the extensions before TLS are forgotten).
+    pub fn starttls(
+        &mut self,
+        config: std::sync::Arc<rustls::ClientConfig>,
+        name: &str,
+        hello: &str,
+    ) -> Result<(), Failure> {
+        self.command("STARTTLS", "STARTTLS", &[220])?;
+        if !self.buffer.is_empty() {
+            // Bytes after the 220 were sent before TLS: an injection attempt.
+            return Err(Failure::permanent(format!(
+                "smtp {}: data after the STARTTLS reply",
+                self.server
+            )));
+        }
+        self.tls = Some(tls::Session::connect(
+            config,
+            name,
+            &self.server,
+            &mut self.tcp,
+        )?);
+        self.extensions.clear();
+        self.hello(hello)
     }
 
     /// Sends `line` + CRLF and expects a code in `ok`. `what` names the
