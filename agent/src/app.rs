@@ -24,6 +24,7 @@ pub struct Loaded {
     pub config: Config,
     pub receivers: BTreeMap<String, Instance>,
     pub checks: Vec<crate::checks::Check>,
+    pub rollouts: Vec<crate::rollout::Rollout>,
 }
 
 impl Loaded {
@@ -45,11 +46,17 @@ impl Loaded {
             .iter()
             .map(|c| crate::checks::Check::prepare(c, &config.plugins))
             .collect::<Result<Vec<_>>>()?;
+        let rollouts = config
+            .rollouts
+            .iter()
+            .map(|r| crate::rollout::Rollout::prepare(r, &config.plugins))
+            .collect::<Result<Vec<_>>>()?;
         Ok((
             Loaded {
                 config,
                 receivers,
                 checks,
+                rollouts,
             },
             jobs,
         ))
@@ -69,6 +76,7 @@ pub struct Agent {
     pub db: Arc<tsdb::Db>,
     pub scrape: Arc<ScrapeManager>,
     pub checks: Arc<crate::checks::CheckManager>,
+    pub rollouts: Arc<crate::rollout::RolloutManager>,
     ready: AtomicBool,
     /// Serializes reloads (SIGHUP and the API may race).
     reload_lock: tokio::sync::Mutex<()>,
@@ -175,6 +183,15 @@ impl Agent {
             dispatcher: dispatcher.clone(),
             forwarder,
         });
+        let rollouts = crate::rollout::RolloutManager::new(
+            plugins.clone(),
+            Arc::new(StoreQueries {
+                db: db.clone(),
+                engine: engine_for(&loaded.config),
+            }),
+            sink.clone(),
+            data_dir.join("rollouts.json"),
+        );
         let mut rule_opts = crate::rules::group::RuleOpts::new(db.clone(), db.clone(), sink);
         rule_opts.engine = engine_for(&loaded.config);
         rule_opts.external_labels =
@@ -201,6 +218,7 @@ impl Agent {
             db,
             scrape,
             checks,
+            rollouts,
             ready: AtomicBool::new(true),
             reload_lock: tokio::sync::Mutex::new(()),
             maintenance: std::sync::Mutex::new(Some(maintenance)),
@@ -213,6 +231,11 @@ impl Agent {
             _watch: watch,
         });
         agent.start_dispatcher(&agent.current())?;
+        let current = agent.current();
+        agent.rollouts.apply(
+            current.rollouts.clone(),
+            &current.config.global.external_url,
+        );
         Ok(agent)
     }
 
@@ -282,6 +305,11 @@ impl Agent {
         self.current.store(loaded);
         self.scrape.apply(jobs, base).await;
         self.checks.apply(self.current().checks.clone());
+        let current = self.current();
+        self.rollouts.apply(
+            current.rollouts.clone(),
+            &current.config.global.external_url,
+        );
         Ok(())
     }
 
@@ -377,6 +405,7 @@ impl Agent {
         }
         self.rules.stop();
         self.checks.stop();
+        self.rollouts.stop();
         self.scrape.stop().await;
         if let Some(m) = self.maintenance.lock().unwrap().take() {
             m.stop();

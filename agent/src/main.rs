@@ -62,6 +62,15 @@ enum Command {
         #[command(subcommand)]
         what: TestWhat,
     },
+    /// Show the rollouts of a running agent (phase, versions, failures, last decision).
+    Rollouts {
+        /// The agent's base URL.
+        #[arg(long, default_value = "http://127.0.0.1:9930")]
+        url: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Work with the alert route tree (like `amtool config routes`).
     Routes {
         #[command(subcommand)]
@@ -224,6 +233,10 @@ async fn run(cmd: Command) -> Result<ExitCode> {
             })
         }
         Command::Routes { what } => routes(what),
+        Command::Rollouts { url, json } => {
+            wasmon::rollout::api::print_status(&url, json).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Plugins {
             what: PluginsWhat::List { config, dir, json },
         } => {

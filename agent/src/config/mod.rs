@@ -64,6 +64,9 @@ pub struct Config {
     /// Health checks: results are stored as `wasmon_check_*` series.
     #[serde(default)]
     pub checks: Vec<crate::checks::CheckConfig>,
+    /// Canary analyses with automated rollback.
+    #[serde(default)]
+    pub rollouts: Vec<crate::rollout::RolloutConfig>,
 
     /// The file this config came from (None for the built-in default); relative
     /// paths in the config are resolved against its directory.
@@ -435,6 +438,7 @@ impl Config {
             }
         }
         crate::checks::validate_all(&self.checks, &at)?;
+        crate::rollout::validate_all(&self.rollouts, &at)?;
         if self.route.is_some() {
             let names: Vec<&str> = self.receivers.iter().map(|r| r.name()).collect();
             self.alerting()
