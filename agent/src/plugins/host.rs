@@ -114,6 +114,7 @@ impl HostState {
                 policy.instance.clone(),
             );
             b.allow_ip_name_lookup(true)
+                .allow_tcp(true)
                 .allow_udp(false)
                 .socket_addr_check(check);
         }
