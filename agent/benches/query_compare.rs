@@ -6,7 +6,8 @@
 //! Run with `cargo bench -p wasmon --bench query_compare`
 //! (`QUERY_COMPARE_QUICK=1` for a small data set). Steps:
 //!
-//! 1. generate ~100k series deterministically, 1 h at 15 s:
+//! 1. generate ~100k series deterministically, 1 h at 15 s (plus 5 min
+//!    before, so that the queried hour's windows are full):
 //!    `http_requests_total{job,instance,path,method,status}` counters (with
 //!    rare resets), a classic histogram `request_duration_seconds_bucket`
 //!    (10 buckets) per job/instance/path, and `up` per job/instance;
@@ -34,8 +35,14 @@ use wasmon::tsdb::{Db, Options};
 
 const STEP_MS: i64 = 15_000;
 const HOUR_MS: i64 = 3_600_000;
-/// A 2 h boundary, so that promtool writes the hour into one block.
-const T0: i64 = 1_700_006_400_000;
+/// Start of the queried hour: 10 min past a 2 h boundary, so that the data
+/// (from 5 min before, see [`ts`]) lies in one block window.
+const T0: i64 = 1_700_006_400_000 + 600_000;
+/// Data starts this long before the queried hour, so that every `[5m]`
+/// window of the hour is full, as on a long-running target. (At a series'
+/// start Prometheus 2.42 and 3.x extrapolate `rate` differently: 3.x
+/// applies the extrapolation-to-zero limit after the 1.1x threshold.)
+const WARMUP_MS: i64 = 300_000;
 const JOBS: [&str; 5] = ["api", "web", "auth", "billing", "search"];
 const INSTANCES: usize = 40;
 const CODES: [(&str, &str); 10] = [
@@ -187,11 +194,11 @@ impl Data {
 /// closed on the left, Prometheus 3's and wasmon's are open: a sample
 /// exactly at `t - 5m` would count in one and not in the other.)
 fn ts(i: usize) -> i64 {
-    T0 + i as i64 * STEP_MS + 7_000 + (i as i64 * 37) % 400
+    T0 - WARMUP_MS + i as i64 * STEP_MS + 7_000 + (i as i64 * 37) % 400
 }
 
 fn steps() -> usize {
-    (HOUR_MS / STEP_MS) as usize + 1
+    ((HOUR_MS + WARMUP_MS) / STEP_MS) as usize + 1
 }
 
 fn om_line(w: &mut impl Write, l: &[(&str, String)], v: f64, t: i64) -> std::io::Result<()> {
@@ -561,7 +568,7 @@ fn main() {
     let with_prom = have("prometheus") && have("promtool");
     let work = tempfile::tempdir().expect("temp dir");
     println!(
-        "# wasmon vs Prometheus: {} series, 1h at 15s ({} samples each), data in {}",
+        "# wasmon vs Prometheus: {} series, 1h (+5m before) at 15s ({} samples each), data in {}",
         d.series(),
         steps(),
         work.path().display()

@@ -507,6 +507,7 @@ impl<'a> Evaluator<'a> {
         }
         let mut out: Vec<Stored> = Vec::new();
         let mut seen = std::collections::HashSet::new();
+        let multi = groups.len() > 1;
         for g in groups {
             let mut ms = Vec::new();
             if let Some(n) = &vs.name {
@@ -524,7 +525,8 @@ impl<'a> Evaluator<'a> {
                 .select(&ms, lo + 1, hi)
                 .map_err(|e| EvalError::Storage(e.to_string()))?;
             for s in data {
-                if !seen.insert(s.labels.clone()) {
+                // Only `or`-ed matcher groups can select a series twice.
+                if multi && !seen.insert(s.labels.clone()) {
                     continue;
                 }
                 self.add_samples(s.samples.len())?;
