@@ -177,8 +177,7 @@ async fn scrape_appends_samples_with_target_labels_and_reports() {
     let a_last = store
         .series("http_requests_total")
         .into_iter()
-        .filter(|(l, _, _)| l.get("path") == Some("/a"))
-        .last()
+        .rfind(|(l, _, _)| l.get("path") == Some("/a"))
         .unwrap();
     assert_eq!(a_last.1, 31000);
     assert!(is_stale_nan(a_last.2));
