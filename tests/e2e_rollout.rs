@@ -10,7 +10,7 @@
 mod common;
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::Query;
 use axum::routing::{get, post};
@@ -118,22 +118,6 @@ allow_hosts = ["{{APP}}"]
 config = { url = "http://{{APP}}/switch?version={{stable_version}}", json = { rollout = "{{rollout}}", failed = "{{failed_version}}", reason = "{{reason}}" } }
 "#;
 
-async fn eventually<F, Fut>(what: &str, agent: &common::AgentProcess, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !f().await {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "timed out waiting for {what}\n{}",
-            agent.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 async fn rollout(agent: &common::AgentProcess) -> Value {
     let v: Value = reqwest::get(agent.url("/api/v1/rollouts/checkout"))
         .await
@@ -173,10 +157,11 @@ async fn bad_version_is_rolled_back_alerted_and_resolved() {
         .replace("{{HOOK}}", &hook.addr.to_string());
     let agent = common::AgentProcess::start(dir, &config).await;
 
-    eventually("v1 taken as stable", &agent, || async {
-        rollout(&agent).await["stableVersion"] == "v1"
-    })
-    .await;
+    agent
+        .eventually("v1 taken as stable", Duration::from_secs(30), || async {
+            rollout(&agent).await["stableVersion"] == "v1"
+        })
+        .await;
     let r = rollout(&agent).await;
     assert_eq!(r["phase"], "Idle", "{r}");
 
@@ -186,15 +171,23 @@ async fn bad_version_is_rolled_back_alerted_and_resolved() {
         s.version = "v2".into();
         s.bad = true;
     }
-    eventually("the rollout of v2 starts", &agent, || async {
-        let r = rollout(&agent).await;
-        r["version"] == "v2" && r["phase"] != "Idle"
-    })
-    .await;
-    eventually("the rollback action ran", &agent, || async {
-        !state.lock().unwrap().rollbacks.is_empty()
-    })
-    .await;
+    agent
+        .eventually(
+            "the rollout of v2 starts",
+            Duration::from_secs(30),
+            || async {
+                let r = rollout(&agent).await;
+                r["version"] == "v2" && r["phase"] != "Idle"
+            },
+        )
+        .await;
+    agent
+        .eventually(
+            "the rollback action ran",
+            Duration::from_secs(30),
+            || async { !state.lock().unwrap().rollbacks.is_empty() },
+        )
+        .await;
     let (to, body) = state.lock().unwrap().rollbacks[0].clone();
     assert_eq!(to, "v1");
     let body: Value = serde_json::from_str(&body).unwrap();
@@ -206,10 +199,13 @@ async fn bad_version_is_rolled_back_alerted_and_resolved() {
     );
 
     // The critical notification, then the resolved one once the checks pass.
-    eventually("RolloutRolledBack firing", &agent, || async {
-        notifications(&hook).iter().any(|n| n["status"] == "firing")
-    })
-    .await;
+    agent
+        .eventually(
+            "RolloutRolledBack firing",
+            Duration::from_secs(30),
+            || async { notifications(&hook).iter().any(|n| n["status"] == "firing") },
+        )
+        .await;
     let firing = notifications(&hook)
         .into_iter()
         .find(|n| n["status"] == "firing")
@@ -235,16 +231,18 @@ async fn bad_version_is_rolled_back_alerted_and_resolved() {
         firing["alerts"][0]["generatorURL"],
         "http://wasmon.test/api/v1/rollouts/checkout"
     );
-    eventually("recovered", &agent, || async {
-        rollout(&agent).await["phase"] == "RolledBack"
-    })
-    .await;
-    eventually("resolved notification", &agent, || async {
-        notifications(&hook)
-            .iter()
-            .any(|n| n["status"] == "resolved")
-    })
-    .await;
+    agent
+        .eventually("recovered", Duration::from_secs(30), || async {
+            rollout(&agent).await["phase"] == "RolledBack"
+        })
+        .await;
+    agent
+        .eventually("resolved notification", Duration::from_secs(30), || async {
+            notifications(&hook)
+                .iter()
+                .any(|n| n["status"] == "resolved")
+        })
+        .await;
     let r = rollout(&agent).await;
     let events: Vec<&str> = r["history"]
         .as_array()
@@ -312,10 +310,11 @@ async fn bad_version_is_rolled_back_alerted_and_resolved() {
     let r = rollout(&agent).await;
     assert_eq!(r["phase"], "Progressing");
     assert_eq!(r["version"], "v3");
-    eventually("v3 succeeded", &agent, || async {
-        rollout(&agent).await["phase"] == "Succeeded"
-    })
-    .await;
+    agent
+        .eventually("v3 succeeded", Duration::from_secs(30), || async {
+            rollout(&agent).await["phase"] == "Succeeded"
+        })
+        .await;
     let r = rollout(&agent).await;
     assert_eq!(r["stableVersion"], "v3");
     let resp = client

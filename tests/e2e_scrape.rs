@@ -6,7 +6,7 @@
 #[path = "../agent/tests/common/mod.rs"]
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::routing::get;
 use axum::Router;
@@ -22,22 +22,6 @@ async fn metrics_server(page: &'static str) -> std::net::SocketAddr {
 
 async fn get_json(url: &str) -> Value {
     reqwest::get(url).await.unwrap().json().await.unwrap()
-}
-
-async fn eventually<F, Fut>(what: &str, agent: &common::AgentProcess, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !f().await {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "timed out waiting for {what}\n{}",
-            agent.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 const CONFIG: &str = r#"
@@ -78,15 +62,16 @@ async fn scrape_store_query_and_restart() {
     let agent = common::AgentProcess::start(dir, &config).await;
 
     // Both targets come up.
-    eventually("two healthy targets", &agent, || async {
-        let t = get_json(&agent.url("/api/v1/targets")).await;
-        let active = t["data"]["activeTargets"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        active.len() == 2 && active.iter().all(|t| t["health"] == "up")
-    })
-    .await;
+    agent
+        .eventually("two healthy targets", Duration::from_secs(30), || async {
+            let t = get_json(&agent.url("/api/v1/targets")).await;
+            let active = t["data"]["activeTargets"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            active.len() == 2 && active.iter().all(|t| t["health"] == "up")
+        })
+        .await;
     let t = get_json(&agent.url("/api/v1/targets")).await;
     let disc = t["data"]["activeTargets"]
         .as_array()
@@ -135,11 +120,16 @@ async fn scrape_store_query_and_restart() {
 
     // Removing the file drops the discovered target.
     std::fs::write(agent.dir.path().join("targets/a.json"), "[]").unwrap();
-    eventually("the discovered target to go", &agent, || async {
-        let t = get_json(&agent.url("/api/v1/targets")).await;
-        t["data"]["activeTargets"].as_array().map(|a| a.len()) == Some(1)
-    })
-    .await;
+    agent
+        .eventually(
+            "the discovered target to go",
+            Duration::from_secs(30),
+            || async {
+                let t = get_json(&agent.url("/api/v1/targets")).await;
+                t["data"]["activeTargets"].as_array().map(|a| a.len()) == Some(1)
+            },
+        )
+        .await;
 
     // kill -9, restart on the same data: the series are still there.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -164,15 +154,16 @@ async fn prometheus_query_api_over_scraped_data() {
     );
     let agent = common::AgentProcess::start(dir, &config).await;
     // Over 3.6 s of scrapes, so a 3 s range query has data at every step.
-    eventually("a dozen scrapes", &agent, || async {
-        let r = get_json(&agent.url("/api/v1/query?query=count_over_time(up[1m])")).await;
-        r["data"]["result"][0]["value"][1]
-            .as_str()
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-            >= 13.0
-    })
-    .await;
+    agent
+        .eventually("a dozen scrapes", Duration::from_secs(30), || async {
+            let r = get_json(&agent.url("/api/v1/query?query=count_over_time(up[1m])")).await;
+            r["data"]["result"][0]["value"][1]
+                .as_str()
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+                >= 13.0
+        })
+        .await;
 
     // Instant query, Prometheus' vector shape.
     let r = get_json(&agent.url("/api/v1/query?query=sum(http_requests_total)")).await;

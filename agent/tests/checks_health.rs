@@ -7,7 +7,7 @@ mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::http::StatusCode;
 use axum::routing::get;
@@ -100,22 +100,6 @@ async fn up(agent: &common::AgentProcess) -> Vec<(String, String, f64)> {
     v
 }
 
-async fn eventually<F, Fut>(what: &str, agent: &common::AgentProcess, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !f().await {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "timed out waiting for {what}\n{}",
-            agent.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_and_tcp_checks_become_series_and_alerts() {
     let healthy = Arc::new(AtomicBool::new(true));
@@ -129,10 +113,13 @@ async fn http_and_tcp_checks_become_series_and_alerts() {
     let agent = common::AgentProcess::start(dir, &config).await;
 
     let url = format!("http://{app}/healthz");
-    eventually("all three checks reported", &agent, || async {
-        up(&agent).await.len() == 3
-    })
-    .await;
+    agent
+        .eventually(
+            "all three checks reported",
+            Duration::from_secs(20),
+            || async { up(&agent).await.len() == 3 },
+        )
+        .await;
     assert_eq!(
         up(&agent).await,
         vec![
@@ -169,13 +156,14 @@ async fn http_and_tcp_checks_become_series_and_alerts() {
 
     // The app degrades: the HTTP check goes down (the port stays open).
     healthy.store(false, Ordering::Relaxed);
-    eventually("api down", &agent, || async {
-        up(&agent)
-            .await
-            .iter()
-            .any(|(c, _, v)| c == "api" && *v == 0.0)
-    })
-    .await;
+    agent
+        .eventually("api down", Duration::from_secs(20), || async {
+            up(&agent)
+                .await
+                .iter()
+                .any(|(c, _, v)| c == "api" && *v == 0.0)
+        })
+        .await;
     let checks = get_json(&agent.url("/api/v1/checks")).await;
     let api = checks["data"]
         .as_array()
@@ -192,25 +180,31 @@ async fn http_and_tcp_checks_become_series_and_alerts() {
         .any(|(c, _, v)| c == "api-port" && *v == 1.0));
 
     // An ordinary rule alerts on the check series.
-    eventually("CheckDown alert for api", &agent, || async {
-        let a = get_json(&agent.url("/api/v1/alerts")).await;
-        a["data"]["alerts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|a| a["labels"]["check"] == "api" && a["state"] == "firing")
-    })
-    .await;
+    agent
+        .eventually(
+            "CheckDown alert for api",
+            Duration::from_secs(20),
+            || async {
+                let a = get_json(&agent.url("/api/v1/alerts")).await;
+                a["data"]["alerts"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|a| a["labels"]["check"] == "api" && a["state"] == "firing")
+            },
+        )
+        .await;
 
     // Back up.
     healthy.store(true, Ordering::Relaxed);
-    eventually("api up again", &agent, || async {
-        up(&agent)
-            .await
-            .iter()
-            .any(|(c, _, v)| c == "api" && *v == 1.0)
-    })
-    .await;
+    agent
+        .eventually("api up again", Duration::from_secs(20), || async {
+            up(&agent)
+                .await
+                .iter()
+                .any(|(c, _, v)| c == "api" && *v == 1.0)
+        })
+        .await;
 }
 
 #[test]

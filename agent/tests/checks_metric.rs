@@ -6,7 +6,7 @@ mod common;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::routing::get;
 use axum::Router;
@@ -81,22 +81,6 @@ async fn check(agent: &common::AgentProcess, name: &str) -> Value {
         .unwrap_or(Value::Null)
 }
 
-async fn eventually<F, Fut>(what: &str, agent: &common::AgentProcess, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !f().await {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "timed out waiting for {what}\n{}",
-            agent.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metric_threshold_queries_the_store() {
     let depth = Arc::new(AtomicU64::new(3));
@@ -111,11 +95,16 @@ async fn metric_threshold_queries_the_store() {
     let agent =
         common::AgentProcess::start(dir, &CONFIG.replace("{{APP}}", &app.to_string())).await;
 
-    eventually("queue check up with value 3", &agent, || async {
-        let c = check(&agent, "queue").await;
-        c["health"] == "up" && c["last"]["value"] == 3.0
-    })
-    .await;
+    agent
+        .eventually(
+            "queue check up with value 3",
+            Duration::from_secs(20),
+            || async {
+                let c = check(&agent, "queue").await;
+                c["health"] == "up" && c["last"]["value"] == 3.0
+            },
+        )
+        .await;
     let c = check(&agent, "queue").await;
     assert_eq!(c["last"]["message"], "queue: 3 <= max 10", "{c}");
     let v = get_json(&agent.url("/api/v1/query?query=wasmon_check_value{check=\"queue\"}")).await;
@@ -126,10 +115,11 @@ async fn metric_threshold_queries_the_store() {
     assert!(r.iter().any(|s| s["metric"]["check"] == "queue"), "{v}");
 
     let b = check(&agent, "broken-query").await;
-    eventually("broken query reported", &agent, || async {
-        check(&agent, "broken-query").await["health"] == "down"
-    })
-    .await;
+    agent
+        .eventually("broken query reported", Duration::from_secs(20), || async {
+            check(&agent, "broken-query").await["health"] == "down"
+        })
+        .await;
     let b2 = check(&agent, "broken-query").await;
     assert!(
         b2["last"]["message"]
@@ -138,18 +128,28 @@ async fn metric_threshold_queries_the_store() {
             .contains("query \"sum(\""),
         "{b} {b2}"
     );
-    eventually("absent is down (no data)", &agent, || async {
-        let c = check(&agent, "absent").await;
-        c["health"] == "down" && c["last"]["message"] == "absent: no data"
-    })
-    .await;
+    agent
+        .eventually(
+            "absent is down (no data)",
+            Duration::from_secs(20),
+            || async {
+                let c = check(&agent, "absent").await;
+                c["health"] == "down" && c["last"]["message"] == "absent: no data"
+            },
+        )
+        .await;
 
     depth.store(42, Ordering::Relaxed);
-    eventually("queue check down at 42", &agent, || async {
-        let c = check(&agent, "queue").await;
-        c["health"] == "down" && c["last"]["value"] == 42.0
-    })
-    .await;
+    agent
+        .eventually(
+            "queue check down at 42",
+            Duration::from_secs(20),
+            || async {
+                let c = check(&agent, "queue").await;
+                c["health"] == "down" && c["last"]["value"] == 42.0
+            },
+        )
+        .await;
     assert_eq!(
         check(&agent, "queue").await["last"]["message"],
         "queue: 42 > max 10"

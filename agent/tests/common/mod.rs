@@ -161,6 +161,24 @@ impl AgentProcess {
         }
     }
 
+    /// Polls `f` every 100 ms until it holds; after `limit` the test fails
+    /// with the agent's log.
+    pub async fn eventually<F, Fut>(&self, what: &str, limit: std::time::Duration, mut f: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let start = std::time::Instant::now();
+        while !f().await {
+            assert!(
+                start.elapsed() < limit,
+                "timed out waiting for {what}\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
