@@ -227,6 +227,21 @@ fn encode(ts: &[i64], vs: &[f64], xor_only: bool) -> (usize, usize, usize) {
     (bytes, ts.len(), ints)
 }
 
+/// Returns freed heap memory to the kernel (glibc), so that the RSS shows
+/// live memory rather than what the allocator keeps for reuse.
+fn trim_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn malloc_trim(pad: usize) -> i32;
+        }
+        // SAFETY: glibc's malloc_trim has no preconditions.
+        unsafe {
+            malloc_trim(0);
+        }
+    }
+}
+
 fn vm_rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -265,10 +280,12 @@ fn series_labels(i: usize, name: &str) -> Labels {
 fn main() {
     let quick = std::env::var_os("TSDB_BENCH_QUICK").is_some();
     println!("tsdb benchmark{}", if quick { " (quick)" } else { "" });
+    // First, while the allocator holds no freed memory that would hide the
+    // head's growth from the RSS delta.
+    head_memory(quick);
     compression(quick);
     append_throughput(quick);
     on_disk(quick);
-    head_memory(quick);
 }
 
 fn compression(quick: bool) {
@@ -507,6 +524,7 @@ fn head_memory(quick: bool) {
         })
         .collect();
     let mut refs = vec![0u64; series];
+    trim_heap();
     let base = vm_rss_kib();
     let mut t = 0i64;
     for checkpoint in [1usize, 30, 120, 240, 480] {
@@ -527,12 +545,15 @@ fn head_memory(quick: bool) {
             t += 15_000;
         }
         let rss = vm_rss_kib().saturating_sub(base) * 1024;
+        trim_heap();
+        let trimmed = vm_rss_kib().saturating_sub(base) * 1024;
         let st = db.stats();
         println!(
-            "{:>6} series x {:>3} samples: RSS {:>6.0} B/series, estimate {:>6.0} B/series, chunks {}, chunk files {:.0} B/series",
+            "{:>6} series x {:>3} samples: RSS {:>5.0} B/series ({:>5.0} after malloc_trim), estimate {:>5.0} B/series, chunks {}, chunk files {:.0} B/series",
             series,
             checkpoint,
             rss as f64 / series as f64,
+            trimmed as f64 / series as f64,
             st.head_memory_bytes as f64 / series as f64,
             st.head_chunks,
             st.head_chunks_disk_bytes as f64 / series as f64

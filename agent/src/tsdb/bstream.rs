@@ -6,6 +6,9 @@
 //! garbage input and reports running off the end as `None`, so a corrupt
 //! chunk ends its iterator with an error instead of bringing the agent down.
 
+/// Bytes added when a writer's buffer is full.
+const GROW_STEP: usize = 32;
+
 /// Appends bits most-significant first.
 #[derive(Debug, Clone, Default)]
 pub struct BitWriter {
@@ -43,9 +46,19 @@ impl BitWriter {
         self.bytes
     }
 
+    /// Grows the buffer by a small fixed step instead of doubling: the head
+    /// holds one open chunk per series, and doubling would leave up to half
+    /// of each unused.
+    fn push(&mut self, b: u8) {
+        if self.bytes.len() == self.bytes.capacity() {
+            self.bytes.reserve_exact(GROW_STEP);
+        }
+        self.bytes.push(b);
+    }
+
     pub fn write_bit(&mut self, bit: bool) {
         if self.free == 0 {
-            self.bytes.push(0);
+            self.push(0);
             self.free = 8;
         }
         self.free -= 1;
@@ -57,12 +70,12 @@ impl BitWriter {
 
     pub fn write_byte(&mut self, b: u8) {
         if self.free == 0 {
-            self.bytes.push(b);
+            self.push(b);
             return;
         }
         let last = self.bytes.len() - 1;
         self.bytes[last] |= b >> (8 - self.free);
-        self.bytes.push(b << self.free);
+        self.push(b << self.free);
     }
 
     /// Writes the low `nbits` bits of `v` (0..=64).

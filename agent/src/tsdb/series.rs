@@ -193,8 +193,8 @@ pub struct SeriesState {
     pub pending: u32,
 }
 
-/// Initial buffer of an open chunk; grows by doubling.
-const OPEN_CHUNK_CAPACITY: usize = 64;
+/// Initial buffer of an open chunk; grows in 32-byte steps (bstream.rs).
+const OPEN_CHUNK_CAPACITY: usize = 32;
 
 /// End (exclusive) of the `range`-aligned window containing `t`.
 pub fn range_end(t: i64, range: i64) -> i64 {
@@ -271,6 +271,9 @@ impl SeriesState {
             if o.chunk.num_samples() > 0 {
                 let maxt = o.chunk.last_t();
                 let enc = o.chunk.encoding();
+                // Exact growth: a doubled capacity would keep up to four
+                // unused 48-byte entries per series for the life of the head.
+                self.closed.reserve_exact(1);
                 self.closed.push(ClosedChunk::mem(
                     o.mint,
                     maxt,
