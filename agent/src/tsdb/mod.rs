@@ -2,21 +2,29 @@
 //!
 //! ```text
 //! append ──► Appender ──commit──► WAL (wal/, records framed + CRC32) ──► Head
-//!                                                                       │ series + chunks (Gorilla XOR)
+//!                                                                       │ series + chunks (XOR or integer)
 //!                                                                       │ postings (label → value → refs)
+//!                                                                       │ closed chunks ──► chunks_head/ (offload)
 //!                         compact(): oldest block_duration window ◄─────┘
 //!                                    ──► DIR/<ULID>/{meta.json,index,chunks/}
 //!                                    ──► head truncated, WAL checkpointed, retention applied
-//! select / label_names / label_values ──► merge(blocks overlapping the range, head)
+//! select / label_names / label_values ──► merge(head, blocks overlapping the range)
 //! ```
 //!
-//! Module map: [`chunkenc`] (bit-level XOR chunks, on [`bstream`]),
-//! [`series`] (one in-memory series), [`head`] (the in-memory store) and
-//! [`head_chunks`] (closed head chunks offloaded to files),
-//! [`postings`] and [`matcher`] (the inverted index and label matchers),
-//! [`record`] and [`wal`] (write-ahead log), [`chunks`], [`index`] and
-//! [`block`] (the on-disk block format), [`db`] (the public API, compaction,
-//! retention, maintenance).
+//! Module map: [`chunkenc`] (bit-level chunks: Gorilla XOR and integer
+//! encodings, on [`bstream`]), [`series`] (one in-memory series), [`head`]
+//! (the in-memory store) and [`head_chunks`] (closed head chunks offloaded
+//! to files), [`postings`] and [`matcher`] (the inverted index and label
+//! matchers), [`record`] and [`wal`] (write-ahead log), [`chunks`], [`index`]
+//! and [`block`] (the on-disk block format), [`encoding`] (varints and a
+//! bounds-checked decoder), [`db`] (the public API, compaction, retention,
+//! maintenance).
+//!
+//! Invariants: appends are in order per series; a block's range is closed
+//! to appends before it is written (`OutOfBounds`); chunks never straddle a
+//! block boundary; every WAL record is either replayed whole or cut off with
+//! everything after it; bad on-disk data is logged and skipped, never a
+//! panic.
 
 pub mod block;
 pub mod bstream;
