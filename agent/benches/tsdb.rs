@@ -1,7 +1,8 @@
 //! TSDB benchmark: prints figures, asserts nothing about speed.
 //!
 //! Run with `cargo bench -p wasmon --bench tsdb` (set `TSDB_BENCH_QUICK=1`
-//! for a fast smoke run, e.g. under `cargo test --bench tsdb`).
+//! for a fast smoke run, e.g. under `cargo test --bench tsdb`, and
+//! `TSDB_BENCH_ONLY=memory,compression,append,disk` for a subset).
 //!
 //! Measures:
 //! - append throughput on one core (label lookup and by-ref, as a scrape
@@ -227,19 +228,19 @@ fn encode(ts: &[i64], vs: &[f64], xor_only: bool) -> (usize, usize, usize) {
     (bytes, ts.len(), ints)
 }
 
-/// Returns freed heap memory to the kernel (glibc), so that the RSS shows
-/// live memory rather than what the allocator keeps for reuse.
-fn trim_heap() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        extern "C" {
-            fn malloc_trim(pad: usize) -> i32;
-        }
-        // SAFETY: glibc's malloc_trim has no preconditions.
-        unsafe {
-            malloc_trim(0);
-        }
-    }
+// The agent's allocator and settings (agent/src/main.rs), so that RSS
+// figures match what the agent would show.
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+#[allow(non_upper_case_globals)]
+#[export_name = "_rjem_malloc_conf"]
+pub static malloc_conf: &[u8] = b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
+
+/// Lets jemalloc's background thread hand freed pages back (1 s decay), so
+/// the RSS shows live memory rather than what the allocator keeps.
+fn settle_heap() {
+    std::thread::sleep(Duration::from_millis(1500));
 }
 
 fn vm_rss_kib() -> u64 {
@@ -280,12 +281,23 @@ fn series_labels(i: usize, name: &str) -> Labels {
 fn main() {
     let quick = std::env::var_os("TSDB_BENCH_QUICK").is_some();
     println!("tsdb benchmark{}", if quick { " (quick)" } else { "" });
-    // First, while the allocator holds no freed memory that would hide the
-    // head's growth from the RSS delta.
-    head_memory(quick);
-    compression(quick);
-    append_throughput(quick);
-    on_disk(quick);
+    // TSDB_BENCH_ONLY=memory,compression,append,disk runs a subset.
+    let only = std::env::var("TSDB_BENCH_ONLY").unwrap_or_default();
+    let run = |name: &str| only.is_empty() || only.split(',').any(|s| s == name);
+    // Memory first, while the allocator holds no freed memory that would
+    // hide the head's growth from the RSS delta.
+    if run("memory") {
+        head_memory(quick);
+    }
+    if run("compression") {
+        compression(quick);
+    }
+    if run("append") {
+        append_throughput(quick);
+    }
+    if run("disk") {
+        on_disk(quick);
+    }
 }
 
 fn compression(quick: bool) {
@@ -524,7 +536,7 @@ fn head_memory(quick: bool) {
         })
         .collect();
     let mut refs = vec![0u64; series];
-    trim_heap();
+    settle_heap();
     let base = vm_rss_kib();
     let mut t = 0i64;
     for checkpoint in [1usize, 30, 120, 240, 480] {
@@ -545,20 +557,20 @@ fn head_memory(quick: bool) {
             t += 15_000;
         }
         let rss = vm_rss_kib().saturating_sub(base) * 1024;
-        trim_heap();
-        let trimmed = vm_rss_kib().saturating_sub(base) * 1024;
+        settle_heap();
+        let settled = vm_rss_kib().saturating_sub(base) * 1024;
         let st = db.stats();
         println!(
-            "{:>6} series x {:>3} samples: RSS {:>5.0} B/series ({:>5.0} after malloc_trim), estimate {:>5.0} B/series, chunks {}, chunk files {:.0} B/series",
+            "{:>6} series x {:>3} samples: RSS {:>5.0} B/series ({:>5.0} after 1.5 s), estimate {:>5.0} B/series, chunks {}, chunk files {:.0} B/series",
             series,
             checkpoint,
             rss as f64 / series as f64,
-            trimmed as f64 / series as f64,
+            settled as f64 / series as f64,
             st.head_memory_bytes as f64 / series as f64,
             st.head_chunks,
             st.head_chunks_disk_bytes as f64 / series as f64
         );
     }
     drop(labels);
-    println!("(RSS delta from before the first append; includes the WAL buffer and allocator slack; target < 1024 B/series)");
+    println!("(RSS delta from before the first append, jemalloc as in the agent; includes the WAL buffer and allocator slack; target < 1024 B/series)");
 }

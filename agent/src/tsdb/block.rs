@@ -123,7 +123,7 @@ pub fn write_block(
             let mut metas = Vec::with_capacity(chunks.len());
             for c in &chunks {
                 let data = read(c)?;
-                let n = ChunkIter::new(c.enc, &data).num_samples() as u64;
+                let n = ChunkIter::new(c.enc(), &data).num_samples() as u64;
                 if n == 0 {
                     continue;
                 }
@@ -132,7 +132,7 @@ pub fn write_block(
                 metas.push(ChunkMeta {
                     mint: c.mint,
                     maxt: c.maxt,
-                    r: cw.write(c.enc, &data)?,
+                    r: cw.write(c.enc(), &data)?,
                 });
             }
             if !metas.is_empty() {

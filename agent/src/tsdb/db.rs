@@ -288,7 +288,7 @@ impl Db {
         for sc in head.series_chunks(&refs, mint, maxt) {
             for c in &sc.chunks {
                 match head.read_chunk(c) {
-                    Ok(data) => push(&mut out, sc.labels.clone(), c.enc, &data),
+                    Ok(data) => push(&mut out, sc.labels.clone(), c.enc(), &data),
                     // Its file was dropped by a concurrent truncation: the
                     // data is in a block now, read below.
                     Err(e) => tracing::debug!(error = %format!("{e:#}"), "head chunk gone"),

@@ -132,11 +132,11 @@ impl Head {
     /// The bytes of a head chunk, wherever they are.
     pub fn read_chunk<'a>(&self, c: &'a ClosedChunk) -> anyhow::Result<Cow<'a, [u8]>> {
         match (&c.data, &self.disk) {
-            (ChunkData::Mem(d), _) => Ok(Cow::Borrowed(&d[..])),
-            (ChunkData::Disk { file, off, len }, Some(disk)) => {
-                Ok(Cow::Owned(disk.read(*file, *off, *len)?))
+            (ChunkData::Mem(_, d), _) => Ok(Cow::Borrowed(&d[..])),
+            (ChunkData::Disk(_, r), Some(disk)) => {
+                Ok(Cow::Owned(disk.read(r.file(), r.off(), r.len())?))
             }
-            (ChunkData::Disk { .. }, None) => {
+            (ChunkData::Disk(..), None) => {
                 anyhow::bail!("head chunk on disk without head chunk files")
             }
         }

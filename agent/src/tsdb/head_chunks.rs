@@ -25,7 +25,7 @@ use std::sync::Arc;
 use anyhow::{Context as _, Result};
 use parking_lot::{Mutex, RwLock};
 
-use super::series::{ChunkData, MemSeries};
+use super::series::{ChunkData, DiskRef, MemBytes, MemSeries};
 
 /// Files are cut at this size.
 const FILE_SIZE: u64 = 128 << 20;
@@ -52,7 +52,7 @@ pub struct HeadChunks {
 
 /// A chunk being moved: (series, its in-memory bytes, offset in the file,
 /// the chunk's maxt).
-type Pending = (Arc<MemSeries>, Arc<[u8]>, u64, i64);
+type Pending = (Arc<MemSeries>, MemBytes, u64, i64);
 
 fn file_name(n: u32) -> String {
     format!("{n:06}")
@@ -117,7 +117,7 @@ impl HeadChunks {
             {
                 let st = s.state.lock();
                 for c in st.closed_chunks() {
-                    if let ChunkData::Mem(data) = &c.data {
+                    if let ChunkData::Mem(_, data) = &c.data {
                         pending.push((s.clone(), data.clone(), w.off + buf.len() as u64, c.maxt));
                         buf.extend_from_slice(data);
                     }
@@ -148,10 +148,10 @@ impl HeadChunks {
         }
         let mut moved = 0;
         for (s, data, off, _) in pending.drain(..) {
-            let disk = ChunkData::Disk {
-                file: n,
-                off,
-                len: data.len() as u32,
+            // Out of range only after 65535 files of 128 MiB: then the
+            // chunk simply stays in memory.
+            let Some(disk) = DiskRef::new(n, off, data.len()) else {
+                continue;
             };
             if s.state.lock().swap_chunk_data(&data, disk) {
                 moved += 1;

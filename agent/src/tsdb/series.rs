@@ -134,33 +134,69 @@ pub fn hash_labels(l: &Labels) -> u64 {
     hash_pairs(l.iter().map(|l| (l.name.as_str(), l.value.as_str())))
 }
 
-/// Where a closed chunk's bytes are.
+/// A closed chunk's bytes on the heap: one thin pointer, so that
+/// [`ChunkData`] (and with it [`ClosedChunk`]) stays small.
+pub type MemBytes = Arc<Box<[u8]>>;
+
+/// Where a chunk moved to disk is: file number (16 bits), byte offset
+/// (32 bits) and length (16 bits; head chunks hold at most 120 samples)
+/// packed in one word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskRef(u64);
+
+impl DiskRef {
+    pub fn new(file: u32, off: u64, len: usize) -> Option<DiskRef> {
+        if file > 0xffff || off > 0xffff_ffff || len > 0xffff {
+            return None;
+        }
+        Some(DiskRef(((file as u64) << 48) | (off << 16) | len as u64))
+    }
+
+    pub fn file(self) -> u32 {
+        (self.0 >> 48) as u32
+    }
+
+    pub fn off(self) -> u64 {
+        (self.0 >> 16) & 0xffff_ffff
+    }
+
+    pub fn len(self) -> u32 {
+        (self.0 & 0xffff) as u32
+    }
+}
+
+/// Where a closed chunk's bytes are, with the chunk's encoding
+/// ([`super::chunkenc::ENCODING_XOR`] or `ENCODING_INT`) in the padding.
 #[derive(Debug, Clone)]
 pub enum ChunkData {
     /// On the heap, shared with readers.
-    Mem(Arc<[u8]>),
+    Mem(u8, MemBytes),
     /// Moved to a head chunk file (see head_chunks.rs).
-    Disk { file: u32, off: u64, len: u32 },
+    Disk(u8, DiskRef),
 }
 
 /// A closed chunk, immutable and shared with queries and compaction.
+/// 32 bytes: the head keeps one per closed chunk of every series.
 #[derive(Debug, Clone)]
 pub struct ClosedChunk {
     pub mint: i64,
     pub maxt: i64,
-    /// [`super::chunkenc::ENCODING_XOR`] or `ENCODING_INT`.
-    pub enc: u8,
     pub data: ChunkData,
 }
 
 impl ClosedChunk {
     /// An in-memory chunk.
-    pub fn mem(mint: i64, maxt: i64, enc: u8, data: Arc<[u8]>) -> ClosedChunk {
+    pub fn mem(mint: i64, maxt: i64, enc: u8, data: Vec<u8>) -> ClosedChunk {
         ClosedChunk {
             mint,
             maxt,
-            enc,
-            data: ChunkData::Mem(data),
+            data: ChunkData::Mem(enc, Arc::new(data.into_boxed_slice())),
+        }
+    }
+
+    pub fn enc(&self) -> u8 {
+        match self.data {
+            ChunkData::Mem(e, _) | ChunkData::Disk(e, _) => e,
         }
     }
 
@@ -168,8 +204,8 @@ impl ClosedChunk {
     /// with [`super::head::Head::read_chunk`]).
     pub fn iter(&self) -> Option<ChunkIter<'_>> {
         match &self.data {
-            ChunkData::Mem(d) => Some(ChunkIter::new(self.enc, d)),
-            ChunkData::Disk { .. } => None,
+            ChunkData::Mem(enc, d) => Some(ChunkIter::new(*enc, d)),
+            ChunkData::Disk(..) => None,
         }
     }
 }
@@ -274,12 +310,8 @@ impl SeriesState {
                 // Exact growth: a doubled capacity would keep up to four
                 // unused 48-byte entries per series for the life of the head.
                 self.closed.reserve_exact(1);
-                self.closed.push(ClosedChunk::mem(
-                    o.mint,
-                    maxt,
-                    enc,
-                    Arc::from(o.chunk.into_bytes()),
-                ));
+                self.closed
+                    .push(ClosedChunk::mem(o.mint, maxt, enc, o.chunk.into_bytes()));
             }
         }
     }
@@ -298,7 +330,7 @@ impl SeriesState {
                     o.mint,
                     o.chunk.last_t(),
                     o.chunk.encoding(),
-                    Arc::from(o.chunk.bytes()),
+                    o.chunk.bytes().to_vec(),
                 ));
             }
         }
@@ -339,13 +371,15 @@ impl SeriesState {
         &self.closed
     }
 
-    /// Replaces the in-memory closed chunk whose bytes are `data` by `to`
+    /// Points the in-memory closed chunk whose bytes are `data` to `to`
     /// (it may have been truncated meanwhile: then returns false).
-    pub fn swap_chunk_data(&mut self, data: &Arc<[u8]>, to: ChunkData) -> bool {
+    pub fn swap_chunk_data(&mut self, data: &MemBytes, to: DiskRef) -> bool {
         for c in &mut self.closed {
-            if matches!(&c.data, ChunkData::Mem(d) if Arc::ptr_eq(d, data)) {
-                c.data = to;
-                return true;
+            if let ChunkData::Mem(enc, d) = &c.data {
+                if Arc::ptr_eq(d, data) {
+                    c.data = ChunkData::Disk(*enc, to);
+                    return true;
+                }
             }
         }
         false
@@ -357,8 +391,9 @@ impl SeriesState {
             .closed
             .iter()
             .map(|c| match &c.data {
-                ChunkData::Mem(d) => d.len() + 16,
-                ChunkData::Disk { .. } => 0,
+                // Box and Arc allocations with their headers.
+                ChunkData::Mem(_, d) => d.len() + 16 + 24,
+                ChunkData::Disk(..) => 0,
             })
             .sum();
         closed
@@ -432,5 +467,17 @@ mod tests {
         assert_eq!(n, 302);
         assert_eq!(s.truncate(7_200_000), 3);
         assert_eq!(s.min_time(), Some(7_200_000));
+    }
+}
+
+#[cfg(test)]
+mod layout {
+    #[test]
+    fn closed_chunk_is_small_and_disk_refs_round_trip() {
+        assert_eq!(std::mem::size_of::<super::ClosedChunk>(), 32);
+        let r = super::DiskRef::new(65535, 0xffff_fff0, 1200).unwrap();
+        assert_eq!((r.file(), r.off(), r.len()), (65535, 0xffff_fff0, 1200));
+        assert!(super::DiskRef::new(65536, 0, 1).is_none());
+        assert!(super::DiskRef::new(1, 1 << 32, 1).is_none());
     }
 }
