@@ -504,7 +504,7 @@ fn on_disk(quick: bool) {
 }
 
 fn head_memory(quick: bool) {
-    println!("\n## head memory per active series (15 s scrapes, half idle and half busy counters)");
+    println!("\n## head memory per active series (15 s scrapes of 1000-series targets, half idle and half busy counters)");
     let series = if quick { 10_000 } else { 100_000 };
     let labels: Vec<Labels> = (0..series)
         .map(|i| series_labels(i, "http_requests_total"))
@@ -541,17 +541,20 @@ fn head_memory(quick: bool) {
     let mut t = 0i64;
     for checkpoint in [1usize, 30, 120, 240, 480] {
         while (t / 15_000) < checkpoint as i64 {
-            let mut app = db.appender();
-            for i in 0..series {
-                vals[i] += rng.count(rates[i] * 15.0);
-                let ts = t + (rng.next() % 5) as i64;
-                if t == 0 {
-                    refs[i] = app.append(&labels[i], ts, vals[i]).unwrap();
-                } else {
-                    app.append_ref(refs[i], ts, vals[i]).unwrap();
+            // One appender per target of 1000 series, as scrape loops do.
+            for target in (0..series).step_by(1000) {
+                let mut app = db.appender();
+                for i in target..(target + 1000).min(series) {
+                    vals[i] += rng.count(rates[i] * 15.0);
+                    let ts = t + (rng.next() % 5) as i64;
+                    if t == 0 {
+                        refs[i] = app.append(&labels[i], ts, vals[i]).unwrap();
+                    } else {
+                        app.append_ref(refs[i], ts, vals[i]).unwrap();
+                    }
                 }
+                app.commit().unwrap();
             }
-            app.commit().unwrap();
             // What the maintenance thread does every head_offload_interval.
             db.offload_head_chunks().unwrap();
             t += 15_000;

@@ -85,6 +85,13 @@ pub fn nominal_interval(delta: i64) -> i64 {
     delta
 }
 
+/// The nominal interval as stored in encoder and decoder state (i32 keeps
+/// the head's per-series chunk state small; an interval beyond ±24 days
+/// is not a scrape interval, and 0 then just means "plain deltas").
+fn chunk_base(delta: i64) -> i32 {
+    i32::try_from(nominal_interval(delta)).unwrap_or(0)
+}
+
 fn fits(d: i64, bits: u32) -> bool {
     bits >= 64 || (d > -(1i64 << (bits - 1)) && d <= 1i64 << (bits - 1))
 }
@@ -145,18 +152,19 @@ fn read_prefix(r: &mut BitReader<'_>) -> Option<u32> {
 #[derive(Debug, Clone, Copy)]
 struct IntStats {
     all_int: bool,
-    n: u32,
-    pv: i64,
-    pd: i64,
     /// Fewest trailing zero bits of a non-zero value change.
-    tz: u32,
-    cost_delta: u32,
-    cost_dod: u32,
-    /// XOR cost, simulated with Gorilla's window rule.
-    cost_xor: u32,
-    xv: u64,
+    tz: u8,
     xlead: u8,
     xtrail: u8,
+    n: u16,
+    // Bit costs; u16 holds 120 samples at the 70-bit worst case.
+    cost_delta: u16,
+    cost_dod: u16,
+    /// XOR cost, simulated with Gorilla's window rule.
+    cost_xor: u16,
+    pv: i64,
+    pd: i64,
+    xv: u64,
 }
 
 impl IntStats {
@@ -193,7 +201,7 @@ impl IntStats {
                     13 + 64 - lead as u32 - trail as u32
                 }
             };
-            self.cost_xor = self.cost_xor.saturating_add(c);
+            self.cost_xor = self.cost_xor.saturating_add(c as u16);
         }
         self.xv = b;
         if !self.all_int {
@@ -212,19 +220,19 @@ impl IntStats {
         if self.n >= 1 {
             let d = iv.wrapping_sub(self.pv);
             if d != 0 {
-                self.tz = self.tz.min(d.trailing_zeros());
+                self.tz = self.tz.min(d.trailing_zeros() as u8);
             }
             if self.n >= 2 {
                 let s = self.tz;
-                self.cost_delta = self.cost_delta.saturating_add(bucket_cost(d >> s));
+                self.cost_delta = self.cost_delta.saturating_add(bucket_cost(d >> s) as u16);
                 self.cost_dod = self
                     .cost_dod
-                    .saturating_add(bucket_cost((d >> s).wrapping_sub(self.pd >> s)));
+                    .saturating_add(bucket_cost((d >> s).wrapping_sub(self.pd >> s)) as u16);
             }
             self.pd = d;
         }
         self.pv = iv;
-        self.n += 1;
+        self.n = self.n.saturating_add(1);
     }
 }
 
@@ -241,7 +249,7 @@ pub struct Chunk {
     shift: u8,
     t: i64,
     /// Nominal interval (see the module docs), set by the second sample.
-    base: i64,
+    base: i32,
     /// XOR state: last value bits and the leading/trailing-zero window.
     v: u64,
     leading: u8,
@@ -308,7 +316,7 @@ impl Chunk {
         if !is_integral(v) || !st.all_int || st.cost_xor < int_cost {
             return Chunk::with_capacity(ENCODING_XOR, false, 0, cap);
         }
-        let mut shift = if st.n >= 2 { st.tz } else { 0 };
+        let mut shift = if st.n >= 2 { st.tz as u32 } else { 0 };
         let d = (v as i64).wrapping_sub(st.pv);
         if st.n >= 1 && d != 0 {
             shift = shift.min(d.trailing_zeros());
@@ -369,10 +377,10 @@ impl Chunk {
             1 => {
                 let delta = t.wrapping_sub(self.t);
                 self.w.write_varint(delta);
-                self.base = nominal_interval(delta);
+                self.base = chunk_base(delta);
             }
             _ => {
-                let d = t.wrapping_sub(self.t).wrapping_sub(self.base);
+                let d = t.wrapping_sub(self.t).wrapping_sub(self.base as i64);
                 write_bucketed(&mut self.w, d, &T_BUCKETS);
             }
         }
@@ -461,7 +469,7 @@ pub struct ChunkIter<'a> {
     total: u16,
     read: u16,
     t: i64,
-    base: i64,
+    base: i32,
     v: u64,
     leading: u8,
     trailing: u8,
@@ -522,7 +530,7 @@ impl<'a> ChunkIter<'a> {
             1 => {
                 let delta = self.r.read_varint()?;
                 self.t = self.t.wrapping_add(delta);
-                self.base = nominal_interval(delta);
+                self.base = chunk_base(delta);
             }
             _ => {
                 let d = match read_prefix(&mut self.r)? {
@@ -532,7 +540,7 @@ impl<'a> ChunkIter<'a> {
                         sign_extend(self.r.read_bits(bits)?, bits)
                     }
                 };
-                self.t = self.t.wrapping_add(self.base).wrapping_add(d);
+                self.t = self.t.wrapping_add(self.base as i64).wrapping_add(d);
             }
         }
         let v = if self.enc == ENCODING_INT {

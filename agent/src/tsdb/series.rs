@@ -475,6 +475,8 @@ mod layout {
     #[test]
     fn closed_chunk_is_small_and_disk_refs_round_trip() {
         assert_eq!(std::mem::size_of::<super::ClosedChunk>(), 32);
+        // With its Arc header, 224 bytes: one allocator size class.
+        assert!(std::mem::size_of::<super::MemSeries>() <= 208);
         let r = super::DiskRef::new(65535, 0xffff_fff0, 1200).unwrap();
         assert_eq!((r.file(), r.off(), r.len()), (65535, 0xffff_fff0, 1200));
         assert!(super::DiskRef::new(65536, 0, 1).is_none());
