@@ -134,7 +134,7 @@ impl Head {
         match (&c.data, &self.disk) {
             (ChunkData::Mem(_, d), _) => Ok(Cow::Borrowed(&d[..])),
             (ChunkData::Disk(_, r), Some(disk)) => {
-                Ok(Cow::Owned(disk.read(r.file(), r.off(), r.len())?))
+                Ok(Cow::Owned(disk.read(r.file(), r.off(), r.byte_len())?))
             }
             (ChunkData::Disk(..), None) => {
                 anyhow::bail!("head chunk on disk without head chunk files")

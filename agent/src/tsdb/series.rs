@@ -160,7 +160,7 @@ impl DiskRef {
         (self.0 >> 16) & 0xffff_ffff
     }
 
-    pub fn len(self) -> u32 {
+    pub fn byte_len(self) -> u32 {
         (self.0 & 0xffff) as u32
     }
 }
@@ -478,7 +478,10 @@ mod layout {
         // With its Arc header, 224 bytes: one allocator size class.
         assert!(std::mem::size_of::<super::MemSeries>() <= 208);
         let r = super::DiskRef::new(65535, 0xffff_fff0, 1200).unwrap();
-        assert_eq!((r.file(), r.off(), r.len()), (65535, 0xffff_fff0, 1200));
+        assert_eq!(
+            (r.file(), r.off(), r.byte_len()),
+            (65535, 0xffff_fff0, 1200)
+        );
         assert!(super::DiskRef::new(65536, 0, 1).is_none());
         assert!(super::DiskRef::new(1, 1 << 32, 1).is_none());
     }
