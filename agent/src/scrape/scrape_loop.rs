@@ -90,6 +90,48 @@ pub struct ScrapeLoop {
     prev_all: HashSet<u64>,
 }
 
+/// Prometheus' `--scrape.timestamp-tolerance`: a scrape that starts within
+/// this much of its scheduled time is stamped with the scheduled time, so
+/// timestamps advance by exactly the interval and compress to a few bits.
+pub const TIMESTAMP_TOLERANCE_MS: i64 = 2;
+
+/// The loop's schedule: scrape k is due at `first + k * interval`.
+pub struct Schedule {
+    interval_ms: i64,
+    first: Option<TimestampMs>,
+    k: i64,
+}
+
+impl Schedule {
+    pub fn new(interval: Duration) -> Schedule {
+        Schedule {
+            interval_ms: interval.as_millis().max(1) as i64,
+            first: None,
+            k: 0,
+        }
+    }
+
+    /// The timestamp for a scrape starting at wall time `now`: the scheduled
+    /// time when within tolerance, else `now` (and the schedule restarts from
+    /// it, as after a pause or clock step).
+    pub fn timestamp(&mut self, now: TimestampMs) -> TimestampMs {
+        let Some(first) = self.first else {
+            self.first = Some(now);
+            self.k = 0;
+            return now;
+        };
+        self.k += 1;
+        let due = first + self.k * self.interval_ms;
+        if (now - due).abs() <= TIMESTAMP_TOLERANCE_MS {
+            due
+        } else {
+            self.first = Some(now);
+            self.k = 0;
+            now
+        }
+    }
+}
+
 /// How the scrape loop remembers a series for its staleness marker.
 enum PrevSeries {
     Ref(u64),
@@ -140,14 +182,18 @@ impl ScrapeLoop {
         }
         let mut tick = tokio::time::interval(self.job.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut schedule = Schedule::new(self.job.interval);
+        let mut last = TimestampMs::MIN;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = &mut stop => break,
             }
-            self.scrape_once(now_ms()).await;
+            last = schedule.timestamp(now_ms());
+            self.scrape_once(last).await;
         }
-        self.end_of_run_staleness(now_ms());
+        // A snapped timestamp may be a little ahead of the clock: stay after it.
+        self.end_of_run_staleness(now_ms().max(last.saturating_add(1)));
     }
 
     /// One scrape at time `t`: append samples and the synthetic series.
@@ -454,4 +500,31 @@ pub fn now_ms() -> TimestampMs {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedule_snaps_small_jitter_only() {
+        let mut s = Schedule::new(Duration::from_secs(15));
+        assert_eq!(s.timestamp(1_000_003), 1_000_003);
+        assert_eq!(
+            s.timestamp(1_015_004),
+            1_015_003,
+            "1 ms late snaps to the schedule"
+        );
+        assert_eq!(s.timestamp(1_030_001), 1_030_003, "2 ms early snaps too");
+        assert_eq!(
+            s.timestamp(1_045_050),
+            1_045_050,
+            "47 ms late keeps the real time"
+        );
+        assert_eq!(
+            s.timestamp(1_060_051),
+            1_060_050,
+            "and the schedule follows it"
+        );
+    }
 }
