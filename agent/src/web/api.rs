@@ -188,16 +188,26 @@ pub async fn labels(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let p = Params::from_request(q, &headers, &body);
+    let names = union_over_selectors(&p, |m, start, end| agent.db.label_names(m, start, end))?;
+    Ok(success(json!(names)))
+}
+
+/// The union of `f` over every `match[]` selector in the time range (or over
+/// all series when there is none), as Prometheus' label endpoints answer.
+fn union_over_selectors(
+    p: &Params,
+    f: impl Fn(&[Matcher], TimestampMs, TimestampMs) -> Vec<String>,
+) -> Result<std::collections::BTreeSet<String>, ApiError> {
     let (start, end) = (p.time("start", MIN_TIME)?, p.time("end", MAX_TIME)?);
-    let sels = selectors(&p)?;
-    let mut names = std::collections::BTreeSet::new();
+    let sels = selectors(p)?;
+    let mut out = std::collections::BTreeSet::new();
     if sels.is_empty() {
-        names.extend(agent.db.label_names(&[], start, end));
+        out.extend(f(&[], start, end));
     }
     for m in sels {
-        names.extend(agent.db.label_names(&m, start, end));
+        out.extend(f(&m, start, end));
     }
-    Ok(success(json!(names)))
+    Ok(out)
 }
 
 /// GET /api/v1/label/NAME/values
@@ -209,15 +219,9 @@ pub async fn label_values(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let p = Params::from_request(q, &headers, &body);
-    let (start, end) = (p.time("start", MIN_TIME)?, p.time("end", MAX_TIME)?);
-    let sels = selectors(&p)?;
-    let mut values = std::collections::BTreeSet::new();
-    if sels.is_empty() {
-        values.extend(agent.db.label_values(&name, &[], start, end));
-    }
-    for m in sels {
-        values.extend(agent.db.label_values(&name, &m, start, end));
-    }
+    let values = union_over_selectors(&p, |m, start, end| {
+        agent.db.label_values(&name, m, start, end)
+    })?;
     Ok(success(json!(values)))
 }
 
