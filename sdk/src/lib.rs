@@ -72,6 +72,7 @@
 
 pub mod alertmanager;
 pub mod http;
+pub mod k8s;
 pub mod log;
 pub mod mail;
 #[cfg(feature = "metric-check")]

@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use serde_json::{json, Value};
-use wasmon_sdk::http::{self, Method};
+use wasmon_sdk::http::Method;
 use wasmon_sdk::rollback_action::{Failure, Guest, RollbackOutcome, RollbackRequest};
 
 const REVISION: &str = "deployment.kubernetes.io/revision";
@@ -72,38 +72,7 @@ impl Client {
         path: &str,
         body: Option<(&str, Value)>,
     ) -> Result<Value, Failure> {
-        let url = format!("{}{path}", self.base.trim_end_matches('/'));
-        let auth = self.token.as_ref().map(|t| format!("Bearer {t}"));
-        let mut headers = vec![
-            ("accept", "application/json"),
-            ("user-agent", http::USER_AGENT),
-        ];
-        if let Some(a) = &auth {
-            headers.push(("authorization", a.as_str()));
-        }
-        let bytes = match &body {
-            Some((content_type, v)) => {
-                headers.push(("content-type", content_type));
-                serde_json::to_vec(v).map_err(|e| Failure::permanent(e.to_string()))?
-            }
-            None => Vec::new(),
-        };
-        let resp = http::send(method, &url, &headers, &bytes)?;
-        resp.classify().map_err(|f| {
-            // The API says why in a Status object's `message`.
-            let msg = resp
-                .json::<Value>()
-                .ok()
-                .and_then(|v| v["message"].as_str().map(str::to_string))
-                .unwrap_or_else(|| f.message().to_string());
-            let m = format!("{url}: HTTP {}: {msg}", resp.status);
-            if f.is_retryable() || resp.status == 409 {
-                Failure::retryable(m)
-            } else {
-                Failure::permanent(m)
-            }
-        })?;
-        resp.json()
+        wasmon_sdk::k8s::request(&self.base, self.token.as_deref(), method, path, body)
     }
 }
 

@@ -16,7 +16,7 @@
 
 use serde::Deserialize;
 use serde_json::{json, Value};
-use wasmon_sdk::http::{self, Method};
+use wasmon_sdk::http::Method;
 use wasmon_sdk::rollback_action::{Failure, Guest, RollbackOutcome, RollbackRequest};
 
 #[derive(Deserialize)]
@@ -44,41 +44,7 @@ fn call(
     path: &str,
     body: Option<(&str, Value)>,
 ) -> Result<Value, Failure> {
-    let url = format!("{}{path}", cfg.api_url.trim_end_matches('/'));
-    let auth = cfg
-        .token
-        .as_ref()
-        .filter(|t| !t.is_empty())
-        .map(|t| format!("Bearer {t}"));
-    let mut headers = vec![
-        ("accept", "application/json"),
-        ("user-agent", http::USER_AGENT),
-    ];
-    if let Some(a) = &auth {
-        headers.push(("authorization", a.as_str()));
-    }
-    let bytes = match &body {
-        Some((ct, v)) => {
-            headers.push(("content-type", ct));
-            serde_json::to_vec(v).map_err(|e| Failure::permanent(e.to_string()))?
-        }
-        None => Vec::new(),
-    };
-    let resp = http::send(method, &url, &headers, &bytes)?;
-    resp.classify().map_err(|f| {
-        let msg = resp
-            .json::<Value>()
-            .ok()
-            .and_then(|v| v["message"].as_str().map(str::to_string))
-            .unwrap_or_else(|| f.message().to_string());
-        let m = format!("{url}: HTTP {}: {msg}", resp.status);
-        if f.is_retryable() || resp.status == 409 {
-            Failure::retryable(m)
-        } else {
-            Failure::permanent(m)
-        }
-    })?;
-    resp.json()
+    wasmon_sdk::k8s::request(&cfg.api_url, cfg.token.as_deref(), method, path, body)
 }
 
 struct Switch;
