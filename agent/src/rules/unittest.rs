@@ -152,20 +152,7 @@ fn go_labels(l: &Labels) -> String {
 
 /// Go's `strconv.FormatFloat(v, 'E', -1, 64)`.
 fn go_float_e(v: f64) -> String {
-    if v.is_nan() {
-        return "NaN".into();
-    }
-    if v.is_infinite() {
-        return if v > 0.0 {
-            "+Inf".into()
-        } else {
-            "-Inf".into()
-        };
-    }
-    let s = format!("{v:E}");
-    let (m, e) = s.split_once('E').unwrap_or((&s, "0"));
-    let e: i32 = e.parse().unwrap_or(0);
-    format!("{m}E{}{:02}", if e < 0 { '-' } else { '+' }, e.abs())
+    super::api::go_float_exp(v, true)
 }
 
 /// Go's `time.Duration.String()` of ms.
