@@ -128,6 +128,11 @@ enum PluginsWhat {
         #[arg(long)]
         json: bool,
     },
+    /// Copy the *.wasm components of FROM into TO unless TO already has a file
+    /// of that name (an init container seeding a plugins volume with the
+    /// image's first-party plugins without overwriting the user's; the
+    /// image has no shell to do it with cp).
+    Seed { from: PathBuf, to: PathBuf },
 }
 
 // jemalloc returns freed memory to the OS and fragments less than glibc's
@@ -243,6 +248,16 @@ async fn run(cmd: Command) -> Result<ExitCode> {
         Command::Routes { what } => routes(what),
         Command::Rollouts { url, json } => {
             wasmon::rollout::api::print_status(&url, json).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plugins {
+            what: PluginsWhat::Seed { from, to },
+        } => {
+            let copied = wasmon::plugins::seed_dir(&from, &to)?;
+            for name in &copied {
+                println!("seeded {}", to.join(name).display());
+            }
+            println!("{} plugin(s) seeded into {}", copied.len(), to.display());
             Ok(ExitCode::SUCCESS)
         }
         Command::Plugins {

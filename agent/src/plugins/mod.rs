@@ -14,7 +14,9 @@ pub mod host;
 pub mod loader;
 pub mod policy;
 pub mod runtime;
+mod seed;
 pub mod watch;
 
 pub use loader::PluginKind;
 pub use runtime::{CallError, CallInfo, Instance, PluginRuntime, PluginStatus, ReloadOutcome};
+pub use seed::seed_dir;

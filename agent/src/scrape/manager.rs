@@ -152,6 +152,20 @@ impl ScrapeManager {
     }
 
     /// The active and dropped targets of every job.
+    /// Each active target's labels with the metadata of its last good page.
+    pub async fn metadata(&self) -> Vec<(Labels, Arc<Vec<crate::textparse::Metadata>>)> {
+        let pools = self.pools.lock().await;
+        let mut out = Vec::new();
+        for p in pools.values() {
+            let st = p.state.lock().unwrap();
+            for h in st.loops.values() {
+                let m = h.state.lock().unwrap().metadata.clone();
+                out.push((h.target.labels.clone(), m));
+            }
+        }
+        out
+    }
+
     pub async fn targets(&self) -> (Vec<TargetStatus>, Vec<(String, Labels)>) {
         let pools = self.pools.lock().await;
         let mut active = Vec::new();

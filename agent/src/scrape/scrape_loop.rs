@@ -34,6 +34,10 @@ pub struct TargetState {
     pub last_scrape: Option<SystemTime>,
     pub last_duration: Duration,
     pub last_samples: usize,
+    /// TYPE/HELP/UNIT of the families on the last good page (for
+    /// `/api/v1/metadata`, which Grafana uses for metric type hints).
+    /// Shared: replaced only when a page's metadata changes.
+    pub metadata: Arc<Vec<textparse::Metadata>>,
 }
 
 impl Default for TargetState {
@@ -44,6 +48,7 @@ impl Default for TargetState {
             last_scrape: None,
             last_duration: Duration::ZERO,
             last_samples: 0,
+            metadata: Arc::default(),
         }
     }
 }
@@ -143,6 +148,8 @@ struct Appended {
     scraped: usize,
     post_relabel: usize,
     added: usize,
+    /// The page's metadata (None when the scrape failed: keep the last).
+    metadata: Option<Vec<textparse::Metadata>>,
 }
 
 impl ScrapeLoop {
@@ -213,6 +220,7 @@ impl ScrapeLoop {
                     scraped: 0,
                     post_relabel: 0,
                     added: 0,
+                    metadata: None,
                 };
                 (0.0, a, e.to_string())
             }
@@ -227,6 +235,11 @@ impl ScrapeLoop {
         st.last_scrape = Some(SystemTime::now());
         st.last_duration = duration;
         st.last_samples = appended.scraped;
+        if let Some(m) = appended.metadata {
+            if *st.metadata != m {
+                st.metadata = Arc::new(m);
+            }
+        }
     }
 
     async fn fetch(&self) -> Result<(Vec<u8>, Option<String>), ScrapeError> {
@@ -277,14 +290,15 @@ impl ScrapeLoop {
         let parsed =
             textparse::parse(body, format).map_err(|e| ScrapeError::Parse(e.to_string()))?;
         let cfg = &self.job.config;
-        let scraped = parsed.samples.len();
+        let textparse::Parsed { samples, metadata } = parsed;
+        let scraped = samples.len();
         let mut app = self.store.appender();
         let mut seen: HashMap<u64, PrevSeries> = HashMap::with_capacity(self.prev.len());
         let mut explicit_ts = HashSet::new();
         let mut all = HashSet::with_capacity(self.prev_all.len());
         let mut post_relabel = 0usize;
         let mut added = 0usize;
-        for s in parsed.samples {
+        for s in samples {
             let Some(labels) = self.sample_labels(&s.labels) else {
                 continue;
             };
@@ -358,6 +372,7 @@ impl ScrapeLoop {
             scraped,
             post_relabel,
             added,
+            metadata: Some(metadata),
         })
     }
 

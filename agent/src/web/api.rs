@@ -248,16 +248,79 @@ pub async fn targets(State(agent): State<Arc<Agent>>, RawQuery(q): RawQuery) -> 
     )
 }
 
+/// The Prometheus release whose query API wasmon implements. Grafana reads
+/// `version` from buildinfo to decide which API features it may use (label
+/// matchers on /api/v1/labels, etc.); a non-Prometheus version number would
+/// make it fall back to older, slower requests. VictoriaMetrics answers the
+/// same way for the same reason. wasmon's own version is in `wasmonVersion`.
+pub const PROMETHEUS_API_VERSION: &str = "2.42.0";
+
 /// GET /api/v1/status/buildinfo
 pub async fn buildinfo() -> Response {
     success(json!({
-        "version": env!("CARGO_PKG_VERSION"),
+        "version": PROMETHEUS_API_VERSION,
+        "wasmonVersion": env!("CARGO_PKG_VERSION"),
         "revision": "",
         "branch": "",
         "buildUser": "",
         "buildDate": "",
         "goVersion": "",
     }))
+}
+
+/// GET /api/v1/metadata: TYPE/HELP/UNIT per metric family over the active
+/// targets' last pages, distinct entries per metric, like Prometheus.
+/// Parameters: `metric`, `limit` (metrics), `limit_per_metric`.
+pub async fn metadata(State(agent): State<Arc<Agent>>, RawQuery(q): RawQuery) -> Response {
+    let p = Params::from_request(q, &HeaderMap::new(), &Bytes::new());
+    let limit = |name: &str| -> Result<Option<usize>, ApiError> {
+        match p.get(name) {
+            None | Some("") => Ok(None),
+            Some(v) => match v.parse::<i64>() {
+                Ok(n) if n <= 0 => Ok(None),
+                Ok(n) => Ok(Some(n as usize)),
+                Err(_) => Err(ApiError::bad_data(format!(
+                    "invalid parameter \"{name}\": {v:?} is not a number"
+                ))),
+            },
+        }
+    };
+    let (limit, per_metric) = match (limit("limit"), limit("limit_per_metric")) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => return e.into_response(),
+    };
+    let metric = p.get("metric").filter(|m| !m.is_empty());
+    let mut out: BTreeMap<String, Vec<serde_json::Value>> = BTreeMap::new();
+    for (_, families) in agent.scrape.metadata().await {
+        for m in families.iter() {
+            if metric.is_some_and(|want| want != m.family) {
+                continue;
+            }
+            if limit.is_some_and(|l| out.len() >= l && !out.contains_key(&m.family)) {
+                continue;
+            }
+            let entry = json!({"type": m.kind.as_str(), "help": m.help, "unit": m.unit});
+            let list = out.entry(m.family.clone()).or_default();
+            if !list.contains(&entry) && per_metric.is_none_or(|l| list.len() < l) {
+                list.push(entry);
+            }
+        }
+    }
+    success(json!(out))
+}
+
+/// GET|POST /api/v1/query_exemplars: wasmon does not store exemplars, so
+/// every valid query has none (Grafana asks whenever exemplars are toggled
+/// on); an invalid query is still rejected like Prometheus does.
+pub async fn query_exemplars(RawQuery(q): RawQuery, headers: HeaderMap, body: Bytes) -> Response {
+    let p = Params::from_request(q, &headers, &body);
+    let Some(query) = p.get("query").filter(|q| !q.is_empty()) else {
+        return ApiError::bad_data("invalid parameter \"query\": query is empty").into_response();
+    };
+    if let Err(e) = promql_parser::parser::parse(query) {
+        return ApiError::bad_data(format!("invalid parameter \"query\": {e}")).into_response();
+    }
+    success(json!([]))
 }
 
 /// GET /api/v1/rules

@@ -34,6 +34,11 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/api/v1/labels", get(api::labels).post(api::labels))
         .route("/api/v1/label/{name}/values", get(api::label_values))
         .route("/api/v1/status/buildinfo", get(api::buildinfo))
+        .route("/api/v1/metadata", get(api::metadata))
+        .route(
+            "/api/v1/query_exemplars",
+            get(api::query_exemplars).post(api::query_exemplars),
+        )
         .route(
             "/api/v2/alerts",
             get(alertmanager::get_alerts).post(alertmanager::post_alerts),
