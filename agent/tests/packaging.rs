@@ -369,7 +369,10 @@ fn systemd_unit_starts_the_agent_on_the_documented_config() {
             .lines()
             .filter(|l| l.contains("wasmon.service"))
             .collect();
-        assert!(out.status.success() && ours.is_empty(), "systemd-analyze verify: {stderr}");
+        assert!(
+            out.status.success() && ours.is_empty(),
+            "systemd-analyze verify: {stderr}"
+        );
     }
 }
 
