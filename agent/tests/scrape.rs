@@ -294,3 +294,77 @@ async fn staleness_through_the_tsdb() {
     assert_eq!(samples[1].0, 16000);
     assert!(is_stale_nan(samples[1].1));
 }
+
+#[tokio::test]
+async fn basic_and_bearer_auth_reach_the_target() {
+    use base64::Engine as _;
+    let srv = server(PAGE).await;
+    let dir = tempfile::tempdir().unwrap();
+    let pw_file = dir.path().join("pw");
+    std::fs::write(&pw_file, "from-file\n").unwrap();
+    let tok_file = dir.path().join("token");
+    std::fs::write(&tok_file, "tok-from-file\n").unwrap();
+    let cases = [
+        (
+            "basic_auth = { username = \"prom\", password = \"s3cret\" }".to_string(),
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode("prom:s3cret")
+            ),
+        ),
+        (
+            // The file's trailing newline is not part of the password.
+            format!(
+                "basic_auth = {{ username = \"prom\", password_file = {:?} }}",
+                pw_file.display().to_string()
+            ),
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode("prom:from-file")
+            ),
+        ),
+        (
+            "bearer_token = \"abc\"".to_string(),
+            "Bearer abc".to_string(),
+        ),
+        (
+            format!("bearer_token_file = {:?}", tok_file.display().to_string()),
+            "Bearer tok-from-file".to_string(),
+        ),
+    ];
+    for (i, (extra, want)) in cases.iter().enumerate() {
+        let store = Arc::new(MemoryStore::default());
+        let mut sl = scrape_loop(job(extra), srv.addr, store.clone());
+        sl.scrape_once(1_000 * (i as i64 + 1)).await;
+        let seen = srv.seen_headers.lock().unwrap().last().cloned().unwrap();
+        assert_eq!(
+            seen.get("authorization").and_then(|v| v.to_str().ok()),
+            Some(want.as_str()),
+            "{extra}"
+        );
+        assert_eq!(sl.state.lock().unwrap().health, Health::Up, "{extra}");
+    }
+}
+
+#[test]
+fn conflicting_or_unreadable_auth_is_a_named_config_error() {
+    let text = "[[scrape_configs]]\njob_name = \"app\"\nbearer_token = \"a\"\nbasic_auth = { username = \"u\", password = \"p\" }\n";
+    let c = Config::parse(text, "t.toml").unwrap();
+    let err = Job::from_config(&c.scrape_configs[0], &c).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("job \"app\": at most one of"),
+        "{err:#}"
+    );
+
+    let text =
+        "[[scrape_configs]]\njob_name = \"app\"\nbearer_token_file = \"/nonexistent/token\"\n";
+    let c = Config::parse(text, "t.toml").unwrap();
+    let err = format!(
+        "{:#}",
+        Job::from_config(&c.scrape_configs[0], &c).unwrap_err()
+    );
+    assert!(
+        err.contains("job \"app\": reading bearer_token_file /nonexistent/token"),
+        "{err}"
+    );
+}
