@@ -263,7 +263,8 @@ const PAGES = { targets, alerts, silences, plugins, rollouts, query: async () =>
   if (p.get('expr') && f.expr.value !== p.get('expr')) { f.expr.value = p.get('expr'); if (p.get('range')) f.range.value = p.get('range'); await runQuery(); }
 } };
 
-function showError(e) { setStatus(`Error: ${e.message}`); console.error(e); }
+// Bad input and API refusals are shown to the user, not thrown as page errors.
+function showError(e) { setStatus(`Error: ${e.message}`); console.warn(e); }
 
 async function show() {
   const name = (location.hash.slice(1).split('?')[0]) || 'targets';
