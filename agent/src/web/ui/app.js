@@ -76,8 +76,8 @@ async function alerts() {
   if (!groups.length) { box.replaceChildren(h('p', { class: 'empty' }, 'No alerts.')); return; }
   box.replaceChildren(...groups.map((g) => h('div', { class: 'group' },
     h('div', { class: 'group-head' }, labelChips(g.labels),
-      h('button', { class: 'secondary ack', type: 'button', onclick: () => ack(g).catch(showError) }, 'Ack'),
-      h('span', { class: 'receiver' }, `receiver: ${g.receiver && g.receiver.name}`)),
+      h('span', { class: 'receiver' }, `receiver: ${g.receiver && g.receiver.name}`),
+      h('button', { class: 'secondary ack', type: 'button', onclick: () => ack(g).catch(showError) }, 'Ack')),
     h('table', {}, h('tbody', {}, g.alerts.map((a) => h('tr', { class: 'alert' },
       h('td', {}, labelChips(a.labels)),
       h('td', {}, Object.values(a.annotations || {}).join(' — ')),
