@@ -15,6 +15,7 @@ const BEARER: &str = "bearer-tok-51d0e2";
 const SCRAPE_PASSWORD: &str = "scrape-pass-c0ffee";
 const SCRAPE_BEARER: &str = "scrape-bearer-badf00d";
 const PLUGIN_TOKEN: &str = "plugin-token-a11ce";
+const FILE_TOKEN: &str = "file-token-0b5e55ed";
 
 fn config(hash: &str, tls: &str) -> String {
     format!(
@@ -28,6 +29,7 @@ listen_address = "{{{{LISTEN}}}}"
 {tls}
 basic_auth_users = {{ admin = "{hash}" }}
 bearer_tokens = ["{BEARER}"]
+bearer_token_file = "tokens.txt"
 
 [storage]
 path = "data"
@@ -62,6 +64,7 @@ fn agent_dir() -> tempfile::TempDir {
         dir.path().join("plugins/webhook.wasm"),
     )
     .unwrap();
+    std::fs::write(dir.path().join("tokens.txt"), format!("\n{FILE_TOKEN}\n")).unwrap();
     dir
 }
 
@@ -180,6 +183,7 @@ async fn basic_and_bearer_auth_guard_api_and_ui_and_secrets_stay_hidden() {
         SCRAPE_PASSWORD,
         SCRAPE_BEARER,
         PLUGIN_TOKEN,
+        FILE_TOKEN,
         &hash,
     ];
     for s in secrets {
@@ -230,6 +234,7 @@ async fn https_with_a_self_signed_certificate() {
         "tls_cert_file = \"cert.pem\"\ntls_key_file = \"key.pem\"",
     )
     .replace("{{LISTEN}}", &addr.to_string());
+    let child_dir = dir.path().to_path_buf();
     let cfg_path = dir.path().join("wasmon.toml");
     std::fs::write(&cfg_path, text).unwrap();
     let log = dir.path().join("wasmon.log");
@@ -302,6 +307,25 @@ async fn https_with_a_self_signed_certificate() {
         StatusCode::OK
     );
     assert_eq!(status(c.get(url("/"))).await, StatusCode::UNAUTHORIZED);
+
+    // Tokens in bearer_token_file rotate without a reload.
+    assert_eq!(
+        status(c.get(url("/api/v1/plugins")).bearer_auth(FILE_TOKEN)).await,
+        StatusCode::OK
+    );
+    std::fs::write(child_dir.join("tokens.txt"), "rotated-token-77\n").unwrap();
+    assert_eq!(
+        status(c.get(url("/api/v1/plugins")).bearer_auth(FILE_TOKEN)).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        status(
+            c.get(url("/api/v1/plugins"))
+                .bearer_auth("rotated-token-77")
+        )
+        .await,
+        StatusCode::OK
+    );
 
     // Plain HTTP on the TLS port gets no answer; an untrusting client fails.
     let plain = reqwest::get(format!("http://{addr}/-/healthy")).await;
