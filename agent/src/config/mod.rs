@@ -358,8 +358,8 @@ pub struct InstanceConfig {
 impl Config {
     /// Parses and validates config text. `origin` names the source in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Config> {
-        let config: Config = toml::from_str(text)
-            .map_err(|e| anyhow::anyhow!("{origin}: {}", e.to_string().trim_end()))?;
+        let config: Config =
+            toml::from_str(text).map_err(|e| secret::parse_error(text, origin, &e))?;
         config.validate(text, origin)?;
         Ok(config)
     }
@@ -587,6 +587,21 @@ mod tests {
         let err = Config::parse("[web]\nlisten_address = \n", "a.toml").unwrap_err();
         let msg = format!("{err:#}");
         assert!(msg.contains("a.toml") && msg.contains("line 2"), "{msg}");
+    }
+
+    #[test]
+    fn parse_errors_do_not_echo_the_line() {
+        // A typo next to a secret must not copy the secret into the log.
+        let text = "[web]\nbearer_tokens = [\"hunter2-token\", oops]\n";
+        let msg = format!("{:#}", Config::parse(text, "a.toml").unwrap_err());
+        assert!(msg.contains("a.toml") && msg.contains("line 2"), "{msg}");
+        assert!(!msg.contains("hunter2"), "{msg}");
+        let text = "[[scrape_configs]]\njob_name = \"a\"\nbearer_token = 42\n";
+        let msg = format!("{:#}", Config::parse(text, "a.toml").unwrap_err());
+        assert!(
+            msg.contains("line 3") && msg.contains("bearer_token"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -117,6 +117,33 @@ pub fn serialize_redacted_headers<S: Serializer>(
     m.serialize(s)
 }
 
+/// A TOML error as `origin: line L, column C: message`, without the source
+/// excerpt toml's own Display adds: that excerpt is the offending line, which
+/// may hold a password, and config errors end up in logs and API answers.
+pub fn parse_error(text: &str, origin: &str, e: &toml::de::Error) -> anyhow::Error {
+    let msg = e.message().trim_end();
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            // The key on that line (never its value) still says where.
+            let key = text
+                .lines()
+                .nth(line - 1)
+                .and_then(|l| l.split_once('='))
+                .map(|(k, _)| k.trim())
+                .filter(|k| !k.is_empty() && !k.starts_with('#'))
+                .map(|k| format!(" (key {k})"))
+                .unwrap_or_default();
+            anyhow::anyhow!(
+                "{origin}: TOML parse error at line {line}, column {column}{key}: {msg}"
+            )
+        }
+        None => anyhow::anyhow!("{origin}: TOML parse error: {msg}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
