@@ -281,4 +281,8 @@ async function show() {
 $('#silence-form').addEventListener('submit', (ev) => createSilence(ev).catch(showError));
 $('#query-form').addEventListener('submit', (ev) => runQuery(ev));
 window.addEventListener('hashchange', show);
+// Clicking the tab already shown reloads it (no hashchange fires then).
+$('#nav').addEventListener('click', (ev) => {
+  if (ev.target.getAttribute('href') === location.hash) show();
+});
 show();
