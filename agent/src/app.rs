@@ -320,20 +320,32 @@ impl Agent {
         bound: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<()> {
-        let addr = self.current().config.web.listen_address.clone();
+        let config = self.current().config.clone();
+        let addr = config.web.listen_address.clone();
+        // Bad certificate files fail startup before the port is taken.
+        let tls = match (&config.web.tls_cert_file, &config.web.tls_key_file) {
+            (Some(cert), Some(key)) => Some(crate::web::tls::server_config(
+                &config.resolve(cert),
+                &config.resolve(key),
+            )?),
+            _ => None,
+        };
         let listener = tokio::net::TcpListener::bind(&addr)
             .await
             .with_context(|| format!("listening on web.listen_address {addr}"))?;
         let local = listener.local_addr()?;
-        tracing::info!(address = %local, "HTTP API listening");
+        tracing::info!(address = %local, tls = tls.is_some(), "HTTP API listening");
         if let Some(tx) = bound {
             let _ = tx.send(local);
         }
         let router = crate::web::router(self.clone());
-        axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("HTTP server")?;
+        match tls {
+            Some(tls) => crate::web::tls::serve(listener, router, tls, shutdown).await?,
+            None => axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+                .context("HTTP server")?,
+        }
         self.shutdown().await;
         Ok(())
     }

@@ -28,7 +28,7 @@ use crate::scrape::append::Appendable;
 pub mod api;
 
 /// One `[[checks]]` entry.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CheckConfig {
     /// Unique among checks; the `check` label of its series.
@@ -49,7 +49,10 @@ pub struct CheckConfig {
     #[serde(default)]
     pub method: Option<String>,
     /// http: request headers.
-    #[serde(default)]
+    #[serde(
+        default,
+        serialize_with = "crate::config::secret::serialize_redacted_headers"
+    )]
     pub headers: BTreeMap<String, String>,
     /// http: accepted status code(s); default any 2xx.
     #[serde(default)]
@@ -64,7 +67,10 @@ pub struct CheckConfig {
     #[serde(default)]
     pub plugin: Option<String>,
     /// plugin/metric: the instance's config, handed to the plugin as JSON.
-    #[serde(default)]
+    #[serde(
+        default,
+        serialize_with = "crate::config::secret::serialize_redacted_table"
+    )]
     pub config: toml::Table,
     /// plugin: hosts the plugin may reach.
     #[serde(default)]
@@ -86,7 +92,7 @@ pub enum CheckKind {
 }
 
 /// `expected_status = 200` or `expected_status = [200, 204]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum StatusList {
     One(u16),

@@ -13,20 +13,22 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use bytesize::ByteSize;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use crate::model::relabel::Relabeler;
 use crate::plugins::policy::HostPattern;
 
 pub mod scrape;
+pub mod secret;
 pub use scrape::ScrapeConfig;
+pub use secret::Secret;
 
 /// The built-in default configuration (`wasmon run` without `--config`).
 pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
 
 /// The whole agent configuration.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default)]
@@ -74,7 +76,7 @@ pub struct Config {
     pub source: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct GlobalConfig {
     /// The URL under which the agent is reachable (Alertmanager's `--web.external-url`).
@@ -111,7 +113,7 @@ impl Default for GlobalConfig {
 }
 
 /// An external Alertmanager (Prometheus' `alerting.alertmanagers`).
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct AlertmanagerTarget {
     /// Base URL, e.g. `http://alertmanager:9093`.
@@ -132,7 +134,7 @@ fn default_scrape_timeout() -> Duration {
 }
 
 /// PromQL engine limits (Prometheus' `--query.*` flags).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct QueryConfig {
     /// Wall-clock budget of one query.
@@ -167,7 +169,7 @@ fn default_lookback() -> Duration {
 }
 
 /// The embedded time-series store.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageConfig {
     /// Data directory (WAL and blocks).
@@ -209,18 +211,42 @@ fn default_external_url() -> String {
     "http://localhost:9930".to_string()
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebConfig {
     /// host:port the HTTP API listens on.
     #[serde(default = "default_listen")]
     pub listen_address: String,
+    /// PEM certificate chain: with `tls_key_file`, the API is served over
+    /// HTTPS only (see `crate::web::tls`). Read at startup.
+    #[serde(default)]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `tls_cert_file`.
+    #[serde(default)]
+    pub tls_key_file: Option<PathBuf>,
+    /// User name -> bcrypt hash, as Prometheus' web config `basic_auth_users`.
+    /// With any user or token set, every path but /-/healthy and /-/ready
+    /// needs credentials (see `crate::web::auth`).
+    #[serde(default)]
+    pub basic_auth_users: BTreeMap<String, Secret>,
+    /// Accepted `Authorization: Bearer` tokens.
+    #[serde(default)]
+    pub bearer_tokens: Vec<Secret>,
+    /// A file of accepted bearer tokens, one a line, read on every request
+    /// so tokens rotate without a reload.
+    #[serde(default)]
+    pub bearer_token_file: Option<PathBuf>,
 }
 
 impl Default for WebConfig {
     fn default() -> Self {
         Self {
             listen_address: default_listen(),
+            tls_cert_file: None,
+            tls_key_file: None,
+            basic_auth_users: BTreeMap::new(),
+            bearer_tokens: Vec::new(),
+            bearer_token_file: None,
         }
     }
 }
@@ -230,7 +256,7 @@ fn default_listen() -> String {
 }
 
 /// How instances get their memory: fresh mmap per call, or slots reserved up front.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum Allocator {
     #[default]
@@ -238,7 +264,7 @@ pub enum Allocator {
     Pooling,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PluginsConfig {
     /// Directory watched for `*.wasm` components; the file stem is the plugin's name.
@@ -303,7 +329,7 @@ pub type ReceiverConfig = InstanceConfig;
 /// What every plugin instance has: a name, which plugin, its config and its
 /// limits. (Not `#[serde(flatten)]`ed into kinds: flatten would lose the
 /// spans that let errors cite a line.)
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct InstanceConfig {
     /// The instance's name, unique among its kind.
@@ -311,7 +337,8 @@ pub struct InstanceConfig {
     /// The plugin's name: the file stem of its component in the plugins dir.
     pub plugin: String,
     /// Handed to the plugin as JSON (`config.get()`), with `${ENV}` expanded.
-    #[serde(default)]
+    /// Dumps redact secret-looking keys (the host knows no plugin's schema).
+    #[serde(default, serialize_with = "secret::serialize_redacted_table")]
     pub config: toml::Table,
     /// Hosts the plugin may reach over wasi:http: `host`, `host:port`,
     /// `*.domain` or `*`. Everything else is denied.
@@ -331,8 +358,8 @@ pub struct InstanceConfig {
 impl Config {
     /// Parses and validates config text. `origin` names the source in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Config> {
-        let config: Config = toml::from_str(text)
-            .map_err(|e| anyhow::anyhow!("{origin}: {}", e.to_string().trim_end()))?;
+        let config: Config =
+            toml::from_str(text).map_err(|e| secret::parse_error(text, origin, &e))?;
         config.validate(text, origin)?;
         Ok(config)
     }
@@ -437,6 +464,7 @@ impl Config {
                     .with_context(|| format!("{}: {what}: allow_hosts", at(h.span())))?;
             }
         }
+        crate::web::auth::validate(&self.web).with_context(|| format!("{origin}: [web]"))?;
         crate::checks::validate_all(&self.checks, &at)?;
         crate::rollout::validate_all(&self.rollouts, &at)?;
         if self.route.is_some() {
@@ -559,6 +587,21 @@ mod tests {
         let err = Config::parse("[web]\nlisten_address = \n", "a.toml").unwrap_err();
         let msg = format!("{err:#}");
         assert!(msg.contains("a.toml") && msg.contains("line 2"), "{msg}");
+    }
+
+    #[test]
+    fn parse_errors_do_not_echo_the_line() {
+        // A typo next to a secret must not copy the secret into the log.
+        let text = "[web]\nbearer_tokens = [\"hunter2-token\", oops]\n";
+        let msg = format!("{:#}", Config::parse(text, "a.toml").unwrap_err());
+        assert!(msg.contains("a.toml") && msg.contains("line 2"), "{msg}");
+        assert!(!msg.contains("hunter2"), "{msg}");
+        let text = "[[scrape_configs]]\njob_name = \"a\"\nbearer_token = 42\n";
+        let msg = format!("{:#}", Config::parse(text, "a.toml").unwrap_err());
+        assert!(
+            msg.contains("line 3") && msg.contains("bearer_token"),
+            "{msg}"
+        );
     }
 
     #[test]

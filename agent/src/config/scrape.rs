@@ -5,12 +5,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bytesize::ByteSize;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+
+use super::Secret;
 use toml::Spanned;
 
 use crate::model::relabel::RelabelConfig;
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ScrapeConfig {
     pub job_name: Spanned<String>,
@@ -33,7 +35,7 @@ pub struct ScrapeConfig {
     #[serde(default)]
     pub basic_auth: Option<BasicAuth>,
     #[serde(default)]
-    pub bearer_token: Option<String>,
+    pub bearer_token: Option<Secret>,
     #[serde(default)]
     pub bearer_token_file: Option<PathBuf>,
     /// Per-scrape limit on samples after metric relabeling; 0 = none.
@@ -69,18 +71,18 @@ fn default_true() -> bool {
     true
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct BasicAuth {
     pub username: String,
     #[serde(default)]
-    pub password: String,
+    pub password: Secret,
     #[serde(default)]
     pub password_file: Option<PathBuf>,
 }
 
 /// A target group, as in a Prometheus `static_configs` entry or a file SD file.
-#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
 #[serde(deny_unknown_fields)]
 pub struct StaticConfig {
     #[serde(default)]
@@ -89,7 +91,7 @@ pub struct StaticConfig {
     pub labels: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct FileSdConfig {
     /// Paths or globs of JSON (`.json`) or YAML (`.yml`, `.yaml`) target files.

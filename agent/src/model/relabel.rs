@@ -4,11 +4,11 @@
 
 use md5::{Digest, Md5};
 use regex::Regex;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::labels::{Labels, LabelsBuilder};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
     #[default]
@@ -26,7 +26,7 @@ pub enum Action {
 }
 
 /// One relabel rule as written in the config.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RelabelConfig {
     #[serde(default)]

@@ -48,7 +48,7 @@ pub mod api;
 const HISTORY: usize = 100;
 
 /// One `[[rollouts]]` entry.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RolloutConfig {
     pub name: Spanned<String>,

@@ -68,7 +68,7 @@ impl Job {
                         })?
                         .trim_end()
                         .to_string(),
-                    None => password.clone(),
+                    None => password.expose().to_string(),
                 };
                 use base64::Engine as _;
                 Some(format!(
@@ -77,7 +77,7 @@ impl Job {
                         .encode(format!("{username}:{password}"))
                 ))
             }
-            (None, Some(t), None) => Some(format!("Bearer {t}")),
+            (None, Some(t), None) => Some(format!("Bearer {}", t.expose())),
             (None, None, Some(f)) => Some(format!(
                 "Bearer {}",
                 std::fs::read_to_string(config.resolve(f))

@@ -13,7 +13,11 @@ use serde_json::json;
 
 pub mod alertmanager;
 pub mod api;
+pub mod auth;
 pub mod query;
+pub mod status;
+pub mod tls;
+pub mod ui;
 
 use crate::alerting::message::WebhookMessage;
 use crate::app::Agent;
@@ -62,6 +66,12 @@ pub fn router(agent: Arc<Agent>) -> Router {
             "/api/v1/rollouts/{name}/start",
             post(crate::rollout::api::start),
         )
+        .route("/api/v1/status/config", get(status::config))
+        .merge(ui::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            auth::state(agent.clone()),
+            auth::check,
+        ))
         .with_state(agent)
 }
 

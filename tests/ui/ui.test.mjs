@@ -1,0 +1,144 @@
+// Drives wasmon's web UI in headless Chromium, as a person would: reads the
+// targets, alerts, plugins and query pages, and creates then expires a
+// silence through the form, checking the API agrees. Run by tests/e2e_ui.rs:
+//   WASMON_URL=http://127.0.0.1:PORT WASMON_USER=u WASMON_PASSWORD=p \
+//   CHROMIUM=/usr/bin/chromium node tests/ui/ui.test.mjs
+// Exits non-zero (with what failed) on the first failed check.
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+const base = process.env.WASMON_URL;
+assert.ok(base, 'WASMON_URL is not set');
+const user = process.env.WASMON_USER;
+const password = process.env.WASMON_PASSWORD;
+const auth = user ? { Authorization: `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}` } : {};
+const shots = process.env.SCREENSHOT_DIR;
+const TIMEOUT = 15000;
+
+async function apiGet(path) {
+  const r = await fetch(base + path, { headers: auth });
+  assert.equal(r.status, 200, `GET ${path}`);
+  return r.json();
+}
+
+function step(name) { console.log(`ui: ${name}`); }
+
+// A fresh profile, never the user's; only Debian's browser, never a download.
+const profile = mkdtempSync(join(tmpdir(), 'wasmon-ui-chromium-'));
+const context = await chromium.launchPersistentContext(profile, {
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  headless: true,
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  httpCredentials: user ? { username: user, password } : undefined,
+  viewport: { width: 1280, height: 800 },
+  timeout: 60000,
+});
+const errors = [];
+let failed = false;
+try {
+  const page = context.pages()[0] || await context.newPage();
+  page.setDefaultTimeout(TIMEOUT);
+  page.on('pageerror', (e) => errors.push(`page error: ${e.message}`));
+  // Chromium logs every non-2xx fetch; the bad-input steps cause those on purpose.
+  page.on('console', (m) => {
+    if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) errors.push(`console error: ${m.text()}`);
+  });
+  page.on('dialog', (d) => d.dismiss());
+  const shot = async (name) => { if (shots) await page.screenshot({ path: join(shots, `${name}.png`), fullPage: true }); };
+
+  step('targets page shows the scrape target up');
+  await page.goto(`${base}/#targets`);
+  const target = page.locator('#targets-table tr[data-job="app"]');
+  await target.locator('.health', { hasText: 'up' }).waitFor();
+  assert.match(await target.textContent(), /127\.0\.0\.1:\d+\/metrics/);
+  await shot('targets');
+
+  step('alerts page shows the firing alert in its group');
+  await page.click('#nav a[href="#alerts"]');
+  const alert = page.locator('#alert-groups .group .alert', { hasText: 'alertname="UiTestAlert"' });
+  await alert.waitFor();
+  assert.match(await alert.textContent(), /raised by the UI test/);
+  assert.equal(await page.locator('#alert-groups .group button.ack').count() > 0, true, 'ack button');
+  await shot('alerts');
+
+  step('a silence created from the form appears in the API');
+  await page.click('#nav a[href="#silences"]');
+  await page.fill('#silence-form input[name=matchers]', 'alertname="UiTestAlert", severity=~"page|crit"');
+  await page.fill('#silence-form input[name=duration]', '30m');
+  await page.fill('#silence-form input[name=comment]', 'silenced by the UI test');
+  await page.click('#silence-form button[type=submit]');
+  const row = page.locator('#silences-table tr.silence', { hasText: 'silenced by the UI test' });
+  await row.locator('.state', { hasText: 'active' }).waitFor();
+  const id = await row.getAttribute('data-id');
+  let s = await apiGet(`/api/v2/silence/${id}`);
+  assert.equal(s.status.state, 'active');
+  assert.equal(s.comment, 'silenced by the UI test');
+  assert.deepEqual(s.matchers.map((m) => [m.name, m.value, m.isRegex, m.isEqual]),
+    [['alertname', 'UiTestAlert', false, true], ['severity', 'page|crit', true, true]]);
+  const minutes = (Date.parse(s.endsAt) - Date.parse(s.startsAt)) / 60000;
+  assert.ok(Math.abs(minutes - 30) < 1, `silence lasts ${minutes} min, not 30`);
+  await shot('silences');
+
+  step('expiring it from the UI expires it in the API');
+  await row.locator('button.expire').click();
+  await page.locator(`#silences-table tr.silence[data-id="${id}"] .state`, { hasText: 'expired' }).waitFor();
+  s = await apiGet(`/api/v2/silence/${id}`);
+  assert.equal(s.status.state, 'expired');
+
+  step('a bad matcher is reported, not sent');
+  await page.fill('#silence-form input[name=matchers]', 'not a matcher');
+  await page.fill('#silence-form input[name=comment]', 'bad');
+  await page.click('#silence-form button[type=submit]');
+  await page.locator('#status', { hasText: 'cannot read matchers' }).waitFor();
+
+  step('plugins page lists the receiver plugin with its version');
+  await page.click('#nav a[href="#plugins"]');
+  const plugin = page.locator('#plugins-table tr[data-plugin="webhook"]');
+  await plugin.waitFor();
+  const cells = await plugin.locator('td').allTextContents();
+  assert.equal(cells[1], 'receiver');
+  const plugins = (await apiGet('/api/v1/plugins')).data;
+  const hash = plugins.find((p) => p.name === 'webhook').hash;
+  assert.equal(cells[2], hash.slice(0, 16));
+  await shot('plugins');
+
+  step('rollouts page renders');
+  await page.click('#nav a[href="#rollouts"]');
+  await page.locator('#rollouts-table tbody tr').first().waitFor();
+
+  step('query page: table and a graph with points for `up`');
+  await page.click('#nav a[href="#query"]');
+  await page.fill('#expr', 'up');
+  await page.selectOption('#query-form select[name=range]', '5m');
+  await page.click('#query-form button[type=submit]');
+  await page.locator('#graph svg g.series circle.point').nth(1).waitFor();
+  const points = await page.locator('#graph svg g.series[data-name*="job=\\"app\\""] circle.point').count();
+  assert.ok(points >= 2, `only ${points} points for up{job="app"}`);
+  const ys = await page.locator('#graph svg g.series[data-name*="job=\\"app\\""] circle.point')
+    .evaluateAll((cs) => cs.map((c) => Number(c.getAttribute('cy'))));
+  assert.ok(ys.every((y) => Number.isFinite(y) && y >= 0 && y <= 320), `points off the chart: ${ys}`);
+  const tableRow = page.locator('#query-table tbody tr', { hasText: 'job="app"' });
+  assert.equal((await tableRow.locator('td').nth(1).textContent()).trim(), '1');
+  assert.match(page.url(), /#query\?expr=up/);
+  await shot('query');
+
+  step('a bad expression shows the API error');
+  await page.fill('#expr', 'sum(');
+  await page.click('#query-form button[type=submit]');
+  await page.locator('#query-error:not([hidden])').waitFor();
+
+  assert.deepEqual(errors, [], 'the page logged errors');
+  console.log(`ui: all checks passed (${points} points drawn for up{job="app"})`);
+} catch (e) {
+  failed = true;
+  console.error(`ui: FAILED: ${e.stack || e}`);
+  if (errors.length) console.error(errors.join('\n'));
+} finally {
+  await context.close();
+  rmSync(profile, { recursive: true, force: true });
+}
+process.exit(failed ? 1 : 0);
