@@ -1,0 +1,78 @@
+//! Rollout decisions onto incident timelines. Every decision is pushed to
+//! the state's history and the state is saved after it, so `save` forwards
+//! the decisions newer than the last forwarded one per rollout: one hook,
+//! no change at each decision site.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use parking_lot::Mutex;
+
+use super::{Decision, RolloutManager, RolloutState};
+use crate::incident::{Event, Incidents};
+
+#[derive(Default)]
+pub(super) struct Hook {
+    inner: Mutex<Option<(Arc<Incidents>, BTreeMap<String, DateTime<Utc>>)>>,
+}
+
+/// The timeline kind of a rollout decision; the report's milestones use
+/// `rollout_started` (deploy) and `rollback` (mitigation).
+fn kind(event: &str) -> String {
+    match event {
+        "started" => "rollout_started".into(),
+        "rolled_back" => "rollback".into(),
+        "rollback_failed" => "rollback_failed".into(),
+        "recovered" => "recovery_verified".into(),
+        other => format!("rollout_{other}"),
+    }
+}
+
+fn event(rollout: &str, d: &Decision) -> Event {
+    Event::new(
+        d.at,
+        &kind(&d.event),
+        format!(
+            "rollout {rollout} {}: {}",
+            d.version.as_deref().unwrap_or("?"),
+            d.message
+        ),
+    )
+    .data(serde_json::json!({
+        "rollout": rollout,
+        "version": d.version,
+        "checks": d.checks,
+    }))
+}
+
+impl Hook {
+    pub(super) fn forward(&self, state: &BTreeMap<String, RolloutState>) {
+        let mut g = self.inner.lock();
+        let Some((incidents, last)) = g.as_mut() else {
+            return;
+        };
+        for (name, s) in state {
+            let seen = last.get(name).copied();
+            for d in s.history.iter().filter(|d| seen.is_none_or(|t| d.at > t)) {
+                incidents.record_global(event(name, d));
+            }
+            if let Some(d) = s.history.last() {
+                last.insert(name.clone(), d.at);
+            }
+        }
+    }
+}
+
+impl RolloutManager {
+    /// Record decisions from now on into `incidents` (those already in the
+    /// state file were before this run and are not replayed).
+    pub fn set_incidents(&self, incidents: Arc<Incidents>) {
+        let state = self.state.lock().unwrap();
+        let last = state
+            .iter()
+            .filter_map(|(n, s)| s.history.last().map(|d| (n.clone(), d.at)))
+            .collect();
+        *self.incidents.inner.lock() = Some((incidents, last));
+    }
+}
