@@ -12,9 +12,13 @@ use parking_lot::Mutex;
 use super::{Decision, RolloutManager, RolloutState};
 use crate::incident::{Event, Incidents};
 
+/// The incident store and, per rollout, the time of the last decision
+/// forwarded.
+type Forwarding = (Arc<Incidents>, BTreeMap<String, DateTime<Utc>>);
+
 #[derive(Default)]
 pub(super) struct Hook {
-    inner: Mutex<Option<(Arc<Incidents>, BTreeMap<String, DateTime<Utc>>)>>,
+    inner: Mutex<Option<Forwarding>>,
 }
 
 /// The timeline kind of a rollout decision; the report's milestones use
