@@ -148,6 +148,18 @@ async fn escalation_ack_resolution_and_report() {
         e["error"].as_str().unwrap().contains("no alert group"),
         "{e}"
     );
+    let r = client
+        .post(agent.url("/api/v1/acks"))
+        .json(&json!({"group_key": key, "by": "x", "expires_in": "soon"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let e: Value = r.json().await.unwrap();
+    assert!(
+        e["error"].as_str().unwrap().starts_with("expires_in: "),
+        "{e}"
+    );
 
     // Nobody acks: step 2 pages the secondary 3s after the first page.
     agent

@@ -166,6 +166,25 @@ async fn steps_fire_at_exactly_their_delay() {
     assert_eq!(&e.sent_to("primary")[..3], [30, 150, 270]);
     let groups = e.d.groups();
     assert_eq!(groups[0].escalation_steps_done, 2);
+    // The resolution reaches everyone paged, once (notified at 2010).
+    e.d.put_alerts(vec![alert(Some(2000))]).unwrap();
+    e.until(2100).await;
+    let resolved: Vec<(i64, String)> = e
+        .rec
+        .sent
+        .lock()
+        .iter()
+        .filter(|(_, _, s)| s == "resolved")
+        .map(|(t, r, _)| (*t, r.clone()))
+        .collect();
+    assert_eq!(
+        resolved,
+        [
+            (2010, "primary".to_string()),
+            (2010, "secondary".to_string()),
+            (2010, "manager".to_string())
+        ]
+    );
     let esc: Vec<i64> = e
         .kinds()
         .into_iter()
@@ -173,6 +192,11 @@ async fn steps_fire_at_exactly_their_delay() {
         .map(|(t, _)| t)
         .collect();
     assert_eq!(esc, [330, 930]);
+    let last = e.incidents.list()[0].events.last().unwrap().clone();
+    assert_eq!(
+        (last.kind.as_str(), last.receiver.as_deref()),
+        ("notification", Some("manager"))
+    );
 }
 
 #[tokio::test]
@@ -253,7 +277,8 @@ async fn resolve_cancels_pending_steps_and_closes_the_incident() {
     let rec = e.rec.sent.lock().clone();
     assert_eq!(
         rec.last().unwrap(),
-        &(270, "primary".to_string(), "resolved".to_string())
+        &(270, "primary".to_string(), "resolved".to_string()),
+        "only the primary was paged, only it hears of the resolution"
     );
     assert!(e.d.groups().is_empty());
     assert!(e.incidents.acks(e.clock.now()).is_empty(), "ack ends");

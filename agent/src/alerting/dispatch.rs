@@ -219,6 +219,7 @@ impl Group {
 
 struct EscalationJob {
     step: usize,
+    steps: usize,
     receiver: String,
     delay: Duration,
     budget: Duration,
@@ -364,6 +365,7 @@ impl Dispatcher {
                     let step = &g.opts.escalation[g.esc_next];
                     escalations.push(EscalationJob {
                         step: g.esc_next,
+                        steps: g.opts.escalation.len(),
                         receiver: step.receiver.clone(),
                         delay: step.delay,
                         budget: g.opts.group_interval,
@@ -398,7 +400,17 @@ impl Dispatcher {
                 tokio::spawn(async move {
                     let flushed_at = inner.shared.clock.now();
                     let done = inner.flush(&job, flushed_at).await;
-                    inner.finish(job, done, flushed_at);
+                    let (key, labels, budget) =
+                        (job.key.clone(), job.labels.clone(), job.opts.group_interval);
+                    let resolved = job.alerts.clone();
+                    let escalated = inner.finish(job, done, flushed_at);
+                    for receiver in escalated {
+                        inner
+                            .notify_escalated_resolved(
+                                &receiver, &key, &labels, &resolved, flushed_at, budget,
+                            )
+                            .await;
+                    }
                 })
             })
             .collect();
@@ -705,8 +717,9 @@ impl Inner {
                 now,
                 "escalation",
                 format!(
-                    "escalation step {}: no ack after {}, paged {}",
+                    "escalation {}/{}: no ack {} after the first page, paged {}",
                     job.step + 1,
+                    job.steps,
                     humantime::format_duration(job.delay),
                     job.receiver
                 ),
@@ -749,8 +762,11 @@ impl Inner {
         }
     }
 
-    fn finish(&self, job: FlushJob, done: Flushed, flushed_at: DateTime<Utc>) {
+    /// Updates the group after a flush; returns the escalation receivers to
+    /// tell about the resolution when the firing episode is over.
+    fn finish(&self, job: FlushJob, done: Flushed, flushed_at: DateTime<Utc>) -> Vec<String> {
         let ok = done.ok;
+        let mut escalated = Vec::new();
         // Every alert of the flush resolved: the firing episode is over
         // (its incident closes, its ack ends, escalation starts afresh).
         let episode_over =
@@ -765,6 +781,11 @@ impl Inner {
                 g.paged_at = Some(flushed_at);
             }
             if episode_over {
+                for s in &g.opts.escalation[..g.esc_next.min(g.opts.escalation.len())] {
+                    if s.receiver != g.opts.receiver && !escalated.contains(&s.receiver) {
+                        escalated.push(s.receiver.clone());
+                    }
+                }
                 g.paged_at = None;
                 g.esc_next = 0;
             }
@@ -783,6 +804,47 @@ impl Inner {
         }
         drop(groups);
         self.wake.notify_one();
+        escalated
+    }
+
+    /// Whoever an escalation step paged hears about the resolution too
+    /// (unless the receiver has send_resolved off).
+    async fn notify_escalated_resolved(
+        &self,
+        receiver: &str,
+        key: &str,
+        labels: &Labels,
+        alerts: &[Alert],
+        now: DateTime<Utc>,
+        budget: Duration,
+    ) {
+        let settings = self.receivers.get(receiver).cloned().unwrap_or_default();
+        if !settings.send_resolved {
+            return;
+        }
+        let mut alerts: Vec<&Alert> = alerts.iter().collect();
+        alerts.sort_by(|a, b| alert_order(a, b));
+        let msg = build_message(
+            receiver,
+            key,
+            labels,
+            &alerts,
+            now,
+            &self.external_url,
+            settings.max_alerts,
+        );
+        let n = msg.alerts.len();
+        let result = self.send_with_retries(receiver, msg, now, budget).await;
+        self.shared.incidents.record_resolved(
+            key,
+            now,
+            crate::incident::Event::new(
+                now,
+                "notification",
+                format!("resolved notification of {n} alert(s) to {receiver} (escalated to)"),
+            )
+            .receiver(receiver, result),
+        );
     }
 }
 

@@ -563,6 +563,22 @@ impl Incidents {
         }
     }
 
+    /// An event after the resolution (the resolved notice to escalation
+    /// receivers): goes to the incident closed at `resolved_at`.
+    pub fn record_resolved(&self, group_key: &str, resolved_at: DateTime<Utc>, ev: Event) {
+        let mut st = self.state.lock();
+        if let Some(i) = st
+            .file
+            .incidents
+            .iter_mut()
+            .rev()
+            .find(|i| i.group_key == group_key && i.resolved_at == Some(resolved_at))
+        {
+            i.push(ev);
+            self.save_incidents(&st);
+        }
+    }
+
     /// The group's resolution was notified: close its incident and drop its
     /// ack (an ack ends with the group's firing episode).
     pub fn resolve(&self, group_key: &str, now: DateTime<Utc>) {
