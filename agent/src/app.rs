@@ -161,10 +161,8 @@ impl Agent {
             ),
             notifier: notifier.clone(),
             clock: Arc::new(crate::alerting::dispatch::SystemClock),
-            incidents: Arc::new(
-                crate::incident::Incidents::open(&data_dir)
-                    .context("opening acks and incidents")?,
-            ),
+            incidents: crate::incident::Incidents::open(&data_dir)
+                .context("opening acks and incidents")?,
         };
         let dispatcher: Arc<ArcSwap<Option<Dispatcher>>> = Arc::new(ArcSwap::from_pointee(None));
         let forwarder = (!loaded.config.alertmanagers.is_empty()).then(|| {
@@ -416,6 +414,7 @@ impl Agent {
         if let Some(m) = self.maintenance.lock().unwrap().take() {
             m.stop();
         }
+        self.alert_state.incidents.persist();
         if let Err(e) = self.db.sync_wal() {
             tracing::error!(error = %format!("{e:#}"), "flushing the WAL on shutdown");
         }

@@ -11,9 +11,11 @@
 //!
 //! Everything takes `now` explicitly (the dispatcher's [`Clock`]) so tests
 //! drive it with a manual clock. State is persisted as JSON in the data dir
-//! (`acks.json`, `incidents.json`), written to a temp file then renamed, on
-//! every change: changes are rare (a few per notification) and an ack must
-//! not be lost to a crash.
+//! (`acks.json`, `incidents.json`), written to a temp file then renamed:
+//! acks on every change (rare, and an ack must not be lost to a crash),
+//! incidents at most every [`PERSIST_INTERVAL`] by a writer thread (a burst
+//! of alerts must not rewrite the file per alert under the dispatcher's
+//! lock) and when the store is dropped.
 //!
 //! [`Clock`]: crate::alerting::dispatch::Clock
 
@@ -39,6 +41,8 @@ pub const MAX_EVENTS: usize = 1000;
 /// into it when they are at most this old (a deploy 20 minutes before the
 /// alert belongs to its timeline).
 pub const LOOKBACK: Duration = Duration::from_secs(3600);
+/// How often changed incidents are written.
+pub const PERSIST_INTERVAL: Duration = Duration::from_millis(250);
 /// Recent events kept for [`LOOKBACK`].
 const RECENT_CAP: usize = 512;
 
@@ -233,6 +237,10 @@ struct State {
 pub struct Incidents {
     state: Mutex<State>,
     dir: Option<PathBuf>,
+    /// Incidents changed since the last write.
+    dirty: std::sync::atomic::AtomicBool,
+    /// One writer of incidents.json at a time.
+    writing: Mutex<()>,
 }
 
 /// Why an ack request is refused (the API answers 400 or 404).
@@ -254,9 +262,13 @@ fn read_json<T: for<'de> Deserialize<'de> + Default>(path: &Path) -> anyhow::Res
 }
 
 fn write_json<T: Serialize>(path: &Path, v: &T) -> anyhow::Result<()> {
+    write_atomic(path, serde_json::to_vec(v)?)
+}
+
+/// A temp file renamed over `path`: readers see the old or the new file.
+fn write_atomic(path: &Path, bytes: Vec<u8>) -> anyhow::Result<()> {
     use anyhow::Context;
     let tmp = path.with_extension("json.tmp");
-    let bytes = serde_json::to_vec(v)?;
     std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
 }
@@ -280,16 +292,19 @@ impl Incidents {
                 ack_seq: 0,
             }),
             dir: None,
+            dirty: Default::default(),
+            writing: Mutex::new(()),
         }
     }
 
     /// Loads `DIR/acks.json` and `DIR/incidents.json` (missing files are an
     /// empty start; an unreadable one is an error naming it).
-    pub fn open(dir: &Path) -> anyhow::Result<Incidents> {
+    /// Starts the writer thread, which ends with the store.
+    pub fn open(dir: &Path) -> anyhow::Result<std::sync::Arc<Incidents>> {
         let acks: Vec<Ack> = read_json(&dir.join("acks.json"))?;
         let mut file: IncidentFile = read_json(&dir.join("incidents.json"))?;
         file.next_id = file.next_id.max(1);
-        Ok(Incidents {
+        let inc = std::sync::Arc::new(Incidents {
             state: Mutex::new(State {
                 acks,
                 file,
@@ -297,7 +312,39 @@ impl Incidents {
                 ack_seq: 0,
             }),
             dir: Some(dir.to_path_buf()),
-        })
+            dirty: Default::default(),
+            writing: Mutex::new(()),
+        });
+        let weak = std::sync::Arc::downgrade(&inc);
+        std::thread::Builder::new()
+            .name("incidents-writer".into())
+            .spawn(move || loop {
+                std::thread::sleep(PERSIST_INTERVAL);
+                match weak.upgrade() {
+                    Some(i) => i.persist(),
+                    None => return,
+                }
+            })
+            .map_err(|e| anyhow::anyhow!("starting the incidents writer: {e}"))?;
+        Ok(inc)
+    }
+
+    /// Writes incidents.json if anything changed since the last write.
+    pub fn persist(&self) {
+        let Some(d) = &self.dir else { return };
+        let _w = self.writing.lock();
+        if !self.dirty.swap(false, std::sync::atomic::Ordering::AcqRel) {
+            return;
+        }
+        let bytes = serde_json::to_vec(&self.state.lock().file);
+        let path = d.join("incidents.json");
+        let result = bytes
+            .map_err(anyhow::Error::from)
+            .and_then(|b| write_atomic(&path, b));
+        if let Err(e) = result {
+            tracing::error!(error = %format!("{e:#}"), "saving incidents");
+            self.dirty.store(true, std::sync::atomic::Ordering::Release);
+        }
     }
 
     fn save_acks(&self, st: &State) {
@@ -308,12 +355,10 @@ impl Incidents {
         }
     }
 
-    fn save_incidents(&self, st: &State) {
-        if let Some(d) = &self.dir {
-            if let Err(e) = write_json(&d.join("incidents.json"), &st.file) {
-                tracing::error!(error = %format!("{e:#}"), "saving incidents");
-            }
-        }
+    /// Marks incidents for the writer (callers hold the state lock, so
+    /// the write sees their change).
+    fn save_incidents(&self, _st: &State) {
+        self.dirty.store(true, std::sync::atomic::Ordering::Release);
     }
 
     fn open_incident_mut<'a>(st: &'a mut State, key: &str) -> Option<&'a mut Incident> {
@@ -627,6 +672,12 @@ impl Incidents {
             .iter()
             .find(|i| i.id == id)
             .cloned()
+    }
+}
+
+impl Drop for Incidents {
+    fn drop(&mut self) {
+        self.persist();
     }
 }
 

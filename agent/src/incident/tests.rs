@@ -102,6 +102,11 @@ fn acks_and_incidents_survive_a_restart() {
         let a = inc
             .ack(KEY, "bob", "c", Some(Duration::from_secs(600)), t(110))
             .unwrap();
+        // The writer thread catches up without being asked (kill -9 loses
+        // at most PERSIST_INTERVAL of incident events, no ack).
+        std::thread::sleep(PERSIST_INTERVAL * 3);
+        let on_disk = std::fs::read_to_string(dir.path().join("incidents.json")).unwrap();
+        assert!(on_disk.contains("acknowledged by bob"), "{on_disk}");
         a.id
     };
     let names: Vec<String> = std::fs::read_dir(dir.path())
