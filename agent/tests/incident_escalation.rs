@@ -71,6 +71,7 @@ struct Env {
     clock: Arc<ManualClock>,
     rec: Arc<Recorder>,
     incidents: Arc<Incidents>,
+    shared: Shared,
     d: Dispatcher,
 }
 
@@ -92,11 +93,12 @@ fn env() -> Env {
         .iter()
         .map(|r| (r.to_string(), ReceiverSettings::default()))
         .collect();
-    let d = Dispatcher::new(&cfg, receivers, "http://wasmon", shared).unwrap();
+    let d = Dispatcher::new(&cfg, receivers, "http://wasmon", shared.clone()).unwrap();
     Env {
         clock,
         rec,
         incidents,
+        shared,
         d,
     }
 }
@@ -312,6 +314,35 @@ async fn empty_escalation_overrides_the_inherited_one() {
     assert!(!e.sent_to("primary").is_empty());
     assert!(e.sent_to("secondary").is_empty());
     assert!(e.sent_to("manager").is_empty());
+}
+
+#[tokio::test]
+async fn silenced_alerts_open_no_incident_until_the_silence_ends() {
+    let e = env();
+    let silence: wasmon::alerting::silence::Silence = serde_json::from_value(serde_json::json!({
+        "matchers": [{"name": "alertname", "value": "Down", "isRegex": false}],
+        "startsAt": t0().to_rfc3339(),
+        "endsAt": at(600).to_rfc3339(),
+        "createdBy": "t",
+        "comment": "maintenance",
+    }))
+    .unwrap();
+    e.shared.silences.set(silence, t0()).unwrap();
+    e.d.put_alerts(vec![alert(None)]).unwrap();
+    e.until(599).await;
+    assert!(e.incidents.list().is_empty(), "silenced: no incident");
+    assert!(e.rec.sent.lock().is_empty());
+    assert!(e.sent_to("secondary").is_empty(), "no page, no escalation");
+    // The silence ends at 600: the next flush (630) pages and opens it;
+    // escalation counts from that page.
+    e.until(630).await;
+    assert_eq!(e.sent_to("primary"), [630]);
+    let kinds = e.kinds();
+    assert_eq!(kinds[0], (630, "alert_firing".to_string()));
+    e.until(929).await;
+    assert!(e.sent_to("secondary").is_empty());
+    e.until(930).await;
+    assert_eq!(e.sent_to("secondary"), [930]);
 }
 
 #[test]

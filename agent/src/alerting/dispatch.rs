@@ -561,9 +561,14 @@ impl Inner {
                 g.next_flush = g.next_flush.min(now);
             }
             // A firing alert new to the group (or firing again) goes on the
-            // incident's timeline; re-sends of the same alert do not.
+            // incident's timeline; re-sends of the same alert do not, nor do
+            // silenced ones (the first flush that pages for them opens the
+            // incident if the silence ends while they fire).
             let was_firing = g.alerts.get(&fp).is_some_and(|a| !a.resolved_at(now));
-            if !alert.resolved_at(now) && !was_firing {
+            if !alert.resolved_at(now)
+                && !was_firing
+                && self.shared.silences.mutes(&alert.labels, now).is_empty()
+            {
                 self.shared
                     .incidents
                     .alert_firing(&g.key, &g.labels, &alert.labels, now);
@@ -619,6 +624,13 @@ impl Inner {
             ok: true,
             paged: !firing.is_empty(),
         };
+        if done.paged && !self.shared.incidents.has_open(&job.key) {
+            for a in alerts.iter().filter(|a| !a.resolved_at(now)) {
+                self.shared
+                    .incidents
+                    .alert_firing(&job.key, &job.labels, &a.labels, now);
+            }
+        }
         // An acknowledged group gets no repeats (new alerts and resolutions
         // still go out).
         let repeat = if self.shared.incidents.active_ack(&job.key, now).is_some() {

@@ -599,6 +599,12 @@ impl Incidents {
         self.save_incidents(&st);
     }
 
+    /// Whether `group_key` has an open incident.
+    pub fn has_open(&self, group_key: &str) -> bool {
+        let mut st = self.state.lock();
+        Self::open_incident_mut(&mut st, group_key).is_some()
+    }
+
     /// An event of the group's open incident (notifications, escalation).
     pub fn record_group(&self, group_key: &str, ev: Event) {
         let mut st = self.state.lock();
