@@ -80,3 +80,59 @@ impl RolloutManager {
         *self.incidents.inner.lock() = Some((incidents, last));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rollout::{Phase, Verdict};
+
+    fn decision(at: i64, event: &str, checks: Vec<Verdict>) -> Decision {
+        Decision {
+            at: DateTime::from_timestamp(1_700_000_000 + at, 0).unwrap(),
+            event: event.into(),
+            phase: Phase::Progressing,
+            version: Some("v2".into()),
+            message: event.into(),
+            checks,
+        }
+    }
+
+    #[test]
+    fn decisions_are_forwarded_once_with_their_metrics() {
+        let inc = Arc::new(Incidents::in_memory());
+        let hook = Hook::default();
+        let mut st = BTreeMap::from([("web".to_string(), RolloutState::default())]);
+        st.get_mut("web")
+            .unwrap()
+            .history
+            .push(decision(0, "started", vec![]));
+        // Decisions before the hook is set are not replayed.
+        *hook.inner.lock() = Some((
+            inc.clone(),
+            BTreeMap::from([("web".to_string(), st["web"].history[0].at)]),
+        ));
+        let failed = Verdict {
+            check: "error-rate".into(),
+            ok: false,
+            value: Some(0.2),
+            message: "above 0.05".into(),
+        };
+        let h = &mut st.get_mut("web").unwrap().history;
+        h.push(decision(10, "rolled_back", vec![failed]));
+        h.push(decision(20, "recovered", vec![]));
+        hook.forward(&st);
+        hook.forward(&st);
+        let g = crate::model::Labels::from_pairs([("alertname", "X")]);
+        inc.alert_firing(
+            "k",
+            &g,
+            &g,
+            DateTime::from_timestamp(1_700_000_030, 0).unwrap(),
+        );
+        let i = &inc.list()[0];
+        let kinds: Vec<&str> = i.events.iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(kinds, ["rollback", "recovery_verified", "alert_firing"]);
+        assert_eq!(i.events[0].data["checks"][0]["value"], 0.2);
+        assert!(crate::incident::report::markdown(i).contains("metrics: error-rate=0.2"));
+    }
+}
