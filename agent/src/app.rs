@@ -161,6 +161,8 @@ impl Agent {
             ),
             notifier: notifier.clone(),
             clock: Arc::new(crate::alerting::dispatch::SystemClock),
+            incidents: crate::incident::Incidents::open(&data_dir)
+                .context("opening acks and incidents")?,
         };
         let dispatcher: Arc<ArcSwap<Option<Dispatcher>>> = Arc::new(ArcSwap::from_pointee(None));
         let forwarder = (!loaded.config.alertmanagers.is_empty()).then(|| {
@@ -192,8 +194,10 @@ impl Agent {
             sink.clone(),
             data_dir.join("rollouts.json"),
         );
+        rollouts.set_incidents(alert_state.incidents.clone());
         let mut rule_opts = crate::rules::group::RuleOpts::new(db.clone(), db.clone(), sink);
         rule_opts.engine = engine_for(&loaded.config);
+        rule_opts.incidents = Some(alert_state.incidents.clone());
         rule_opts.external_labels =
             crate::model::Labels::from_pairs(loaded.config.global.external_labels.clone());
         rule_opts.external_url = loaded.config.global.external_url.clone();
@@ -422,6 +426,7 @@ impl Agent {
         if let Some(m) = self.maintenance.lock().unwrap().take() {
             m.stop();
         }
+        self.alert_state.incidents.persist();
         if let Err(e) = self.db.sync_wal() {
             tracing::error!(error = %format!("{e:#}"), "flushing the WAL on shutdown");
         }

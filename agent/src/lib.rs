@@ -6,6 +6,7 @@ pub mod alerting;
 pub mod app;
 pub mod checks;
 pub mod config;
+pub mod incident;
 pub mod model;
 pub mod plugins;
 pub mod promql;

@@ -76,6 +76,37 @@ enum Command {
         #[command(subcommand)]
         what: RoutesWhat,
     },
+    /// Acknowledge a firing alert group: no repeats, no escalation until it resolves.
+    Ack {
+        /// The group key (`groupKey` in /api/v2/alerts/groups).
+        group_key: String,
+        /// Who acknowledges.
+        #[arg(long)]
+        by: String,
+        #[arg(long, default_value = "")]
+        comment: String,
+        /// The ack lapses after this long (Prometheus duration, e.g. 30m).
+        #[arg(long)]
+        expires_in: Option<String>,
+        /// The agent's base URL.
+        #[arg(long, default_value = "http://127.0.0.1:9930")]
+        url: String,
+    },
+    /// Remove an ack by its id: escalation resumes.
+    Unack {
+        id: String,
+        #[arg(long, default_value = "http://127.0.0.1:9930")]
+        url: String,
+    },
+    /// List incidents, show one's timeline, or print its post-incident report.
+    Incidents {
+        id: Option<String>,
+        /// Print the Markdown post-incident report (needs ID).
+        #[arg(long)]
+        report: bool,
+        #[arg(long, default_value = "http://127.0.0.1:9930")]
+        url: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -246,6 +277,25 @@ async fn run(cmd: Command) -> Result<ExitCode> {
             })
         }
         Command::Routes { what } => routes(what),
+        Command::Ack {
+            group_key,
+            by,
+            comment,
+            expires_in,
+            url,
+        } => {
+            wasmon::incident::api::cli_ack(&url, &group_key, &by, &comment, expires_in.as_deref())
+                .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Unack { id, url } => {
+            wasmon::incident::api::cli_unack(&url, &id).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Incidents { id, report, url } => {
+            wasmon::incident::api::cli_incidents(&url, id.as_deref(), report).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Rollouts { url, json } => {
             wasmon::rollout::api::print_status(&url, json).await?;
             Ok(ExitCode::SUCCESS)

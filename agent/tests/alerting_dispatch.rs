@@ -100,6 +100,7 @@ fn env_with(nflog: Arc<NotificationLog>, alerts: Arc<AlertStore>, clock: Arc<Man
         nflog,
         notifier: rec.clone(),
         clock: clock.clone(),
+        incidents: Arc::new(wasmon::incident::Incidents::in_memory()),
     };
     let receivers: HashMap<String, ReceiverSettings> = [
         ("team".to_string(), ReceiverSettings::default()),

@@ -218,8 +218,22 @@ pub struct RouteConfig {
     pub mute_time_intervals: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub active_time_intervals: Vec<String>,
+    /// Escalation steps (wasmon's extension): receivers notified when the
+    /// group is still firing and unacknowledged `delay` after its first
+    /// notification. Inherited unless set (`[]` turns it off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalation: Option<Vec<EscalationStepConfig>>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub routes: Vec<RouteConfig>,
+}
+
+/// One escalation step of a route.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EscalationStepConfig {
+    pub receiver: String,
+    /// After the group's first notification.
+    pub delay: Duration,
 }
 
 fn is_empty_matchers(m: &ConfigMatchers) -> bool {
@@ -255,6 +269,19 @@ impl RouteConfig {
         }
         if self.repeat_interval.is_some_and(|d| d.is_zero()) {
             return Err("repeat_interval cannot be zero".into());
+        }
+        if let Some(steps) = &self.escalation {
+            for (i, w) in steps.windows(2).enumerate() {
+                if w[1].delay < w[0].delay {
+                    return Err(format!(
+                        "escalation step {} (receiver {:?}): delay {} is shorter than the previous step's {}; steps must be in order",
+                        i + 2,
+                        w[1].receiver,
+                        w[1].delay,
+                        w[0].delay
+                    ));
+                }
+            }
         }
         Ok(())
     }
@@ -739,6 +766,14 @@ impl AlertingConfig {
             if let Some(rcv) = &r.receiver {
                 if !known.contains(rcv.as_str()) {
                     return Err(format!("undefined receiver {rcv:?} used in route"));
+                }
+            }
+            for s in r.escalation.iter().flatten() {
+                if !known.contains(s.receiver.as_str()) {
+                    return Err(format!(
+                        "undefined receiver {:?} used in route escalation",
+                        s.receiver
+                    ));
                 }
             }
             for n in r.mute_time_intervals.iter().chain(&r.active_time_intervals) {

@@ -168,6 +168,9 @@ pub struct Shared {
     pub nflog: Arc<NotificationLog>,
     pub notifier: Arc<dyn Notifier>,
     pub clock: Arc<dyn Clock>,
+    /// Acks (which suppress repeats and escalation) and the incident
+    /// timelines the dispatcher records into.
+    pub incidents: Arc<crate::incident::Incidents>,
 }
 
 struct Group {
@@ -178,6 +181,60 @@ struct Group {
     next_flush: DateTime<Utc>,
     has_flushed: bool,
     in_flight: bool,
+    /// When the group's firing alerts were first notified (this firing
+    /// episode): escalation delays count from here.
+    paged_at: Option<DateTime<Utc>>,
+    /// The next escalation step to run.
+    esc_next: usize,
+}
+
+/// Ack suppression: a repeat interval no group reaches.
+const ACKED_REPEAT: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+impl Group {
+    fn firing(&self, now: DateTime<Utc>) -> bool {
+        self.alerts.values().any(|a| !a.resolved_at(now))
+    }
+
+    /// When the next escalation step may run: None when there is none left,
+    /// the group is not paged or not firing, or an ack without expiry holds
+    /// it; an ack with an expiry holds it until then.
+    fn escalation_due(
+        &self,
+        incidents: &crate::incident::Incidents,
+        now: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
+        let step = self.opts.escalation.get(self.esc_next)?;
+        let paged = self.paged_at?;
+        if !self.firing(now) {
+            return None;
+        }
+        let due = paged + chrono::Duration::from_std(step.delay).ok()?;
+        match incidents.active_ack(&self.key, now) {
+            None => Some(due),
+            Some(ack) => ack.expires_at.map(|e| e.max(due)),
+        }
+    }
+}
+
+struct EscalationJob {
+    step: usize,
+    steps: usize,
+    receiver: String,
+    delay: Duration,
+    budget: Duration,
+    labels: Labels,
+    key: String,
+    alerts: Vec<Alert>,
+}
+
+/// What a flush did.
+struct Flushed {
+    /// The group's resolved alerts may be forgotten.
+    ok: bool,
+    /// Firing alerts got past time intervals, inhibition and silences (and
+    /// were notified, now or before): the group is paged.
+    paged: bool,
 }
 
 struct FlushJob {
@@ -208,6 +265,8 @@ pub struct GroupInfo {
     pub labels: Labels,
     pub alerts: Vec<Fingerprint>,
     pub next_flush: DateTime<Utc>,
+    /// Escalation steps already run in this firing episode.
+    pub escalation_steps_done: usize,
 }
 
 /// Why an alert is not notified now.
@@ -297,8 +356,26 @@ impl Dispatcher {
     pub fn start_due(&self) -> Vec<JoinHandle<()>> {
         let now = self.inner.shared.clock.now();
         let mut jobs = Vec::new();
+        let mut escalations = Vec::new();
         {
             let mut groups = self.inner.groups.lock();
+            for g in groups.values_mut() {
+                let due = g.escalation_due(&self.inner.shared.incidents, now);
+                if due.is_some_and(|t| t <= now) {
+                    let step = &g.opts.escalation[g.esc_next];
+                    escalations.push(EscalationJob {
+                        step: g.esc_next,
+                        steps: g.opts.escalation.len(),
+                        receiver: step.receiver.clone(),
+                        delay: step.delay,
+                        budget: g.opts.group_interval,
+                        labels: g.labels.clone(),
+                        key: g.key.clone(),
+                        alerts: g.alerts.values().cloned().collect(),
+                    });
+                    g.esc_next += 1;
+                }
+            }
             for (id, g) in groups.iter_mut() {
                 if g.in_flight || g.next_flush > now {
                     continue;
@@ -316,16 +393,48 @@ impl Dispatcher {
             }
         }
         jobs.sort_by(|a, b| a.key.cmp(&b.key));
-        jobs.into_iter()
+        let mut handles: Vec<JoinHandle<()>> = jobs
+            .into_iter()
             .map(|job| {
                 let inner = self.inner.clone();
                 tokio::spawn(async move {
                     let flushed_at = inner.shared.clock.now();
-                    let ok = inner.flush(&job, flushed_at).await;
-                    inner.finish(job, ok, flushed_at);
+                    let done = inner.flush(&job, flushed_at).await;
+                    let (key, labels, budget) =
+                        (job.key.clone(), job.labels.clone(), job.opts.group_interval);
+                    let resolved = job.alerts.clone();
+                    let escalated = inner.finish(job, done, flushed_at);
+                    for receiver in escalated {
+                        inner
+                            .notify_escalated_resolved(
+                                &receiver, &key, &labels, &resolved, flushed_at, budget,
+                            )
+                            .await;
+                    }
                 })
             })
-            .collect()
+            .collect();
+        handles.extend(escalations.into_iter().map(|job| {
+            let inner = self.inner.clone();
+            tokio::spawn(async move { inner.escalate(job).await })
+        }));
+        handles
+    }
+
+    /// Re-plan the timers now (an unack may make an escalation step due).
+    pub fn poke(&self) {
+        self.inner.wake.notify_one();
+    }
+
+    /// Whether `key` is an aggregation group with firing alerts now (what
+    /// may be acknowledged).
+    pub fn group_firing(&self, key: &str) -> bool {
+        let now = self.inner.shared.clock.now();
+        self.inner
+            .groups
+            .lock()
+            .values()
+            .any(|g| g.key == key && g.firing(now))
     }
 
     /// Run every due flush to completion (tests and single-step drivers).
@@ -337,13 +446,16 @@ impl Dispatcher {
 
     /// The earliest pending group flush.
     pub fn next_deadline(&self) -> Option<DateTime<Utc>> {
-        self.inner
-            .groups
-            .lock()
+        let now = self.inner.shared.clock.now();
+        let groups = self.inner.groups.lock();
+        let flushes = groups
             .values()
             .filter(|g| !g.in_flight)
-            .map(|g| g.next_flush)
-            .min()
+            .map(|g| g.next_flush);
+        let steps = groups
+            .values()
+            .filter_map(|g| g.escalation_due(&self.inner.shared.incidents, now));
+        flushes.chain(steps).min()
     }
 
     /// Garbage-collect and persist: resolved alerts from the store,
@@ -398,6 +510,7 @@ impl Dispatcher {
                 labels: g.labels.clone(),
                 alerts: g.alerts.keys().copied().collect(),
                 next_flush: g.next_flush,
+                escalation_steps_done: g.esc_next,
             })
             .collect();
         v.sort_by(|a, b| (&a.key, &a.receiver).cmp(&(&b.key, &b.receiver)));
@@ -438,12 +551,27 @@ impl Inner {
                 next_flush: now + chrono::Duration::from_std(r.opts.group_wait).unwrap(),
                 has_flushed: false,
                 in_flight: false,
+                paged_at: None,
+                esc_next: 0,
             });
             // An alert older than group_wait is sent without waiting.
             if !g.has_flushed
                 && alert.starts_at + chrono::Duration::from_std(g.opts.group_wait).unwrap() < now
             {
                 g.next_flush = g.next_flush.min(now);
+            }
+            // A firing alert new to the group (or firing again) goes on the
+            // incident's timeline; re-sends of the same alert do not, nor do
+            // silenced ones (the first flush that pages for them opens the
+            // incident if the silence ends while they fire).
+            let was_firing = g.alerts.get(&fp).is_some_and(|a| !a.resolved_at(now));
+            if !alert.resolved_at(now)
+                && !was_firing
+                && self.shared.silences.mutes(&alert.labels, now).is_empty()
+            {
+                self.shared
+                    .incidents
+                    .alert_firing(&g.key, &g.labels, &alert.labels, now);
             }
             g.alerts.insert(fp, alert.clone());
         }
@@ -460,11 +588,15 @@ impl Inner {
 
     /// The notification pipeline for one group; true when the group's
     /// resolved alerts may be forgotten.
-    async fn flush(&self, job: &FlushJob, now: DateTime<Utc>) -> bool {
+    async fn flush(&self, job: &FlushJob, now: DateTime<Utc>) -> Flushed {
+        let done = Flushed {
+            ok: true,
+            paged: false,
+        };
         let receiver = job.opts.receiver.as_str();
         if self.time_muted(&job.opts, now) {
             tracing::debug!(group = %job.key, "notifications muted by time interval");
-            return true;
+            return done;
         }
         let current = self.shared.alerts.list();
         let mut alerts: Vec<&Alert> = job
@@ -474,7 +606,7 @@ impl Inner {
             .filter(|a| self.shared.silences.mutes(&a.labels, now).is_empty())
             .collect();
         if alerts.is_empty() {
-            return true;
+            return done;
         }
         alerts.sort_by(|a, b| alert_order(a, b));
         let settings = self.receivers.get(receiver).cloned().unwrap_or_default();
@@ -488,16 +620,34 @@ impl Inner {
             .filter(|a| a.resolved_at(now))
             .map(|a| a.fingerprint())
             .collect();
+        let done = Flushed {
+            ok: true,
+            paged: !firing.is_empty(),
+        };
+        if done.paged && !self.shared.incidents.has_open(&job.key) {
+            for a in alerts.iter().filter(|a| !a.resolved_at(now)) {
+                self.shared
+                    .incidents
+                    .alert_firing(&job.key, &job.labels, &a.labels, now);
+            }
+        }
+        // An acknowledged group gets no repeats (new alerts and resolutions
+        // still go out).
+        let repeat = if self.shared.incidents.active_ack(&job.key, now).is_some() {
+            ACKED_REPEAT
+        } else {
+            job.opts.repeat_interval
+        };
         let entry = self.shared.nflog.query(&job.key, receiver);
         if !needs_update(
             entry.as_ref(),
             &firing,
             &resolved,
             settings.send_resolved,
-            job.opts.repeat_interval,
+            repeat,
             now,
         ) {
-            return true;
+            return done;
         }
         if !settings.send_resolved {
             alerts.retain(|a| !a.resolved_at(now));
@@ -512,17 +662,83 @@ impl Inner {
                 &self.external_url,
                 settings.max_alerts,
             );
-            if !self
+            let status = msg.status.clone();
+            let n = msg.alerts.len();
+            let result = self
                 .send_with_retries(receiver, msg, now, job.opts.group_interval)
-                .await
-            {
-                return false;
+                .await;
+            self.shared.incidents.record_group(
+                &job.key,
+                crate::incident::Event::new(
+                    now,
+                    "notification",
+                    format!("{status} notification of {n} alert(s) to {receiver}"),
+                )
+                .receiver(receiver, result.clone()),
+            );
+            if result.is_err() {
+                return Flushed {
+                    ok: false,
+                    paged: false,
+                };
             }
         }
         self.shared
             .nflog
             .log(&job.key, receiver, firing, resolved, now);
-        true
+        done
+    }
+
+    /// One escalation step: the group's firing alerts (past inhibition and
+    /// silences) to the step's receiver.
+    async fn escalate(&self, job: EscalationJob) {
+        let now = self.shared.clock.now();
+        let current = self.shared.alerts.list();
+        let mut alerts: Vec<&Alert> = job
+            .alerts
+            .iter()
+            .filter(|a| !a.resolved_at(now))
+            .filter(|a| self.inhibitor.mutes(&a.labels, &current, now).is_none())
+            .filter(|a| self.shared.silences.mutes(&a.labels, now).is_empty())
+            .collect();
+        if alerts.is_empty() {
+            return;
+        }
+        alerts.sort_by(|a, b| alert_order(a, b));
+        let settings = self
+            .receivers
+            .get(&job.receiver)
+            .cloned()
+            .unwrap_or_default();
+        let msg = build_message(
+            &job.receiver,
+            &job.key,
+            &job.labels,
+            &alerts,
+            now,
+            &self.external_url,
+            settings.max_alerts,
+        );
+        tracing::info!(group = %job.key, step = job.step + 1, receiver = %job.receiver, "escalating: no ack");
+        let result = self
+            .send_with_retries(&job.receiver, msg, now, job.budget)
+            .await;
+        self.shared.incidents.record_group(
+            &job.key,
+            crate::incident::Event::new(
+                now,
+                "escalation",
+                format!(
+                    "escalation {}/{}: no ack {} after the first page, paged {}",
+                    job.step + 1,
+                    job.steps,
+                    humantime::format_duration(job.delay),
+                    job.receiver
+                ),
+            )
+            .receiver(&job.receiver, result)
+            .data(serde_json::json!({"step": job.step + 1})),
+        );
     }
 
     async fn send_with_retries(
@@ -531,19 +747,19 @@ impl Inner {
         msg: WebhookMessage,
         start: DateTime<Utc>,
         budget: Duration,
-    ) -> bool {
+    ) -> Result<(), String> {
         let deadline = start + chrono::Duration::from_std(budget).unwrap();
         let mut backoff = INITIAL_BACKOFF;
         let mut attempt = 1;
         loop {
             match self.shared.notifier.notify(receiver, msg.clone()).await {
-                Ok(()) => return true,
+                Ok(()) => return Ok(()),
                 Err(e) if e.retryable => {
                     let next =
                         self.shared.clock.now() + chrono::Duration::from_std(backoff).unwrap();
                     if next >= deadline {
                         tracing::warn!(receiver, attempt, group = %msg.group_key, "notify failed, giving up until the next group interval: {e}");
-                        return false;
+                        return Err(format!("failed after {attempt} attempt(s): {e}"));
                     }
                     tracing::debug!(receiver, attempt, "notify failed, retrying: {e}");
                     self.shared.clock.sleep_until(next).await;
@@ -552,16 +768,39 @@ impl Inner {
                 }
                 Err(e) => {
                     tracing::warn!(receiver, attempt, group = %msg.group_key, "notify failed permanently: {e}");
-                    return false;
+                    return Err(format!("failed permanently: {e}"));
                 }
             }
         }
     }
 
-    fn finish(&self, job: FlushJob, ok: bool, flushed_at: DateTime<Utc>) {
+    /// Updates the group after a flush; returns the escalation receivers to
+    /// tell about the resolution when the firing episode is over.
+    fn finish(&self, job: FlushJob, done: Flushed, flushed_at: DateTime<Utc>) -> Vec<String> {
+        let ok = done.ok;
+        let mut escalated = Vec::new();
+        // Every alert of the flush resolved: the firing episode is over
+        // (its incident closes, its ack ends, escalation starts afresh).
+        let episode_over =
+            ok && !job.alerts.is_empty() && job.alerts.iter().all(|a| a.resolved_at(flushed_at));
+        if episode_over {
+            self.shared.incidents.resolve(&job.key, flushed_at);
+        }
         let mut groups = self.groups.lock();
         if let Some(g) = groups.get_mut(&job.id) {
             g.in_flight = false;
+            if done.paged && g.paged_at.is_none() {
+                g.paged_at = Some(flushed_at);
+            }
+            if episode_over {
+                for s in &g.opts.escalation[..g.esc_next.min(g.opts.escalation.len())] {
+                    if s.receiver != g.opts.receiver && !escalated.contains(&s.receiver) {
+                        escalated.push(s.receiver.clone());
+                    }
+                }
+                g.paged_at = None;
+                g.esc_next = 0;
+            }
             if ok {
                 // Forget resolved alerts just notified, unless updated since.
                 for a in job.alerts.iter().filter(|a| a.resolved_at(flushed_at)) {
@@ -577,6 +816,47 @@ impl Inner {
         }
         drop(groups);
         self.wake.notify_one();
+        escalated
+    }
+
+    /// Whoever an escalation step paged hears about the resolution too
+    /// (unless the receiver has send_resolved off).
+    async fn notify_escalated_resolved(
+        &self,
+        receiver: &str,
+        key: &str,
+        labels: &Labels,
+        alerts: &[Alert],
+        now: DateTime<Utc>,
+        budget: Duration,
+    ) {
+        let settings = self.receivers.get(receiver).cloned().unwrap_or_default();
+        if !settings.send_resolved {
+            return;
+        }
+        let mut alerts: Vec<&Alert> = alerts.iter().collect();
+        alerts.sort_by(|a, b| alert_order(a, b));
+        let msg = build_message(
+            receiver,
+            key,
+            labels,
+            &alerts,
+            now,
+            &self.external_url,
+            settings.max_alerts,
+        );
+        let n = msg.alerts.len();
+        let result = self.send_with_retries(receiver, msg, now, budget).await;
+        self.shared.incidents.record_resolved(
+            key,
+            now,
+            crate::incident::Event::new(
+                now,
+                "notification",
+                format!("resolved notification of {n} alert(s) to {receiver} (escalated to)"),
+            )
+            .receiver(receiver, result),
+        );
     }
 }
 

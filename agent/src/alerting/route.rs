@@ -23,6 +23,16 @@ pub struct RouteOpts {
     /// Names of time intervals; not inherited (as in Alertmanager).
     pub mute_time_intervals: Vec<String>,
     pub active_time_intervals: Vec<String>,
+    /// Escalation steps, ordered by delay (inherited).
+    pub escalation: Vec<EscalationStep>,
+}
+
+/// A receiver notified `delay` after the group's first notification while
+/// the group is firing and not acknowledged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EscalationStep {
+    pub receiver: String,
+    pub delay: Duration,
 }
 
 impl Default for RouteOpts {
@@ -36,6 +46,7 @@ impl Default for RouteOpts {
             repeat_interval: Duration::from_secs(4 * 3600),
             mute_time_intervals: Vec::new(),
             active_time_intervals: Vec::new(),
+            escalation: Vec::new(),
         }
     }
 }
@@ -84,6 +95,15 @@ impl Route {
         }
         if let Some(d) = cr.repeat_interval {
             opts.repeat_interval = d.as_std();
+        }
+        if let Some(steps) = &cr.escalation {
+            opts.escalation = steps
+                .iter()
+                .map(|s| EscalationStep {
+                    receiver: s.receiver.clone(),
+                    delay: s.delay.as_std(),
+                })
+                .collect();
         }
         opts.mute_time_intervals = cr.mute_time_intervals.clone();
         opts.active_time_intervals = cr.active_time_intervals.clone();

@@ -43,6 +43,7 @@ use crate::plugins::{Instance, PluginRuntime};
 use crate::rules::group::{AlertSink, OutgoingAlert};
 
 pub mod api;
+mod incident_hook;
 
 /// How many decisions a rollout's history keeps.
 const HISTORY: usize = 100;
@@ -356,6 +357,8 @@ pub struct RolloutManager {
     rollouts: Mutex<BTreeMap<String, Arc<Rollout>>>,
     state: Mutex<BTreeMap<String, RolloutState>>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Where decisions go on incident timelines (see `incident_hook.rs`).
+    incidents: incident_hook::Hook,
 }
 
 /// Why a start request was refused.
@@ -398,6 +401,7 @@ impl RolloutManager {
             rollouts: Mutex::default(),
             state: Mutex::new(state),
             tasks: Mutex::default(),
+            incidents: Default::default(),
         })
     }
 
@@ -967,6 +971,7 @@ impl RolloutManager {
     fn save(&self) {
         let json = {
             let state = self.state.lock().unwrap();
+            self.incidents.forward(&state);
             serde_json::to_vec_pretty(&*state)
         };
         let result = json.map_err(anyhow::Error::from).and_then(|bytes| {

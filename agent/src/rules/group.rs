@@ -75,6 +75,8 @@ pub struct RuleOpts {
     pub outage_tolerance_ms: i64,
     /// Restoring `for` state: the least time left before a restored alert fires.
     pub for_grace_period_ms: i64,
+    /// Where new pending alerts go on incident timelines.
+    pub incidents: Option<Arc<crate::incident::Incidents>>,
 }
 
 impl RuleOpts {
@@ -94,6 +96,7 @@ impl RuleOpts {
             resend_delay_ms: 60_000,
             outage_tolerance_ms: 3_600_000,
             for_grace_period_ms: 600_000,
+            incidents: None,
         }
     }
 }
@@ -356,6 +359,9 @@ impl Group {
                     continue;
                 }
             };
+            if let (Rule::Alerting(r), Some(inc)) = (rule, &self.opts.incidents) {
+                super::incident_hook::record_pending(inc, r, ts);
+            }
             if let Rule::Alerting(r) = rule {
                 let alerts = r.alerts_to_send(ts, self.opts.resend_delay_ms, self.interval_ms);
                 if !alerts.is_empty() {

@@ -15,6 +15,7 @@
 pub mod alerting;
 pub mod api;
 pub mod group;
+mod incident_hook;
 pub mod manager;
 pub mod recording;
 pub mod rulefmt;

@@ -167,7 +167,8 @@ pub async fn get_groups(State(agent): State<Arc<Agent>>) -> Response {
                 .filter_map(|fp| agent.alert_state.alerts.get(*fp))
                 .map(|a| json!({"labels": labels_map(&a.labels), "annotations": a.annotations, "startsAt": rfc3339(a.starts_at), "endsAt": rfc3339(a.ends_at), "fingerprint": fingerprint_hex(a.fingerprint())}))
                 .collect();
-            json!({"labels": labels_map(&g.labels), "receiver": {"name": g.receiver}, "alerts": alerts})
+            let ack = agent.alert_state.incidents.active_ack(&g.key, agent.alert_state.clock.now());
+            json!({"labels": labels_map(&g.labels), "receiver": {"name": g.receiver}, "alerts": alerts, "groupKey": g.key, "ack": ack})
         })
         .collect();
     Json(groups).into_response()

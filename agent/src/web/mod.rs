@@ -60,6 +60,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/api/v2/status", get(alertmanager::get_status))
         .route("/api/v1/receivers/{name}/test", post(test_receiver))
         .route("/api/v1/checks", get(crate::checks::api::list))
+        .merge(crate::incident::api::routes())
         .route("/api/v1/rollouts", get(crate::rollout::api::list))
         .route("/api/v1/rollouts/{name}", get(crate::rollout::api::get))
         .route(

@@ -1,0 +1,279 @@
+//! `/api/v1/acks` and `/api/v1/incidents`, and the CLI's client side
+//! (`wasmon ack|unack|incidents`).
+//!
+//! Answers are bare JSON (the ack, the list, the incident); errors are
+//! `{"error": "..."}` with a 4xx/5xx status.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{AckError, Incident};
+use crate::app::Agent;
+
+fn error(status: StatusCode, msg: impl Into<String>) -> Response {
+    (status, Json(json!({"error": msg.into()}))).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AckRequest {
+    group_key: String,
+    by: String,
+    #[serde(default)]
+    comment: String,
+    /// Prometheus duration (`30m`, `1h30m`).
+    #[serde(default)]
+    expires_in: Option<String>,
+}
+
+/// POST /api/v1/acks
+pub async fn post_ack(State(agent): State<Arc<Agent>>, body: Bytes) -> Response {
+    let req: AckRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("bad ack request: {e}")),
+    };
+    let expires_in = match req.expires_in.as_deref() {
+        None | Some("") => None,
+        Some(s) => match crate::alerting::config::Duration::parse(s) {
+            Ok(d) => Some(d.as_std()),
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("expires_in: {e}")),
+        },
+    };
+    let Some(d) = agent.dispatcher() else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "alerting is off: the config has no route",
+        );
+    };
+    if !d.group_firing(&req.group_key) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "no alert group {:?} with firing alerts (see /api/v2/alerts/groups for the keys)",
+                req.group_key
+            ),
+        );
+    }
+    let now = agent.alert_state.clock.now();
+    match agent
+        .alert_state
+        .incidents
+        .ack(&req.group_key, &req.by, &req.comment, expires_in, now)
+    {
+        Ok(a) => {
+            tracing::info!(group = %a.group_key, by = %a.by, id = %a.id, "alert group acknowledged");
+            Json(a).into_response()
+        }
+        Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
+    }
+}
+
+/// GET /api/v1/acks
+pub async fn list_acks(State(agent): State<Arc<Agent>>) -> Response {
+    let now = agent.alert_state.clock.now();
+    Json(agent.alert_state.incidents.acks(now)).into_response()
+}
+
+/// DELETE /api/v1/acks/{id}
+pub async fn delete_ack(State(agent): State<Arc<Agent>>, Path(id): Path<String>) -> Response {
+    let now = agent.alert_state.clock.now();
+    match agent.alert_state.incidents.unack(&id, now) {
+        Ok(a) => {
+            tracing::info!(group = %a.group_key, id = %a.id, "alert group unacknowledged");
+            // Escalation steps held by the ack may be due right now.
+            if let Some(d) = agent.dispatcher() {
+                d.poke();
+            }
+            Json(a).into_response()
+        }
+        Err(e @ AckError::NotFound(_)) => error(StatusCode::NOT_FOUND, e.to_string()),
+        Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
+    }
+}
+
+fn incident_json(i: &Incident) -> Value {
+    let mut v = serde_json::to_value(i).unwrap_or(Value::Null);
+    v["status"] = json!(if i.is_open() { "open" } else { "resolved" });
+    v["durations"] = serde_json::to_value(i.durations()).unwrap_or(Value::Null);
+    v
+}
+
+/// GET /api/v1/incidents (newest first, without the timeline)
+pub async fn list_incidents(State(agent): State<Arc<Agent>>) -> Response {
+    let list: Vec<Value> = agent
+        .alert_state
+        .incidents
+        .list()
+        .iter()
+        .rev()
+        .map(|i| {
+            let mut v = incident_json(i);
+            if let Some(o) = v.as_object_mut() {
+                o.remove("events");
+                o.insert("event_count".into(), json!(i.events.len()));
+            }
+            v
+        })
+        .collect();
+    Json(list).into_response()
+}
+
+/// GET /api/v1/incidents/{id}
+pub async fn get_incident(State(agent): State<Arc<Agent>>, Path(id): Path<String>) -> Response {
+    match agent.alert_state.incidents.get(&id) {
+        Some(i) => Json(incident_json(&i)).into_response(),
+        None => error(StatusCode::NOT_FOUND, format!("no incident {id:?}")),
+    }
+}
+
+/// GET /api/v1/incidents/{id}/report
+pub async fn get_report(State(agent): State<Arc<Agent>>, Path(id): Path<String>) -> Response {
+    match agent.alert_state.incidents.get(&id) {
+        Some(i) => (
+            [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
+            super::report::markdown(&i),
+        )
+            .into_response(),
+        None => error(StatusCode::NOT_FOUND, format!("no incident {id:?}")),
+    }
+}
+
+// --- CLI ---------------------------------------------------------------
+
+async fn check(resp: reqwest::Response, what: &str) -> anyhow::Result<String> {
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    if !status.is_success() {
+        let msg = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_string))
+            .unwrap_or(text);
+        anyhow::bail!("{what}: {status}: {msg}");
+    }
+    Ok(text)
+}
+
+fn base(url: &str) -> &str {
+    url.trim_end_matches('/')
+}
+
+/// `wasmon ack`
+pub async fn cli_ack(
+    url: &str,
+    group_key: &str,
+    by: &str,
+    comment: &str,
+    expires_in: Option<&str>,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let u = format!("{}/api/v1/acks", base(url));
+    let mut body = json!({"group_key": group_key, "by": by, "comment": comment});
+    if let Some(e) = expires_in {
+        body["expires_in"] = json!(e);
+    }
+    let resp = reqwest::Client::new()
+        .post(&u)
+        .json(&body)
+        .send()
+        .await
+        .with_context(|| format!("POST {u}"))?;
+    let text = check(resp, &format!("POST {u}")).await?;
+    let v: Value = serde_json::from_str(&text).with_context(|| format!("POST {u}: not JSON"))?;
+    println!(
+        "acknowledged {} (ack id {}{})",
+        group_key,
+        v["id"].as_str().unwrap_or("?"),
+        v["expires_at"]
+            .as_str()
+            .map(|e| format!(", expires {e}"))
+            .unwrap_or_default()
+    );
+    Ok(())
+}
+
+/// `wasmon unack`
+pub async fn cli_unack(url: &str, id: &str) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let u = format!("{}/api/v1/acks/{id}", base(url));
+    let resp = reqwest::Client::new()
+        .delete(&u)
+        .send()
+        .await
+        .with_context(|| format!("DELETE {u}"))?;
+    check(resp, &format!("DELETE {u}")).await?;
+    println!("ack {id} removed");
+    Ok(())
+}
+
+/// `wasmon incidents [ID] [--report]`
+pub async fn cli_incidents(url: &str, id: Option<&str>, report: bool) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let u = match (id, report) {
+        (Some(id), true) => format!("{}/api/v1/incidents/{id}/report", base(url)),
+        (Some(id), false) => format!("{}/api/v1/incidents/{id}", base(url)),
+        (None, true) => anyhow::bail!("--report needs an incident ID"),
+        (None, false) => format!("{}/api/v1/incidents", base(url)),
+    };
+    let resp = reqwest::get(&u).await.with_context(|| format!("GET {u}"))?;
+    let text = check(resp, &format!("GET {u}")).await?;
+    if report {
+        print!("{text}");
+        return Ok(());
+    }
+    let v: Value = serde_json::from_str(&text).with_context(|| format!("GET {u}: not JSON"))?;
+    let s = |v: &Value| v.as_str().unwrap_or("-").to_string();
+    if id.is_some() {
+        println!(
+            "incident {} [{}] {}",
+            s(&v["id"]),
+            s(&v["status"]),
+            s(&v["group_key"])
+        );
+        for e in v["events"].as_array().into_iter().flatten() {
+            println!(
+                "{}  {:<20} {}",
+                s(&e["at"]),
+                s(&e["kind"]),
+                s(&e["message"])
+            );
+        }
+        return Ok(());
+    }
+    println!(
+        "{:<6} {:<9} {:<22} {:<22} GROUP",
+        "ID", "STATUS", "OPENED", "RESOLVED"
+    );
+    let list = v.as_array().cloned().unwrap_or_default();
+    for i in &list {
+        println!(
+            "{:<6} {:<9} {:<22} {:<22} {}",
+            s(&i["id"]),
+            s(&i["status"]),
+            s(&i["opened_at"]),
+            s(&i["resolved_at"]),
+            s(&i["group_key"])
+        );
+    }
+    if list.is_empty() {
+        println!("(no incidents)");
+    }
+    Ok(())
+}
+
+/// The routes, merged into the agent's router.
+pub fn routes() -> axum::Router<Arc<Agent>> {
+    use axum::routing::{delete, get};
+    axum::Router::new()
+        .route("/api/v1/acks", get(list_acks).post(post_ack))
+        .route("/api/v1/acks/{id}", delete(delete_ack))
+        .route("/api/v1/incidents", get(list_incidents))
+        .route("/api/v1/incidents/{id}", get(get_incident))
+        .route("/api/v1/incidents/{id}/report", get(get_report))
+}

@@ -1,0 +1,373 @@
+//! End to end through the real binary: a deploy (rollout started), an alert
+//! fires and pages the primary, nobody acks, escalation pages the secondary
+//! (step 2), `wasmon ack` stops the manager step (3) and the repeats, the
+//! ack survives a kill -9 and shows in the alerts API, the resolution closes
+//! the incident, and `wasmon incidents ID --report` has the right durations.
+
+#[path = "../agent/tests/common/mod.rs"]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+
+const CONFIG: &str = r#"
+[global]
+evaluation_interval = "500ms"
+
+[web]
+listen_address = "{{LISTEN}}"
+
+[[receivers]]
+name = "primary"
+plugin = "webhook"
+allow_hosts = ["{{HOOK}}"]
+config = { url = "http://{{HOOK}}/primary" }
+
+[[receivers]]
+name = "secondary"
+plugin = "webhook"
+allow_hosts = ["{{HOOK}}"]
+config = { url = "http://{{HOOK}}/secondary" }
+
+[[receivers]]
+name = "manager"
+plugin = "webhook"
+allow_hosts = ["{{HOOK}}"]
+config = { url = "http://{{HOOK}}/manager" }
+
+[route]
+receiver = "primary"
+group_by = ["alertname"]
+group_wait = "1s"
+group_interval = "1s"
+repeat_interval = "2s"
+escalation = [
+  { receiver = "secondary", delay = "3s" },
+  { receiver = "manager", delay = "9s" },
+]
+
+[[rollouts]]
+name = "web"
+interval = "500ms"
+soak = "10m"
+
+[[rollouts.metrics]]
+name = "errors"
+query = "vector(0)"
+max = 1
+"#;
+
+fn count(hook: &common::Receiver, path: &str, status: &str) -> usize {
+    hook.requests()
+        .iter()
+        .filter(|r| r.path == path)
+        .filter(|r| serde_json::from_slice::<Value>(&r.body).unwrap()["status"] == status)
+        .count()
+}
+
+async fn get(agent: &common::AgentProcess, path: &str) -> Value {
+    let r = reqwest::get(agent.url(path)).await.unwrap();
+    assert!(r.status().is_success(), "GET {path}: {}", r.status());
+    r.json().await.unwrap()
+}
+
+async fn post_alert(agent: &common::AgentProcess, ends_at: DateTime<Utc>) {
+    let r = reqwest::Client::new()
+        .post(agent.url("/api/v2/alerts"))
+        .json(&json!([{
+            "labels": {"alertname": "HighErrorRate", "service": "web"},
+            "annotations": {"summary": "5xx above 5%"},
+            "endsAt": ends_at.to_rfc3339(),
+        }]))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+}
+
+fn wasmon(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_wasmon"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn secs(v: &Value) -> f64 {
+    v.as_f64().unwrap_or_else(|| panic!("not a duration: {v}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn escalation_ack_resolution_and_report() {
+    let hook = common::Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("plugins")).unwrap();
+    std::fs::copy(
+        common::component("webhook"),
+        dir.path().join("plugins/webhook.wasm"),
+    )
+    .unwrap();
+    let config = CONFIG.replace("{{HOOK}}", &hook.addr.to_string());
+    let agent = common::AgentProcess::start(dir, &config).await;
+    let client = reqwest::Client::new();
+
+    // The deploy.
+    let deployed = Utc::now();
+    let r = client
+        .post(agent.url("/api/v1/rollouts/web/start"))
+        .json(&json!({"version": "v2"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    // The alert fires and pages the primary.
+    let fired = Utc::now();
+    post_alert(&agent, fired + chrono::Duration::hours(1)).await;
+    agent
+        .eventually("the primary page", Duration::from_secs(10), || async {
+            count(&hook, "/primary", "firing") >= 1
+        })
+        .await;
+    let groups = get(&agent, "/api/v2/alerts/groups").await;
+    let key = groups[0]["groupKey"].as_str().unwrap().to_string();
+    assert_eq!(groups[0]["ack"], Value::Null);
+
+    // Acking something that is not a firing group is refused.
+    let r = client
+        .post(agent.url("/api/v1/acks"))
+        .json(&json!({"group_key": "{}:{alertname=\"Nope\"}", "by": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let e: Value = r.json().await.unwrap();
+    assert!(
+        e["error"].as_str().unwrap().contains("no alert group"),
+        "{e}"
+    );
+    let r = client
+        .post(agent.url("/api/v1/acks"))
+        .json(&json!({"group_key": key, "by": "x", "expires_in": "soon"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let e: Value = r.json().await.unwrap();
+    assert!(
+        e["error"].as_str().unwrap().starts_with("expires_in: "),
+        "{e}"
+    );
+
+    // Nobody acks: step 2 pages the secondary 3s after the first page.
+    agent
+        .eventually(
+            "escalation to the secondary",
+            Duration::from_secs(15),
+            || async { count(&hook, "/secondary", "firing") == 1 },
+        )
+        .await;
+    let paged_secondary = Instant::now();
+    assert_eq!(count(&hook, "/manager", "firing"), 0);
+
+    // The CLI acks; the manager step (9s) must not come.
+    let url = agent.url("");
+    let out = wasmon(&[
+        "ack",
+        &key,
+        "--by",
+        "alice",
+        "--comment",
+        "rolling back",
+        "--url",
+        &url,
+    ]);
+    let acked = Utc::now();
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(stdout.contains("acknowledged"), "{stdout}");
+    let acks = get(&agent, "/api/v1/acks").await;
+    assert_eq!(acks.as_array().unwrap().len(), 1, "{acks}");
+    assert_eq!(acks[0]["by"], "alice");
+    assert_eq!(acks[0]["comment"], "rolling back");
+    let ack_id = acks[0]["id"].as_str().unwrap().to_string();
+    let groups = get(&agent, "/api/v2/alerts/groups").await;
+    assert_eq!(groups[0]["ack"]["id"], ack_id.as_str());
+
+    // A repeat already in flight may land; after that, none while acked,
+    // and no manager page past its 9s.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let primary_after_ack = count(&hook, "/primary", "firing");
+    let wait = Duration::from_secs(11).saturating_sub(paged_secondary.elapsed());
+    tokio::time::sleep(wait.max(Duration::from_secs(4))).await;
+    assert_eq!(
+        count(&hook, "/manager", "firing"),
+        0,
+        "the ack stops step 3"
+    );
+    assert_eq!(
+        count(&hook, "/primary", "firing"),
+        primary_after_ack,
+        "no repeats while acked"
+    );
+
+    // The ack survives a kill -9 (the alert source re-sends its alert):
+    // escalation, which starts over with the new process' first page,
+    // stays held.
+    let dir = agent.kill9();
+    let agent = common::AgentProcess::start(dir, &config).await;
+    post_alert(&agent, fired + chrono::Duration::hours(1)).await;
+    let acks = get(&agent, "/api/v1/acks").await;
+    assert_eq!(acks[0]["id"], ack_id.as_str(), "{acks}");
+    agent
+        .eventually("the group with its ack", Duration::from_secs(5), || async {
+            let g = get(&agent, "/api/v2/alerts/groups").await;
+            g[0]["ack"]["id"] == ack_id.as_str()
+        })
+        .await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(count(&hook, "/secondary", "firing"), 1);
+    assert_eq!(count(&hook, "/manager", "firing"), 0);
+
+    // Resolution closes the incident and ends the ack.
+    let resolving = Utc::now();
+    post_alert(&agent, resolving).await;
+    agent
+        .eventually(
+            "the resolved notification",
+            Duration::from_secs(10),
+            || async { count(&hook, "/primary", "resolved") == 1 },
+        )
+        .await;
+    let resolved_seen = Utc::now();
+    let list = get(&agent, "/api/v1/incidents").await;
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    let inc = &list[0];
+    assert_eq!(inc["status"], "resolved", "{inc}");
+    let id = inc["id"].as_str().unwrap().to_string();
+    assert!(get(&agent, "/api/v1/acks")
+        .await
+        .as_array()
+        .unwrap()
+        .is_empty());
+
+    let full = get(&agent, &format!("/api/v1/incidents/{id}")).await;
+    let kinds: Vec<&str> = full["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    for k in [
+        "rollout_started",
+        "alert_firing",
+        "notification",
+        "escalation",
+        "ack",
+        "resolved",
+    ] {
+        assert!(kinds.contains(&k), "{k} missing from {kinds:?}");
+    }
+    let pos = |k: &str| kinds.iter().position(|x| *x == k).unwrap();
+    assert!(pos("rollout_started") < pos("alert_firing"));
+    assert!(pos("escalation") < pos("ack") && pos("ack") < pos("resolved"));
+    let esc: Vec<&Value> = full["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "escalation")
+        .collect();
+    assert_eq!(esc.len(), 1, "only step 2 ran: {esc:#?}");
+    assert_eq!(esc[0]["receiver"], "secondary");
+    assert_eq!(esc[0]["result"], "ok");
+
+    // Durations against what the test saw (±1s for HTTP and scheduling).
+    let d = &full["durations"];
+    let between = |a: DateTime<Utc>, b: DateTime<Utc>| (b - a).num_milliseconds() as f64 / 1000.0;
+    let near = |what: &str, got: f64, lo: f64, hi: f64| {
+        assert!(
+            got >= lo - 1.0 && got <= hi + 1.0,
+            "{what} {got}s not in [{lo}, {hi}]"
+        );
+    };
+    near(
+        "time to detect",
+        secs(&d["time_to_detect"]),
+        between(deployed, fired) - 0.5,
+        between(deployed, fired) + 0.5,
+    );
+    near(
+        "time to acknowledge",
+        secs(&d["time_to_acknowledge"]),
+        between(fired, acked) - 1.0,
+        between(fired, acked),
+    );
+    near(
+        "time to resolve",
+        secs(&d["time_to_resolve"]),
+        between(fired, resolving),
+        between(fired, resolved_seen),
+    );
+    near(
+        "total",
+        secs(&d["total"]),
+        between(deployed, resolving),
+        between(deployed, resolved_seen),
+    );
+    assert!(
+        secs(&d["time_to_acknowledge"]) >= 4.0,
+        "after step 2 (3s after a 1s group_wait)"
+    );
+    assert_eq!(
+        d["time_to_mitigate"],
+        Value::Null,
+        "no rollback in this story"
+    );
+
+    // The Markdown report from the CLI shows the same durations.
+    let url = agent.url("");
+    let out = wasmon(&["incidents", &id, "--report", "--url", &url]);
+    assert!(out.status.success(), "{out:?}");
+    let md = String::from_utf8(out.stdout).unwrap();
+    let human = |s: f64| {
+        let s = s as u64;
+        if s >= 60 {
+            format!("{}m{}s", s / 60, s % 60).replace("m0s", "m")
+        } else {
+            format!("{s}s")
+        }
+    };
+    for (label, key) in [
+        ("time to detect", "time_to_detect"),
+        ("time to acknowledge", "time_to_acknowledge"),
+        ("time to resolve", "time_to_resolve"),
+    ] {
+        let want = format!("{label}: {}", human(secs(&d[key])));
+        assert!(md.contains(&want), "missing {want:?}:\n{md}");
+    }
+    assert!(
+        md.contains(&format!(
+            "| **Total duration** | | {} |",
+            human(secs(&d["total"]))
+        )),
+        "{md}"
+    );
+    assert!(md.contains("paged secondary"), "{md}");
+    assert!(md.contains("acknowledged by alice"), "{md}");
+
+    println!("{md}");
+
+    // The list from the CLI.
+    let out = wasmon(&["incidents", "--url", &url]);
+    let list = String::from_utf8(out.stdout).unwrap();
+    assert!(list.contains("resolved") && list.contains(&key), "{list}");
+    // And unack of a gone ack is a clear error.
+    let out = wasmon(&["unack", &ack_id, "--url", &url]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no ack with id"),
+        "{out:?}"
+    );
+}
