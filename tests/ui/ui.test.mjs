@@ -47,7 +47,10 @@ try {
   page.on('console', (m) => {
     if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) errors.push(`console error: ${m.text()}`);
   });
-  page.on('dialog', (d) => d.dismiss());
+  // Prompts are answered from this queue (a step pushes its answers first);
+  // any other dialog is dismissed.
+  const answers = [];
+  page.on('dialog', (d) => (answers.length ? d.accept(answers.shift()) : d.dismiss()));
   const shot = async (name) => { if (shots) await page.screenshot({ path: join(shots, `${name}.png`), fullPage: true }); };
 
   step('targets page shows the scrape target up');
@@ -62,8 +65,27 @@ try {
   const alert = page.locator('#alert-groups .group .alert', { hasText: 'alertname="UiTestAlert"' });
   await alert.waitFor();
   assert.match(await alert.textContent(), /raised by the UI test/);
-  assert.equal(await page.locator('#alert-groups .group button.ack').count() > 0, true, 'ack button');
   await shot('alerts');
+
+  step('acknowledging the group from the UI records who, why and until when');
+  answers.push('looking into it', '45m');
+  await page.locator('#alert-groups .group', { hasText: 'UiTestAlert' }).locator('button.ack').click();
+  const acked = page.locator('#alert-groups .group .acked', { hasText: 'acked by ui: looking into it' });
+  await acked.waitFor();
+  const acks = await apiGet('/api/v1/acks');
+  assert.equal(acks.length, 1, JSON.stringify(acks));
+  assert.equal(acks[0].by, 'ui');
+  assert.equal(acks[0].comment, 'looking into it');
+  const ackMinutes = (Date.parse(acks[0].expires_at) - Date.parse(acks[0].created_at)) / 60000;
+  assert.ok(Math.abs(ackMinutes - 45) < 0.1, `ack lasts ${ackMinutes} min`);
+  const groups = await apiGet('/api/v2/alerts/groups');
+  assert.ok(groups.some((g) => g.ack && g.ack.id === acks[0].id), JSON.stringify(groups));
+  await shot('acked');
+
+  step('unack from the UI removes it');
+  await page.locator('#alert-groups .group', { hasText: 'UiTestAlert' }).locator('button.unack').click();
+  await page.locator('#alert-groups .group', { hasText: 'UiTestAlert' }).locator('button.ack').waitFor();
+  assert.deepEqual(await apiGet('/api/v1/acks'), []);
 
   step('a silence created from the form appears in the API');
   await page.click('#nav a[href="#silences"]');

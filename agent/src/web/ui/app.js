@@ -70,6 +70,12 @@ async function ack(g) {
   await alerts();
 }
 
+async function unack(a) {
+  await api(`/api/v1/acks/${encodeURIComponent(a.id)}`, { method: 'DELETE' });
+  setStatus('Acknowledgement removed.');
+  await alerts();
+}
+
 async function alerts() {
   const groups = await api('/api/v2/alerts/groups');
   const box = $('#alert-groups');
@@ -77,7 +83,10 @@ async function alerts() {
   box.replaceChildren(...groups.map((g) => h('div', { class: 'group' },
     h('div', { class: 'group-head' }, labelChips(g.labels),
       h('span', { class: 'receiver' }, `receiver: ${g.receiver && g.receiver.name}`),
-      h('button', { class: 'secondary ack', type: 'button', onclick: () => ack(g).catch(showError) }, 'Ack')),
+      g.ack
+        ? [h('span', { class: 'acked' }, `acked by ${g.ack.by}${g.ack.comment ? `: ${g.ack.comment}` : ''}${g.ack.expires_at ? ` (until ${fmtTime(g.ack.expires_at)})` : ''}`),
+          h('button', { class: 'secondary unack', type: 'button', onclick: () => unack(g.ack).catch(showError) }, 'Unack')]
+        : h('button', { class: 'secondary ack', type: 'button', onclick: () => ack(g).catch(showError) }, 'Ack')),
     h('table', {}, h('tbody', {}, g.alerts.map((a) => h('tr', { class: 'alert' },
       h('td', {}, labelChips(a.labels)),
       h('td', {}, Object.values(a.annotations || {}).join(' — ')),
