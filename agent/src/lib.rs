@@ -9,6 +9,7 @@ pub mod config;
 pub mod model;
 pub mod plugins;
 pub mod promql;
+pub mod remote;
 pub mod rollout;
 pub mod rules;
 pub mod scrape;
