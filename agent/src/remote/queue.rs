@@ -292,12 +292,16 @@ impl Queue {
             )));
         }
         let relabelers = cfg.relabelers().map_err(|e| anyhow::anyhow!(e))?;
+        let (start, min_t) = {
+            let t = tracker.lock();
+            (t.shards.clone(), t.min_t)
+        };
         let reader = Reader {
             name: name.clone(),
             dir: wal_dir,
             txs,
-            start: tracker.lock().shards.clone(),
-            min_t: tracker.lock().min_t,
+            start,
+            min_t,
             external: spec.external_labels.clone(),
             relabelers,
             refs: HashMap::new(),
@@ -757,4 +761,310 @@ fn build_request(batch: &[(Arc<SeriesInfo>, i64, f64)]) -> proto::WriteRequest {
         });
     }
     proto::WriteRequest { timeseries: ts }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Mutex as StdMutex;
+
+    use axum::http::{HeaderMap, StatusCode};
+
+    use super::*;
+    use crate::config::Config;
+    use crate::remote::RemoteWrite;
+    use crate::selfmetrics::Metrics;
+    use crate::tsdb::{Db, Options};
+
+    /// A 127.0.0.1 receiver answering from a script of statuses (the last
+    /// one repeats), decoding and recording what it accepted (2xx only).
+    struct Rx {
+        addr: std::net::SocketAddr,
+        script: Arc<StdMutex<Vec<StatusCode>>>,
+        attempts: Arc<StdMutex<Vec<(StatusCode, usize)>>>,
+        accepted: Arc<StdMutex<Vec<(String, i64, f64)>>>,
+        headers: Arc<StdMutex<Option<HeaderMap>>>,
+        stop: Option<tokio::sync::oneshot::Sender<()>>,
+    }
+
+    impl Rx {
+        async fn start(script: Vec<StatusCode>) -> Rx {
+            let script = Arc::new(StdMutex::new(script));
+            let attempts: Arc<StdMutex<Vec<(StatusCode, usize)>>> = Arc::default();
+            let accepted: Arc<StdMutex<Vec<(String, i64, f64)>>> = Arc::default();
+            let headers: Arc<StdMutex<Option<HeaderMap>>> = Arc::default();
+            let (s, a, acc, h) = (
+                script.clone(),
+                attempts.clone(),
+                accepted.clone(),
+                headers.clone(),
+            );
+            let app = axum::Router::new().route(
+                "/api/v1/write",
+                axum::routing::post(move |hm: HeaderMap, body: axum::body::Bytes| {
+                    let (s, a, acc, h) = (s.clone(), a.clone(), acc.clone(), h.clone());
+                    async move {
+                        let req = proto::decode(&body).expect("valid remote-write body");
+                        let n: usize = req.timeseries.iter().map(|t| t.samples.len()).sum();
+                        let status = {
+                            let mut s = s.lock().unwrap();
+                            if s.len() > 1 {
+                                s.remove(0)
+                            } else {
+                                s[0]
+                            }
+                        };
+                        a.lock().unwrap().push((status, n));
+                        *h.lock().unwrap() = Some(hm);
+                        if status.is_success() {
+                            let mut acc = acc.lock().unwrap();
+                            for ts in req.timeseries {
+                                let id = ts
+                                    .labels
+                                    .iter()
+                                    .map(|l| format!("{}={}", l.name, l.value))
+                                    .collect::<Vec<_>>()
+                                    .join(",");
+                                for smp in ts.samples {
+                                    acc.push((id.clone(), smp.timestamp, smp.value));
+                                }
+                            }
+                        }
+                        (status, "")
+                    }
+                }),
+            );
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = l.local_addr().unwrap();
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            tokio::spawn(async move {
+                axum::serve(l, app)
+                    .with_graceful_shutdown(async {
+                        let _ = rx.await;
+                    })
+                    .await
+                    .unwrap()
+            });
+            Rx {
+                addr,
+                script,
+                attempts,
+                accepted,
+                headers,
+                stop: Some(tx),
+            }
+        }
+    }
+
+    impl Drop for Rx {
+        fn drop(&mut self) {
+            if let Some(tx) = self.stop.take() {
+                let _ = tx.send(());
+            }
+        }
+    }
+
+    fn config(addr: std::net::SocketAddr, extra: &str) -> Config {
+        Config::parse(
+            &format!(
+                r#"
+[global]
+external_labels = {{ site = "s1" }}
+
+[[remote_write]]
+url = "http://{addr}/api/v1/write"
+name = "t"
+{extra}
+[remote_write.queue_config]
+max_samples_per_send = 100
+batch_send_deadline = "20ms"
+min_backoff = "10ms"
+max_backoff = "40ms"
+min_shards = 2
+max_shards = 2
+"#
+            ),
+            "test.toml",
+        )
+        .unwrap()
+    }
+
+    fn open_db(dir: &Path) -> Db {
+        Db::open(
+            dir,
+            Options {
+                wal_sync_interval: Duration::ZERO,
+                wal_segment_size: 64 * 1024,
+                ..Options::default()
+            },
+        )
+        .unwrap()
+    }
+
+    /// `series` series × one commit per step (at `t0 + step` seconds).
+    fn write(db: &Db, series: usize, steps: std::ops::Range<i64>, t0: i64) {
+        for step in steps {
+            let mut app = db.appender();
+            for s in 0..series {
+                let l = Labels::from_pairs([("__name__", "m".to_string()), ("i", s.to_string())]);
+                app.append(&l, t0 + step * 1000, (s as i64 * 1000 + step) as f64)
+                    .unwrap();
+            }
+            app.commit().unwrap();
+        }
+    }
+
+    async fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while !f() {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "timed out: {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn counter(m: &Metrics, name: &str) -> f64 {
+        let text = m.encode();
+        text.lines()
+            .find(|l| l.starts_with(name) && l.contains("remote_name=\"t\""))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} not in\n{text}"))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn retries_500_then_delivers_everything_once_and_resumes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rx = Rx::start(vec![
+            StatusCode::INTERNAL_SERVER_ERROR,
+            StatusCode::SERVICE_UNAVAILABLE,
+            StatusCode::OK,
+        ])
+        .await;
+        let db = open_db(tmp.path());
+        let metrics = Arc::new(Metrics::new());
+        let rw = RemoteWrite::new(tmp.path(), metrics.clone());
+        rw.apply(&config(rx.addr, "bearer_token = \"tok\""))
+            .await
+            .unwrap();
+        let t0 = now_ms() + 1000;
+        // 300 series × 40 steps: ~12k samples, several 64 KiB segments.
+        write(&db, 300, 0..40, t0);
+        let want = 300 * 40;
+        wait_for("all samples", || rx.accepted.lock().unwrap().len() >= want).await;
+        let attempts = rx.attempts.lock().unwrap().clone();
+        assert_eq!(attempts[0].0, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(attempts[1].0, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            crate::tsdb::wal::list(&tmp.path().join("wal"))
+                .unwrap()
+                .segments
+                .len()
+                > 2
+        );
+        let h = rx.headers.lock().unwrap().clone().unwrap();
+        assert_eq!(h["content-encoding"], "snappy");
+        assert_eq!(h["content-type"], "application/x-protobuf");
+        assert_eq!(h["x-prometheus-remote-write-version"], "0.1.0");
+        assert_eq!(h["authorization"], "Bearer tok");
+        assert!(h["user-agent"].to_str().unwrap().starts_with("wasmon/"));
+
+        // Each sample exactly once, in order per series, with external labels.
+        let check = |acc: &[(String, i64, f64)], steps: i64| {
+            let mut per: BTreeMap<&str, Vec<(i64, f64)>> = BTreeMap::new();
+            for (id, t, v) in acc {
+                per.entry(id).or_default().push((*t, *v));
+            }
+            assert_eq!(per.len(), 300);
+            for (id, got) in per {
+                assert!(id.contains("site=s1"), "{id}");
+                let s: i64 = id
+                    .split("i=")
+                    .nth(1)
+                    .unwrap()
+                    .split(',')
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                let expect: Vec<(i64, f64)> = (0..steps)
+                    .map(|k| (t0 + k * 1000, (s * 1000 + k) as f64))
+                    .collect();
+                assert_eq!(got, expect, "series {id}");
+            }
+        };
+        check(&rx.accepted.lock().unwrap(), 40);
+        assert_eq!(
+            counter(&metrics, "wasmon_remote_storage_samples_total"),
+            want as f64
+        );
+        assert_eq!(
+            counter(&metrics, "wasmon_remote_storage_samples_failed_total"),
+            0.0
+        );
+        assert!(counter(&metrics, "wasmon_remote_storage_samples_retried_total") >= 2.0);
+        assert_eq!(counter(&metrics, "wasmon_remote_storage_shards"), 2.0);
+        wait_for("nothing pending", || {
+            counter(&metrics, "wasmon_remote_storage_samples_pending") == 0.0
+        })
+        .await;
+
+        // Stop, write more while stopped, start again: only the new samples
+        // arrive (the progress file says where each shard was).
+        rw.stop().await;
+        write(&db, 300, 40..50, t0);
+        let rw = RemoteWrite::new(tmp.path(), metrics.clone());
+        rw.apply(&config(rx.addr, "")).await.unwrap();
+        wait_for("resumed samples", || {
+            rx.accepted.lock().unwrap().len() >= 300 * 50
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        check(&rx.accepted.lock().unwrap(), 50);
+        rw.stop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn http_400_drops_the_batch_and_moves_on() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rx = Rx::start(vec![StatusCode::BAD_REQUEST]).await;
+        let db = open_db(tmp.path());
+        let metrics = Arc::new(Metrics::new());
+        let rw = RemoteWrite::new(tmp.path(), metrics.clone());
+        rw.apply(&config(rx.addr, "")).await.unwrap();
+        let t0 = now_ms() + 1000;
+        write(&db, 10, 0..3, t0);
+        wait_for("30 failed", || {
+            counter(&metrics, "wasmon_remote_storage_samples_failed_total") == 30.0
+        })
+        .await;
+        // Dropped, not retried: one attempt per batch, nothing accepted.
+        assert_eq!(
+            counter(&metrics, "wasmon_remote_storage_samples_retried_total"),
+            0.0
+        );
+        let attempted: usize = rx.attempts.lock().unwrap().iter().map(|a| a.1).sum();
+        assert_eq!(attempted, 30);
+        // The queue goes on with later samples once the receiver accepts.
+        *rx.script.lock().unwrap() = vec![StatusCode::OK];
+        write(&db, 10, 10..11, t0);
+        wait_for("10 accepted", || rx.accepted.lock().unwrap().len() == 10).await;
+        assert!(rx
+            .accepted
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|a| a.1 == t0 + 10_000));
+        rw.stop().await;
+    }
+
+    #[test]
+    fn shard_hash_is_stable() {
+        // Pinned: shard assignment must survive restarts and upgrades.
+        let l = Labels::from_pairs([("__name__", "up"), ("job", "a")]);
+        assert_eq!(stable_hash(&l), stable_hash(&l.clone()));
+        assert_eq!(stable_hash(&Labels::new()), 0xcbf29ce484222325);
+    }
 }
