@@ -666,7 +666,13 @@ impl Sender {
         loop {
             let started = Instant::now();
             self.metrics.sent_bytes.inc_by(body.len() as u64);
-            match self.attempt(body.clone()).await {
+            // A stop abandons the request in flight: the batch is not
+            // recorded as sent, so the next run sends it again.
+            let outcome = tokio::select! {
+                o = self.attempt(body.clone()) => o,
+                _ = stop.changed() => return false,
+            };
+            match outcome {
                 Outcome::Ok => {
                     self.metrics.samples.inc_by(n);
                     let max_t = batch.iter().map(|b| b.1).max().unwrap_or(0);
@@ -1057,6 +1063,79 @@ max_shards = 2
             .unwrap()
             .iter()
             .all(|a| a.1 == t0 + 10_000));
+        rw.stop().await;
+    }
+
+    fn log_series(wal: &crate::tsdb::wal::Wal, r: u64, name: &str) {
+        let mut b = Vec::new();
+        record::begin_series(&mut b);
+        record::put_series(&mut b, r, &[("__name__", name)]);
+        wal.log(&b, true).unwrap();
+    }
+
+    fn log_sample(wal: &crate::tsdb::wal::Wal, r: u64, t: i64, v: f64) {
+        let mut b = Vec::new();
+        record::encode_samples(&mut b, &[record::RefSample { r, t, v }]);
+        wal.log(&b, true).unwrap();
+    }
+
+    /// Segments checkpointed away while the queue was behind: it counts a
+    /// gap, takes the series from the checkpoint and goes on after it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn segments_removed_by_a_checkpoint_are_skipped() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rx = Rx::start(vec![StatusCode::OK]).await;
+        let metrics = Arc::new(Metrics::new());
+        let wal = crate::tsdb::wal::Wal::create(&tmp.path().join("wal"), 0, 64 * 1024).unwrap();
+        let t0 = now_ms() + 1000;
+        log_series(&wal, 1, "a");
+        log_sample(&wal, 1, t0, 1.0);
+        let rw = RemoteWrite::new(tmp.path(), metrics.clone());
+        rw.apply(&config(rx.addr, "")).await.unwrap();
+        wait_for("first sample", || rx.accepted.lock().unwrap().len() == 1).await;
+        rw.stop().await;
+
+        // While stopped: more samples, then a checkpoint drops segments 0-1.
+        let s0 = wal.cut_segment().unwrap();
+        log_series(&wal, 2, "b");
+        log_sample(&wal, 1, t0 + 1000, 2.0);
+        log_sample(&wal, 2, t0 + 1000, 20.0);
+        let upto = wal.cut_segment().unwrap();
+        assert_eq!((s0, upto), (0, 1));
+        wal.checkpoint(upto, &mut |w| {
+            for (r, name) in [(1, "a"), (2, "b")] {
+                let mut b = Vec::new();
+                record::begin_series(&mut b);
+                record::put_series(&mut b, r, &[("__name__", name)]);
+                w(&b)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+        log_sample(&wal, 2, t0 + 2000, 30.0);
+        log_sample(&wal, 1, t0 + 2000, 3.0);
+
+        let rw = RemoteWrite::new(tmp.path(), metrics.clone());
+        rw.apply(&config(rx.addr, "")).await.unwrap();
+        wait_for("samples after the gap", || {
+            rx.accepted.lock().unwrap().len() == 3
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut got: Vec<(String, i64, f64)> = rx.accepted.lock().unwrap().clone();
+        got.sort_by(|a, b| (a.1, &a.0).partial_cmp(&(b.1, &b.0)).unwrap());
+        assert_eq!(
+            got,
+            vec![
+                ("__name__=a,site=s1".to_string(), t0, 1.0),
+                ("__name__=a,site=s1".to_string(), t0 + 2000, 3.0),
+                ("__name__=b,site=s1".to_string(), t0 + 2000, 30.0),
+            ]
+        );
+        assert_eq!(
+            counter(&metrics, "wasmon_remote_storage_wal_gaps_total"),
+            1.0
+        );
         rw.stop().await;
     }
 
