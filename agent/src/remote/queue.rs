@@ -1139,6 +1139,44 @@ max_shards = 2
         rw.stop().await;
     }
 
+    /// Reload: a changed queue (same name, new url) resumes where the old
+    /// one stopped; a removed queue stops sending.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reload_restarts_changed_queues_from_their_progress() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (rx1, rx2) = (
+            Rx::start(vec![StatusCode::OK]).await,
+            Rx::start(vec![StatusCode::OK]).await,
+        );
+        let db = open_db(tmp.path());
+        let metrics = Arc::new(Metrics::new());
+        let rw = RemoteWrite::new(tmp.path(), metrics.clone());
+        rw.apply(&config(rx1.addr, "")).await.unwrap();
+        let t0 = now_ms() + 1000;
+        write(&db, 5, 0..2, t0);
+        wait_for("10 at rx1", || rx1.accepted.lock().unwrap().len() == 10).await;
+        // Same config again (kept or restarted, nothing is sent twice).
+        rw.apply(&config(rx1.addr, "")).await.unwrap();
+        rw.apply(&config(rx2.addr, "")).await.unwrap();
+        write(&db, 5, 2..3, t0);
+        wait_for("5 at rx2", || rx2.accepted.lock().unwrap().len() == 5).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(rx1.accepted.lock().unwrap().len(), 10);
+        assert!(rx2
+            .accepted
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|a| a.1 == t0 + 2000));
+        rw.apply(&Config::parse("", "empty.toml").unwrap())
+            .await
+            .unwrap();
+        write(&db, 5, 3..4, t0);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(rx2.accepted.lock().unwrap().len(), 5);
+        rw.stop().await;
+    }
+
     #[test]
     fn shard_hash_is_stable() {
         // Pinned: shard assignment must survive restarts and upgrades.
