@@ -338,13 +338,16 @@ impl Queue {
     /// Stops the shards (a batch in flight is abandoned: it is sent again
     /// by the next run) and the reader, and writes the progress.
     pub async fn stop(mut self) {
+        // The reader first: it finishes the record in hand (samples and
+        // marks) unless a full shard makes it give up, so the shards can
+        // then record every mark they were sent.
         self.stop_flag.store(true, Ordering::SeqCst);
+        if let Some(r) = self.reader.take() {
+            let _ = tokio::task::spawn_blocking(move || r.join()).await;
+        }
         let _ = self.stop_tx.send(true);
         for h in self.shards.drain(..) {
             let _ = h.await;
-        }
-        if let Some(r) = self.reader.take() {
-            let _ = tokio::task::spawn_blocking(move || r.join()).await;
         }
         self.tracker.lock().persist();
         tracing::info!(remote_name = %self.name, "remote write queue stopped");
@@ -595,34 +598,64 @@ async fn run_shard(
     let cfg = &sender.cfg;
     let mut batch: Vec<(Arc<SeriesInfo>, i64, f64)> = Vec::with_capacity(cfg.max_samples_per_send);
     let mut mark: Option<Pos> = None;
+    // An item read ahead while looking for marks (see below).
+    let mut carry: Option<Item> = None;
     loop {
         let deadline = tokio::time::sleep(cfg.batch_send_deadline);
         tokio::pin!(deadline);
         // Gather a batch: up to max_samples_per_send, or what arrived within
         // batch_send_deadline of the first sample.
         loop {
-            tokio::select! {
-                item = rx.recv() => match item {
-                    None => return,
-                    Some(Item::Sample(s, t, v)) => {
+            let item = match carry.take() {
+                Some(it) => Some(it),
+                None => tokio::select! {
+                    item = rx.recv() => item,
+                    _ = &mut deadline, if !batch.is_empty() => break,
+                    _ = stop.changed() => {
+                        // Marks already queued behind acknowledged batches
+                        // still count: fewer re-sends after the restart.
                         if batch.is_empty() {
-                            deadline.as_mut().reset(tokio::time::Instant::now() + cfg.batch_send_deadline);
+                            while let Ok(Item::Mark(p)) = rx.try_recv() {
+                                tracker.lock().set(shard, p);
+                            }
                         }
-                        batch.push((s, t, v));
-                        if batch.len() >= cfg.max_samples_per_send {
-                            break;
-                        }
-                    }
-                    Some(Item::Mark(p)) => {
-                        if batch.is_empty() {
-                            tracker.lock().set(shard, p);
-                        } else {
-                            mark = Some(p);
-                        }
+                        return;
                     }
                 },
-                _ = &mut deadline, if !batch.is_empty() => break,
-                _ = stop.changed() => return,
+            };
+            match item {
+                None => return,
+                Some(Item::Sample(s, t, v)) => {
+                    if batch.is_empty() {
+                        deadline
+                            .as_mut()
+                            .reset(tokio::time::Instant::now() + cfg.batch_send_deadline);
+                    }
+                    batch.push((s, t, v));
+                    if batch.len() >= cfg.max_samples_per_send {
+                        break;
+                    }
+                }
+                Some(Item::Mark(p)) => {
+                    if batch.is_empty() {
+                        tracker.lock().set(shard, p);
+                    } else {
+                        mark = Some(p);
+                    }
+                }
+            }
+        }
+        // The mark closing the batch's last record usually follows right
+        // behind its samples: take it along, so that acknowledging the batch
+        // records the whole record as sent.
+        loop {
+            match rx.try_recv() {
+                Ok(Item::Mark(p)) => mark = Some(p),
+                Ok(other) => {
+                    carry = Some(other);
+                    break;
+                }
+                Err(_) => break,
             }
         }
         if !sender.send_with_retries(&batch, &mut stop).await {
