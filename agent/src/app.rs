@@ -77,6 +77,7 @@ pub struct Agent {
     pub scrape: Arc<ScrapeManager>,
     pub checks: Arc<crate::checks::CheckManager>,
     pub rollouts: Arc<crate::rollout::RolloutManager>,
+    pub remote: Arc<crate::remote::RemoteWrite>,
     ready: AtomicBool,
     /// Serializes reloads (SIGHUP and the API may race).
     reload_lock: tokio::sync::Mutex<()>,
@@ -137,6 +138,11 @@ impl Agent {
             db: db.clone(),
             engine: engine_for(&loaded.config),
         }));
+        let remote = Arc::new(crate::remote::RemoteWrite::new(&data_dir, metrics.clone()));
+        remote
+            .apply(&loaded.config)
+            .await
+            .context("starting remote write")?;
         let scrape = Arc::new(ScrapeManager::new(db.clone())?);
         scrape.apply(jobs, loaded.base_dir()).await;
         let checks = crate::checks::CheckManager::new(db.clone(), plugins.clone());
@@ -223,6 +229,7 @@ impl Agent {
             scrape,
             checks,
             rollouts,
+            remote,
             ready: AtomicBool::new(true),
             reload_lock: tokio::sync::Mutex::new(()),
             maintenance: std::sync::Mutex::new(Some(maintenance)),
@@ -309,6 +316,9 @@ impl Agent {
         self.current.store(loaded);
         self.scrape.apply(jobs, base).await;
         self.checks.apply(self.current().checks.clone());
+        if let Err(e) = self.remote.apply(&self.current().config).await {
+            tracing::error!(error = %format!("{e:#}"), "starting remote write queues");
+        }
         let current = self.current();
         self.rollouts.apply(
             current.rollouts.clone(),
@@ -430,6 +440,7 @@ impl Agent {
         if let Err(e) = self.db.sync_wal() {
             tracing::error!(error = %format!("{e:#}"), "flushing the WAL on shutdown");
         }
+        self.remote.stop().await;
     }
 }
 

@@ -10,6 +10,7 @@ pub mod incident;
 pub mod model;
 pub mod plugins;
 pub mod promql;
+pub mod remote;
 pub mod rollout;
 pub mod rules;
 pub mod scrape;

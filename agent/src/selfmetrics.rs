@@ -50,6 +50,8 @@ pub struct Metrics {
     pub plugins_loaded: Gauge,
     pub config_last_reload_successful: Gauge,
     pub config_last_reload_success_timestamp: Gauge,
+    /// `wasmon_remote_storage_*` (remote write queues).
+    pub remote: crate::remote::RemoteMetrics,
 }
 
 impl Default for Metrics {
@@ -75,7 +77,9 @@ impl Metrics {
             plugins_loaded: Gauge::default(),
             config_last_reload_successful: Gauge::default(),
             config_last_reload_success_timestamp: Gauge::default(),
+            remote: Default::default(),
         };
+        m.remote.register(&mut registry);
         registry.register(
             "plugin_calls",
             "Plugin calls by plugin, instance and result (ok, retryable, permanent, timeout, memory, trap, error)",

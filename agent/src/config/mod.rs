@@ -69,6 +69,9 @@ pub struct Config {
     /// Canary analyses with automated rollback.
     #[serde(default)]
     pub rollouts: Vec<crate::rollout::RolloutConfig>,
+    /// Prometheus remote-write receivers the WAL is streamed to.
+    #[serde(default)]
+    pub remote_write: Vec<crate::remote::RemoteWriteConfig>,
 
     /// The file this config came from (None for the built-in default); relative
     /// paths in the config are resolved against its directory.
@@ -467,6 +470,7 @@ impl Config {
         crate::web::auth::validate(&self.web).with_context(|| format!("{origin}: [web]"))?;
         crate::checks::validate_all(&self.checks, &at)?;
         crate::rollout::validate_all(&self.rollouts, &at)?;
+        crate::remote::validate_all(&self.remote_write, &at)?;
         if self.route.is_some() {
             let names: Vec<&str> = self.receivers.iter().map(|r| r.name()).collect();
             self.alerting()

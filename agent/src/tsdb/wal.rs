@@ -34,7 +34,7 @@ pub fn segment_name(n: u32) -> String {
     format!("{n:08}")
 }
 
-fn checkpoint_name(n: u32) -> String {
+pub fn checkpoint_name(n: u32) -> String {
     format!("{CHECKPOINT_PREFIX}{n:08}")
 }
 
@@ -87,11 +87,12 @@ pub struct ReplayStats {
 }
 
 /// Reads framed records from `r` until EOF, the first bad record, or `f`
-/// returning false. Returns the offset of the end of the last good record
-/// and what was wrong, if anything.
+/// returning false. `f` gets each payload and the offset just past its
+/// record. Returns the offset of the end of the last good record and what
+/// was wrong, if anything.
 fn read_records(
     r: impl Read,
-    f: &mut dyn FnMut(&[u8]) -> bool,
+    f: &mut dyn FnMut(&[u8], u64) -> bool,
     stats: &mut ReplayStats,
 ) -> (u64, Option<String>) {
     let mut r = BufReader::with_capacity(1 << 20, r);
@@ -121,7 +122,7 @@ fn read_records(
         }
         stats.records += 1;
         off += 8 + len as u64;
-        if !f(&payload) {
+        if !f(&payload, off) {
             return (off, None);
         }
     }
@@ -143,7 +144,7 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
 /// Replays the checkpoint and the segments after it, calling `f` with each
 /// record payload in order, and repairs a torn or corrupt tail.
 pub fn replay(dir: &Path, f: &mut dyn FnMut(&[u8])) -> Result<ReplayStats> {
-    let f = &mut |p: &[u8]| {
+    let f = &mut |p: &[u8], _| {
         f(p);
         true
     };
@@ -224,7 +225,7 @@ pub fn read_upto(dir: &Path, upto: u32, f: &mut dyn FnMut(&[u8]) -> Result<()>) 
         let mut failed = None;
         let (_, err) = read_records(
             file,
-            &mut |p| match f(p) {
+            &mut |p, _| match f(p) {
                 Ok(()) => true,
                 Err(e) => {
                     failed = Some(e);
@@ -241,6 +242,29 @@ pub fn read_upto(dir: &Path, upto: u32, f: &mut dyn FnMut(&[u8]) -> Result<()>) 
         }
     }
     Ok(())
+}
+
+/// Reads the records of one WAL file (a segment or a checkpoint) from byte
+/// `offset` on, without repairing anything: for readers that tail the log
+/// while it is written (remote write). `f` gets each payload and the offset
+/// just past its record (where to resume); returning false stops. Returns
+/// the offset after the last complete record and, if reading stopped on an
+/// incomplete or bad record, why (at the live tail that only means "not
+/// written yet").
+pub fn read_file_from(
+    path: &Path,
+    offset: u64,
+    f: &mut dyn FnMut(&[u8], u64) -> bool,
+) -> std::io::Result<(u64, Option<String>)> {
+    use std::io::{Seek, SeekFrom};
+    let mut file = File::open(path)?;
+    file.seek(SeekFrom::Start(offset))?;
+    let (end, err) = read_records(
+        file,
+        &mut |p, off| f(p, offset + off),
+        &mut ReplayStats::default(),
+    );
+    Ok((offset + end, err))
 }
 
 /// Where [`Wal::checkpoint`]'s producer writes record payloads.

@@ -1,0 +1,281 @@
+//! `[[remote_write]]`: Prometheus' `remote_write` section, same names.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use crate::config::scrape::BasicAuth;
+use crate::config::secret::{Secret, REDACTED};
+use crate::model::relabel::{RelabelConfig, Relabeler};
+
+#[derive(Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteWriteConfig {
+    /// The receiver's endpoint, e.g. `http://prometheus:9090/api/v1/write`.
+    pub url: Spanned<String>,
+    /// Names the queue in metrics, logs and its progress file; defaults to a
+    /// hash of the URL (so the progress survives reordering the list).
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub remote_timeout: Duration,
+    /// Extra request headers (not the protocol's own). Their values may be
+    /// credentials (Authorization, API keys): config dumps show names only.
+    #[serde(default, serialize_with = "redacted_values")]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub basic_auth: Option<BasicAuth>,
+    #[serde(default)]
+    pub bearer_token: Option<Secret>,
+    /// Applied to each series (after external labels) before it is sent.
+    #[serde(default)]
+    pub write_relabel_configs: Vec<RelabelConfig>,
+    #[serde(default)]
+    pub queue_config: QueueConfig,
+}
+
+// Hand-written so that credentials never reach a log line or an error.
+impl std::fmt::Debug for RemoteWriteConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteWriteConfig")
+            .field("url", self.url.get_ref())
+            .field("name", &self.name)
+            .field("remote_timeout", &self.remote_timeout)
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("basic_auth", &self.basic_auth.as_ref().map(|_| "<secret>"))
+            .field(
+                "bearer_token",
+                &self.bearer_token.as_ref().map(|_| "<secret>"),
+            )
+            .field("write_relabel_configs", &self.write_relabel_configs.len())
+            .field("queue_config", &self.queue_config)
+            .finish()
+    }
+}
+
+fn redacted_values<S: serde::Serializer>(
+    headers: &BTreeMap<String, String>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_map(headers.keys().map(|k| (k, REDACTED)))
+}
+
+/// Prometheus' `queue_config`, with its defaults.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    /// Samples buffered per shard before reading the WAL pauses.
+    #[serde(default = "default_capacity")]
+    pub capacity: usize,
+    #[serde(default = "default_max_shards")]
+    pub max_shards: usize,
+    #[serde(default = "default_min_shards")]
+    pub min_shards: usize,
+    #[serde(default = "default_max_samples")]
+    pub max_samples_per_send: usize,
+    #[serde(default = "default_deadline", with = "humantime_serde")]
+    pub batch_send_deadline: Duration,
+    #[serde(default = "default_min_backoff", with = "humantime_serde")]
+    pub min_backoff: Duration,
+    #[serde(default = "default_max_backoff", with = "humantime_serde")]
+    pub max_backoff: Duration,
+    #[serde(default)]
+    pub retry_on_http_429: bool,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            capacity: default_capacity(),
+            max_shards: default_max_shards(),
+            min_shards: default_min_shards(),
+            max_samples_per_send: default_max_samples(),
+            batch_send_deadline: default_deadline(),
+            min_backoff: default_min_backoff(),
+            max_backoff: default_max_backoff(),
+            retry_on_http_429: false,
+        }
+    }
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_capacity() -> usize {
+    2500
+}
+fn default_max_shards() -> usize {
+    200
+}
+fn default_min_shards() -> usize {
+    1
+}
+fn default_max_samples() -> usize {
+    500
+}
+fn default_deadline() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_min_backoff() -> Duration {
+    Duration::from_millis(30)
+}
+fn default_max_backoff() -> Duration {
+    Duration::from_secs(5)
+}
+
+impl RemoteWriteConfig {
+    /// The queue's name: the configured one or `url-<8 hex of sha256(url)>`.
+    pub fn queue_name(&self) -> String {
+        match &self.name {
+            Some(n) => n.clone(),
+            None => {
+                use sha2::Digest;
+                let h = sha2::Sha256::digest(self.url.get_ref().as_bytes());
+                format!("url-{}", &hex::encode(h)[..8])
+            }
+        }
+    }
+
+    pub fn relabelers(&self) -> Result<Vec<Relabeler>, String> {
+        self.write_relabel_configs
+            .iter()
+            .cloned()
+            .map(Relabeler::new)
+            .collect()
+    }
+
+    fn validate(&self) -> Result<()> {
+        let url = self.url.get_ref();
+        let parsed = reqwest::Url::parse(url).map_err(|e| anyhow::anyhow!("url {url:?}: {e}"))?;
+        if parsed.scheme() != "http" && parsed.scheme() != "https" {
+            bail!("url {url:?}: scheme must be http or https");
+        }
+        if let Some(n) = &self.name {
+            let ok = !n.is_empty()
+                && n.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+            if !ok || n.starts_with('.') {
+                bail!("name {n:?} must be non-empty letters, digits, '-', '_' or '.' (it names a file)");
+            }
+        }
+        if self.remote_timeout.is_zero() {
+            bail!("remote_timeout must be greater than 0");
+        }
+        if self.basic_auth.is_some() && self.bearer_token.is_some() {
+            bail!("at most one of basic_auth and bearer_token may be set");
+        }
+        for h in self.headers.keys() {
+            let reserved = [
+                "content-encoding",
+                "content-type",
+                "x-prometheus-remote-write-version",
+                "user-agent",
+                "authorization",
+            ];
+            if reserved.contains(&h.to_ascii_lowercase().as_str()) {
+                bail!("headers: {h:?} is set by the protocol and may not be overridden");
+            }
+            http::HeaderName::from_bytes(h.as_bytes())
+                .map_err(|_| anyhow::anyhow!("headers: {h:?} is not a valid header name"))?;
+        }
+        for (h, v) in &self.headers {
+            http::HeaderValue::from_str(v).map_err(|_| {
+                anyhow::anyhow!("headers: value of {h:?} is not a valid header value")
+            })?;
+        }
+        for (i, r) in self.write_relabel_configs.iter().enumerate() {
+            Relabeler::new(r.clone())
+                .map_err(|e| anyhow::anyhow!("write_relabel_configs[{i}]: {e}"))?;
+        }
+        let q = &self.queue_config;
+        if q.capacity == 0 || q.max_samples_per_send == 0 {
+            bail!("queue_config: capacity and max_samples_per_send must be greater than 0");
+        }
+        if q.min_shards == 0 || q.max_shards < q.min_shards {
+            bail!(
+                "queue_config: need 1 <= min_shards ({}) <= max_shards ({})",
+                q.min_shards,
+                q.max_shards
+            );
+        }
+        if q.batch_send_deadline.is_zero() || q.min_backoff.is_zero() {
+            bail!("queue_config: batch_send_deadline and min_backoff must be greater than 0");
+        }
+        if q.max_backoff < q.min_backoff {
+            bail!("queue_config: max_backoff must be at least min_backoff");
+        }
+        Ok(())
+    }
+}
+
+/// Validates every `[[remote_write]]`, citing the line of its `url`.
+pub fn validate_all(
+    configs: &[RemoteWriteConfig],
+    at: &dyn Fn(std::ops::Range<usize>) -> String,
+) -> Result<()> {
+    let mut names = HashSet::new();
+    for c in configs {
+        let here = at(c.url.span());
+        c.validate()
+            .map_err(|e| anyhow::anyhow!("{here}: remote_write: {e}"))?;
+        let name = c.queue_name();
+        if !names.insert(name.clone()) {
+            bail!("{here}: remote_write: duplicate queue name {name:?} (set distinct `name`s)");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    #[test]
+    fn parses_with_defaults_and_errors_cite_lines() {
+        let c = Config::parse(
+            "[[remote_write]]\nurl = \"http://127.0.0.1:9090/api/v1/write\"\nbearer_token = \"s3cret\"\n[remote_write.queue_config]\nmax_shards = 4\n",
+            "a.toml",
+        )
+        .unwrap();
+        let r = &c.remote_write[0];
+        assert_eq!(r.queue_config.max_shards, 4);
+        assert_eq!(r.queue_config.max_samples_per_send, 500);
+        assert!(r.queue_name().starts_with("url-"));
+        assert!(!format!("{r:?}").contains("s3cret"));
+
+        let err = Config::parse(
+            "[global]\n\n[[remote_write]]\nurl = \"ftp://x\"\n",
+            "b.toml",
+        )
+        .unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("b.toml:4") && msg.contains("scheme"), "{msg}");
+
+        let err = Config::parse(
+            "[[remote_write]]\nurl = \"http://a/\"\n[[remote_write]]\nurl = \"http://a/\"\n",
+            "c.toml",
+        )
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("c.toml:4"), "{err:#}");
+
+        let err = Config::parse(
+            "[[remote_write]]\nurl = \"http://a/\"\nwrite_relabel_configs = [{ action = \"replace\", regex = \"(\" }]\n",
+            "d.toml",
+        )
+        .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("d.toml:2")
+                && format!("{err:#}").contains("write_relabel_configs[0]"),
+            "{err:#}"
+        );
+        let err = Config::parse(
+            "[[remote_write]]\nurl = \"http://a/\"\n[remote_write.queue_config]\nmin_shards = 3\nmax_shards = 2\n",
+            "e.toml",
+        )
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("min_shards"), "{err:#}");
+    }
+}
