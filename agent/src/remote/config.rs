@@ -278,4 +278,22 @@ mod tests {
         .unwrap_err();
         assert!(format!("{err:#}").contains("min_shards"), "{err:#}");
     }
+
+    #[test]
+    fn config_dumps_show_no_credentials() {
+        let c = Config::parse(
+            "[[remote_write]]\nurl = \"http://127.0.0.1:9090/api/v1/write\"\nheaders = { X-Api-Key = \"hdr-secret\" }\nbasic_auth = { username = \"u\", password = \"pw-secret\" }\n\n[[remote_write]]\nurl = \"http://127.0.0.1:9091/api/v1/write\"\nbearer_token = \"tok-secret\"\n",
+            "a.toml",
+        )
+        .unwrap();
+        let dump = serde_json::to_string(&c.remote_write).unwrap();
+        for secret in ["hdr-secret", "pw-secret", "tok-secret"] {
+            assert!(!dump.contains(secret), "{secret} in {dump}");
+        }
+        // What is not secret still shows.
+        assert!(
+            dump.contains("X-Api-Key") && dump.contains("127.0.0.1:9091"),
+            "{dump}"
+        );
+    }
 }
