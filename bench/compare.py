@@ -173,6 +173,19 @@ def disk_bytes(path):
     return total
 
 
+def disk_breakdown(path):
+    """disk_bytes per top-level entry of a data dir (wal, chunks_head, ...)."""
+    out = {}
+    with contextlib.suppress(FileNotFoundError):
+        for name in sorted(os.listdir(path)):
+            full = os.path.join(path, name)
+            if os.path.isdir(full):
+                out[name] = disk_bytes(full)
+            else:
+                out["files"] = out.get("files", 0) + os.lstat(full).st_blocks * 512
+    return out
+
+
 def pct(values, p):
     s = sorted(values)
     k = (len(s) - 1) * p
@@ -504,6 +517,8 @@ def _run_one(series, args, wasmon_bin, plugin, work, procs, rec):
     total_samples = dict(smp1)
     disk = {"wasmon": disk_bytes(os.path.join(work, "wasmon", "data")),
             "prometheus": disk_bytes(os.path.join(work, "prom", "data"))}
+    disk_parts = {"wasmon": disk_breakdown(os.path.join(work, "wasmon", "data")),
+                  "prometheus": disk_breakdown(os.path.join(work, "prom", "data"))}
     hs = {"wasmon": head_series(wbase, "wasmon_tsdb_head_series"),
           "prometheus": head_series(pbase, "prometheus_tsdb_head_series")}
 
@@ -540,6 +555,7 @@ def _run_one(series, args, wasmon_bin, plugin, work, procs, rec):
         "samples": {k: smp1[k] - smp0[k] for k in samples},
         "samples_total": total_samples,
         "disk_bytes": disk,
+        "disk_parts": disk_parts,
         "alert_rounds": rounds,
         "queries": qres,
     }
@@ -574,8 +590,12 @@ def fmt_table(r):
     row("bytes on disk per sample", "%.2f" % (r["disk_bytes"][w] / r["samples_total"][w]),
         "%.2f" % (r["disk_bytes"][p] / r["samples_total"][p]),
         "data dir (WAL + head chunks; no block cut yet) / all samples appended")
-    row("data dir (MiB)", "%.1f" % (r["disk_bytes"][w] / 2**20),
-        "%.1f" % (r["disk_bytes"][p] / 2**20))
+    def parts(k):
+        d = r.get("disk_parts", {}).get(k, {})
+        big = ", ".join("%s %.1f" % (n, b / 2**20) for n, b in d.items() if b >= 2**20 / 10)
+        return "%.1f (%s)" % (r["disk_bytes"][k] / 2**20, big) if big else \
+            "%.1f" % (r["disk_bytes"][k] / 2**20)
+    row("data dir (MiB)", parts(w), parts(p))
     lat = {k: [x[k] for x in r["alert_rounds"] if x[k] is not None]
            for k in ("wasmon", "alertmanager")}
     missed = {k: sum(1 for x in r["alert_rounds"] if x[k] is None) for k in lat}
@@ -627,7 +647,14 @@ def main():
                     or "/usr/bin/prometheus-alertmanager")
     ap.add_argument("--json", help="also write the raw results here")
     ap.add_argument("--keep", action="store_true", help="keep the work directories")
+    ap.add_argument("--from-json", metavar="FILE",
+                    help="only print the tables of a saved --json file")
     args = ap.parse_args()
+    if args.from_json:
+        with open(args.from_json) as f:
+            for r in json.load(f):
+                print(fmt_table(r) + "\n")
+        return
 
     if not args.no_build:
         log("cargo build --release -p wasmon")
