@@ -33,6 +33,7 @@ import http.server
 import json
 import math
 import os
+import random
 import shutil
 import signal
 import socket
@@ -492,6 +493,9 @@ def _run_one(series, args, wasmon_bin, plugin, work, procs, rec):
         now = time.monotonic()
         if current is None and round_at and now >= round_at[0]:
             round_at.pop(0)
+            # A random phase against the 1 s scrape and evaluation ticks, so
+            # the rounds sample the tick alignment instead of repeating one.
+            time.sleep(random.uniform(0, 1))
             req = urllib.request.Request("%s?round=%d&ratio=0.5" % (switch, next_round),
                                          method="POST")
             urllib.request.urlopen(req, timeout=10).read()
@@ -633,7 +637,7 @@ def main():
                     help="synthetic targets' scrape interval, seconds (default 10)")
     ap.add_argument("--rule-interval", default="10s", help="recording rules' interval")
     ap.add_argument("--series-per-target", type=int, default=25000)
-    ap.add_argument("--alert-rounds", type=int, default=3)
+    ap.add_argument("--alert-rounds", type=int, default=5)
     ap.add_argument("--alert-timeout", type=int, default=60,
                     help="give up on a round's notification after this many seconds")
     ap.add_argument("--query-runs", type=int, default=10)
