@@ -29,11 +29,13 @@ Python 3.11 standard library only. See bench/README.md.
 """
 import argparse
 import contextlib
+import datetime
 import http.server
 import json
 import math
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -185,6 +187,28 @@ def disk_breakdown(path):
             else:
                 out["files"] = out.get("files", 0) + os.lstat(full).st_blocks * 512
     return out
+
+
+def parse_rfc3339(text):
+    """Seconds since the epoch of an RFC 3339 time (Go prints up to 9
+    fractional digits; fromisoformat takes 6)."""
+    m = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)", text)
+    if not m:
+        raise ValueError("not an RFC 3339 time: %r" % text)
+    tz = "+00:00" if m.group(3) == "Z" else m.group(3)
+    frac = (m.group(2) or "0")[:6].ljust(6, "0")
+    return datetime.datetime.fromisoformat("%s.%s%s" % (m.group(1), frac, tz)).timestamp()
+
+
+def active_at(base, round_no):
+    """activeAt (pending since) of the round's BenchErrorRate alert on a
+    Prometheus-style /api/v1/alerts, or None."""
+    doc = json.loads(http_get(base + "/api/v1/alerts", 10))
+    for a in doc["data"]["alerts"]:
+        lbl = a.get("labels", {})
+        if lbl.get("alertname") == "BenchErrorRate" and lbl.get("round") == str(round_no):
+            return parse_rfc3339(a["activeAt"])
+    return None
 
 
 def pct(values, p):
@@ -506,7 +530,14 @@ def _run_one(series, args, wasmon_bin, plugin, work, procs, rec):
             got = {k: rec.first_firing("/" + k, r, flipped) for k in ("wasmon", "alertmanager")}
             timed_out = time.time() - flipped > args.alert_timeout
             if all(got.values()) or timed_out:
-                rounds.append({k: (v - flipped if v else None) for k, v in got.items()})
+                rnd = {k: (v - flipped if v else None) for k, v in got.items()}
+                # Split off the scrape/evaluation phase: from the evaluation
+                # that first saw the crossing (activeAt) to the receiver is
+                # `for` + group_wait + each implementation's own delays.
+                for k, base in (("wasmon", wbase), ("alertmanager", pbase)):
+                    act = active_at(base, r)
+                    rnd[k + "_from_active"] = got[k] - act if got[k] and act else None
+                rounds.append(rnd)
                 # Back under the threshold in a new round: the old series goes
                 # stale and the alert resolves on both sides.
                 req = urllib.request.Request("%s?round=%d&ratio=0" % (switch, next_round),
@@ -615,6 +646,13 @@ def fmt_table(r):
     row("alert e2e (flip -> receiver)", lat_s("wasmon"), lat_s("alertmanager"),
         "for %s, eval %s, group_wait %s, switch scraped every 1s" % (
             ALERT_FOR, ALERT_EVAL, GROUP_WAIT))
+    fa = {k: [x.get(k + "_from_active") for x in r["alert_rounds"]
+              if x.get(k + "_from_active") is not None] for k in ("wasmon", "alertmanager")}
+    if fa["wasmon"] or fa["alertmanager"]:
+        f = lambda v: "median %.2f s (%s)" % (  # noqa: E731
+            statistics.median(v), ", ".join("%.2f" % x for x in v)) if v else "n/a"
+        row("alert activeAt -> receiver", f(fa["wasmon"]), f(fa["alertmanager"]),
+            "without the scrape/eval phase; floor = for + group_wait")
     lines.append("")
     lines.append("| query (ms, median / p90) | wasmon | prometheus | result series w/p |")
     lines.append("|---|---:|---:|---|")
