@@ -535,7 +535,11 @@ def _run_one(series, args, wasmon_bin, plugin, work, procs, rec):
                 # that first saw the crossing (activeAt) to the receiver is
                 # `for` + group_wait + each implementation's own delays.
                 for k, base in (("wasmon", wbase), ("alertmanager", pbase)):
-                    act = active_at(base, r)
+                    try:
+                        act = active_at(base, r)
+                    except (OSError, ValueError, KeyError) as e:
+                        log("%s: /api/v1/alerts: %s" % (k, e))
+                        act = None
                     rnd[k + "_from_active"] = got[k] - act if got[k] and act else None
                 rounds.append(rnd)
                 # Back under the threshold in a new round: the old series goes
