@@ -29,6 +29,7 @@ Python 3.11 standard library only. See bench/README.md.
 """
 import argparse
 import contextlib
+import ctypes
 import datetime
 import http.server
 import json
@@ -282,6 +283,15 @@ class Recorder:
         self.server.server_close()
 
 
+def _die_with_parent():
+    """Runs in the child before exec: the kernel sends it SIGTERM when the
+    driver dies, even by SIGKILL, so no server outlives the bench (the
+    children are in their own sessions so that Ctrl-C reaches only the
+    driver, which then stops them in order)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 class Procs:
     """Every process the bench started; stopped in reverse order, by pid."""
 
@@ -292,7 +302,8 @@ class Procs:
     def start(self, name, argv, cwd=None):
         logf = open(os.path.join(self.workdir, name + ".log"), "wb")
         p = subprocess.Popen(argv, cwd=cwd, stdout=logf, stderr=subprocess.STDOUT,
-                             stdin=subprocess.DEVNULL, start_new_session=True)
+                             stdin=subprocess.DEVNULL, start_new_session=True,
+                             preexec_fn=_die_with_parent)
         p.bench_name = name
         p.bench_log = logf.name
         self.procs.append(p)
