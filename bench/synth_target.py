@@ -6,15 +6,22 @@ Serves N active series in the Prometheus text format: counters
 (process/queue figures) and a classic histogram (~10 buckets), with values
 that move on every scrape the way real ones do (counters grow by a random
 rate, gauges wander). Usage: synth_target.py PORT SERIES
+
+SERIES 0 serves only `synth_error_ratio{round="K"}`, a gauge that
+bench/compare.py switches with `POST /error?round=K&ratio=R` to cross an
+alert threshold at a known instant (every target serves that endpoint).
 """
 import http.server
 import random
 import sys
+import urllib.parse
 
 BUCKETS = ["0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "+Inf"]
 
 
 def build(series):
+    if series == 0:
+        return [], [], []
     rnd = random.Random(42)
     counters, gauges, hists = [], [], []
     n_counter = series * 6 // 10
@@ -33,9 +40,15 @@ def build(series):
     return counters, gauges, hists
 
 
-def render(state, rnd):
+def render(state, rnd, error):
     counters, gauges, hists = state
-    out = ["# TYPE http_requests_total counter"]
+    out = []
+    if error is not None:
+        out.append("# TYPE synth_error_ratio gauge")
+        out.append('synth_error_ratio{round="%s"} %s' % error)
+    if not counters and not gauges and not hists:
+        return ("\n".join(out) + "\n").encode()
+    out.append("# TYPE http_requests_total counter")
     for c in counters:
         c[1] += int(c[2] * rnd.random() * 15)
         out.append("%s %d" % (c[0], c[1]))
@@ -62,10 +75,23 @@ def main():
     port, series = int(sys.argv[1]), int(sys.argv[2])
     state = build(series)
     rnd = random.Random(7)
+    # (round, ratio) of the switchable error gauge; None = not served (a
+    # target with SERIES > 0 serves it only once switched).
+    error = [("0", "0") if series == 0 else None]
 
     class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            q = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+            try:
+                error[0] = (str(int(q["round"][0])), repr(float(q["ratio"][0])))
+            except (KeyError, ValueError) as e:
+                self.send_error(400, "POST /error?round=INT&ratio=FLOAT: %s" % e)
+                return
+            self.send_response(204)
+            self.end_headers()
+
         def do_GET(self):
-            body = render(state, rnd)
+            body = render(state, rnd, error[0])
             self.send_response(200)
             self.send_header("Content-Type", "text/plain; version=0.0.4")
             self.send_header("Content-Length", str(len(body)))
