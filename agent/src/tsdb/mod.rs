@@ -36,6 +36,7 @@ pub mod head;
 pub mod head_chunks;
 pub mod index;
 pub mod matcher;
+pub mod packed;
 pub mod postings;
 pub mod record;
 pub mod series;
