@@ -14,8 +14,8 @@
 //! t0 varint | N varint (nominal interval: median delta) | tmode 1 bit | time stream header
 //! vkind 1 bit:
 //!   0 (XOR)     first value 64 raw bits                  then per sample: Gorilla XOR
-//!   1 (integer) dod 1 bit | shift 6 bits | D varint | first value (raw 1 bit: 64 bits, else varint)
-//!               | value stream header
+//!   1 (integer) bits 1 bit | dod 1 bit | shift 6 bits | D varint
+//!               | first value (raw 1 bit: 64 bits, else varint) | value stream header
 //! per sample 1..n: time symbol, then value (XOR code or value stream symbol)
 //! ```
 //!
@@ -33,8 +33,12 @@
 //! residual has half the variance of a delta of deltas), `dod` 1 predicts
 //! the previous change. A value that is not an integer (a staleness NaN,
 //! a fraction) is escaped as 64 raw bits and leaves the integer state
-//! alone. The encoder computes the cost of every variant (XOR included)
-//! and keeps the cheapest.
+//! alone. With `bits` set, the integers are the floats' IEEE 754 bit
+//! patterns instead: a float counter (a histogram's `_sum`) climbs within
+//! one binade, where the bit pattern grows almost linearly, so its change
+//! minus the median change needs ~10 bits fewer than Gorilla's XOR. The
+//! encoder computes the cost of every variant (XOR included) and keeps the
+//! cheapest.
 //!
 //! A stream of residuals (zig-zag integers) has one of three modes, chosen
 //! by exact cost: `0` all zero (no bits per sample: perfectly regular
@@ -439,19 +443,86 @@ fn median(mut v: Vec<i64>) -> i64 {
     *v.select_nth_unstable(mid).1
 }
 
-fn int_syms(vs: &[f64], p: &mut IntPred) -> Vec<Sym> {
-    vs.iter()
-        .skip(1)
-        .map(|&v| {
-            if !is_integral(v) {
-                return Sym::Raw(v.to_bits());
-            }
-            let delta = (v as i64).wrapping_sub(p.iv) >> p.shift;
-            let r = delta.wrapping_sub(p.predict());
-            p.apply(r);
-            Sym::Int(zz(r))
-        })
-        .collect()
+/// The value as an integer of the integer code: the number itself, or
+/// (`bits`) its IEEE 754 bit pattern; `None` is escaped as a raw float.
+fn as_int(v: f64, bits: bool) -> Option<i64> {
+    if bits {
+        Some(v.to_bits() as i64)
+    } else if is_integral(v) {
+        Some(v as i64)
+    } else {
+        None
+    }
+}
+
+/// One way to code the values as integers, with its cost in bits.
+struct IntCand {
+    bits: bool,
+    dod: bool,
+    shift: u32,
+    d: i64,
+    first: Option<i64>,
+    syms: Vec<Sym>,
+    mode: Mode,
+    cost: u64,
+}
+
+/// The cheaper of the two integer predictors for `vs`.
+fn int_candidate(vs: &[f64], bits: bool) -> IntCand {
+    let first = as_int(vs[0], bits);
+    // The integer state starts at 0 when the first value is escaped, so
+    // that first step must be divisible by the shift too.
+    let ints: Vec<i64> = first
+        .is_none()
+        .then_some(0)
+        .into_iter()
+        .chain(vs.iter().filter_map(|&v| as_int(v, bits)))
+        .collect();
+    let deltas: Vec<i64> = ints.windows(2).map(|w| w[1].wrapping_sub(w[0])).collect();
+    let shift = deltas
+        .iter()
+        .filter(|&&d| d != 0)
+        .map(|d| d.trailing_zeros())
+        .min()
+        .unwrap_or(0)
+        .min(63);
+    let d = median(deltas.iter().map(|x| x >> shift).collect());
+    let mut best: Option<IntCand> = None;
+    for dod in [false, true] {
+        let mut p = IntPred {
+            dod,
+            shift,
+            d,
+            iv: first.unwrap_or(0),
+            pd: d,
+        };
+        let syms: Vec<Sym> = vs[1..]
+            .iter()
+            .map(|&v| match as_int(v, bits) {
+                None => Sym::Raw(v.to_bits()),
+                Some(x) => {
+                    let delta = x.wrapping_sub(p.iv) >> shift;
+                    let r = delta.wrapping_sub(p.predict());
+                    p.apply(r);
+                    Sym::Int(zz(r))
+                }
+            })
+            .collect();
+        let (mode, cost) = choose(&syms);
+        if best.as_ref().is_none_or(|b| cost < b.cost) {
+            best = Some(IntCand {
+                bits,
+                dod,
+                shift,
+                d,
+                first,
+                syms,
+                mode,
+                cost,
+            });
+        }
+    }
+    best.expect("two candidates")
 }
 
 /// Encodes samples (at most [`MAX_PACKED_SAMPLES`], at least one) into a
@@ -488,47 +559,19 @@ pub fn encode(samples: &[(i64, f64)]) -> Vec<u8> {
     let (a, b) = (tsyms(false), tsyms(true));
     let (grid, tsyms, tmode, _) = if b.3 < a.3 { b } else { a };
 
-    // Values: XOR, or integers with a median-change or previous-change
-    // predictor, whichever costs least.
-    let first_int = is_integral(vs[0]);
-    // The integer state starts at 0 when the first value is not an
-    // integer, so that first step must be divisible by the shift too.
-    let ints: Vec<i64> = (!first_int)
-        .then_some(0)
-        .into_iter()
-        .chain(vs.iter().filter(|v| is_integral(**v)).map(|&v| v as i64))
-        .collect();
-    let deltas: Vec<i64> = ints.windows(2).map(|w| w[1].wrapping_sub(w[0])).collect();
-    let shift = deltas
-        .iter()
-        .filter(|&&d| d != 0)
-        .map(|d| d.trailing_zeros())
-        .min()
-        .unwrap_or(0)
-        .min(63);
-    let d_med = median(deltas.iter().map(|d| d >> shift).collect());
-    let pred0 = |dod| IntPred {
-        dod,
-        shift,
-        d: d_med,
-        iv: if first_int { vs[0] as i64 } else { 0 },
-        pd: d_med,
-    };
-    let mut best_int: Option<(bool, Vec<Sym>, Mode, u64)> = None;
-    for dod in [false, true] {
-        let syms = int_syms(&vs, &mut pred0(dod));
-        let (mode, cost) = choose(&syms);
-        if best_int.as_ref().is_none_or(|b| cost < b.3) {
-            best_int = Some((dod, syms, mode, cost));
-        }
-    }
+    // Values: XOR, or integers (the numbers, or the bit patterns of the
+    // floats) with a median-change or previous-change predictor,
+    // whichever costs least.
     let mut xor_w = BitWriter::with_capacity(vs.len() * 2);
     let mut x = Xor::new(vs[0].to_bits());
     for v in &vs[1..] {
         x.write(&mut xor_w, v.to_bits());
     }
     let xor_bits = xor_w.bytes().len() as u64 * 8;
-    let int = best_int.filter(|b| b.3.saturating_add(80) < xor_bits.saturating_add(64));
+    let int = [int_candidate(&vs, false), int_candidate(&vs, true)]
+        .into_iter()
+        .min_by_key(|c| c.cost)
+        .filter(|c| c.cost.saturating_add(80) < xor_bits.saturating_add(64));
 
     let mut w = BitWriter::with_capacity(64 + vs.len());
     let count = samples.len() as u16;
@@ -554,21 +597,21 @@ pub fn encode(samples: &[(i64, f64)]) -> Vec<u8> {
                 x.write(&mut w, v.to_bits());
             }
         }
-        Some((dod, syms, mode, _)) => {
+        Some(c) => {
             w.write_bit(true);
-            w.write_bit(*dod);
-            w.write_bits(shift as u64, 6);
-            w.write_varint(d_med);
-            w.write_bit(!first_int);
-            if first_int {
-                w.write_varint(vs[0] as i64);
-            } else {
-                w.write_bits(vs[0].to_bits(), 64);
+            w.write_bit(c.bits);
+            w.write_bit(c.dod);
+            w.write_bits(c.shift as u64, 6);
+            w.write_varint(c.d);
+            w.write_bit(c.first.is_none());
+            match c.first {
+                Some(iv) => w.write_varint(iv),
+                None => w.write_bits(vs[0].to_bits(), 64),
             }
-            write_mode(&mut w, *mode);
+            write_mode(&mut w, c.mode);
             let mut venc = StreamEnc {
-                mode: *mode,
-                syms,
+                mode: c.mode,
+                syms: &c.syms,
                 i: 0,
                 zeros_left: None,
             };
@@ -581,10 +624,23 @@ pub fn encode(samples: &[(i64, f64)]) -> Vec<u8> {
     w.into_bytes()
 }
 
+fn int_value(iv: i64, bits: bool) -> f64 {
+    if bits {
+        f64::from_bits(iv as u64)
+    } else {
+        iv as f64
+    }
+}
+
 #[derive(Debug, Clone)]
 enum ValDec {
     Xor(Xor),
-    Int(IntPred, StreamDec),
+    /// The integer code; with `bits`, integers are float bit patterns.
+    Int {
+        pred: IntPred,
+        stream: StreamDec,
+        bits: bool,
+    },
 }
 
 /// Decoder state of a packed chunk (the bit reader lives in `ChunkIter`).
@@ -610,6 +666,7 @@ impl PackedDec {
             g: t0,
         };
         let (v0, val) = if r.read_bit()? {
+            let bits = r.read_bit()?;
             let dod = r.read_bit()?;
             let shift = r.read_bits(6)? as u32;
             let d = r.read_varint()?;
@@ -617,7 +674,7 @@ impl PackedDec {
                 (f64::from_bits(r.read_bits(64)?), 0)
             } else {
                 let iv = r.read_varint()?;
-                (iv as f64, iv)
+                (int_value(iv, bits), iv)
             };
             let pred = IntPred {
                 dod,
@@ -626,7 +683,8 @@ impl PackedDec {
                 iv,
                 pd: d,
             };
-            (v0, ValDec::Int(pred, StreamDec::new(read_mode(r)?)))
+            let stream = StreamDec::new(read_mode(r)?);
+            (v0, ValDec::Int { pred, stream, bits })
         } else {
             let b = r.read_bits(64)?;
             (f64::from_bits(b), ValDec::Xor(Xor::new(b)))
@@ -652,8 +710,8 @@ impl PackedDec {
         self.time.advance(t, rz);
         let v = match &mut self.val {
             ValDec::Xor(x) => f64::from_bits(x.read(r)?),
-            ValDec::Int(p, s) => match s.next(r)? {
-                Sym::Int(z) => p.apply(unzz(z)) as f64,
+            ValDec::Int { pred, stream, bits } => match stream.next(r)? {
+                Sym::Int(z) => int_value(pred.apply(unzz(z)), *bits),
                 Sym::Raw(b) => f64::from_bits(b),
             },
         };
@@ -808,6 +866,33 @@ mod tests {
             packed * 3 < head * 2,
             "packed {packed} vs head {head} bytes"
         );
+    }
+
+    #[test]
+    fn float_counter_uses_bit_patterns() {
+        let mut seed = 5;
+        let mut sum = 1234.5678;
+        let samples = scrape(480, false, |_| 0.0)
+            .into_iter()
+            .map(|(t, _)| {
+                sum += 15.0 * (0.9 + (rng(&mut seed) % 1000) as f64 / 5000.0);
+                (t, sum)
+            })
+            .collect::<Vec<_>>();
+        let packed = round_trip(&samples);
+        let mut x = Xor::new(samples[0].1.to_bits());
+        let mut w = BitWriter::default();
+        for s in &samples[1..] {
+            x.write(&mut w, s.1.to_bits());
+        }
+        assert!(
+            packed + 480 < w.bytes().len(),
+            "packed {packed} vs XOR {} bytes",
+            w.bytes().len()
+        );
+        // Negative and mixed-sign floats round-trip in the same mode.
+        let mixed: Vec<(i64, f64)> = samples.iter().map(|&(t, v)| (t, -v)).collect();
+        round_trip(&mixed);
     }
 
     #[test]
