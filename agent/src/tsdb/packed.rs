@@ -42,11 +42,10 @@
 //!
 //! A stream of residuals (zig-zag integers) has one of three modes, chosen
 //! by exact cost: `0` all zero (no bits per sample: perfectly regular
-//! timestamps, an idle counter), `1` dense Rice code with parameter `k`
-//! (`q = z >> k` in unary, then `k` low bits; `q >= 16` escapes to 16 ones,
-//! a 7-bit length and the value; length code 127 is a raw float), `2`
-//! sparse: Rice-coded run lengths of zeros, each followed by one non-zero
-//! residual, with their own `k`s (an idle counter, timestamps that are on
+//! timestamps, an idle counter), `1` dense Rice code with parameters `k`
+//! and `q_max` (`q = z >> k` in unary, then `k` low bits; from `q_max` on,
+//! an Elias-gamma escape, see [`Code`]), `2` sparse: run lengths of zeros,
+//! each followed by one non-zero residual, with their own codes (an idle counter, timestamps that are on
 //! the grid except for an occasional slow scrape).
 
 use super::bstream::{BitReader, BitWriter};
@@ -58,8 +57,6 @@ pub const ENCODING_PACKED: u8 = 3;
 /// Most samples in one packed chunk (a query decodes whole chunks).
 pub const MAX_PACKED_SAMPLES: usize = 2048;
 
-const Q_MAX: u64 = 16;
-const RAW_FLOAT: u64 = 127;
 const NO_WINDOW: u8 = 0xff;
 
 /// One residual: a zig-zag integer, or a raw float escape.
@@ -81,61 +78,100 @@ fn bitlen(z: u64) -> u64 {
     (64 - z.leading_zeros() as u64).max(1)
 }
 
-fn sym_cost(s: Sym, k: u32) -> u64 {
+/// A Rice code with an Elias-gamma escape: `q = z >> k` below `q_max` is
+/// written in unary (`q` ones, a zero), then the `k` low bits; a larger
+/// `q` is `q_max` ones, then gamma(`q - q_max + 2`), then the `k` low
+/// bits, so an outlier costs a few bits more than its logarithm instead of
+/// its magnitude. gamma(1) after the ones is a raw float (64 bits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Code {
+    k: u32,
+    q_max: u64,
+}
+
+/// The unary limits a stream header can select (2 bits).
+const Q_MAXES: [u64; 4] = [2, 4, 8, 16];
+
+fn gamma_len(n: u64) -> u64 {
+    2 * bitlen(n) - 1
+}
+
+fn write_gamma(w: &mut BitWriter, n: u64) {
+    let l = bitlen(n) as u32;
+    w.write_bits(0, l - 1);
+    w.write_bits(n, l);
+}
+
+fn read_gamma(r: &mut BitReader<'_>) -> Option<u64> {
+    let mut zeros = 0;
+    while !r.read_bit()? {
+        zeros += 1;
+        if zeros > 63 {
+            return None;
+        }
+    }
+    Some((1u64 << zeros) | r.read_bits(zeros)?)
+}
+
+fn sym_cost(s: Sym, c: Code) -> u64 {
     match s {
         Sym::Int(z) => {
-            let q = z >> k;
-            if q < Q_MAX {
-                q + 1 + k as u64
+            let q = z >> c.k;
+            if q < c.q_max {
+                q + 1 + c.k as u64
             } else {
-                Q_MAX + 7 + bitlen(z)
+                c.q_max + gamma_len(q - c.q_max + 2) + c.k as u64
             }
         }
-        Sym::Raw(_) => Q_MAX + 7 + 64,
+        Sym::Raw(_) => c.q_max + 1 + 64,
     }
 }
 
-fn put(w: &mut BitWriter, s: Sym, k: u32) {
+fn put(w: &mut BitWriter, s: Sym, c: Code) {
+    let ones = |w: &mut BitWriter, n: u64| w.write_bits((1u64 << n) - 1, n as u32);
     match s {
         Sym::Int(z) => {
-            let q = z >> k;
-            if q < Q_MAX {
-                w.write_bits(((1u64 << q) - 1) << 1, q as u32 + 1);
-                w.write_bits(z, k);
+            let q = z >> c.k;
+            if q < c.q_max {
+                ones(w, q);
+                w.write_bit(false);
             } else {
-                w.write_bits((1 << Q_MAX) - 1, Q_MAX as u32);
-                let l = bitlen(z);
-                w.write_bits(l - 1, 7);
-                w.write_bits(z, l as u32);
+                ones(w, c.q_max);
+                write_gamma(w, q - c.q_max + 2);
             }
+            w.write_bits(z, c.k);
         }
         Sym::Raw(b) => {
-            w.write_bits((1 << Q_MAX) - 1, Q_MAX as u32);
-            w.write_bits(RAW_FLOAT, 7);
+            ones(w, c.q_max);
+            write_gamma(w, 1);
             w.write_bits(b, 64);
         }
     }
 }
 
-fn get(r: &mut BitReader<'_>, k: u32) -> Option<Sym> {
+fn get(r: &mut BitReader<'_>, c: Code) -> Option<Sym> {
     let mut q = 0u64;
-    while q < Q_MAX && r.read_bit()? {
+    while q < c.q_max && r.read_bit()? {
         q += 1;
     }
-    if q < Q_MAX {
-        let low = r.read_bits(k)?;
-        return Some(Sym::Int(q.checked_shl(k).unwrap_or(0) | low));
+    if q == c.q_max {
+        let n = read_gamma(r)?;
+        if n == 1 {
+            return Some(Sym::Raw(r.read_bits(64)?));
+        }
+        q = (n - 2).checked_add(c.q_max)?;
     }
-    match r.read_bits(7)? {
-        RAW_FLOAT => Some(Sym::Raw(r.read_bits(64)?)),
-        c if c < 64 => Some(Sym::Int(r.read_bits(c as u32 + 1)?)),
-        _ => None,
-    }
+    let high = if c.k == 0 {
+        q
+    } else {
+        q.checked_shl(c.k).filter(|h| h >> c.k == q)?
+    };
+    Some(Sym::Int(high | r.read_bits(c.k)?))
 }
 
-/// The best Rice parameter for `syms` and its cost in bits. The optimum
-/// is near log2 of the mean, so only a few candidates are priced.
-fn best_k(syms: &[Sym]) -> (u32, u64) {
+/// The best code for `syms` and its cost in bits. The optimal `k` is near
+/// log2 of the mean, so only a few candidates are priced.
+fn best_code(syms: &[Sym]) -> (Code, u64) {
     let (mut sum, mut n) = (0u128, 0u128);
     for s in syms {
         if let Sym::Int(z) = s {
@@ -145,11 +181,14 @@ fn best_k(syms: &[Sym]) -> (u32, u64) {
     }
     let mean = if n == 0 { 0 } else { (sum / n) as u64 };
     let k0 = 63 - (mean | 1).leading_zeros() as i32;
-    let mut best = (0, u64::MAX);
+    let mut best = (Code { k: 0, q_max: 2 }, u64::MAX);
     for k in (k0 - 3).max(0)..=(k0 + 2).min(63) {
-        let c: u64 = syms.iter().map(|&s| sym_cost(s, k as u32)).sum();
-        if c < best.1 {
-            best = (k as u32, c);
+        for q_max in Q_MAXES {
+            let c = Code { k: k as u32, q_max };
+            let cost: u64 = syms.iter().map(|&s| sym_cost(s, c)).sum();
+            if cost < best.1 {
+                best = (c, cost);
+            }
         }
     }
     best
@@ -158,8 +197,8 @@ fn best_k(syms: &[Sym]) -> (u32, u64) {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
     Zero,
-    Dense(u32),
-    Sparse(u32, u32),
+    Dense(Code),
+    Sparse(Code, Code),
 }
 
 /// Runs of zeros before each non-zero symbol (and a trailing run), and the
@@ -193,29 +232,42 @@ fn choose(syms: &[Sym]) -> (Mode, u64) {
     if syms.iter().all(|&s| s == Sym::Int(0)) {
         return (Mode::Zero, 2);
     }
-    let (k, dense) = best_k(syms);
+    let (k, dense) = best_code(syms);
     let (runs, vals) = sparse_parts(syms);
-    let (kr, cr) = best_k(&runs);
-    let (kv, cv) = best_k(&vals);
-    let sparse = cr.saturating_add(cv).saturating_add(14);
-    if sparse < dense.saturating_add(8) {
+    let (kr, cr) = best_code(&runs);
+    let (kv, cv) = best_code(&vals);
+    let sparse = cr.saturating_add(cv).saturating_add(18);
+    if sparse < dense.saturating_add(10) {
         (Mode::Sparse(kr, kv), sparse)
     } else {
-        (Mode::Dense(k), dense + 8)
+        (Mode::Dense(k), dense + 10)
     }
 }
 
+fn write_code(w: &mut BitWriter, c: Code) {
+    w.write_bits(c.k as u64, 6);
+    let qi = Q_MAXES.iter().position(|&q| q == c.q_max).unwrap_or(0);
+    w.write_bits(qi as u64, 2);
+}
+
+fn read_code(r: &mut BitReader<'_>) -> Option<Code> {
+    let k = r.read_bits(6)? as u32;
+    let q_max = Q_MAXES[r.read_bits(2)? as usize];
+    Some(Code { k, q_max })
+}
+
+/// Mode header: 2 bits, then one code (dense) or two (sparse: runs, values).
 fn write_mode(w: &mut BitWriter, m: Mode) {
     match m {
         Mode::Zero => w.write_bits(0, 2),
-        Mode::Dense(k) => {
+        Mode::Dense(c) => {
             w.write_bits(1, 2);
-            w.write_bits(k as u64, 6);
+            write_code(w, c);
         }
-        Mode::Sparse(kr, kv) => {
+        Mode::Sparse(cr, cv) => {
             w.write_bits(2, 2);
-            w.write_bits(kr as u64, 6);
-            w.write_bits(kv as u64, 6);
+            write_code(w, cr);
+            write_code(w, cv);
         }
     }
 }
@@ -223,8 +275,8 @@ fn write_mode(w: &mut BitWriter, m: Mode) {
 fn read_mode(r: &mut BitReader<'_>) -> Option<Mode> {
     match r.read_bits(2)? {
         0 => Some(Mode::Zero),
-        1 => Some(Mode::Dense(r.read_bits(6)? as u32)),
-        2 => Some(Mode::Sparse(r.read_bits(6)? as u32, r.read_bits(6)? as u32)),
+        1 => Some(Mode::Dense(read_code(r)?)),
+        2 => Some(Mode::Sparse(read_code(r)?, read_code(r)?)),
         _ => None,
     }
 }
