@@ -499,6 +499,19 @@ fn on_disk(quick: bool) {
             }
             app.commit().unwrap();
         }
+        db.sync_wal().unwrap();
+        let wal_dir = tmp.path().join("wal");
+        let stored = wasmon::tsdb::wal::dir_size(&wal_dir);
+        let mut plain = 0u64;
+        wasmon::tsdb::wal::replay(&wal_dir, &mut |p| plain += 8 + p.len() as u64).unwrap();
+        let total = (n * data.len()) as f64;
+        println!(
+            "{} timestamps: WAL before compaction {:.2} B/sample stored, {:.2} B/sample uncompressed ({:.0}%)",
+            ["jittered", "aligned", "2 ms-snapped"][align as usize],
+            stored as f64 / total,
+            plain as f64 / total,
+            100.0 * stored as f64 / plain as f64
+        );
         db.compact().unwrap();
         let mut blocks: Vec<(i64, u64, u64, u64)> = Vec::new();
         for e in std::fs::read_dir(tmp.path()).unwrap().flatten() {
