@@ -179,15 +179,21 @@ fn best_code(syms: &[Sym]) -> (Code, u64) {
             n += 1;
         }
     }
-    let mean = if n == 0 { 0 } else { (sum / n) as u64 };
+    let mean = sum.checked_div(n).unwrap_or(0) as u64;
     let k0 = 63 - (mean | 1).leading_zeros() as i32;
     let mut best = (Code { k: 0, q_max: 2 }, u64::MAX);
-    for k in (k0 - 3).max(0)..=(k0 + 2).min(63) {
-        for q_max in Q_MAXES {
-            let c = Code { k: k as u32, q_max };
-            let cost: u64 = syms.iter().map(|&s| sym_cost(s, c)).sum();
+    // One pass per k prices every unary limit (compaction runs this a few
+    // times per series and block).
+    for k in (k0 - 3).max(0)..=(k0 + 1).min(63) {
+        let mut costs = [0u64; Q_MAXES.len()];
+        for &s in syms {
+            for (c, &q_max) in costs.iter_mut().zip(&Q_MAXES) {
+                *c += sym_cost(s, Code { k: k as u32, q_max });
+            }
+        }
+        for (&cost, &q_max) in costs.iter().zip(&Q_MAXES) {
             if cost < best.1 {
-                best = (c, cost);
+                best = (Code { k: k as u32, q_max }, cost);
             }
         }
     }
