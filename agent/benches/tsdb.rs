@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use wasmon::model::Labels;
 use wasmon::tsdb::chunkenc::{Chunk, ENCODING_INT, ENCODING_XOR, SAMPLES_PER_CHUNK};
+use wasmon::tsdb::packed;
 use wasmon::tsdb::{Db, Options};
 
 /// splitmix64: deterministic data without a dependency.
@@ -71,10 +72,12 @@ fn erf(x: f64) -> f64 {
     s * y
 }
 
+/// When every generated series starts.
+const START: i64 = 1_700_000_000_000;
+
 /// Scrape timestamps: a fixed interval plus jitter — mostly a millisecond
 /// or two, sometimes tens of ms, rarely a slow scrape of hundreds.
 fn timestamps(rng: &mut Rng, n: usize, interval_ms: i64) -> Vec<i64> {
-    let start = 1_700_000_000_000i64;
     (0..n as i64)
         .map(|i| {
             let r = rng.f64();
@@ -85,7 +88,7 @@ fn timestamps(rng: &mut Rng, n: usize, interval_ms: i64) -> Vec<i64> {
             } else {
                 (rng.next() % 1001) as i64 - 500
             };
-            start + i * interval_ms + jitter
+            START + i * interval_ms + jitter
         })
         .collect()
 }
@@ -199,6 +202,13 @@ fn chunk_bytes(ts: &[i64], vs: &[f64]) -> (usize, usize, usize) {
     encode(ts, vs, false)
 }
 
+/// Bytes as a block stores them: packed chunks of a 2 h block range
+/// (`per` samples each).
+fn packed_bytes(ts: &[i64], vs: &[f64], per: usize) -> usize {
+    let samples: Vec<(i64, f64)> = ts.iter().copied().zip(vs.iter().copied()).collect();
+    samples.chunks(per).map(|c| packed::encode(c).len()).sum()
+}
+
 /// As [`chunk_bytes`]; with `xor_only`, every chunk is XOR (Prometheus-like
 /// values, this store's timestamp code).
 fn encode(ts: &[i64], vs: &[f64], xor_only: bool) -> (usize, usize, usize) {
@@ -305,8 +315,18 @@ fn compression(quick: bool) {
     let n = if quick { 480 } else { 2880 }; // 2 h / 12 h at 15 s
     let series = if quick { 50 } else { 400 };
     println!(
-        "{:<14} {:>8} {:>8} {:>14} {:>14}",
-        "kind", "15s", "30s", "15s XOR-only", "15s aligned ts"
+        "head chunks (120 samples, streaming encodings) and block chunks (packed, 2 h per chunk)"
+    );
+    println!(
+        "{:<14} {:>8} {:>8} {:>14} {:>14} {:>12} {:>12} {:>12}",
+        "kind",
+        "15s",
+        "30s",
+        "15s XOR-only",
+        "15s aligned ts",
+        "block 15s",
+        "block 2ms",
+        "block alig."
     );
     for kind in [
         Kind::BusyCounter,
@@ -317,40 +337,44 @@ fn compression(quick: bool) {
         Kind::Histogram,
     ] {
         let mut row = Vec::new();
-        // (interval, XOR only, timestamps aligned to the interval)
-        for (interval, xor_only, aligned) in [
-            (15_000i64, false, false),
-            (30_000, false, false),
-            (15_000, true, false),
-            (15_000, false, true),
+        // (interval, XOR only, timestamps: 0 jittered, 1 aligned, 2 snapped
+        // to the schedule within 2 ms as the scrape loop does, packed?)
+        for (interval, xor_only, align, block) in [
+            (15_000i64, false, 0, false),
+            (30_000, false, 0, false),
+            (15_000, true, 0, false),
+            (15_000, false, 1, false),
+            (15_000, false, 0, true),
+            (15_000, false, 2, true),
+            (15_000, false, 1, true),
         ] {
             let mut rng = Rng(42);
             let (mut bytes, mut samples) = (0, 0);
             for _ in 0..series {
-                let mut ts = timestamps(&mut rng, n, interval);
-                if aligned {
-                    // What a scrape loop that snaps timestamps to its
-                    // schedule (Prometheus' timestamp tolerance) stores.
-                    ts = ts
-                        .iter()
-                        .map(|t| (t + interval / 2) / interval * interval)
-                        .collect();
-                }
+                let ts = snap(timestamps(&mut rng, n, interval), interval, align);
                 for vs in values(&mut rng, kind, n, interval as f64 / 1000.0) {
-                    let (b, s, _) = encode(&ts, &vs, xor_only);
-                    bytes += b;
-                    samples += s;
+                    if block {
+                        bytes += packed_bytes(&ts, &vs, (2 * 3_600_000 / interval) as usize);
+                        samples += ts.len();
+                    } else {
+                        let (b, s, _) = encode(&ts, &vs, xor_only);
+                        bytes += b;
+                        samples += s;
+                    }
                 }
             }
             row.push(bytes as f64 / samples as f64);
         }
         println!(
-            "{:<14} {:>8.3} {:>8.3} {:>14.3} {:>14.3}",
+            "{:<14} {:>8.3} {:>8.3} {:>14.3} {:>14.3} {:>12.3} {:>12.3} {:>12.3}",
             format!("{kind:?}"),
             row[0],
             row[1],
             row[2],
-            row[3]
+            row[3],
+            row[4],
+            row[5],
+            row[6]
         );
     }
     // Timestamps alone, to show what jitter costs.
@@ -364,6 +388,23 @@ fn compression(quick: bool) {
         b as f64 / s as f64,
         b0 as f64 / s as f64
     );
+}
+
+/// Timestamps as stored: `align` 0 as scraped (jittered), 1 aligned to the
+/// interval, 2 snapped to the schedule when within 2 ms of it (what the
+/// scrape loop stores, after Prometheus' timestamp tolerance).
+fn snap(ts: Vec<i64>, interval: i64, align: u8) -> Vec<i64> {
+    ts.into_iter()
+        .map(|t| {
+            // The schedule: the series' start plus whole intervals.
+            let grid = START + (t - START + interval / 2).div_euclid(interval) * interval;
+            match align {
+                1 => grid,
+                2 if (t - grid).abs() <= 2 => grid,
+                _ => t,
+            }
+        })
+        .collect()
 }
 
 /// The mix used for the on-disk figure, per 100 metric families: 30 idle
@@ -436,7 +477,7 @@ fn append_throughput(quick: bool) {
 fn on_disk(quick: bool) {
     println!("\n## bytes per sample on disk after compaction (mix of 24% scalar and 76% histogram series, 15 s scrapes)");
     let families = if quick { 200 } else { 2_000 };
-    for aligned in [false, true] {
+    for align in [0u8, 2, 1] {
         let tmp = tempfile::tempdir().unwrap();
         let db = Db::open(tmp.path(), Options::default()).unwrap();
         // 5 h: the first (partial) and the second 2 h window are compacted.
@@ -445,10 +486,7 @@ fn on_disk(quick: bool) {
         let mut data: Vec<(Labels, Vec<i64>, Vec<f64>)> = Vec::new();
         for f in 0..families {
             let kind = mix(f);
-            let mut ts = timestamps(&mut rng, n, 15_000);
-            if aligned {
-                ts = ts.iter().map(|t| (t + 7_500) / 15_000 * 15_000).collect();
-            }
+            let ts = snap(timestamps(&mut rng, n, 15_000), 15_000, align);
             for (j, vs) in values(&mut rng, kind, n, 15.0).into_iter().enumerate() {
                 let name = format!("{kind:?}_{j}").to_lowercase();
                 data.push((series_labels(f, &name), ts.clone(), vs));
@@ -461,6 +499,19 @@ fn on_disk(quick: bool) {
             }
             app.commit().unwrap();
         }
+        db.sync_wal().unwrap();
+        let wal_dir = tmp.path().join("wal");
+        let stored = wasmon::tsdb::wal::dir_size(&wal_dir);
+        let mut plain = 0u64;
+        wasmon::tsdb::wal::replay(&wal_dir, &mut |p| plain += 8 + p.len() as u64).unwrap();
+        let total = (n * data.len()) as f64;
+        println!(
+            "{} timestamps: WAL before compaction {:.2} B/sample stored, {:.2} B/sample uncompressed ({:.0}%)",
+            ["jittered", "aligned", "2 ms-snapped"][align as usize],
+            stored as f64 / total,
+            plain as f64 / total,
+            100.0 * stored as f64 / plain as f64
+        );
         db.compact().unwrap();
         let mut blocks: Vec<(i64, u64, u64, u64)> = Vec::new();
         for e in std::fs::read_dir(tmp.path()).unwrap().flatten() {
@@ -485,14 +536,14 @@ fn on_disk(quick: bool) {
         blocks.sort();
         println!(
             "{} timestamps, {} series:",
-            if aligned { "aligned" } else { "jittered" },
+            ["jittered", "aligned", "2 ms-snapped (as scraped)"][align as usize],
             data.len()
         );
         for (i, (_, samples, chunks, index)) in blocks.iter().enumerate() {
             println!(
                 "  block {} ({}): {:>8} samples, chunks {:>8} B, index {:>7} B → {:.3} B/sample on disk (chunks alone {:.3}); target < 1.5",
                 i + 1,
-                if i == 0 { "series' first 2 h, first chunks XOR" } else { "steady state" },
+                if i == 0 { "series' first 2 h" } else { "steady state" },
                 samples,
                 chunks,
                 index,

@@ -78,16 +78,27 @@ fn replay_after_close_and_after_drop() {
     assert_eq!(db.stats().head_series, 10);
 }
 
-/// (start offset, end offset, payload) of each framed record in a segment.
+/// (start offset, end offset, payload) of each framed record in a segment
+/// (the length word's high bit marks a snappy-compressed payload).
 fn frames(seg: &[u8]) -> Vec<(usize, usize, Vec<u8>)> {
     let mut out = Vec::new();
     let mut off = 0;
+    let mut compressed = 0;
     while off + 8 <= seg.len() {
-        let len = u32::from_le_bytes(seg[off..off + 4].try_into().unwrap()) as usize;
+        let word = u32::from_le_bytes(seg[off..off + 4].try_into().unwrap());
+        let len = (word & !(1 << 31)) as usize;
         let end = off + 8 + len;
-        out.push((off, end, seg[off + 8..end].to_vec()));
+        let stored = &seg[off + 8..end];
+        let payload = if word & (1 << 31) != 0 {
+            compressed += 1;
+            snap::raw::Decoder::new().decompress_vec(stored).unwrap()
+        } else {
+            stored.to_vec()
+        };
+        out.push((off, end, payload));
         off = end;
     }
+    assert!(compressed > out.len() / 2, "sample records are compressed");
     assert_eq!(off, seg.len());
     out
 }

@@ -989,9 +989,10 @@ max_shards = 2
             .await
             .unwrap();
         let t0 = now_ms() + 1000;
-        // 300 series × 40 steps: ~12k samples, several 64 KiB segments.
-        write(&db, 300, 0..40, t0);
-        let want = 300 * 40;
+        // 300 series × 100 steps: 30k samples, several 64 KiB segments even
+        // with the WAL's snappy compression.
+        write(&db, 300, 0..100, t0);
+        let want = 300 * 100;
         wait_for("all samples", || rx.accepted.lock().unwrap().len() >= want).await;
         let attempts = rx.attempts.lock().unwrap().clone();
         assert_eq!(attempts[0].0, StatusCode::INTERNAL_SERVER_ERROR);
@@ -1034,7 +1035,7 @@ max_shards = 2
                 assert_eq!(got, expect, "series {id}");
             }
         };
-        check(&rx.accepted.lock().unwrap(), 40);
+        check(&rx.accepted.lock().unwrap(), 100);
         assert_eq!(
             counter(&metrics, "wasmon_remote_storage_samples_total"),
             want as f64
@@ -1053,7 +1054,7 @@ max_shards = 2
         // Stop, write more while stopped, start again: only the new samples
         // arrive (the progress file says where each shard was).
         rw.stop().await;
-        write(&db, 300, 40..50, t0);
+        write(&db, 300, 100..110, t0);
         let rw = RemoteWrite::new(tmp.path(), metrics.clone());
         rw.apply(&config(rx.addr, "")).await.unwrap();
         wait_for("resumed samples", || {
@@ -1061,7 +1062,7 @@ max_shards = 2
         })
         .await;
         tokio::time::sleep(Duration::from_millis(300)).await;
-        check(&rx.accepted.lock().unwrap(), 50);
+        check(&rx.accepted.lock().unwrap(), 110);
         rw.stop().await;
     }
 

@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use super::chunkenc::ChunkIter;
 use super::chunks::{ChunkReader, ChunkWriter};
 use super::index::{ChunkMeta, IndexReader, IndexWriter};
+use super::packed::{self, ENCODING_PACKED, MAX_PACKED_SAMPLES};
 use super::series::ClosedChunk;
 use crate::model::Labels;
 
@@ -121,19 +122,48 @@ pub fn write_block(
         let mut index_series = Vec::with_capacity(series.len());
         for (labels, chunks) in series {
             let mut metas = Vec::with_capacity(chunks.len());
+            // The head's chunks of this range, decoded and re-encoded as
+            // packed chunks (see packed.rs): fitted to their data and up to
+            // MAX_PACKED_SAMPLES long.
+            let mut samples = Vec::new();
+            let mut corrupt = false;
             for c in &chunks {
                 let data = read(c)?;
-                let n = ChunkIter::new(c.enc(), &data).num_samples() as u64;
-                if n == 0 {
-                    continue;
+                let mut it = ChunkIter::new(c.enc(), &data);
+                samples.extend(it.by_ref());
+                corrupt |= it.error();
+            }
+            if corrupt {
+                // Keep whatever the head has, as it is, rather than drop
+                // the good chunks of the series with the bad one.
+                tracing::warn!(series = %labels, "corrupt head chunk; writing the series' chunks unpacked");
+                for c in &chunks {
+                    let data = read(c)?;
+                    let n = ChunkIter::new(c.enc(), &data).num_samples() as u64;
+                    if n == 0 {
+                        continue;
+                    }
+                    stats.num_samples += n;
+                    stats.num_chunks += 1;
+                    metas.push(ChunkMeta {
+                        mint: c.mint,
+                        maxt: c.maxt,
+                        r: cw.write(c.enc(), &data)?,
+                    });
                 }
-                stats.num_samples += n;
-                stats.num_chunks += 1;
-                metas.push(ChunkMeta {
-                    mint: c.mint,
-                    maxt: c.maxt,
-                    r: cw.write(c.enc(), &data)?,
-                });
+            } else {
+                let pieces = samples.len().div_ceil(MAX_PACKED_SAMPLES);
+                let per = samples.len().div_ceil(pieces.max(1)).max(1);
+                for part in samples.chunks(per) {
+                    let data = packed::encode(part);
+                    stats.num_samples += part.len() as u64;
+                    stats.num_chunks += 1;
+                    metas.push(ChunkMeta {
+                        mint: part[0].0,
+                        maxt: part[part.len() - 1].0,
+                        r: cw.write(ENCODING_PACKED, &data)?,
+                    });
+                }
             }
             if !metas.is_empty() {
                 stats.num_series += 1;

@@ -56,6 +56,7 @@
 //! change not a multiple of the shift) cuts the chunk early.
 
 use super::bstream::{BitReader, BitWriter};
+use super::packed::{PackedDec, ENCODING_PACKED};
 
 /// Encoding byte for XOR float chunks in chunk files.
 pub const ENCODING_XOR: u8 = 1;
@@ -477,6 +478,8 @@ pub struct ChunkIter<'a> {
     id: i64,
     int_n: u16,
     error: bool,
+    /// Packed chunks (blocks only): their decoder state.
+    packed: Option<Box<PackedDec>>,
 }
 
 impl<'a> ChunkIter<'a> {
@@ -487,8 +490,14 @@ impl<'a> ChunkIter<'a> {
         };
         let mut r = BitReader::new(body);
         let (mut dod, mut shift) = (false, 0);
+        let mut packed = None;
         match enc {
             ENCODING_XOR => {}
+            ENCODING_PACKED if total > 0 => match PackedDec::new(&mut r) {
+                Some(p) => packed = Some(Box::new(p)),
+                None => error = true,
+            },
+            ENCODING_PACKED => error = true,
             ENCODING_INT => match (r.read_bit(), r.read_bits(6)) {
                 (Some(b), Some(s)) => (dod, shift) = (b, s as u8),
                 _ => error = true,
@@ -511,6 +520,7 @@ impl<'a> ChunkIter<'a> {
             id: 0,
             int_n: 0,
             error,
+            packed,
         }
     }
 
@@ -525,6 +535,9 @@ impl<'a> ChunkIter<'a> {
     }
 
     fn decode(&mut self) -> Option<(i64, f64)> {
+        if let Some(p) = &mut self.packed {
+            return p.next(&mut self.r, self.read);
+        }
         match self.read {
             0 => self.t = self.r.read_varint()?,
             1 => {

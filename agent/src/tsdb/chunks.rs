@@ -2,7 +2,8 @@
 //!
 //! A file is an 8-byte header (`WMCH`, version, padding) followed by chunk
 //! entries `uvarint len | encoding u8 | data | crc32(encoding, data) u32`
-//! (encoding 1 = XOR, 2 = integer; see chunkenc.rs).
+//! (encoding 1 = XOR, 2 = integer, see chunkenc.rs; 3 = packed, see
+//! packed.rs, written by compaction).
 //! A chunk is addressed by `file index << 32 | byte offset`, so the index
 //! needs no per-chunk table. Files are memory-mapped read-only: the kernel
 //! pages chunk data in when a query touches it and may drop it again, which
@@ -17,6 +18,7 @@ use memmap2::Mmap;
 
 use super::chunkenc::{ENCODING_INT, ENCODING_XOR};
 use super::encoding::{put_uvarint, Decbuf};
+use super::packed::ENCODING_PACKED;
 
 const MAGIC: &[u8; 4] = b"WMCH";
 const VERSION: u8 = 1;
@@ -160,7 +162,7 @@ impl ChunkReader {
             bail!("chunk ref {r:#x}: checksum mismatch");
         }
         let enc = enc_and_data[0];
-        if enc != ENCODING_XOR && enc != ENCODING_INT {
+        if enc != ENCODING_XOR && enc != ENCODING_INT && enc != ENCODING_PACKED {
             bail!("chunk ref {r:#x}: unknown encoding {enc}");
         }
         Ok((enc, &enc_and_data[1..]))

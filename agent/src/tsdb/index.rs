@@ -10,8 +10,10 @@
 //!                 | uvarint #chunks | varint mint | uvarint maxt-mint | uvarint ref
 //!                 | (uvarint mint-prev maxt | uvarint maxt-mint | varint ref delta)*
 //! postings per label pair, then the all-series list:
-//!          count u32 | series offset u32 * count | crc32 u32
-//! table    count u32 | (uvarint name sym | uvarint value sym | u64 postings offset)* | crc32 u32
+//!          uvarint count | uvarint first series offset | uvarint delta * (count-1) | crc32 u32
+//!          (version 1: count u32 | series offset u32 * count | crc32 u32)
+//! table    count u32 | (uvarint name sym | uvarint value sym | uvarint postings offset)* | crc32 u32
+//!          (version 1: u64 postings offset)
 //!          sorted by (name, value); the all-series list has name = value = "" (symbol 0)
 //! toc      symbols u64 | series u64 | postings u64 | table u64 | crc32 u32
 //! ```
@@ -21,6 +23,11 @@
 //! a symbol) and the postings table (16 bytes a label pair); series entries
 //! and postings lists are decoded from the mapping on demand and verified by
 //! their checksums, so a damaged index yields errors, not panics.
+//!
+//! Version 2 delta-codes postings (a series entry is ~40 bytes, so a delta
+//! mostly fits one byte instead of four) and varint-codes the table's
+//! offsets; it roughly halves the index of a block. Version 1 files are
+//! still read; an unknown version is refused with its number.
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -35,7 +42,7 @@ use super::postings::{union, PostingsSource};
 use crate::model::{Labels, LabelsBuilder};
 
 const MAGIC: &[u8; 4] = b"WMIX";
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 const TOC_LEN: usize = 4 * 8 + 4;
 
 /// Where a chunk of a series lives and what it covers.
@@ -52,6 +59,16 @@ pub struct IndexWriter;
 impl IndexWriter {
     /// `series` must be sorted by labels with unique label sets.
     pub fn write(path: &Path, series: &[(Labels, Vec<ChunkMeta>)]) -> Result<()> {
+        Self::write_version(path, series, VERSION)
+    }
+
+    /// As [`IndexWriter::write`] in format `version` (1 or 2; 1 only so
+    /// that tests can check old blocks stay readable).
+    pub(crate) fn write_version(
+        path: &Path,
+        series: &[(Labels, Vec<ChunkMeta>)],
+        version: u8,
+    ) -> Result<()> {
         // Symbols: every name and value, plus "" for the all-postings key.
         let mut set: BTreeSet<&str> = BTreeSet::new();
         set.insert("");
@@ -66,7 +83,7 @@ impl IndexWriter {
 
         let mut out: Vec<u8> = Vec::with_capacity(1 << 16);
         out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&[VERSION, 0, 0, 0]);
+        out.extend_from_slice(&[version, 0, 0, 0]);
 
         let symbols_off = out.len() as u64;
         let start = out.len();
@@ -122,9 +139,18 @@ impl IndexWriter {
         let mut table: Vec<(u32, u32, u64)> = Vec::new();
         let write_list = |out: &mut Vec<u8>, list: &[u32]| {
             let start = out.len();
-            out.extend_from_slice(&(list.len() as u32).to_le_bytes());
-            for s in list {
-                out.extend_from_slice(&s.to_le_bytes());
+            if version == 1 {
+                out.extend_from_slice(&(list.len() as u32).to_le_bytes());
+                for s in list {
+                    out.extend_from_slice(&s.to_le_bytes());
+                }
+            } else {
+                put_uvarint(out, list.len() as u64);
+                let mut prev = 0;
+                for &s in list {
+                    put_uvarint(out, (s - prev) as u64);
+                    prev = s;
+                }
             }
             let crc = crc32fast::hash(&out[start..]);
             out.extend_from_slice(&crc.to_le_bytes());
@@ -151,7 +177,11 @@ impl IndexWriter {
         for (n, v, off) in &table {
             put_uvarint(&mut out, *n as u64);
             put_uvarint(&mut out, *v as u64);
-            out.extend_from_slice(&off.to_le_bytes());
+            if version == 1 {
+                out.extend_from_slice(&off.to_le_bytes());
+            } else {
+                put_uvarint(&mut out, *off);
+            }
         }
         let crc = crc32fast::hash(&out[start..]);
         out.extend_from_slice(&crc.to_le_bytes());
@@ -176,6 +206,7 @@ impl IndexWriter {
 /// Read access to an index file.
 pub struct IndexReader {
     m: Mmap,
+    version: u8,
     /// Offset of each symbol's length prefix.
     symbols: Vec<u32>,
     /// (name sym, value sym, postings offset), sorted.
@@ -205,7 +236,12 @@ impl IndexReader {
 
     fn from_mmap(m: Mmap) -> Result<IndexReader> {
         ensure!(m.len() >= 8 + TOC_LEN, "file too short");
-        ensure!(&m[..4] == MAGIC && m[4] == VERSION, "bad header");
+        ensure!(&m[..4] == MAGIC, "bad header");
+        let version = m[4];
+        ensure!(
+            version == 1 || version == VERSION,
+            "index format version {version} is not supported (this build reads 1 and {VERSION})"
+        );
         let toc_start = m.len() - TOC_LEN;
         section_crc(&m, toc_start, toc_start + 32)?;
         let mut d = Decbuf::new(&m[toc_start..]);
@@ -237,7 +273,11 @@ impl IndexReader {
         for _ in 0..n {
             let name = d.uvarint()?;
             let value = d.uvarint()?;
-            let off = d.u64_le()?;
+            let off = if version == 1 {
+                d.u64_le()?
+            } else {
+                d.uvarint()?
+            };
             ensure!(
                 name < symbols.len() as u64 && value < symbols.len() as u64,
                 "bad symbol ref"
@@ -255,7 +295,12 @@ impl IndexReader {
                 .all(|w| (w[0].0, w[0].1) < (w[1].0, w[1].1)),
             "postings table not sorted"
         );
-        Ok(IndexReader { m, symbols, table })
+        Ok(IndexReader {
+            m,
+            version,
+            symbols,
+            table,
+        })
     }
 
     pub fn symbol(&self, i: u64) -> Result<&str> {
@@ -284,11 +329,25 @@ impl IndexReader {
     fn list(&self, off: u64) -> Result<Vec<u64>> {
         let off = off as usize;
         let mut d = Decbuf::new(self.m.get(off..).context("postings offset")?);
-        let n = d.u32_le()? as usize;
-        ensure!(n.saturating_mul(4) <= d.remaining(), "bad postings count");
-        let mut out = Vec::with_capacity(n);
-        for _ in 0..n {
-            out.push(d.u32_le()? as u64);
+        let mut out;
+        if self.version == 1 {
+            let n = d.u32_le()? as usize;
+            ensure!(n.saturating_mul(4) <= d.remaining(), "bad postings count");
+            out = Vec::with_capacity(n);
+            for _ in 0..n {
+                out.push(d.u32_le()? as u64);
+            }
+        } else {
+            // Every delta takes at least a byte.
+            let n = d.read_len(d.remaining())?;
+            out = Vec::with_capacity(n);
+            let mut prev = 0u64;
+            for _ in 0..n {
+                prev = prev
+                    .checked_add(d.uvarint()?)
+                    .context("bad postings delta")?;
+                out.push(prev);
+            }
         }
         section_crc(&self.m, off, off + d.pos())?;
         Ok(out)
@@ -450,20 +509,39 @@ mod tests {
             })
             .collect();
         series.sort_by(|a, b| a.0.cmp(&b.0));
+        // Version 1 (old blocks) and the current version read alike; the
+        // current one is smaller.
+        let v1 = tmp.path().join("index.v1");
+        IndexWriter::write_version(&v1, &series, 1).unwrap();
         IndexWriter::write(&path, &series).unwrap();
-        let r = IndexReader::open(&path).unwrap();
+        let (n1, n2) = (
+            std::fs::metadata(&v1).unwrap().len(),
+            std::fs::metadata(&path).unwrap().len(),
+        );
+        assert!(n2 * 10 < n1 * 9, "v2 {n2} bytes vs v1 {n1}");
+        check_index(&IndexReader::open(&v1).unwrap(), &series);
+        check_index(&IndexReader::open(&path).unwrap(), &series);
+        // A future version is refused by number.
+        let mut b = std::fs::read(&path).unwrap();
+        b[4] = 9;
+        std::fs::write(&path, b).unwrap();
+        let err = format!("{:#}", IndexReader::open(&path).err().unwrap());
+        assert!(err.contains("version 9 is not supported"), "{err}");
+    }
+
+    fn check_index(r: &IndexReader, series: &[(Labels, Vec<ChunkMeta>)]) {
         assert_eq!(r.label_names(), vec!["__name__", "i"]);
         assert_eq!(r.label_values("__name__"), vec!["a", "b"]);
         let all = r.all_postings();
         assert_eq!(all.len(), 50);
-        for (off, want) in all.iter().zip(&series) {
+        for (off, want) in all.iter().zip(series) {
             assert_eq!(&r.series(*off).unwrap(), want);
         }
         let m = [
             Matcher::equal("__name__", "a"),
             Matcher::new(MatchOp::Regex, "i", "1.*").unwrap(),
         ];
-        let got: Vec<Labels> = postings_for_matchers(&r, &m)
+        let got: Vec<Labels> = postings_for_matchers(r, &m)
             .into_iter()
             .map(|o| r.series(o).unwrap().0)
             .collect();

@@ -6,16 +6,18 @@
 //!                                                                       │ postings (label → value → refs)
 //!                                                                       │ closed chunks ──► chunks_head/ (offload)
 //!                         compact(): oldest block_duration window ◄─────┘
+//!                                    ──► re-encoded as packed chunks (one per series and block)
 //!                                    ──► DIR/<ULID>/{meta.json,index,chunks/}
 //!                                    ──► head truncated, WAL checkpointed, retention applied
 //! select / label_names / label_values ──► merge(head, blocks overlapping the range)
 //! ```
 //!
-//! Module map: [`chunkenc`] (bit-level chunks: Gorilla XOR and integer
-//! encodings, on [`bstream`]), [`series`] (one in-memory series), [`head`]
+//! Module map: [`chunkenc`] (bit-level head chunks: Gorilla XOR and integer
+//! encodings, on [`bstream`]), [`packed`] (block chunks, fitted to their
+//! data at compaction), [`series`] (one in-memory series), [`head`]
 //! (the in-memory store) and [`head_chunks`] (closed head chunks offloaded
 //! to files), [`postings`] and [`matcher`] (the inverted index and label
-//! matchers), [`record`] and [`wal`] (write-ahead log), [`chunks`], [`index`]
+//! matchers), [`record`] and [`wal`] (write-ahead log, snappy per record), [`chunks`], [`index`]
 //! and [`block`] (the on-disk block format), [`encoding`] (varints and a
 //! bounds-checked decoder), [`db`] (the public API, compaction, retention,
 //! maintenance).
@@ -36,6 +38,7 @@ pub mod head;
 pub mod head_chunks;
 pub mod index;
 pub mod matcher;
+pub mod packed;
 pub mod postings;
 pub mod record;
 pub mod series;
