@@ -598,7 +598,13 @@ impl Inner {
             tracing::debug!(group = %job.key, "notifications muted by time interval");
             return done;
         }
-        let current = self.shared.alerts.list();
+        // Copying every current alert costs O(all alerts) per flush: only
+        // pay it when some inhibit rule needs them.
+        let current = if self.inhibitor.rules.is_empty() {
+            Vec::new()
+        } else {
+            self.shared.alerts.list()
+        };
         let mut alerts: Vec<&Alert> = job
             .alerts
             .iter()

@@ -34,6 +34,8 @@ pub struct NotificationLog {
     entries: Mutex<HashMap<(String, String), Entry>>,
     path: Option<PathBuf>,
     retention: Duration,
+    /// Serialises snapshot writes (see [`NotificationLog::snapshot`]).
+    persist: Mutex<()>,
 }
 
 impl NotificationLog {
@@ -42,6 +44,7 @@ impl NotificationLog {
             entries: Mutex::new(HashMap::new()),
             path: None,
             retention,
+            persist: Mutex::new(()),
         }
     }
 
@@ -64,10 +67,14 @@ impl NotificationLog {
             entries: Mutex::new(map),
             path: Some(path),
             retention,
+            persist: Mutex::new(()),
         })
     }
 
-    /// Record a successful notification.
+    /// Record a successful notification and, when persisted, write the
+    /// snapshot at once: a crash right after a notification must not make
+    /// the restarted agent send it again (Alertmanager only snapshots every
+    /// 15 minutes, so it may repeat after a crash; we don't).
     pub fn log(
         &self,
         group_key: &str,
@@ -88,6 +95,9 @@ impl NotificationLog {
         self.entries
             .lock()
             .insert((group_key.to_string(), receiver.to_string()), e);
+        if let Err(err) = self.snapshot() {
+            tracing::error!(error = %err, "writing the notification log snapshot");
+        }
     }
 
     pub fn query(&self, group_key: &str, receiver: &str) -> Option<Entry> {
@@ -109,6 +119,9 @@ impl NotificationLog {
         let Some(path) = &self.path else {
             return Ok(());
         };
+        // Held from the copy to the rename: concurrent flushes then land in
+        // order (the last write has every entry) and never share the temp file.
+        let _p = self.persist.lock();
         let mut list: Vec<Entry> = self.entries.lock().values().cloned().collect();
         list.sort_by(|a, b| (&a.group_key, &a.receiver).cmp(&(&b.group_key, &b.receiver)));
         write_atomic(path, &serde_json::to_vec_pretty(&list)?)
@@ -229,6 +242,20 @@ mod tests {
             h4,
             t(60)
         ));
+    }
+
+    #[test]
+    fn every_logged_notification_is_on_disk_at_once() {
+        // No snapshot() call: a kill -9 right after `log` must not lose it.
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("nflog.json");
+        let log = NotificationLog::open(&p, Duration::from_secs(3600)).unwrap();
+        log.log("g", "r", set(&[1]), set(&[]), t(0));
+        log.log("g2", "r", set(&[2]), set(&[]), t(1));
+        let reopened = NotificationLog::open(&p, Duration::from_secs(3600)).unwrap();
+        assert_eq!(reopened.query("g", "r").unwrap().firing_alerts, set(&[1]));
+        assert_eq!(reopened.query("g2", "r").unwrap().firing_alerts, set(&[2]));
+        assert!(!dir.path().join("nflog.json.tmp").exists());
     }
 
     #[test]

@@ -133,6 +133,8 @@ pub struct Silences {
     entries: Mutex<HashMap<String, Entry>>,
     path: Option<PathBuf>,
     retention: Duration,
+    /// Serialises snapshot writes (see [`Silences::snapshot`]).
+    persist: Mutex<()>,
 }
 
 /// A new random-looking id in UUID v4 form.
@@ -169,6 +171,7 @@ impl Silences {
             entries: Mutex::new(HashMap::new()),
             path: None,
             retention,
+            persist: Mutex::new(()),
         }
     }
 
@@ -179,6 +182,7 @@ impl Silences {
             entries: Mutex::new(HashMap::new()),
             path: Some(path.clone()),
             retention,
+            persist: Mutex::new(()),
         };
         match std::fs::read(&path) {
             Ok(bytes) => {
@@ -344,6 +348,9 @@ impl Silences {
         let Some(path) = &self.path else {
             return Ok(());
         };
+        // Held from the copy to the rename: concurrent writers (API calls,
+        // maintenance) then land in order and never share the temp file.
+        let _p = self.persist.lock();
         let mut list: Vec<Silence> = self
             .entries
             .lock()
@@ -389,16 +396,27 @@ fn can_update(a: &Silence, b: &Silence, now: DateTime<Utc>) -> bool {
     }
 }
 
-/// Write `bytes` to `path` via a temporary file and a rename.
+/// Write `bytes` to `path` so that a crash (kill -9 or power loss) leaves
+/// either the old or the new content, never a torn file: a temporary file,
+/// fsynced, renamed over `path`, then the directory fsynced so the rename
+/// itself is durable. Callers serialise writers of one `path`.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        if !dir.as_os_str().is_empty() {
-            std::fs::create_dir_all(dir)?;
-        }
+    use std::io::Write;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    let tmp = dir.join(name);
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
     }
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

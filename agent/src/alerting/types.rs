@@ -222,10 +222,13 @@ impl AlertStore {
 
     /// All alerts, in fingerprint order.
     pub fn list(&self) -> Vec<Alert> {
+        // Sort by the map's key: recomputing fingerprints (a hash of every
+        // label) inside the sort made this the dispatcher's hot spot under
+        // load.
         let m = self.alerts.lock();
-        let mut v: Vec<Alert> = m.values().cloned().collect();
-        v.sort_by_key(|a| a.fingerprint());
-        v
+        let mut v: Vec<(&Fingerprint, &Alert)> = m.iter().collect();
+        v.sort_unstable_by_key(|(fp, _)| **fp);
+        v.into_iter().map(|(_, a)| a.clone()).collect()
     }
 
     pub fn len(&self) -> usize {

@@ -57,7 +57,16 @@ pub struct Engine {
 
 /// Parses a query with promql-parser, mapping its error.
 pub fn parse(q: &str) -> Result<Expr, EvalError> {
-    promql_parser::parser::parse(q).map_err(EvalError::Parse)
+    // promql-parser 0.11 panics on some out-of-range literals (a range of
+    // `11e400` goes through `Duration::from_secs_f64`); found by fuzzing.
+    // Bad input must be an error, never a panic.
+    std::panic::catch_unwind(|| promql_parser::parser::parse(q))
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "invalid query {q:?}: a number or duration is out of range"
+            ))
+        })
+        .map_err(EvalError::Parse)
 }
 
 pub(crate) fn dur_ms(d: &Duration) -> i64 {
@@ -778,5 +787,14 @@ impl<'a> Evaluator<'a> {
             Val::Str(s) => Ok(s),
             other => err(format!("expected string, got {}", other.type_name())),
         }
+    }
+}
+
+#[cfg(test)]
+mod parse_fuzz_regressions {
+    #[test]
+    fn huge_range_literal_is_an_error_not_a_panic() {
+        let e = super::parse("max_over_time(deriv(up[2m])[11e400:30s])").unwrap_err();
+        assert!(e.to_string().contains("out of range"), "{e}");
     }
 }

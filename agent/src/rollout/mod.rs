@@ -967,19 +967,21 @@ impl RolloutManager {
         }
     }
 
-    /// Writes the state file (temp file, then rename).
+    /// Writes the state file atomically and durably (temp file, fsync,
+    /// rename, directory fsync). The state lock is held through the write so
+    /// concurrent saves land in order and never share the temp file.
     fn save(&self) {
-        let json = {
-            let state = self.state.lock().unwrap();
-            self.incidents.forward(&state);
-            serde_json::to_vec_pretty(&*state)
-        };
-        let result = json.map_err(anyhow::Error::from).and_then(|bytes| {
-            let tmp = self.path.with_extension("json.tmp");
-            std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-            std::fs::rename(&tmp, &self.path)
-                .with_context(|| format!("renaming to {}", self.path.display()))
-        });
+        let state = self.state.lock().unwrap();
+        self.incidents.forward(&state);
+        // Serialize and write under the lock so an older snapshot can never
+        // land on disk after a newer one.
+        let result = serde_json::to_vec_pretty(&*state)
+            .map_err(anyhow::Error::from)
+            .and_then(|bytes| {
+                crate::alerting::silence::write_atomic(&self.path, &bytes)
+                    .with_context(|| format!("writing {}", self.path.display()))
+            });
+        drop(state);
         if let Err(e) = result {
             tracing::error!(error = %format!("{e:#}"), "saving the rollout state");
         }
