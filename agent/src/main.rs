@@ -52,6 +52,11 @@ enum Command {
         #[command(subcommand)]
         what: CheckWhat,
     },
+    /// Write, build and inspect plugins (the plugin author's workflow).
+    Plugin {
+        #[command(subcommand)]
+        what: wasmon::author::PluginCommand,
+    },
     /// Inspect plugins.
     Plugins {
         #[command(subcommand)]
@@ -241,6 +246,7 @@ async fn run(cmd: Command) -> Result<ExitCode> {
             })
         }
         Command::Routes { what } => routes(what),
+        Command::Plugin { what } => wasmon::author::run(what),
         Command::Rollouts { url, json } => {
             wasmon::rollout::api::print_status(&url, json).await?;
             Ok(ExitCode::SUCCESS)
