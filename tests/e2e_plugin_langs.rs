@@ -78,7 +78,7 @@ fn inspect_reports_world_imports_and_capabilities_of_first_party_plugins() {
         .iter()
         .map(|i| i.as_str().unwrap())
         .collect();
-    assert!(imports.contains(&"wasmon:plugin/log@0.1.0"), "{imports:?}");
+    assert!(imports.contains(&"wasmon:plugin/config@0.1.0"), "{imports:?}");
     assert!(
         imports
             .iter()
