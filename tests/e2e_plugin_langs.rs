@@ -78,7 +78,10 @@ fn inspect_reports_world_imports_and_capabilities_of_first_party_plugins() {
         .iter()
         .map(|i| i.as_str().unwrap())
         .collect();
-    assert!(imports.contains(&"wasmon:plugin/config@0.1.0"), "{imports:?}");
+    assert!(
+        imports.contains(&"wasmon:plugin/config@0.1.0"),
+        "{imports:?}"
+    );
     assert!(
         imports
             .iter()
@@ -219,7 +222,30 @@ async fn same_receiver(example: &str, lang: &str) {
     let config = CONFIG
         .replace("{{INSTANCE}}", &instance)
         .replace("{{PLUGIN}}", example);
+    // Compile once into the agent's compile cache before starting it, as
+    // `wasmon plugins list --config` does for an operator: a JS or Python
+    // component takes tens of seconds to compile in a debug build on a busy
+    // machine, longer than the agent may take to become ready.
+    let warm = dir.path().join("warm.toml");
+    std::fs::write(&warm, config.replace("{{LISTEN}}", "127.0.0.1:1")).unwrap();
+    let out = wasmon(&[
+        "plugins".as_ref(),
+        "list".as_ref(),
+        "--config".as_ref(),
+        warm.as_ref(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(" ok"),
+        "{}",
+        text(&out)
+    );
     let agent = common::AgentProcess::start(dir, &config).await;
+    assert!(
+        agent.logs().contains("from_cache=true"),
+        "the agent compiled again:\n{}",
+        agent.logs()
+    );
     let client = reqwest::Client::new();
     let alert = |name: &str| {
         json!({
