@@ -1,10 +1,11 @@
 //! {{name}}: a wasmon health check (world `health-check` of wit/plugin.wit).
 //! Build: `wasmon plugin build`; check: `wasmon plugin inspect {{name}}.wasm`.
 
+// The world's types (Notification, Failure, ...) are generated at the
+// crate root; the imported interfaces under `wasmon::plugin`.
 wit_bindgen::generate!({ world: "health-check", path: "wit" });
 
 use wasmon::plugin::log::{log, Level};
-use wasmon::plugin::types::{CheckRequest, CheckResult, Failure};
 
 struct Plugin;
 

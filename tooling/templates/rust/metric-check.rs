@@ -1,10 +1,11 @@
 //! {{name}}: a wasmon metric check (world `metric-check` of wit/plugin.wit).
 //! Build: `wasmon plugin build`; check: `wasmon plugin inspect {{name}}.wasm`.
 
+// The world's types (Notification, Failure, ...) are generated at the
+// crate root; the imported interfaces under `wasmon::plugin`.
 wit_bindgen::generate!({ world: "metric-check", path: "wit" });
 
 use wasmon::plugin::query;
-use wasmon::plugin::types::{CheckResult, Failure, MetricCheckRequest};
 
 struct Plugin;
 

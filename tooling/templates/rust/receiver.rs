@@ -1,11 +1,12 @@
 //! {{name}}: a wasmon receiver (world `receiver` of wit/plugin.wit).
 //! Build: `wasmon plugin build`; check: `wasmon plugin inspect {{name}}.wasm`.
 
+// The world's types (Notification, Failure, ...) are generated at the
+// crate root; the imported interfaces under `wasmon::plugin`.
 wit_bindgen::generate!({ world: "receiver", path: "wit" });
 
 use wasmon::plugin::config;
 use wasmon::plugin::log::{log, Level};
-use wasmon::plugin::types::{Failure, Notification};
 
 struct Plugin;
 

@@ -1,10 +1,11 @@
 //! {{name}}: a wasmon rollback action (world `rollback-action` of wit/plugin.wit).
 //! Build: `wasmon plugin build`; check: `wasmon plugin inspect {{name}}.wasm`.
 
+// The world's types (Notification, Failure, ...) are generated at the
+// crate root; the imported interfaces under `wasmon::plugin`.
 wit_bindgen::generate!({ world: "rollback-action", path: "wit" });
 
 use wasmon::plugin::log::{log, Level};
-use wasmon::plugin::types::{Failure, RollbackOutcome, RollbackRequest};
 
 struct Plugin;
 
