@@ -138,11 +138,7 @@ const CAPABILITIES: &[(&str, &str, &str)] = &[
         "stdio",
         "stdin is empty, stdout/stderr are discarded",
     ),
-    (
-        "wasi:cli/exit",
-        "exit",
-        "exit traps the call (an error, retried like any trap)",
-    ),
+    ("wasi:cli/exit", "exit", "exit ends the call with an error"),
     ("wasi:random/", "random", "random bytes from the host"),
     ("wasi:clocks/", "wasi-clocks", "wall and monotonic clocks"),
 ];
