@@ -4,6 +4,7 @@
 
 pub mod alerting;
 pub mod app;
+pub mod author;
 pub mod checks;
 pub mod config;
 pub mod incident;

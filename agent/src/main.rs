@@ -52,6 +52,11 @@ enum Command {
         #[command(subcommand)]
         what: CheckWhat,
     },
+    /// Write, build and inspect plugins (the plugin author's workflow).
+    Plugin {
+        #[command(subcommand)]
+        what: wasmon::author::PluginCommand,
+    },
     /// Inspect plugins.
     Plugins {
         #[command(subcommand)]
@@ -296,6 +301,7 @@ async fn run(cmd: Command) -> Result<ExitCode> {
             wasmon::incident::api::cli_incidents(&url, id.as_deref(), report).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Plugin { what } => wasmon::author::run(what),
         Command::Rollouts { url, json } => {
             wasmon::rollout::api::print_status(&url, json).await?;
             Ok(ExitCode::SUCCESS)

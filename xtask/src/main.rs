@@ -8,15 +8,14 @@
 //!   tests, then `cargo test -p wasmon -p xtask ARGS...` with
 //!   `WASMON_PLUGIN_DIR` pointing at the components.
 //! - `cargo xtask ci` is what CI runs: `cargo fmt --check`, clippy on the
-//!   host crates and (for the host target) on the guest crates, then `test`.
+//!   host crates and (for the host target) on the guest crates, then `test`,
+//!   then the slow `#[ignore]` tests of [`SLOW_TESTS`].
 //!
 //! Guests are built by a different compiler setup than the host (see
 //! `toolchain.rs`), in their own target dir `target/wasm`, one cargo
 //! invocation per crate; the host's `target/debug` is never touched by them.
 
-mod component;
 mod guests;
-mod toolchain;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -25,6 +24,7 @@ use std::time::Instant;
 use std::{env, fs};
 
 use anyhow::{bail, Context, Result};
+use wasmon_plugin_tools::{contract, rust};
 
 const USAGE: &str = "\
 usage: cargo xtask <command>
@@ -32,9 +32,10 @@ usage: cargo xtask <command>
 commands:
   plugins [--out DIR]  build every guest crate into DIR/<crate-dir>.wasm
                        (default: target/plugins) and check it against wit/
-  test [ARGS...]       plugins, SDK unit tests, then
-                       cargo test -p wasmon -p xtask ARGS... (WASMON_PLUGIN_DIR set)
-  ci                   cargo fmt --check, clippy -D warnings, then test";
+  test [ARGS...]       plugins, SDK unit tests, then cargo test -p wasmon -p xtask
+                       -p wasmon-plugin-tools ARGS... (WASMON_PLUGIN_DIR set)
+  ci                   cargo fmt --check, clippy -D warnings, test, then the
+                       slow #[ignore] tests (JS/Python/Rust plugin builds)";
 
 fn main() -> ExitCode {
     match run(env::args_os().skip(1).collect()) {
@@ -103,6 +104,10 @@ fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// The cargo profile for guests (root `Cargo.toml`): size-optimized,
+/// `panic = "abort"`, LTO.
+const PROFILE: &str = "plugin";
+
 fn default_out(root: &Path) -> PathBuf {
     root.join("target").join("plugins")
 }
@@ -113,8 +118,8 @@ fn plugins(root: &Path, out: &Path) -> Result<()> {
     if guests.is_empty() {
         bail!("no guest crates under plugins/ or tests/guests/");
     }
-    let toolchain = toolchain::Toolchain::detect()?;
-    let contract = component::Contract::load(&root.join("wit"))?;
+    let toolchain = rust::Toolchain::detect()?;
+    let contract = contract::Contract::load(&root.join("wit"))?;
     let target_dir = root.join("target").join("wasm");
     fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     println!("guest toolchain: {toolchain}");
@@ -123,13 +128,19 @@ fn plugins(root: &Path, out: &Path) -> Result<()> {
     for guest in &guests {
         let started = Instant::now();
         let built = toolchain
-            .build(root, &target_dir, guest)
+            .build(
+                cargo(root),
+                &["-p".as_ref(), guest.package.as_ref()],
+                &target_dir,
+                PROFILE,
+                &guest.lib_name,
+            )
             .with_context(|| format!("building {}", guest.package))?;
         let bytes = fs::read(&built).with_context(|| format!("reading {}", built.display()))?;
         let component = if toolchain.emits_components() {
             bytes
         } else {
-            component::encode(&bytes)
+            contract::encode(&bytes)
                 .with_context(|| format!("making a component of {}", built.display()))?
         };
         let report = contract
@@ -164,11 +175,24 @@ fn test(root: &Path, args: &[OsString]) -> Result<()> {
         .args(["test", "-q", "-p", "wasmon-sdk", "--features", "receiver"])
         .status_ok()?;
     cargo(root)
-        .args(["test", "-p", "wasmon", "-p", "xtask"])
+        .args([
+            "test",
+            "-p",
+            "wasmon",
+            "-p",
+            "xtask",
+            "-p",
+            "wasmon-plugin-tools",
+        ])
         .args(args)
         .env("WASMON_PLUGIN_DIR", &out)
         .status_ok()
 }
+
+/// The slow tests CI runs on top of `test`: the JavaScript and Python
+/// receivers (a minute to build each, seconds to compile in wasmtime) and
+/// the Rust `plugin new` + `build` round trip.
+const SLOW_TESTS: &[&str] = &["e2e_plugin_langs"];
 
 /// Everything CI checks, in the order that fails fastest.
 fn ci(root: &Path) -> Result<()> {
@@ -196,7 +220,14 @@ fn ci(root: &Path) -> Result<()> {
             .args(["--", "-D", "warnings"])
             .status_ok()?;
     }
-    test(root, &[])
+    test(root, &[])?;
+    for name in SLOW_TESTS {
+        cargo(root)
+            .args(["test", "-p", "wasmon", "--test", name, "--", "--ignored"])
+            .env("WASMON_PLUGIN_DIR", default_out(root))
+            .status_ok()?;
+    }
+    Ok(())
 }
 
 /// A cargo command in the workspace, with the cargo that runs xtask.
@@ -270,7 +301,7 @@ mod tests {
             return;
         };
         let dir = PathBuf::from(dir);
-        let contract = component::Contract::load(&workspace_root().join("wit")).unwrap();
+        let contract = contract::Contract::load(&workspace_root().join("wit")).unwrap();
         for name in ["webhook", "noop", "misbehave"] {
             let path = dir.join(format!("{name}.wasm"));
             let bytes = fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));

@@ -24,15 +24,10 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use crate::guests::Guest;
-use crate::StatusOk;
+use crate::run;
 
 /// Where Debian's `rustc-web` installs its compiler.
 const DEBIAN_RUSTC: &str = "/usr/bin/rustc";
-
-/// The cargo profile for guests (root `Cargo.toml`): size-optimized,
-/// `panic = "abort"` (which `-Zbuild-std=panic_abort` needs), LTO.
-const PROFILE: &str = "plugin";
 
 /// A way to build guests.
 #[derive(Debug)]
@@ -97,11 +92,23 @@ impl Toolchain {
     }
 
     /// Builds one guest crate and returns the `.wasm` cargo wrote.
-    pub fn build(&self, root: &Path, target_dir: &Path, guest: &Guest) -> Result<PathBuf> {
+    ///
+    /// `cargo` is a bare cargo command in the right directory; `select`
+    /// says which crate (`-p NAME` or `--manifest-path PATH`, or nothing
+    /// for the crate in the directory); `profile` must be
+    /// size-optimized with `panic = "abort"` (which `-Zbuild-std=panic_abort`
+    /// needs); `lib_name` names the `.wasm` cargo writes.
+    pub fn build(
+        &self,
+        mut cargo: Command,
+        select: &[&std::ffi::OsStr],
+        target_dir: &Path,
+        profile: &str,
+        lib_name: &str,
+    ) -> Result<PathBuf> {
         let target = self.target();
-        let mut cargo = crate::cargo(root);
-        cargo.args(["build", "--profile", PROFILE, "--target", target]);
-        cargo.args(["-p", &guest.package]);
+        cargo.args(["build", "--profile", profile, "--target", target]);
+        cargo.args(select);
         cargo.arg("--target-dir").arg(target_dir);
         if let Toolchain::BuildStd { rustc, linker } = self {
             cargo
@@ -110,11 +117,11 @@ impl Toolchain {
                 .env("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER", linker)
                 .arg("-Zbuild-std=std,panic_abort");
         }
-        cargo.status_ok()?;
+        run(&mut cargo)?;
         let wasm = target_dir
             .join(target)
-            .join(PROFILE)
-            .join(format!("{}.wasm", guest.lib_name));
+            .join(profile)
+            .join(format!("{lib_name}.wasm"));
         if !wasm.is_file() {
             bail!(
                 "cargo succeeded but wrote no {} (is the crate a cdylib?)",

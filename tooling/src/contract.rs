@@ -53,6 +53,150 @@ impl fmt::Display for Report {
     }
 }
 
+/// What [`Contract::inspect`] found.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Inspection {
+    /// The contract's package (`wasmon:plugin@0.1.0`).
+    pub package: String,
+    /// Bytes.
+    pub size: u64,
+    /// The world of `wasmon:plugin` it matches, if it matches one.
+    pub world: Option<String>,
+    /// Why it matches none (the loader would refuse it with this).
+    pub world_error: Option<String>,
+    /// Imports: interfaces by full name with version.
+    pub imports: Vec<String>,
+    /// Exports: functions by name, interfaces by full name.
+    pub exports: Vec<String>,
+    /// What the imports let it do, and what the host makes of that.
+    pub capabilities: Vec<Capability>,
+}
+
+/// One thing a plugin asks to be able to do.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Capability {
+    /// A short name: `outbound-http`, `network`, `filesystem`...
+    pub name: &'static str,
+    /// What the wasmon host does about it.
+    pub host: &'static str,
+    /// The imports that ask for it.
+    pub imports: Vec<String>,
+}
+
+/// Capabilities by interface (name without version), most specific first.
+/// `wasi:io`, `wasi:http/types` and friends carry no capability of their
+/// own: they are the plumbing of the interfaces that do.
+const CAPABILITIES: &[(&str, &str, &str)] = &[
+    (
+        "wasmon:plugin/log",
+        "log",
+        "writes to the agent's log, tagged with the instance",
+    ),
+    (
+        "wasmon:plugin/config",
+        "config",
+        "reads its instance's config table from the agent config",
+    ),
+    ("wasmon:plugin/clock", "clock", "reads the agent's clock"),
+    (
+        "wasmon:plugin/query",
+        "query",
+        "runs PromQL instant queries on the agent's store",
+    ),
+    (
+        "wasi:http/outgoing-handler",
+        "outbound-http",
+        "HTTP requests, only to the instance's allow_hosts",
+    ),
+    (
+        "wasi:sockets/ip-name-lookup",
+        "dns",
+        "name lookups, for connections to allow_hosts",
+    ),
+    (
+        "wasi:sockets/",
+        "network",
+        "raw TCP sockets, only to allow_hosts addresses (UDP denied)",
+    ),
+    (
+        "wasi:filesystem/",
+        "filesystem",
+        "denied: the host gives no directories",
+    ),
+    (
+        "wasi:cli/environment",
+        "environment",
+        "empty: the host passes no variables or arguments",
+    ),
+    (
+        "wasi:cli/std",
+        "stdio",
+        "stdin is empty, stdout/stderr are discarded",
+    ),
+    (
+        "wasi:cli/terminal",
+        "stdio",
+        "stdin is empty, stdout/stderr are discarded",
+    ),
+    ("wasi:cli/exit", "exit", "exit ends the call with an error"),
+    ("wasi:random/", "random", "random bytes from the host"),
+    ("wasi:clocks/", "wasi-clocks", "wall and monotonic clocks"),
+];
+
+/// The capabilities that `imports` ask for, each once, in the table's order.
+pub fn capabilities(imports: &[String]) -> Vec<Capability> {
+    let mut found: Vec<Capability> = Vec::new();
+    for import in imports {
+        let unversioned = import.split('@').next().unwrap_or(import);
+        let Some(&(_, name, host)) = CAPABILITIES
+            .iter()
+            .find(|(prefix, _, _)| unversioned.starts_with(prefix))
+        else {
+            continue;
+        };
+        match found.iter_mut().find(|c| c.name == name) {
+            Some(c) => c.imports.push(import.clone()),
+            None => found.push(Capability {
+                name,
+                host,
+                imports: vec![import.clone()],
+            }),
+        }
+    }
+    let order = |c: &Capability| CAPABILITIES.iter().position(|(_, n, _)| *n == c.name);
+    found.sort_by_key(order);
+    found
+}
+
+impl fmt::Display for Inspection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "size          {} bytes ({:.1} KiB)",
+            self.size,
+            self.size as f64 / 1024.0
+        )?;
+        match (&self.world, &self.world_error) {
+            (Some(world), _) => writeln!(f, "world         {world} ({})", self.package)?,
+            (None, Some(why)) => writeln!(f, "world         none: {why}")?,
+            (None, None) => writeln!(f, "world         none")?,
+        }
+        writeln!(f, "exports")?;
+        for e in &self.exports {
+            writeln!(f, "  {e}")?;
+        }
+        writeln!(f, "imports")?;
+        for i in &self.imports {
+            writeln!(f, "  {i}")?;
+        }
+        writeln!(f, "capabilities")?;
+        for c in &self.capabilities {
+            writeln!(f, "  {:<14}{}", c.name, c.host)?;
+        }
+        Ok(())
+    }
+}
+
 impl Contract {
     /// Parses the WIT directory.
     pub fn load(dir: &Path) -> Result<Contract> {
@@ -61,6 +205,52 @@ impl Contract {
             .push_dir(dir)
             .with_context(|| format!("parsing {}", dir.display()))?;
         Ok(Contract { resolve, package })
+    }
+
+    /// The contract this build of wasmon implements ([`crate::PLUGIN_WIT`]).
+    pub fn embedded() -> Result<Contract> {
+        let mut resolve = Resolve::default();
+        let package = resolve
+            .push_str("wit/plugin.wit", crate::PLUGIN_WIT)
+            .context("parsing the embedded wit/plugin.wit")?;
+        Ok(Contract { resolve, package })
+    }
+
+    /// Everything a plugin author wants to know about a file: what it is,
+    /// what it imports and exports, the world it matches (or why none), and
+    /// the capabilities its imports ask for. Fails only when the bytes are
+    /// not a component at all.
+    pub fn inspect(&self, bytes: &[u8]) -> Result<Inspection> {
+        if wasmparser::Parser::is_core_wasm(bytes) {
+            bail!(
+                "a core WebAssembly module, not a component: wrap it with \
+                 `wasm-tools component new` (or build it with `wasmon plugin build`)"
+            );
+        }
+        if !wasmparser::Parser::is_component(bytes) {
+            bail!("not a WebAssembly component (no component header)");
+        }
+        let (decoded, root) =
+            match wit_component::decode(bytes).context("decoding the component")? {
+                DecodedWasm::Component(resolve, world) => (resolve, world),
+                DecodedWasm::WitPackage(..) => bail!("a WIT package, not a component"),
+            };
+        let imports = names(&decoded, decoded.worlds[root].imports.iter());
+        let exports = names(&decoded, decoded.worlds[root].exports.iter());
+        let (world, world_error) = match self.check(bytes) {
+            Ok(report) => (Some(report.world), None),
+            Err(e) => (None, Some(format!("{e:#}"))),
+        };
+        let capabilities = capabilities(&imports);
+        Ok(Inspection {
+            package: self.package_name(),
+            size: bytes.len() as u64,
+            world,
+            world_error,
+            imports,
+            exports,
+            capabilities,
+        })
     }
 
     /// Validates `component` and checks it against the world it exports.

@@ -1,0 +1,422 @@
+//! `wasmon plugin build [DIR]`: one route per language, each ending in a
+//! component that is checked against the contract like `plugin inspect`.
+//!
+//! A plugin directory has a `wasmon-plugin.json` (`{"name", "world",
+//! "lang"}`, written by `plugin new`); without one, the language is detected
+//! from the files (`Cargo.toml`, `app.js`, `app.py`, `*.c`) and the world
+//! must be given. The build writes the contract into `DIR/wit/plugin.wit`
+//! first, so every route compiles against the WIT the agent implements, and
+//! its scratch files into `DIR/build/`. Routes (see
+//! `../shared/WASM-TOOLCHAIN.md`):
+//!
+//! - Rust: [`crate::rust::Toolchain`] (`wasm32-wasip2`, else Debian's
+//!   rustc-web with `-Zbuild-std`), wrapped by wit-component if needed;
+//! - C: `wit-bindgen c` for the bindings, zig's clang (PyPI `ziglang`, or
+//!   `zig` on PATH) to a reactor core module, wit-component to a component;
+//! - JavaScript: `jco componentize` (pinned 1.34.0), all optional WASI
+//!   features off;
+//! - Python: `componentize-py componentize`.
+
+use std::fmt;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::contract::{self, Contract, Inspection};
+use crate::{run, WORLDS};
+
+/// The manifest `plugin new` writes.
+pub const MANIFEST: &str = "wasmon-plugin.json";
+
+/// A plugin's language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Lang {
+    Rust,
+    C,
+    Js,
+    Python,
+}
+
+impl Lang {
+    pub fn parse(s: &str) -> Result<Lang> {
+        Ok(match s {
+            "rust" => Lang::Rust,
+            "c" => Lang::C,
+            "js" | "javascript" => Lang::Js,
+            "python" | "py" => Lang::Python,
+            _ => bail!("unknown language {s:?}: expected rust, c, js or python"),
+        })
+    }
+}
+
+impl fmt::Display for Lang {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Lang::Rust => "rust",
+            Lang::C => "c",
+            Lang::Js => "js",
+            Lang::Python => "python",
+        })
+    }
+}
+
+/// `wasmon-plugin.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// The plugin's name: the component is `<name>.wasm`.
+    pub name: String,
+    /// The world it targets (`receiver`, `health-check`, ...).
+    pub world: String,
+    pub lang: Lang,
+}
+
+impl Manifest {
+    /// Reads `DIR/wasmon-plugin.json`, or detects what it would say.
+    pub fn for_dir(dir: &Path, world: Option<&str>) -> Result<Manifest> {
+        let path = dir.join(MANIFEST);
+        let mut manifest = if path.is_file() {
+            let text =
+                fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+            serde_json::from_str(&text).with_context(|| format!("{}", path.display()))?
+        } else {
+            let lang = detect(dir)?;
+            let Some(world) = world else {
+                bail!(
+                    "{} has no {MANIFEST}: give the world with --world ({})",
+                    dir.display(),
+                    WORLDS.join(", ")
+                );
+            };
+            let name = fs::canonicalize(dir)
+                .ok()
+                .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .unwrap_or_else(|| "plugin".into());
+            Manifest {
+                name,
+                world: world.into(),
+                lang,
+            }
+        };
+        if let Some(w) = world {
+            manifest.world = w.into();
+        }
+        if !WORLDS.contains(&manifest.world.as_str()) {
+            bail!(
+                "{}: unknown world {:?}: expected one of {}",
+                path.display(),
+                manifest.world,
+                WORLDS.join(", ")
+            );
+        }
+        Ok(manifest)
+    }
+}
+
+/// The language of the plugin in `dir`, from its files.
+pub fn detect(dir: &Path) -> Result<Lang> {
+    if dir.join("Cargo.toml").is_file() {
+        return Ok(Lang::Rust);
+    }
+    if dir.join("app.js").is_file() || dir.join("package.json").is_file() {
+        return Ok(Lang::Js);
+    }
+    if dir.join("app.py").is_file() {
+        return Ok(Lang::Python);
+    }
+    let has_c = fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .flatten()
+        .any(|e| e.path().extension().is_some_and(|x| x == "c"));
+    if has_c {
+        return Ok(Lang::C);
+    }
+    bail!(
+        "cannot tell the language of {}: no {MANIFEST}, Cargo.toml, app.js, app.py or *.c",
+        dir.display()
+    )
+}
+
+/// What a build produced.
+pub struct Built {
+    pub path: PathBuf,
+    pub lang: Lang,
+    pub seconds: f64,
+    pub inspection: Inspection,
+}
+
+/// Builds the plugin in `dir` into `out` (default `DIR/<name>.wasm`) and
+/// checks it against its world.
+pub fn build(dir: &Path, out: Option<&Path>, world: Option<&str>) -> Result<Built> {
+    let started = Instant::now();
+    let manifest = Manifest::for_dir(dir, world)?;
+    let dir = fs::canonicalize(dir).with_context(|| format!("{}", dir.display()))?;
+    let wit = dir.join("wit");
+    fs::create_dir_all(&wit).with_context(|| format!("creating {}", wit.display()))?;
+    fs::write(wit.join("plugin.wit"), crate::PLUGIN_WIT)
+        .with_context(|| format!("writing {}", wit.join("plugin.wit").display()))?;
+    let scratch = dir.join("build");
+    fs::create_dir_all(&scratch).with_context(|| format!("creating {}", scratch.display()))?;
+
+    let component = match manifest.lang {
+        Lang::Rust => build_rust(&dir, &scratch)?,
+        Lang::C => build_c(&dir, &scratch, &manifest.world)?,
+        Lang::Js => build_js(&dir, &scratch, &manifest.world)?,
+        Lang::Python => build_python(&dir, &scratch, &manifest.world)?,
+    };
+    let contract = Contract::embedded()?;
+    let inspection = contract.inspect(&component)?;
+    match (&inspection.world, &inspection.world_error) {
+        (Some(w), _) if *w == manifest.world => {}
+        (Some(w), _) => bail!(
+            "built a component of world {w}, but {} says {}",
+            MANIFEST,
+            manifest.world
+        ),
+        (None, why) => bail!(
+            "the component does not fit world {}: {}",
+            manifest.world,
+            why.as_deref().unwrap_or("no world matches")
+        ),
+    }
+    let path = match out {
+        Some(p) if p.is_dir() => p.join(format!("{}.wasm", manifest.name)),
+        Some(p) => p.to_path_buf(),
+        None => dir.join(format!("{}.wasm", manifest.name)),
+    };
+    fs::write(&path, &component).with_context(|| format!("writing {}", path.display()))?;
+    Ok(Built {
+        path,
+        lang: manifest.lang,
+        seconds: started.elapsed().as_secs_f64(),
+        inspection,
+    })
+}
+
+fn read(path: &Path) -> Result<Vec<u8>> {
+    fs::read(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// Rust: the crate in `dir` (its own workspace), in `DIR/build/target`.
+fn build_rust(dir: &Path, scratch: &Path) -> Result<Vec<u8>> {
+    let toolchain = crate::rust::Toolchain::detect()?;
+    eprintln!("guest toolchain: {toolchain}");
+    let manifest = fs::read_to_string(dir.join("Cargo.toml"))
+        .with_context(|| format!("reading {}", dir.join("Cargo.toml").display()))?;
+    let lib_name = lib_name(&manifest)
+        .with_context(|| format!("no [package] name in {}", dir.join("Cargo.toml").display()))?;
+    let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cargo.current_dir(dir);
+    let wasm = toolchain.build(cargo, &[], &scratch.join("target"), "release", &lib_name)?;
+    let bytes = read(&wasm)?;
+    if toolchain.emits_components() {
+        Ok(bytes)
+    } else {
+        contract::encode(&bytes).context("making a component of the core module")
+    }
+}
+
+/// The library name (`[lib] name`, else the package name with `_`).
+fn lib_name(manifest: &str) -> Option<String> {
+    let mut section = "";
+    let (mut package, mut lib) = (None, None);
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            section = line;
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        if key.trim() == "name" {
+            let value = value.trim().trim_matches('"').to_string();
+            match section {
+                "[package]" => package = Some(value),
+                "[lib]" => lib = Some(value),
+                _ => {}
+            }
+        }
+    }
+    lib.or_else(|| package.map(|p| p.replace('-', "_")))
+}
+
+/// A tool: `$ENV` if set, else the first of `candidates` that exists (a
+/// path) or is on PATH (a bare name).
+fn tool(env: &str, candidates: &[PathBuf], what: &str, install: &str) -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os(env) {
+        return Ok(PathBuf::from(p));
+    }
+    for c in candidates {
+        if c.components().count() > 1 {
+            if c.is_file() {
+                return Ok(c.clone());
+            }
+        } else if let Some(found) = on_path(c) {
+            return Ok(found);
+        }
+    }
+    bail!("{what} not found (set {env}, or install it: {install})")
+}
+
+fn on_path(name: &Path) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+fn home_bin(rel: &str) -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default()
+        .join(rel)
+}
+
+/// C: `wit-bindgen c` + zig cc (reactor, wasm32-wasi) + wit-component.
+fn build_c(dir: &Path, scratch: &Path, world: &str) -> Result<Vec<u8>> {
+    let wit_bindgen = tool(
+        "WASMON_WIT_BINDGEN",
+        &["wit-bindgen".into(), home_bin(".cargo/bin/wit-bindgen")],
+        "wit-bindgen",
+        "cargo install wit-bindgen-cli --locked",
+    )?;
+    let gen = scratch.join("gen");
+    run(Command::new(&wit_bindgen)
+        .args(["c", "--world", world, "--out-dir"])
+        .arg(&gen)
+        .arg(dir.join("wit")))?;
+    let stem = world.replace('-', "_");
+
+    // zig: `zig` on PATH, else the PyPI `ziglang` package through python3.
+    let mut cc = match std::env::var_os("WASMON_ZIG")
+        .map(PathBuf::from)
+        .or_else(|| on_path(Path::new("zig")))
+    {
+        Some(zig) => Command::new(zig),
+        None => {
+            let mut c = Command::new("python3");
+            c.args(["-m", "ziglang"]);
+            c
+        }
+    };
+    let core = scratch.join("core.wasm");
+    let mut sources: Vec<PathBuf> = fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "c"))
+        .collect();
+    sources.sort();
+    if sources.is_empty() {
+        bail!("no .c files in {}", dir.display());
+    }
+    cc.args([
+        "cc",
+        "--target=wasm32-wasi",
+        "-mexec-model=reactor",
+        "-Os",
+        "-Wall",
+    ])
+    .arg("-I")
+    .arg(&gen)
+    .args(&sources)
+    .arg(gen.join(format!("{stem}.c")))
+    .arg(gen.join(format!("{stem}_component_type.o")))
+    .arg("-o")
+    .arg(&core);
+    run(&mut cc).context("compiling with zig cc (pip install ziglang, or zig on PATH)")?;
+    contract::encode(&read(&core)?).context("making a component of the core module")
+}
+
+/// JavaScript: `jco componentize DIR/app.js`.
+fn build_js(dir: &Path, scratch: &Path, world: &str) -> Result<Vec<u8>> {
+    let jco = tool(
+        "WASMON_JCO",
+        &[dir.join("node_modules/.bin/jco"), "jco".into()],
+        "jco",
+        "npm install -g @bytecodealliance/jco@1.34.0 @bytecodealliance/componentize-js",
+    )?;
+    let out = scratch.join("component.wasm");
+    // `-d all`: no optional WASI features (stdio, random, clocks, http,
+    // fetch-event), so the component imports only what the code uses.
+    run(Command::new(jco)
+        .arg("componentize")
+        .arg(dir.join("app.js"))
+        .arg("--wit")
+        .arg(dir.join("wit"))
+        .args(["--world-name", world, "-d", "all", "-o"])
+        .arg(&out))?;
+    read(&out)
+}
+
+/// Python: `componentize-py componentize app` with DIR on the module path.
+fn build_python(dir: &Path, scratch: &Path, world: &str) -> Result<Vec<u8>> {
+    let cpy = tool(
+        "WASMON_COMPONENTIZE_PY",
+        &["componentize-py".into()],
+        "componentize-py",
+        "pip install componentize-py==0.25.*",
+    )?;
+    let out = scratch.join("component.wasm");
+    run(Command::new(cpy)
+        .arg("-d")
+        .arg(dir.join("wit"))
+        .args(["-w", world, "componentize", "app", "-p"])
+        .arg(dir)
+        .arg("-o")
+        .arg(&out))?;
+    read(&out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lib_name_from_manifest() {
+        assert_eq!(
+            lib_name("[package]\nname = \"my-plugin\"\n[lib]\ncrate-type = [\"cdylib\"]\n"),
+            Some("my_plugin".into())
+        );
+        assert_eq!(
+            lib_name("[lib]\nname = \"y\"\n[package]\nname = \"x\"\n"),
+            Some("y".into())
+        );
+    }
+
+    #[test]
+    fn language_detection_and_manifest_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = detect(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("cannot tell the language"), "{err}");
+        fs::write(dir.path().join("plugin.c"), "").unwrap();
+        assert_eq!(detect(dir.path()).unwrap(), Lang::C);
+        let err = Manifest::for_dir(dir.path(), None).unwrap_err().to_string();
+        assert!(err.contains("--world"), "{err}");
+        assert_eq!(
+            Manifest::for_dir(dir.path(), Some("receiver"))
+                .unwrap()
+                .lang,
+            Lang::C
+        );
+        fs::write(
+            dir.path().join(MANIFEST),
+            r#"{"name":"x","world":"nope","lang":"c"}"#,
+        )
+        .unwrap();
+        let err = Manifest::for_dir(dir.path(), None).unwrap_err().to_string();
+        assert!(err.contains("unknown world \"nope\""), "{err}");
+        fs::write(
+            dir.path().join(MANIFEST),
+            r#"{"name":"x","world":"receiver","lang":"cobol"}"#,
+        )
+        .unwrap();
+        let err = format!("{:#}", Manifest::for_dir(dir.path(), None).unwrap_err());
+        assert!(err.contains("cobol"), "{err}");
+    }
+}

@@ -1,0 +1,66 @@
+//! Plugin author tooling, shared by the `wasmon plugin` commands and by
+//! `cargo xtask plugins`, so that a plugin built by hand, by the CLI or by CI
+//! is checked by the same code:
+//!
+//! - [`contract`]: `wit/plugin.wit` (embedded in the binary), the check of a
+//!   component against its world, and [`contract::Contract::inspect`]
+//!   (world, imports, exports, capabilities) without any external tool;
+//! - [`rust`]: the two routes that build Rust guests on these machines;
+//! - [`build`]: `wasmon plugin build` — per-language routes (Rust, C with
+//!   zig + `wit-bindgen c`, JavaScript with jco, Python with componentize-py);
+//! - [`scaffold`]: `wasmon plugin new` — buildable templates per language
+//!   and world.
+
+pub mod build;
+pub mod contract;
+pub mod rust;
+pub mod scaffold;
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+/// The plugin contract's WIT text, as the agent that embeds this crate
+/// implements it.
+pub const PLUGIN_WIT: &str = include_str!("../../wit/plugin.wit");
+
+/// The worlds of the contract, in the order the docs list them.
+pub const WORLDS: [&str; 4] = [
+    "receiver",
+    "health-check",
+    "rollback-action",
+    "metric-check",
+];
+
+/// Runs a command, echoing it to stderr, and fails (naming the command) if
+/// it cannot start or exits non-zero.
+pub fn run(command: &mut Command) -> Result<()> {
+    let shown = show(command);
+    eprintln!("$ {shown}");
+    let status = command
+        .status()
+        .with_context(|| format!("running {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed ({status})");
+    }
+    Ok(())
+}
+
+/// A command as one would type it, with the environment it was given.
+pub fn show(command: &Command) -> String {
+    let mut parts: Vec<String> = command
+        .get_envs()
+        .filter_map(|(k, v)| Some(format!("{}={}", k.to_string_lossy(), v?.to_string_lossy())))
+        .collect();
+    let program = Path::new(command.get_program());
+    parts.push(
+        program
+            .file_name()
+            .unwrap_or(program.as_os_str())
+            .to_string_lossy()
+            .into_owned(),
+    );
+    parts.extend(command.get_args().map(|a| a.to_string_lossy().into_owned()));
+    parts.join(" ")
+}
