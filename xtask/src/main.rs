@@ -244,7 +244,7 @@ trait StatusOk {
 
 impl StatusOk for Command {
     fn status_ok(&mut self) -> Result<()> {
-        let shown = show(self);
+        let shown = wasmon_plugin_tools::show(self);
         eprintln!("$ {shown}");
         let status = self.status().with_context(|| format!("running {shown}"))?;
         if !status.success() {
@@ -252,24 +252,6 @@ impl StatusOk for Command {
         }
         Ok(())
     }
-}
-
-/// A command as one would type it, with the environment it was given.
-fn show(command: &Command) -> String {
-    let mut parts: Vec<String> = command
-        .get_envs()
-        .filter_map(|(k, v)| Some(format!("{}={}", k.to_string_lossy(), v?.to_string_lossy())))
-        .collect();
-    let program = Path::new(command.get_program());
-    parts.push(
-        program
-            .file_name()
-            .unwrap_or(program.as_os_str())
-            .to_string_lossy()
-            .into_owned(),
-    );
-    parts.extend(command.get_args().map(|a| a.to_string_lossy().into_owned()));
-    parts.join(" ")
 }
 
 #[cfg(test)]
