@@ -318,11 +318,12 @@ async fn grafana_requests_answer_like_prometheus() {
     let client = reqwest::Client::new();
     let wasmon = agent.url("");
     let prom_url = prom.as_ref().map(|p| format!("http://{}", p.addr));
-    // Both have scraped a few times (rate() needs two samples in 5 s).
+    // Both have scraped for longer than the replayed 10 s range (12 one-second
+    // scrapes), so range answers are complete on both sides.
     for base in std::iter::once(&wasmon).chain(prom_url.as_ref()) {
         let start = std::time::Instant::now();
         loop {
-            let q = [("query", "count_over_time(app_queue_depth[5s])")];
+            let q = [("query", "count_over_time(app_queue_depth[15s])")];
             let ok = match client
                 .get(format!("{base}/api/v1/query"))
                 .query(&q)
@@ -336,7 +337,7 @@ async fn grafana_requests_answer_like_prometheus() {
                     .and_then(|v| {
                         v["data"]["result"][0]["value"][1]
                             .as_str()
-                            .map(|s| s.parse::<f64>().unwrap_or(0.0) >= 4.0)
+                            .map(|s| s.parse::<f64>().unwrap_or(0.0) >= 12.0)
                     })
                     .unwrap_or(false),
                 Err(_) => false,
