@@ -83,3 +83,14 @@ fn upstream_rule_fixtures_load() {
     }
     println!("{n} upstream rule fixtures loaded");
 }
+
+/// Found by cargo fuzz: promql-parser 0.11 panics on a range too large for a
+/// Duration. A rule file carrying one must be rejected with an error naming
+/// the rule, not crash the agent on load or reload.
+#[test]
+fn out_of_range_durations_in_expressions_are_errors_not_panics() {
+    let text = "groups:\n  - name: slo\n    rules:\n      - alert: HighErrorRate\n        expr: sum(rate(http_requests_total[5555555555555555555555555555555555555555555:5m])) > 0.05\n      - record: job:x\n        expr: max_over_time(deriv(up[2m])[11e400:30s])\n";
+    let err = wasmon::rules::rulefmt::parse(text, "slo.yml", &Default::default()).unwrap_err();
+    let msg = format!("{err:?}");
+    assert!(msg.contains("out of range"), "{msg}");
+}

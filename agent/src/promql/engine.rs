@@ -57,16 +57,20 @@ pub struct Engine {
 
 /// Parses a query with promql-parser, mapping its error.
 pub fn parse(q: &str) -> Result<Expr, EvalError> {
-    // promql-parser 0.11 panics on some out-of-range literals (a range of
-    // `11e400` goes through `Duration::from_secs_f64`); found by fuzzing.
-    // Bad input must be an error, never a panic.
-    std::panic::catch_unwind(|| promql_parser::parser::parse(q))
-        .unwrap_or_else(|_| {
-            Err(format!(
-                "invalid query {q:?}: a number or duration is out of range"
-            ))
-        })
-        .map_err(EvalError::Parse)
+    parse_query(q).map_err(EvalError::Parse)
+}
+
+/// promql-parser's `parse`, but a panic inside it becomes an error: 0.11
+/// panics on some out-of-range literals (a range of `11e400` goes through
+/// `Duration::from_secs_f64`; found by fuzzing, in queries and rule files
+/// alike). Every PromQL text from outside goes through here: bad input must
+/// be an error, never a panic.
+pub fn parse_query(q: &str) -> Result<Expr, String> {
+    std::panic::catch_unwind(|| promql_parser::parser::parse(q)).unwrap_or_else(|_| {
+        Err(format!(
+            "invalid query {q:?}: a number or duration is out of range"
+        ))
+    })
 }
 
 pub(crate) fn dur_ms(d: &Duration) -> i64 {

@@ -19,7 +19,7 @@ mod columnar;
 mod functions;
 mod histogram;
 
-pub use engine::{parse, Engine, EngineOpts};
+pub use engine::{parse, parse_query, Engine, EngineOpts};
 pub use error::EvalError;
 pub use storage::{MatchOp, Matcher, MemStorage, Queryable, SeriesData};
 pub use value::{Annotations, QueryResult, Sample, Series, Value};

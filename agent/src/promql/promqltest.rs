@@ -246,7 +246,7 @@ pub fn parse_metric(m: &str) -> Result<Labels, String> {
     if m == "{}" {
         return Ok(Labels::new());
     }
-    let e = promql_parser::parser::parse(m).map_err(|e| format!("bad metric {m:?}: {e}"))?;
+    let e = crate::promql::parse_query(m).map_err(|e| format!("bad metric {m:?}: {e}"))?;
     let promql_parser::parser::Expr::VectorSelector(vs) = e else {
         return Err(format!("bad metric {m:?}"));
     };

@@ -118,7 +118,7 @@ impl AlertingRule {
         annotations: BTreeMap<String, String>,
         restored: bool,
     ) -> Result<Self, String> {
-        let expr = promql_parser::parser::parse(expr_text)?;
+        let expr = crate::promql::parse_query(expr_text)?;
         Ok(AlertingRule {
             name: name.to_string(),
             expr_text: expr_text.to_string(),
@@ -154,7 +154,7 @@ impl AlertingRule {
     ) -> Result<Vec<(Labels, f64)>, String> {
         let res = query_vector(ctx, &self.expr, ts - query_offset)?;
         let tquery = |q: &str| -> Result<Vec<(Labels, f64)>, String> {
-            let e = promql_parser::parser::parse(q)?;
+            let e = crate::promql::parse_query(q)?;
             query_vector(ctx, &e, ts)
         };
         let funcs = FuncContext {

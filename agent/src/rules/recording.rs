@@ -25,7 +25,7 @@ impl RecordingRule {
         expr_text: &str,
         labels: BTreeMap<String, String>,
     ) -> Result<Self, String> {
-        let expr = promql_parser::parser::parse(expr_text)?;
+        let expr = crate::promql::parse_query(expr_text)?;
         Ok(RecordingRule {
             name: name.to_string(),
             expr_text: expr_text.to_string(),

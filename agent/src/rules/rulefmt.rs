@@ -518,7 +518,7 @@ pub fn parse(text: &str, file: &str, opts: &ParseOpts) -> Result<RuleGroups, Rul
             let expr = r.expr.clone().unwrap_or_default();
             if expr.trim().is_empty() {
                 fail("field 'expr' must be set in rule".into());
-            } else if let Err(e) = promql_parser::parser::parse(&expr) {
+            } else if let Err(e) = crate::promql::parse_query(&expr) {
                 fail(format!("could not parse expression: {e}"));
             }
             let labels = r.labels.clone().unwrap_or_default();

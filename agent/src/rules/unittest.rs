@@ -499,7 +499,7 @@ fn run_group(
     };
     'outer: for (t, pt) in &promql_tests {
         let tstr = format_duration(std::time::Duration::from_millis(*t as u64));
-        let got = match promql_parser::parser::parse(&pt.expr)
+        let got = match crate::promql::parse_query(&pt.expr)
             .map_err(|e| e.to_string())
             .and_then(|e| query_vector(&ctx, &e, *t))
         {

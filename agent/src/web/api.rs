@@ -113,7 +113,7 @@ pub const MAX_TIME: TimestampMs = i64::MAX / 2;
 
 /// Parses a series selector (`up{job="x"}`) into store matchers.
 pub fn parse_selector(s: &str) -> Result<Vec<Matcher>, String> {
-    let expr = promql_parser::parser::parse(s).map_err(|e| format!("1:1: parse error: {e}"))?;
+    let expr = crate::promql::parse_query(s).map_err(|e| format!("1:1: parse error: {e}"))?;
     let promql_parser::parser::Expr::VectorSelector(vs) = expr else {
         return Err(format!("{s:?} is not a series selector"));
     };
@@ -317,7 +317,7 @@ pub async fn query_exemplars(RawQuery(q): RawQuery, headers: HeaderMap, body: By
     let Some(query) = p.get("query").filter(|q| !q.is_empty()) else {
         return ApiError::bad_data("invalid parameter \"query\": query is empty").into_response();
     };
-    if let Err(e) = promql_parser::parser::parse(query) {
+    if let Err(e) = crate::promql::parse_query(query) {
         return ApiError::bad_data(format!("invalid parameter \"query\": {e}")).into_response();
     }
     success(json!([]))
