@@ -7,7 +7,14 @@ use libfuzzer_sys::fuzz_target;
 use wasmon::config::Config;
 use wasmon::rules::rulefmt::{self, ParseOpts};
 
-fuzz_target!(|data: &[u8]| {
+fuzz_target!(init: {
+    // libfuzzer-sys' panic hook aborts on every panic, even one wasmon
+    // catches on purpose (promql::parse_query turns promql-parser's panics on
+    // out-of-range durations into errors). The default hook lets that catch
+    // work; a panic that escapes the target still aborts the run, because
+    // fuzz_target! runs the body under catch_unwind and aborts on a panic.
+    drop(std::panic::take_hook());
+}, |data: &[u8]| {
     let Some((&sel, body)) = data.split_first() else {
         return;
     };
