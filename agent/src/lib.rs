@@ -7,6 +7,7 @@ pub mod app;
 pub mod author;
 pub mod checks;
 pub mod config;
+pub mod fsutil;
 pub mod incident;
 pub mod model;
 pub mod plugins;

@@ -12,7 +12,6 @@ use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
-use super::silence::write_atomic;
 use super::types::Fingerprint;
 
 /// Default time an entry is kept after its notification.
@@ -124,7 +123,7 @@ impl NotificationLog {
         let _p = self.persist.lock();
         let mut list: Vec<Entry> = self.entries.lock().values().cloned().collect();
         list.sort_by(|a, b| (&a.group_key, &a.receiver).cmp(&(&b.group_key, &b.receiver)));
-        write_atomic(path, &serde_json::to_vec_pretty(&list)?)
+        crate::fsutil::write_atomic(path, &serde_json::to_vec_pretty(&list)?)
     }
 
     /// GC then snapshot.

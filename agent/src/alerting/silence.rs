@@ -9,7 +9,7 @@
 //! otherwise the old silence is expired and a new one with a new id created.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -358,7 +358,7 @@ impl Silences {
             .map(|e| e.silence.clone())
             .collect();
         list.sort_by(|a, b| a.id.cmp(&b.id));
-        write_atomic(path, &serde_json::to_vec_pretty(&list)?)
+        crate::fsutil::write_atomic(path, &serde_json::to_vec_pretty(&list)?)
     }
 
     /// GC then snapshot; the host calls this periodically and on shutdown.
@@ -394,29 +394,6 @@ fn can_update(a: &Silence, b: &Silence, now: DateTime<Utc>) -> bool {
         SilenceState::Pending => b.starts_at >= now,
         SilenceState::Expired => false,
     }
-}
-
-/// Write `bytes` to `path` so that a crash (kill -9 or power loss) leaves
-/// either the old or the new content, never a torn file: a temporary file,
-/// fsynced, renamed over `path`, then the directory fsynced so the rename
-/// itself is durable. Callers serialise writers of one `path`.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".tmp");
-    let tmp = dir.join(name);
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    std::fs::File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

@@ -265,12 +265,11 @@ fn write_json<T: Serialize>(path: &Path, v: &T) -> anyhow::Result<()> {
     write_atomic(path, serde_json::to_vec(v)?)
 }
 
-/// A temp file renamed over `path`: readers see the old or the new file.
+/// The stores' atomic write (temp file fsynced and renamed, directory
+/// fsynced), with the path in the error.
 fn write_atomic(path: &Path, bytes: Vec<u8>) -> anyhow::Result<()> {
     use anyhow::Context;
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
+    crate::fsutil::write_atomic(path, &bytes).with_context(|| format!("writing {}", path.display()))
 }
 
 /// `labels` carries every one of `group`'s label pairs.

@@ -978,7 +978,7 @@ impl RolloutManager {
         let result = serde_json::to_vec_pretty(&*state)
             .map_err(anyhow::Error::from)
             .and_then(|bytes| {
-                crate::alerting::silence::write_atomic(&self.path, &bytes)
+                crate::fsutil::write_atomic(&self.path, &bytes)
                     .with_context(|| format!("writing {}", self.path.display()))
             });
         drop(state);
