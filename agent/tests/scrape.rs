@@ -295,6 +295,99 @@ async fn staleness_through_the_tsdb() {
     assert!(is_stale_nan(samples[1].1));
 }
 
+/// A scrape that fails half way (at the sample limit, after some of its
+/// series were already in the batch) marks the last *good* scrape's series
+/// stale — including one the failed page gave its own timestamp — and
+/// none of the series only the failed page had; the next good scrape
+/// counts every series as added. Through the TSDB (series handles) and the
+/// in-memory store (label sets).
+#[tokio::test]
+async fn a_scrape_failing_half_way_marks_the_last_good_scrape_stale() {
+    let good = "m{s=\"a\"} 1\nm{s=\"b\"} 2\n";
+    let failing = "m{s=\"a\"} 1 1700000000000\nm{s=\"c\"} 3\nm{s=\"d\"} 4\nm{s=\"e\"} 5\n";
+    let srv = server(good).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db =
+        Arc::new(wasmon::tsdb::Db::open(dir.path(), wasmon::tsdb::Options::default()).unwrap());
+    let mem = Arc::new(MemoryStore::default());
+    for use_db in [true, false] {
+        let j = Arc::new(job("sample_limit = 3\n"));
+        let target = Target::populate(
+            &j,
+            Labels::from_pairs([("__address__", srv.addr.to_string())]),
+        )
+        .unwrap()
+        .unwrap();
+        let store: Arc<dyn wasmon::scrape::Appendable> = if use_db {
+            db.clone()
+        } else {
+            mem.clone()
+        };
+        let mut sl = ScrapeLoop::new(
+            j,
+            Arc::new(target),
+            reqwest::Client::new(),
+            store,
+            Arc::new(ScrapeStats::default()),
+        );
+        srv.page.lock().unwrap().body = good.as_bytes().to_vec();
+        sl.scrape_once(1000).await;
+        srv.page.lock().unwrap().body = failing.as_bytes().to_vec();
+        sl.scrape_once(2000).await;
+        let st = sl.state.lock().unwrap().clone();
+        assert!(
+            st.last_error.contains("sample limit"),
+            "{}",
+            st.last_error
+        );
+        srv.page.lock().unwrap().body = good.as_bytes().to_vec();
+        sl.scrape_once(3000).await;
+        // (t, stale?) per series.
+        let samples = |s: &str| -> Vec<(i64, bool)> {
+            if use_db {
+                let m = [
+                    wasmon::tsdb::Matcher::equal("__name__", "m"),
+                    wasmon::tsdb::Matcher::equal("s", s),
+                ];
+                db.select(&m, 0, 10_000)
+                    .first()
+                    .map(|x| x.samples.iter().map(|&(t, v)| (t, is_stale_nan(v))).collect())
+                    .unwrap_or_default()
+            } else {
+                mem.series("m")
+                    .into_iter()
+                    .filter(|(l, _, _)| l.get("s") == Some(s))
+                    .map(|(_, t, v)| (t, is_stale_nan(v)))
+                    .collect()
+            }
+        };
+        let which = if use_db { "tsdb" } else { "memory" };
+        assert_eq!(
+            samples("a"),
+            [(1000, false), (2000, true), (3000, false)],
+            "{which}"
+        );
+        assert_eq!(
+            samples("b"),
+            [(1000, false), (2000, true), (3000, false)],
+            "{which}"
+        );
+        for s in ["c", "d", "e"] {
+            assert!(samples(s).is_empty(), "{which}: {s} was never committed");
+        }
+        let added = if use_db {
+            let m = [wasmon::tsdb::Matcher::equal(
+                "__name__",
+                "scrape_series_added",
+            )];
+            db.select(&m, 3000, 3000)[0].samples[0].1
+        } else {
+            value(&mem, "scrape_series_added", 3000).unwrap()
+        };
+        assert_eq!(added, 2.0, "{which}: after a failed scrape every series is new");
+    }
+}
+
 #[tokio::test]
 async fn basic_and_bearer_auth_reach_the_target() {
     use base64::Engine as _;

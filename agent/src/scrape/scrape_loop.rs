@@ -1,7 +1,7 @@
 //! One target's scrape loop: fetch, parse, label, limit, append, mark stale,
 //! report — Prometheus' scrapeLoop semantics.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -87,12 +87,8 @@ pub struct ScrapeLoop {
     client: reqwest::Client,
     store: Arc<dyn Appendable>,
     stats: Arc<ScrapeStats>,
-    /// Series written without explicit timestamps by the last scrape: the
-    /// ones that get a staleness marker when they disappear. The store's
-    /// handle where it has one (a few bytes instead of a label set per series).
-    prev: HashMap<u64, PrevSeries>,
-    /// Every series of the last scrape (for `scrape_series_added`).
-    prev_all: HashSet<u64>,
+    /// The target's series, for staleness markers and `scrape_series_added`.
+    cache: SeriesCache,
 }
 
 /// Prometheus' `--scrape.timestamp-tolerance`: a scrape that starts within
@@ -137,10 +133,128 @@ impl Schedule {
     }
 }
 
-/// How the scrape loop remembers a series for its staleness marker.
-enum PrevSeries {
-    Ref(u64),
-    Labels(Labels),
+/// What the loop remembers of a target's series between scrapes: which
+/// were in the last (good) scrape, whether they had their own timestamps
+/// (those get no staleness marker), and the store's handle for writing the
+/// marker without the label set.
+///
+/// One map entry per series, updated in place (24 bytes a slot; the
+/// agent's memory per series is what limits its cardinality), with
+/// generations instead of a fresh map per scrape. A scrape that fails half
+/// way must still mark the *last good* scrape's series stale, so an entry
+/// touched by the current scrape keeps what the previous one said of it.
+#[derive(Default)]
+struct SeriesCache {
+    /// By label-set hash.
+    map: HashMap<u64, Cached>,
+    /// Label sets of series the store gave no handle for (a store without
+    /// handles, or a sample it refused): rare.
+    labels: HashMap<u64, Labels>,
+    /// Number of the scrape in progress (or last done).
+    generation: u32,
+    /// Whether scrape `generation` completed (`finish` ran).
+    done: bool,
+}
+
+#[derive(Clone, Copy)]
+struct Cached {
+    /// Store handle; 0 = none (see `SeriesCache::labels`).
+    r: u64,
+    /// Generation of the last scrape that had the series.
+    seen: u32,
+    /// That scrape gave it an explicit timestamp.
+    explicit: bool,
+    /// Before `seen` became the current generation: was the series in the
+    /// previous scrape without an explicit timestamp (it is owed a marker
+    /// if the current scrape fails)?
+    owed: bool,
+}
+
+impl SeriesCache {
+    fn begin(&mut self) {
+        self.generation = self.generation.wrapping_add(1);
+        self.done = false;
+    }
+
+    /// Records a series of the current scrape; returns whether it is new
+    /// since the previous scrape.
+    fn saw(&mut self, h: u64, handle: Option<u64>, labels: Labels, explicit: bool) -> bool {
+        let g = self.generation;
+        let prev = g.wrapping_sub(1);
+        let e = self.map.entry(h).or_insert(Cached {
+            r: 0,
+            seen: g.wrapping_sub(2),
+            explicit: true,
+            owed: false,
+        });
+        let added = e.seen != g && e.seen != prev;
+        if e.seen != g {
+            e.owed = e.seen == prev && !e.explicit;
+        }
+        e.seen = g;
+        e.explicit = explicit;
+        match handle {
+            Some(r) => {
+                e.r = r;
+                if !self.labels.is_empty() {
+                    self.labels.remove(&h);
+                }
+            }
+            None => {
+                e.r = 0;
+                if !explicit {
+                    self.labels.insert(h, labels);
+                }
+            }
+        }
+        added
+    }
+
+    /// After a good scrape: markers for the previous scrape's series that
+    /// this one lacks, then forget them.
+    fn finish(&mut self, app: &mut dyn super::append::SampleAppender, t: TimestampMs) {
+        let g = self.generation;
+        let labels = &mut self.labels;
+        self.map.retain(|h, e| {
+            if e.seen == g {
+                return true;
+            }
+            if !e.explicit {
+                append_stale(app, e.r, labels.get(h), t);
+            }
+            labels.remove(h);
+            false
+        });
+        self.done = true;
+        if self.map.capacity() > self.map.len() * 4 && self.map.capacity() > 64 {
+            self.map.shrink_to_fit();
+        }
+    }
+
+    /// After a failed scrape (or at the end): markers for every series of
+    /// the last good scrape, then forget everything.
+    fn all_stale(&mut self, app: &mut dyn super::append::SampleAppender, t: TimestampMs) {
+        let g = self.generation;
+        // The last good scrape: this one if it completed, else the one before.
+        let good = if self.done { g } else { g.wrapping_sub(1) };
+        for (h, e) in &self.map {
+            let owed = if e.seen == good {
+                !e.explicit
+            } else {
+                // Touched by the failed scrape: what the good one said.
+                e.seen == g && e.owed
+            };
+            if owed {
+                append_stale(app, e.r, self.labels.get(h), t);
+            }
+        }
+        self.map = HashMap::new();
+        self.labels = HashMap::new();
+    }
+
+    fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
 }
 
 /// Result of appending one scrape's samples.
@@ -167,8 +281,7 @@ impl ScrapeLoop {
             client,
             store,
             stats,
-            prev: HashMap::new(),
-            prev_all: HashSet::new(),
+            cache: SeriesCache::default(),
         }
     }
 
@@ -287,34 +400,31 @@ impl ScrapeLoop {
         t: TimestampMs,
     ) -> Result<Appended, ScrapeError> {
         let format = textparse::format_for_content_type(ctype);
-        let parsed =
-            textparse::parse(body, format).map_err(|e| ScrapeError::Parse(e.to_string()))?;
         let cfg = &self.job.config;
-        let textparse::Parsed { samples, metadata } = parsed;
-        let scraped = samples.len();
         let mut app = self.store.appender();
-        let mut seen: HashMap<u64, PrevSeries> = HashMap::with_capacity(self.prev.len());
-        let mut explicit_ts = HashSet::new();
-        let mut all = HashSet::with_capacity(self.prev_all.len());
-        let mut post_relabel = 0usize;
-        let mut added = 0usize;
-        for s in samples {
-            let Some(labels) = self.sample_labels(&s.labels) else {
-                continue;
+        self.cache.begin();
+        let (mut scraped, mut post_relabel, mut added) = (0usize, 0usize, 0usize);
+        let mut failed: Option<ScrapeError> = None;
+        // Samples are appended as the page is parsed (nothing of the page is
+        // held parsed); any error rolls the whole batch back.
+        let parsed = textparse::parse_each(body, format, &mut |s| {
+            scraped += 1;
+            let Some(labels) = sample_labels(&self.job, &self.target, &s.labels) else {
+                return Ok(());
             };
             post_relabel += 1;
             if cfg.sample_limit > 0 && post_relabel > cfg.sample_limit {
-                // Count the rest for the error message, append nothing.
-                app.rollback();
-                return Err(ScrapeError::SampleLimit {
+                failed = Some(ScrapeError::SampleLimit {
                     got: post_relabel,
                     limit: cfg.sample_limit,
                 });
+                return Err(textparse::Stop);
             }
             if let Err(e) = check_label_limits(&labels, cfg) {
-                app.rollback();
-                return Err(e);
+                failed = Some(e);
+                return Err(textparse::Stop);
             }
+            let explicit = s.timestamp_ms.is_some() && cfg.honor_timestamps;
             let ts = match s.timestamp_ms {
                 Some(ts) if cfg.honor_timestamps => ts,
                 _ => t,
@@ -339,35 +449,32 @@ impl ScrapeLoop {
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
                 Err(AppendRejection::Other(e)) => {
-                    app.rollback();
-                    return Err(ScrapeError::Storage(e));
+                    failed = Some(ScrapeError::Storage(e));
+                    return Err(textparse::Stop);
                 }
             }
-            if all.insert(h) && !self.prev_all.contains(&h) {
+            if self.cache.saw(h, handle, labels, explicit) {
                 added += 1;
             }
-            if s.timestamp_ms.is_some() && cfg.honor_timestamps {
-                explicit_ts.insert(h);
-            } else {
-                seen.insert(
-                    h,
-                    match handle {
-                        Some(r) => PrevSeries::Ref(r),
-                        None => PrevSeries::Labels(labels),
-                    },
-                );
+            Ok(())
+        });
+        let metadata = match parsed {
+            Ok(m) => m,
+            Err(e) => {
+                app.rollback();
+                return Err(match (e, failed) {
+                    (_, Some(f)) => f,
+                    (textparse::Interrupted::Parse(e), None) => ScrapeError::Parse(e.to_string()),
+                    (textparse::Interrupted::Stopped, None) => {
+                        ScrapeError::Storage("scrape stopped".into())
+                    }
+                });
             }
-        }
+        };
         // Series of the last scrape missing from this one get a staleness marker.
-        for (h, p) in &self.prev {
-            if !seen.contains_key(h) && !explicit_ts.contains(h) {
-                append_stale(&mut *app, p, t);
-            }
-        }
+        self.cache.finish(&mut *app, t);
         app.commit()
             .map_err(|e| ScrapeError::Storage(format!("{e:#}")))?;
-        self.prev = seen;
-        self.prev_all = all;
         Ok(Appended {
             scraped,
             post_relabel,
@@ -376,49 +483,15 @@ impl ScrapeLoop {
         })
     }
 
-    /// Target labels merged into a scraped sample's labels, then metric
-    /// relabeling. None when a rule dropped the sample.
-    fn sample_labels(&self, scraped: &Labels) -> Option<Labels> {
-        let mut lb = scraped.to_builder();
-        for tl in self.target.labels.iter() {
-            match lb.get(&tl.name).map(str::to_string) {
-                Some(_) if self.job.config.honor_labels => {}
-                Some(existing) => {
-                    // Conflicts keep the scraped value as exported_<name>.
-                    let mut name = format!("exported_{}", tl.name);
-                    while lb.get(&name).is_some() {
-                        name = format!("exported_{name}");
-                    }
-                    lb.set(name, existing);
-                    lb.set(tl.name.clone(), tl.value.clone());
-                }
-                None => {
-                    lb.set(tl.name.clone(), tl.value.clone());
-                }
-            }
-        }
-        if !process_builder(&mut lb, &self.job.metric_relabel) {
-            return None;
-        }
-        let l = lb.build();
-        // A rule that removed the name leaves nothing to store.
-        l.name()?;
-        Some(l)
-    }
-
     fn mark_all_stale(&mut self, t: TimestampMs) {
-        self.prev_all.clear();
-        if self.prev.is_empty() {
+        if self.cache.is_empty() {
             return;
         }
         let mut app = self.store.appender();
-        for p in self.prev.values() {
-            append_stale(&mut *app, p, t);
-        }
+        self.cache.all_stale(&mut *app, t);
         if let Err(e) = app.commit() {
             tracing::warn!(error = %format!("{e:#}"), "writing staleness markers");
         }
-        self.prev.clear();
     }
 
     /// The synthetic series every scrape writes, like Prometheus.
@@ -464,11 +537,47 @@ impl ScrapeLoop {
 
 /// A staleness marker for a remembered series. A handle the store no
 /// longer knows (its series was compacted away) needs no marker.
-fn append_stale(app: &mut dyn super::append::SampleAppender, p: &PrevSeries, t: TimestampMs) {
-    let _ = match p {
-        PrevSeries::Ref(r) => app.append_ref(*r, t, stale_nan()),
-        PrevSeries::Labels(l) => app.append(l, t, stale_nan()),
+fn append_stale(
+    app: &mut dyn super::append::SampleAppender,
+    r: u64,
+    labels: Option<&Labels>,
+    t: TimestampMs,
+) {
+    let _ = match (r, labels) {
+        (0, Some(l)) => app.append(l, t, stale_nan()),
+        (0, None) => Ok(()),
+        (r, _) => app.append_ref(r, t, stale_nan()),
     };
+}
+
+/// Target labels merged into a scraped sample's labels, then metric
+/// relabeling. None when a rule dropped the sample.
+fn sample_labels(job: &Job, target: &Target, scraped: &Labels) -> Option<Labels> {
+    let mut lb = scraped.to_builder();
+    for tl in target.labels.iter() {
+        match lb.get(&tl.name).map(str::to_string) {
+            Some(_) if job.config.honor_labels => {}
+            Some(existing) => {
+                // Conflicts keep the scraped value as exported_<name>.
+                let mut name = format!("exported_{}", tl.name);
+                while lb.get(&name).is_some() {
+                    name = format!("exported_{name}");
+                }
+                lb.set(name, existing);
+                lb.set(tl.name.clone(), tl.value.clone());
+            }
+            None => {
+                lb.set(tl.name.clone(), tl.value.clone());
+            }
+        }
+    }
+    if !process_builder(&mut lb, &job.metric_relabel) {
+        return None;
+    }
+    let l = lb.build();
+    // A rule that removed the name leaves nothing to store.
+    l.name()?;
+    Some(l)
 }
 
 fn check_label_limits(l: &Labels, cfg: &crate::config::ScrapeConfig) -> Result<(), ScrapeError> {

@@ -185,15 +185,66 @@ impl ParseError {
     }
 }
 
-/// Parses a whole exposition body.
-pub fn parse(body: &[u8], format: Format) -> Result<Parsed, ParseError> {
+/// A sink refused a sample: parsing stopped there (the sink knows why).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stop;
+
+/// Why [`parse_each`] ended before the end of the page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Interrupted {
+    /// The page is invalid.
+    Parse(ParseError),
+    /// The sink returned [`Stop`].
+    Stopped,
+}
+
+impl From<ParseError> for Interrupted {
+    fn from(e: ParseError) -> Self {
+        Interrupted::Parse(e)
+    }
+}
+
+impl From<Stop> for Interrupted {
+    fn from(_: Stop) -> Self {
+        Interrupted::Stopped
+    }
+}
+
+/// Where [`parse_each`] hands each sample, in page order.
+pub type Sink<'s> = dyn FnMut(Sample) -> Result<(), Stop> + 's;
+
+/// Parses an exposition body, handing every sample to `sink` as soon as
+/// its line is read, so a page of 100k series is never held parsed in
+/// memory. Returns the page's metadata. Samples handed over before an
+/// error are not valid on their own: an error anywhere rejects the page.
+pub fn parse_each(
+    body: &[u8],
+    format: Format,
+    sink: &mut Sink<'_>,
+) -> Result<Vec<Metadata>, Interrupted> {
     let text = std::str::from_utf8(body).map_err(|e| {
         let ok = &body[..e.valid_up_to()];
         let line = ok.iter().filter(|&&b| b == b'\n').count() + 1;
         ParseError::new(line, "invalid UTF-8")
     })?;
     match format {
-        Format::PromText => promtext::parse(text),
-        Format::OpenMetrics => openmetrics::parse(text),
+        Format::PromText => promtext::parse(text, sink),
+        Format::OpenMetrics => openmetrics::parse(text, sink),
     }
+}
+
+/// Parses a whole exposition body into memory (tests, tools; the scrape
+/// loop streams with [`parse_each`]).
+pub fn parse(body: &[u8], format: Format) -> Result<Parsed, ParseError> {
+    let mut samples = Vec::new();
+    let metadata = parse_each(body, format, &mut |s| {
+        samples.push(s);
+        Ok(())
+    })
+    .map_err(|e| match e {
+        Interrupted::Parse(e) => e,
+        // The sink above never stops.
+        Interrupted::Stopped => ParseError::new(0, "stopped"),
+    })?;
+    Ok(Parsed { samples, metadata })
 }

@@ -24,33 +24,38 @@ use std::collections::HashSet;
 use super::lex::{self, Escapes, Line, Lines};
 use super::number;
 use super::series::{self, Canonical, RawLabel, SeriesBuilder};
-use super::{Metadata, MetricType, ParseError, Parsed, Sample};
+use super::{Interrupted, Metadata, MetricType, ParseError, Sample, Sink};
 use crate::model::METRIC_NAME;
 
 /// The combined length, in code points, of an exemplar's label names and
 /// values may not exceed this.
 const EXEMPLAR_MAX_CHARS: usize = 128;
 
-pub(super) fn parse(text: &str) -> Result<Parsed, ParseError> {
+/// Samples go to `sink` as they are read; a page that turns out to be
+/// invalid later (no `# EOF`, a family reopened) is reported only then, so
+/// the caller must treat what it got as provisional until this returns Ok
+/// (the scrape loop appends into a batch it rolls back).
+pub(super) fn parse(text: &str, sink: &mut Sink<'_>) -> Result<Vec<Metadata>, Interrupted> {
     let mut p = Parser::default();
     let mut lines = Lines::new(text);
     while let Some(line) = lines.next() {
         if line.text == "# EOF" {
             if lines.has_more() {
-                return Err(err(line.no + 1, "unexpected data after # EOF"));
+                return Err(err(line.no + 1, "unexpected data after # EOF").into());
             }
             p.close_family(line.no)?;
-            return Ok(Parsed {
-                samples: p.samples,
-                metadata: p.metadata,
-            });
+            return Ok(p.metadata);
         }
         p.line(line)?;
+        for s in p.samples.drain(..) {
+            sink(s)?;
+        }
     }
     Err(err(
         lines.line_no().max(1),
         "the exposition does not end with # EOF",
-    ))
+    )
+    .into())
 }
 
 fn err(line: usize, msg: impl Into<String>) -> ParseError {
@@ -221,6 +226,7 @@ struct Parser<'a> {
     /// Family names and sample names of every family finalized so far.
     used: HashSet<String>,
     metadata: Vec<Metadata>,
+    /// The current line's sample, handed to the sink after the line.
     samples: Vec<Sample>,
     pairs: Vec<RawLabel<'a>>,
     exemplar_pairs: Vec<RawLabel<'a>>,

@@ -23,13 +23,17 @@ use std::collections::HashMap;
 use super::lex::{self, Escapes, Line, Lines};
 use super::number;
 use super::series::{self, Canonical, RawLabel, SeriesBuilder};
-use super::{Metadata, MetricType, ParseError, Parsed, Sample};
+use super::{Interrupted, Metadata, MetricType, ParseError, Sample, Sink};
 use crate::model::METRIC_NAME;
 
-pub(super) fn parse(text: &str) -> Result<Parsed, ParseError> {
+pub(super) fn parse(text: &str, sink: &mut Sink<'_>) -> Result<Vec<Metadata>, Interrupted> {
     let mut p = Parser::default();
     for line in Lines::new(text) {
         p.line(line)?;
+        // A line has at most one sample: the page is never held parsed.
+        for s in p.samples.drain(..) {
+            sink(s)?;
+        }
     }
     Ok(p.finish())
 }
@@ -49,6 +53,7 @@ struct Parser<'a> {
     /// The last sample name resolved and its family: consecutive samples
     /// mostly share a name, and a resolution never changes once made.
     last: Option<(Cow<'a, str>, usize)>,
+    /// The current line's sample, handed to the sink after the line.
     samples: Vec<Sample>,
     pairs: Vec<RawLabel<'a>>,
     series: SeriesBuilder,
@@ -366,9 +371,8 @@ impl<'a> Parser<'a> {
         self.families.len() - 1
     }
 
-    fn finish(self) -> Parsed {
-        let metadata = self
-            .families
+    fn finish(self) -> Vec<Metadata> {
+        self.families
             .into_iter()
             .filter(|f| f.has_metadata)
             .map(|f| Metadata {
@@ -377,11 +381,7 @@ impl<'a> Parser<'a> {
                 help: f.help.unwrap_or_default(),
                 unit: String::new(),
             })
-            .collect();
-        Parsed {
-            samples: self.samples,
-            metadata,
-        }
+            .collect()
     }
 }
 

@@ -251,7 +251,8 @@ pub struct Chunk {
     t: i64,
     /// Nominal interval (see the module docs), set by the second sample.
     base: i32,
-    /// XOR state: last value bits and the leading/trailing-zero window.
+    /// Last value bits (every encoding: the series' last value), and in
+    /// XOR chunks the leading/trailing-zero window.
     v: u64,
     leading: u8,
     trailing: u8,
@@ -259,7 +260,6 @@ pub struct Chunk {
     iv: i64,
     id: i64,
     int_n: u16,
-    stats: IntStats,
 }
 
 impl Chunk {
@@ -299,7 +299,6 @@ impl Chunk {
             iv: 0,
             id: 0,
             int_n: 0,
-            stats: IntStats::new(),
         }
     }
 
@@ -312,7 +311,15 @@ impl Chunk {
     /// The chunk to cut to after this one, starting with value `v`: the
     /// cheapest encoding on this chunk's data, if `v` fits it.
     pub fn successor(&self, v: f64, cap: usize) -> Chunk {
-        let st = &self.stats;
+        // Learnt by decoding the chunk once at the cut rather than tracked
+        // per append: the head keeps one open chunk per series, and 40
+        // bytes of running statistics in each cost more than a decode of
+        // 120 samples every 120 appends.
+        let mut st = IntStats::new();
+        for (i, (_, x)) in self.iter().enumerate() {
+            st.observe(x, i == 0);
+        }
+        let st = &st;
         let int_cost = st.cost_delta.min(st.cost_dod);
         if !is_integral(v) || !st.all_int || st.cost_xor < int_cost {
             return Chunk::with_capacity(ENCODING_XOR, false, 0, cap);
@@ -347,6 +354,11 @@ impl Chunk {
     /// Timestamp of the last sample (meaningless when empty).
     pub fn last_t(&self) -> i64 {
         self.t
+    }
+
+    /// Value of the last sample, bit-exact (meaningless when empty).
+    pub fn last_v(&self) -> f64 {
+        f64::from_bits(self.v)
     }
 
     /// The encoded chunk, readable by [`ChunkIter`] at any point.
@@ -387,10 +399,10 @@ impl Chunk {
         }
         if self.enc == ENCODING_INT {
             self.write_int(v);
+            self.v = v.to_bits();
         } else {
             self.write_xor(v.to_bits());
         }
-        self.stats.observe(v, self.num == 0);
         self.t = t;
         self.num += 1;
         let n = self.num.to_be_bytes();

@@ -177,7 +177,9 @@ impl Db {
             Ok(Record::Series(list)) => {
                 for (r, l) in list {
                     if !l.is_empty() {
-                        refs.insert(r, head.replay_series(r, &l));
+                        if let Some(s) = head.replay_series(r, &l) {
+                            refs.insert(r, s);
+                        }
                     }
                 }
             }
@@ -587,7 +589,7 @@ impl Inner {
                     .filter(|c| c.mint >= start && c.maxt < end)
                     .collect();
                 if !chunks.is_empty() {
-                    series.push((s.labels.to_labels(), chunks));
+                    series.push((self.head.labels(&s), chunks));
                 }
             }
             series.sort_by(|a, b| a.0.cmp(&b.0));

@@ -3,84 +3,119 @@
 //!
 //! Series are found by label-set hash (collisions fall back to comparing
 //! labels) and by ref; the inverted index ([`MemPostings`]) answers
-//! matchers. One `RwLock` guards these maps; each series has its own mutex,
+//! matchers; label names and values are stored once, in a symbol table
+//! ([`Symbols`]) that series labels and postings refer to by id. One
+//! `RwLock` guards these; each series has its own mutex,
 //! so concurrent scrape loops appending to different series only share the
 //! read lock. New series are written to the WAL while the write lock is
 //! held: their series record therefore always precedes any sample record
 //! that refers to them.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
+use hashbrown::HashTable;
 use parking_lot::RwLock;
 
 use super::head_chunks::HeadChunks;
 use super::matcher::Matcher;
 use super::postings::{postings_for_matchers, MemPostings};
 use super::record;
-use super::series::{
-    hash_labels, hash_pairs, ChunkData, ClosedChunk, MemSeries, PackedLabels, SeriesRef,
-};
+use super::series::{hash_labels, hash_pairs, ChunkData, ClosedChunk, MemSeries, SeriesRef};
+use super::symbols::{SymLabels, Symbols};
 use super::wal::Wal;
 use super::AppendError;
 use crate::model::Labels;
 
+type RefMap<V> = hashbrown::HashMap<SeriesRef, V, foldhash::fast::FixedState>;
+
 #[derive(Default)]
 struct HeadIndex {
-    /// Label hash → ref of the first series with that hash.
-    by_hash: HashMap<u64, SeriesRef>,
-    /// Further series whose hash collides with a `by_hash` entry (rare).
-    collisions: HashMap<u64, Vec<SeriesRef>>,
-    series: HashMap<SeriesRef, Arc<MemSeries>>,
+    /// Every label name and value of the head's series, once.
+    symbols: Symbols,
+    series: RefMap<Arc<MemSeries>>,
+    /// Refs by label-set hash. The hash is not stored: when the table grows
+    /// it is recomputed from the series' labels, which saves 8 bytes a
+    /// series for a rehash that happens a few times in the head's life.
+    by_hash: HashTable<SeriesRef>,
     postings: MemPostings,
+}
+
+fn labels_eq<'a>(mut a: impl Iterator<Item = (&'a str, &'a str)>, l: &Labels) -> bool {
+    for l in l.iter() {
+        match a.next() {
+            Some((n, v)) if n == l.name && v == l.value => {}
+            _ => return false,
+        }
+    }
+    a.next().is_none()
 }
 
 impl HeadIndex {
     fn find(&self, hash: u64, labels: &Labels) -> Option<&Arc<MemSeries>> {
-        let r = self.by_hash.get(&hash)?;
-        let s = self.series.get(r)?;
-        if s.labels.eq_labels(labels) {
-            return Some(s);
-        }
-        self.collisions
-            .get(&hash)?
-            .iter()
-            .filter_map(|r| self.series.get(r))
-            .find(|s| s.labels.eq_labels(labels))
+        let HeadIndex {
+            symbols,
+            series,
+            by_hash,
+            ..
+        } = self;
+        let r = by_hash.find(hash, |r| {
+            series
+                .get(r)
+                .is_some_and(|s| labels_eq(s.labels.resolve(symbols), labels))
+        })?;
+        series.get(r)
     }
 
-    fn insert(&mut self, hash: u64, s: Arc<MemSeries>) {
-        use std::collections::hash_map::Entry;
-        match self.by_hash.entry(hash) {
-            Entry::Vacant(e) => {
-                e.insert(s.r);
-            }
-            Entry::Occupied(_) => self.collisions.entry(hash).or_default().push(s.r),
-        }
-        self.postings.add(s.r, s.labels.iter());
-        self.series.insert(s.r, s);
+    fn labels(&self, s: &MemSeries) -> Labels {
+        Labels::from_pairs(s.labels.resolve(&self.symbols))
     }
 
+    /// Adds a new series `r` (the caller checked it is not there).
+    fn insert(
+        &mut self,
+        hash: u64,
+        r: SeriesRef,
+        labels: &Labels,
+    ) -> Result<Arc<MemSeries>, AppendError> {
+        let sl = SymLabels::intern(
+            &mut self.symbols,
+            labels.iter().map(|l| (l.name.as_str(), l.value.as_str())),
+        )
+        .map_err(|e| AppendError::Storage(e.to_string()))?;
+        self.postings.add(r, sl.pairs());
+        let s = Arc::new(MemSeries::new(r, sl));
+        self.series.insert(r, s.clone());
+        let HeadIndex {
+            symbols,
+            series,
+            by_hash,
+            ..
+        } = self;
+        by_hash.insert_unique(hash, r, |r| {
+            series
+                .get(r)
+                .map_or(0, |s| hash_pairs(s.labels.resolve(symbols)))
+        });
+        Ok(s)
+    }
+
+    /// Removes a series from the maps (postings and symbols: see
+    /// [`Head::truncate_series`], which does them in bulk).
     fn remove(&mut self, s: &MemSeries) {
-        let hash = hash_pairs(s.labels.iter());
-        if self.by_hash.get(&hash) == Some(&s.r) {
-            self.by_hash.remove(&hash);
-            if let Some(c) = self.collisions.get_mut(&hash) {
-                let next = c.remove(0);
-                if c.is_empty() {
-                    self.collisions.remove(&hash);
-                }
-                self.by_hash.insert(hash, next);
-            }
-        } else if let Some(c) = self.collisions.get_mut(&hash) {
-            c.retain(|&r| r != s.r);
-            if c.is_empty() {
-                self.collisions.remove(&hash);
-            }
+        let hash = hash_pairs(s.labels.resolve(&self.symbols));
+        if let Ok(e) = self.by_hash.find_entry(hash, |&r| r == s.r) {
+            e.remove();
         }
         self.series.remove(&s.r);
+    }
+
+    /// Sorted refs of every series.
+    fn all_refs(&self) -> Vec<SeriesRef> {
+        let mut all: Vec<SeriesRef> = self.series.keys().copied().collect();
+        all.sort_unstable();
+        all
     }
 }
 
@@ -193,15 +228,18 @@ impl Head {
         let mut ix = self.index.write();
         if ix.find(hash, labels).is_none() {
             let r = self.next_ref.fetch_add(1, Ordering::SeqCst);
-            let s = Arc::new(MemSeries::new(r, PackedLabels::new(labels)));
             if let Some(wal) = wal {
+                let pairs: Vec<(&str, &str)> = labels
+                    .iter()
+                    .map(|l| (l.name.as_str(), l.value.as_str()))
+                    .collect();
                 let mut b = Vec::with_capacity(64);
                 record::begin_series(&mut b);
-                record::put_series(&mut b, r, &s.labels.iter().collect::<Vec<_>>());
+                record::put_series(&mut b, r, &pairs);
                 wal.log(&b, false)
                     .map_err(|e| AppendError::Storage(format!("{e:#}")))?;
             }
-            ix.insert(hash, s);
+            ix.insert(hash, r, labels)?;
             self.counters.series_created.fetch_add(1, Ordering::Relaxed);
         }
         // Downgrade is not needed for correctness: GC also takes the write lock.
@@ -217,12 +255,13 @@ impl Head {
 
     /// Creates (or finds) a series with a given ref during WAL replay.
     /// Returns the series, whose ref differs from `r` when the same labels
-    /// were already replayed under another ref.
-    pub fn replay_series(&self, r: SeriesRef, labels: &Labels) -> Arc<MemSeries> {
+    /// were already replayed under another ref; None when it cannot be
+    /// added (symbol table full).
+    pub fn replay_series(&self, r: SeriesRef, labels: &Labels) -> Option<Arc<MemSeries>> {
         let hash = hash_labels(labels);
         let mut ix = self.index.write();
         if let Some(s) = ix.find(hash, labels) {
-            return s.clone();
+            return Some(s.clone());
         }
         if let Some(s) = ix.series.get(&r) {
             // Same ref, different labels: corrupt input. Keep the first.
@@ -230,12 +269,18 @@ impl Head {
                 series_ref = r,
                 "WAL replay: series ref reused with other labels"
             );
-            return s.clone();
+            return Some(s.clone());
         }
-        let s = Arc::new(MemSeries::new(r, PackedLabels::new(labels)));
-        ix.insert(hash, s.clone());
-        self.next_ref.fetch_max(r + 1, Ordering::SeqCst);
-        s
+        match ix.insert(hash, r, labels) {
+            Ok(s) => {
+                self.next_ref.fetch_max(r + 1, Ordering::SeqCst);
+                Some(s)
+            }
+            Err(e) => {
+                tracing::error!(series_ref = r, error = %e, "WAL replay: series not restored");
+                None
+            }
+        }
     }
 
     pub fn num_series(&self) -> usize {
@@ -247,7 +292,14 @@ impl Head {
     }
 
     pub fn postings_for_matchers(&self, matchers: &[Matcher]) -> Vec<SeriesRef> {
-        postings_for_matchers(&self.index.read().postings, matchers)
+        let ix = self.index.read();
+        let all = || ix.all_refs();
+        postings_for_matchers(&ix.postings.view(&ix.symbols, &all), matchers)
+    }
+
+    /// The labels of a series of this head.
+    pub fn labels(&self, s: &MemSeries) -> Labels {
+        self.index.read().labels(s)
     }
 
     /// Labels and chunks overlapping `[mint, maxt]` of the given series.
@@ -258,14 +310,19 @@ impl Head {
                 .filter_map(|r| ix.series.get(r).cloned())
                 .collect()
         };
-        series
+        let with_chunks: Vec<(Arc<MemSeries>, Vec<ClosedChunk>)> = series
             .into_iter()
             .filter_map(|s| {
                 let chunks = s.state.lock().chunks(mint, maxt);
-                (!chunks.is_empty()).then(|| SeriesChunks {
-                    labels: s.labels.to_labels(),
-                    chunks,
-                })
+                (!chunks.is_empty()).then_some((s, chunks))
+            })
+            .collect();
+        let ix = self.index.read();
+        with_chunks
+            .into_iter()
+            .map(|(s, chunks)| SeriesChunks {
+                labels: ix.labels(&s),
+                chunks,
             })
             .collect()
     }
@@ -273,16 +330,18 @@ impl Head {
     pub fn labels_of(&self, refs: &[SeriesRef]) -> Vec<Labels> {
         let ix = self.index.read();
         refs.iter()
-            .filter_map(|r| ix.series.get(r).map(|s| s.labels.to_labels()))
+            .filter_map(|r| ix.series.get(r).map(|s| ix.labels(s)))
             .collect()
     }
 
     pub fn label_names(&self) -> Vec<String> {
-        self.index.read().postings.label_names()
+        let ix = self.index.read();
+        ix.postings.label_names(&ix.symbols)
     }
 
     pub fn label_values(&self, name: &str) -> Vec<String> {
-        self.index.read().postings.label_values(name)
+        let ix = self.index.read();
+        ix.postings.label_values(&ix.symbols, name)
     }
 
     /// Oldest sample time still in the head's chunks.
@@ -319,15 +378,40 @@ impl Head {
         }
         let mut ix = self.index.write();
         let mut removed = Vec::with_capacity(empty.len());
+        let mut gone = Vec::with_capacity(empty.len());
         for s in &empty {
             // Re-check under the write lock: an appender may have found it.
             let st = s.state.lock();
             if st.is_empty() && st.pending == 0 {
                 ix.remove(s);
                 removed.push(s.r);
+                gone.push(s.clone());
             }
         }
         ix.postings.delete_many(&removed);
+        for s in &gone {
+            s.labels.release(&mut ix.symbols);
+        }
+        if ix.symbols.compact() {
+            tracing::debug!(symbols = ix.symbols.len(), "head symbol table compacted");
+        }
+        // After a large drop (series churn), give the maps' space back;
+        // otherwise keep the headroom for the series still coming.
+        let n = ix.series.len();
+        if ix.series.capacity() > 2 * n + 1024 {
+            ix.series.shrink_to(n * 8 / 7);
+            let HeadIndex {
+                symbols,
+                series,
+                by_hash,
+                ..
+            } = &mut *ix;
+            by_hash.shrink_to(n * 8 / 7, |r| {
+                series
+                    .get(r)
+                    .map_or(0, |s| hash_pairs(s.labels.resolve(symbols)))
+            });
+        }
         self.counters
             .series_removed
             .fetch_add(removed.len() as u64, Ordering::Relaxed);
@@ -338,11 +422,13 @@ impl Head {
     pub fn memory(&self) -> (usize, usize) {
         let ix = self.index.read();
         let mut chunks = 0;
-        // Per series: the MemSeries allocation with its Arc header; the map
-        // slots are counted from the maps' capacities (16 bytes + 1 control).
+        // Per series: the MemSeries allocation with its Arc header; map
+        // slots are counted from the maps' capacities (slot + control byte).
         let per_series = std::mem::size_of::<MemSeries>() + 16;
-        let mut bytes =
-            ix.postings.memory_estimate() + ix.series.capacity() * 17 + ix.by_hash.capacity() * 17;
+        let mut bytes = ix.postings.memory_estimate()
+            + ix.symbols.heap_bytes()
+            + ix.series.capacity() * 17
+            + ix.by_hash.capacity() * 9;
         for s in ix.series.values() {
             let st = s.state.lock();
             chunks += st.num_chunks();

@@ -116,7 +116,7 @@ impl HeadChunks {
         for s in series {
             {
                 let st = s.state.lock();
-                for c in st.closed_chunks() {
+                for c in st.mem_chunks() {
                     if let ChunkData::Mem(_, data) = &c.data {
                         pending.push((s.clone(), data.clone(), w.off + buf.len() as u64, c.maxt));
                         buf.extend_from_slice(data);
@@ -153,7 +153,7 @@ impl HeadChunks {
             let Some(disk) = DiskRef::new(n, off, data.len()) else {
                 continue;
             };
-            if s.state.lock().swap_chunk_data(&data, disk) {
+            if s.state.lock().chunk_moved(&data, disk) {
                 moved += 1;
             }
         }

@@ -14,7 +14,8 @@
 //!
 //! Module map: [`chunkenc`] (bit-level head chunks: Gorilla XOR and integer
 //! encodings, on [`bstream`]), [`packed`] (block chunks, fitted to their
-//! data at compaction), [`series`] (one in-memory series), [`head`]
+//! data at compaction), [`series`] (one in-memory series), [`symbols`]
+//! (the head's interned label strings), [`head`]
 //! (the in-memory store) and [`head_chunks`] (closed head chunks offloaded
 //! to files), [`postings`] and [`matcher`] (the inverted index and label
 //! matchers), [`record`] and [`wal`] (write-ahead log, snappy per record), [`chunks`], [`index`]
@@ -42,6 +43,7 @@ pub mod packed;
 pub mod postings;
 pub mod record;
 pub mod series;
+pub mod symbols;
 pub mod wal;
 
 pub use db::{Appender, Db, Maintenance, Options, Series, Stats};

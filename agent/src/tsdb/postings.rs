@@ -7,9 +7,8 @@
 //! list when sizes differ a lot (the common `{__name__="x", job="y"}` case
 //! intersects a short list with a long one).
 
-use std::collections::HashMap;
-
 use super::matcher::{MatchOp, Matcher};
+use super::symbols::{SymbolId, Symbols};
 
 /// What the matcher algorithm needs from an index (head or block).
 pub trait PostingsSource {
@@ -141,12 +140,13 @@ pub fn union(mut lists: Vec<Vec<u64>>) -> Vec<u64> {
 }
 
 /// A postings list in the head. Most label values of high-cardinality
-/// labels (pod, instance) belong to a single series: those are stored
-/// inline, saving a heap allocation per value.
+/// labels (pod, instance, path) belong to a single series: those are stored
+/// inline, and a longer list is one pointer, so a value's map slot is 16
+/// bytes.
 #[derive(Debug, Clone)]
 enum PostingList {
     One(u64),
-    Many(Vec<u64>),
+    Many(Box<Vec<u64>>),
 }
 
 impl PostingList {
@@ -156,13 +156,14 @@ impl PostingList {
             PostingList::One(x) => {
                 let mut v = vec![*x];
                 insert_sorted(&mut v, r);
-                *self = PostingList::Many(v);
+                *self = PostingList::Many(Box::new(v));
             }
             PostingList::Many(v) => insert_sorted(v, r),
         }
     }
 
-    /// Removes `r`; returns whether the list is now empty.
+    /// Removes the refs for which `gone` holds; returns whether the list is
+    /// now empty.
     fn remove_where(&mut self, gone: impl Fn(u64) -> bool) -> bool {
         match self {
             PostingList::One(x) => gone(*x),
@@ -174,23 +175,28 @@ impl PostingList {
                         *self = PostingList::One(v[0]);
                         false
                     }
-                    _ => false,
+                    _ => {
+                        if v.capacity() > v.len() * 2 {
+                            v.shrink_to_fit();
+                        }
+                        false
+                    }
                 }
             }
         }
     }
 
-    fn to_vec(&self) -> Vec<u64> {
+    fn as_slice(&self) -> &[u64] {
         match self {
-            PostingList::One(x) => vec![*x],
-            PostingList::Many(v) => v.clone(),
+            PostingList::One(x) => std::slice::from_ref(x),
+            PostingList::Many(v) => v,
         }
     }
 
     fn heap_bytes(&self) -> usize {
         match self {
             PostingList::One(_) => 0,
-            PostingList::Many(v) => v.capacity() * 8 + 16,
+            PostingList::Many(v) => v.capacity() * 8 + 24,
         }
     }
 }
@@ -208,51 +214,31 @@ fn insert_sorted(list: &mut Vec<u64>, r: u64) {
     }
 }
 
-/// The head's inverted index: label name → value → sorted series refs.
+type IdMap<V> = hashbrown::HashMap<SymbolId, V, foldhash::fast::FixedState>;
+
+/// The head's inverted index: label name → value → sorted series refs,
+/// names and values as ids of the head's [`Symbols`] (which the caller
+/// passes in to turn strings into ids and back).
 #[derive(Debug, Default)]
 pub struct MemPostings {
-    m: HashMap<Box<str>, HashMap<Box<str>, PostingList>>,
-    all: Vec<u64>,
+    m: IdMap<IdMap<PostingList>>,
 }
 
 impl MemPostings {
-    pub fn add<'a>(&mut self, r: u64, labels: impl Iterator<Item = (&'a str, &'a str)>) {
-        for (n, v) in labels {
-            let values = match self.m.get_mut(n) {
-                Some(values) => values,
-                None => self.m.entry(n.into()).or_default(),
-            };
-            match values.get_mut(v) {
-                Some(list) => list.insert(r),
-                None => {
-                    values.insert(v.into(), PostingList::One(r));
+    /// Adds series `r` under each (name, value) id pair.
+    pub fn add(&mut self, r: u64, pairs: impl Iterator<Item = (SymbolId, SymbolId)>) {
+        for (n, v) in pairs {
+            match self.m.entry(n).or_default().entry(v) {
+                hashbrown::hash_map::Entry::Occupied(mut e) => e.get_mut().insert(r),
+                hashbrown::hash_map::Entry::Vacant(e) => {
+                    e.insert(PostingList::One(r));
                 }
             }
         }
-        insert_sorted(&mut self.all, r);
     }
 
-    /// Removes a series given the labels it was added with.
-    pub fn delete<'a>(&mut self, r: u64, labels: impl Iterator<Item = (&'a str, &'a str)>) {
-        for (n, v) in labels {
-            let Some(values) = self.m.get_mut(n) else {
-                continue;
-            };
-            if let Some(list) = values.get_mut(v) {
-                if list.remove_where(|x| x == r) {
-                    values.remove(v);
-                }
-            }
-            if values.is_empty() {
-                self.m.remove(n);
-            }
-        }
-        if let Ok(i) = self.all.binary_search(&r) {
-            self.all.remove(i);
-        }
-    }
-
-    /// Removes many series at once: one pass per touched list.
+    /// Removes many series at once: one pass over every list (cheaper than
+    /// a lookup per removed label when a truncation drops thousands).
     pub fn delete_many(&mut self, refs: &[u64]) {
         if refs.is_empty() {
             return;
@@ -261,59 +247,84 @@ impl MemPostings {
         sorted.sort_unstable();
         self.m.retain(|_, values| {
             values.retain(|_, list| !list.remove_where(|r| sorted.binary_search(&r).is_ok()));
-            values.shrink_to_fit();
+            if values.capacity() > values.len() * 4 {
+                values.shrink_to_fit();
+            }
             !values.is_empty()
         });
-        self.all = subtract(&self.all, &sorted);
     }
 
-    pub fn label_names(&self) -> Vec<String> {
-        self.m.keys().map(|k| k.to_string()).collect()
+    pub fn label_names(&self, sym: &Symbols) -> Vec<String> {
+        self.m.keys().map(|&k| sym.get(k).to_string()).collect()
     }
 
-    pub fn label_values(&self, name: &str) -> Vec<String> {
-        self.m
-            .get(name)
-            .map(|vs| vs.keys().map(|k| k.to_string()).collect())
+    pub fn label_values(&self, sym: &Symbols, name: &str) -> Vec<String> {
+        sym.lookup(name)
+            .and_then(|n| self.m.get(&n))
+            .map(|vs| vs.keys().map(|&v| sym.get(v).to_string()).collect())
             .unwrap_or_default()
     }
 
-    /// Approximate heap bytes (for the head memory estimate).
+    /// Approximate heap bytes (for the head memory estimate): map slots
+    /// (id + list, and a control byte) and long lists.
     pub fn memory_estimate(&self) -> usize {
-        let mut n = self.all.capacity() * 8;
-        for (k, vs) in &self.m {
-            n += k.len() + 64;
-            // Map slot (key + list + control byte) and the key's heap bytes.
-            n += vs.capacity() * 41;
-            for (v, list) in vs {
-                n += v.len() + 16 + list.heap_bytes();
-            }
+        let mut n = self.m.capacity() * 49;
+        for vs in self.m.values() {
+            n += vs.capacity() * 21;
+            n += vs.values().map(PostingList::heap_bytes).sum::<usize>();
         }
         n
     }
+
+    /// The matcher algorithm's view: strings resolved through `sym`, "all
+    /// series" from `all` (sorted refs, computed by the caller only when a
+    /// query needs them).
+    pub fn view<'a>(
+        &'a self,
+        sym: &'a Symbols,
+        all: &'a dyn Fn() -> Vec<u64>,
+    ) -> MemPostingsView<'a> {
+        MemPostingsView { p: self, sym, all }
+    }
 }
 
-impl PostingsSource for MemPostings {
+/// [`MemPostings`] with its symbol table, as a [`PostingsSource`].
+pub struct MemPostingsView<'a> {
+    p: &'a MemPostings,
+    sym: &'a Symbols,
+    all: &'a dyn Fn() -> Vec<u64>,
+}
+
+impl MemPostingsView<'_> {
+    fn values(&self, name: &str) -> Option<&IdMap<PostingList>> {
+        self.p.m.get(&self.sym.lookup(name)?)
+    }
+}
+
+impl PostingsSource for MemPostingsView<'_> {
     fn postings(&self, name: &str, value: &str) -> Vec<u64> {
-        self.m
-            .get(name)
-            .and_then(|vs| vs.get(value))
-            .map(PostingList::to_vec)
+        let Some(vs) = self.values(name) else {
+            return Vec::new();
+        };
+        self.sym
+            .lookup(value)
+            .and_then(|v| vs.get(&v))
+            .map(|l| l.as_slice().to_vec())
             .unwrap_or_default()
     }
 
     fn all_postings(&self) -> Vec<u64> {
-        self.all.clone()
+        (self.all)()
     }
 
     fn postings_matching(&self, name: &str, pred: &dyn Fn(&str) -> bool) -> Vec<u64> {
-        let Some(vs) = self.m.get(name) else {
+        let Some(vs) = self.values(name) else {
             return Vec::new();
         };
         union(
             vs.iter()
-                .filter(|(v, _)| pred(v))
-                .map(|(_, l)| l.to_vec())
+                .filter(|(&v, _)| pred(self.sym.get(v)))
+                .map(|(_, l)| l.as_slice().to_vec())
                 .collect(),
         )
     }
@@ -341,17 +352,33 @@ mod tests {
 
     #[test]
     fn mem_postings_add_delete() {
+        let mut sym = Symbols::new();
+        let mut id = |s: &str| sym.intern(s).unwrap();
+        let (a, b, x, y, z) = (id("a"), id("b"), id("x"), id("y"), id("z"));
         let mut p = MemPostings::default();
-        p.add(1, [("a", "x"), ("b", "y")].into_iter());
-        p.add(3, [("a", "x")].into_iter());
-        p.add(2, [("a", "z")].into_iter());
-        assert_eq!(p.postings("a", "x"), vec![1, 3]);
-        assert_eq!(p.all_postings(), vec![1, 2, 3]);
-        p.delete(1, [("a", "x"), ("b", "y")].into_iter());
-        assert_eq!(p.postings("a", "x"), vec![3]);
-        assert!(p.label_values("b").is_empty());
+        p.add(1, [(a, x), (b, y)].into_iter());
+        p.add(3, [(a, x)].into_iter());
+        p.add(2, [(a, z)].into_iter());
+        let all = || vec![1, 2, 3];
+        let v = p.view(&sym, &all);
+        assert_eq!(v.postings("a", "x"), vec![1, 3]);
+        assert_eq!(v.postings("a", "nope"), Vec::<u64>::new());
+        assert_eq!(v.postings_matching("a", &|s| s != "z"), vec![1, 3]);
+        assert_eq!(v.all_postings(), vec![1, 2, 3]);
+        let mut names = p.label_names(&sym);
+        names.sort();
+        assert_eq!(names, ["a", "b"]);
+        p.delete_many(&[1]);
+        let v = p.view(&sym, &all);
+        assert_eq!(v.postings("a", "x"), vec![3]);
+        assert!(p.label_values(&sym, "b").is_empty());
         p.delete_many(&[2, 3]);
-        assert!(p.all_postings().is_empty());
-        assert!(p.label_names().is_empty());
+        assert!(p.label_names(&sym).is_empty());
+    }
+
+    #[test]
+    fn postings_slot_is_small() {
+        // A unique label value costs one map slot of id + list.
+        assert_eq!(std::mem::size_of::<PostingList>(), 16);
     }
 }
