@@ -318,11 +318,8 @@ async fn a_scrape_failing_half_way_marks_the_last_good_scrape_stale() {
         )
         .unwrap()
         .unwrap();
-        let store: Arc<dyn wasmon::scrape::Appendable> = if use_db {
-            db.clone()
-        } else {
-            mem.clone()
-        };
+        let store: Arc<dyn wasmon::scrape::Appendable> =
+            if use_db { db.clone() } else { mem.clone() };
         let mut sl = ScrapeLoop::new(
             j,
             Arc::new(target),
@@ -335,11 +332,7 @@ async fn a_scrape_failing_half_way_marks_the_last_good_scrape_stale() {
         srv.page.lock().unwrap().body = failing.as_bytes().to_vec();
         sl.scrape_once(2000).await;
         let st = sl.state.lock().unwrap().clone();
-        assert!(
-            st.last_error.contains("sample limit"),
-            "{}",
-            st.last_error
-        );
+        assert!(st.last_error.contains("sample limit"), "{}", st.last_error);
         srv.page.lock().unwrap().body = good.as_bytes().to_vec();
         sl.scrape_once(3000).await;
         // (t, stale?) per series.
@@ -351,7 +344,12 @@ async fn a_scrape_failing_half_way_marks_the_last_good_scrape_stale() {
                 ];
                 db.select(&m, 0, 10_000)
                     .first()
-                    .map(|x| x.samples.iter().map(|&(t, v)| (t, is_stale_nan(v))).collect())
+                    .map(|x| {
+                        x.samples
+                            .iter()
+                            .map(|&(t, v)| (t, is_stale_nan(v)))
+                            .collect()
+                    })
                     .unwrap_or_default()
             } else {
                 mem.series("m")
@@ -384,7 +382,10 @@ async fn a_scrape_failing_half_way_marks_the_last_good_scrape_stale() {
         } else {
             value(&mem, "scrape_series_added", 3000).unwrap()
         };
-        assert_eq!(added, 2.0, "{which}: after a failed scrape every series is new");
+        assert_eq!(
+            added, 2.0,
+            "{which}: after a failed scrape every series is new"
+        );
     }
 }
 

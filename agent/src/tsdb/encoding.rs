@@ -17,6 +17,23 @@ pub fn put_varint(b: &mut Vec<u8>, v: i64) {
     put_uvarint(b, ((v << 1) ^ (v >> 63)) as u64);
 }
 
+/// Reads an unsigned varint off the front of `b` (None when `b` ends
+/// first or the value overflows 64 bits): for the head's in-memory
+/// varint lists, where a `Decbuf` and its error would be overhead.
+pub fn take_uvarint(b: &mut &[u8]) -> Option<u64> {
+    let mut v = 0u64;
+    let mut shift = 0u32;
+    loop {
+        let (&byte, rest) = b.split_first()?;
+        *b = rest;
+        v |= ((byte & 0x7f) as u64).checked_shl(shift)?;
+        if byte < 0x80 {
+            return Some(v);
+        }
+        shift += 7;
+    }
+}
+
 pub fn put_str(b: &mut Vec<u8>, s: &str) {
     put_uvarint(b, s.len() as u64);
     b.extend_from_slice(s.as_bytes());

@@ -146,7 +146,7 @@ pub fn union(mut lists: Vec<Vec<u64>>) -> Vec<u64> {
 #[derive(Debug, Clone)]
 enum PostingList {
     One(u64),
-    Many(Box<Vec<u64>>),
+    Many(Box<DeltaList>),
 }
 
 impl PostingList {
@@ -156,9 +156,9 @@ impl PostingList {
             PostingList::One(x) => {
                 let mut v = vec![*x];
                 insert_sorted(&mut v, r);
-                *self = PostingList::Many(Box::new(v));
+                *self = PostingList::Many(Box::new(DeltaList::from_sorted(&v)));
             }
-            PostingList::Many(v) => insert_sorted(v, r),
+            PostingList::Many(l) => l.insert(r),
         }
     }
 
@@ -167,18 +167,19 @@ impl PostingList {
     fn remove_where(&mut self, gone: impl Fn(u64) -> bool) -> bool {
         match self {
             PostingList::One(x) => gone(*x),
-            PostingList::Many(v) => {
-                v.retain(|&r| !gone(r));
-                match v.len() {
-                    0 => true,
-                    1 => {
-                        *self = PostingList::One(v[0]);
+            PostingList::Many(l) => {
+                if !l.iter().any(&gone) {
+                    return false;
+                }
+                let keep: Vec<u64> = l.iter().filter(|&r| !gone(r)).collect();
+                match keep[..] {
+                    [] => true,
+                    [one] => {
+                        *self = PostingList::One(one);
                         false
                     }
                     _ => {
-                        if v.capacity() > v.len() * 2 {
-                            v.shrink_to_fit();
-                        }
+                        **l = DeltaList::from_sorted(&keep);
                         false
                     }
                 }
@@ -186,18 +187,75 @@ impl PostingList {
         }
     }
 
-    fn as_slice(&self) -> &[u64] {
+    fn to_vec(&self) -> Vec<u64> {
         match self {
-            PostingList::One(x) => std::slice::from_ref(x),
-            PostingList::Many(v) => v,
+            PostingList::One(x) => vec![*x],
+            PostingList::Many(l) => l.iter().collect(),
         }
     }
 
     fn heap_bytes(&self) -> usize {
         match self {
             PostingList::One(_) => 0,
-            PostingList::Many(v) => v.capacity() * 8 + 24,
+            PostingList::Many(l) => std::mem::size_of::<DeltaList>() + l.bytes.capacity(),
         }
+    }
+}
+
+/// A sorted list of two or more refs as varint deltas. A label value shared
+/// by many series (`job`, `namespace`, a status code) has one entry per
+/// series, and refs are handed out in increasing order, so new refs go at
+/// the end and the gaps are small: a byte or two a series instead of 8.
+#[derive(Debug, Clone, Default)]
+struct DeltaList {
+    bytes: Vec<u8>,
+    last: u64,
+    len: u32,
+}
+
+impl DeltaList {
+    fn from_sorted(refs: &[u64]) -> DeltaList {
+        let mut l = DeltaList {
+            bytes: Vec::with_capacity(refs.len() + 2),
+            ..DeltaList::default()
+        };
+        for &r in refs {
+            l.push(r);
+        }
+        l
+    }
+
+    /// Appends `r`, which is above every ref in the list (or the list is
+    /// empty).
+    fn push(&mut self, r: u64) {
+        let d = if self.len == 0 { r } else { r - self.last };
+        super::encoding::put_uvarint(&mut self.bytes, d);
+        self.last = r;
+        self.len += 1;
+    }
+
+    fn insert(&mut self, r: u64) {
+        if self.len == 0 || r > self.last {
+            self.push(r);
+            return;
+        }
+        // Out of order (a WAL replay can create series out of ref order):
+        // rare, so re-encode.
+        let mut v: Vec<u64> = self.iter().collect();
+        if let Err(i) = v.binary_search(&r) {
+            v.insert(i, r);
+            *self = DeltaList::from_sorted(&v);
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = u64> + '_ {
+        let mut b = &self.bytes[..];
+        let mut acc = 0u64;
+        std::iter::from_fn(move || {
+            let d = super::encoding::take_uvarint(&mut b)?;
+            acc = acc.wrapping_add(d);
+            Some(acc)
+        })
     }
 }
 
@@ -309,7 +367,7 @@ impl PostingsSource for MemPostingsView<'_> {
         self.sym
             .lookup(value)
             .and_then(|v| vs.get(&v))
-            .map(|l| l.as_slice().to_vec())
+            .map(PostingList::to_vec)
             .unwrap_or_default()
     }
 
@@ -324,7 +382,7 @@ impl PostingsSource for MemPostingsView<'_> {
         union(
             vs.iter()
                 .filter(|(&v, _)| pred(self.sym.get(v)))
-                .map(|(_, l)| l.as_slice().to_vec())
+                .map(|(_, l)| l.to_vec())
                 .collect(),
         )
     }
@@ -374,6 +432,37 @@ mod tests {
         assert!(p.label_values(&sym, "b").is_empty());
         p.delete_many(&[2, 3]);
         assert!(p.label_names(&sym).is_empty());
+    }
+
+    #[test]
+    fn delta_lists_keep_every_ref() {
+        let mut sym = Symbols::new();
+        let (n, v) = (sym.intern("code").unwrap(), sym.intern("200").unwrap());
+        let mut p = MemPostings::default();
+        let mut want: Vec<u64> = Vec::new();
+        // In order with gaps of every size, then out of order and repeated.
+        let mut r = 1u64;
+        for i in 0..2000u64 {
+            r += 1 + (i * i) % 300 + if i % 500 == 0 { 1 << 40 } else { 0 };
+            want.push(r);
+        }
+        for &r in &want {
+            p.add(r, [(n, v)].into_iter());
+        }
+        for r in [3u64, 5, want[10] + 1, want[10]] {
+            p.add(r, [(n, v)].into_iter());
+            if !want.contains(&r) {
+                want.push(r);
+            }
+        }
+        want.sort_unstable();
+        let all = Vec::new;
+        assert_eq!(p.view(&sym, &all).postings("code", "200"), want);
+        p.delete_many(&want[100..1900]);
+        want.drain(100..1900);
+        assert_eq!(p.view(&sym, &all).postings("code", "200"), want);
+        let small_gaps = DeltaList::from_sorted(&(1..=10_000).map(|i| i * 3).collect::<Vec<u64>>());
+        assert_eq!(small_gaps.bytes.len(), 10_000, "one byte a ref");
     }
 
     #[test]

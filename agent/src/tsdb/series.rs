@@ -16,7 +16,7 @@ use parking_lot::Mutex;
 use thin_vec::ThinVec;
 
 use super::chunkenc::{Chunk, ChunkIter, SAMPLES_PER_CHUNK};
-use super::encoding::{put_uvarint, put_varint};
+use super::encoding::{put_uvarint, put_varint, take_uvarint};
 use super::symbols::SymLabels;
 use super::AppendError;
 use crate::model::Labels;
@@ -213,17 +213,7 @@ pub struct DiskChunksIter<'a> {
 
 impl DiskChunksIter<'_> {
     fn uvarint(&mut self) -> Option<u64> {
-        let mut v = 0u64;
-        let mut shift = 0u32;
-        loop {
-            let (&byte, rest) = self.b.split_first()?;
-            self.b = rest;
-            v |= ((byte & 0x7f) as u64).checked_shl(shift)?;
-            if byte < 0x80 {
-                return Some(v);
-            }
-            shift += 7;
-        }
+        take_uvarint(&mut self.b)
     }
 }
 
@@ -451,7 +441,9 @@ impl SeriesState {
         } else {
             16 + self.mem.capacity() * std::mem::size_of::<ClosedChunk>()
         };
-        mem + mem_list + self.disk.heap_bytes() + self.open.as_ref().map_or(0, |o| o.chunk.capacity())
+        mem + mem_list
+            + self.disk.heap_bytes()
+            + self.open.as_ref().map_or(0, |o| o.chunk.capacity())
     }
 }
 
@@ -567,7 +559,10 @@ mod tests {
         let all = s.chunks(i64::MIN, i64::MAX);
         assert_eq!(all.len(), 5);
         for (i, c) in all[..4].iter().enumerate() {
-            assert_eq!((c.mint, c.maxt), (i as i64 * 1_800_000, i as i64 * 1_800_000 + 1_785_000));
+            assert_eq!(
+                (c.mint, c.maxt),
+                (i as i64 * 1_800_000, i as i64 * 1_800_000 + 1_785_000)
+            );
             match c.data {
                 ChunkData::Disk(_, r) => {
                     assert_eq!((r.file(), r.off()), (1 + i as u32, 1000 * i as u64));

@@ -21,7 +21,7 @@ use std::hash::BuildHasher;
 
 use hashbrown::HashTable;
 
-use super::encoding::put_uvarint;
+use super::encoding::{put_uvarint, take_uvarint};
 
 pub type SymbolId = u32;
 
@@ -76,7 +76,7 @@ impl Symbols {
             entries: Vec::new(),
             free: Vec::new(),
             index: HashTable::new(),
-            hasher: foldhash::fast::FixedState::with_seed(0x5eed_1abe_15),
+            hasher: foldhash::fast::FixedState::with_seed(0x005e_ed1a_be15),
             dead: 0,
         }
     }
@@ -139,7 +139,8 @@ impl Symbols {
                 id
             }
             None => {
-                let id = u32::try_from(entries.len()).map_err(|_| SymbolError::Full(arena.len()))?;
+                let id =
+                    u32::try_from(entries.len()).map_err(|_| SymbolError::Full(arena.len()))?;
                 entries.push(entry);
                 id
             }
@@ -300,17 +301,7 @@ impl Iterator for SymIds<'_> {
     type Item = SymbolId;
 
     fn next(&mut self) -> Option<SymbolId> {
-        let mut v = 0u32;
-        let mut shift = 0;
-        loop {
-            let (&byte, rest) = self.b.split_first()?;
-            self.b = rest;
-            v |= ((byte & 0x7f) as u32).checked_shl(shift)?;
-            if byte < 0x80 {
-                return Some(v);
-            }
-            shift += 7;
-        }
+        take_uvarint(&mut self.b).and_then(|v| SymbolId::try_from(v).ok())
     }
 }
 
