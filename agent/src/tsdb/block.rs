@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use super::chunkenc::ChunkIter;
 use super::chunks::{ChunkReader, ChunkWriter};
-use super::index::{ChunkMeta, IndexReader, IndexWriter};
+use super::index::{ChunkMeta, IndexInput, IndexReader, IndexWriter};
 use super::packed::{self, ENCODING_PACKED, MAX_PACKED_SAMPLES};
 use super::series::ClosedChunk;
 use crate::model::Labels;
@@ -104,13 +104,120 @@ fn sync_dir(dir: &Path) -> Result<()> {
         .with_context(|| format!("syncing directory {}", dir.display()))
 }
 
+/// The series of a block to write: label sets packed back to back in one
+/// buffer and every chunk in one vector. A compaction of 100k series thus
+/// makes a few large allocations instead of a million small ones — small
+/// short-lived objects would be interleaved with the head's long-lived ones
+/// and leave the heap fragmented (resident memory that nothing uses).
+#[derive(Debug, Default)]
+pub struct SeriesSet {
+    /// Per label: uvarint length + name, uvarint length + value.
+    text: Vec<u8>,
+    entries: Vec<SetEntry>,
+    chunks: Vec<ClosedChunk>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct SetEntry {
+    text: usize,
+    text_len: u32,
+    chunk: u32,
+    nchunks: u32,
+}
+
+/// (name, value) pairs of one packed label set.
+fn packed_pairs(mut b: &[u8]) -> impl Iterator<Item = (&str, &str)> {
+    let mut take = move || -> Option<&str> {
+        let mut d = super::encoding::Decbuf::new(b);
+        let s = d.str().ok()?;
+        b = &b[d.pos()..];
+        Some(s)
+    };
+    std::iter::from_fn(move || Some((take()?, take()?)))
+}
+
+impl SeriesSet {
+    /// Adds a series: its labels sorted by name, and its chunks.
+    pub fn push<'a>(
+        &mut self,
+        labels: impl Iterator<Item = (&'a str, &'a str)>,
+        chunks: impl IntoIterator<Item = ClosedChunk>,
+    ) {
+        let text = self.text.len();
+        for (n, v) in labels {
+            super::encoding::put_str(&mut self.text, n);
+            super::encoding::put_str(&mut self.text, v);
+        }
+        let chunk = self.chunks.len();
+        self.chunks.extend(chunks);
+        self.entries.push(SetEntry {
+            text,
+            text_len: (self.text.len() - text) as u32,
+            chunk: chunk as u32,
+            nchunks: (self.chunks.len() - chunk) as u32,
+        });
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    fn text(&self, e: SetEntry) -> &[u8] {
+        &self.text[e.text..e.text + e.text_len as usize]
+    }
+
+    /// Series `i`'s labels.
+    pub fn labels(&self, i: usize) -> impl Iterator<Item = (&str, &str)> {
+        packed_pairs(self.text(self.entries[i]))
+    }
+
+    pub fn chunks(&self, i: usize) -> &[ClosedChunk] {
+        let e = self.entries[i];
+        &self.chunks[e.chunk as usize..(e.chunk + e.nchunks) as usize]
+    }
+
+    /// Sorts the series by labels, in [`Labels`]' order.
+    pub fn sort(&mut self) {
+        let mut entries = std::mem::take(&mut self.entries);
+        entries
+            .sort_unstable_by(|a, b| packed_pairs(self.text(*a)).cmp(packed_pairs(self.text(*b))));
+        self.entries = entries;
+    }
+}
+
+/// The index input of [`write_block`]: the set's labels, the chunk metas
+/// written for its series (flat, `metas[i]` is series `i`'s range).
+struct Written<'a> {
+    set: &'a SeriesSet,
+    series: Vec<u32>,
+    ranges: Vec<(u32, u32)>,
+    metas: Vec<ChunkMeta>,
+}
+
+impl IndexInput for Written<'_> {
+    fn len(&self) -> usize {
+        self.series.len()
+    }
+    fn labels<'a>(&'a self, i: usize, out: &mut Vec<(&'a str, &'a str)>) {
+        out.extend(self.set.labels(self.series[i] as usize));
+    }
+    fn chunks(&self, i: usize) -> &[ChunkMeta] {
+        let (a, b) = self.ranges[i];
+        &self.metas[a as usize..b as usize]
+    }
+}
+
 /// Writes a block for `[mint, maxt)` from series sorted by labels and
 /// returns its directory. Chunks outside the range must not be passed.
 pub fn write_block(
     parent: &Path,
     mint: i64,
     maxt: i64,
-    series: Vec<(Labels, Vec<ClosedChunk>)>,
+    set: &SeriesSet,
     read: &dyn Fn(&ClosedChunk) -> Result<Cow<'_, [u8]>>,
 ) -> Result<PathBuf> {
     let ulid = new_ulid();
@@ -119,15 +226,22 @@ pub fn write_block(
     let result = (|| -> Result<BlockMeta> {
         let mut cw = ChunkWriter::new(&tmp.join("chunks"))?;
         let mut stats = BlockStats::default();
-        let mut index_series = Vec::with_capacity(series.len());
-        for (labels, chunks) in series {
-            let mut metas = Vec::with_capacity(chunks.len());
+        let mut written = Written {
+            set,
+            series: Vec::with_capacity(set.len()),
+            ranges: Vec::with_capacity(set.len()),
+            metas: Vec::with_capacity(set.len()),
+        };
+        let mut samples = Vec::new();
+        for i in 0..set.len() {
+            let chunks = set.chunks(i);
+            let first = written.metas.len();
             // The head's chunks of this range, decoded and re-encoded as
             // packed chunks (see packed.rs): fitted to their data and up to
             // MAX_PACKED_SAMPLES long.
-            let mut samples = Vec::new();
+            samples.clear();
             let mut corrupt = false;
-            for c in &chunks {
+            for c in chunks {
                 let data = read(c)?;
                 let mut it = ChunkIter::new(c.enc(), &data);
                 samples.extend(it.by_ref());
@@ -136,8 +250,9 @@ pub fn write_block(
             if corrupt {
                 // Keep whatever the head has, as it is, rather than drop
                 // the good chunks of the series with the bad one.
+                let labels = Labels::from_pairs(set.labels(i));
                 tracing::warn!(series = %labels, "corrupt head chunk; writing the series' chunks unpacked");
-                for c in &chunks {
+                for c in chunks {
                     let data = read(c)?;
                     let n = ChunkIter::new(c.enc(), &data).num_samples() as u64;
                     if n == 0 {
@@ -145,7 +260,7 @@ pub fn write_block(
                     }
                     stats.num_samples += n;
                     stats.num_chunks += 1;
-                    metas.push(ChunkMeta {
+                    written.metas.push(ChunkMeta {
                         mint: c.mint,
                         maxt: c.maxt,
                         r: cw.write(c.enc(), &data)?,
@@ -158,21 +273,24 @@ pub fn write_block(
                     let data = packed::encode(part);
                     stats.num_samples += part.len() as u64;
                     stats.num_chunks += 1;
-                    metas.push(ChunkMeta {
+                    written.metas.push(ChunkMeta {
                         mint: part[0].0,
                         maxt: part[part.len() - 1].0,
                         r: cw.write(ENCODING_PACKED, &data)?,
                     });
                 }
             }
-            if !metas.is_empty() {
+            if written.metas.len() > first {
                 stats.num_series += 1;
-                index_series.push((labels, metas));
+                written.series.push(i as u32);
+                written
+                    .ranges
+                    .push((first as u32, written.metas.len() as u32));
             }
         }
         cw.finish()?;
         sync_dir(&tmp.join("chunks"))?;
-        IndexWriter::write(&tmp.join("index"), &index_series)?;
+        IndexWriter::write(&tmp.join("index"), &written)?;
         let meta = BlockMeta {
             ulid: ulid.clone(),
             min_time: mint,
@@ -250,6 +368,34 @@ impl Block {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn series_sets_sort_as_labels_do() {
+        let sets = [
+            vec![("a", "1"), ("b", "2")],
+            vec![("a", "1")],
+            vec![("a", "10")],
+            vec![("__name__", "up"), ("z", "9")],
+            vec![("a", "1"), ("a2", "0")],
+            vec![("b", "0")],
+            vec![("a", "é")],
+        ];
+        let mut set = SeriesSet::default();
+        for (i, l) in sets.iter().enumerate() {
+            let c = ClosedChunk::mem(i as i64, i as i64, 1, vec![0, 0]);
+            set.push(l.iter().copied(), [c]);
+        }
+        set.sort();
+        let got: Vec<Vec<(&str, &str)>> = (0..set.len()).map(|i| set.labels(i).collect()).collect();
+        let mut want: Vec<Vec<(&str, &str)>> = sets.to_vec();
+        want.sort_by_key(|l| Labels::from_pairs(l.iter().copied()));
+        assert_eq!(got, want);
+        // Chunks stay with their series.
+        for (i, l) in got.iter().enumerate() {
+            let orig = sets.iter().position(|x| x == l).unwrap();
+            assert_eq!(set.chunks(i)[0].mint, orig as i64);
+        }
+    }
 
     #[test]
     fn ulids_sort_by_time_and_differ() {

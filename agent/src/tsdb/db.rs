@@ -579,7 +579,7 @@ impl Inner {
             // From here on appends into [start, end) are out of bounds, so
             // the snapshot below is complete.
             self.head.set_min_valid_time(end);
-            let mut series: Vec<(Labels, Vec<super::series::ClosedChunk>)> = Vec::new();
+            let mut set = block::SeriesSet::default();
             for s in self.head.all_series() {
                 let chunks: Vec<_> = s
                     .state
@@ -589,14 +589,15 @@ impl Inner {
                     .filter(|c| c.mint >= start && c.maxt < end)
                     .collect();
                 if !chunks.is_empty() {
-                    series.push((self.head.labels(&s), chunks));
+                    self.head.with_labels(&s, |labels| set.push(labels, chunks));
                 }
             }
-            series.sort_by(|a, b| a.0.cmp(&b.0));
+            set.sort();
             let t0 = Instant::now();
-            let n = series.len();
+            let n = set.len();
             let dir =
-                block::write_block(&self.dir, start, end, series, &|c| self.head.read_chunk(c))?;
+                block::write_block(&self.dir, start, end, &set, &|c| self.head.read_chunk(c))?;
+            drop(set);
             let b = Arc::new(Block::open(&dir)?);
             tracing::info!(
                 block = %b.meta.ulid, mint = start, maxt = end, series = n,

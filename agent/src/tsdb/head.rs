@@ -302,6 +302,20 @@ impl Head {
         self.index.read().labels(s)
     }
 
+    /// Runs `f` on a series' (name, value) pairs, sorted by name, without
+    /// building a [`Labels`].
+    pub fn with_labels<R>(
+        &self,
+        s: &MemSeries,
+        f: impl for<'a> FnOnce(&mut dyn Iterator<Item = (&'a str, &'a str)>) -> R,
+    ) -> R {
+        let ix = self.index.read();
+        let mut pairs = s.labels.resolve(&ix.symbols);
+        let r = f(&mut pairs);
+        drop(pairs);
+        r
+    }
+
     /// Labels and chunks overlapping `[mint, maxt]` of the given series.
     pub fn series_chunks(&self, refs: &[SeriesRef], mint: i64, maxt: i64) -> Vec<SeriesChunks> {
         let series: Vec<Arc<MemSeries>> = {
