@@ -555,7 +555,7 @@ fn on_disk(quick: bool) {
 }
 
 fn head_memory(quick: bool) {
-    println!("\n## head memory per active series (15 s scrapes of 1000-series targets, half idle and half busy counters)");
+    println!("\n## head memory per active series (15 s scrapes of 1000-series targets, half idle and half busy counters; compaction every simulated minute, as the maintenance thread does)");
     let series = if quick { 10_000 } else { 100_000 };
     let labels: Vec<Labels> = (0..series)
         .map(|i| series_labels(i, "http_requests_total"))
@@ -589,42 +589,75 @@ fn head_memory(quick: bool) {
     let mut refs = vec![0u64; series];
     settle_heap();
     let base = vm_rss_kib();
+    let base_alloc = wasmon::selfmetrics::allocator_stats();
+    let per = |bytes: u64| bytes as f64 / series as f64;
     let mut t = 0i64;
-    for checkpoint in [1usize, 30, 120, 240, 480] {
-        while (t / 15_000) < checkpoint as i64 {
-            // One appender per target of 1000 series, as scrape loops do.
-            for target in (0..series).step_by(1000) {
-                let mut app = db.appender();
-                for i in target..(target + 1000).min(series) {
-                    vals[i] += rng.count(rates[i] * 15.0);
-                    let ts = t + (rng.next() % 5) as i64;
-                    if t == 0 {
-                        refs[i] = app.append(&labels[i], ts, vals[i]).unwrap();
-                    } else {
-                        app.append_ref(refs[i], ts, vals[i]).unwrap();
-                    }
+    // 2 h blocks are cut once the head spans 3 h (720 scrapes); from then
+    // on the head holds 1-1.5 blocks' worth: the steady state.
+    let end = if quick { 240 } else { 1440 };
+    let checkpoints = [1usize, 30, 120, 240, 480, 720, 960, 1200, 1440];
+    let mut steady: Vec<f64> = Vec::new();
+    for scrape in 0..end {
+        // One appender per target of 1000 series, as scrape loops do.
+        for target in (0..series).step_by(1000) {
+            let mut app = db.appender();
+            for i in target..(target + 1000).min(series) {
+                vals[i] += rng.count(rates[i] * 15.0);
+                let ts = t + (rng.next() % 5) as i64;
+                if t == 0 {
+                    refs[i] = app.append(&labels[i], ts, vals[i]).unwrap();
+                } else {
+                    app.append_ref(refs[i], ts, vals[i]).unwrap();
                 }
-                app.commit().unwrap();
             }
-            // What the maintenance thread does every head_offload_interval.
-            db.offload_head_chunks().unwrap();
-            t += 15_000;
+            app.commit().unwrap();
+        }
+        // What the maintenance thread does every head_offload_interval and
+        // compaction_interval.
+        db.offload_head_chunks().unwrap();
+        if scrape % 4 == 3 {
+            db.compact().unwrap();
+        }
+        t += 15_000;
+        let n = scrape + 1;
+        if n > 720 && n % 24 == 0 {
+            steady.push(per(vm_rss_kib().saturating_sub(base) * 1024));
+        }
+        if !checkpoints.contains(&n) {
+            continue;
         }
         let rss = vm_rss_kib().saturating_sub(base) * 1024;
         settle_heap();
         let settled = vm_rss_kib().saturating_sub(base) * 1024;
         let st = db.stats();
+        let alloc = match (wasmon::selfmetrics::allocator_stats(), base_alloc) {
+            (Some(a), Some(b)) => format!(
+                ", allocated {:.0} / active {:.0} / resident {:.0}",
+                per(a.allocated.saturating_sub(b.allocated)),
+                per(a.active.saturating_sub(b.active)),
+                per(a.resident.saturating_sub(b.resident))
+            ),
+            _ => String::new(),
+        };
         println!(
-            "{:>6} series x {:>3} samples: RSS {:>5.0} B/series ({:>5.0} after 1.5 s), estimate {:>5.0} B/series, chunks {}, chunk files {:.0} B/series",
+            "{:>6} series x {:>4} scrapes: RSS {:>5.0} B/series ({:>5.0} after 1.5 s), estimate {:>5.0}{alloc}, head chunks {}, blocks {}",
             series,
-            checkpoint,
-            rss as f64 / series as f64,
-            settled as f64 / series as f64,
-            st.head_memory_bytes as f64 / series as f64,
+            n,
+            per(rss),
+            per(settled),
+            per(st.head_memory_bytes),
             st.head_chunks,
-            st.head_chunks_disk_bytes as f64 / series as f64
+            st.blocks,
+        );
+    }
+    if !steady.is_empty() {
+        let mean = steady.iter().sum::<f64>() / steady.len() as f64;
+        let max = steady.iter().cloned().fold(f64::MIN, f64::max);
+        let min = steady.iter().cloned().fold(f64::MAX, f64::min);
+        println!(
+            "steady state (scrapes 720-{end}, every 6 simulated minutes): RSS min {min:.0} / mean {mean:.0} / max {max:.0} B/series"
         );
     }
     drop(labels);
-    println!("(RSS delta from before the first append, jemalloc as in the agent; includes the WAL buffer and allocator slack; target < 1024 B/series)");
+    println!("(RSS delta from before the first append, jemalloc as in the agent; includes the WAL buffer and allocator slack; allocated/active/resident are jemalloc's live-object, live-page and resident bytes, from the same start; target < 1024 B/series)");
 }

@@ -201,3 +201,31 @@ pub fn resident_memory_bytes() -> Option<u64> {
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
 }
+
+/// What the allocator (jemalloc, the agent's global allocator) holds, in
+/// bytes: `allocated` by live objects, `active` in pages with live
+/// objects (the difference is fragmentation within size classes),
+/// `resident` in physically resident allocator pages (including freed
+/// pages not yet returned), `retained` as address space kept without
+/// physical memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AllocatorStats {
+    pub allocated: u64,
+    pub active: u64,
+    pub resident: u64,
+    pub retained: u64,
+}
+
+/// jemalloc's statistics, refreshed now; None where jemalloc is not the
+/// global allocator (library tests), whose arenas then hold nothing.
+pub fn allocator_stats() -> Option<AllocatorStats> {
+    use tikv_jemalloc_ctl::{epoch, stats};
+    epoch::advance().ok()?;
+    let s = AllocatorStats {
+        allocated: stats::allocated::read().ok()? as u64,
+        active: stats::active::read().ok()? as u64,
+        resident: stats::resident::read().ok()? as u64,
+        retained: stats::retained::read().ok()? as u64,
+    };
+    (s.allocated > 0).then_some(s)
+}

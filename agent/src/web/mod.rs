@@ -199,6 +199,32 @@ fn store_and_scrape_metrics(agent: &Agent) -> Vec<crate::selfmetrics::Extra> {
             rss as f64,
         ));
     }
+    if let Some(a) = crate::selfmetrics::allocator_stats() {
+        for (name, help, value) in [
+            (
+                "wasmon_allocator_allocated_bytes",
+                "Bytes in live heap objects",
+                a.allocated,
+            ),
+            (
+                "wasmon_allocator_active_bytes",
+                "Bytes in heap pages holding live objects",
+                a.active,
+            ),
+            (
+                "wasmon_allocator_resident_bytes",
+                "Resident bytes of the allocator, freed pages not yet returned included",
+                a.resident,
+            ),
+            (
+                "wasmon_allocator_retained_bytes",
+                "Address space the allocator keeps without physical memory",
+                a.retained,
+            ),
+        ] {
+            v.push(Extra::gauge(name, help, value as f64));
+        }
+    }
     v
 }
 
