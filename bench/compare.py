@@ -520,11 +520,18 @@ def _run_one(series, args, wasmon_bin, plugin, work, procs, rec):
     switch = "http://127.0.0.1:%d/error" % switch_port
     next_round = 1
     log("measuring for %ds (%d alert rounds)" % (args.duration, args.alert_rounds))
+    rss_log = open(args.rss_log, "a") if args.rss_log else None
+    if rss_log:
+        rss_log.write("series,elapsed_s,%s\n" % ",".join("%s_rss_bytes" % k for k in servers))
     while time.monotonic() - t0 < args.duration or current is not None:
         for k, p in servers.items():
             if p.poll() is not None:
                 raise RuntimeError("%s exited with %s" % (k, p.returncode))
             rss[k].append(proc_rss_bytes(p.pid))
+        if rss_log and len(rss["wasmon"]) % 10 == 1:
+            rss_log.write("%d,%.0f,%s\n" % (series, time.monotonic() - t0,
+                                            ",".join(str(rss[k][-1]) for k in servers)))
+            rss_log.flush()
         now = time.monotonic()
         if current is None and round_at and now >= round_at[0]:
             round_at.pop(0)
@@ -562,6 +569,8 @@ def _run_one(series, args, wasmon_bin, plugin, work, procs, rec):
                 current = None
         time.sleep(1)
     elapsed = time.monotonic() - t0
+    if rss_log:
+        rss_log.close()
     cpu1 = {k: proc_cpu_seconds(p.pid) for k, p in servers.items()}
     smp1 = {k: f() for k, f in samples.items()}
     total_samples = dict(smp1)
@@ -601,6 +610,7 @@ def _run_one(series, args, wasmon_bin, plugin, work, procs, rec):
         "head_series": hs,
         "rss_peak_mib": {k: max(v) / 2**20 for k, v in rss.items()},
         "rss_end_mib": {k: v[-1] / 2**20 for k, v in rss.items()},
+        "rss_mean_mib": {k: statistics.mean(v) / 2**20 for k, v in rss.items()},
         "cpu_s": {k: cpu1[k] - cpu0[k] for k in servers},
         "samples": {k: smp1[k] - smp0[k] for k in samples},
         "samples_total": total_samples,
@@ -632,6 +642,14 @@ def fmt_table(r):
         "prometheus + alertmanager")
     row("RSS at end (MiB)", "%.0f" % r["rss_end_mib"][w],
         "%.0f + %.0f" % (r["rss_end_mib"][p], r["rss_end_mib"]["alertmanager"]))
+    if "rss_mean_mib" in r:
+        row("RSS mean over the window (MiB)", "%.0f" % r["rss_mean_mib"][w],
+            "%.0f + %.0f" % (r["rss_mean_mib"][p], r["rss_mean_mib"]["alertmanager"]))
+        per = lambda k, which: r[which][k] * 2**20 / r["head_series"][k]  # noqa: E731
+        row("RSS per head series: mean / peak (B)",
+            "%.0f / %.0f" % (per(w, "rss_mean_mib"), per(w, "rss_peak_mib")),
+            "%.0f / %.0f" % (per(p, "rss_mean_mib"), per(p, "rss_peak_mib")),
+            "whole process (baseline included) / head series; prometheus without alertmanager")
     row("CPU seconds in window", "%.1f" % r["cpu_s"][w],
         "%.1f + %.1f" % (r["cpu_s"][p], r["cpu_s"]["alertmanager"]))
     cps = lambda k, extra=0: (r["cpu_s"][k] + extra) / (r["samples"][k] / 1e6)  # noqa: E731
@@ -703,6 +721,8 @@ def main():
     ap.add_argument("--alertmanager", default=shutil.which("prometheus-alertmanager")
                     or "/usr/bin/prometheus-alertmanager")
     ap.add_argument("--json", help="also write the raw results here")
+    ap.add_argument("--rss-log", metavar="FILE",
+                    help="append each process' RSS every 10 s of the window (CSV)")
     ap.add_argument("--keep", action="store_true", help="keep the work directories")
     ap.add_argument("--from-json", metavar="FILE",
                     help="only print the tables of a saved --json file")

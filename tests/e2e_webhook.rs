@@ -304,6 +304,79 @@ fn plugins_list_shows_world_and_rejects_broken_files() {
     assert!(broken.contains("ERROR"), "{broken}");
 }
 
+/// The agent compiles components in a child of itself (`__compile-plugin`)
+/// and only maps the code, so Cranelift never runs in the long-lived
+/// process. The child's verdict on a broken component is the error the
+/// agent reports; its exit code tells a component that does not compile
+/// (3) from a child that could not do its job (2: the agent then compiles
+/// in-process).
+#[test]
+fn plugins_compile_in_a_child_process() {
+    let bin = env!("CARGO_BIN_EXE_wasmon");
+    let dir = tempfile::tempdir().unwrap();
+    let worker = |cfg: &str, input: &[u8], out: &std::path::Path| {
+        use std::io::Write;
+        let mut c = std::process::Command::new(bin)
+            .args(["__compile-plugin", "--engine-config", cfg])
+            .arg(out)
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // A child that fails before reading its input closes the pipe.
+        let _ = c.stdin.take().unwrap().write_all(input);
+        c.wait_with_output().unwrap()
+    };
+    let cfg = serde_json::to_string(&wasmon::config::PluginsConfig::default()).unwrap();
+    let good = std::fs::read(common::component("webhook")).unwrap();
+    let out = dir.path().join("webhook.cwasm");
+    let r = worker(&cfg, &good, &out);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert!(std::fs::metadata(&out).unwrap().len() > 1000);
+    let r = worker(
+        &cfg,
+        b"\0asm\x0d\x00\x01\x00junk",
+        &dir.path().join("x.cwasm"),
+    );
+    assert_eq!(r.status.code(), Some(3));
+    assert!(
+        String::from_utf8_lossy(&r.stderr).contains("failed to parse WebAssembly"),
+        "{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    assert!(!dir.path().join("x.cwasm").exists());
+    let r = worker("{not json", &good, &dir.path().join("y.cwasm"));
+    assert_eq!(r.status.code(), Some(2));
+
+    // Through the agent's loader: compiled by a child, broken files
+    // reported with the child's error.
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    std::fs::copy(common::component("webhook"), plugins.join("webhook.wasm")).unwrap();
+    std::fs::write(plugins.join("broken.wasm"), b"\0asm\x0d\x00\x01\x00junk").unwrap();
+    let out = std::process::Command::new(bin)
+        .args(["--log.level", "debug", "plugins", "list", "--dir"])
+        .arg(&plugins)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        stderr.contains("component compiled in a child process"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("compiling in the agent"), "{stderr}");
+    let webhook = stdout.lines().find(|l| l.starts_with("webhook")).unwrap();
+    assert!(webhook.ends_with("ok"), "{webhook}");
+    let broken = stdout.lines().find(|l| l.starts_with("broken")).unwrap();
+    assert!(
+        broken.contains("failed to parse WebAssembly module"),
+        "{broken}"
+    );
+}
+
 #[test]
 fn routes_test_cli_resolves_receivers_like_amtool() {
     let dir = tempfile::tempdir().unwrap();

@@ -103,6 +103,14 @@ enum Command {
         #[arg(long, default_value = "http://127.0.0.1:9930")]
         url: String,
     },
+    /// (Internal) Compile the component on stdin to FILE for a parent agent
+    /// whose engine settings are `--engine-config` (see plugins/engine.rs).
+    #[command(name = "__compile-plugin", hide = true)]
+    CompilePlugin {
+        #[arg(long)]
+        engine_config: String,
+        out: PathBuf,
+    },
     /// List incidents, show one's timeline, or print its post-incident report.
     Incidents {
         id: Option<String>,
@@ -187,7 +195,23 @@ pub static malloc_conf: &[u8] = b"background_thread:true,dirty_decay_ms:1000,muz
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::CompilePlugin { engine_config, out } = &cli.command {
+        // A child of an agent: no runtime, no logging, exit code by outcome.
+        return match wasmon::plugins::engine::compile_worker(engine_config, out) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err((code, msg)) => {
+                eprintln!("{msg}");
+                ExitCode::from(code as u8)
+            }
+        };
+    }
     init_logging(&cli.log_level, cli.log_format);
+    match std::env::current_exe() {
+        Ok(exe) => wasmon::plugins::engine::compile_in_child_process(exe),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot find this executable; plugins compile in-process")
+        }
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -296,6 +320,9 @@ async fn run(cmd: Command) -> Result<ExitCode> {
         Command::Unack { id, url } => {
             wasmon::incident::api::cli_unack(&url, &id).await?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::CompilePlugin { .. } => {
+            anyhow::bail!("__compile-plugin is handled before the runtime starts")
         }
         Command::Incidents { id, report, url } => {
             wasmon::incident::api::cli_incidents(&url, id.as_deref(), report).await?;

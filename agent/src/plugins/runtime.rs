@@ -179,7 +179,7 @@ impl PluginRuntime {
     ) -> Result<Arc<PluginRuntime>> {
         let engine = build_engine(cfg)?;
         let linkers = Arc::new(Linkers::new(&engine).context("linking host imports")?);
-        let cache = CompileCache::new(&engine, cache_dir);
+        let cache = CompileCache::new(&engine, cfg, cache_dir);
         Ok(Arc::new(PluginRuntime {
             engine,
             linkers,
