@@ -13,7 +13,7 @@ use std::hint::black_box;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use wasmon::textparse::{parse, Format};
+use wasmon::textparse::{parse, parse_each, Format};
 
 /// A small deterministic generator, so every run parses the same page.
 struct Lcg(u64);
@@ -165,21 +165,45 @@ fn thread_cpu() -> Option<Duration> {
     None
 }
 
+/// The two ways of parsing a page: collected into memory (`parse`, a label
+/// set allocated per sample) and streamed (`parse_each`, as the scrape loop
+/// does: each sample's labels borrowed from the parser's reused builder).
+#[derive(Clone, Copy)]
+enum Mode {
+    Collect,
+    Stream,
+}
+
+fn run(body: &[u8], format: Format, mode: Mode) -> usize {
+    match mode {
+        Mode::Collect => parse(body, format).unwrap().samples.len(),
+        Mode::Stream => {
+            let mut n = 0usize;
+            parse_each(body, format, &mut |s| {
+                n += black_box(s.labels.len()).min(1);
+                Ok(())
+            })
+            .unwrap();
+            n
+        }
+    }
+}
+
 /// Parses `body` repeatedly for about `budget` and prints the figures of the
 /// median run (by thread CPU time when available, else wall time).
-fn measure(what: &str, body: &[u8], format: Format, budget: Duration) {
+fn measure(what: &str, body: &[u8], format: Format, mode: Mode, budget: Duration) {
     let samples = parse(body, format)
         .unwrap_or_else(|e| panic!("{what}: {e}"))
         .samples
         .len();
     for _ in 0..3 {
-        black_box(parse(black_box(body), format).unwrap());
+        black_box(run(black_box(body), format, mode));
     }
     let (mut cpu, mut wall) = (Vec::new(), Vec::new());
     let start = Instant::now();
     while start.elapsed() < budget || wall.len() < 5 {
         let (c, t) = (thread_cpu(), Instant::now());
-        black_box(parse(black_box(body), format).unwrap());
+        black_box(run(black_box(body), format, mode));
         wall.push(t.elapsed());
         if let (Some(c0), Some(c1)) = (c, thread_cpu()) {
             cpu.push(c1.saturating_sub(c0));
@@ -194,8 +218,12 @@ fn measure(what: &str, body: &[u8], format: Format, budget: Duration) {
     };
     let runs = if clock == "cpu" { &cpu } else { &wall };
     let median = runs[runs.len() / 2].as_secs_f64();
+    let mode = match mode {
+        Mode::Collect => "collect",
+        Mode::Stream => "stream",
+    };
     println!(
-        "{what:<46} {:>7.1} KiB {samples:>5} samples | {clock} median {:>7.3} ms: {:>6.1} MB/s {:>5.2} M samples/s {:>5.0} ns/sample | wall median {:.3} ms, best {:.3} ms, {} runs",
+        "{what:<46} {mode:<7} {:>7.1} KiB {samples:>5} samples | {clock} median {:>7.3} ms: {:>6.1} MB/s {:>5.2} M samples/s {:>5.0} ns/sample | wall median {:.3} ms, best {:.3} ms, {} runs",
         body.len() as f64 / 1024.0,
         median * 1e3,
         body.len() as f64 / median / 1e6,
@@ -217,18 +245,25 @@ fn main() {
     for format in [Format::PromText, Format::OpenMetrics] {
         let (page, n) = generate(format);
         let what = format!("generated page ({format:?}, {n} samples)");
-        measure(&what, page.as_bytes(), format, budget);
+        for mode in [Mode::Collect, Mode::Stream] {
+            measure(&what, page.as_bytes(), format, mode, budget);
+        }
     }
     let testdata = Path::new(env!("CARGO_MANIFEST_DIR")).join(
         "../../shared/conformance/prometheus/model/textparse/testdata/alltypes.237mfs.prom.txt",
     );
     match std::fs::read(&testdata) {
-        Ok(body) => measure(
-            "testdata alltypes.237mfs.prom.txt (PromText)",
-            &body,
-            Format::PromText,
-            budget,
-        ),
+        Ok(body) => {
+            for mode in [Mode::Collect, Mode::Stream] {
+                measure(
+                    "testdata alltypes.237mfs.prom.txt (PromText)",
+                    &body,
+                    Format::PromText,
+                    mode,
+                    budget,
+                );
+            }
+        }
         Err(e) => println!("skipping {}: {e}", testdata.display()),
     }
 }

@@ -63,7 +63,7 @@ impl Labels {
 
     /// A builder starting from these labels.
     pub fn to_builder(&self) -> LabelsBuilder {
-        LabelsBuilder(self.0.clone())
+        LabelsBuilder(self.clone())
     }
 
     /// A 64-bit hash of the label set (stable within one build; used for
@@ -105,42 +105,66 @@ impl fmt::Display for Labels {
     }
 }
 
-/// Builds a [`Labels`] by setting and deleting labels.
+/// Builds a [`Labels`] by setting and deleting labels. Its content is a
+/// valid label set at every step (see [`LabelsBuilder::labels`]), so a
+/// builder kept across uses is a reusable buffer: the hot paths (parsing,
+/// the scrape loop) edit one in place instead of allocating a label set
+/// per sample.
 #[derive(Debug, Clone, Default)]
-pub struct LabelsBuilder(Vec<Label>);
+pub struct LabelsBuilder(Labels);
 
 impl LabelsBuilder {
     /// Sets `name` to `value`; an empty value deletes the label.
     pub fn set(&mut self, name: impl Into<String>, value: impl Into<String>) -> &mut Self {
         let (name, value) = (name.into(), value.into());
-        match self.0.binary_search_by(|l| l.name.cmp(&name)) {
+        let v = &mut self.0 .0;
+        match v.binary_search_by(|l| l.name.cmp(&name)) {
             Ok(i) if value.is_empty() => {
-                self.0.remove(i);
+                v.remove(i);
             }
-            Ok(i) => self.0[i].value = value,
+            Ok(i) => v[i].value = value,
             Err(_) if value.is_empty() => {}
-            Err(i) => self.0.insert(i, Label { name, value }),
+            Err(i) => v.insert(i, Label { name, value }),
+        }
+        self
+    }
+
+    /// As [`LabelsBuilder::set`] from borrowed text: an existing label's
+    /// value is overwritten in its own buffer, without allocating.
+    pub fn set_str(&mut self, name: &str, value: &str) -> &mut Self {
+        let v = &mut self.0 .0;
+        match v.binary_search_by(|l| l.name.as_str().cmp(name)) {
+            Ok(i) if value.is_empty() => {
+                v.remove(i);
+            }
+            Ok(i) => value.clone_into(&mut v[i].value),
+            Err(_) if value.is_empty() => {}
+            Err(i) => v.insert(
+                i,
+                Label {
+                    name: name.to_owned(),
+                    value: value.to_owned(),
+                },
+            ),
         }
         self
     }
 
     pub fn del(&mut self, name: &str) -> &mut Self {
-        if let Ok(i) = self.0.binary_search_by(|l| l.name.as_str().cmp(name)) {
-            self.0.remove(i);
+        let v = &mut self.0 .0;
+        if let Ok(i) = v.binary_search_by(|l| l.name.as_str().cmp(name)) {
+            v.remove(i);
         }
         self
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .binary_search_by(|l| l.name.as_str().cmp(name))
-            .ok()
-            .map(|i| self.0[i].value.as_str())
+        self.0.get(name)
     }
 
     /// Keeps only labels for which `keep` returns true.
     pub fn retain(&mut self, mut keep: impl FnMut(&Label) -> bool) -> &mut Self {
-        self.0.retain(|l| keep(l));
+        self.0 .0.retain(|l| keep(l));
         self
     }
 
@@ -148,20 +172,97 @@ impl LabelsBuilder {
         self.0.iter()
     }
 
+    /// The label set as built so far.
+    pub fn labels(&self) -> &Labels {
+        &self.0
+    }
+
+    /// Makes the builder hold exactly the union of `a` and `b`, reusing its
+    /// buffers (no allocation once they are large enough). Returns false,
+    /// leaving the builder unspecified, when a name is in both: the caller
+    /// decides how such a conflict resolves.
+    pub fn assign_union(&mut self, a: &Labels, b: &Labels) -> bool {
+        let v = &mut self.0 .0;
+        let (mut i, mut j, mut k) = (0, 0, 0);
+        loop {
+            let next = match (a.0.get(i), b.0.get(j)) {
+                (Some(x), Some(y)) => match x.name.cmp(&y.name) {
+                    std::cmp::Ordering::Less => {
+                        i += 1;
+                        x
+                    }
+                    std::cmp::Ordering::Greater => {
+                        j += 1;
+                        y
+                    }
+                    std::cmp::Ordering::Equal => return false,
+                },
+                (Some(x), None) => {
+                    i += 1;
+                    x
+                }
+                (None, Some(y)) => {
+                    j += 1;
+                    y
+                }
+                (None, None) => break,
+            };
+            match v.get_mut(k) {
+                Some(slot) => {
+                    next.name.clone_into(&mut slot.name);
+                    next.value.clone_into(&mut slot.value);
+                }
+                None => v.push(next.clone()),
+            }
+            k += 1;
+        }
+        v.truncate(k);
+        true
+    }
+
     pub fn build(&self) -> Labels {
-        Labels(self.0.clone())
+        self.0.clone()
     }
 
     /// Like [`build`](Self::build) without copying: for hot paths (parsing)
     /// that are done with the builder.
     pub fn into_labels(self) -> Labels {
-        Labels(self.0)
+        self.0
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn builder_reuse_union_and_set_str() {
+        let a = Labels::from_pairs([("__name__", "m"), ("path", "/a"), ("z", "1")]);
+        let b = Labels::from_pairs([("instance", "h:1"), ("job", "j")]);
+        let mut lb = LabelsBuilder::default();
+        assert!(lb.assign_union(&a, &b));
+        let want = Labels::from_pairs([
+            ("__name__", "m"),
+            ("instance", "h:1"),
+            ("job", "j"),
+            ("path", "/a"),
+            ("z", "1"),
+        ]);
+        assert_eq!(lb.labels(), &want);
+        // A smaller union into the same builder drops the rest.
+        assert!(lb.assign_union(&b, &Labels::new()));
+        assert_eq!(lb.labels(), &b);
+        // A name on both sides is the caller's to resolve.
+        assert!(!lb.assign_union(&a, &Labels::from_pairs([("path", "x")])));
+        lb.assign_union(&a, &Labels::new());
+        lb.set_str("path", "/b")
+            .set_str("new", "v")
+            .set_str("z", "");
+        assert_eq!(
+            lb.labels(),
+            &Labels::from_pairs([("__name__", "m"), ("new", "v"), ("path", "/b")])
+        );
+    }
 
     #[test]
     fn sorted_unique_and_empty_dropped() {

@@ -9,7 +9,7 @@ use futures::StreamExt;
 
 use super::append::{AppendRejection, Appendable};
 use super::target::{Job, Target};
-use crate::model::labels::Labels;
+use crate::model::labels::{Labels, LabelsBuilder};
 use crate::model::relabel::process_builder;
 use crate::model::{stale_nan, TimestampMs, METRIC_NAME};
 use crate::textparse;
@@ -89,6 +89,9 @@ pub struct ScrapeLoop {
     stats: Arc<ScrapeStats>,
     /// The target's series, for staleness markers and `scrape_series_added`.
     cache: SeriesCache,
+    /// Where each sample's final label set is built (kept: its buffers are
+    /// reused from sample to sample and scrape to scrape).
+    scratch: LabelsBuilder,
 }
 
 /// Prometheus' `--scrape.timestamp-tolerance`: a scrape that starts within
@@ -178,7 +181,7 @@ impl SeriesCache {
 
     /// Records a series of the current scrape; returns whether it is new
     /// since the previous scrape.
-    fn saw(&mut self, h: u64, handle: Option<u64>, labels: Labels, explicit: bool) -> bool {
+    fn saw(&mut self, h: u64, handle: Option<u64>, labels: &Labels, explicit: bool) -> bool {
         let g = self.generation;
         let prev = g.wrapping_sub(1);
         let e = self.map.entry(h).or_insert(Cached {
@@ -203,7 +206,7 @@ impl SeriesCache {
             None => {
                 e.r = 0;
                 if !explicit {
-                    self.labels.insert(h, labels);
+                    self.labels.insert(h, labels.clone());
                 }
             }
         }
@@ -282,6 +285,7 @@ impl ScrapeLoop {
             store,
             stats,
             cache: SeriesCache::default(),
+            scratch: LabelsBuilder::default(),
         }
     }
 
@@ -405,11 +409,13 @@ impl ScrapeLoop {
         self.cache.begin();
         let (mut scraped, mut post_relabel, mut added) = (0usize, 0usize, 0usize);
         let mut failed: Option<ScrapeError> = None;
+        let mut scratch = std::mem::take(&mut self.scratch);
         // Samples are appended as the page is parsed (nothing of the page is
         // held parsed); any error rolls the whole batch back.
         let parsed = textparse::parse_each(body, format, &mut |s| {
             scraped += 1;
-            let Some(labels) = sample_labels(&self.job, &self.target, &s.labels) else {
+            let Some(labels) = sample_labels(&self.job, &self.target, s.labels, &mut scratch)
+            else {
                 return Ok(());
             };
             post_relabel += 1;
@@ -420,7 +426,7 @@ impl ScrapeLoop {
                 });
                 return Err(textparse::Stop);
             }
-            if let Err(e) = check_label_limits(&labels, cfg) {
+            if let Err(e) = check_label_limits(labels, cfg) {
                 failed = Some(e);
                 return Err(textparse::Stop);
             }
@@ -431,7 +437,7 @@ impl ScrapeLoop {
             };
             let h = labels.hash64();
             let mut handle = None;
-            match app.append_get_ref(&labels, ts, s.value) {
+            match app.append_get_ref(labels, ts, s.value) {
                 Ok(r) => {
                     handle = r;
                     self.stats
@@ -458,6 +464,7 @@ impl ScrapeLoop {
             }
             Ok(())
         });
+        self.scratch = scratch;
         let metadata = match parsed {
             Ok(m) => m,
             Err(e) => {
@@ -551,30 +558,40 @@ fn append_stale(
 }
 
 /// Target labels merged into a scraped sample's labels, then metric
-/// relabeling. None when a rule dropped the sample.
-fn sample_labels(job: &Job, target: &Target, scraped: &Labels) -> Option<Labels> {
-    let mut lb = scraped.to_builder();
-    for tl in target.labels.iter() {
-        match lb.get(&tl.name).map(str::to_string) {
-            Some(_) if job.config.honor_labels => {}
-            Some(existing) => {
-                // Conflicts keep the scraped value as exported_<name>.
-                let mut name = format!("exported_{}", tl.name);
-                while lb.get(&name).is_some() {
-                    name = format!("exported_{name}");
+/// relabeling, built in `scratch` (reused from sample to sample: no
+/// allocation in the common case of no name conflict). None when a rule
+/// dropped the sample.
+fn sample_labels<'b>(
+    job: &Job,
+    target: &Target,
+    scraped: &Labels,
+    scratch: &'b mut LabelsBuilder,
+) -> Option<&'b Labels> {
+    if !scratch.assign_union(scraped, &target.labels) {
+        // A scraped label also set by the target.
+        *scratch = scraped.to_builder();
+        for tl in target.labels.iter() {
+            match scratch.get(&tl.name).map(str::to_string) {
+                Some(_) if job.config.honor_labels => {}
+                Some(existing) => {
+                    // Conflicts keep the scraped value as exported_<name>.
+                    let mut name = format!("exported_{}", tl.name);
+                    while scratch.get(&name).is_some() {
+                        name = format!("exported_{name}");
+                    }
+                    scratch.set(name, existing);
+                    scratch.set_str(&tl.name, &tl.value);
                 }
-                lb.set(name, existing);
-                lb.set(tl.name.clone(), tl.value.clone());
-            }
-            None => {
-                lb.set(tl.name.clone(), tl.value.clone());
+                None => {
+                    scratch.set_str(&tl.name, &tl.value);
+                }
             }
         }
     }
-    if !process_builder(&mut lb, &job.metric_relabel) {
+    if !process_builder(scratch, &job.metric_relabel) {
         return None;
     }
-    let l = lb.build();
+    let l = scratch.labels();
     // A rule that removed the name leaves nothing to store.
     l.name()?;
     Some(l)

@@ -210,8 +210,17 @@ impl From<Stop> for Interrupted {
     }
 }
 
+/// One sample as [`parse_each`] hands it over: its labels are the
+/// parser's (reused for the next line), so a sink copies what it keeps.
+#[derive(Debug, Clone, Copy)]
+pub struct SampleRef<'a> {
+    pub labels: &'a Labels,
+    pub value: f64,
+    pub timestamp_ms: Option<TimestampMs>,
+}
+
 /// Where [`parse_each`] hands each sample, in page order.
-pub type Sink<'s> = dyn FnMut(Sample) -> Result<(), Stop> + 's;
+pub type Sink<'s> = dyn FnMut(SampleRef<'_>) -> Result<(), Stop> + 's;
 
 /// Parses an exposition body, handing every sample to `sink` as soon as
 /// its line is read, so a page of 100k series is never held parsed in
@@ -238,7 +247,11 @@ pub fn parse_each(
 pub fn parse(body: &[u8], format: Format) -> Result<Parsed, ParseError> {
     let mut samples = Vec::new();
     let metadata = parse_each(body, format, &mut |s| {
-        samples.push(s);
+        samples.push(Sample {
+            labels: s.labels.clone(),
+            value: s.value,
+            timestamp_ms: s.timestamp_ms,
+        });
         Ok(())
     })
     .map_err(|e| match e {

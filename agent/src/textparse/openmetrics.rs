@@ -24,7 +24,8 @@ use std::collections::HashSet;
 use super::lex::{self, Escapes, Line, Lines};
 use super::number;
 use super::series::{self, Canonical, RawLabel, SeriesBuilder};
-use super::{Interrupted, Metadata, MetricType, ParseError, Sample, Sink};
+use super::{Interrupted, Metadata, MetricType, ParseError, SampleRef, Sink};
+use crate::model::TimestampMs;
 use crate::model::METRIC_NAME;
 
 /// The combined length, in code points, of an exemplar's label names and
@@ -47,8 +48,12 @@ pub(super) fn parse(text: &str, sink: &mut Sink<'_>) -> Result<Vec<Metadata>, In
             return Ok(p.metadata);
         }
         p.line(line)?;
-        for s in p.samples.drain(..) {
-            sink(s)?;
+        if let Some((value, timestamp_ms)) = p.pending.take() {
+            sink(SampleRef {
+                labels: p.series.labels(),
+                value,
+                timestamp_ms,
+            })?;
         }
     }
     Err(err(
@@ -226,8 +231,9 @@ struct Parser<'a> {
     /// Family names and sample names of every family finalized so far.
     used: HashSet<String>,
     metadata: Vec<Metadata>,
-    /// The current line's sample, handed to the sink after the line.
-    samples: Vec<Sample>,
+    /// The current line's sample (its labels are `series`'), handed to the
+    /// sink after the line.
+    pending: Option<(f64, Option<TimestampMs>)>,
     pairs: Vec<RawLabel<'a>>,
     exemplar_pairs: Vec<RawLabel<'a>>,
     series: SeriesBuilder,
@@ -719,12 +725,8 @@ impl<'a> Parser<'a> {
                 value: Cow::Borrowed(name),
             },
         );
-        let labels = self.series.build(&mut self.pairs);
-        self.samples.push(Sample {
-            labels,
-            value,
-            timestamp_ms: ts.map(|t| t.1),
-        });
+        self.series.build(&mut self.pairs);
+        self.pending = Some((value, ts.map(|t| t.1)));
         Ok(())
     }
 

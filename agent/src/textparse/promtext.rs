@@ -23,7 +23,8 @@ use std::collections::HashMap;
 use super::lex::{self, Escapes, Line, Lines};
 use super::number;
 use super::series::{self, Canonical, RawLabel, SeriesBuilder};
-use super::{Interrupted, Metadata, MetricType, ParseError, Sample, Sink};
+use super::{Interrupted, Metadata, MetricType, ParseError, SampleRef, Sink};
+use crate::model::TimestampMs;
 use crate::model::METRIC_NAME;
 
 pub(super) fn parse(text: &str, sink: &mut Sink<'_>) -> Result<Vec<Metadata>, Interrupted> {
@@ -31,8 +32,12 @@ pub(super) fn parse(text: &str, sink: &mut Sink<'_>) -> Result<Vec<Metadata>, In
     for line in Lines::new(text) {
         p.line(line)?;
         // A line has at most one sample: the page is never held parsed.
-        for s in p.samples.drain(..) {
-            sink(s)?;
+        if let Some((value, timestamp_ms)) = p.pending.take() {
+            sink(SampleRef {
+                labels: p.series.labels(),
+                value,
+                timestamp_ms,
+            })?;
         }
     }
     Ok(p.finish())
@@ -53,8 +58,9 @@ struct Parser<'a> {
     /// The last sample name resolved and its family: consecutive samples
     /// mostly share a name, and a resolution never changes once made.
     last: Option<(Cow<'a, str>, usize)>,
-    /// The current line's sample, handed to the sink after the line.
-    samples: Vec<Sample>,
+    /// The current line's sample (its labels are `series`'), handed to the
+    /// sink after the line.
+    pending: Option<(f64, Option<TimestampMs>)>,
     pairs: Vec<RawLabel<'a>>,
     series: SeriesBuilder,
     canonical: Canonical<'a>,
@@ -248,12 +254,8 @@ impl<'a> Parser<'a> {
             value: name,
         });
         series::sort_and_check(&mut self.pairs).map_err(|m| err(no, m))?;
-        let labels = self.series.build(&mut self.pairs);
-        self.samples.push(Sample {
-            labels,
-            value,
-            timestamp_ms,
-        });
+        self.series.build(&mut self.pairs);
+        self.pending = Some((value, timestamp_ms));
         Ok(())
     }
 

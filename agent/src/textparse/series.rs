@@ -28,8 +28,9 @@ pub(super) fn sort_and_check(pairs: &mut [RawLabel<'_>]) -> Result<(), String> {
 /// Builds label sets, reusing the previous sample's strings: consecutive
 /// samples usually share most labels (a histogram's buckets differ only in
 /// `le`, its `_sum` only lacks it), so the builder is edited into the new set
-/// — labels removed, added or changed — rather than rebuilt, before it is
-/// cloned into the new [`Labels`].
+/// — labels removed, added or changed — rather than rebuilt, and handed
+/// out by reference: in the steady state a sample costs no allocation (a
+/// changed value is copied into the old value's buffer).
 #[derive(Default)]
 pub(super) struct SeriesBuilder {
     builder: LabelsBuilder,
@@ -38,9 +39,14 @@ pub(super) struct SeriesBuilder {
 }
 
 impl SeriesBuilder {
+    /// The last label set built.
+    pub fn labels(&self) -> &Labels {
+        self.builder.labels()
+    }
+
     /// `pairs` must be sorted and unique (see [`sort_and_check`]) and include
     /// the `__name__` pair.
-    pub fn build(&mut self, pairs: &mut [RawLabel<'_>]) -> Labels {
+    pub fn build(&mut self, pairs: &mut [RawLabel<'_>]) -> &Labels {
         use std::cmp::Ordering::*;
         self.to_set.clear();
         let mut stale = false; // a label of the builder must go
@@ -85,11 +91,10 @@ impl SeriesBuilder {
             });
         }
         for &k in &self.to_set {
-            let p = &mut pairs[k];
-            self.builder
-                .set(p.name.as_ref(), std::mem::take(&mut p.value).into_owned());
+            let p = &pairs[k];
+            self.builder.set_str(&p.name, &p.value);
         }
-        self.builder.build()
+        self.builder.labels()
     }
 }
 
@@ -167,7 +172,7 @@ mod tests {
             let mut p = raw(c);
             sort_and_check(&mut p).unwrap();
             let want = Labels::from_pairs(c.iter().copied());
-            assert_eq!(sb.build(&mut p), want);
+            assert_eq!(sb.build(&mut p), &want);
         }
     }
 
