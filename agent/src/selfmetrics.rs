@@ -229,3 +229,16 @@ pub fn allocator_stats() -> Option<AllocatorStats> {
     };
     (s.allocated > 0).then_some(s)
 }
+
+/// jemalloc's full statistics report (per size class: live objects,
+/// slabs, utilization), for `/debug/allocator`. None where jemalloc is not
+/// the global allocator.
+pub fn allocator_report() -> Option<String> {
+    allocator_stats()?;
+    let mut buf = Vec::new();
+    let mut opts = tikv_jemalloc_ctl::stats_print::Options::default();
+    // Per-arena detail repeats the merged figures once per arena.
+    opts.skip_per_arena = true;
+    tikv_jemalloc_ctl::stats_print::stats_print(&mut buf, opts).ok()?;
+    String::from_utf8(buf).ok()
+}

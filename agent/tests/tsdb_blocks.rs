@@ -254,6 +254,52 @@ fn head_chunks_offloaded_to_disk() {
     assert!(db.stats().head_chunks_disk_bytes > 0);
 }
 
+/// Offloads interleaved with appends and compactions, as the maintenance
+/// thread does them: each series' chunks on disk form a chain that grows
+/// at one end while truncations cut the other; every range read through
+/// it, before and after compaction and a restart, is what was written.
+#[test]
+fn head_chunk_chains_under_interleaved_offload_and_compaction() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = Db::open(tmp.path(), Options::default()).unwrap();
+    let mut want: Data = Data::new();
+    for i in 0..(7 * H / 15_000) {
+        let mut app = db.appender();
+        let t = i * 15_000;
+        for s in 0..10i64 {
+            let l = Labels::from_pairs([("__name__", "g"), ("s", &*s.to_string())]);
+            // A float wandering at full precision: chunks cut at the byte
+            // target, so there are many per series.
+            let v = ((i * (s + 3)) as f64).sin() * 1e3 + s as f64;
+            app.append(&l, t, v).unwrap();
+            want.entry(l).or_default().push((t, v.to_bits()));
+        }
+        app.commit().unwrap();
+        if i % 37 == 0 {
+            db.offload_head_chunks().unwrap();
+        }
+        if i % 240 == 0 {
+            db.compact().unwrap();
+        }
+    }
+    db.offload_head_chunks().unwrap();
+    assert!(db.stats().head_chunks_disk_bytes > 0);
+    for (lo, hi) in [
+        (i64::MIN, i64::MAX),
+        (4 * H + 1, 5 * H),
+        (6 * H - 60_000, 6 * H + 60_000),
+        (5 * H + 30 * 60_000, 5 * H + 31 * 60_000),
+    ] {
+        assert_eq!(select(&db, lo, hi), filter(&want, lo, hi), "[{lo}, {hi}]");
+    }
+    db.compact().unwrap();
+    assert!(db.stats().blocks >= 2);
+    assert_eq!(select(&db, i64::MIN, i64::MAX), want);
+    db.close().unwrap();
+    let db = Db::open(tmp.path(), Options::default()).unwrap();
+    assert_eq!(select(&db, i64::MIN, i64::MAX), want);
+}
+
 /// Compaction re-encodes a block's chunks as packed chunks (one per series
 /// and 2 h range at 15 s): every kind of value survives bit for bit —
 /// staleness markers, NaN, ±Inf, -0.0, counter resets, fractions.

@@ -245,8 +245,10 @@ fn time_range_and_sorting() {
     assert!(db
         .select(&[Matcher::equal("__name__", "m")], 1 << 40, 1 << 41)
         .is_empty());
-    // 1000 samples → 9 chunks of at most 120.
-    assert_eq!(db.stats().head_chunks, 3 * 9);
+    // 1000 samples → at least 9 chunks of at most 120 samples, a few more
+    // where one reaches the byte target (the first, XOR-coded, does).
+    let chunks = db.stats().head_chunks;
+    assert!((3 * 9..=3 * 12).contains(&chunks), "{chunks} chunks");
 }
 
 #[test]

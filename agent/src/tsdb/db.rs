@@ -194,6 +194,7 @@ impl Db {
                     }
                     if series.state.lock().append(s.t, s.v, head.chunk_range) == Ok(true) {
                         head.note_max_time(s.t);
+                        head.note_min_time(s.t);
                         samples += 1;
                     }
                 }
@@ -581,10 +582,9 @@ impl Inner {
             self.head.set_min_valid_time(end);
             let mut set = block::SeriesSet::default();
             for s in self.head.all_series() {
-                let chunks: Vec<_> = s
-                    .state
-                    .lock()
-                    .chunks(start, end - 1)
+                let chunks: Vec<_> = self
+                    .head
+                    .chunks_of(&s, start, end - 1)
                     .into_iter()
                     .filter(|c| c.mint >= start && c.maxt < end)
                     .collect();
@@ -853,7 +853,8 @@ impl Appender {
         }
         let head = &db.head;
         let mvt = head.min_valid_time();
-        let (mut appended, mut rejected, mut maxt) = (0u64, 0u64, i64::MIN);
+        let (mut appended, mut rejected) = (0u64, 0u64);
+        let (mut mint, mut maxt) = (i64::MAX, i64::MIN);
         for &(i, t, v) in &self.samples {
             let s = &self.series[i as usize].0;
             if t < mvt {
@@ -863,6 +864,7 @@ impl Appender {
             match s.state.lock().append(t, v, head.chunk_range) {
                 Ok(true) => {
                     appended += 1;
+                    mint = mint.min(t);
                     maxt = maxt.max(t);
                 }
                 Ok(false) => {}
@@ -871,6 +873,7 @@ impl Appender {
         }
         self.release();
         head.note_max_time(maxt);
+        head.note_min_time(mint);
         head.counters
             .samples_appended
             .fetch_add(appended, Ordering::Relaxed);

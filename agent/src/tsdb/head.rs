@@ -22,7 +22,9 @@ use super::head_chunks::HeadChunks;
 use super::matcher::Matcher;
 use super::postings::{postings_for_matchers, MemPostings};
 use super::record;
-use super::series::{hash_labels, hash_pairs, ChunkData, ClosedChunk, MemSeries, SeriesRef};
+use super::series::{
+    hash_labels, hash_pairs, ClosedChunk, DiskChunk, DiskRef, MemSeries, SeriesRef,
+};
 use super::symbols::{SymLabels, Symbols};
 use super::wal::Wal;
 use super::AppendError;
@@ -138,6 +140,11 @@ pub struct Head {
     min_valid_time: AtomicI64,
     /// Newest sample timestamp seen (`i64::MIN` when empty).
     max_time: AtomicI64,
+    /// Oldest sample timestamp the head may hold: the oldest appended since
+    /// the last truncation, or that truncation's time (`i64::MAX` when
+    /// nothing was appended). Tracked rather than asked of every series,
+    /// whose oldest chunk is on disk.
+    min_time: AtomicI64,
     /// Chunks are cut at multiples of this (the block duration).
     pub chunk_range: i64,
     pub counters: HeadCounters,
@@ -158,23 +165,33 @@ impl Head {
             next_ref: AtomicU64::new(1),
             min_valid_time: AtomicI64::new(i64::MIN),
             max_time: AtomicI64::new(i64::MIN),
+            min_time: AtomicI64::new(i64::MAX),
             chunk_range: chunk_range.max(1),
             counters: HeadCounters::default(),
             disk,
         }
     }
 
-    /// The bytes of a head chunk, wherever they are.
+    /// The bytes of a head chunk (chunks come with their bytes: those on
+    /// disk are read when the chain is walked).
     pub fn read_chunk<'a>(&self, c: &'a ClosedChunk) -> anyhow::Result<Cow<'a, [u8]>> {
-        match (&c.data, &self.disk) {
-            (ChunkData::Mem(_, d), _) => Ok(Cow::Borrowed(&d[..])),
-            (ChunkData::Disk(_, r), Some(disk)) => {
-                Ok(Cow::Owned(disk.read(r.file(), r.off(), r.byte_len())?))
-            }
-            (ChunkData::Disk(..), None) => {
-                anyhow::bail!("head chunk on disk without head chunk files")
-            }
-        }
+        Ok(Cow::Borrowed(&c.data[..]))
+    }
+
+    fn read_record(&self, r: DiskRef) -> Option<DiskChunk> {
+        self.disk.as_ref()?.read_record(r)
+    }
+
+    /// A series' chunks overlapping `[mint, maxt]`, oldest first: its disk
+    /// chain (read without holding the series' lock) and its heap chunks.
+    pub fn chunks_of(&self, s: &MemSeries, mint: i64, maxt: i64) -> Vec<ClosedChunk> {
+        let (chain, mut heap) = s.state.lock().chunks(mint, maxt);
+        let Some(chain) = chain else {
+            return heap;
+        };
+        let mut out = chain.chunks(mint, maxt, &|r| self.read_record(r));
+        out.append(&mut heap);
+        out
     }
 
     /// Moves closed chunks out of the heap (no-op when disabled).
@@ -204,6 +221,10 @@ impl Head {
 
     pub fn note_max_time(&self, t: i64) {
         self.max_time.fetch_max(t, Ordering::Relaxed);
+    }
+
+    pub fn note_min_time(&self, t: i64) {
+        self.min_time.fetch_min(t, Ordering::Relaxed);
     }
 
     /// Runs `f` on the series for `labels` (created, and logged to `wal`, if
@@ -327,7 +348,7 @@ impl Head {
         let with_chunks: Vec<(Arc<MemSeries>, Vec<ClosedChunk>)> = series
             .into_iter()
             .filter_map(|s| {
-                let chunks = s.state.lock().chunks(mint, maxt);
+                let chunks = self.chunks_of(&s, mint, maxt);
                 (!chunks.is_empty()).then_some((s, chunks))
             })
             .collect();
@@ -358,12 +379,10 @@ impl Head {
         ix.postings.label_values(&ix.symbols, name)
     }
 
-    /// Oldest sample time still in the head's chunks.
+    /// Oldest sample time the head may hold (None when empty).
     pub fn min_time(&self) -> Option<i64> {
-        self.all_series()
-            .iter()
-            .filter_map(|s| s.state.lock().min_time())
-            .min()
+        let min = self.min_time.load(Ordering::Relaxed);
+        (min != i64::MAX && min <= self.max_time()).then_some(min)
     }
 
     /// Drops chunks ending before `mint` and removes series left without
@@ -378,11 +397,14 @@ impl Head {
 
     fn truncate_series(&self, mint: i64) -> (usize, usize) {
         self.set_min_valid_time(mint);
+        // Chunks never straddle the truncation time (they are cut at block
+        // boundaries): what stays begins at or after it.
+        self.min_time.fetch_max(mint, Ordering::Relaxed);
         let mut chunks = 0;
         let mut empty = Vec::new();
         for s in self.all_series() {
             let mut st = s.state.lock();
-            chunks += st.truncate(mint);
+            chunks += st.truncate(mint, &|r| self.read_record(r));
             if st.is_empty() && st.pending == 0 {
                 empty.push(s.clone());
             }

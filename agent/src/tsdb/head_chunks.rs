@@ -5,9 +5,14 @@
 //! Why: a series keeps 1.5–3 block durations of samples in the head, and
 //! with 100k series the closed chunks would dominate the agent's resident
 //! memory. A maintenance pass appends every closed in-memory chunk to the
-//! current file with one write and then swaps each series' copy for a
-//! (file, offset, length) reference; reads are `pread`s served from the
-//! page cache, which the kernel can reclaim.
+//! current file with one write and then drops each series' copy; reads are
+//! `pread`s served from the page cache, which the kernel can reclaim.
+//!
+//! A record is `prev u64 | mint i64 | maxt i64 | encoding u8 | chunk`
+//! (little endian), `prev` being the [`DiskRef`] of the same series'
+//! previous record (0 for none). The records of a series thus form a chain
+//! from its newest, which is all the series keeps ([`DiskChain`]: a ref
+//! and a count); a query walks it back until its range is covered.
 //!
 //! The files are only an offload, never a source of truth: the WAL (and
 //! its checkpoint) still holds every sample of the head, so the directory is
@@ -25,7 +30,7 @@ use std::sync::Arc;
 use anyhow::{Context as _, Result};
 use parking_lot::{Mutex, RwLock};
 
-use super::series::{ChunkData, DiskRef, MemBytes, MemSeries};
+use super::series::{ClosedChunk, DiskChunk, DiskRef, MemBytes, MemSeries};
 
 /// Files are cut at this size.
 const FILE_SIZE: u64 = 128 << 20;
@@ -50,9 +55,12 @@ pub struct HeadChunks {
     files: RwLock<BTreeMap<u32, FileInfo>>,
 }
 
-/// A chunk being moved: (series, its in-memory bytes, offset in the file,
-/// the chunk's maxt).
-type Pending = (Arc<MemSeries>, MemBytes, u64, i64);
+/// Bytes of a record before the chunk.
+pub const RECORD_HEADER: usize = 25;
+
+/// A chunk being moved: (series, its in-memory bytes, the record it
+/// follows, its record, the chunk's maxt).
+type Pending = (Arc<MemSeries>, MemBytes, DiskRef, DiskRef, i64);
 
 fn file_name(n: u32) -> String {
     format!("{n:06}")
@@ -92,18 +100,36 @@ impl HeadChunks {
             .with_context(|| format!("creating {}", path.display()))
     }
 
-    /// Reads a chunk written by [`HeadChunks::offload`].
-    pub fn read(&self, file: u32, off: u64, len: u32) -> Result<Vec<u8>> {
-        let f = self
-            .files
-            .read()
-            .get(&file)
-            .map(|i| i.file.clone())
-            .with_context(|| format!("head chunk file {file} is gone"))?;
-        let mut buf = vec![0u8; len as usize];
-        f.read_exact_at(&mut buf, off)
-            .with_context(|| format!("reading head chunk {file}:{off}"))?;
-        Ok(buf)
+    /// Reads the record `r` (written by [`HeadChunks::offload`]); None when
+    /// it cannot be read (its file was deleted by a truncation, or the read
+    /// failed, which is logged).
+    pub fn read_record(&self, r: DiskRef) -> Option<DiskChunk> {
+        let f = self.files.read().get(&r.file()).map(|i| i.file.clone())?;
+        let len = r.byte_len() as usize;
+        if len < RECORD_HEADER {
+            return None;
+        }
+        let mut buf = vec![0u8; len];
+        if let Err(e) = f.read_exact_at(&mut buf, r.off()) {
+            tracing::warn!(file = r.file(), off = r.off(), error = %e, "reading a head chunk");
+            return None;
+        }
+        let word = |i: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&buf[i..i + 8]);
+            u64::from_le_bytes(w)
+        };
+        let (prev, mint, maxt, enc) = (word(0), word(8) as i64, word(16) as i64, buf[24]);
+        buf.drain(..RECORD_HEADER);
+        Some(DiskChunk {
+            prev: DiskRef::from_raw(prev),
+            chunk: ClosedChunk {
+                mint,
+                maxt,
+                enc,
+                data: Arc::new(buf.into_boxed_slice()),
+            },
+        })
     }
 
     /// Moves the closed in-memory chunks of `series` to disk. Returns the
@@ -114,15 +140,29 @@ impl HeadChunks {
         let mut buf: Vec<u8> = Vec::with_capacity(BATCH + 4096);
         let mut pending: Vec<Pending> = Vec::new();
         for s in series {
-            {
+            let (chain, chunks): (_, Vec<ClosedChunk>) = {
                 let st = s.state.lock();
-                for c in st.mem_chunks() {
-                    if let ChunkData::Mem(_, data) = &c.data {
-                        pending.push((s.clone(), data.clone(), w.off + buf.len() as u64, c.maxt));
-                        buf.extend_from_slice(data);
-                    }
-                }
+                let (chain, mem) = st.offload_state();
+                (chain, mem.to_vec())
+            };
+            let mut prev = chain.newest;
+            for c in chunks {
+                let off = w.off + buf.len() as u64;
+                // Out of range only after 65535 files of 128 MiB (or for a
+                // chunk over 64 KiB): the chunk simply stays in memory.
+                let Some(r) = DiskRef::new(w.n, off, RECORD_HEADER + c.data.len()) else {
+                    break;
+                };
+                buf.extend_from_slice(&prev.raw().to_le_bytes());
+                buf.extend_from_slice(&c.mint.to_le_bytes());
+                buf.extend_from_slice(&c.maxt.to_le_bytes());
+                buf.push(c.enc);
+                buf.extend_from_slice(&c.data);
+                pending.push((s.clone(), c.data, prev, r, c.maxt));
+                prev = r;
             }
+            // Between series, so that a series' records share a batch (and
+            // a file, which is cut only after a batch).
             if buf.len() >= BATCH {
                 moved += self.flush(&mut w, &mut buf, &mut pending)?;
             }
@@ -142,18 +182,13 @@ impl HeadChunks {
         }
         (&*w.file).write_all(buf).context("writing head chunks")?;
         let n = w.n;
-        let maxt = pending.iter().map(|p| p.3).max().unwrap_or(i64::MIN);
+        let maxt = pending.iter().map(|p| p.4).max().unwrap_or(i64::MIN);
         if let Some(info) = self.files.write().get_mut(&n) {
             info.maxt = info.maxt.max(maxt);
         }
         let mut moved = 0;
-        for (s, data, off, _) in pending.drain(..) {
-            // Out of range only after 65535 files of 128 MiB: then the
-            // chunk simply stays in memory.
-            let Some(disk) = DiskRef::new(n, off, data.len()) else {
-                continue;
-            };
-            if s.state.lock().chunk_moved(&data, disk) {
+        for (s, data, prev, r, _) in pending.drain(..) {
+            if s.state.lock().chunk_moved(&data, prev, r) {
                 moved += 1;
             }
         }

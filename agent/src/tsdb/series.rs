@@ -16,7 +16,6 @@ use parking_lot::Mutex;
 use thin_vec::ThinVec;
 
 use super::chunkenc::{Chunk, ChunkIter, SAMPLES_PER_CHUNK};
-use super::encoding::{put_uvarint, put_varint, take_uvarint};
 use super::symbols::SymLabels;
 use super::AppendError;
 use crate::model::Labels;
@@ -59,21 +58,36 @@ pub fn hash_labels(l: &Labels) -> u64 {
 }
 
 /// A closed chunk's bytes on the heap: one thin pointer, so that
-/// [`ChunkData`] (and with it [`ClosedChunk`]) stays small.
+/// [`ClosedChunk`] stays small.
 pub type MemBytes = Arc<Box<[u8]>>;
 
-/// Where a chunk moved to disk is: file number (16 bits), byte offset
-/// (32 bits) and length (16 bits; head chunks hold at most 120 samples)
-/// packed in one word.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where a chunk record in the head chunk files is: file number (16 bits),
+/// byte offset (32 bits) and length (16 bits; a record is a small header
+/// and a chunk of at most 120 samples) packed in one word. 0 is no record
+/// (files are numbered from 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct DiskRef(u64);
 
 impl DiskRef {
+    pub const NONE: DiskRef = DiskRef(0);
+
     pub fn new(file: u32, off: u64, len: usize) -> Option<DiskRef> {
-        if file > 0xffff || off > 0xffff_ffff || len > 0xffff {
+        if file == 0 || file > 0xffff || off > 0xffff_ffff || len > 0xffff {
             return None;
         }
         Some(DiskRef(((file as u64) << 48) | (off << 16) | len as u64))
+    }
+
+    pub fn from_raw(raw: u64) -> DiskRef {
+        DiskRef(raw)
+    }
+
+    pub fn raw(self) -> u64 {
+        self.0
+    }
+
+    pub fn is_none(self) -> bool {
+        self.0 == 0
     }
 
     pub fn file(self) -> u32 {
@@ -89,154 +103,95 @@ impl DiskRef {
     }
 }
 
-/// Where a closed chunk's bytes are, with the chunk's encoding
-/// ([`super::chunkenc::ENCODING_XOR`] or `ENCODING_INT`) in the padding.
-#[derive(Debug, Clone)]
-pub enum ChunkData {
-    /// On the heap, shared with readers.
-    Mem(u8, MemBytes),
-    /// Moved to a head chunk file (see head_chunks.rs).
-    Disk(u8, DiskRef),
-}
-
 /// A closed chunk, immutable and shared with queries and compaction.
-/// 32 bytes: the head keeps one per closed chunk of every series.
 #[derive(Debug, Clone)]
 pub struct ClosedChunk {
     pub mint: i64,
     pub maxt: i64,
-    pub data: ChunkData,
+    /// [`super::chunkenc::ENCODING_XOR`] or `ENCODING_INT`.
+    pub enc: u8,
+    pub data: MemBytes,
 }
 
 impl ClosedChunk {
-    /// An in-memory chunk.
     pub fn mem(mint: i64, maxt: i64, enc: u8, data: Vec<u8>) -> ClosedChunk {
         ClosedChunk {
             mint,
             maxt,
-            data: ChunkData::Mem(enc, Arc::new(data.into_boxed_slice())),
+            enc,
+            data: Arc::new(data.into_boxed_slice()),
         }
     }
 
     pub fn enc(&self) -> u8 {
-        match self.data {
-            ChunkData::Mem(e, _) | ChunkData::Disk(e, _) => e,
-        }
+        self.enc
     }
 
-    /// Decodes an in-memory chunk (`None` for one moved to disk: resolve it
-    /// with [`super::head::Head::read_chunk`]).
-    pub fn iter(&self) -> Option<ChunkIter<'_>> {
-        match &self.data {
-            ChunkData::Mem(enc, d) => Some(ChunkIter::new(*enc, d)),
-            ChunkData::Disk(..) => None,
-        }
+    pub fn iter(&self) -> ChunkIter<'_> {
+        ChunkIter::new(self.enc, &self.data)
     }
 }
 
-/// Chunks moved to the head chunk files, oldest first, packed as varints:
-/// per chunk its encoding byte, `mint` (zig-zag, as the difference from
-/// the previous chunk's `maxt`; absolute for the first), `maxt - mint`,
-/// file, offset and length. ~13 bytes a chunk where a [`ClosedChunk`] is
-/// 32, and one thin pointer in the series while there are none.
-#[derive(Debug, Default)]
-pub struct DiskChunks(ThinVec<u8>);
+/// The chunks of a series that moved to the head chunk files, as a chain:
+/// each record there names the record of the series' previous chunk (see
+/// head_chunks.rs), so the series keeps only the newest one and how many
+/// of the chain are still in the head — 10 bytes inside the series
+/// whatever the count, where a list would grow with every chunk (~13
+/// bytes each packed, 32 as `ClosedChunk`s).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DiskChain {
+    pub newest: DiskRef,
+    pub len: u16,
+}
 
-impl DiskChunks {
-    pub fn iter(&self) -> DiskChunksIter<'_> {
-        DiskChunksIter {
-            b: &self.0,
-            prev_maxt: 0,
+/// What a chunk record says of itself (head_chunks.rs reads it).
+#[derive(Debug, Clone)]
+pub struct DiskChunk {
+    pub prev: DiskRef,
+    pub chunk: ClosedChunk,
+}
+
+impl DiskChain {
+    /// The chunks of the chain overlapping `[mint, maxt]`, oldest first,
+    /// read with `read`. A record that cannot be read ends the walk (its
+    /// file was dropped by a truncation: the data is in a block).
+    pub fn chunks(
+        self,
+        mint: i64,
+        maxt: i64,
+        read: &dyn Fn(DiskRef) -> Option<DiskChunk>,
+    ) -> Vec<ClosedChunk> {
+        let mut out = Vec::new();
+        let mut r = self.newest;
+        for _ in 0..self.len {
+            let Some(d) = read(r) else { break };
+            if d.chunk.maxt < mint {
+                // Newest first and never overlapping: the rest is older.
+                break;
+            }
+            if d.chunk.mint <= maxt {
+                out.push(d.chunk);
+            }
+            r = d.prev;
         }
+        out.reverse();
+        out
     }
 
-    fn encode(out: &mut Vec<u8>, prev_maxt: i64, c: &ClosedChunk, r: DiskRef, enc: u8) {
-        out.push(enc);
-        put_varint(out, c.mint.wrapping_sub(prev_maxt));
-        put_uvarint(out, c.maxt.wrapping_sub(c.mint) as u64);
-        put_uvarint(out, r.file() as u64);
-        put_uvarint(out, r.off());
-        put_uvarint(out, r.byte_len() as u64);
-    }
-
-    fn rebuild(chunks: impl Iterator<Item = ClosedChunk>) -> DiskChunks {
-        let mut b = Vec::new();
-        let mut prev = 0;
-        for c in chunks {
-            if let ChunkData::Disk(enc, r) = c.data {
-                Self::encode(&mut b, prev, &c, r, enc);
-                prev = c.maxt;
+    /// How many of the chain's newest chunks end at or after `mint`.
+    fn count_from(self, mint: i64, read: &dyn Fn(DiskRef) -> Option<DiskChunk>) -> u16 {
+        let mut r = self.newest;
+        let mut n = 0;
+        while n < self.len {
+            match read(r) {
+                Some(d) if d.chunk.maxt >= mint => {
+                    n += 1;
+                    r = d.prev;
+                }
+                _ => break,
             }
         }
-        let mut v = ThinVec::with_capacity(b.len());
-        v.extend_from_slice(&b);
-        DiskChunks(v)
-    }
-
-    /// Appends a chunk (newer than every chunk already listed).
-    fn push(&mut self, c: &ClosedChunk, r: DiskRef, enc: u8) {
-        let prev = self.iter().last().map_or(0, |c| c.maxt);
-        let mut b = Vec::with_capacity(16);
-        Self::encode(&mut b, prev, c, r, enc);
-        // Exact growth: this list lives as long as the series.
-        self.0.reserve_exact(b.len());
-        self.0.extend_from_slice(&b);
-    }
-
-    /// Drops the chunks ending before `mint`; returns how many.
-    fn truncate(&mut self, mint: i64) -> usize {
-        let dropped = self.iter().take_while(|c| c.maxt < mint).count();
-        if dropped > 0 {
-            let keep: Vec<ClosedChunk> = self.iter().skip(dropped).collect();
-            *self = Self::rebuild(keep.into_iter());
-        }
-        dropped
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    fn heap_bytes(&self) -> usize {
-        if self.0.capacity() == 0 {
-            0
-        } else {
-            self.0.capacity() + 16
-        }
-    }
-}
-
-pub struct DiskChunksIter<'a> {
-    b: &'a [u8],
-    prev_maxt: i64,
-}
-
-impl DiskChunksIter<'_> {
-    fn uvarint(&mut self) -> Option<u64> {
-        take_uvarint(&mut self.b)
-    }
-}
-
-impl Iterator for DiskChunksIter<'_> {
-    type Item = ClosedChunk;
-
-    fn next(&mut self) -> Option<ClosedChunk> {
-        let (&enc, rest) = self.b.split_first()?;
-        self.b = rest;
-        let z = self.uvarint()?;
-        let mint = self
-            .prev_maxt
-            .wrapping_add(((z >> 1) as i64) ^ -((z & 1) as i64));
-        let maxt = mint.wrapping_add(self.uvarint()? as i64);
-        let (file, off, len) = (self.uvarint()?, self.uvarint()?, self.uvarint()?);
-        // Only ever encoded from valid DiskRefs.
-        let r = DiskRef::new(file as u32, off, len as usize)?;
-        self.prev_maxt = maxt;
-        Some(ClosedChunk {
-            mint,
-            maxt,
-            data: ChunkData::Disk(enc, r),
-        })
+        n
     }
 }
 
@@ -249,8 +204,12 @@ struct OpenChunk {
 /// The mutable part of a series, behind its mutex.
 #[derive(Debug)]
 pub struct SeriesState {
-    /// Closed chunks in the head chunk files (older than every `mem` one).
-    disk: DiskChunks,
+    /// Closed chunks in the head chunk files (older than every `mem` one):
+    /// a [`DiskChain`], kept as two fields so that the length packs with
+    /// `pending` (a nested struct would pad to 16 bytes and push the
+    /// series into the next allocator size class).
+    disk_newest: DiskRef,
+    disk_len: u16,
     /// Closed chunks still on the heap, waiting for the next offload.
     mem: ThinVec<ClosedChunk>,
     /// The chunk being appended to; its last sample is the series' last.
@@ -263,6 +222,15 @@ pub struct SeriesState {
 /// Initial buffer of an open chunk; grows in 32-byte steps (bstream.rs).
 const OPEN_CHUNK_CAPACITY: usize = 32;
 
+/// An open chunk is cut once it holds this many bytes (or
+/// [`SAMPLES_PER_CHUNK`] samples). The open chunk is the part of a series
+/// that grows in memory — a float gauge takes 4-5 bytes a sample, so 120
+/// samples would be ~550 — while closed chunks leave the heap within
+/// seconds and cost the series nothing once on disk ([`DiskChain`]).
+/// Blocks re-encode a series' whole range, so this does not change their
+/// size.
+pub const CHUNK_BYTES_TARGET: usize = 160;
+
 /// End (exclusive) of the `range`-aligned window containing `t`.
 pub fn range_end(t: i64, range: i64) -> i64 {
     t.div_euclid(range).saturating_add(1).saturating_mul(range)
@@ -271,7 +239,8 @@ pub fn range_end(t: i64, range: i64) -> i64 {
 impl SeriesState {
     fn new() -> SeriesState {
         SeriesState {
-            disk: DiskChunks::default(),
+            disk_newest: DiskRef::NONE,
+            disk_len: 0,
             mem: ThinVec::new(),
             open: None,
             pending: 0,
@@ -304,8 +273,9 @@ impl SeriesState {
     }
 
     /// Appends a sample, cutting a new chunk after [`SAMPLES_PER_CHUNK`]
-    /// samples or at a `chunk_range` boundary (so chunks never straddle a
-    /// block). Returns whether a sample was stored.
+    /// samples or [`CHUNK_BYTES_TARGET`] bytes, or at a `chunk_range`
+    /// boundary (so chunks never straddle a block). Returns whether a sample
+    /// was stored.
     pub fn append(&mut self, t: i64, v: f64, chunk_range: i64) -> Result<bool, AppendError> {
         if !Self::check(self.last(), t, v)? {
             return Ok(false);
@@ -314,6 +284,7 @@ impl SeriesState {
             None => true,
             Some(o) => {
                 o.chunk.num_samples() >= SAMPLES_PER_CHUNK
+                    || o.chunk.bytes().len() >= CHUNK_BYTES_TARGET
                     || t >= range_end(o.mint, chunk_range)
                     || !o.chunk.can_append(v)
             }
@@ -341,7 +312,7 @@ impl SeriesState {
                 let maxt = o.chunk.last_t();
                 let enc = o.chunk.encoding();
                 // Exact growth: doubling would keep unused 32-byte entries
-                // per series for the life of the head.
+                // per series until the next offload.
                 self.mem.reserve_exact(1);
                 self.mem
                     .push(ClosedChunk::mem(o.mint, maxt, enc, o.chunk.into_bytes()));
@@ -349,12 +320,14 @@ impl SeriesState {
         }
     }
 
-    /// Chunks overlapping `[mint, maxt]`, oldest first; the open chunk is
-    /// copied.
-    pub fn chunks(&self, mint: i64, maxt: i64) -> Vec<ClosedChunk> {
+    /// The chunks on the heap (closed and open, the open one copied)
+    /// overlapping `[mint, maxt]`, oldest first, and the disk chain when
+    /// it may hold chunks of that range (resolve it with
+    /// [`DiskChain::chunks`], without this state's lock).
+    pub fn chunks(&self, mint: i64, maxt: i64) -> (Option<DiskChain>, Vec<ClosedChunk>) {
         let overlaps = |c: &ClosedChunk| c.maxt >= mint && c.mint <= maxt;
-        let mut out: Vec<ClosedChunk> = self.disk.iter().filter(overlaps).collect();
-        out.extend(self.mem.iter().filter(|c| overlaps(c)).cloned());
+        let mut out: Vec<ClosedChunk> = self.mem.iter().filter(|c| overlaps(c)).cloned().collect();
+        let mut heap_mint = self.mem.first().map(|c| c.mint);
         if let Some(o) = &self.open {
             if o.chunk.num_samples() > 0 && o.chunk.last_t() >= mint && o.mint <= maxt {
                 out.push(ClosedChunk::mem(
@@ -364,13 +337,19 @@ impl SeriesState {
                     o.chunk.bytes().to_vec(),
                 ));
             }
+            heap_mint = heap_mint.or(Some(o.mint));
         }
-        out
+        // Disk chunks all end before the heap's first chunk starts.
+        let disk = (self.disk_len > 0 && heap_mint.is_none_or(|m| mint < m)).then_some(self.disk());
+        (disk, out)
     }
 
-    /// Drops chunks that end before `mint`; returns how many were dropped.
-    pub fn truncate(&mut self, mint: i64) -> usize {
-        let mut dropped = self.disk.truncate(mint);
+    /// Drops chunks that end before `mint` (reading the disk chain's
+    /// records with `read`); returns how many were dropped.
+    pub fn truncate(&mut self, mint: i64, read: &dyn Fn(DiskRef) -> Option<DiskChunk>) -> usize {
+        let keep = self.disk().count_from(mint, read);
+        let mut dropped = (self.disk_len - keep) as usize;
+        self.disk_len = keep;
         let before = self.mem.len();
         self.mem.retain(|c| c.maxt >= mint);
         dropped += before - self.mem.len();
@@ -385,65 +364,56 @@ impl SeriesState {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.disk.is_empty() && self.mem.is_empty() && self.open.is_none()
+        self.disk_len == 0 && self.mem.is_empty() && self.open.is_none()
     }
 
     pub fn num_chunks(&self) -> usize {
-        self.disk.iter().count() + self.mem.len() + usize::from(self.open.is_some())
+        self.disk_len as usize + self.mem.len() + usize::from(self.open.is_some())
     }
 
-    pub fn min_time(&self) -> Option<i64> {
-        self.disk
-            .iter()
-            .next()
-            .or_else(|| self.mem.first().cloned())
-            .map(|c| c.mint)
-            .or(self.open.as_ref().map(|o| o.mint))
-    }
-
-    /// Closed chunks still on the heap, oldest first (to be offloaded).
-    pub fn mem_chunks(&self) -> &[ClosedChunk] {
-        &self.mem
-    }
-
-    /// Records that the oldest in-memory chunk, whose bytes are `data`, now
-    /// lives at `to`. Only the oldest: disk chunks must stay older than the
-    /// heap ones, so a pass that failed half-way leaves the rest in memory.
-    /// Returns false when that chunk is no longer the oldest in memory (it
-    /// was truncated meanwhile).
-    pub fn chunk_moved(&mut self, data: &MemBytes, to: DiskRef) -> bool {
-        match self.mem.first() {
-            Some(c) if matches!(&c.data, ChunkData::Mem(_, d) if Arc::ptr_eq(d, data)) => {
-                let c = self.mem.remove(0);
-                self.disk.push(&c, to, c.enc());
-                if self.mem.is_empty() {
-                    self.mem = ThinVec::new();
-                }
-                true
-            }
-            _ => false,
+    fn disk(&self) -> DiskChain {
+        DiskChain {
+            newest: self.disk_newest,
+            len: self.disk_len,
         }
+    }
+
+    /// The disk chain, and the closed chunks still on the heap, oldest
+    /// first (to be offloaded).
+    pub fn offload_state(&self) -> (DiskChain, &[ClosedChunk]) {
+        (self.disk(), &self.mem)
+    }
+
+    /// Records that the oldest in-memory chunk, whose bytes are `data`,
+    /// now is the record `to`, written with `prev` as its predecessor. Only
+    /// if the chain still ends at `prev` and that chunk is still the
+    /// oldest on the heap (else the record is left orphaned and the chunk
+    /// stays in memory for the next offload); returns whether it moved.
+    pub fn chunk_moved(&mut self, data: &MemBytes, prev: DiskRef, to: DiskRef) -> bool {
+        let ok = self.disk_newest == prev
+            && self.disk_len < u16::MAX
+            && self.mem.first().is_some_and(|c| Arc::ptr_eq(&c.data, data));
+        if ok {
+            self.mem.remove(0);
+            if self.mem.is_empty() {
+                self.mem = ThinVec::new();
+            }
+            self.disk_newest = to;
+            self.disk_len += 1;
+        }
+        ok
     }
 
     /// Heap bytes held by chunks (for the memory estimate).
     pub fn chunk_bytes(&self) -> usize {
-        let mem: usize = self
-            .mem
-            .iter()
-            .map(|c| match &c.data {
-                // Box and Arc allocations with their headers.
-                ChunkData::Mem(_, d) => d.len() + 16 + 24,
-                ChunkData::Disk(..) => 0,
-            })
-            .sum();
+        // The Box and Arc allocations with their headers.
+        let mem: usize = self.mem.iter().map(|c| c.data.len() + 16 + 24).sum();
         let mem_list = if self.mem.capacity() == 0 {
             0
         } else {
             16 + self.mem.capacity() * std::mem::size_of::<ClosedChunk>()
         };
-        mem + mem_list
-            + self.disk.heap_bytes()
-            + self.open.as_ref().map_or(0, |o| o.chunk.capacity())
+        mem + mem_list + self.open.as_ref().map_or(0, |o| o.chunk.capacity())
     }
 }
 
@@ -487,6 +457,43 @@ mod tests {
         );
     }
 
+    /// A head chunk file in memory: records by ref.
+    type Records = std::collections::HashMap<u64, DiskChunk>;
+
+    fn reader(recs: &Records) -> impl Fn(DiskRef) -> Option<DiskChunk> + '_ {
+        move |r| recs.get(&r.raw()).cloned()
+    }
+
+    /// Moves every heap chunk of `s` to `recs`, as an offload does.
+    fn offload(s: &mut SeriesState, recs: &mut Records, next_off: &mut u64) {
+        let (chain, mem) = s.offload_state();
+        let mut prev = chain.newest;
+        let mut moved = Vec::new();
+        for c in mem {
+            let r = DiskRef::new(1, *next_off, 25 + c.data.len()).unwrap();
+            *next_off += 1000;
+            recs.insert(
+                r.raw(),
+                DiskChunk {
+                    prev,
+                    chunk: c.clone(),
+                },
+            );
+            moved.push((c.data.clone(), prev, r));
+            prev = r;
+        }
+        for (data, prev, r) in moved {
+            assert!(s.chunk_moved(&data, prev, r));
+        }
+    }
+
+    fn all_samples(s: &SeriesState, recs: &Records, mint: i64, maxt: i64) -> Vec<(i64, f64)> {
+        let (disk, mut heap) = s.chunks(mint, maxt);
+        let mut chunks = disk.map_or(Vec::new(), |d| d.chunks(mint, maxt, &reader(recs)));
+        chunks.append(&mut heap);
+        chunks.iter().flat_map(|c| c.iter()).collect()
+    }
+
     #[test]
     fn append_rules_and_cutting() {
         let mut s = SeriesState::new();
@@ -506,14 +513,26 @@ mod tests {
         // Crossing a range boundary cuts even a small chunk.
         s.append(7_200_000, 0.0, 7_200_000).unwrap();
         assert_eq!(s.num_chunks(), 4);
-        let n: usize = s
-            .chunks(i64::MIN, i64::MAX)
-            .iter()
-            .map(|c| c.iter().unwrap().count())
-            .sum();
-        assert_eq!(n, 302);
-        assert_eq!(s.truncate(7_200_000), 3);
-        assert_eq!(s.min_time(), Some(7_200_000));
+        let recs = Records::new();
+        assert_eq!(all_samples(&s, &recs, i64::MIN, i64::MAX).len(), 302);
+        assert_eq!(s.truncate(7_200_000, &reader(&recs)), 3);
+        assert_eq!(all_samples(&s, &recs, i64::MIN, i64::MAX).len(), 1);
+    }
+
+    #[test]
+    fn chunks_are_cut_at_the_byte_target() {
+        // Full-precision floats: ~8 bytes a sample in XOR.
+        let mut s = SeriesState::new();
+        let mut x = 0.123_456_789_f64;
+        for i in 0..120 {
+            x = (x * 3.9 * (1.0 - x)).abs();
+            s.append(i * 1000, x, 1 << 40).unwrap();
+        }
+        assert!(s.num_chunks() >= 4, "{} chunks", s.num_chunks());
+        for c in s.offload_state().1 {
+            assert!(c.data.len() <= CHUNK_BYTES_TARGET + 16, "{}", c.data.len());
+        }
+        assert_eq!(all_samples(&s, &Records::new(), 0, i64::MAX).len(), 120);
     }
 
     #[test]
@@ -535,61 +554,73 @@ mod tests {
     }
 
     #[test]
-    fn chunks_move_to_disk_in_order_and_truncate() {
+    fn chunks_move_to_the_disk_chain_in_order_and_truncate() {
         let mut s = SeriesState::new();
+        let (mut recs, mut off) = (Records::new(), 1u64);
+        let mut want = Vec::new();
         for i in 0..500i64 {
             s.append(i * 15_000, i as f64, 1 << 40).unwrap();
-        }
-        assert_eq!(s.mem_chunks().len(), 4);
-        let datas: Vec<MemBytes> = s
-            .mem_chunks()
-            .iter()
-            .map(|c| match &c.data {
-                ChunkData::Mem(_, d) => d.clone(),
-                ChunkData::Disk(..) => unreachable!(),
-            })
-            .collect();
-        // Only the oldest in-memory chunk can move.
-        assert!(!s.chunk_moved(&datas[1], DiskRef::new(1, 0, 10).unwrap()));
-        for (i, d) in datas.iter().enumerate() {
-            let r = DiskRef::new(1 + i as u32, 1000 * i as u64, d.len()).unwrap();
-            assert!(s.chunk_moved(d, r));
-        }
-        assert!(s.mem_chunks().is_empty());
-        let all = s.chunks(i64::MIN, i64::MAX);
-        assert_eq!(all.len(), 5);
-        for (i, c) in all[..4].iter().enumerate() {
-            assert_eq!(
-                (c.mint, c.maxt),
-                (i as i64 * 1_800_000, i as i64 * 1_800_000 + 1_785_000)
-            );
-            match c.data {
-                ChunkData::Disk(_, r) => {
-                    assert_eq!((r.file(), r.off()), (1 + i as u32, 1000 * i as u64));
-                    assert_eq!(r.byte_len() as usize, datas[i].len());
-                }
-                ChunkData::Mem(..) => panic!("chunk {i} still in memory"),
+            want.push((i * 15_000, i as f64));
+            if i == 250 {
+                offload(&mut s, &mut recs, &mut off);
             }
         }
-        assert_eq!(s.num_chunks(), 5);
-        assert_eq!(s.min_time(), Some(0));
-        assert_eq!(s.truncate(3_600_000), 2);
-        assert_eq!(s.min_time(), Some(3_600_000));
-        let left = s.chunks(i64::MIN, i64::MAX);
-        assert_eq!(left.len(), 3);
-        assert_eq!(left[0].mint, 3_600_000);
-        // Negative and far-apart times survive the delta coding.
-        let mut d = DiskChunks::default();
-        let c = |mint, maxt| ClosedChunk {
-            mint,
-            maxt,
-            data: ChunkData::Disk(1, DiskRef::new(7, 9, 3).unwrap()),
-        };
-        let r = DiskRef::new(7, 9, 3).unwrap();
-        d.push(&c(-5_000, -1), r, 1);
-        d.push(&c(i64::MAX / 2, i64::MAX / 2 + 10), r, 2);
-        let got: Vec<(i64, i64, u8)> = d.iter().map(|c| (c.mint, c.maxt, c.enc())).collect();
-        assert_eq!(got, [(-5_000, -1, 1), (i64::MAX / 2, i64::MAX / 2 + 10, 2)]);
+        offload(&mut s, &mut recs, &mut off);
+        assert!(s.offload_state().1.is_empty());
+        assert_eq!(s.num_chunks(), 1 + recs.len());
+        assert!(recs.len() >= 4, "{} records", recs.len());
+        assert_eq!(all_samples(&s, &recs, i64::MIN, i64::MAX), want);
+        // A range served by the heap alone does not need the chain.
+        let (disk, _) = s.chunks(499 * 15_000, i64::MAX);
+        assert_eq!(disk, None);
+        // A range in the middle reads only the chain's overlapping records:
+        // whole chunks around it, nothing more.
+        let bounds: Vec<(i64, i64)> = recs
+            .values()
+            .map(|d| (d.chunk.mint, d.chunk.maxt))
+            .collect();
+        let (lo, hi) = (130 * 15_000, 140 * 15_000);
+        let mid = all_samples(&s, &recs, lo, hi);
+        let first = bounds
+            .iter()
+            .filter(|b| b.1 >= lo)
+            .map(|b| b.0)
+            .min()
+            .unwrap();
+        let last = bounds
+            .iter()
+            .filter(|b| b.0 <= hi)
+            .map(|b| b.1)
+            .max()
+            .unwrap();
+        assert_eq!((mid[0].0, mid[mid.len() - 1].0), (first, last));
+        assert_eq!(mid.len() as i64, (last - first) / 15_000 + 1);
+        // Only the oldest heap chunk can move, onto the chain's newest end.
+        for i in 500..740i64 {
+            s.append(i * 15_000, i as f64, 1 << 40).unwrap();
+        }
+        let (chain, mem) = s.offload_state();
+        let (d0, d1) = (mem[0].data.clone(), mem[1].data.clone());
+        let r = DiskRef::new(2, 0, 10).unwrap();
+        assert!(!s.chunk_moved(&d1, chain.newest, r));
+        assert!(!s.chunk_moved(&d0, DiskRef::NONE, r));
+        // Truncation counts back through the chain.
+        let before = bounds.iter().filter(|b| b.1 < 3_600_000).count();
+        assert_eq!(s.truncate(3_600_000, &reader(&recs)), before);
+        let left = all_samples(&s, &recs, i64::MIN, i64::MAX);
+        let cut = bounds
+            .iter()
+            .filter(|b| b.1 >= 3_600_000)
+            .map(|b| b.0)
+            .min()
+            .unwrap();
+        assert!(cut <= 3_600_000);
+        assert_eq!(left[0].0, cut);
+        assert_eq!(left.len() as i64, 740 - cut / 15_000);
+        // A record that cannot be read (its file gone) ends the walk.
+        let on_disk = s.offload_state().0.len as usize;
+        assert_eq!(s.truncate(3_600_000, &|_| None), on_disk);
+        assert_eq!(s.num_chunks(), 1 + s.offload_state().1.len());
     }
 }
 
@@ -597,6 +628,7 @@ mod tests {
 mod layout {
     #[test]
     fn series_fill_one_size_class_and_disk_refs_round_trip() {
+        assert_eq!(std::mem::size_of::<super::DiskChain>(), 16);
         assert_eq!(std::mem::size_of::<super::ClosedChunk>(), 32);
         // With the Arc header (16 bytes), one 160-byte allocation.
         assert!(
@@ -610,6 +642,10 @@ mod layout {
             (65535, 0xffff_fff0, 1200)
         );
         assert!(super::DiskRef::new(65536, 0, 1).is_none());
+        assert!(
+            super::DiskRef::new(0, 0, 1).is_none(),
+            "file 0 is no record"
+        );
         assert!(super::DiskRef::new(1, 1 << 32, 1).is_none());
     }
 }

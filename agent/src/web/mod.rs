@@ -28,6 +28,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/-/ready", get(ready))
         .route("/-/reload", post(reload).put(reload))
         .route("/metrics", get(metrics))
+        .route("/debug/allocator", get(allocator_report))
         .route("/api/v1/plugins", get(plugins))
         .route("/api/v1/query", get(query::instant).post(query::instant))
         .route("/api/v1/query_range", get(query::range).post(query::range))
@@ -226,6 +227,19 @@ fn store_and_scrape_metrics(agent: &Agent) -> Vec<crate::selfmetrics::Extra> {
         }
     }
     v
+}
+
+/// jemalloc's statistics report: where resident memory goes by size class
+/// (live objects against slab pages), for diagnosing memory growth.
+async fn allocator_report() -> Response {
+    match tokio::task::spawn_blocking(crate::selfmetrics::allocator_report).await {
+        Ok(Some(text)) => text.into_response(),
+        _ => (
+            StatusCode::NOT_FOUND,
+            "allocator statistics are not available (jemalloc is not the allocator)\n",
+        )
+            .into_response(),
+    }
 }
 
 async fn plugins(State(agent): State<Arc<Agent>>) -> Response {
