@@ -245,7 +245,8 @@ static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[allow(non_upper_case_globals)]
 #[export_name = "_rjem_malloc_conf"]
-pub static malloc_conf: &[u8] = b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
+pub static malloc_conf: &[u8] =
+    b"background_thread:true,narenas:2,dirty_decay_ms:250,muzzy_decay_ms:0\0";
 
 /// Lets jemalloc's background thread hand freed pages back (1 s decay), so
 /// the RSS shows live memory rather than what the allocator keeps.

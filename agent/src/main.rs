@@ -185,13 +185,19 @@ enum PluginsWhat {
 #[global_allocator]
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-/// Each scrape allocates and frees a page's worth of parsed samples; hand the
-/// freed pages back within a second (a background thread purges even when
-/// the process is idle) instead of jemalloc's default 10 s, so RSS tracks
-/// what is live.
+/// jemalloc settings, chosen by measuring the agent at 25k-100k series
+/// (`/debug/allocator`): freed pages go back to the OS after 250 ms (a
+/// background thread purges even when the process is idle) instead of
+/// jemalloc's default 10 s, so RSS tracks what is live; and two arenas
+/// instead of four per CPU, since every arena keeps its own partly used
+/// pages and metadata (at 25k series: resident 24.1 -> 15.5 MB for the
+/// same 12.7 MB of live objects). The agent's few threads allocate mostly
+/// through their caches. On a large node with heavy ingestion, more
+/// arenas can be asked for with `_RJEM_MALLOC_CONF=narenas:N`.
 #[allow(non_upper_case_globals)]
 #[export_name = "_rjem_malloc_conf"]
-pub static malloc_conf: &[u8] = b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
+pub static malloc_conf: &[u8] =
+    b"background_thread:true,narenas:2,dirty_decay_ms:250,muzzy_decay_ms:0\0";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
