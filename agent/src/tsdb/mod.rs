@@ -28,6 +28,7 @@
 //! everything after it; bad on-disk data is logged and skipped, never a
 //! panic.
 
+pub mod analyze;
 pub mod block;
 pub mod bstream;
 pub mod chunkenc;

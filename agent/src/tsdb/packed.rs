@@ -583,9 +583,24 @@ fn int_candidate(vs: &[f64], bits: bool) -> IntCand {
     best.expect("two candidates")
 }
 
-/// Encodes samples (at most [`MAX_PACKED_SAMPLES`], at least one) into a
-/// packed chunk.
-pub fn encode(samples: &[(i64, f64)]) -> Vec<u8> {
+/// Every choice the encoder makes for one chunk, with the cost of each
+/// stream: [`encode`] writes it, [`explain`] reports it.
+struct Plan {
+    ts0: i64,
+    n: i64,
+    grid: bool,
+    tsyms: Vec<Sym>,
+    tmode: Mode,
+    /// Bits of the time stream (its mode header included).
+    tcost: u64,
+    vs: Vec<f64>,
+    /// None: Gorilla XOR.
+    int: Option<IntCand>,
+    /// Bits of the XOR value stream (whole bytes: measured by writing it).
+    xor_bits: u64,
+}
+
+fn plan(samples: &[(i64, f64)]) -> Plan {
     assert!(
         !samples.is_empty() && samples.len() <= MAX_PACKED_SAMPLES,
         "packed chunk of {} samples",
@@ -615,7 +630,7 @@ pub fn encode(samples: &[(i64, f64)]) -> Vec<u8> {
         (grid, syms, mode, cost)
     };
     let (a, b) = (tsyms(false), tsyms(true));
-    let (grid, tsyms, tmode, _) = if b.3 < a.3 { b } else { a };
+    let (grid, tsyms, tmode, tcost) = if b.3 < a.3 { b } else { a };
 
     // Values: XOR, or integers (the numbers, or the bit patterns of the
     // floats) with a median-change or previous-change predictor,
@@ -630,22 +645,39 @@ pub fn encode(samples: &[(i64, f64)]) -> Vec<u8> {
         .into_iter()
         .min_by_key(|c| c.cost)
         .filter(|c| c.cost.saturating_add(80) < xor_bits.saturating_add(64));
+    Plan {
+        ts0: ts[0],
+        n,
+        grid,
+        tsyms,
+        tmode,
+        tcost,
+        vs,
+        int,
+        xor_bits,
+    }
+}
 
+/// Encodes samples (at most [`MAX_PACKED_SAMPLES`], at least one) into a
+/// packed chunk.
+pub fn encode(samples: &[(i64, f64)]) -> Vec<u8> {
+    let p = plan(samples);
+    let vs = &p.vs;
     let mut w = BitWriter::with_capacity(64 + vs.len());
     let count = samples.len() as u16;
     w.write_byte((count >> 8) as u8);
     w.write_byte(count as u8);
-    w.write_varint(ts[0]);
-    w.write_varint(n);
-    w.write_bit(grid);
-    write_mode(&mut w, tmode);
+    w.write_varint(p.ts0);
+    w.write_varint(p.n);
+    w.write_bit(p.grid);
+    write_mode(&mut w, p.tmode);
     let mut tenc = StreamEnc {
-        mode: tmode,
-        syms: &tsyms,
+        mode: p.tmode,
+        syms: &p.tsyms,
         i: 0,
         zeros_left: None,
     };
-    match &int {
+    match &p.int {
         None => {
             w.write_bit(false);
             w.write_bits(vs[0].to_bits(), 64);
@@ -680,6 +712,66 @@ pub fn encode(samples: &[(i64, f64)]) -> Vec<u8> {
         }
     }
     w.into_bytes()
+}
+
+/// Where a packed chunk's bits go, as the encoder would write `samples`
+/// now (for analysis: `wasmon tsdb analyze`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Explain {
+    /// Bytes of the chunk `encode` writes.
+    pub bytes: usize,
+    /// Bits of the timestamp stream after the first sample (mode header included).
+    pub time_bits: u64,
+    /// Bits of the value stream after the first value (its mode header
+    /// included; XOR rounded up to whole bytes). The rest of `bytes` is the
+    /// chunk header: count, first timestamp, interval, value code
+    /// parameters, first value.
+    pub value_bits: u64,
+    /// The value code chosen: `xor`, or `int`/`bits` (numbers or float bit
+    /// patterns) with `-median`/`-prev` (the change predictor) and
+    /// `-zero`/`-dense`/`-sparse` (the stream mode).
+    pub value_code: String,
+    /// Timestamp prediction and stream mode: `grid`/`delta` and `-zero`/`-dense`/`-sparse`.
+    pub time_code: String,
+}
+
+fn mode_name(m: Mode) -> &'static str {
+    match m {
+        Mode::Zero => "zero",
+        Mode::Dense(_) => "dense",
+        Mode::Sparse(..) => "sparse",
+    }
+}
+
+/// The encoder's choices and their costs for `samples` (at most
+/// [`MAX_PACKED_SAMPLES`], at least one).
+pub fn explain(samples: &[(i64, f64)]) -> Explain {
+    let bytes = encode(samples).len();
+    let p = plan(samples);
+    let time_code = format!(
+        "{}-{}",
+        if p.grid { "grid" } else { "delta" },
+        mode_name(p.tmode)
+    );
+    let (value_bits, value_code) = match &p.int {
+        None => (p.xor_bits, "xor".to_string()),
+        Some(c) => (
+            c.cost,
+            format!(
+                "{}-{}-{}",
+                if c.bits { "bits" } else { "int" },
+                if c.dod { "prev" } else { "median" },
+                mode_name(c.mode)
+            ),
+        ),
+    };
+    Explain {
+        bytes,
+        time_bits: p.tcost,
+        value_bits,
+        value_code,
+        time_code,
+    }
 }
 
 fn int_value(iv: i64, bits: bool) -> f64 {
