@@ -29,7 +29,6 @@ Python 3.11 standard library only. See bench/README.md.
 """
 import argparse
 import contextlib
-import ctypes
 import datetime
 import http.server
 import json
@@ -38,8 +37,6 @@ import os
 import random
 import re
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -49,8 +46,9 @@ import time
 import urllib.parse
 import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CLK_TCK = os.sysconf("SC_CLK_TCK")
+from benchlib import (ROOT, Procs, free_port, host_line, http_get, log, metric_value,
+                      proc_cpu_seconds, raise_on_sigterm, tail, wait_for, write)
+
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 # The alert every round crosses: the same expression, `for`, evaluation
@@ -105,60 +103,6 @@ RANGE_QUERIES = [
     "histogram_quantile(0.99, sum by (service, le) (rate(request_duration_seconds_bucket[1m])))",
     "max_over_time(queue_depth[1m])",
 ]
-
-
-def log(msg):
-    print("[%s] %s" % (time.strftime("%H:%M:%S"), msg), file=sys.stderr, flush=True)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def http_get(url, timeout=30):
-    with urllib.request.urlopen(url, timeout=timeout) as r:
-        return r.read()
-
-
-def wait_for(what, fn, timeout, proc=None):
-    """Poll fn() until it returns truthy; fail naming `what` otherwise."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError("%s: process exited with %s" % (what, proc.returncode))
-        try:
-            v = fn()
-            if v:
-                return v
-        except Exception as e:  # noqa: BLE001 - any failure means "not yet"
-            last = e
-        time.sleep(0.3)
-    raise RuntimeError("%s: not ready after %ss (last error: %s)" % (what, timeout, last))
-
-
-def metric_value(url, name):
-    """Sum of the samples of metric `name` (any labels) on a /metrics page."""
-    total, seen = 0.0, False
-    for line in http_get(url).decode().splitlines():
-        if line.startswith("#"):
-            continue
-        key, _, rest = line.partition(" ")
-        if key == name or key.startswith(name + "{"):
-            total += float(rest.split()[0])
-            seen = True
-    if not seen:
-        raise RuntimeError("%s: no metric %s" % (url, name))
-    return total
-
-
-def proc_cpu_seconds(pid):
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    # fields[0] is field 3 (state); utime and stime are fields 14 and 15.
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def proc_rss_bytes(pid):
@@ -281,57 +225,6 @@ class Recorder:
     def close(self):
         self.server.shutdown()
         self.server.server_close()
-
-
-def _die_with_parent():
-    """Runs in the child before exec: the kernel sends it SIGTERM when the
-    driver dies, even by SIGKILL, so no server outlives the bench (the
-    children are in their own sessions so that Ctrl-C reaches only the
-    driver, which then stops them in order)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-class Procs:
-    """Every process the bench started; stopped in reverse order, by pid."""
-
-    def __init__(self, workdir):
-        self.workdir = workdir
-        self.procs = []
-
-    def start(self, name, argv, cwd=None):
-        logf = open(os.path.join(self.workdir, name + ".log"), "wb")
-        p = subprocess.Popen(argv, cwd=cwd, stdout=logf, stderr=subprocess.STDOUT,
-                             stdin=subprocess.DEVNULL, start_new_session=True,
-                             preexec_fn=_die_with_parent)
-        p.bench_name = name
-        p.bench_log = logf.name
-        self.procs.append(p)
-        return p
-
-    def stop_all(self):
-        for p in reversed(self.procs):
-            if p.poll() is None:
-                p.terminate()
-        deadline = time.monotonic() + 15
-        for p in reversed(self.procs):
-            try:
-                p.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-        self.procs = []
-
-
-def tail(path, n=15):
-    with contextlib.suppress(OSError), open(path, "rb") as f:
-        return b"\n".join(f.read().splitlines()[-n:]).decode(errors="replace")
-    return ""
-
-
-def write(path, text):
-    with open(path, "w") as f:
-        f.write(text)
 
 
 def configs(work, args, target_ports, switch_port, rec_port, ports):
@@ -741,11 +634,7 @@ def main():
         if not os.path.exists(path):
             sys.exit("bench: %s not found at %s (see bench/README.md)" % (what, path))
 
-    # SIGTERM behaves like Ctrl-C: unwind through the finally blocks that
-    # stop every process.
-    def on_term(*_):
-        raise KeyboardInterrupt
-    signal.signal(signal.SIGTERM, on_term)
+    raise_on_sigterm()
 
     results = []
     try:
@@ -757,9 +646,7 @@ def main():
                 write(args.json, json.dumps(results, indent=1))
     except KeyboardInterrupt:
         sys.exit("bench: interrupted; every process stopped")
-    print("(host: %d CPUs, load average %s; %s)" % (
-        os.cpu_count(), " ".join("%.1f" % x for x in os.getloadavg()),
-        time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())))
+    print("(%s)" % host_line())
 
 
 if __name__ == "__main__":

@@ -7,6 +7,13 @@ Serves N active series in the Prometheus text format: counters
 that move on every scrape the way real ones do (counters grow by a random
 rate, gauges wander). Usage: synth_target.py PORT SERIES
 
+A scrape of `/metrics?client=NAME` gets its own copy of the series, seeded
+alike: the k-th scrape of every client gets the same page, whenever it
+comes. bench/blocks.py points wasmon (`client=wasmon`) and Prometheus
+(`client=prometheus`) at the same target that way, so both stores see the
+very same values (without `client`, every scrape advances one shared state,
+and two scrapers would each see every other step).
+
 SERIES 0 serves only `synth_error_ratio{round="K"}`, a gauge that
 bench/compare.py switches with `POST /error?round=K&ratio=R` to cross an
 alert threshold at a known instant (every target serves that endpoint).
@@ -14,6 +21,7 @@ alert threshold at a known instant (every target serves that endpoint).
 import http.server
 import random
 import sys
+import threading
 import urllib.parse
 
 BUCKETS = ["0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "+Inf"]
@@ -75,6 +83,9 @@ def main():
     port, series = int(sys.argv[1]), int(sys.argv[2])
     state = build(series)
     rnd = random.Random(7)
+    # client name -> (state, rng), each seeded as the shared one.
+    clients = {}
+    lock = threading.Lock()
     # (round, ratio) of the switchable error gauge; None = not served (a
     # target with SERIES > 0 serves it only once switched).
     error = [("0", "0") if series == 0 else None]
@@ -91,7 +102,17 @@ def main():
             self.end_headers()
 
         def do_GET(self):
-            body = render(state, rnd, error[0])
+            q = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+            name = q.get("client", [None])[0]
+            # ThreadingHTTPServer: one render at a time, so a state is never
+            # advanced by two requests at once.
+            with lock:
+                if name is None:
+                    body = render(state, rnd, error[0])
+                else:
+                    if name not in clients:
+                        clients[name] = (build(series), random.Random(7))
+                    body = render(*clients[name], error[0])
             self.send_response(200)
             self.send_header("Content-Type", "text/plain; version=0.0.4")
             self.send_header("Content-Length", str(len(body)))

@@ -239,3 +239,67 @@ async fn prometheus_query_api_over_scraped_data() {
     let bi = get_json(&agent.url("/api/v1/status/buildinfo")).await;
     assert_eq!(bi["status"], "success");
 }
+
+/// `[storage] block_duration` reaches the store the real binary opens: a
+/// target exposing a sample 10 minutes old (an explicit timestamp, honored)
+/// next to a current one makes the head span more than 1.5 one-minute
+/// blocks, so the first compaction (the maintenance thread runs it once a
+/// minute) persists a block exactly one minute long. With the default 2 h
+/// the head would span far less than 3 h and no block would be cut.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn block_duration_sets_the_persisted_block_range() {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let old = now - 10 * 60_000;
+    let page: &'static str = Box::leak(
+        format!("# TYPE old_gauge gauge\nold_gauge 1 {old}\n# TYPE cur_gauge gauge\ncur_gauge 2\n")
+            .into_boxed_str(),
+    );
+    let target = metrics_server(page).await;
+    let config = format!(
+        r#"
+[global]
+scrape_interval = "1s"
+scrape_timeout = "900ms"
+
+[web]
+listen_address = "{{{{LISTEN}}}}"
+
+[storage]
+path = "data"
+block_duration = "1m"
+
+[[scrape_configs]]
+job_name = "app"
+static_configs = [{{ targets = ["{target}"] }}]
+"#
+    );
+    let agent = common::AgentProcess::start(tempfile::tempdir().unwrap(), &config).await;
+    let data = agent.dir.path().join("data");
+    let metas = || -> Vec<Value> {
+        std::fs::read_dir(&data)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| std::fs::read(e.path().join("meta.json")).ok())
+            .map(|b| serde_json::from_slice(&b).unwrap())
+            .collect()
+    };
+    agent
+        .eventually("a persisted block", Duration::from_secs(150), || {
+            let n = metas().len();
+            async move { n > 0 }
+        })
+        .await;
+    let metas = metas();
+    let m = &metas[0];
+    let (mint, maxt) = (
+        m["minTime"].as_i64().unwrap(),
+        m["maxTime"].as_i64().unwrap(),
+    );
+    assert_eq!(maxt - mint, 60_000, "{m}");
+    assert!(mint <= old && old < maxt, "old sample at {old} not in {m}");
+    assert_eq!(m["stats"]["numSamples"], 1, "{m}");
+}

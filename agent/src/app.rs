@@ -121,17 +121,8 @@ impl Agent {
         let (loaded, jobs) = Loaded::prepare(config)?;
         let storage = &loaded.config.storage;
         let data_dir = loaded.config.resolve(&storage.path);
-        let db = tsdb::Db::open(
-            &data_dir,
-            tsdb::Options {
-                retention_time: storage.retention_time,
-                retention_size: (storage.retention_size.as_u64() > 0)
-                    .then(|| storage.retention_size.as_u64()),
-                wal_sync_interval: storage.wal_sync_interval,
-                ..tsdb::Options::default()
-            },
-        )
-        .with_context(|| format!("opening the store in {}", data_dir.display()))?;
+        let db = tsdb::Db::open(&data_dir, storage.tsdb_options())
+            .with_context(|| format!("opening the store in {}", data_dir.display()))?;
         let maintenance = db.spawn_maintenance();
         let db = Arc::new(db);
         plugins.set_query_api(Arc::new(StoreQueries {
@@ -295,8 +286,12 @@ impl Agent {
         {
             tracing::warn!("web.listen_address, plugins.dir and plugins.allocator changes take effect on restart");
         }
-        if config.storage.path != old.config.storage.path {
-            tracing::warn!("storage.path changes take effect on restart");
+        if config.storage.path != old.config.storage.path
+            || config.storage.block_duration != old.config.storage.block_duration
+        {
+            tracing::warn!(
+                "storage.path and storage.block_duration changes take effect on restart"
+            );
         }
         if config.global.external_labels != old.config.global.external_labels
             || config.global.external_url != old.config.global.external_url

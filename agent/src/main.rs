@@ -111,6 +111,11 @@ enum Command {
         engine_config: String,
         out: PathBuf,
     },
+    /// Inspect the store's on-disk blocks (like `promtool tsdb`).
+    Tsdb {
+        #[command(subcommand)]
+        what: TsdbWhat,
+    },
     /// List incidents, show one's timeline, or print its post-incident report.
     Incidents {
         id: Option<String>,
@@ -149,6 +154,21 @@ enum RoutesWhat {
     Show {
         #[arg(long, short)]
         config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum TsdbWhat {
+    /// Where each block's bytes go: chunks, index, and per metric name the
+    /// chunk bytes per sample and the bits of the timestamp and value streams.
+    /// Reads the files only (safe next to a running agent).
+    Analyze {
+        /// Block directories, or data directories (every block in them).
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -312,6 +332,23 @@ async fn run(cmd: Command) -> Result<ExitCode> {
             })
         }
         Command::Routes { what } => routes(what),
+        Command::Tsdb {
+            what: TsdbWhat::Analyze { dirs, json },
+        } => {
+            let mut reports = Vec::new();
+            for d in &dirs {
+                reports.extend(
+                    wasmon::tsdb::analyze::analyze(d)
+                        .with_context(|| format!("analyzing {}", d.display()))?,
+                );
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&reports)?);
+            } else {
+                print!("{}", wasmon::tsdb::analyze::render(&reports));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Ack {
             group_key,
             by,

@@ -187,6 +187,29 @@ pub struct StorageConfig {
     /// How often the WAL is fsynced: a crash loses at most this much.
     #[serde(default = "default_wal_sync", with = "humantime_serde")]
     pub wal_sync_interval: Duration,
+    /// Time range of one block (default 2h), which is also how long the
+    /// head keeps a series' chunks before compaction. A testing and
+    /// benchmark knob, like Prometheus' hidden
+    /// `--storage.tsdb.min-block-duration`: short blocks let a bench see
+    /// compacted blocks within minutes. Spanned so validation can cite
+    /// its line.
+    #[serde(default = "default_block_duration", with = "spanned_duration")]
+    pub block_duration: Spanned<Duration>,
+}
+
+impl StorageConfig {
+    /// The store's options for this section (what `Agent::start` opens
+    /// the store with).
+    pub fn tsdb_options(&self) -> crate::tsdb::Options {
+        crate::tsdb::Options {
+            retention_time: self.retention_time,
+            retention_size: (self.retention_size.as_u64() > 0)
+                .then(|| self.retention_size.as_u64()),
+            wal_sync_interval: self.wal_sync_interval,
+            block_duration: *self.block_duration.get_ref(),
+            ..crate::tsdb::Options::default()
+        }
+    }
 }
 
 impl Default for StorageConfig {
@@ -196,6 +219,7 @@ impl Default for StorageConfig {
             retention_time: default_retention(),
             retention_size: ByteSize::b(0),
             wal_sync_interval: default_wal_sync(),
+            block_duration: default_block_duration(),
         }
     }
 }
@@ -208,6 +232,36 @@ fn default_retention() -> Duration {
 }
 fn default_wal_sync() -> Duration {
     Duration::from_secs(1)
+}
+fn default_block_duration() -> Spanned<Duration> {
+    // No span: it is not in the file (validation then cites the file only,
+    // and the default is valid anyway).
+    Spanned::new(0..0, Duration::from_secs(2 * 3600))
+}
+
+/// Shortest accepted `storage.block_duration`: shorter blocks only multiply
+/// files and index overhead, and the maintenance thread checks for due
+/// compactions once a minute anyway.
+pub const MIN_BLOCK_DURATION: Duration = Duration::from_secs(60);
+
+/// humantime (de)serialization of a duration that keeps its span.
+mod spanned_duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+    use toml::Spanned;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Spanned<Duration>, D::Error> {
+        let s = Spanned::<String>::deserialize(d)?;
+        let span = s.span();
+        humantime::parse_duration(s.get_ref())
+            .map(|v| Spanned::new(span, v))
+            .map_err(serde::de::Error::custom)
+    }
+
+    pub fn serialize<S: Serializer>(v: &Spanned<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&humantime::format_duration(*v.get_ref()))
+    }
 }
 
 fn default_external_url() -> String {
@@ -394,6 +448,17 @@ impl Config {
         let at = |span: std::ops::Range<usize>| format!("{origin}:{}", line_of(text, span.start));
         if self.plugins.call_timeout.is_zero() {
             bail!("{origin}: plugins.call_timeout must be greater than 0");
+        }
+        let bd = &self.storage.block_duration;
+        let d = *bd.get_ref();
+        if d < MIN_BLOCK_DURATION || d.subsec_nanos() != 0 {
+            // The built-in default has no span; anything invalid came from the file.
+            bail!(
+                "{}: storage.block_duration {} must be a whole number of seconds and at least {}",
+                at(bd.span()),
+                humantime::format_duration(d),
+                humantime::format_duration(MIN_BLOCK_DURATION),
+            );
         }
         let mut jobs = BTreeMap::new();
         for j in &self.scrape_configs {
@@ -690,6 +755,51 @@ receiver = "pager"
         );
         let c = Config::parse(&ok, "r.toml").unwrap();
         assert_eq!(c.alerting().route.unwrap().routes.len(), 1);
+    }
+
+    #[test]
+    fn block_duration_is_validated_and_reaches_the_store_options() {
+        // Absent: Prometheus' 2h.
+        let c = Config::parse("", "b.toml").unwrap();
+        assert_eq!(
+            c.storage.tsdb_options().block_duration,
+            Duration::from_secs(7200)
+        );
+        for (text, secs) in [("1m", 60), ("10m", 600), ("8m 30s", 510), ("2h", 7200)] {
+            let c = Config::parse(
+                &format!("[storage]\nblock_duration = \"{text}\"\n"),
+                "b.toml",
+            )
+            .unwrap_or_else(|e| panic!("{text}: {e:#}"));
+            assert_eq!(
+                *c.storage.block_duration.get_ref(),
+                Duration::from_secs(secs)
+            );
+            assert_eq!(
+                c.storage.tsdb_options().block_duration,
+                Duration::from_secs(secs),
+                "{text}"
+            );
+        }
+        // Too short, zero, or not whole seconds: rejected at the key's line.
+        for text in ["59s", "0s", "90s 500ms", "10m 1ms"] {
+            let cfg = format!("[storage]\npath = \"d\"\nblock_duration = \"{text}\"\n");
+            let msg = format!("{:#}", Config::parse(&cfg, "b.toml").unwrap_err());
+            assert!(
+                msg.contains("b.toml:3") && msg.contains("storage.block_duration"),
+                "{text}: {msg}"
+            );
+        }
+        // Not a duration: serde's error, still at the line.
+        let msg = format!(
+            "{:#}",
+            Config::parse("[storage]\nblock_duration = \"ten minutes\"\n", "b.toml").unwrap_err()
+        );
+        assert!(msg.contains("line 2"), "{msg}");
+        // The config dump prints it back in the form it is written.
+        let c = Config::parse("[storage]\nblock_duration = \"10m\"\n", "b.toml").unwrap();
+        let dump = toml::to_string(&c.storage).unwrap();
+        assert!(dump.contains("block_duration = \"10m\""), "{dump}");
     }
 
     #[test]

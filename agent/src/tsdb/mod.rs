@@ -19,7 +19,8 @@
 //! (the in-memory store) and [`head_chunks`] (closed head chunks offloaded
 //! to files), [`postings`] and [`matcher`] (the inverted index and label
 //! matchers), [`record`] and [`wal`] (write-ahead log, snappy per record), [`chunks`], [`index`]
-//! and [`block`] (the on-disk block format), [`encoding`] (varints and a
+//! and [`block`] (the on-disk block format), [`analyze`] (where a block's
+//! bytes go: `wasmon tsdb analyze`), [`encoding`] (varints and a
 //! bounds-checked decoder), [`db`] (the public API, compaction, retention,
 //! maintenance).
 //!
@@ -29,6 +30,7 @@
 //! everything after it; bad on-disk data is logged and skipped, never a
 //! panic.
 
+pub mod analyze;
 pub mod block;
 pub mod bstream;
 pub mod chunkenc;

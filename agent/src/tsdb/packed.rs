@@ -11,13 +11,25 @@
 //! stream:
 //!
 //! ```text
+//! version 1:
 //! t0 varint | N varint (nominal interval: median delta) | tmode 1 bit | time stream header
 //! vkind 1 bit:
 //!   0 (XOR)     first value 64 raw bits                  then per sample: Gorilla XOR
 //!   1 (integer) bits 1 bit | dod 1 bit | shift 6 bits | D varint
 //!               | first value (raw 1 bit: 64 bits, else varint) | value stream header
 //! per sample 1..n: time symbol, then value (XOR code or value stream symbol)
+//!
+//! version 2 (decimal values):
+//! t0 varint | N varint | tmode 1 bit | 0b11 | ext 4 bits (1: decimal) | places 4 bits
+//! | time stream header | dod 1 bit | shift 6 bits | D varint
+//! | first value (raw 1 bit: 64 bits, else varint) | value stream header | samples as above
 //! ```
+//!
+//! Version 2 is told apart in-band: its `0b11` stands where version 1 has
+//! the time stream's 2-bit mode tag, whose value 3 no version 1 chunk
+//! holds. (The encoding byte stays 3: the byte's dispatch lives in the
+//! head's `chunkenc.rs`.) So every version 1 chunk in an older block reads
+//! as before, and the encoder still writes version 1 unless decimals win.
 //!
 //! Timestamps are residuals against a prediction: `tmode` 0 predicts
 //! `t[i-1] + N`; `tmode` 1 predicts the scrape grid `g + N`, where `g`
@@ -36,9 +48,15 @@
 //! alone. With `bits` set, the integers are the floats' IEEE 754 bit
 //! patterns instead: a float counter (a histogram's `_sum`) climbs within
 //! one binade, where the bit pattern grows almost linearly, so its change
-//! minus the median change needs ~10 bits fewer than Gorilla's XOR. The
-//! encoder computes the cost of every variant (XOR included) and keeps the
-//! cheapest.
+//! minus the median change needs ~10 bits fewer than Gorilla's XOR. In a
+//! version 2 chunk the integers are the values times `10^places`: many
+//! gauges and float counters are printed by their exporter as short
+//! decimals (`queue_depth 53.417`, `_sum 1234.567`), whose nearest doubles
+//! share no bits from one sample to the next, so XOR spends ~50 bits on
+//! each, while their decimal steps are small integers. A value is kept as
+//! a decimal only if `i as f64 / 10^places` gives back its exact bits
+//! (else it is escaped), so decoding is bit-exact. The encoder computes the
+//! cost of every variant (XOR included) and keeps the cheapest.
 //!
 //! A stream of residuals (zig-zag integers) has one of three modes, chosen
 //! by exact cost: `0` all zero (no bits per sample: perfectly regular
@@ -279,13 +297,25 @@ fn write_mode(w: &mut BitWriter, m: Mode) {
 }
 
 fn read_mode(r: &mut BitReader<'_>) -> Option<Mode> {
-    match r.read_bits(2)? {
+    let tag = r.read_bits(2)?;
+    read_mode_rest(r, tag)
+}
+
+/// The mode whose 2-bit tag was already read.
+fn read_mode_rest(r: &mut BitReader<'_>, tag: u64) -> Option<Mode> {
+    match tag {
         0 => Some(Mode::Zero),
         1 => Some(Mode::Dense(read_code(r)?)),
         2 => Some(Mode::Sparse(read_code(r)?, read_code(r)?)),
         _ => None,
     }
 }
+
+/// A mode tag no version 1 chunk has: in the time stream's place, it
+/// announces an extended (version 2) header.
+const MODE_EXTENDED: u64 = 3;
+/// The extension of version 2 (4 bits): decimal values.
+const EXT_DECIMAL: u64 = 1;
 
 /// Writes one stream's symbols one at a time, interleaved with others.
 struct StreamEnc<'a> {
@@ -501,21 +531,63 @@ fn median(mut v: Vec<i64>) -> i64 {
     *v.select_nth_unstable(mid).1
 }
 
-/// The value as an integer of the integer code: the number itself, or
-/// (`bits`) its IEEE 754 bit pattern; `None` is escaped as a raw float.
-fn as_int(v: f64, bits: bool) -> Option<i64> {
-    if bits {
-        Some(v.to_bits() as i64)
-    } else if is_integral(v) {
-        Some(v as i64)
-    } else {
-        None
+/// What the integers of the integer code stand for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IntKind {
+    /// The values themselves.
+    Number,
+    /// The floats' IEEE 754 bit patterns.
+    Bits,
+    /// The values times `10^d` (`1 <= d <= MAX_DECIMALS`): a value is
+    /// `i as f64 / 10^d`.
+    Decimal(u8),
+}
+
+/// Most decimal places of [`IntKind::Decimal`] (4 bits in the header).
+const MAX_DECIMALS: u8 = 15;
+
+/// `10^d` for `d <= MAX_DECIMALS`, every one exact in an f64.
+const POW10: [f64; MAX_DECIMALS as usize + 1] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+];
+
+/// The integer `v * 10^d` if the decoder's `i as f64 / 10^d` gives back
+/// exactly `v` (bit for bit: `-0.0`, NaNs and infinities never do).
+fn decimal(v: f64, d: u8) -> Option<i64> {
+    let p = POW10[d as usize];
+    let x = (v * p).round();
+    if x.abs() > (1u64 << 53) as f64 {
+        return None;
+    }
+    // Checked on the integer, as the decoder computes it: `x` may be -0.0,
+    // which the integer 0 does not give back.
+    let i = x as i64;
+    ((i as f64 / p).to_bits() == v.to_bits()).then_some(i)
+}
+
+/// Fewest decimal places (1..=[`MAX_DECIMALS`]) that carry `v` exactly, for
+/// a value that is not an integer; `None` for integers and for values no
+/// short decimal gives (a computed ratio, a NaN).
+fn decimal_places(v: f64) -> Option<u8> {
+    if !v.is_finite() || is_integral(v) {
+        return None;
+    }
+    (1..=MAX_DECIMALS).find(|&d| decimal(v, d).is_some())
+}
+
+/// The value as an integer of the integer code; `None` is escaped as a raw
+/// float.
+fn as_int(v: f64, kind: IntKind) -> Option<i64> {
+    match kind {
+        IntKind::Bits => Some(v.to_bits() as i64),
+        IntKind::Number => is_integral(v).then_some(v as i64),
+        IntKind::Decimal(d) => decimal(v, d),
     }
 }
 
 /// One way to code the values as integers, with its cost in bits.
 struct IntCand {
-    bits: bool,
+    kind: IntKind,
     dod: bool,
     shift: u32,
     d: i64,
@@ -525,16 +597,27 @@ struct IntCand {
     cost: u64,
 }
 
+impl IntCand {
+    /// Header bits this candidate needs beyond the version 1 layout's.
+    fn header_extra(&self) -> u64 {
+        match self.kind {
+            // Extension tag, version and places, less the two value-kind bits.
+            IntKind::Decimal(_) => 2 + 4 + 4 - 2,
+            _ => 0,
+        }
+    }
+}
+
 /// The cheaper of the two integer predictors for `vs`.
-fn int_candidate(vs: &[f64], bits: bool) -> IntCand {
-    let first = as_int(vs[0], bits);
+fn int_candidate(vs: &[f64], kind: IntKind) -> IntCand {
+    let first = as_int(vs[0], kind);
     // The integer state starts at 0 when the first value is escaped, so
     // that first step must be divisible by the shift too.
     let ints: Vec<i64> = first
         .is_none()
         .then_some(0)
         .into_iter()
-        .chain(vs.iter().filter_map(|&v| as_int(v, bits)))
+        .chain(vs.iter().filter_map(|&v| as_int(v, kind)))
         .collect();
     let deltas: Vec<i64> = ints.windows(2).map(|w| w[1].wrapping_sub(w[0])).collect();
     let shift = deltas
@@ -556,7 +639,7 @@ fn int_candidate(vs: &[f64], bits: bool) -> IntCand {
         };
         let syms: Vec<Sym> = vs[1..]
             .iter()
-            .map(|&v| match as_int(v, bits) {
+            .map(|&v| match as_int(v, kind) {
                 None => Sym::Raw(v.to_bits()),
                 Some(x) => {
                     let delta = x.wrapping_sub(p.iv) >> shift;
@@ -569,7 +652,7 @@ fn int_candidate(vs: &[f64], bits: bool) -> IntCand {
         let (mode, cost) = choose(&syms);
         if best.as_ref().is_none_or(|b| cost < b.cost) {
             best = Some(IntCand {
-                bits,
+                kind,
                 dod,
                 shift,
                 d,
@@ -583,9 +666,24 @@ fn int_candidate(vs: &[f64], bits: bool) -> IntCand {
     best.expect("two candidates")
 }
 
-/// Encodes samples (at most [`MAX_PACKED_SAMPLES`], at least one) into a
-/// packed chunk.
-pub fn encode(samples: &[(i64, f64)]) -> Vec<u8> {
+/// Every choice the encoder makes for one chunk, with the cost of each
+/// stream: [`encode`] writes it, [`explain`] reports it.
+struct Plan {
+    ts0: i64,
+    n: i64,
+    grid: bool,
+    tsyms: Vec<Sym>,
+    tmode: Mode,
+    /// Bits of the time stream (its mode header included).
+    tcost: u64,
+    vs: Vec<f64>,
+    /// None: Gorilla XOR.
+    int: Option<IntCand>,
+    /// Bits of the XOR value stream (whole bytes: measured by writing it).
+    xor_bits: u64,
+}
+
+fn plan(samples: &[(i64, f64)]) -> Plan {
     assert!(
         !samples.is_empty() && samples.len() <= MAX_PACKED_SAMPLES,
         "packed chunk of {} samples",
@@ -615,7 +713,7 @@ pub fn encode(samples: &[(i64, f64)]) -> Vec<u8> {
         (grid, syms, mode, cost)
     };
     let (a, b) = (tsyms(false), tsyms(true));
-    let (grid, tsyms, tmode, _) = if b.3 < a.3 { b } else { a };
+    let (grid, tsyms, tmode, tcost) = if b.3 < a.3 { b } else { a };
 
     // Values: XOR, or integers (the numbers, or the bit patterns of the
     // floats) with a median-change or previous-change predictor,
@@ -626,26 +724,68 @@ pub fn encode(samples: &[(i64, f64)]) -> Vec<u8> {
         x.write(&mut xor_w, v.to_bits());
     }
     let xor_bits = xor_w.bytes().len() as u64 * 8;
-    let int = [int_candidate(&vs, false), int_candidate(&vs, true)]
+    let mut cands = vec![
+        int_candidate(&vs, IntKind::Number),
+        int_candidate(&vs, IntKind::Bits),
+    ];
+    // Decimals: with as many places as the longest value needs (values
+    // that no short decimal carries are escaped, and priced as such).
+    if let Some(d) = vs.iter().filter_map(|&v| decimal_places(v)).max() {
+        cands.push(int_candidate(&vs, IntKind::Decimal(d)));
+    }
+    let int = cands
         .into_iter()
-        .min_by_key(|c| c.cost)
-        .filter(|c| c.cost.saturating_add(80) < xor_bits.saturating_add(64));
+        .min_by_key(|c| c.cost.saturating_add(c.header_extra()))
+        .filter(|c| {
+            c.cost.saturating_add(c.header_extra()).saturating_add(80) < xor_bits.saturating_add(64)
+        });
+    Plan {
+        ts0: ts[0],
+        n,
+        grid,
+        tsyms,
+        tmode,
+        tcost,
+        vs,
+        int,
+        xor_bits,
+    }
+}
 
+/// Encodes samples (at most [`MAX_PACKED_SAMPLES`], at least one) into a
+/// packed chunk.
+pub fn encode(samples: &[(i64, f64)]) -> Vec<u8> {
+    let p = plan(samples);
+    let vs = &p.vs;
     let mut w = BitWriter::with_capacity(64 + vs.len());
     let count = samples.len() as u16;
     w.write_byte((count >> 8) as u8);
     w.write_byte(count as u8);
-    w.write_varint(ts[0]);
-    w.write_varint(n);
-    w.write_bit(grid);
-    write_mode(&mut w, tmode);
+    w.write_varint(p.ts0);
+    w.write_varint(p.n);
+    w.write_bit(p.grid);
+    let decimals = match &p.int {
+        Some(IntCand {
+            kind: IntKind::Decimal(d),
+            ..
+        }) => Some(*d),
+        _ => None,
+    };
+    if let Some(d) = decimals {
+        // The version 2 header: the extension tag where version 1 has its
+        // time mode, then the version and the decimal places.
+        w.write_bits(MODE_EXTENDED, 2);
+        w.write_bits(EXT_DECIMAL, 4);
+        w.write_bits(d as u64, 4);
+    }
+    write_mode(&mut w, p.tmode);
     let mut tenc = StreamEnc {
-        mode: tmode,
-        syms: &tsyms,
+        mode: p.tmode,
+        syms: &p.tsyms,
         i: 0,
         zeros_left: None,
     };
-    match &int {
+    match &p.int {
         None => {
             w.write_bit(false);
             w.write_bits(vs[0].to_bits(), 64);
@@ -656,8 +796,10 @@ pub fn encode(samples: &[(i64, f64)]) -> Vec<u8> {
             }
         }
         Some(c) => {
-            w.write_bit(true);
-            w.write_bit(c.bits);
+            if decimals.is_none() {
+                w.write_bit(true);
+                w.write_bit(c.kind == IntKind::Bits);
+            }
             w.write_bit(c.dod);
             w.write_bits(c.shift as u64, 6);
             w.write_varint(c.d);
@@ -682,22 +824,86 @@ pub fn encode(samples: &[(i64, f64)]) -> Vec<u8> {
     w.into_bytes()
 }
 
-fn int_value(iv: i64, bits: bool) -> f64 {
-    if bits {
-        f64::from_bits(iv as u64)
-    } else {
-        iv as f64
+/// Where a packed chunk's bits go, as the encoder would write `samples`
+/// now (for analysis: `wasmon tsdb analyze`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Explain {
+    /// Bytes of the chunk `encode` writes.
+    pub bytes: usize,
+    /// Bits of the timestamp stream after the first sample (mode header included).
+    pub time_bits: u64,
+    /// Bits of the value stream after the first value (its mode header
+    /// included; XOR rounded up to whole bytes). The rest of `bytes` is the
+    /// chunk header: count, first timestamp, interval, value code
+    /// parameters, first value.
+    pub value_bits: u64,
+    /// The value code chosen: `xor`, or `int`/`bits` (numbers or float bit
+    /// patterns) with `-median`/`-prev` (the change predictor) and
+    /// `-zero`/`-dense`/`-sparse` (the stream mode).
+    pub value_code: String,
+    /// Timestamp prediction and stream mode: `grid`/`delta` and `-zero`/`-dense`/`-sparse`.
+    pub time_code: String,
+}
+
+fn mode_name(m: Mode) -> &'static str {
+    match m {
+        Mode::Zero => "zero",
+        Mode::Dense(_) => "dense",
+        Mode::Sparse(..) => "sparse",
+    }
+}
+
+/// The encoder's choices and their costs for `samples` (at most
+/// [`MAX_PACKED_SAMPLES`], at least one).
+pub fn explain(samples: &[(i64, f64)]) -> Explain {
+    let bytes = encode(samples).len();
+    let p = plan(samples);
+    let time_code = format!(
+        "{}-{}",
+        if p.grid { "grid" } else { "delta" },
+        mode_name(p.tmode)
+    );
+    let (value_bits, value_code) = match &p.int {
+        None => (p.xor_bits, "xor".to_string()),
+        Some(c) => (
+            c.cost,
+            format!(
+                "{}-{}-{}",
+                match c.kind {
+                    IntKind::Number => "int".to_string(),
+                    IntKind::Bits => "bits".to_string(),
+                    IntKind::Decimal(d) => format!("dec{d}"),
+                },
+                if c.dod { "prev" } else { "median" },
+                mode_name(c.mode)
+            ),
+        ),
+    };
+    Explain {
+        bytes,
+        time_bits: p.tcost,
+        value_bits,
+        value_code,
+        time_code,
+    }
+}
+
+fn int_value(iv: i64, kind: IntKind) -> f64 {
+    match kind {
+        IntKind::Number => iv as f64,
+        IntKind::Bits => f64::from_bits(iv as u64),
+        IntKind::Decimal(d) => iv as f64 / POW10[d as usize],
     }
 }
 
 #[derive(Debug, Clone)]
 enum ValDec {
     Xor(Xor),
-    /// The integer code; with `bits`, integers are float bit patterns.
+    /// The integer code.
     Int {
         pred: IntPred,
         stream: StreamDec,
-        bits: bool,
+        kind: IntKind,
     },
 }
 
@@ -716,15 +922,43 @@ impl PackedDec {
         let t0 = r.read_varint()?;
         let n = r.read_varint()?;
         let grid = r.read_bit()?;
-        let tdec = StreamDec::new(read_mode(r)?);
+        let tag = r.read_bits(2)?;
+        let decimals = match tag {
+            MODE_EXTENDED => {
+                if r.read_bits(4)? != EXT_DECIMAL {
+                    return None;
+                }
+                let d = r.read_bits(4)? as u8;
+                if d == 0 || d > MAX_DECIMALS {
+                    return None;
+                }
+                Some(d)
+            }
+            _ => None,
+        };
+        let tdec = StreamDec::new(match decimals {
+            Some(_) => read_mode(r)?,
+            // Version 1: those two bits were the time mode.
+            None => read_mode_rest(r, tag)?,
+        });
         let time = TimePred {
             grid,
             n,
             t: t0,
             g: t0,
         };
-        let (v0, val) = if r.read_bit()? {
-            let bits = r.read_bit()?;
+        // Version 2 (decimal) values are always integers; version 1 says
+        // XOR or integers, and which integers.
+        let kind = match decimals {
+            Some(d) => Some(IntKind::Decimal(d)),
+            None if r.read_bit()? => Some(if r.read_bit()? {
+                IntKind::Bits
+            } else {
+                IntKind::Number
+            }),
+            None => None,
+        };
+        let (v0, val) = if let Some(kind) = kind {
             let dod = r.read_bit()?;
             let shift = r.read_bits(6)? as u32;
             let d = r.read_varint()?;
@@ -732,7 +966,7 @@ impl PackedDec {
                 (f64::from_bits(r.read_bits(64)?), 0)
             } else {
                 let iv = r.read_varint()?;
-                (int_value(iv, bits), iv)
+                (int_value(iv, kind), iv)
             };
             let pred = IntPred {
                 dod,
@@ -742,7 +976,7 @@ impl PackedDec {
                 pd: d,
             };
             let stream = StreamDec::new(read_mode(r)?);
-            (v0, ValDec::Int { pred, stream, bits })
+            (v0, ValDec::Int { pred, stream, kind })
         } else {
             let b = r.read_bits(64)?;
             (f64::from_bits(b), ValDec::Xor(Xor::new(b)))
@@ -768,8 +1002,8 @@ impl PackedDec {
         self.time.advance(t, rz);
         let v = match &mut self.val {
             ValDec::Xor(x) => f64::from_bits(x.read(r)?),
-            ValDec::Int { pred, stream, bits } => match stream.next(r)? {
-                Sym::Int(z) => int_value(pred.apply(unzz(z)), *bits),
+            ValDec::Int { pred, stream, kind } => match stream.next(r)? {
+                Sym::Int(z) => int_value(pred.apply(unzz(z)), *kind),
                 Sym::Raw(b) => f64::from_bits(b),
             },
         };
@@ -938,6 +1172,8 @@ mod tests {
             })
             .collect::<Vec<_>>();
         let packed = round_trip(&samples);
+        // Full-precision floats are no short decimals.
+        assert!(explain(&samples).value_code.starts_with("bits"));
         let mut x = Xor::new(samples[0].1.to_bits());
         let mut w = BitWriter::default();
         for s in &samples[1..] {
@@ -951,6 +1187,169 @@ mod tests {
         // Negative and mixed-sign floats round-trip in the same mode.
         let mixed: Vec<(i64, f64)> = samples.iter().map(|&(t, v)| (t, -v)).collect();
         round_trip(&mixed);
+    }
+
+    /// A value as an exporter prints it with `places` decimals and a
+    /// scraper parses it back.
+    fn printed(v: f64, places: usize) -> f64 {
+        format!("{v:.places$}").parse().unwrap()
+    }
+
+    #[test]
+    fn decimal_values_round_trip_exactly() {
+        let mut seed = 17;
+        for case in 0..300usize {
+            let places = 1 + case % MAX_DECIMALS as usize;
+            let n = 1 + (rng(&mut seed) % 600) as usize;
+            // Magnitudes from tiny to where `v * 10^places` nears 2^53.
+            let top = (1u64 << 53) as f64 / POW10[places] / 4.0;
+            let scale = top.powf((rng(&mut seed) % 1000) as f64 / 1000.0);
+            let mut g = (rng(&mut seed) % 1000) as f64 / 1000.0 * scale;
+            let samples: Vec<(i64, f64)> = scrape(n, case % 2 == 0, |_| 0.0)
+                .into_iter()
+                .map(|(t, _)| {
+                    let r = rng(&mut seed);
+                    let step = ((r % 4001) as f64 - 2000.0) / 1000.0 * scale / 50.0;
+                    g += step;
+                    let v = match (r >> 20) % 50 {
+                        0 => SPECIALS[(r >> 30) as usize % SPECIALS.len()],
+                        1 => 0.1 + 0.2, // not a short decimal: escaped
+                        2 => -printed(g, places),
+                        _ => printed(g, places),
+                    };
+                    (t, v)
+                })
+                .collect();
+            round_trip(&samples);
+            if n > 100 && places <= 6 {
+                let e = explain(&samples);
+                assert!(
+                    e.value_code.starts_with("dec"),
+                    "{places} places, scale {scale}: {e:?}"
+                );
+            }
+        }
+        // The extremes of the range and of the places.
+        let big = (1u64 << 53) as f64;
+        round_trip(&[(0, big / 1e3), (1, -big / 1e3), (2, 0.001), (3, -0.0)]);
+        round_trip(&[(0, 1e-15), (1, 2e-15), (2, 123.456_789_012_345)]);
+        round_trip(&[(0, 0.5), (1, 1e300), (2, f64::MIN_POSITIVE), (3, 0.25)]);
+    }
+
+    #[test]
+    fn decimal_gauge_costs_its_steps_not_its_bits() {
+        // queue_depth of bench/synth_target.py: a random walk with steps
+        // uniform in ±2, printed with 3 decimals. Each step is one of 4001
+        // values (12 bits of entropy); XOR of the doubles needs ~50 bits.
+        let mut seed = 23;
+        let mut g = 50.0f64;
+        let samples: Vec<(i64, f64)> = scrape(480, false, |_| 0.0)
+            .into_iter()
+            .map(|(t, _)| {
+                g = (g + ((rng(&mut seed) % 4001) as f64 - 2000.0) / 1000.0).max(0.0);
+                (t, printed(g, 3))
+            })
+            .collect();
+        round_trip(&samples);
+        let e = explain(&samples);
+        assert_eq!(e.value_code, "dec3-median-dense");
+        assert!(e.value_bits < 480 * 27 / 2, "{e:?}");
+        // A histogram's _sum printed with 3 decimals: a decimal counter.
+        let mut sum = 1234.5;
+        let samples: Vec<(i64, f64)> = scrape(480, true, |_| 0.0)
+            .into_iter()
+            .map(|(t, _)| {
+                sum += (rng(&mut seed) % 20) as f64 * 0.025;
+                (t, printed(sum, 3))
+            })
+            .collect();
+        round_trip(&samples);
+        // Steps of 0 to 19 times 25 thousandths: ~9.5 bits (XOR: ~45).
+        let e = explain(&samples);
+        assert!(e.value_code.starts_with("dec3"), "{e:?}");
+        assert!(e.value_bits < 480 * 21 / 2, "{e:?}");
+    }
+
+    /// Chunks as the version 1 encoder (before decimal values) wrote them,
+    /// for the samples of [`v1_sets`]: blocks already on disk hold such
+    /// chunks, and must read the same forever.
+    const V1_CHUNKS: [&str; 5] = [
+        "0028fc9fabfef962b4ea0140213000c6807a13ade0518c6e33898e16ad6375e1e118c5c633a4e1558d6dde1c311b1c6334e0e558d5b0",
+        "001efc9fabfef962b4ea0140213808ce5a2c0b3d6f60200401d1987ffc290fc277c4af00c29aa4aa87cadc006277fd2ae20d640601d2f817e1d75860fffbd04c384fe767c0463e90504fc873600c32ce2a049dc04c1fea343c447b9d93b80a4045e39261c95c01743a1b766101e019d042870c309d803147c3ddfffe8a983fffc98b0c4f80bef0043c9715984273780026816b9b273b8063ab416aee0bc30c1fee4a297bc23e5a704258411139bbf6e002c62cdb0dffb67006c0601a9bc0b3019400e22a308896183fff611422b821b3a020a999a2eac9e5c0009a365810e9b960197f3baae9a36460ff84df5874353389c039c734af594f21c0151cb7d1968d3e",
+        "001efc9fabfef962b4ea014021380b0ba93b190b0756b4e5a48edf9ddd5c000c017d9fc020c49ba5e2df65e353f7ced7c33be76c8b43939b78d4fdf3b63e1c89374bc6a7e73aac083126e96a449ba5e353f3855604189374b66116872b020c38677ced91687279b78d4fdf3b63b7df3b645a1cbc5466666666666307ffffffffffec666666666666266666666666606666666666650666666666663168ccccccccccc1fffffffffffb06666666666668999999999999819999999999960ccccccccccc588ccccccccccc47ffffffffffe0",
+        "000afc9fabfef962b4ea0120c4014000000000000360598bdffa000000000000fb7fd8000000000004bfe4000000000001ec0040000000000003019ffe5001ee132004c06dffc0",
+        "006480a0abfef962b0ea011000003428016e8e",
+    ];
+
+    /// The samples of the [`V1_CHUNKS`] test vectors.
+    fn v1_sets() -> Vec<Vec<(i64, f64)>> {
+        let t = |i: i64| 1_700_000_000_000 + i * 15_000 + (i * 7) % 5 - 2;
+        let mut v = 1000.0;
+        let counter: Vec<(i64, f64)> = (0..40)
+            .map(|i| {
+                v += ((i * 7919) % 13) as f64;
+                (t(i), v)
+            })
+            .collect();
+        let gauge: Vec<(i64, f64)> = (0..30)
+            .map(|i| (t(i), (i as f64 * 0.7).sin() * 3.3))
+            .collect();
+        let mut s = 12.5;
+        let sum: Vec<(i64, f64)> = (0..30)
+            .map(|i| {
+                s += 0.1 * (i % 7) as f64 + 1.234;
+                (t(i), s)
+            })
+            .collect();
+        let specials: Vec<(i64, f64)> = [
+            5.0,
+            6.0,
+            f64::from_bits(STALE_NAN_BITS),
+            7.0,
+            f64::NAN,
+            f64::INFINITY,
+            -0.0,
+            0.0,
+            3.0,
+            f64::NEG_INFINITY,
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| (t(i as i64), v))
+        .collect();
+        let idle: Vec<(i64, f64)> = (0..100)
+            .map(|i| {
+                (
+                    1_700_000_000_000 + i * 15_000,
+                    if i < 60 { 3.0 } else { 4.0 },
+                )
+            })
+            .collect();
+        vec![counter, gauge, sum, specials, idle]
+    }
+
+    #[test]
+    fn version_1_chunks_still_decode() {
+        for (hex, want) in V1_CHUNKS.iter().zip(v1_sets()) {
+            let data: Vec<u8> = (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+                .collect();
+            let mut it = ChunkIter::new(ENCODING_PACKED, &data);
+            let got: Vec<(i64, u64)> = it.by_ref().map(|(t, v)| (t, v.to_bits())).collect();
+            assert!(!it.error(), "{hex}");
+            let bits: Vec<(i64, u64)> = want.iter().map(|&(t, v)| (t, v.to_bits())).collect();
+            assert_eq!(got, bits, "{hex}");
+            // Integer data is never decimal, so the encoder still writes
+            // it as version 1, byte for byte. (The float series may now be
+            // written as decimals where that is cheaper.)
+            if want
+                .iter()
+                .all(|&(_, v)| !v.is_finite() || v.fract() == 0.0)
+            {
+                assert_eq!(encode(&want), data, "{hex}");
+            }
+        }
     }
 
     #[test]
