@@ -592,6 +592,14 @@ impl Inner {
                     self.head.with_labels(&s, |labels| set.push(labels, chunks));
                 }
             }
+            if set.is_empty() {
+                // A window without data (the head's minimum time is a lower
+                // bound: after a gap in ingestion it trails the data). Every
+                // chunk starts at or after the minimum, so none ends inside
+                // this window either: nothing to persist or truncate.
+                self.head.advance_min_time(end);
+                continue;
+            }
             set.sort();
             let t0 = Instant::now();
             let n = set.len();

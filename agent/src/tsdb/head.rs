@@ -227,6 +227,12 @@ impl Head {
         self.min_time.fetch_min(t, Ordering::Relaxed);
     }
 
+    /// Raises the head's minimum time to `t`: the caller knows no chunk
+    /// holds older samples (compaction found a window empty).
+    pub fn advance_min_time(&self, t: i64) {
+        self.min_time.fetch_max(t, Ordering::Relaxed);
+    }
+
     /// Runs `f` on the series for `labels` (created, and logged to `wal`, if
     /// new) while the index read lock is held, so that garbage collection
     /// cannot remove the series between lookup and `f` marking it pending.
