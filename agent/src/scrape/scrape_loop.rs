@@ -100,39 +100,57 @@ pub struct ScrapeLoop {
 pub const TIMESTAMP_TOLERANCE_MS: i64 = 2;
 
 /// The loop's schedule: scrape k is due at `first + k * interval`.
+///
+/// The ticker that drives the loop keeps its phase (missed ticks are
+/// skipped, not shifted), so a late scrape does not move the schedule: it
+/// is stamped with its real time and the next one snaps back to the grid.
+/// Only when scrapes keep missing the grid (the wall clock was stepped, or
+/// drifted from the monotonic ticker) does the schedule restart from the
+/// current time.
 pub struct Schedule {
     interval_ms: i64,
     first: Option<TimestampMs>,
-    k: i64,
+    last: TimestampMs,
+    misses: u32,
 }
+
+/// Consecutive off-grid scrapes after which the schedule restarts.
+const RESCHEDULE_AFTER: u32 = 3;
 
 impl Schedule {
     pub fn new(interval: Duration) -> Schedule {
         Schedule {
             interval_ms: interval.as_millis().max(1) as i64,
             first: None,
-            k: 0,
+            last: TimestampMs::MIN,
+            misses: 0,
         }
     }
 
-    /// The timestamp for a scrape starting at wall time `now`: the scheduled
-    /// time when within tolerance, else `now` (and the schedule restarts from
-    /// it, as after a pause or clock step).
+    /// The timestamp for a scrape starting at wall time `now`: the nearest
+    /// scheduled time when within tolerance (and after the last stamp),
+    /// else `now`.
     pub fn timestamp(&mut self, now: TimestampMs) -> TimestampMs {
         let Some(first) = self.first else {
             self.first = Some(now);
-            self.k = 0;
+            self.last = now;
             return now;
         };
-        self.k += 1;
-        let due = first + self.k * self.interval_ms;
-        if (now - due).abs() <= TIMESTAMP_TOLERANCE_MS {
+        let k = (now - first + self.interval_ms / 2).div_euclid(self.interval_ms);
+        let due = first + k * self.interval_ms;
+        let t = if (now - due).abs() <= TIMESTAMP_TOLERANCE_MS && due > self.last {
+            self.misses = 0;
             due
         } else {
-            self.first = Some(now);
-            self.k = 0;
-            now
-        }
+            self.misses += 1;
+            if self.misses >= RESCHEDULE_AFTER {
+                self.first = Some(now);
+                self.misses = 0;
+            }
+            now.max(self.last.saturating_add(1))
+        };
+        self.last = t;
+        t
     }
 }
 
@@ -663,9 +681,21 @@ mod tests {
             "47 ms late keeps the real time"
         );
         assert_eq!(
-            s.timestamp(1_060_051),
-            1_060_050,
-            "and the schedule follows it"
+            s.timestamp(1_060_004),
+            1_060_003,
+            "and the next scrape is back on the grid"
         );
+        // A skipped tick (a long stall) keeps the grid too.
+        assert_eq!(s.timestamp(1_090_002), 1_090_003);
+        // A stepped clock: off the grid three times, then a new grid.
+        assert_eq!(s.timestamp(1_105_503), 1_105_503);
+        assert_eq!(s.timestamp(1_120_503), 1_120_503);
+        assert_eq!(s.timestamp(1_135_503), 1_135_503);
+        assert_eq!(s.timestamp(1_150_504), 1_150_503);
+        // Never a stamp at or before the last one.
+        let mut s = Schedule::new(Duration::from_secs(1));
+        assert_eq!(s.timestamp(10_000), 10_000);
+        assert_eq!(s.timestamp(10_998), 11_000);
+        assert_eq!(s.timestamp(11_000), 11_001, "the slot is taken");
     }
 }
