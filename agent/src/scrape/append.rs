@@ -31,6 +31,20 @@ pub trait SampleAppender: Send {
         self.append(labels, t, v).map(|()| None)
     }
 
+    /// `append_get_ref` for a caller that has `hash`, the labels'
+    /// [`crate::tsdb::series::hash_labels`] (the store need not hash them
+    /// again).
+    fn append_hashed(
+        &mut self,
+        labels: &Labels,
+        hash: u64,
+        t: TimestampMs,
+        v: f64,
+    ) -> Result<Option<u64>, AppendRejection> {
+        let _ = hash;
+        self.append_get_ref(labels, t, v)
+    }
+
     /// Appends to a series by the handle `append_get_ref` returned.
     fn append_ref(&mut self, r: u64, t: TimestampMs, v: f64) -> Result<(), AppendRejection> {
         let _ = (r, t, v);
@@ -116,6 +130,18 @@ impl SampleAppender for DbAppender {
         v: f64,
     ) -> Result<Option<u64>, AppendRejection> {
         self.0.append(labels, t, v).map(Some).map_err(rejection)
+    }
+    fn append_hashed(
+        &mut self,
+        labels: &Labels,
+        hash: u64,
+        t: TimestampMs,
+        v: f64,
+    ) -> Result<Option<u64>, AppendRejection> {
+        self.0
+            .append_hashed(labels, hash, t, v)
+            .map(Some)
+            .map_err(rejection)
     }
     fn append_ref(&mut self, r: u64, t: TimestampMs, v: f64) -> Result<(), AppendRejection> {
         self.0.append_ref(r, t, v).map(drop).map_err(rejection)

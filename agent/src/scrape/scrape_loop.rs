@@ -453,9 +453,10 @@ impl ScrapeLoop {
                 Some(ts) if cfg.honor_timestamps => ts,
                 _ => t,
             };
-            let h = labels.hash64();
+            // One hash for the store's lookup and this loop's cache.
+            let h = crate::tsdb::series::hash_labels(labels);
             let mut handle = None;
-            match app.append_get_ref(labels, ts, s.value) {
+            match app.append_hashed(labels, h, ts, s.value) {
                 Ok(r) => {
                     handle = r;
                     self.stats

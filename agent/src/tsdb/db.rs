@@ -764,6 +764,21 @@ impl Appender {
             .with_series(labels, Some(&db.wal), |s| self.add(s, t, v))?
     }
 
+    /// [`Appender::append`] with `hash` = [`super::series::hash_labels`] of
+    /// `labels`, computed by the caller.
+    pub fn append_hashed(
+        &mut self,
+        labels: &Labels,
+        hash: u64,
+        t: i64,
+        v: f64,
+    ) -> Result<SeriesRef, AppendError> {
+        let db = self.db.clone();
+        self.check_bounds(t)?;
+        db.head
+            .with_series_hashed(labels, hash, Some(&db.wal), |s| self.add(s, t, v))?
+    }
+
     /// Adds a sample by series ref (a scrape cache hit): no label hashing.
     pub fn append_ref(&mut self, r: SeriesRef, t: i64, v: f64) -> Result<SeriesRef, AppendError> {
         let db = self.db.clone();

@@ -242,7 +242,18 @@ impl Head {
         wal: Option<&Wal>,
         f: impl FnOnce(&Arc<MemSeries>) -> R,
     ) -> Result<R, AppendError> {
-        let hash = hash_labels(labels);
+        self.with_series_hashed(labels, hash_labels(labels), wal, f)
+    }
+
+    /// [`Head::with_series`] with the labels' [`hash_labels`] already
+    /// computed (the scrape loop needs it too).
+    pub fn with_series_hashed<R>(
+        &self,
+        labels: &Labels,
+        hash: u64,
+        wal: Option<&Wal>,
+        f: impl FnOnce(&Arc<MemSeries>) -> R,
+    ) -> Result<R, AppendError> {
         {
             let ix = self.index.read();
             if let Some(s) = ix.find(hash, labels) {

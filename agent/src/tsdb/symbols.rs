@@ -43,7 +43,9 @@ pub enum SymbolError {
 
 /// Interned strings with reference counts.
 pub struct Symbols {
-    arena: Vec<u8>,
+    /// A `String`, so that a symbol is a range of it (only a char-boundary
+    /// check per lookup, no UTF-8 validation).
+    arena: String,
     entries: Vec<Entry>,
     free: Vec<SymbolId>,
     /// Ids of live entries, found by the hash of their string.
@@ -72,7 +74,7 @@ impl std::fmt::Debug for Symbols {
 impl Symbols {
     pub fn new() -> Symbols {
         Symbols {
-            arena: Vec::new(),
+            arena: String::new(),
             entries: Vec::new(),
             free: Vec::new(),
             index: HashTable::new(),
@@ -85,12 +87,10 @@ impl Symbols {
         self.hasher.hash_one(s)
     }
 
-    fn str_of(arena: &[u8], e: Entry) -> &str {
-        let b = arena
+    fn str_of(arena: &str, e: Entry) -> &str {
+        arena
             .get(e.off as usize..e.off as usize + e.len as usize)
-            .unwrap_or_default();
-        // Only ever filled from `&str`s, at char boundaries.
-        std::str::from_utf8(b).unwrap_or_default()
+            .unwrap_or_default()
     }
 
     /// The string of `id` ("" for an id that is not live, which a correct
@@ -145,7 +145,7 @@ impl Symbols {
                 id
             }
         };
-        arena.extend_from_slice(s.as_bytes());
+        arena.push_str(s);
         index.insert_unique(h, id, |&id| {
             hasher.hash_one(Self::str_of(arena, entries[id as usize]))
         });
@@ -180,16 +180,12 @@ impl Symbols {
         if self.dead < 64 << 10 || self.dead * 2 < self.arena.len() {
             return false;
         }
-        let mut arena = Vec::with_capacity(self.arena.len() - self.dead);
+        let mut arena = String::with_capacity(self.arena.len() - self.dead);
         for e in self.entries.iter_mut().filter(|e| e.refs > 0) {
-            let start = e.off as usize;
-            let bytes = self
-                .arena
-                .get(start..start + e.len as usize)
-                .unwrap_or_default();
+            let text = Self::str_of(&self.arena, *e);
             // The live total is below the old arena's length, so it fits.
             e.off = arena.len() as u32;
-            arena.extend_from_slice(bytes);
+            arena.push_str(text);
         }
         self.arena = arena;
         self.dead = 0;
