@@ -113,6 +113,11 @@ class Procs:
                 p.wait()
         self.procs = []
 
+    def log_tails(self):
+        """On a failed run: the end of each process' log, before stop_all forgets them."""
+        for p in self.procs:
+            log("--- %s log tail (%s):\n%s" % (p.bench_name, p.bench_log, tail(p.bench_log)))
+
 
 def tail(path, n=15):
     with contextlib.suppress(OSError), open(path, "rb") as f:

@@ -36,7 +36,7 @@ import tempfile
 import time
 
 from benchlib import (ROOT, Procs, free_port, host_line, http_get, log, metric_value,
-                      proc_cpu_seconds, raise_on_sigterm, tail, wait_for, write)
+                      proc_cpu_seconds, raise_on_sigterm, wait_for, write)
 
 # Metric names of bench/synth_target.py (and the scrape's own series) by type.
 TYPES = [
@@ -261,8 +261,7 @@ def run(args):
     try:
         return _run(args, work, procs)
     except BaseException:
-        for p in procs.procs:
-            log("--- %s log tail (%s):\n%s" % (p.bench_name, p.bench_log, tail(p.bench_log)))
+        procs.log_tails()
         raise
     finally:
         procs.stop_all()

@@ -47,7 +47,7 @@ import urllib.parse
 import urllib.request
 
 from benchlib import (ROOT, Procs, free_port, host_line, http_get, log, metric_value,
-                      proc_cpu_seconds, raise_on_sigterm, tail, wait_for, write)
+                      proc_cpu_seconds, raise_on_sigterm, wait_for, write)
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -332,8 +332,7 @@ def run_one(series, args, wasmon_bin, plugin):
     try:
         return _run_one(series, args, wasmon_bin, plugin, work, procs, rec)
     except BaseException:
-        for p in procs.procs:
-            log("--- %s log tail (%s):\n%s" % (p.bench_name, p.bench_log, tail(p.bench_log)))
+        procs.log_tails()
         raise
     finally:
         procs.stop_all()
