@@ -4,9 +4,9 @@
 Both stores scrape the same synthetic targets (bench/synth_target.py, each
 side through its own `?client=` so both see the very same values) on
 127.0.0.1 at the same interval, with the same short block duration
-(wasmon's `[storage] block_duration`, Prometheus' hidden
-`--storage.tsdb.min-block-duration` = `--storage.tsdb.max-block-duration`,
-so Prometheus never merges blocks), until each has cut --blocks blocks.
+(wasmon's `[storage] block_duration` = `max_block_duration`, Prometheus'
+hidden `--storage.tsdb.min-block-duration` = `--storage.tsdb.max-block-duration`,
+so neither merges blocks), until each has cut --blocks blocks.
 Then both are stopped and every block is measured from its files:
 meta.json numSamples, chunk files, index, total, bytes per sample; the
 first block (which starts before the first sample: partial) is left out of
@@ -231,6 +231,7 @@ listen_address = "127.0.0.1:{ports['wasmon']}"
 [storage]
 path = "{work}/wasmon/data"
 block_duration = "{args.block_duration}s"
+max_block_duration = "{args.block_duration}s"
 
 [plugins]
 dir = "{work}/wasmon/plugins"

@@ -240,6 +240,45 @@ async fn prometheus_query_api_over_scraped_data() {
     assert_eq!(bi["status"], "success");
 }
 
+/// An agent scraping `target` every second into one-minute blocks, with
+/// `storage_extra` added to its `[storage]` section.
+async fn one_minute_blocks(
+    target: std::net::SocketAddr,
+    storage_extra: &str,
+) -> common::AgentProcess {
+    let config = format!(
+        r#"
+[global]
+scrape_interval = "1s"
+scrape_timeout = "900ms"
+
+[web]
+listen_address = "{{{{LISTEN}}}}"
+
+[storage]
+path = "data"
+block_duration = "1m"
+{storage_extra}
+
+[[scrape_configs]]
+job_name = "app"
+static_configs = [{{ targets = ["{target}"] }}]
+"#
+    );
+    common::AgentProcess::start(tempfile::tempdir().unwrap(), &config).await
+}
+
+/// meta.json of every block in `data`.
+fn block_metas(data: &std::path::Path) -> Vec<Value> {
+    std::fs::read_dir(data)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("meta.json")).ok())
+        .map(|b| serde_json::from_slice(&b).unwrap())
+        .collect()
+}
+
 /// `[storage] block_duration` reaches the store the real binary opens: a
 /// target exposing a sample 10 minutes old (an explicit timestamp, honored)
 /// next to a current one makes the head span more than 1.5 one-minute
@@ -258,35 +297,9 @@ async fn block_duration_sets_the_persisted_block_range() {
             .into_boxed_str(),
     );
     let target = metrics_server(page).await;
-    let config = format!(
-        r#"
-[global]
-scrape_interval = "1s"
-scrape_timeout = "900ms"
-
-[web]
-listen_address = "{{{{LISTEN}}}}"
-
-[storage]
-path = "data"
-block_duration = "1m"
-
-[[scrape_configs]]
-job_name = "app"
-static_configs = [{{ targets = ["{target}"] }}]
-"#
-    );
-    let agent = common::AgentProcess::start(tempfile::tempdir().unwrap(), &config).await;
+    let agent = one_minute_blocks(target, "").await;
     let data = agent.dir.path().join("data");
-    let metas = || -> Vec<Value> {
-        std::fs::read_dir(&data)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| std::fs::read(e.path().join("meta.json")).ok())
-            .map(|b| serde_json::from_slice(&b).unwrap())
-            .collect()
-    };
+    let metas = || block_metas(&data);
     agent
         .eventually("a persisted block", Duration::from_secs(150), || {
             let n = metas().len();
@@ -302,4 +315,78 @@ static_configs = [{{ targets = ["{target}"] }}]
     assert_eq!(maxt - mint, 60_000, "{m}");
     assert!(mint <= old && old < maxt, "old sample at {old} not in {m}");
     assert_eq!(m["stats"]["numSamples"], 1, "{m}");
+}
+
+/// Level compaction through the real binary: a target exposes six samples
+/// with explicit timestamps a minute apart, half an hour old, so the first
+/// compactions persist six one-minute blocks; with `max_block_duration =
+/// "3m"` the maintenance thread merges them into two level-2 blocks of
+/// three minutes, deletes the parents, and every sample stays queryable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocks_are_merged_up_to_max_block_duration() {
+    const R: i64 = 180_000;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    // Aligned to the 3-minute windows the merges use.
+    let a = (now - 30 * 60_000).div_euclid(R) * R;
+    let mut page = String::from("# TYPE old_gauge gauge\n");
+    for k in 0..6 {
+        page += &format!("old_gauge{{k=\"{k}\"}} {k} {}\n", a + k * 60_000 + 1_000);
+    }
+    page += "# TYPE cur_gauge gauge\ncur_gauge 2\n";
+    let target = metrics_server(Box::leak(page.into_boxed_str())).await;
+    let agent = one_minute_blocks(target, "max_block_duration = \"3m\"").await;
+    let data = agent.dir.path().join("data");
+    // meta.json of every block of the old range, by min time.
+    let old_blocks = || -> Vec<Value> {
+        let mut v = block_metas(&data);
+        v.retain(|m| m["minTime"].as_i64().unwrap() < a + 2 * R);
+        v.sort_by_key(|m| m["minTime"].as_i64().unwrap());
+        v
+    };
+    agent
+        .eventually(
+            "two merged blocks over the old range",
+            Duration::from_secs(240),
+            || {
+                let v = old_blocks();
+                async move { v.len() == 2 && v.iter().all(|m| m["compaction"]["level"] == 2) }
+            },
+        )
+        .await;
+    let v = old_blocks();
+    for (i, m) in v.iter().enumerate() {
+        let mint = m["minTime"].as_i64().unwrap();
+        assert_eq!(mint, a + i as i64 * R, "{m}");
+        assert_eq!(m["maxTime"].as_i64().unwrap(), mint + R, "{m}");
+        assert_eq!(m["stats"]["numSamples"], 3, "{m}");
+        assert_eq!(m["stats"]["numSeries"], 3, "{m}");
+        assert_eq!(
+            m["compaction"]["sources"].as_array().unwrap().len(),
+            3,
+            "{m}"
+        );
+    }
+    // The parents are gone from disk (only the two blocks cover the old
+    // range, above); the merges are counted.
+    let metrics = reqwest::get(agent.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let merges = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("wasmon_tsdb_block_merges_total "))
+        .map(|v| v.trim().parse::<f64>().unwrap());
+    assert!(merges >= Some(2.0), "{merges:?}");
+    // Every old sample answers a query over the merged blocks.
+    let q = format!(
+        "/api/v1/query?query=sum(sum_over_time(old_gauge[10m]))&time={}",
+        (a + 2 * R) as f64 / 1000.0
+    );
+    let r = get_json(&agent.url(&q)).await;
+    assert_eq!(r["data"]["result"][0]["value"][1], "15", "{r}");
 }

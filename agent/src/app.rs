@@ -288,9 +288,10 @@ impl Agent {
         }
         if config.storage.path != old.config.storage.path
             || config.storage.block_duration != old.config.storage.block_duration
+            || config.storage.max_block_duration != old.config.storage.max_block_duration
         {
             tracing::warn!(
-                "storage.path and storage.block_duration changes take effect on restart"
+                "storage.path, storage.block_duration and storage.max_block_duration changes take effect on restart"
             );
         }
         if config.global.external_labels != old.config.global.external_labels

@@ -79,10 +79,19 @@ fn meta(dir: &Path) -> BlockMeta {
     serde_json::from_slice(&fs::read(dir.join("meta.json")).unwrap()).unwrap()
 }
 
+/// The defaults without level compaction, for tests of one level of
+/// blocks (the 2 h blocks are never merged).
+fn one_level() -> Options {
+    Options {
+        max_block_duration: Some(Duration::from_secs(2 * 3600)),
+        ..Options::default()
+    }
+}
+
 #[test]
 fn persist_query_restart_retention() {
     let tmp = tempfile::tempdir().unwrap();
-    let db = Db::open(tmp.path(), Options::default()).unwrap();
+    let db = Db::open(tmp.path(), one_level()).unwrap();
     ingest(&db);
     let want = select(&db, i64::MIN, i64::MAX);
     let before = db.stats();
@@ -149,7 +158,7 @@ fn persist_query_restart_retention() {
 
     // Restart: blocks are loaded, the head comes back from the checkpoint.
     db.close().unwrap();
-    let db = Db::open(tmp.path(), Options::default()).unwrap();
+    let db = Db::open(tmp.path(), one_level()).unwrap();
     assert_eq!(db.stats().blocks, 4);
     assert_eq!(select(&db, i64::MIN, i64::MAX), want);
     drop(db);
@@ -157,7 +166,7 @@ fn persist_query_restart_retention() {
     // Retention by time, relative to the newest sample (~10 h).
     let opts = Options {
         retention_time: Duration::from_secs(5 * 3600),
-        ..Options::default()
+        ..one_level()
     };
     let db = Db::open(tmp.path(), opts).unwrap();
     db.compact().unwrap();
@@ -178,7 +187,7 @@ fn persist_query_restart_retention() {
         .unwrap();
     let opts = Options {
         retention_size: Some(1),
-        ..Options::default()
+        ..one_level()
     };
     let db = Db::open(tmp.path(), opts).unwrap();
     db.compact().unwrap();
@@ -191,7 +200,7 @@ fn persist_query_restart_retention() {
 #[test]
 fn damaged_block_is_skipped_not_fatal() {
     let tmp = tempfile::tempdir().unwrap();
-    let db = Db::open(tmp.path(), Options::default()).unwrap();
+    let db = Db::open(tmp.path(), one_level()).unwrap();
     ingest(&db);
     db.compact().unwrap();
     db.close().unwrap();
@@ -214,7 +223,7 @@ fn damaged_block_is_skipped_not_fatal() {
     // Leftover of an interrupted compaction is cleaned up.
     fs::create_dir_all(tmp.path().join("01ARZ3NDEKTSV4RRFFQ69G5FAV.tmp")).unwrap();
 
-    let db = Db::open(tmp.path(), Options::default()).unwrap();
+    let db = Db::open(tmp.path(), one_level()).unwrap();
     assert_eq!(db.stats().blocks, 3);
     assert!(!tmp.path().join("01ARZ3NDEKTSV4RRFFQ69G5FAV.tmp").exists());
     // Queries over the damaged chunks return what is readable, never panic.
@@ -225,7 +234,7 @@ fn damaged_block_is_skipped_not_fatal() {
 #[test]
 fn head_chunks_offloaded_to_disk() {
     let tmp = tempfile::tempdir().unwrap();
-    let db = Db::open(tmp.path(), Options::default()).unwrap();
+    let db = Db::open(tmp.path(), one_level()).unwrap();
     ingest(&db);
     let want = select(&db, i64::MIN, i64::MAX);
     let before = db.stats();
@@ -248,7 +257,7 @@ fn head_chunks_offloaded_to_disk() {
     assert_eq!(select(&db, i64::MIN, i64::MAX), want);
     db.offload_head_chunks().unwrap();
     db.close().unwrap();
-    let db = Db::open(tmp.path(), Options::default()).unwrap();
+    let db = Db::open(tmp.path(), one_level()).unwrap();
     assert_eq!(select(&db, i64::MIN, i64::MAX), want);
     // chunks_head/ is rebuilt from the WAL replay, not reloaded.
     assert!(db.stats().head_chunks_disk_bytes > 0);
@@ -352,4 +361,153 @@ fn packed_block_chunks_keep_every_value() {
     drop(db);
     let db = Db::open(tmp.path(), Options::default()).unwrap();
     assert_eq!(select(&db, i64::MIN, i64::MAX), want);
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// Level compaction with the default ranges (2 h, 6 h, 18 h at 15 d
+/// retention): 26 h of scrapes, compacted every simulated 20 minutes as the
+/// maintenance thread would, end as one 18 h block plus the 2 h blocks the
+/// planner must leave alone; every sample is still there, bit for bit,
+/// through merges, a restart, and a crash that left a merged block's
+/// parent on disk.
+#[test]
+fn level_compaction_merges_blocks_and_keeps_every_sample() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = Db::open(tmp.path(), Options::default()).unwrap();
+    let mut want = Data::new();
+    let mut first_block: Option<PathBuf> = None;
+    let saved = tempfile::tempdir().unwrap();
+    for i in 0..(26 * H / 15_000) {
+        let mut app = db.appender();
+        let t = i * 15_000 + (i * 7) % 11;
+        for s in 0..8i64 {
+            let l = Labels::from_pairs([("__name__", "m"), ("s", &*s.to_string())]);
+            // Counters, a decimal gauge and a full-precision float.
+            let v = match s % 3 {
+                0 => (i * (s + 1)) as f64,
+                1 => ((i * 37 + s) % 1000) as f64 / 8.0,
+                _ => (i as f64 * 0.01 + s as f64).sin(),
+            };
+            app.append(&l, t, v).unwrap();
+            want.entry(l).or_default().push((t, v.to_bits()));
+        }
+        // One series lives only through the first 7 h, another starts at
+        // 11 h: merged blocks hold series their parents do not share.
+        let (gone, late) = (t < 7 * H, t >= 11 * H);
+        for (name, on) in [("early", gone), ("late", late)] {
+            if on {
+                let l = Labels::from_pairs([("__name__", name)]);
+                app.append(&l, t, 1.5).unwrap();
+                want.entry(l).or_default().push((t, 1.5f64.to_bits()));
+            }
+        }
+        app.commit().unwrap();
+        if i % 80 == 79 {
+            db.compact().unwrap();
+            // Keep a copy of the very first 2 h block, to put it back later
+            // as a crash between a merge and its parents' deletion would.
+            if first_block.is_none() {
+                if let Some(d) = block_dirs(tmp.path()).first() {
+                    copy_dir(d, &saved.path().join(d.file_name().unwrap()));
+                    first_block = Some(d.clone());
+                }
+            }
+        }
+    }
+    db.compact().unwrap();
+    let st = db.stats();
+    let dirs = block_dirs(tmp.path());
+    let metas: Vec<BlockMeta> = dirs.iter().map(|d| meta(d)).collect();
+    let mut layout: Vec<(i64, i64, u32)> = metas
+        .iter()
+        .map(|m| (m.min_time / H, m.max_time / H, m.compaction.level))
+        .collect();
+    layout.sort();
+    // [18, 24) never filled a 6 h window while its newest block stayed the
+    // newest; [0, 18) went 2 h -> 6 h -> 18 h.
+    assert_eq!(
+        layout,
+        [(0, 18, 3), (18, 20, 1), (20, 22, 1), (22, 24, 1)],
+        "{st:?}"
+    );
+    assert_eq!(st.blocks, 4);
+    assert_eq!(st.block_merges_total, 4, "three 6 h merges, one 18 h");
+    let big = metas.iter().find(|m| m.compaction.level == 3).unwrap();
+    assert_eq!(big.compaction.sources.len(), 9, "{big:?}");
+    assert!(big.compaction.sources.windows(2).all(|w| w[0] < w[1]));
+    // 10 series (8 + early + late); packed chunks hold at most 2048
+    // samples: 18 h at 15 s (4320) -> 3 chunks, 7 h (1680) -> 1.
+    assert_eq!(big.stats.num_series, 10);
+    let in_big: u64 = want.values().flatten().filter(|(t, _)| *t < 18 * H).count() as u64;
+    assert_eq!(big.stats.num_samples, in_big);
+    assert_eq!(big.stats.num_chunks, 8 * 3 + 1 + 1);
+
+    assert_eq!(select(&db, i64::MIN, i64::MAX), want);
+    for (a, b) in [(5 * H, 13 * H), (17 * H + 1, 19 * H), (0, 0)] {
+        assert_eq!(select(&db, a, b), filter(&want, a, b), "range {a}..{b}");
+    }
+    assert_eq!(
+        db.label_values("__name__", &[], i64::MIN, i64::MAX),
+        ["early", "late", "m"]
+    );
+    db.close().unwrap();
+
+    // A crash after the 6 h merge wrote its block but before it deleted
+    // the parents: the parent is back on disk next to the 18 h block.
+    let first = first_block.expect("a block was written");
+    assert!(!first.exists(), "merged away");
+    copy_dir(&saved.path().join(first.file_name().unwrap()), &first);
+    let db = Db::open(tmp.path(), Options::default()).unwrap();
+    assert!(!first.exists(), "a superseded parent is removed at open");
+    assert_eq!(db.stats().blocks, 4);
+    assert_eq!(select(&db, i64::MIN, i64::MAX), want);
+    // Nothing more to merge: the planner is stable.
+    db.compact().unwrap();
+    assert_eq!(db.stats().block_merges_total, 0);
+    assert_eq!(block_dirs(tmp.path()).len(), 4);
+}
+
+/// A merge over a block with damaged chunks completes (a failing merge
+/// would be retried, and fail, every minute): what decodes is kept, and
+/// the rest of the series is copied as it was rather than dropped.
+#[test]
+fn merging_a_damaged_block_keeps_what_is_readable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = Db::open(tmp.path(), one_level()).unwrap();
+    ingest(&db);
+    db.compact().unwrap();
+    let want = select(&db, i64::MIN, i64::MAX);
+    db.close().unwrap();
+    let dirs = block_dirs(tmp.path());
+    assert_eq!(dirs.len(), 4);
+    let by_time = |d: &PathBuf| meta(d).min_time;
+    let second = dirs.iter().find(|d| by_time(d) == 2 * H).unwrap();
+    let chunk = second.join("chunks/000001");
+    let mut b = fs::read(&chunk).unwrap();
+    for i in (200..b.len()).step_by(89) {
+        b[i] ^= 0x5a;
+    }
+    fs::write(&chunk, b).unwrap();
+    let damaged = select(&Db::open(tmp.path(), one_level()).unwrap(), 0, 6 * H - 1);
+
+    let db = Db::open(tmp.path(), Options::default()).unwrap();
+    db.compact().unwrap();
+    let st = db.stats();
+    assert_eq!((st.blocks, st.block_merges_total), (2, 1), "{st:?}");
+    // Exactly what the damaged blocks gave before the merge.
+    assert_eq!(select(&db, 0, 6 * H - 1), damaged);
+    assert!(!damaged.is_empty());
+    // The undamaged rest is untouched.
+    assert_eq!(select(&db, 6 * H, i64::MAX), filter(&want, 6 * H, i64::MAX));
 }

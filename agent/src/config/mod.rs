@@ -195,6 +195,18 @@ pub struct StorageConfig {
     /// its line.
     #[serde(default = "default_block_duration", with = "spanned_duration")]
     pub block_duration: Spanned<Duration>,
+    /// Longest block that level compaction merges adjacent blocks into
+    /// (3×, 9×, ... `block_duration`). Default: 10% of `retention_time`,
+    /// at most 31 days, as Prometheus. Like Prometheus' hidden
+    /// `--storage.tsdb.max-block-duration`; equal to `block_duration`, blocks
+    /// are never merged.
+    #[serde(
+        default,
+        deserialize_with = "spanned_duration::deserialize_some",
+        serialize_with = "spanned_duration::serialize_some",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_block_duration: Option<Spanned<Duration>>,
 }
 
 impl StorageConfig {
@@ -207,6 +219,7 @@ impl StorageConfig {
                 .then(|| self.retention_size.as_u64()),
             wal_sync_interval: self.wal_sync_interval,
             block_duration: *self.block_duration.get_ref(),
+            max_block_duration: self.max_block_duration.as_ref().map(|d| *d.get_ref()),
             ..crate::tsdb::Options::default()
         }
     }
@@ -220,6 +233,7 @@ impl Default for StorageConfig {
             retention_size: ByteSize::b(0),
             wal_sync_interval: default_wal_sync(),
             block_duration: default_block_duration(),
+            max_block_duration: None,
         }
     }
 }
@@ -261,6 +275,23 @@ mod spanned_duration {
 
     pub fn serialize<S: Serializer>(v: &Spanned<Duration>, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(&humantime::format_duration(*v.get_ref()))
+    }
+
+    /// For an optional field (`default` covers its absence).
+    pub fn deserialize_some<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Spanned<Duration>>, D::Error> {
+        deserialize(d).map(Some)
+    }
+
+    pub fn serialize_some<S: Serializer>(
+        v: &Option<Spanned<Duration>>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => serialize(v, s),
+            None => s.serialize_none(),
+        }
     }
 }
 
@@ -459,6 +490,17 @@ impl Config {
                 humantime::format_duration(d),
                 humantime::format_duration(MIN_BLOCK_DURATION),
             );
+        }
+        if let Some(max) = &self.storage.max_block_duration {
+            let m = *max.get_ref();
+            if m < d || m.subsec_nanos() != 0 {
+                bail!(
+                    "{}: storage.max_block_duration {} must be a whole number of seconds and at least block_duration ({})",
+                    at(max.span()),
+                    humantime::format_duration(m),
+                    humantime::format_duration(d),
+                );
+            }
         }
         let mut jobs = BTreeMap::new();
         for j in &self.scrape_configs {
@@ -800,6 +842,48 @@ receiver = "pager"
         let c = Config::parse("[storage]\nblock_duration = \"10m\"\n", "b.toml").unwrap();
         let dump = toml::to_string(&c.storage).unwrap();
         assert!(dump.contains("block_duration = \"10m\""), "{dump}");
+    }
+
+    #[test]
+    fn max_block_duration_sets_the_merge_ranges() {
+        const H: i64 = 3_600_000;
+        // Absent: 10% of the retention time (15d -> 36h): 2h, 6h, 18h.
+        let c = Config::parse("", "m.toml").unwrap();
+        assert_eq!(
+            c.storage.tsdb_options().block_ranges(),
+            [2 * H, 6 * H, 18 * H]
+        );
+        assert!(!toml::to_string(&c.storage)
+            .unwrap()
+            .contains("max_block_duration"));
+        let c = Config::parse("[storage]\nretention_time = \"90d\"\n", "m.toml").unwrap();
+        assert_eq!(
+            c.storage.tsdb_options().block_ranges(),
+            [2 * H, 6 * H, 18 * H, 54 * H, 162 * H]
+        );
+        // Equal to block_duration: never merged.
+        let c = Config::parse(
+            "[storage]\nblock_duration = \"8m\"\nmax_block_duration = \"8m\"\n",
+            "m.toml",
+        )
+        .unwrap();
+        assert_eq!(c.storage.tsdb_options().block_ranges(), [480_000]);
+        let dump = toml::to_string(&c.storage).unwrap();
+        assert!(dump.contains("max_block_duration = \"8m\""), "{dump}");
+        let c = Config::parse("[storage]\nmax_block_duration = \"54h\"\n", "m.toml").unwrap();
+        assert_eq!(
+            c.storage.tsdb_options().block_ranges(),
+            [2 * H, 6 * H, 18 * H, 54 * H]
+        );
+        // Shorter than a block, or not whole seconds: rejected at its line.
+        for text in ["1h", "3h 1ms"] {
+            let cfg = format!("[storage]\npath = \"d\"\nmax_block_duration = \"{text}\"\n");
+            let msg = format!("{:#}", Config::parse(&cfg, "m.toml").unwrap_err());
+            assert!(
+                msg.contains("m.toml:3") && msg.contains("storage.max_block_duration"),
+                "{text}: {msg}"
+            );
+        }
     }
 
     #[test]

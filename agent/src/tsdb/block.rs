@@ -25,6 +25,7 @@ use super::chunkenc::ChunkIter;
 use super::chunks::{ChunkReader, ChunkWriter};
 use super::index::{ChunkMeta, IndexInput, IndexReader, IndexWriter};
 use super::packed::{self, ENCODING_PACKED, MAX_PACKED_SAMPLES};
+use super::postings::PostingsSource as _;
 use super::series::ClosedChunk;
 use crate::model::Labels;
 
@@ -109,7 +110,7 @@ fn sync_dir(dir: &Path) -> Result<()> {
 /// makes a few large allocations instead of a million small ones — small
 /// short-lived objects would be interleaved with the head's long-lived ones
 /// and leave the heap fragmented (resident memory that nothing uses).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct SeriesSet {
     /// Per label: uvarint length + name, uvarint length + value.
     text: Vec<u8>,
@@ -189,10 +190,11 @@ impl SeriesSet {
     }
 }
 
-/// The index input of [`write_block`]: the set's labels, the chunk metas
-/// written for its series (flat, `metas[i]` is series `i`'s range).
+/// The index input of a block being written: the set's labels, the chunk
+/// metas written for its series (flat, `metas[i]` is series `i`'s range).
+#[derive(Default)]
 struct Written<'a> {
-    set: &'a SeriesSet,
+    set: Option<&'a SeriesSet>,
     series: Vec<u32>,
     ranges: Vec<(u32, u32)>,
     metas: Vec<ChunkMeta>,
@@ -203,7 +205,9 @@ impl IndexInput for Written<'_> {
         self.series.len()
     }
     fn labels<'a>(&'a self, i: usize, out: &mut Vec<(&'a str, &'a str)>) {
-        out.extend(self.set.labels(self.series[i] as usize));
+        if let Some(set) = self.set {
+            out.extend(set.labels(self.series[i] as usize));
+        }
     }
     fn chunks(&self, i: usize) -> &[ChunkMeta] {
         let (a, b) = self.ranges[i];
@@ -211,8 +215,127 @@ impl IndexInput for Written<'_> {
     }
 }
 
-/// Writes a block for `[mint, maxt)` from series sorted by labels and
-/// returns its directory. Chunks outside the range must not be passed.
+/// The chunks of a block being written (`chunks/` in its `.tmp`
+/// directory), series by series in label order; [`build`] adds the index
+/// and meta.json.
+struct Builder {
+    cw: ChunkWriter,
+    stats: BlockStats,
+    written: Written<'static>,
+}
+
+impl Builder {
+    /// Writes series `i`'s samples (sorted, unique) as packed chunks: fitted
+    /// to their data and up to MAX_PACKED_SAMPLES long (see packed.rs).
+    fn packed(&mut self, i: usize, samples: &[(i64, f64)]) -> Result<()> {
+        let first = self.written.metas.len();
+        let pieces = samples.len().div_ceil(MAX_PACKED_SAMPLES);
+        let per = samples.len().div_ceil(pieces.max(1)).max(1);
+        for part in samples.chunks(per) {
+            let data = packed::encode(part);
+            self.chunk(
+                part.len(),
+                part[0].0,
+                part[part.len() - 1].0,
+                ENCODING_PACKED,
+                &data,
+            )?;
+        }
+        self.end_series(i, first);
+        Ok(())
+    }
+
+    /// Writes series `i`'s chunks as they are (`(mint, maxt, encoding,
+    /// data)`), for a series with a chunk that does not decode: keep what
+    /// there is rather than drop the good chunks with the bad one.
+    fn verbatim<'c>(
+        &mut self,
+        i: usize,
+        chunks: impl IntoIterator<Item = (i64, i64, u8, Cow<'c, [u8]>)>,
+    ) -> Result<()> {
+        let first = self.written.metas.len();
+        for (mint, maxt, enc, data) in chunks {
+            let n = ChunkIter::new(enc, &data).num_samples();
+            if n > 0 {
+                self.chunk(n as usize, mint, maxt, enc, &data)?;
+            }
+        }
+        self.end_series(i, first);
+        Ok(())
+    }
+
+    fn chunk(&mut self, n: usize, mint: i64, maxt: i64, enc: u8, data: &[u8]) -> Result<()> {
+        self.stats.num_samples += n as u64;
+        self.stats.num_chunks += 1;
+        let r = self.cw.write(enc, data)?;
+        self.written.metas.push(ChunkMeta { mint, maxt, r });
+        Ok(())
+    }
+
+    fn end_series(&mut self, i: usize, first: usize) {
+        let w = &mut self.written;
+        if w.metas.len() > first {
+            self.stats.num_series += 1;
+            w.series.push(i as u32);
+            w.ranges.push((first as u32, w.metas.len() as u32));
+        }
+    }
+}
+
+/// Writes a block for `[mint, maxt)`: `fill` adds the chunks of series
+/// by their index in the set of labels it returns (sorted, ascending) —
+/// borrowed when the caller has it, or built while filling. Returns the
+/// block's directory.
+fn build<'s>(
+    parent: &Path,
+    mint: i64,
+    maxt: i64,
+    compaction: impl FnOnce(&str) -> Compaction,
+    fill: impl FnOnce(&mut Builder) -> Result<Cow<'s, SeriesSet>>,
+) -> Result<PathBuf> {
+    let ulid = new_ulid();
+    let tmp = parent.join(format!("{ulid}.tmp"));
+    let dir = parent.join(&ulid);
+    let result = (|| -> Result<()> {
+        let mut b = Builder {
+            cw: ChunkWriter::new(&tmp.join("chunks"))?,
+            stats: BlockStats::default(),
+            written: Written::default(),
+        };
+        let set = fill(&mut b)?;
+        b.cw.finish()?;
+        sync_dir(&tmp.join("chunks"))?;
+        let written = Written {
+            set: Some(&set),
+            ..b.written
+        };
+        IndexWriter::write(&tmp.join("index"), &written)?;
+        let meta = BlockMeta {
+            ulid: ulid.clone(),
+            min_time: mint,
+            max_time: maxt,
+            stats: b.stats,
+            compaction: compaction(&ulid),
+            version: 1,
+        };
+        let json = serde_json::to_vec_pretty(&meta)?;
+        let meta_path = tmp.join("meta.json");
+        fs::write(&meta_path, json).with_context(|| format!("writing {}", meta_path.display()))?;
+        fs::File::open(&meta_path)?.sync_all()?;
+        sync_dir(&tmp)
+    })();
+    if let Err(e) = result {
+        let _ = fs::remove_dir_all(&tmp);
+        return Err(e.context(format!("writing block {}", tmp.display())));
+    }
+    fs::rename(&tmp, &dir).with_context(|| format!("renaming {} into place", tmp.display()))?;
+    sync_dir(parent)?;
+    Ok(dir)
+}
+
+/// Writes a block for `[mint, maxt)` from the head's series, sorted by
+/// labels, and returns its directory. Chunks outside the range must not be
+/// passed. The head's chunks are decoded and re-encoded as packed chunks.
 pub fn write_block(
     parent: &Path,
     mint: i64,
@@ -220,25 +343,14 @@ pub fn write_block(
     set: &SeriesSet,
     read: &dyn Fn(&ClosedChunk) -> Result<Cow<'_, [u8]>>,
 ) -> Result<PathBuf> {
-    let ulid = new_ulid();
-    let tmp = parent.join(format!("{ulid}.tmp"));
-    let dir = parent.join(&ulid);
-    let result = (|| -> Result<BlockMeta> {
-        let mut cw = ChunkWriter::new(&tmp.join("chunks"))?;
-        let mut stats = BlockStats::default();
-        let mut written = Written {
-            set,
-            series: Vec::with_capacity(set.len()),
-            ranges: Vec::with_capacity(set.len()),
-            metas: Vec::with_capacity(set.len()),
-        };
+    let level1 = |ulid: &str| Compaction {
+        level: 1,
+        sources: vec![ulid.to_owned()],
+    };
+    build(parent, mint, maxt, level1, |b| {
         let mut samples = Vec::new();
         for i in 0..set.len() {
             let chunks = set.chunks(i);
-            let first = written.metas.len();
-            // The head's chunks of this range, decoded and re-encoded as
-            // packed chunks (see packed.rs): fitted to their data and up to
-            // MAX_PACKED_SAMPLES long.
             samples.clear();
             let mut corrupt = false;
             for c in chunks {
@@ -248,74 +360,143 @@ pub fn write_block(
                 corrupt |= it.error();
             }
             if corrupt {
-                // Keep whatever the head has, as it is, rather than drop
-                // the good chunks of the series with the bad one.
                 let labels = Labels::from_pairs(set.labels(i));
                 tracing::warn!(series = %labels, "corrupt head chunk; writing the series' chunks unpacked");
-                for c in chunks {
-                    let data = read(c)?;
-                    let n = ChunkIter::new(c.enc(), &data).num_samples() as u64;
-                    if n == 0 {
-                        continue;
-                    }
-                    stats.num_samples += n;
-                    stats.num_chunks += 1;
-                    written.metas.push(ChunkMeta {
-                        mint: c.mint,
-                        maxt: c.maxt,
-                        r: cw.write(c.enc(), &data)?,
-                    });
-                }
+                let raw: Result<Vec<_>> = chunks
+                    .iter()
+                    .map(|c| Ok((c.mint, c.maxt, c.enc(), read(c)?)))
+                    .collect();
+                b.verbatim(i, raw?)?;
             } else {
-                let pieces = samples.len().div_ceil(MAX_PACKED_SAMPLES);
-                let per = samples.len().div_ceil(pieces.max(1)).max(1);
-                for part in samples.chunks(per) {
-                    let data = packed::encode(part);
-                    stats.num_samples += part.len() as u64;
-                    stats.num_chunks += 1;
-                    written.metas.push(ChunkMeta {
-                        mint: part[0].0,
-                        maxt: part[part.len() - 1].0,
-                        r: cw.write(ENCODING_PACKED, &data)?,
-                    });
-                }
-            }
-            if written.metas.len() > first {
-                stats.num_series += 1;
-                written.series.push(i as u32);
-                written
-                    .ranges
-                    .push((first as u32, written.metas.len() as u32));
+                b.packed(i, &samples)?;
             }
         }
-        cw.finish()?;
-        sync_dir(&tmp.join("chunks"))?;
-        IndexWriter::write(&tmp.join("index"), &written)?;
-        let meta = BlockMeta {
-            ulid: ulid.clone(),
-            min_time: mint,
-            max_time: maxt,
-            stats,
-            compaction: Compaction {
-                level: 1,
-                sources: vec![ulid.clone()],
-            },
-            version: 1,
+        Ok(Cow::Borrowed(set))
+    })
+}
+/// One source of [`merge`]: its series in label order, one at a time.
+struct Cursor<'b> {
+    block: &'b Block,
+    postings: Vec<u64>,
+    next: usize,
+    current: Option<(Labels, Vec<ChunkMeta>)>,
+}
+
+impl<'b> Cursor<'b> {
+    fn new(block: &'b Block) -> Cursor<'b> {
+        let mut c = Cursor {
+            block,
+            postings: block.index.all_postings(),
+            next: 0,
+            current: None,
         };
-        let json = serde_json::to_vec_pretty(&meta)?;
-        let meta_path = tmp.join("meta.json");
-        fs::write(&meta_path, json).with_context(|| format!("writing {}", meta_path.display()))?;
-        fs::File::open(&meta_path)?.sync_all()?;
-        sync_dir(&tmp)?;
-        Ok(meta)
-    })();
-    if let Err(e) = result {
-        let _ = fs::remove_dir_all(&tmp);
-        return Err(e.context(format!("writing block {}", tmp.display())));
+        c.advance();
+        c
     }
-    fs::rename(&tmp, &dir).with_context(|| format!("renaming {} into place", tmp.display()))?;
-    sync_dir(parent)?;
-    Ok(dir)
+
+    fn advance(&mut self) {
+        self.current = None;
+        while let Some(&off) = self.postings.get(self.next) {
+            self.next += 1;
+            match self.block.index.series(off) {
+                Ok(s) => {
+                    self.current = Some(s);
+                    return;
+                }
+                // Queries skip it the same way: nothing of it is readable.
+                Err(e) => tracing::warn!(
+                    block = %self.block.meta.ulid, error = %format!("{e:#}"),
+                    "corrupt series entry left out of the merged block"
+                ),
+            }
+        }
+    }
+}
+
+/// Merges `sources` (sorted by time, not overlapping) into one block of
+/// their whole range, as level compaction does (see levels.rs), and
+/// returns its directory. Series are streamed in label order through a
+/// merge of the sources' indexes, their samples re-packed into chunks of
+/// up to MAX_PACKED_SAMPLES: what is held meanwhile is the new block's
+/// labels and chunk metas, not its samples.
+pub fn merge(parent: &Path, sources: &[std::sync::Arc<Block>]) -> Result<PathBuf> {
+    let mint = sources.iter().map(|b| b.meta.min_time).min();
+    let maxt = sources.iter().map(|b| b.meta.max_time).max();
+    let (Some(mint), Some(maxt)) = (mint, maxt) else {
+        anyhow::bail!("no blocks to merge");
+    };
+    let level = sources
+        .iter()
+        .map(|b| b.meta.compaction.level)
+        .max()
+        .unwrap_or(1)
+        + 1;
+    let mut leaves: Vec<String> = sources
+        .iter()
+        .flat_map(|b| b.meta.compaction.sources.iter().cloned())
+        .collect();
+    leaves.sort();
+    leaves.dedup();
+    let compaction = |_: &str| Compaction {
+        level,
+        sources: leaves,
+    };
+    build(parent, mint, maxt, compaction, |b| {
+        let mut cursors: Vec<Cursor<'_>> = sources.iter().map(|s| Cursor::new(s)).collect();
+        let mut set = SeriesSet::default();
+        let mut samples: Vec<(i64, f64)> = Vec::new();
+        let mut chunks: Vec<(i64, i64, u8, Cow<'_, [u8]>)> = Vec::new();
+        while let Some(labels) = cursors
+            .iter()
+            .filter_map(|c| c.current.as_ref().map(|s| &s.0))
+            .min()
+            .cloned()
+        {
+            samples.clear();
+            chunks.clear();
+            let mut corrupt = false;
+            for c in &mut cursors {
+                let Some((_, metas)) = c.current.take_if(|s| s.0 == labels) else {
+                    continue;
+                };
+                for m in metas {
+                    match c.block.chunks.chunk(m.r) {
+                        Ok((enc, data)) => {
+                            let mut it = ChunkIter::new(enc, data);
+                            samples.extend(it.by_ref());
+                            corrupt |= it.error();
+                            chunks.push((m.mint, m.maxt, enc, Cow::Borrowed(data)));
+                        }
+                        Err(e) => tracing::warn!(
+                            block = %c.block.meta.ulid, series = %labels, error = %format!("{e:#}"),
+                            "unreadable chunk left out of the merged block"
+                        ),
+                    }
+                }
+                c.advance();
+            }
+            set.push(
+                labels.iter().map(|l| (l.name.as_str(), l.value.as_str())),
+                [],
+            );
+            let i = set.len() - 1;
+            if corrupt {
+                tracing::warn!(series = %labels, "corrupt block chunk; copying the series' chunks unpacked");
+                b.verbatim(i, chunks.drain(..))?;
+                continue;
+            }
+            // Sources do not overlap, so this holds unless one is damaged
+            // in a way its checksums missed.
+            if !samples.windows(2).all(|w| w[0].0 < w[1].0) {
+                samples.sort_by_key(|s| s.0);
+                samples.dedup_by_key(|s| s.0);
+            }
+            if !samples.is_empty() {
+                b.packed(i, &samples)?;
+            }
+        }
+        Ok(Cow::Owned(set))
+    })
 }
 
 /// An opened block.

@@ -25,6 +25,7 @@ use super::block::{self, Block};
 use super::chunkenc::ChunkIter;
 use super::head::Head;
 use super::head_chunks::HeadChunks;
+use super::levels;
 use super::matcher::Matcher;
 use super::postings::postings_for_matchers;
 use super::record::{self, Record, RefSample};
@@ -43,6 +44,11 @@ pub struct Options {
     pub retention_size: Option<u64>,
     /// Time range of a block, and the chunk cutting boundary.
     pub block_duration: Duration,
+    /// Adjacent blocks are merged into blocks of 3×, 9×, ...
+    /// `block_duration` up to this range; `None`: 10% of the retention
+    /// time, at most 31 days (Prometheus' defaults). Set it to
+    /// `block_duration` to never merge.
+    pub max_block_duration: Option<Duration>,
     /// How often the WAL is fsynced; zero = on every commit.
     pub wal_sync_interval: Duration,
     /// WAL segment files are cut at this size.
@@ -62,6 +68,7 @@ impl Default for Options {
             retention_time: Duration::from_secs(15 * 24 * 3600),
             retention_size: None,
             block_duration: Duration::from_secs(2 * 3600),
+            max_block_duration: None,
             wal_sync_interval: Duration::from_secs(1),
             wal_segment_size: 128 << 20,
             compaction_interval: Duration::from_secs(60),
@@ -104,6 +111,8 @@ pub struct Stats {
     /// Blocks + WAL.
     pub bytes_on_disk: u64,
     pub compactions_total: u64,
+    /// Level compactions: blocks merged into one larger block.
+    pub block_merges_total: u64,
     pub blocks_deleted_total: u64,
 }
 
@@ -118,6 +127,7 @@ struct Inner {
     closed: AtomicBool,
     wal_repairs: u64,
     compactions: AtomicU64,
+    merges: AtomicU64,
     blocks_deleted: AtomicU64,
 }
 
@@ -129,6 +139,46 @@ pub struct Db {
 
 fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX).max(1)
+}
+
+impl Options {
+    /// The block ranges level compaction merges into (the first is
+    /// `block_duration`).
+    pub fn block_ranges(&self) -> Vec<i64> {
+        const MAX_DEFAULT: Duration = Duration::from_secs(31 * 24 * 3600);
+        let max = self
+            .max_block_duration
+            .unwrap_or_else(|| (self.retention_time / 10).min(MAX_DEFAULT));
+        levels::ranges(ms(self.block_duration), ms(max))
+    }
+}
+
+/// Deletes the parents of merged blocks that a crash left behind (see
+/// [`levels::superseded`]); returns the blocks to keep.
+fn drop_superseded(blocks: Vec<Arc<Block>>) -> Vec<Arc<Block>> {
+    let metas: Vec<(u32, &[String])> = blocks
+        .iter()
+        .map(|b| (b.meta.compaction.level, &b.meta.compaction.sources[..]))
+        .collect();
+    let doomed = levels::superseded(&metas);
+    if doomed.is_empty() {
+        return blocks;
+    }
+    let mut keep = Vec::with_capacity(blocks.len());
+    for (i, b) in blocks.into_iter().enumerate() {
+        if !doomed.contains(&i) {
+            keep.push(b);
+            continue;
+        }
+        tracing::info!(block = %b.meta.ulid, "removing a block already merged into another (interrupted merge)");
+        if let Err(e) = Block::delete(&b.dir) {
+            // Its data is in the merged block: queries merge duplicates,
+            // so keeping it loaded is safe, only wasteful.
+            tracing::warn!(block = %b.meta.ulid, error = %format!("{e:#}"), "could not remove a merged block's parent");
+            keep.push(b);
+        }
+    }
+    keep
 }
 
 impl Db {
@@ -157,6 +207,7 @@ impl Db {
             }
         }
         blocks.sort_by_key(|b| b.meta.min_time);
+        let blocks = drop_superseded(blocks);
 
         let disk = if opts.head_chunks_on_disk {
             Some(HeadChunks::open(&dir.join("chunks_head"))?)
@@ -238,6 +289,7 @@ impl Db {
                 closed: AtomicBool::new(false),
                 wal_repairs: replay.repairs,
                 compactions: AtomicU64::new(0),
+                merges: AtomicU64::new(0),
                 blocks_deleted: AtomicU64::new(0),
             }),
         })
@@ -462,6 +514,7 @@ impl Db {
             blocks_bytes,
             bytes_on_disk: blocks_bytes + wal_bytes,
             compactions_total: i.compactions.load(Ordering::Relaxed),
+            block_merges_total: i.merges.load(Ordering::Relaxed),
             blocks_deleted_total: i.blocks_deleted.load(Ordering::Relaxed),
         }
     }
@@ -625,7 +678,52 @@ impl Inner {
         if persisted {
             self.checkpoint_wal()?;
         }
-        self.apply_retention()
+        // Retention first, so that blocks about to go are not merged; and
+        // a failing merge (disk full) must not stop retention.
+        self.apply_retention()?;
+        self.merge_blocks()
+    }
+
+    /// Level compaction: merges adjacent blocks as [`levels::plan`] says
+    /// until it has nothing more to say.
+    fn merge_blocks(&self) -> Result<()> {
+        let ranges = self.opts.block_ranges();
+        loop {
+            let blocks: Vec<Arc<Block>> = self.blocks.read().clone();
+            let spans: Vec<levels::Span> = blocks
+                .iter()
+                .map(|b| levels::Span {
+                    min: b.meta.min_time,
+                    max: b.meta.max_time,
+                })
+                .collect();
+            let Some(run) = levels::plan(&spans, &ranges) else {
+                return Ok(());
+            };
+            let parents = &blocks[run];
+            let t0 = Instant::now();
+            let dir = block::merge(&self.dir, parents)?;
+            let b = Arc::new(Block::open(&dir)?);
+            tracing::info!(
+                block = %b.meta.ulid, level = b.meta.compaction.level,
+                mint = b.meta.min_time, maxt = b.meta.max_time, parents = parents.len(),
+                series = b.meta.stats.num_series, samples = b.meta.stats.num_samples,
+                bytes = b.size, elapsed_ms = t0.elapsed().as_millis() as u64, "merged blocks"
+            );
+            {
+                let mut list = self.blocks.write();
+                list.retain(|x| !parents.iter().any(|p| Arc::ptr_eq(p, x)));
+                list.push(b);
+                list.sort_by_key(|b| b.meta.min_time);
+            }
+            self.merges.fetch_add(1, Ordering::Relaxed);
+            // Queries that still hold a parent keep reading its mapping.
+            // A crash before these deletions is undone at open
+            // (`drop_superseded`).
+            for p in parents {
+                Block::delete(&p.dir)?;
+            }
+        }
     }
 
     /// Replaces the WAL segments so far by a checkpoint: their records,

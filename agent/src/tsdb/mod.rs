@@ -9,6 +9,7 @@
 //!                                    ──► re-encoded as packed chunks (one per series and block)
 //!                                    ──► DIR/<ULID>/{meta.json,index,chunks/}
 //!                                    ──► head truncated, WAL checkpointed, retention applied
+//!                                    ──► adjacent blocks merged into 3×, 9×, ... block_duration (levels)
 //! select / label_names / label_values ──► merge(head, blocks overlapping the range)
 //! ```
 //!
@@ -19,7 +20,8 @@
 //! (the in-memory store) and [`head_chunks`] (closed head chunks offloaded
 //! to files), [`postings`] and [`matcher`] (the inverted index and label
 //! matchers), [`record`] and [`wal`] (write-ahead log, snappy per record), [`chunks`], [`index`]
-//! and [`block`] (the on-disk block format), [`analyze`] (where a block's
+//! and [`block`] (the on-disk block format), [`levels`] (which blocks
+//! to merge), [`analyze`] (where a block's
 //! bytes go: `wasmon tsdb analyze`), [`encoding`] (varints and a
 //! bounds-checked decoder), [`db`] (the public API, compaction, retention,
 //! maintenance).
@@ -40,6 +42,7 @@ pub mod encoding;
 pub mod head;
 pub mod head_chunks;
 pub mod index;
+pub mod levels;
 pub mod matcher;
 pub mod packed;
 pub mod postings;

@@ -173,6 +173,11 @@ fn store_and_scrape_metrics(agent: &Agent) -> Vec<crate::selfmetrics::Extra> {
             s.compactions_total as f64,
         ),
         Extra::counter(
+            "wasmon_tsdb_block_merges",
+            "Level compactions: adjacent blocks merged into one larger block",
+            s.block_merges_total as f64,
+        ),
+        Extra::counter(
             "wasmon_tsdb_wal_repairs",
             "Torn or corrupt WAL tails truncated at startup",
             s.wal_repairs_total as f64,
