@@ -2,7 +2,7 @@
 //!
 //! Run with `cargo bench -p wasmon --bench tsdb` (set `TSDB_BENCH_QUICK=1`
 //! for a fast smoke run, e.g. under `cargo test --bench tsdb`, and
-//! `TSDB_BENCH_ONLY=memory,compression,append,disk` for a subset).
+//! `TSDB_BENCH_ONLY=memory,compression,append,disk,merged` for a subset).
 //!
 //! Measures:
 //! - append throughput on one core (label lookup and by-ref, as a scrape
@@ -292,7 +292,7 @@ fn series_labels(i: usize, name: &str) -> Labels {
 fn main() {
     let quick = std::env::var_os("TSDB_BENCH_QUICK").is_some();
     println!("tsdb benchmark{}", if quick { " (quick)" } else { "" });
-    // TSDB_BENCH_ONLY=memory,compression,append,disk runs a subset.
+    // TSDB_BENCH_ONLY=memory,compression,append,disk,merged runs a subset.
     let only = std::env::var("TSDB_BENCH_ONLY").unwrap_or_default();
     let run = |name: &str| only.is_empty() || only.split(',').any(|s| s == name);
     // Memory first, while the allocator holds no freed memory that would
@@ -308,6 +308,9 @@ fn main() {
     }
     if run("disk") {
         on_disk(quick);
+    }
+    if run("merged") {
+        merged_on_disk(quick);
     }
 }
 
@@ -475,6 +478,63 @@ fn append_throughput(quick: bool) {
     }
 }
 
+type BenchSeries = Vec<(Labels, Vec<i64>, Vec<f64>)>;
+
+/// `families` metric families of the realistic mix, `n` scrapes 15 s apart
+/// (timestamps per `snap`'s `align`).
+fn disk_mix(families: usize, n: usize, align: u8) -> BenchSeries {
+    let mut rng = Rng(7);
+    let mut data = Vec::new();
+    for f in 0..families {
+        let kind = mix(f);
+        let ts = snap(timestamps(&mut rng, n, 15_000), 15_000, align);
+        for (j, vs) in values(&mut rng, kind, n, 15.0).into_iter().enumerate() {
+            let name = format!("{kind:?}_{j}").to_lowercase();
+            data.push((series_labels(f, &name), ts.clone(), vs));
+        }
+    }
+    data
+}
+
+fn ingest(db: &Db, data: &BenchSeries, scrapes: std::ops::Range<usize>) {
+    for i in scrapes {
+        let mut app = db.appender();
+        for (l, ts, vs) in data {
+            app.append(l, ts[i], vs[i]).unwrap();
+        }
+        app.commit().unwrap();
+    }
+}
+
+/// Blocks in `dir`, oldest first: (min time, max time, level, samples,
+/// chunk bytes, index bytes).
+fn blocks_in(dir: &std::path::Path) -> Vec<(i64, i64, u64, u64, u64, u64)> {
+    let mut blocks = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.join("meta.json").exists() {
+            let meta: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(p.join("meta.json")).unwrap()).unwrap();
+            let chunks: u64 = std::fs::read_dir(p.join("chunks"))
+                .unwrap()
+                .flatten()
+                .map(|c| c.metadata().unwrap().len())
+                .sum();
+            let index = std::fs::metadata(p.join("index")).unwrap().len();
+            blocks.push((
+                meta["minTime"].as_i64().unwrap(),
+                meta["maxTime"].as_i64().unwrap(),
+                meta["compaction"]["level"].as_u64().unwrap(),
+                meta["stats"]["numSamples"].as_u64().unwrap(),
+                chunks,
+                index,
+            ));
+        }
+    }
+    blocks.sort();
+    blocks
+}
+
 fn on_disk(quick: bool) {
     println!("\n## bytes per sample on disk after compaction (mix of 24% scalar and 76% histogram series, 15 s scrapes)");
     let families = if quick { 200 } else { 2_000 };
@@ -483,23 +543,8 @@ fn on_disk(quick: bool) {
         let db = Db::open(tmp.path(), Options::default()).unwrap();
         // 5 h: the first (partial) and the second 2 h window are compacted.
         let n = 20 * 60;
-        let mut rng = Rng(7);
-        let mut data: Vec<(Labels, Vec<i64>, Vec<f64>)> = Vec::new();
-        for f in 0..families {
-            let kind = mix(f);
-            let ts = snap(timestamps(&mut rng, n, 15_000), 15_000, align);
-            for (j, vs) in values(&mut rng, kind, n, 15.0).into_iter().enumerate() {
-                let name = format!("{kind:?}_{j}").to_lowercase();
-                data.push((series_labels(f, &name), ts.clone(), vs));
-            }
-        }
-        for i in 0..n {
-            let mut app = db.appender();
-            for (l, ts, vs) in &data {
-                app.append(l, ts[i], vs[i]).unwrap();
-            }
-            app.commit().unwrap();
-        }
+        let data = disk_mix(families, n, align);
+        ingest(&db, &data, 0..n);
         db.sync_wal().unwrap();
         let wal_dir = tmp.path().join("wal");
         let stored = wasmon::tsdb::wal::dir_size(&wal_dir);
@@ -514,33 +559,12 @@ fn on_disk(quick: bool) {
             100.0 * stored as f64 / plain as f64
         );
         db.compact().unwrap();
-        let mut blocks: Vec<(i64, u64, u64, u64)> = Vec::new();
-        for e in std::fs::read_dir(tmp.path()).unwrap().flatten() {
-            let p = e.path();
-            if p.join("meta.json").exists() {
-                let meta: serde_json::Value =
-                    serde_json::from_slice(&std::fs::read(p.join("meta.json")).unwrap()).unwrap();
-                let chunks: u64 = std::fs::read_dir(p.join("chunks"))
-                    .unwrap()
-                    .flatten()
-                    .map(|c| c.metadata().unwrap().len())
-                    .sum();
-                let index = std::fs::metadata(p.join("index")).unwrap().len();
-                blocks.push((
-                    meta["minTime"].as_i64().unwrap(),
-                    meta["stats"]["numSamples"].as_u64().unwrap(),
-                    chunks,
-                    index,
-                ));
-            }
-        }
-        blocks.sort();
         println!(
             "{} timestamps, {} series:",
             ["jittered", "aligned", "2 ms-snapped (as scraped)"][align as usize],
             data.len()
         );
-        for (i, (_, samples, chunks, index)) in blocks.iter().enumerate() {
+        for (i, (_, _, _, samples, chunks, index)) in blocks_in(tmp.path()).iter().enumerate() {
             println!(
                 "  block {} ({}): {:>8} samples, chunks {:>8} B, index {:>7} B → {:.3} B/sample on disk (chunks alone {:.3}); target < 1.5",
                 i + 1,
@@ -552,6 +576,66 @@ fn on_disk(quick: bool) {
                 *chunks as f64 / *samples as f64
             );
         }
+    }
+}
+
+/// The same mix over 26 h, compacted hour by hour as the maintenance
+/// thread does, with and without level compaction: the range the merged
+/// blocks cover, as 2 h blocks and as merged blocks.
+fn merged_on_disk(quick: bool) {
+    const H: i64 = 3_600_000;
+    println!("\n## level compaction: the same samples in 2 h blocks and in merged blocks (2 ms-snapped timestamps, 26 h)");
+    let families = if quick { 50 } else { 500 };
+    let n = 26 * 240;
+    let data = disk_mix(families, n, 2);
+    let mut runs = Vec::new();
+    for max in [Some(Duration::from_secs(7200)), None] {
+        let tmp = tempfile::tempdir().unwrap();
+        let opts = Options {
+            max_block_duration: max,
+            ..Options::default()
+        };
+        let db = Db::open(tmp.path(), opts).unwrap();
+        let t0 = Instant::now();
+        for h in 0..26 {
+            ingest(&db, &data, h * 240..(h + 1) * 240);
+            db.compact().unwrap();
+        }
+        runs.push((t0.elapsed(), blocks_in(tmp.path())));
+    }
+    // The range of the merged blocks (level 2 and up).
+    let merged = runs[1].1.iter().filter(|b| b.2 >= 2);
+    let lo = merged.clone().map(|b| b.0).min().unwrap_or(0);
+    let hi = merged.map(|b| b.1).max().unwrap_or(0);
+    let base = runs[0].1.first().map_or(0, |b| b.0);
+    for ((elapsed, blocks), what) in runs
+        .iter()
+        .zip(["2 h blocks only", "merged (default ranges: 2 h, 6 h, 18 h)"])
+    {
+        let layout: Vec<String> = blocks
+            .iter()
+            .map(|b| format!("[{},{})L{}", (b.0 - base) / H, (b.1 - base) / H, b.2))
+            .collect();
+        let span: Vec<_> = blocks.iter().filter(|b| b.0 >= lo && b.1 <= hi).collect();
+        let samples: u64 = span.iter().map(|b| b.3).sum();
+        let chunks: u64 = span.iter().map(|b| b.4).sum();
+        let index: u64 = span.iter().map(|b| b.5).sum();
+        println!(
+            "{what}: {} series, {} blocks (hours from the first sample): {}",
+            data.len(),
+            blocks.len(),
+            layout.join(" ")
+        );
+        println!(
+            "  [{} h, {} h) in {} blocks: {samples} samples, chunks {chunks} B, index {index} B → {:.3} B/sample (chunks {:.3}, index {:.3}); ingest + compactions {:.1} s",
+            (lo - base) / H,
+            (hi - base) / H,
+            span.len(),
+            (chunks + index) as f64 / samples as f64,
+            chunks as f64 / samples as f64,
+            index as f64 / samples as f64,
+            elapsed.as_secs_f64()
+        );
     }
 }
 
