@@ -255,15 +255,24 @@ fn settle_heap() {
 }
 
 fn vm_rss_kib() -> u64 {
+    status_kib("VmRSS:")
+}
+
+fn status_kib(key: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(key))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|v| v.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// Resets VmHWM (peak RSS) to the current RSS (Linux: clear_refs 5).
+fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 
 /// Realistic label sets: ~7 labels, ~150 bytes, 100 instances per job.
@@ -682,6 +691,7 @@ fn head_memory(quick: bool) {
     let end = if quick { 240 } else { 1440 };
     let checkpoints = [1usize, 30, 120, 240, 480, 720, 960, 1200, 1440];
     let mut steady: Vec<f64> = Vec::new();
+    let mut peaks: Vec<(f64, bool)> = Vec::new();
     for scrape in 0..end {
         // One appender per target of 1000 series, as scrape loops do.
         for target in (0..series).step_by(1000) {
@@ -700,11 +710,19 @@ fn head_memory(quick: bool) {
         // What the maintenance thread does every head_offload_interval and
         // compaction_interval.
         db.offload_head_chunks().unwrap();
+        let n = scrape + 1;
         if scrape % 4 == 3 {
+            // The transient peak of compactions (the block's series set,
+            // the index being built) in the steady state, from VmHWM.
+            let measure = n > 720 && reset_peak_rss();
+            let before = db.stats().compactions_total;
             db.compact().unwrap();
+            if measure {
+                let peak = per(status_kib("VmHWM:").saturating_sub(base) * 1024);
+                peaks.push((peak, db.stats().compactions_total > before));
+            }
         }
         t += 15_000;
-        let n = scrape + 1;
         if n > 720 && n % 24 == 0 {
             steady.push(per(vm_rss_kib().saturating_sub(base) * 1024));
         }
@@ -741,6 +759,20 @@ fn head_memory(quick: bool) {
         let min = steady.iter().cloned().fold(f64::MAX, f64::min);
         println!(
             "steady state (scrapes 720-{end}, every 6 simulated minutes): RSS min {min:.0} / mean {mean:.0} / max {max:.0} B/series"
+        );
+    }
+    let max_of = |cut: bool| {
+        peaks
+            .iter()
+            .filter(|p| p.1 == cut)
+            .map(|p| p.0)
+            .reduce(f64::max)
+    };
+    if let (Some(cut), idle) = (max_of(true), max_of(false)) {
+        println!(
+            "peak RSS (VmHWM) in the steady state: {cut:.0} B/series during a compaction that persists a block, {:.0} otherwise ({} runs)",
+            idle.unwrap_or(f64::NAN),
+            peaks.len()
         );
     }
     drop(labels);

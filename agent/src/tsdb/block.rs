@@ -106,24 +106,24 @@ fn sync_dir(dir: &Path) -> Result<()> {
 }
 
 /// The series of a block to write: label sets packed back to back in one
-/// buffer and every chunk in one vector. A compaction of 100k series thus
-/// makes a few large allocations instead of a million small ones — small
-/// short-lived objects would be interleaved with the head's long-lived ones
-/// and leave the heap fragmented (resident memory that nothing uses).
+/// buffer, each with the caller's tag (which series it is). A compaction
+/// of 100k series thus makes a few large allocations instead of a million
+/// small ones — small short-lived objects would be interleaved with the
+/// head's long-lived ones and leave the heap fragmented (resident memory
+/// that nothing uses). Samples are not held here: they are read series by
+/// series as the block is written.
 #[derive(Debug, Default, Clone)]
 pub struct SeriesSet {
     /// Per label: uvarint length + name, uvarint length + value.
     text: Vec<u8>,
     entries: Vec<SetEntry>,
-    chunks: Vec<ClosedChunk>,
 }
 
 #[derive(Debug, Clone, Copy)]
 struct SetEntry {
     text: usize,
     text_len: u32,
-    chunk: u32,
-    nchunks: u32,
+    tag: u32,
 }
 
 /// (name, value) pairs of one packed label set.
@@ -138,24 +138,17 @@ fn packed_pairs(mut b: &[u8]) -> impl Iterator<Item = (&str, &str)> {
 }
 
 impl SeriesSet {
-    /// Adds a series: its labels sorted by name, and its chunks.
-    pub fn push<'a>(
-        &mut self,
-        labels: impl Iterator<Item = (&'a str, &'a str)>,
-        chunks: impl IntoIterator<Item = ClosedChunk>,
-    ) {
+    /// Adds a series: its labels sorted by name, and a tag for the caller.
+    pub fn push<'a>(&mut self, labels: impl Iterator<Item = (&'a str, &'a str)>, tag: u32) {
         let text = self.text.len();
         for (n, v) in labels {
             super::encoding::put_str(&mut self.text, n);
             super::encoding::put_str(&mut self.text, v);
         }
-        let chunk = self.chunks.len();
-        self.chunks.extend(chunks);
         self.entries.push(SetEntry {
             text,
             text_len: (self.text.len() - text) as u32,
-            chunk: chunk as u32,
-            nchunks: (self.chunks.len() - chunk) as u32,
+            tag,
         });
     }
 
@@ -176,9 +169,9 @@ impl SeriesSet {
         packed_pairs(self.text(self.entries[i]))
     }
 
-    pub fn chunks(&self, i: usize) -> &[ClosedChunk] {
-        let e = self.entries[i];
-        &self.chunks[e.chunk as usize..(e.chunk + e.nchunks) as usize]
+    /// Series `i`'s tag, as pushed.
+    pub fn tag(&self, i: usize) -> u32 {
+        self.entries[i].tag
     }
 
     /// Sorts the series by labels, in [`Labels`]' order.
@@ -285,24 +278,29 @@ impl Builder {
 /// Writes a block for `[mint, maxt)`: `fill` adds the chunks of series
 /// by their index in the set of labels it returns (sorted, ascending) —
 /// borrowed when the caller has it, or built while filling. Returns the
-/// block's directory.
+/// block's directory, or `None` when no series had a sample and
+/// `keep_empty` is false (nothing is left on disk then).
 fn build<'s>(
     parent: &Path,
     mint: i64,
     maxt: i64,
+    keep_empty: bool,
     compaction: impl FnOnce(&str) -> Compaction,
     fill: impl FnOnce(&mut Builder) -> Result<Cow<'s, SeriesSet>>,
-) -> Result<PathBuf> {
+) -> Result<Option<PathBuf>> {
     let ulid = new_ulid();
     let tmp = parent.join(format!("{ulid}.tmp"));
     let dir = parent.join(&ulid);
-    let result = (|| -> Result<()> {
+    let result = (|| -> Result<bool> {
         let mut b = Builder {
             cw: ChunkWriter::new(&tmp.join("chunks"))?,
             stats: BlockStats::default(),
             written: Written::default(),
         };
         let set = fill(&mut b)?;
+        if b.stats.num_series == 0 && !keep_empty {
+            return Ok(false);
+        }
         b.cw.finish()?;
         sync_dir(&tmp.join("chunks"))?;
         let written = Written {
@@ -322,35 +320,49 @@ fn build<'s>(
         let meta_path = tmp.join("meta.json");
         fs::write(&meta_path, json).with_context(|| format!("writing {}", meta_path.display()))?;
         fs::File::open(&meta_path)?.sync_all()?;
-        sync_dir(&tmp)
+        sync_dir(&tmp)?;
+        Ok(true)
     })();
-    if let Err(e) = result {
-        let _ = fs::remove_dir_all(&tmp);
-        return Err(e.context(format!("writing block {}", tmp.display())));
+    match result {
+        Ok(true) => {}
+        Ok(false) => {
+            let _ = fs::remove_dir_all(&tmp);
+            return Ok(None);
+        }
+        Err(e) => {
+            let _ = fs::remove_dir_all(&tmp);
+            return Err(e.context(format!("writing block {}", tmp.display())));
+        }
     }
     fs::rename(&tmp, &dir).with_context(|| format!("renaming {} into place", tmp.display()))?;
     sync_dir(parent)?;
-    Ok(dir)
+    Ok(Some(dir))
 }
 
-/// Writes a block for `[mint, maxt)` from the head's series, sorted by
-/// labels, and returns its directory. Chunks outside the range must not be
-/// passed. The head's chunks are decoded and re-encoded as packed chunks.
+/// Writes a block for `[mint, maxt)` from the head's series, `set`
+/// sorted by labels, and returns its directory (`None`: no series had a
+/// chunk in the range). `chunks(tag)` gives a series' chunks within the
+/// range, read one series at a time so that only one series' data is held
+/// (the whole range's, at 100k series, was ~1.4 KiB per series of
+/// transient heap); `read` gives a chunk's bytes. The head's chunks are
+/// decoded and re-encoded as packed chunks.
 pub fn write_block(
     parent: &Path,
     mint: i64,
     maxt: i64,
     set: &SeriesSet,
+    chunks: &dyn Fn(u32) -> Vec<ClosedChunk>,
     read: &dyn Fn(&ClosedChunk) -> Result<Cow<'_, [u8]>>,
-) -> Result<PathBuf> {
+) -> Result<Option<PathBuf>> {
     let level1 = |ulid: &str| Compaction {
         level: 1,
         sources: vec![ulid.to_owned()],
     };
-    build(parent, mint, maxt, level1, |b| {
+    build(parent, mint, maxt, false, level1, |b| {
         let mut samples = Vec::new();
         for i in 0..set.len() {
-            let chunks = set.chunks(i);
+            let chunks = chunks(set.tag(i));
+            let chunks = &chunks[..];
             samples.clear();
             let mut corrupt = false;
             for c in chunks {
@@ -441,7 +453,7 @@ pub fn merge(parent: &Path, sources: &[std::sync::Arc<Block>]) -> Result<PathBuf
         level,
         sources: leaves,
     };
-    build(parent, mint, maxt, compaction, |b| {
+    let dir = build(parent, mint, maxt, true, compaction, |b| {
         let mut cursors: Vec<Cursor<'_>> = sources.iter().map(|s| Cursor::new(s)).collect();
         let mut set = SeriesSet::default();
         let mut samples: Vec<(i64, f64)> = Vec::new();
@@ -477,7 +489,7 @@ pub fn merge(parent: &Path, sources: &[std::sync::Arc<Block>]) -> Result<PathBuf
             }
             set.push(
                 labels.iter().map(|l| (l.name.as_str(), l.value.as_str())),
-                [],
+                0,
             );
             let i = set.len() - 1;
             if corrupt {
@@ -496,7 +508,8 @@ pub fn merge(parent: &Path, sources: &[std::sync::Arc<Block>]) -> Result<PathBuf
             }
         }
         Ok(Cow::Owned(set))
-    })
+    })?;
+    dir.context("merged block not written")
 }
 
 /// An opened block.
@@ -563,18 +576,17 @@ mod tests {
         ];
         let mut set = SeriesSet::default();
         for (i, l) in sets.iter().enumerate() {
-            let c = ClosedChunk::mem(i as i64, i as i64, 1, vec![0, 0]);
-            set.push(l.iter().copied(), [c]);
+            set.push(l.iter().copied(), i as u32);
         }
         set.sort();
         let got: Vec<Vec<(&str, &str)>> = (0..set.len()).map(|i| set.labels(i).collect()).collect();
         let mut want: Vec<Vec<(&str, &str)>> = sets.to_vec();
         want.sort_by_key(|l| Labels::from_pairs(l.iter().copied()));
         assert_eq!(got, want);
-        // Chunks stay with their series.
+        // Tags stay with their series.
         for (i, l) in got.iter().enumerate() {
             let orig = sets.iter().position(|x| x == l).unwrap();
-            assert_eq!(set.chunks(i)[0].mint, orig as i64);
+            assert_eq!(set.tag(i), orig as u32);
         }
     }
 

@@ -633,35 +633,37 @@ impl Inner {
             // From here on appends into [start, end) are out of bounds, so
             // the snapshot below is complete.
             self.head.set_min_valid_time(end);
+            // Labels of every head series (a series without chunks in the
+            // window is left out of the block as it is written).
+            let members = self.head.all_series();
             let mut set = block::SeriesSet::default();
-            for s in self.head.all_series() {
-                let chunks: Vec<_> = self
-                    .head
-                    .chunks_of(&s, start, end - 1)
-                    .into_iter()
-                    .filter(|c| c.mint >= start && c.maxt < end)
-                    .collect();
-                if !chunks.is_empty() {
-                    self.head.with_labels(&s, |labels| set.push(labels, chunks));
-                }
+            for (k, s) in members.iter().enumerate() {
+                self.head
+                    .with_labels(s, |labels| set.push(labels, k as u32));
             }
-            if set.is_empty() {
+            set.sort();
+            let t0 = Instant::now();
+            let chunks = |k: u32| -> Vec<_> {
+                let mut v = self.head.chunks_of(&members[k as usize], start, end - 1);
+                v.retain(|c| c.mint >= start && c.maxt < end);
+                v
+            };
+            let written = block::write_block(&self.dir, start, end, &set, &chunks, &|c| {
+                self.head.read_chunk(c)
+            })?;
+            drop(set);
+            drop(members);
+            let Some(dir) = written else {
                 // A window without data (the head's minimum time is a lower
                 // bound: after a gap in ingestion it trails the data). Every
                 // chunk starts at or after the minimum, so none ends inside
                 // this window either: nothing to persist or truncate.
                 self.head.advance_min_time(end);
                 continue;
-            }
-            set.sort();
-            let t0 = Instant::now();
-            let n = set.len();
-            let dir =
-                block::write_block(&self.dir, start, end, &set, &|c| self.head.read_chunk(c))?;
-            drop(set);
+            };
             let b = Arc::new(Block::open(&dir)?);
             tracing::info!(
-                block = %b.meta.ulid, mint = start, maxt = end, series = n,
+                block = %b.meta.ulid, mint = start, maxt = end, series = b.meta.stats.num_series,
                 samples = b.meta.stats.num_samples, bytes = b.size,
                 elapsed_ms = t0.elapsed().as_millis() as u64, "persisted head block"
             );
