@@ -142,6 +142,22 @@ async fn rule_alerts_are_forwarded_to_a_real_alertmanager() {
         Command::new("true").spawn().unwrap(),
     ));
 
+    // Alertmanager must listen before the agent's first send: a failed
+    // send is retried only after the resend delay (1 m, as Prometheus),
+    // longer than this test waits.
+    let ready = Instant::now();
+    while !reqwest::get(format!("http://{am_addr}/-/ready"))
+        .await
+        .is_ok_and(|r| r.status().is_success())
+    {
+        assert!(
+            ready.elapsed() < Duration::from_secs(30),
+            "Alertmanager never became ready:\n{}",
+            std::fs::read_to_string(am_dir.path().join("am.log")).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("rules.yml"),
