@@ -351,24 +351,30 @@ fn eval_timestamps_are_aligned() {
     assert_eq!((t - g.eval_timestamp(5)) % M, 0);
 }
 
-async fn wait_eval(m: &RuleManager, n: usize, at_least: i64) {
-    for _ in 0..500 {
+/// Waits until the manager has `n` groups and each has evaluated at its
+/// latest slot at or before `now`. The slot is per group: its offset comes
+/// from a hash of the group's name and file (a temp dir here), so a fixed
+/// timestamp would hold for one group's offset and not another's.
+async fn wait_eval(m: &RuleManager, n: usize, now: i64) {
+    // Generous: the group tasks only need to be scheduled, but CI machines
+    // are busy; the wait ends as soon as they are.
+    for _ in 0..3000 {
         let gs = m.groups();
         if gs.len() == n
             && gs
                 .iter()
-                .all(|g| g.last_eval_ms().is_some_and(|t| t >= at_least))
+                .all(|g| g.last_eval_ms().is_some_and(|t| t >= g.eval_timestamp(now)))
         {
             return;
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let st: Vec<_> = m
         .groups()
         .iter()
-        .map(|g| (g.name.clone(), g.last_eval_ms()))
+        .map(|g| (g.name.clone(), g.last_eval_ms(), g.eval_timestamp(now)))
         .collect();
-    panic!("groups not evaluated: {st:?} want >= {at_least}");
+    panic!("groups not evaluated at their slot <= {now}: (name, last, want) {st:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -394,7 +400,7 @@ async fn manager_runs_reloads_and_keeps_old_groups_on_error() {
     assert_eq!(m.groups().len(), 1);
     let g = m.groups()[0].clone();
     clock.advance(10_000);
-    wait_eval(&m, 1, 0).await;
+    wait_eval(&m, 1, 1_010_000).await;
     let t1 = g.last_eval_ms().unwrap();
     assert_eq!(t1, g.eval_timestamp(1_010_000));
     assert_eq!(series(&store, "one")[0].1, vec![(t1, 1.0)]);
@@ -409,7 +415,8 @@ async fn manager_runs_reloads_and_keeps_old_groups_on_error() {
     assert!(err.is_err());
     assert!(Arc::ptr_eq(&m.groups()[0], &g));
     clock.advance(10_000);
-    wait_eval(&m, 1, t1 + 10_000).await;
+    wait_eval(&m, 1, 1_020_000).await;
+    assert_eq!(g.last_eval_ms(), Some(t1 + 10_000));
 
     // Fixed: the unchanged group keeps running, the new one starts.
     std::fs::write(
@@ -421,7 +428,7 @@ async fn manager_runs_reloads_and_keeps_old_groups_on_error() {
     assert_eq!(m.groups().len(), 2);
     assert!(Arc::ptr_eq(&m.groups()[0], &g));
     clock.advance(60_000);
-    wait_eval(&m, 2, t1 + 20_000).await;
+    wait_eval(&m, 2, 1_080_000).await;
     assert!(!series(&store, "two").is_empty());
 
     // Removing a file stops its group and marks its series stale.
