@@ -3,6 +3,8 @@
 //! (step 2), `wasmon ack` stops the manager step (3) and the repeats, the
 //! ack survives a kill -9 and shows in the alerts API, the resolution closes
 //! the incident, and `wasmon incidents ID --report` has the right durations.
+//! A primary that is down does not hold escalation back, and config reloads
+//! mid-escalation neither page again nor delay the next step.
 
 #[path = "../agent/tests/common/mod.rs"]
 mod common;
@@ -241,7 +243,6 @@ async fn escalation_ack_resolution_and_report() {
             || async { count(&hook, "/primary", "resolved") == 1 },
         )
         .await;
-    let resolved_seen = Utc::now();
     let list = get(&agent, "/api/v1/incidents").await;
     assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
     let inc = &list[0];
@@ -304,17 +305,18 @@ async fn escalation_ack_resolution_and_report() {
         between(fired, acked) - 1.0,
         between(fired, acked),
     );
+    // Resolved as of the alert's endsAt, not when that was notified.
     near(
         "time to resolve",
         secs(&d["time_to_resolve"]),
         between(fired, resolving),
-        between(fired, resolved_seen),
+        between(fired, resolving),
     );
     near(
         "total",
         secs(&d["total"]),
         between(deployed, resolving),
-        between(deployed, resolved_seen),
+        between(deployed, resolving),
     );
     assert!(
         secs(&d["time_to_acknowledge"]) >= 4.0,
@@ -370,4 +372,152 @@ async fn escalation_ack_resolution_and_report() {
         String::from_utf8_lossy(&out.stderr).contains("no ack with id"),
         "{out:?}"
     );
+}
+
+/// Polls every 20 ms until `hook` has `n` requests to `path`; when the
+/// n-th was seen (±20 ms), or None after `limit`.
+async fn seen(hook: &common::Receiver, path: &str, n: usize, limit: Duration) -> Option<Instant> {
+    let start = Instant::now();
+    loop {
+        if hook.requests().iter().filter(|r| r.path == path).count() >= n {
+            return Some(Instant::now());
+        }
+        if start.elapsed() > limit {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn start_escalation(
+    primary: &common::Receiver,
+    hook: &common::Receiver,
+    steps: (&str, &str),
+) -> (common::AgentProcess, String) {
+    // CONFIG with the primary on its own server (so it can be down), no
+    // repeats, and the steps' delays.
+    let config = CONFIG
+        .replace(
+            r#"allow_hosts = ["{{HOOK}}"]
+config = { url = "http://{{HOOK}}/primary" }"#,
+            &format!(
+                r#"allow_hosts = ["{0}"]
+config = {{ url = "http://{0}/primary" }}"#,
+                primary.addr
+            ),
+        )
+        .replace("{{HOOK}}", &hook.addr.to_string())
+        .replace(r#"repeat_interval = "2s""#, r#"repeat_interval = "1h""#)
+        .replace(r#"delay = "3s""#, &format!(r#"delay = "{}""#, steps.0))
+        .replace(r#"delay = "9s""#, &format!(r#"delay = "{}""#, steps.1));
+    assert!(config.contains(&primary.addr.to_string()) && config.contains(steps.1));
+    let agent = common::AgentProcess::start(common::agent_dir_with(&["webhook"]), &config).await;
+    post_alert(&agent, Utc::now() + chrono::Duration::hours(1)).await;
+    (agent, config)
+}
+
+/// The case escalation exists for: the primary's receiver is down. Its
+/// pages fail (and are retried every group interval), the secondary is
+/// paged 3s after the first attempt all the same, and the timeline shows
+/// the failed pages as failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_that_is_down_still_gets_the_secondary_paged_on_time() {
+    let primary = common::Receiver::start().await;
+    *primary.status.lock().unwrap() = reqwest::StatusCode::INTERNAL_SERVER_ERROR;
+    let hook = common::Receiver::start().await;
+    let (agent, _) = start_escalation(&primary, &hook, ("3s", "1h")).await;
+    let first = seen(&primary, "/primary", 1, Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|| panic!("no page attempt\n{}", agent.logs()));
+    let paged = seen(&hook, "/secondary", 1, Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "the secondary was never paged ({} failed primary attempts)\n{}",
+                primary.requests().len(),
+                agent.logs()
+            )
+        });
+    let after = paged - first;
+    assert!(
+        after >= Duration::from_millis(2700) && after <= Duration::from_millis(5000),
+        "secondary paged {after:?} after the first attempt, not 3s"
+    );
+    assert!(primary.requests().len() >= 2, "the primary is retried");
+
+    let id = get(&agent, "/api/v1/incidents").await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = wasmon(&["incidents", &id, "--url", &agent.url("")]);
+    assert!(out.status.success(), "{out:?}");
+    let timeline = String::from_utf8(out.stdout).unwrap();
+    let line = |kind: &str| {
+        timeline
+            .lines()
+            .find(|l| l.contains(kind))
+            .unwrap_or_else(|| panic!("no {kind} in\n{timeline}"))
+            .to_string()
+    };
+    let page = line("notification");
+    assert!(
+        page.contains("-> primary: FAILED (retried at ") && page.contains("HTTP 500"),
+        "{timeline}"
+    );
+    assert!(
+        line("escalation").contains("-> secondary: ok"),
+        "{timeline}"
+    );
+    let report = wasmon(&["incidents", &id, "--report", "--url", &agent.url("")]);
+    let report = String::from_utf8(report.stdout).unwrap();
+    assert!(
+        report.contains("(receiver primary: FAILED (retried at "),
+        "{report}"
+    );
+}
+
+/// Reloads mid-escalation (POST /-/reload, three of them) neither page the
+/// primary or the secondary again nor move the manager's step: it comes 8s
+/// after the first page, as it would have without them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_mid_escalation_neither_repages_nor_delays_the_next_step() {
+    let hook = common::Receiver::start().await;
+    let (agent, _) = start_escalation(&hook, &hook, ("2s", "8s")).await;
+    let first = seen(&hook, "/primary", 1, Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|| panic!("no first page\n{}", agent.logs()));
+    seen(&hook, "/secondary", 1, Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|| panic!("no secondary page\n{}", agent.logs()));
+    let client = reqwest::Client::new();
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let r = client.post(agent.url("/-/reload")).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    }
+    let managed = seen(&hook, "/manager", 1, Duration::from_secs(12))
+        .await
+        .unwrap_or_else(|| panic!("the manager was never paged\n{}", agent.logs()));
+    let after = managed - first;
+    assert!(
+        after >= Duration::from_millis(7700) && after <= Duration::from_millis(10_000),
+        "manager paged {after:?} after the first page, not 8s"
+    );
+    // Past another step's worth of time: nobody paged twice.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for path in ["/primary", "/secondary", "/manager"] {
+        assert_eq!(count(&hook, path, "firing"), 1, "{path} paged again");
+    }
+    let id = get(&agent, "/api/v1/incidents").await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let inc = get(&agent, &format!("/api/v1/incidents/{id}")).await;
+    let steps = inc["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "escalation")
+        .count();
+    assert_eq!(steps, 2, "{inc}");
 }

@@ -427,3 +427,177 @@ receiver = "chat"
     let (ok, out) = run(&["--verify.receivers=pager", "severity=warning"]);
     assert!(!ok && out.contains("did not match"), "{out}");
 }
+
+/// A deliberately simple HTTP/1.1 receiver on a plain `std::net` socket:
+/// it reads exactly `Content-Length` bytes of body and refuses a chunked
+/// body (or one without a length) with 411, as many small webhook servers
+/// do. Stops when dropped.
+struct StrictReceiver {
+    addr: std::net::SocketAddr,
+    /// Bodies read, in order.
+    bodies: std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+    /// Requests refused: chunked or without a length.
+    refused: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl StrictReceiver {
+    fn start() -> StrictReceiver {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let refused = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (b, r, s) = (bodies.clone(), refused.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if s.load(std::sync::atomic::Ordering::Acquire) {
+                    return;
+                }
+                let Ok(mut conn) = conn else { continue };
+                conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                match Self::read_request(&mut conn) {
+                    Ok(body) => {
+                        b.lock().unwrap().push(body);
+                        Self::answer(&mut conn, "200 OK");
+                    }
+                    Err(why) => {
+                        r.lock().unwrap().push(why);
+                        Self::answer(&mut conn, "411 Length Required");
+                    }
+                }
+            }
+        });
+        StrictReceiver {
+            addr,
+            bodies,
+            refused,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// The body of one request, or why it is refused.
+    fn read_request(conn: &mut std::net::TcpStream) -> Result<Vec<u8>, String> {
+        use std::io::Read;
+        let mut buf = Vec::new();
+        let mut byte = [0u8; 1];
+        while !buf.ends_with(b"\r\n\r\n") {
+            if buf.len() > 64 * 1024 || conn.read(&mut byte).map_err(|e| e.to_string())? == 0 {
+                return Err("no complete request head".into());
+            }
+            buf.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+        let header = |name: &str| {
+            head.lines().find_map(|l| {
+                l.strip_prefix(&format!("{name}:"))
+                    .map(|v| v.trim().to_string())
+            })
+        };
+        if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+            return Err("chunked body".into());
+        }
+        let len: usize = header("content-length")
+            .ok_or("no content-length")?
+            .parse()
+            .map_err(|e| format!("bad content-length: {e}"))?;
+        let mut body = vec![0; len];
+        conn.read_exact(&mut body).map_err(|e| e.to_string())?;
+        Ok(body)
+    }
+
+    fn answer(conn: &mut std::net::TcpStream, status: &str) {
+        use std::io::Write;
+        let _ = write!(
+            conn,
+            "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+        );
+    }
+}
+
+impl Drop for StrictReceiver {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        // Wake the accept loop so it sees the flag.
+        let _ = std::net::TcpStream::connect(self.addr);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Every body the webhook plugin sends carries its Content-Length: a
+/// receiver that does not speak chunked transfer encoding gets the whole
+/// payload (before the fix it got nothing but chunks, and refused them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_bodies_carry_content_length() {
+    let strict = StrictReceiver::start();
+    let dir = common::agent_dir_with(&["webhook"]);
+    let config = format!(
+        r#"
+[web]
+listen_address = "{{{{LISTEN}}}}"
+
+[[receivers]]
+name = "simple"
+plugin = "webhook"
+allow_hosts = ["{addr}"]
+config = {{ url = "http://{addr}/hook" }}
+
+[route]
+receiver = "simple"
+group_wait = "0s"
+group_interval = "1s"
+"#,
+        addr = strict.addr
+    );
+    let agent = common::AgentProcess::start(dir, &config).await;
+    let client = reqwest::Client::new();
+
+    // A routed alert, with an annotation big enough that the body goes out
+    // in many writes.
+    let big = "x".repeat(100_000);
+    let r = client
+        .post(agent.url("/api/v2/alerts"))
+        .json(&json!([{
+            "labels": {"alertname": "Big", "service": "api"},
+            "annotations": {"summary": big},
+        }]))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    agent
+        .eventually("the notification", Duration::from_secs(15), || async {
+            !strict.bodies.lock().unwrap().is_empty() || !strict.refused.lock().unwrap().is_empty()
+        })
+        .await;
+    // And one through the receiver test endpoint.
+    let r = client
+        .post(agent.url("/api/v1/receivers/simple/test"))
+        .json(&message())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    assert!(
+        status.is_success(),
+        "{status} {text}\nrefused: {:?}",
+        strict.refused.lock().unwrap()
+    );
+    assert!(
+        strict.refused.lock().unwrap().is_empty(),
+        "{:?}",
+        strict.refused.lock().unwrap()
+    );
+    let bodies = strict.bodies.lock().unwrap().clone();
+    assert_eq!(bodies.len(), 2);
+    let routed: serde_json::Value = serde_json::from_slice(&bodies[0]).unwrap();
+    assert_eq!(routed["status"], "firing");
+    assert_eq!(routed["alerts"][0]["annotations"]["summary"], big.as_str());
+    let tested: serde_json::Value = serde_json::from_slice(&bodies[1]).unwrap();
+    assert_eq!(tested, message());
+}

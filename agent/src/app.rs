@@ -392,6 +392,10 @@ impl Agent {
                     self.alert_state.clone(),
                 )
                 .map_err(|e| anyhow::anyhow!("route: {e}"))?;
+                // Escalation in progress goes on where it stood.
+                if let Some(previous) = self.dispatcher() {
+                    d.take_over(&previous);
+                }
                 Some(d)
             }
         };

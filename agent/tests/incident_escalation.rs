@@ -1,7 +1,9 @@
 //! Escalation and acks on a manual clock: each step runs exactly its delay
-//! after the group's first notification (not a second before), an ack holds
-//! the pending steps and the repeats, an ack's expiry and an unack resume
-//! them, a resolution cancels them; the incident timeline records it all.
+//! after the group's first page attempt (not a second before), whether or
+//! not the primary took it; an ack holds the pending steps and the repeats,
+//! an ack's expiry and an unack resume them (the overdue step at once, the
+//! later ones keeping their spacing), a config reload carries them over, a
+//! resolution cancels them; the incident timeline records it all.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,8 +24,12 @@ use wasmon::incident::Incidents;
 
 #[derive(Default)]
 struct Recorder {
+    /// Every attempt, failed or not.
     sent: Mutex<Vec<(i64, String, String)>>,
     clock: Mutex<Option<Arc<ManualClock>>>,
+    /// Receivers that refuse every notification (permanently, so no retry
+    /// waits on the manual clock inside a flush).
+    down: Mutex<Vec<String>>,
 }
 
 impl Notifier for Recorder {
@@ -36,6 +42,9 @@ impl Notifier for Recorder {
         self.sent
             .lock()
             .push(((now - t0()).num_seconds(), receiver.to_string(), msg.status));
+        if self.down.lock().iter().any(|r| r == receiver) {
+            return Box::pin(async { Err(NotifyError::permanent("HTTP 500: down")) });
+        }
         Box::pin(async { Ok(()) })
     }
 }
@@ -75,6 +84,13 @@ struct Env {
     d: Dispatcher,
 }
 
+fn receivers() -> HashMap<String, ReceiverSettings> {
+    ["primary", "secondary", "manager"]
+        .iter()
+        .map(|r| (r.to_string(), ReceiverSettings::default()))
+        .collect()
+}
+
 fn env() -> Env {
     let clock = ManualClock::new(t0());
     let rec = Arc::new(Recorder::default());
@@ -89,11 +105,7 @@ fn env() -> Env {
         clock: clock.clone(),
         incidents: incidents.clone(),
     };
-    let receivers: HashMap<String, ReceiverSettings> = ["primary", "secondary", "manager"]
-        .iter()
-        .map(|r| (r.to_string(), ReceiverSettings::default()))
-        .collect();
-    let d = Dispatcher::new(&cfg, receivers, "http://wasmon", shared.clone()).unwrap();
+    let d = Dispatcher::new(&cfg, receivers(), "http://wasmon", shared.clone()).unwrap();
     Env {
         clock,
         rec,
@@ -115,6 +127,14 @@ fn alert(ends: Option<i64>) -> PostableAlert {
 }
 
 impl Env {
+    /// A config reload, as the agent does it: a new dispatcher on the same
+    /// stores takes over from the running one.
+    fn reload(&mut self, config: &str) {
+        let cfg: AlertingConfig = serde_norway::from_str(config).unwrap();
+        let d = Dispatcher::new(&cfg, receivers(), "http://wasmon", self.shared.clone()).unwrap();
+        d.take_over(&self.d);
+        self.d = d;
+    }
     /// Advance to t0 + `secs` one second at a time, flushing what is due
     /// at each step (what `run` does).
     async fn until(&self, secs: i64) {
@@ -233,6 +253,150 @@ async fn ack_holds_steps_and_repeats_until_unack() {
 }
 
 #[tokio::test]
+async fn a_primary_that_is_down_still_gets_the_steps_paged_on_time() {
+    let e = env();
+    e.rec.down.lock().push("primary".into());
+    e.d.put_alerts(vec![alert(None)]).unwrap();
+    e.until(1000).await;
+    // Every flush tries the primary again (its page never got logged)...
+    assert_eq!(&e.sent_to("primary")[..3], [30, 90, 150]);
+    // ...and escalation counts from the first attempt, as if it had landed.
+    assert_eq!(e.sent_to("secondary"), [330]);
+    assert_eq!(e.sent_to("manager"), [930]);
+    let events = e.incidents.list()[0].events.clone();
+    let first = events.iter().find(|e| e.kind == "notification").unwrap();
+    assert_eq!(first.result.as_deref(), Some("failed"));
+    assert_eq!(
+        first.error.as_deref(),
+        Some("failed permanently: HTTP 500: down")
+    );
+    assert_eq!(first.retry_at, Some(at(90)), "the next group flush");
+    assert_eq!(
+        first.outcome().unwrap(),
+        "FAILED (retried at 2024-01-03T12:01:30Z): failed permanently: HTTP 500: down"
+    );
+    let steps: Vec<_> = events.iter().filter(|e| e.kind == "escalation").collect();
+    assert_eq!(steps.len(), 2);
+    assert!(steps.iter().all(|s| s.outcome().as_deref() == Some("ok")));
+    let report = wasmon::incident::report::markdown(&e.incidents.list()[0]);
+    assert!(
+        report.contains("(receiver primary: FAILED (retried at 2024-01-03T12:01:30Z)"),
+        "{report}"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_step_is_shown_as_failed_and_not_retried() {
+    let e = env();
+    e.rec.down.lock().push("secondary".into());
+    e.d.put_alerts(vec![alert(None)]).unwrap();
+    e.until(1000).await;
+    assert_eq!(e.sent_to("secondary"), [330], "one step, one page");
+    assert_eq!(e.sent_to("manager"), [930], "the next step still runs");
+    let events = e.incidents.list()[0].events.clone();
+    let step = events.iter().find(|e| e.kind == "escalation").unwrap();
+    assert_eq!(step.retry_at, None);
+    assert_eq!(
+        step.outcome().unwrap(),
+        "FAILED (not retried): failed permanently: HTTP 500: down"
+    );
+}
+
+#[tokio::test]
+async fn unack_runs_the_overdue_step_at_once_and_keeps_the_spacing() {
+    let e = env();
+    e.d.put_alerts(vec![alert(None)]).unwrap();
+    e.until(100).await;
+    let ack = e
+        .incidents
+        .ack(KEY, "dave", "", None, e.clock.now())
+        .unwrap();
+    e.until(1000).await;
+    assert!(e.sent_to("secondary").is_empty() && e.sent_to("manager").is_empty());
+    // Unacked at 1000s: both steps are overdue (330s, 930s). The next one
+    // runs now; the one after keeps its 10m spacing from it instead of
+    // paging the manager in the same instant.
+    e.incidents.unack(&ack.id, e.clock.now()).unwrap();
+    e.d.flush_due().await;
+    assert_eq!(e.sent_to("secondary"), [1000]);
+    assert_eq!(e.d.next_deadline().map(|t| t <= at(1060)), Some(true));
+    e.until(1599).await;
+    assert!(e.sent_to("manager").is_empty(), "not with the secondary");
+    e.until(1600).await;
+    assert_eq!(e.sent_to("manager"), [1600]);
+}
+
+#[tokio::test]
+async fn reloads_keep_escalation_where_it_stood() {
+    let mut e = env();
+    e.d.put_alerts(vec![alert(None)]).unwrap();
+    e.until(400).await;
+    assert_eq!(e.sent_to("secondary"), [330]);
+    // Reloads every 100s, each before the next step: none pages again,
+    // none delays the manager's step (15m after the first page, 930s).
+    for t in [400, 500, 600, 700, 800, 900] {
+        e.until(t).await;
+        e.reload(CONFIG);
+        assert_eq!(e.d.groups()[0].escalation_steps_done, 1);
+    }
+    e.until(929).await;
+    assert!(e.sent_to("manager").is_empty());
+    e.until(930).await;
+    assert_eq!(e.sent_to("manager"), [930]);
+    e.until(1500).await;
+    assert_eq!(e.sent_to("secondary"), [330], "no step pages twice");
+    let primary = e.sent_to("primary");
+    assert!(
+        primary.windows(2).all(|w| w[1] - w[0] >= 120),
+        "a reload re-paged the primary before its repeat interval: {primary:?}"
+    );
+    assert_eq!(e.d.groups()[0].escalation_steps_done, 2);
+    let esc = e
+        .kinds()
+        .into_iter()
+        .filter(|(_, k)| k == "escalation")
+        .count();
+    assert_eq!(esc, 2);
+}
+
+#[tokio::test]
+async fn a_reload_that_changes_the_steps_keeps_the_first_page() {
+    let mut e = env();
+    e.d.put_alerts(vec![alert(None)]).unwrap();
+    e.until(400).await;
+    // The manager now comes 10m after the first page (30s): at 630s, not
+    // 10m after the reload; the secondary's step, unchanged, is done.
+    e.reload(&CONFIG.replace("delay: 15m", "delay: 10m"));
+    e.until(629).await;
+    assert!(e.sent_to("manager").is_empty());
+    e.until(630).await;
+    assert_eq!(e.sent_to("manager"), [630]);
+    e.until(1500).await;
+    assert_eq!(e.sent_to("secondary"), [330]);
+    assert_eq!(e.sent_to("manager"), [630]);
+}
+
+#[tokio::test]
+async fn a_group_gone_from_the_new_tree_starts_over() {
+    let mut e = env();
+    e.d.put_alerts(vec![alert(None)]).unwrap();
+    e.until(400).await;
+    // A new child route takes the alert: another route, another group.
+    e.reload(&format!(
+        "{CONFIG}  - matchers: [alertname=\"Down\"]\n    receiver: primary\n"
+    ));
+    assert_eq!(e.d.groups()[0].escalation_steps_done, 0);
+    e.until(401).await;
+    // Its first page (at once: the alert is older than group_wait) starts
+    // its escalation.
+    assert_eq!(e.sent_to("primary").last(), Some(&401));
+    e.until(700).await;
+    assert_eq!(e.sent_to("secondary"), [330]);
+    e.until(701).await;
+    assert_eq!(e.sent_to("secondary"), [330, 701]);
+}
+
+#[tokio::test]
 async fn ack_expiry_resumes_escalation() {
     let e = env();
     e.d.put_alerts(vec![alert(None)]).unwrap();
@@ -284,12 +448,17 @@ async fn resolve_cancels_pending_steps_and_closes_the_incident() {
     );
     assert!(e.d.groups().is_empty());
     assert!(e.incidents.acks(e.clock.now()).is_empty(), "ack ends");
+    // Resolved when the alert ended (its endsAt, 250s), not when that was
+    // notified (270s).
     let i = &e.incidents.list()[0];
-    assert_eq!(i.resolved_at, Some(at(270)));
+    assert_eq!(i.resolved_at, Some(at(250)));
     let d = i.durations();
     assert_eq!(d.detected, Some(t0()));
     assert_eq!(d.time_to_acknowledge, Some(Duration::from_secs(200)));
-    assert_eq!(d.time_to_resolve, Some(Duration::from_secs(270)));
+    assert_eq!(d.time_to_resolve, Some(Duration::from_secs(250)));
+    assert_eq!(d.total, Some(Duration::from_secs(250)));
+    let report = wasmon::incident::report::markdown(i);
+    assert!(report.contains("time to resolve: 4m10s"), "{report}");
     assert_eq!(d.time_to_mitigate, None);
     // A new firing episode opens a new incident, escalation from scratch.
     e.d.put_alerts(vec![PostableAlert {

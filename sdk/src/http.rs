@@ -121,7 +121,7 @@ pub const USER_AGENT: &str = concat!("wasmon-sdk/", env!("CARGO_PKG_VERSION"));
 /// `url` is `http://` or `https://`, host[:port], then path and query; a
 /// fragment is dropped, and credentials in the URL are refused (put them in
 /// an `Authorization` header, from the config). The body is sent as is, with
-/// the headers given and no others.
+/// the headers given and a `Content-Length` (see [`request_headers`]).
 pub fn send(
     method: Method,
     url: &str,
@@ -131,10 +131,7 @@ pub fn send(
     let what = format!("{} {url}", method_name(&method));
     let target = Target::parse(url).map_err(|e| Failure::Permanent(format!("{what}: {e}")))?;
 
-    let fields: Vec<(String, Vec<u8>)> = headers
-        .iter()
-        .map(|(k, v)| (k.to_ascii_lowercase(), v.as_bytes().to_vec()))
-        .collect();
+    let fields = request_headers(&method, headers, body.len());
     let fields = Fields::from_list(&fields)
         .map_err(|e| Failure::Permanent(format!("{what}: invalid header: {e:?}")))?;
     let request = OutgoingRequest::new(fields);
@@ -171,6 +168,29 @@ pub fn send(
     let status = response.status();
     let body = read_body(&response).map_err(|e| Failure::Retryable(format!("{what}: {e}")))?;
     Ok(Response { status, body })
+}
+
+/// The header fields of a request: `headers` (names lowercased) and the
+/// body's `Content-Length`, which replaces any the caller gave. Without it
+/// the host streams the body chunked, and simple receivers (and some
+/// proxies) read an empty body; Alertmanager always sends the length. A
+/// method that carries a body says `0` for an empty one, as curl and Go do;
+/// GET and the like say nothing then.
+fn request_headers(
+    method: &Method,
+    headers: &[(&str, &str)],
+    len: usize,
+) -> Vec<(String, Vec<u8>)> {
+    let mut fields: Vec<(String, Vec<u8>)> = headers
+        .iter()
+        .filter(|(k, _)| !k.eq_ignore_ascii_case("content-length"))
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.as_bytes().to_vec()))
+        .collect();
+    let carries_body = matches!(method, Method::Post | Method::Put | Method::Patch);
+    if len > 0 || carries_body {
+        fields.push(("content-length".to_string(), len.to_string().into_bytes()));
+    }
+    fields
 }
 
 /// Writes the whole body and finishes it.
@@ -411,6 +431,31 @@ mod tests {
         assert!(Target::parse("h/path").is_err());
         assert!(Target::parse("http:///path").is_err());
         assert!(Target::parse("http://user:pw@h/").is_err());
+    }
+
+    #[test]
+    fn every_body_carries_its_length() {
+        let get = |h: &[(String, Vec<u8>)], name: &str| {
+            h.iter()
+                .filter(|(k, _)| k == name)
+                .map(|(_, v)| String::from_utf8(v.clone()).unwrap())
+                .collect::<Vec<_>>()
+        };
+        let h = request_headers(&Method::Post, &[("Content-Type", "application/json")], 1234);
+        assert_eq!(get(&h, "content-length"), ["1234"]);
+        assert_eq!(get(&h, "content-type"), ["application/json"]);
+        // A caller's wrong length does not reach the wire.
+        let h = request_headers(&Method::Put, &[("Content-Length", "7")], 3);
+        assert_eq!(get(&h, "content-length"), ["3"]);
+        assert_eq!(
+            get(&request_headers(&Method::Post, &[], 0), "content-length"),
+            ["0"]
+        );
+        assert!(get(&request_headers(&Method::Get, &[], 0), "content-length").is_empty());
+        assert_eq!(
+            get(&request_headers(&Method::Delete, &[], 2), "content-length"),
+            ["2"]
+        );
     }
 
     #[test]

@@ -220,7 +220,7 @@ pub struct RouteConfig {
     pub active_time_intervals: Vec<String>,
     /// Escalation steps (wasmon's extension): receivers notified when the
     /// group is still firing and unacknowledged `delay` after its first
-    /// notification. Inherited unless set (`[]` turns it off).
+    /// page attempt. Inherited unless set (`[]` turns it off).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub escalation: Option<Vec<EscalationStepConfig>>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -232,7 +232,7 @@ pub struct RouteConfig {
 #[serde(deny_unknown_fields)]
 pub struct EscalationStepConfig {
     pub receiver: String,
-    /// After the group's first notification.
+    /// After the group's first page attempt (delivered or not).
     pub delay: Duration,
 }
 

@@ -10,6 +10,7 @@
 //! [`Dispatcher::run`] with a [`SystemClock`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,7 +24,7 @@ use super::config::{AlertingConfig, TimeIntervalConfig};
 use super::inhibit::Inhibitor;
 use super::message::{WebhookAlert, WebhookMessage, ZERO_TIME};
 use super::nflog::{needs_update, NotificationLog};
-use super::route::{Route, RouteOpts};
+use super::route::{EscalationStep, Route, RouteOpts};
 use super::silence::Silences;
 use super::types::{
     fingerprint, fingerprint_hex, labelset_string, rfc3339, Alert, AlertStore, Fingerprint,
@@ -181,11 +182,64 @@ struct Group {
     next_flush: DateTime<Utc>,
     has_flushed: bool,
     in_flight: bool,
-    /// When the group's firing alerts were first notified (this firing
-    /// episode): escalation delays count from here.
-    paged_at: Option<DateTime<Utc>>,
-    /// The next escalation step to run.
-    esc_next: usize,
+    /// Where the group's escalation stands in this firing episode.
+    esc: Escalation,
+}
+
+/// A group's escalation in one firing episode. It outlives a config reload
+/// when the group does (see [`Dispatcher::take_over`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Escalation {
+    /// When the group's firing alerts were first sent to its receiver,
+    /// whether or not that got through: a receiver that is down is what
+    /// escalation exists for. Step delays count from here.
+    first_page: Option<DateTime<Utc>>,
+    /// How far the schedule moved because a step ran late (an ack held
+    /// it): the steps after a late one keep their configured spacing from
+    /// it instead of all firing at once.
+    slip: chrono::Duration,
+    /// Steps already run, a prefix of the route's `escalation`.
+    done: usize,
+}
+
+impl Escalation {
+    /// When step `step` is due on the schedule (ignoring acks).
+    fn due(&self, step: &EscalationStep) -> Option<DateTime<Utc>> {
+        let delay = chrono::Duration::from_std(step.delay).ok()?;
+        self.first_page?
+            .checked_add_signed(self.slip)?
+            .checked_add_signed(delay)
+    }
+
+    /// Step `done` runs at `now`: if it is late, so are the ones after it.
+    fn ran(&mut self, step: &EscalationStep, now: DateTime<Utc>) {
+        if let Some(due) = self.due(step) {
+            if now > due {
+                self.slip += now - due;
+            }
+        }
+        self.done += 1;
+    }
+
+    /// This escalation under a route whose steps changed from `old` to
+    /// `new` (a reload): the first page and the slip stay; it resumes after
+    /// the last step of `new` that already ran (same receiver and delay),
+    /// so no step already run pages again, and a new step placed before it
+    /// is passed over rather than paged late.
+    fn carried(&self, old: &[EscalationStep], new: &[EscalationStep]) -> Escalation {
+        let done = if old == new {
+            self.done
+        } else {
+            let ran = &old[..self.done.min(old.len())];
+            new.iter()
+                .rposition(|s| ran.contains(s))
+                .map_or(0, |i| i + 1)
+        };
+        Escalation {
+            done,
+            ..self.clone()
+        }
+    }
 }
 
 /// Ack suppression: a repeat interval no group reaches.
@@ -204,12 +258,11 @@ impl Group {
         incidents: &crate::incident::Incidents,
         now: DateTime<Utc>,
     ) -> Option<DateTime<Utc>> {
-        let step = self.opts.escalation.get(self.esc_next)?;
-        let paged = self.paged_at?;
+        let step = self.opts.escalation.get(self.esc.done)?;
+        let due = self.esc.due(step)?;
         if !self.firing(now) {
             return None;
         }
-        let due = paged + chrono::Duration::from_std(step.delay).ok()?;
         match incidents.active_ack(&self.key, now) {
             None => Some(due),
             Some(ack) => ack.expires_at.map(|e| e.max(due)),
@@ -228,13 +281,19 @@ struct EscalationJob {
     alerts: Vec<Alert>,
 }
 
-/// What a flush did.
-struct Flushed {
-    /// The group's resolved alerts may be forgotten.
-    ok: bool,
-    /// Firing alerts got past time intervals, inhibition and silences (and
-    /// were notified, now or before): the group is paged.
-    paged: bool,
+/// The end of a group's firing episode, for those its escalation paged.
+struct Resolution {
+    /// The escalation steps' receivers (other than the group's own).
+    receivers: Vec<String>,
+    /// The incident it closed.
+    incident: Option<String>,
+    key: String,
+    labels: Labels,
+    alerts: Vec<Alert>,
+    /// When the resolution was notified.
+    notified_at: DateTime<Utc>,
+    /// The retry budget (the group interval).
+    budget: Duration,
 }
 
 struct FlushJob {
@@ -255,6 +314,9 @@ struct Inner {
     shared: Shared,
     groups: Mutex<HashMap<(String, Fingerprint), Group>>,
     wake: Notify,
+    /// A newer dispatcher took over (a reload): this one starts no more
+    /// flushes or steps. Set under the `groups` lock.
+    retired: AtomicBool,
 }
 
 /// A summary of an aggregation group (for the API and tests).
@@ -305,6 +367,7 @@ impl Dispatcher {
                 shared,
                 groups: Mutex::new(HashMap::new()),
                 wake: Notify::new(),
+                retired: AtomicBool::new(false),
             }),
         };
         for a in d.inner.shared.alerts.list() {
@@ -359,12 +422,15 @@ impl Dispatcher {
         let mut escalations = Vec::new();
         {
             let mut groups = self.inner.groups.lock();
+            if self.inner.retired.load(Ordering::Acquire) {
+                return Vec::new();
+            }
             for g in groups.values_mut() {
                 let due = g.escalation_due(&self.inner.shared.incidents, now);
                 if due.is_some_and(|t| t <= now) {
-                    let step = &g.opts.escalation[g.esc_next];
+                    let step = g.opts.escalation[g.esc.done].clone();
                     escalations.push(EscalationJob {
-                        step: g.esc_next,
+                        step: g.esc.done,
                         steps: g.opts.escalation.len(),
                         receiver: step.receiver.clone(),
                         delay: step.delay,
@@ -373,7 +439,7 @@ impl Dispatcher {
                         key: g.key.clone(),
                         alerts: g.alerts.values().cloned().collect(),
                     });
-                    g.esc_next += 1;
+                    g.esc.ran(&step, now);
                 }
             }
             for (id, g) in groups.iter_mut() {
@@ -399,17 +465,12 @@ impl Dispatcher {
                 let inner = self.inner.clone();
                 tokio::spawn(async move {
                     let flushed_at = inner.shared.clock.now();
-                    let done = inner.flush(&job, flushed_at).await;
-                    let (key, labels, budget) =
-                        (job.key.clone(), job.labels.clone(), job.opts.group_interval);
-                    let resolved = job.alerts.clone();
-                    let escalated = inner.finish(job, done, flushed_at);
-                    for receiver in escalated {
-                        inner
-                            .notify_escalated_resolved(
-                                &receiver, &key, &labels, &resolved, flushed_at, budget,
-                            )
-                            .await;
+                    let ok = inner.flush(&job, flushed_at).await;
+                    let Some(end) = inner.finish(job, ok, flushed_at) else {
+                        return;
+                    };
+                    for receiver in &end.receivers {
+                        inner.notify_escalated_resolved(receiver, &end).await;
                     }
                 })
             })
@@ -419,6 +480,34 @@ impl Dispatcher {
             tokio::spawn(async move { inner.escalate(job).await })
         }));
         handles
+    }
+
+    /// Takes over from `previous`, the dispatcher of the config before a
+    /// reload; call it before [`Dispatcher::run`]. `previous` starts no more
+    /// flushes or escalation steps (those in flight finish), and each group
+    /// that still exists under this route tree (same route, same group key)
+    /// keeps its escalation: when it was first paged and the steps already
+    /// run, which do not run again. Alertmanager likewise keeps its
+    /// notification log across a reload; without this, every reload would
+    /// start escalation over and frequent reloads could hold off the last
+    /// step for good.
+    pub fn take_over(&self, previous: &Dispatcher) {
+        let old = previous.inner.groups.lock();
+        previous.inner.retired.store(true, Ordering::Release);
+        let by_key: HashMap<(&str, &str), &Group> = old
+            .iter()
+            .map(|(id, g)| ((id.0.as_str(), g.key.as_str()), g))
+            .collect();
+        let mut carried = 0;
+        for (id, g) in self.inner.groups.lock().iter_mut() {
+            if let Some(o) = by_key.get(&(id.0.as_str(), g.key.as_str())) {
+                g.esc = o.esc.carried(&o.opts.escalation, &g.opts.escalation);
+                carried += usize::from(g.esc.first_page.is_some());
+            }
+        }
+        drop(old);
+        tracing::debug!(groups = carried, "escalation carried over the reload");
+        self.inner.wake.notify_one();
     }
 
     /// Re-plan the timers now (an unack may make an escalation step due).
@@ -444,10 +533,13 @@ impl Dispatcher {
         }
     }
 
-    /// The earliest pending group flush.
+    /// The earliest pending group flush or escalation step.
     pub fn next_deadline(&self) -> Option<DateTime<Utc>> {
         let now = self.inner.shared.clock.now();
         let groups = self.inner.groups.lock();
+        if self.inner.retired.load(Ordering::Acquire) {
+            return None;
+        }
         let flushes = groups
             .values()
             .filter(|g| !g.in_flight)
@@ -510,7 +602,7 @@ impl Dispatcher {
                 labels: g.labels.clone(),
                 alerts: g.alerts.keys().copied().collect(),
                 next_flush: g.next_flush,
-                escalation_steps_done: g.esc_next,
+                escalation_steps_done: g.esc.done,
             })
             .collect();
         v.sort_by(|a, b| (&a.key, &a.receiver).cmp(&(&b.key, &b.receiver)));
@@ -551,8 +643,7 @@ impl Inner {
                 next_flush: now + chrono::Duration::from_std(r.opts.group_wait).unwrap(),
                 has_flushed: false,
                 in_flight: false,
-                paged_at: None,
-                esc_next: 0,
+                esc: Escalation::default(),
             });
             // An alert older than group_wait is sent without waiting.
             if !g.has_flushed
@@ -586,17 +677,26 @@ impl Inner {
         opts.mute_time_intervals.iter().any(within)
     }
 
+    /// The group's firing alerts are being sent to its receiver: if this
+    /// is the first time in the firing episode, escalation counts from now.
+    fn mark_paged(&self, id: &(String, Fingerprint), now: DateTime<Utc>) {
+        let mut groups = self.groups.lock();
+        let Some(g) = groups.get_mut(id) else { return };
+        if g.esc.first_page.is_none() {
+            g.esc.first_page = Some(now);
+            drop(groups);
+            // The first step may be due before the next flush.
+            self.wake.notify_one();
+        }
+    }
+
     /// The notification pipeline for one group; true when the group's
     /// resolved alerts may be forgotten.
-    async fn flush(&self, job: &FlushJob, now: DateTime<Utc>) -> Flushed {
-        let done = Flushed {
-            ok: true,
-            paged: false,
-        };
+    async fn flush(&self, job: &FlushJob, now: DateTime<Utc>) -> bool {
         let receiver = job.opts.receiver.as_str();
         if self.time_muted(&job.opts, now) {
             tracing::debug!(group = %job.key, "notifications muted by time interval");
-            return done;
+            return true;
         }
         // Copying every current alert costs O(all alerts) per flush: only
         // pay it when some inhibit rule needs them.
@@ -612,7 +712,7 @@ impl Inner {
             .filter(|a| self.shared.silences.mutes(&a.labels, now).is_empty())
             .collect();
         if alerts.is_empty() {
-            return done;
+            return true;
         }
         alerts.sort_by(|a, b| alert_order(a, b));
         let settings = self.receivers.get(receiver).cloned().unwrap_or_default();
@@ -626,11 +726,14 @@ impl Inner {
             .filter(|a| a.resolved_at(now))
             .map(|a| a.fingerprint())
             .collect();
-        let done = Flushed {
-            ok: true,
-            paged: !firing.is_empty(),
-        };
-        if done.paged && !self.shared.incidents.has_open(&job.key) {
+        // Firing alerts got past time intervals, inhibition and silences:
+        // the group is paged (now, or it was before), whether or not the
+        // receiver takes it.
+        let paged = !firing.is_empty();
+        if paged {
+            self.mark_paged(&job.id, now);
+        }
+        if paged && !self.shared.incidents.has_open(&job.key) {
             for a in alerts.iter().filter(|a| !a.resolved_at(now)) {
                 self.shared
                     .incidents
@@ -653,7 +756,7 @@ impl Inner {
             repeat,
             now,
         ) {
-            return done;
+            return true;
         }
         if !settings.send_resolved {
             alerts.retain(|a| !a.resolved_at(now));
@@ -673,6 +776,9 @@ impl Inner {
             let result = self
                 .send_with_retries(receiver, msg, now, job.opts.group_interval)
                 .await;
+            let failed = result.is_err();
+            // Not logged as sent, so the group's next flush sends it again.
+            let next_flush = now + chrono::Duration::from_std(job.opts.group_interval).unwrap();
             self.shared.incidents.record_group(
                 &job.key,
                 crate::incident::Event::new(
@@ -680,19 +786,17 @@ impl Inner {
                     "notification",
                     format!("{status} notification of {n} alert(s) to {receiver}"),
                 )
-                .receiver(receiver, result.clone()),
+                .receiver(receiver, result)
+                .retry_at(next_flush),
             );
-            if result.is_err() {
-                return Flushed {
-                    ok: false,
-                    paged: false,
-                };
+            if failed {
+                return false;
             }
         }
         self.shared
             .nflog
             .log(&job.key, receiver, firing, resolved, now);
-        done
+        true
     }
 
     /// One escalation step: the group's firing alerts (past inhibition and
@@ -780,32 +884,42 @@ impl Inner {
         }
     }
 
-    /// Updates the group after a flush; returns the escalation receivers to
-    /// tell about the resolution when the firing episode is over.
-    fn finish(&self, job: FlushJob, done: Flushed, flushed_at: DateTime<Utc>) -> Vec<String> {
-        let ok = done.ok;
-        let mut escalated = Vec::new();
+    /// Updates the group after a flush; when the firing episode is over,
+    /// returns who its escalation paged, to tell them about the resolution.
+    fn finish(&self, job: FlushJob, ok: bool, flushed_at: DateTime<Utc>) -> Option<Resolution> {
         // Every alert of the flush resolved: the firing episode is over
         // (its incident closes, its ack ends, escalation starts afresh).
         let episode_over =
             ok && !job.alerts.is_empty() && job.alerts.iter().all(|a| a.resolved_at(flushed_at));
+        let mut end = None;
         if episode_over {
-            self.shared.incidents.resolve(&job.key, flushed_at);
+            // The incident ended when its last alert did, not when that was
+            // notified (up to a group interval later).
+            let ended = job.alerts.iter().map(|a| a.ends_at).max();
+            end = Some(Resolution {
+                receivers: Vec::new(),
+                incident: self
+                    .shared
+                    .incidents
+                    .resolve(&job.key, ended.unwrap_or(flushed_at)),
+                key: job.key.clone(),
+                labels: job.labels.clone(),
+                alerts: job.alerts.clone(),
+                notified_at: flushed_at,
+                budget: job.opts.group_interval,
+            });
         }
         let mut groups = self.groups.lock();
         if let Some(g) = groups.get_mut(&job.id) {
             g.in_flight = false;
-            if done.paged && g.paged_at.is_none() {
-                g.paged_at = Some(flushed_at);
-            }
-            if episode_over {
-                for s in &g.opts.escalation[..g.esc_next.min(g.opts.escalation.len())] {
-                    if s.receiver != g.opts.receiver && !escalated.contains(&s.receiver) {
-                        escalated.push(s.receiver.clone());
+            if let Some(end) = end.as_mut() {
+                let ran = &g.opts.escalation[..g.esc.done.min(g.opts.escalation.len())];
+                for s in ran {
+                    if s.receiver != g.opts.receiver && !end.receivers.contains(&s.receiver) {
+                        end.receivers.push(s.receiver.clone());
                     }
                 }
-                g.paged_at = None;
-                g.esc_next = 0;
+                g.esc = Escalation::default();
             }
             if ok {
                 // Forget resolved alerts just notified, unless updated since.
@@ -822,40 +936,35 @@ impl Inner {
         }
         drop(groups);
         self.wake.notify_one();
-        escalated
+        end
     }
 
     /// Whoever an escalation step paged hears about the resolution too
     /// (unless the receiver has send_resolved off).
-    async fn notify_escalated_resolved(
-        &self,
-        receiver: &str,
-        key: &str,
-        labels: &Labels,
-        alerts: &[Alert],
-        now: DateTime<Utc>,
-        budget: Duration,
-    ) {
+    async fn notify_escalated_resolved(&self, receiver: &str, end: &Resolution) {
         let settings = self.receivers.get(receiver).cloned().unwrap_or_default();
         if !settings.send_resolved {
             return;
         }
-        let mut alerts: Vec<&Alert> = alerts.iter().collect();
+        let mut alerts: Vec<&Alert> = end.alerts.iter().collect();
         alerts.sort_by(|a, b| alert_order(a, b));
+        let now = end.notified_at;
         let msg = build_message(
             receiver,
-            key,
-            labels,
+            &end.key,
+            &end.labels,
             &alerts,
             now,
             &self.external_url,
             settings.max_alerts,
         );
         let n = msg.alerts.len();
-        let result = self.send_with_retries(receiver, msg, now, budget).await;
-        self.shared.incidents.record_resolved(
-            key,
-            now,
+        let result = self.send_with_retries(receiver, msg, now, end.budget).await;
+        let Some(incident) = &end.incident else {
+            return;
+        };
+        self.shared.incidents.record_in(
+            incident,
             crate::incident::Event::new(
                 now,
                 "notification",

@@ -27,7 +27,7 @@ pub struct RouteOpts {
     pub escalation: Vec<EscalationStep>,
 }
 
-/// A receiver notified `delay` after the group's first notification while
+/// A receiver notified `delay` after the group's first page attempt while
 /// the group is firing and not acknowledged.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EscalationStep {

@@ -237,12 +237,7 @@ pub async fn cli_incidents(url: &str, id: Option<&str>, report: bool) -> anyhow:
             s(&v["group_key"])
         );
         for e in v["events"].as_array().into_iter().flatten() {
-            println!(
-                "{}  {:<20} {}",
-                s(&e["at"]),
-                s(&e["kind"]),
-                s(&e["message"])
-            );
+            println!("{}", timeline_line(e));
         }
         return Ok(());
     }
@@ -265,6 +260,25 @@ pub async fn cli_incidents(url: &str, id: Option<&str>, report: bool) -> anyhow:
         println!("(no incidents)");
     }
     Ok(())
+}
+
+/// One event of `wasmon incidents ID`: time, kind, message and, for a
+/// send, its receiver and result (a failed page must not read like a
+/// delivered one).
+fn timeline_line(e: &Value) -> String {
+    let Ok(e) = serde_json::from_value::<super::Event>(e.clone()) else {
+        return format!("(unreadable event: {e})");
+    };
+    let mut line = format!(
+        "{}  {:<20} {}",
+        e.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        e.kind,
+        e.message
+    );
+    if let (Some(r), Some(outcome)) = (&e.receiver, e.outcome()) {
+        line.push_str(&format!(" -> {r}: {outcome}"));
+    }
+    line
 }
 
 /// The routes, merged into the agent's router.

@@ -4,7 +4,8 @@
 //!   dispatcher sends no repeat notifications and no escalation step for that
 //!   group; it ends when the group resolves, when it expires or on unack.
 //! - [`Incident`]: one per firing episode of an alert group (opened by the
-//!   first firing alert, closed when the group's resolution is notified),
+//!   first firing alert, closed when the group's resolution is notified,
+//!   resolved as of its last alert's `endsAt`),
 //!   with a timeline of events from every part of the agent: rollouts,
 //!   rules (pending), the dispatcher (firing, notifications, escalation,
 //!   resolved) and acks. `report.rs` renders the post-incident report.
@@ -76,9 +77,17 @@ pub struct Event {
     pub message: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub receiver: Option<String>,
-    /// `ok` or the error, for notifications and escalation steps.
+    /// `ok` or `failed`, for notifications and escalation steps (files
+    /// from before `error` existed hold the error here instead).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<String>,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// When a failed send is tried again (the group's next flush); absent
+    /// on a failure, it is not retried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<DateTime<Utc>>,
     /// Anything else worth keeping: alert labels, the failed checks and
     /// their values for a rollback, who acked.
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
@@ -93,22 +102,66 @@ impl Event {
             message: message.into(),
             receiver: None,
             result: None,
+            error: None,
+            retry_at: None,
             data: serde_json::Value::Null,
         }
     }
+    /// A send to receiver `r` and its result; a failure is not retried
+    /// unless [`Event::retry_at`] says when.
     pub fn receiver(mut self, r: &str, result: Result<(), String>) -> Event {
         self.receiver = Some(r.to_string());
-        self.result = Some(match result {
-            Ok(()) => "ok".to_string(),
-            Err(e) => e,
-        });
+        match result {
+            Ok(()) => self.result = Some(RESULT_OK.to_string()),
+            Err(e) => {
+                self.result = Some(RESULT_FAILED.to_string());
+                self.error = Some(e);
+            }
+        }
         self
+    }
+    /// When a failed send is tried again (ignored for a success).
+    pub fn retry_at(mut self, t: DateTime<Utc>) -> Event {
+        if self.failed() {
+            self.retry_at = Some(t);
+        }
+        self
+    }
+    pub fn failed(&self) -> bool {
+        self.result.as_deref().is_some_and(|r| r != RESULT_OK)
+    }
+    /// The send's result for people: `ok`, or `FAILED (retried at T): why`
+    /// / `FAILED (not retried): why`. None for events that send nothing.
+    pub fn outcome(&self) -> Option<String> {
+        let result = self.result.as_deref()?;
+        if result == RESULT_OK {
+            return Some(RESULT_OK.to_string());
+        }
+        let error = match (&self.error, result) {
+            (Some(e), _) => e.as_str(),
+            // An incidents.json from before `error`: the error is the result.
+            (None, r) if r != RESULT_FAILED => r,
+            (None, _) => "no reason recorded",
+        };
+        let retry = match self.retry_at {
+            Some(t) => format!(
+                "retried at {}",
+                t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+            None => "not retried".to_string(),
+        };
+        Some(format!("FAILED ({retry}): {error}"))
     }
     pub fn data(mut self, d: serde_json::Value) -> Event {
         self.data = d;
         self
     }
 }
+
+/// [`Event::result`] of a send that got through.
+pub const RESULT_OK: &str = "ok";
+/// [`Event::result`] of a send that did not.
+pub const RESULT_FAILED: &str = "failed";
 
 /// A firing episode of one alert group.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -613,40 +666,36 @@ impl Incidents {
         }
     }
 
-    /// An event after the resolution (the resolved notice to escalation
-    /// receivers): goes to the incident closed at `resolved_at`.
-    pub fn record_resolved(&self, group_key: &str, resolved_at: DateTime<Utc>, ev: Event) {
+    /// An event of incident `id`, open or not (the resolved notice to
+    /// escalation receivers comes after the incident closed).
+    pub fn record_in(&self, id: &str, ev: Event) {
         let mut st = self.state.lock();
-        if let Some(i) = st
-            .file
-            .incidents
-            .iter_mut()
-            .rev()
-            .find(|i| i.group_key == group_key && i.resolved_at == Some(resolved_at))
-        {
+        if let Some(i) = st.file.incidents.iter_mut().rev().find(|i| i.id == id) {
             i.push(ev);
             self.save_incidents(&st);
         }
     }
 
-    /// The group's resolution was notified: close its incident and drop its
-    /// ack (an ack ends with the group's firing episode).
-    pub fn resolve(&self, group_key: &str, now: DateTime<Utc>) {
+    /// The group's resolution was notified: close its incident as resolved
+    /// at `ended` (when its last alert ended; not before it opened) and drop
+    /// its ack (an ack ends with the group's firing episode). Returns the
+    /// incident's id.
+    pub fn resolve(&self, group_key: &str, ended: DateTime<Utc>) -> Option<String> {
         let mut st = self.state.lock();
         let before = st.acks.len();
         st.acks.retain(|a| a.group_key != group_key);
         if st.acks.len() != before {
             self.save_acks(&st);
         }
-        let Some(i) = Self::open_incident_mut(&mut st, group_key) else {
-            return;
-        };
+        let i = Self::open_incident_mut(&mut st, group_key)?;
+        let at = ended.max(i.opened_at);
         i.push(Event::new(
-            now,
+            at,
             "resolved",
             "all alerts of the group resolved",
         ));
-        i.resolved_at = Some(now);
+        i.resolved_at = Some(at);
+        let id = i.id.clone();
         tracing::info!(incident = %i.id, group = %group_key, "incident resolved");
         let closed = st.file.incidents.iter().filter(|i| !i.is_open()).count();
         if closed > MAX_CLOSED {
@@ -661,6 +710,7 @@ impl Incidents {
             });
         }
         self.save_incidents(&st);
+        Some(id)
     }
 
     // --- reads ---------------------------------------------------------

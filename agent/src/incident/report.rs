@@ -86,8 +86,8 @@ pub fn markdown(i: &Incident) -> String {
     out.push_str("## Timeline\n\n| Time | Event | Details |\n|---|---|---|\n");
     for e in &i.events {
         let mut details = e.message.clone();
-        if let (Some(r), Some(res)) = (&e.receiver, &e.result) {
-            let _ = write!(details, " (receiver {r}: {res})");
+        if let (Some(r), Some(outcome)) = (&e.receiver, e.outcome()) {
+            let _ = write!(details, " (receiver {r}: {outcome})");
         }
         if e.kind == "rollback" || e.kind == "rollout_check_failed" {
             if let Some(checks) = e.data.get("checks").and_then(|c| c.as_array()) {

@@ -166,3 +166,83 @@ fn closed_incidents_are_bounded() {
     assert_eq!(list.len(), MAX_CLOSED);
     assert_eq!(list[0].id, "6", "oldest dropped first");
 }
+
+#[test]
+fn failed_sends_read_as_failed_with_their_retry() {
+    let inc = Incidents::in_memory();
+    inc.alert_firing(KEY, &group(), &alert(), t(100));
+    inc.record_group(
+        KEY,
+        Event::new(
+            t(130),
+            "notification",
+            "firing notification of 1 alert(s) to oncall",
+        )
+        .receiver("oncall", Err("failed after 3 attempt(s): HTTP 503".into()))
+        .retry_at(t(430)),
+    );
+    inc.record_group(
+        KEY,
+        Event::new(
+            t(430),
+            "notification",
+            "firing notification of 1 alert(s) to oncall",
+        )
+        .receiver("oncall", Ok(()))
+        .retry_at(t(730)),
+    );
+    inc.record_group(
+        KEY,
+        Event::new(t(400), "escalation", "escalation 1/1: paged boss")
+            .receiver("boss", Err("failed permanently: HTTP 400".into())),
+    );
+    let i = inc.list().remove(0);
+    let sends: Vec<(Option<&str>, Option<DateTime<Utc>>)> = i
+        .events
+        .iter()
+        .filter(|e| e.receiver.is_some())
+        .map(|e| (e.result.as_deref(), e.retry_at))
+        .collect();
+    assert_eq!(
+        sends,
+        [
+            (Some("failed"), Some(t(430))),
+            (Some("failed"), None),
+            (Some("ok"), None)
+        ],
+        "a success has no retry"
+    );
+    let md = report::markdown(&i);
+    for want in [
+        "(receiver oncall: FAILED (retried at 2023-11-14T22:20:30Z): failed after 3 attempt(s): HTTP 503)",
+        "(receiver boss: FAILED (not retried): failed permanently: HTTP 400)",
+        "(receiver oncall: ok)",
+    ] {
+        assert!(md.contains(want), "missing {want:?} in\n{md}");
+    }
+    // incidents.json from before `error`: the error was the result.
+    let old: Event = serde_json::from_value(serde_json::json!({
+        "at": t(1), "kind": "notification", "message": "m",
+        "receiver": "r", "result": "failed permanently: HTTP 400",
+    }))
+    .unwrap();
+    assert_eq!(
+        old.outcome().unwrap(),
+        "FAILED (not retried): failed permanently: HTTP 400"
+    );
+}
+
+#[test]
+fn resolved_at_the_alerts_end_never_before_the_opening() {
+    let inc = Incidents::in_memory();
+    inc.alert_firing(KEY, &group(), &alert(), t(100));
+    let id = inc.resolve(KEY, t(250)).unwrap();
+    assert_eq!(inc.get(&id).unwrap().resolved_at, Some(t(250)));
+    // An alert whose source back-dated its end before the incident opened.
+    inc.alert_firing(KEY, &group(), &alert(), t(300));
+    let id = inc.resolve(KEY, t(200)).unwrap();
+    let i = inc.get(&id).unwrap();
+    assert_eq!(i.resolved_at, Some(t(300)));
+    assert_eq!(i.durations().time_to_resolve, Some(Duration::ZERO));
+    assert_eq!(inc.resolve(KEY, t(400)), None, "nothing open");
+}

@@ -24,6 +24,20 @@ pub fn component(name: &str) -> PathBuf {
     p
 }
 
+/// A temp dir for an agent whose `plugins/` holds the components `names`.
+pub fn agent_dir_with(names: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("plugins")).unwrap();
+    for name in names {
+        std::fs::copy(
+            component(name),
+            dir.path().join(format!("plugins/{name}.wasm")),
+        )
+        .unwrap();
+    }
+    dir
+}
+
 /// One request received by [`Receiver`].
 #[derive(Debug, Clone)]
 pub struct Received {
