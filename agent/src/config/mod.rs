@@ -126,7 +126,7 @@ pub struct GlobalConfig {
     #[serde(default = "default_external_url")]
     pub external_url: String,
     /// Labels added to alerts and remote-written series (Prometheus' `external_labels`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "deserialize_label_map")]
     pub external_labels: BTreeMap<String, String>,
     /// Default scrape interval of jobs (Prometheus' default: 1m).
     #[serde(default = "default_scrape_interval", with = "humantime_serde")]
@@ -163,6 +163,44 @@ pub struct AlertmanagerTarget {
     pub url: String,
     #[serde(default = "default_scrape_timeout", with = "humantime_serde")]
     pub timeout: Duration,
+}
+
+/// A map of label names to values from the config (external labels, target
+/// labels), with each name checked as it is read so that an invalid one is
+/// reported at its own line.
+pub(crate) fn deserialize_label_map<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<BTreeMap<String, String>, D::Error> {
+    struct Name(String);
+    impl<'de> Deserialize<'de> for Name {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Name, D::Error> {
+            let n = String::deserialize(d)?;
+            if !crate::model::is_legacy_label_name(&n) {
+                return Err(serde::de::Error::custom(format!(
+                    "{n:?} is not a valid label name (letters, digits and _, not starting with a digit)"
+                )));
+            }
+            Ok(Name(n))
+        }
+    }
+    impl PartialEq for Name {
+        fn eq(&self, o: &Name) -> bool {
+            self.0 == o.0
+        }
+    }
+    impl Eq for Name {}
+    impl PartialOrd for Name {
+        fn partial_cmp(&self, o: &Name) -> Option<std::cmp::Ordering> {
+            Some(self.cmp(o))
+        }
+    }
+    impl Ord for Name {
+        fn cmp(&self, o: &Name) -> std::cmp::Ordering {
+            self.0.cmp(&o.0)
+        }
+    }
+    let m = BTreeMap::<Name, String>::deserialize(d)?;
+    Ok(m.into_iter().map(|(k, v)| (k.0, v)).collect())
 }
 
 fn default_resolve_timeout() -> crate::alerting::config::Duration {
@@ -993,6 +1031,45 @@ receiver = "pager"
             let c = Config::parse(&literal, "e.toml").unwrap_or_else(|e| panic!("{what}: {e:#}"));
             assert_eq!(get(&c), format!("${{{var}}}"), "{what}");
         }
+    }
+
+    /// Label names from the config are checked as Prometheus 2.x checks
+    /// them, at the line of the name.
+    #[test]
+    fn invalid_label_names_are_rejected_at_their_line() {
+        for (text, line) in [
+            ("[global]\nexternal_labels = { 0bad-name = \"x\" }\n", 2),
+            ("[global]\n[global.external_labels]\nok = \"x\"\n\"a.b\" = \"y\"\n", 4),
+            ("[[scrape_configs]]\njob_name = \"a\"\n[[scrape_configs.static_configs]]\ntargets = [\"h:1\"]\nlabels = { team = \"x\", 0bad-name = \"y\" }\n", 5),
+            ("[[rollouts]]\nname = \"r\"\nlabels = { \"te am\" = \"x\" }\n", 3),
+            ("[[scrape_configs]]\njob_name = \"a\"\nrelabel_configs = [{ source_labels = [\"a\"], target_label = \"0bad-name\" }]\n", 2),
+        ] {
+            let msg = format!("{:#}", Config::parse(text, "l.toml").unwrap_err());
+            assert!(
+                msg.contains(&format!("l.toml: TOML parse error at line {line},"))
+                    || msg.contains(&format!("l.toml:{line}:")),
+                "{text}: {msg}"
+            );
+            assert!(msg.contains("not a valid label name") || msg.contains("invalid 'target_label'"), "{msg}");
+        }
+        let msg = format!(
+            "{:#}",
+            Config::parse(
+                "[[rollouts]]\nname = \"r\"\nversion_label = \"0v\"\n",
+                "l.toml"
+            )
+            .unwrap_err()
+        );
+        assert!(
+            msg.contains("l.toml:2") && msg.contains("version_label"),
+            "{msg}"
+        );
+        let c = Config::parse(
+            "[global]\nexternal_labels = { cluster = \"eu1\", __replica__ = \"a\" }\n",
+            "l.toml",
+        )
+        .unwrap();
+        assert_eq!(c.global.external_labels["cluster"], "eu1");
     }
 
     #[test]

@@ -110,7 +110,7 @@ impl BasicAuth {
 pub struct StaticConfig {
     #[serde(default)]
     pub targets: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::deserialize_label_map")]
     pub labels: BTreeMap<String, String>,
 }
 
