@@ -174,7 +174,9 @@ enum TsdbWhat {
 
 #[derive(Subcommand)]
 enum CheckWhat {
-    /// Validate config files (syntax, types, names, allow-lists, ${ENV} references).
+    /// Check config files with everything `run` checks before it starts: the
+    /// config, its rule files, credential and certificate files, and plugin
+    /// instances against the plugins dir when it exists.
     Config { files: Vec<PathBuf> },
 }
 
@@ -292,12 +294,21 @@ async fn run(cmd: Command) -> Result<ExitCode> {
             }
             let mut failed = false;
             for f in files {
-                match Config::load(&f) {
-                    Ok(c) => println!(
-                        "SUCCESS: {} is valid ({} receivers)",
-                        f.display(),
-                        c.receivers.len()
-                    ),
+                // Everything `run` checks short of opening the store and
+                // binding ports (rule files, plugins, credentials files).
+                match wasmon::app::Prepared::check_file(&f).await {
+                    Ok(p) => {
+                        for w in &p.warnings {
+                            println!("WARNING: {w}");
+                        }
+                        println!(
+                            "SUCCESS: {} is valid ({} receivers, {} rule files, {} rules)",
+                            f.display(),
+                            p.loaded.config.receivers.len(),
+                            p.rules.len(),
+                            p.rule_count()
+                        )
+                    }
                     Err(e) => {
                         failed = true;
                         println!("FAILED: {e:#}");
