@@ -406,6 +406,29 @@ fn check_config_checks_plugin_instances_against_the_plugins_dir() {
     );
 }
 
+/// Subcommands that could not do their job exit non-zero with a message.
+#[test]
+fn cli_failures_exit_non_zero() {
+    let empty = tempfile::tempdir().unwrap();
+    let empty = empty.path().to_str().unwrap().to_string();
+    for (args, want) in [
+        (
+            vec!["plugins", "list", "--dir", "/nonexistent-wasmon-plugins"],
+            "/nonexistent-wasmon-plugins",
+        ),
+        (vec!["test", "rules"], "at least one"),
+        (vec!["tsdb", "analyze", empty.as_str()], "no blocks"),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_wasmon"))
+            .args(&args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} exited 0");
+        assert!(stderr.contains(want), "{args:?}: {stderr}");
+    }
+}
+
 #[test]
 fn plugins_list_shows_world_and_rejects_broken_files() {
     let dir = tempfile::tempdir().unwrap();
