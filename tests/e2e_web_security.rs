@@ -343,3 +343,62 @@ async fn https_with_a_self_signed_certificate() {
     );
     drop(child);
 }
+
+/// README's form `bearer_tokens = ["${WASMON_API_TOKEN}"]`: the token is the
+/// variable's value, and the text `${WASMON_API_TOKEN}` is no token at all.
+/// Unset, the config is refused by both `check config` and `run`, naming the
+/// file, the line and the variable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bearer_token_from_the_environment() {
+    const VAR: &str = "WASMON_API_TOKEN";
+    const REAL: &str = "env-token-7c1d44";
+    let text = "[web]\nlisten_address = \"{{LISTEN}}\"\nbearer_tokens = [\"${WASMON_API_TOKEN}\"]\n\n[storage]\npath = \"data\"\n\n[plugins]\ndir = \"plugins\"\ncache_dir = \"\"\n";
+
+    // Unset: refused, by the check and by the agent.
+    std::env::remove_var(VAR);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("wasmon.toml");
+    std::fs::write(&cfg, text.replace("{{LISTEN}}", "127.0.0.1:1")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wasmon"))
+        .args(["check", "config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains(&format!("{}: TOML parse error at line 3", cfg.display())),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(VAR) && stdout.contains("not set"),
+        "{stdout}"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wasmon"))
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(VAR),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Set: the value is the token. (The child inherits the variable; no
+    // other test of this binary reads it.)
+    std::env::set_var(VAR, REAL);
+    let agent = common::AgentProcess::start(dir, text).await;
+    let c = reqwest::Client::new();
+    let url = agent.url("/api/v1/targets");
+    assert_eq!(status(c.get(&url).bearer_auth(REAL)).await, StatusCode::OK);
+    for wrong in ["${WASMON_API_TOKEN}", "$WASMON_API_TOKEN", ""] {
+        assert_eq!(
+            status(c.get(&url).bearer_auth(wrong)).await,
+            StatusCode::UNAUTHORIZED,
+            "{wrong:?}"
+        );
+    }
+    assert_eq!(status(c.get(&url)).await, StatusCode::UNAUTHORIZED);
+}

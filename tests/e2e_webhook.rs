@@ -11,6 +11,8 @@ use std::time::Duration;
 use serde_json::json;
 
 const CONFIG: &str = r#"
+rule_files = ["rules.d/*.yml"]
+
 [global]
 external_url = "http://wasmon.example:9930"
 
@@ -76,6 +78,14 @@ async fn webhook_plugin_posts_exact_v4_payload_and_reload_keeps_good_config() {
     let config = CONFIG.replace("{{SERVER}}", &server.addr.to_string());
     let agent = common::AgentProcess::start(dir, &config).await;
     let client = reqwest::Client::new();
+    // A rule file glob that matches nothing is not an error, but is logged.
+    assert!(
+        agent
+            .logs()
+            .contains("rule_files pattern \"rules.d/*.yml\" matches no file"),
+        "{}",
+        agent.logs()
+    );
 
     // The exact payload arrives, with the configured header.
     let r = client
@@ -271,6 +281,152 @@ fn check_config_reports_file_and_line() {
         stdout.contains(&format!("{}:6", bad.display())) && stdout.contains("http://nope"),
         "{stdout}"
     );
+}
+
+fn check_config(file: &std::path::Path) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wasmon"))
+        .args(["check", "config"])
+        .arg(file)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// `check config` runs what `run` runs before it opens the store and binds
+/// ports: rule files (YAML, PromQL, durations, templates) with the loader
+/// `run` uses, rule file globs and paths as promtool does, and the files
+/// credentials are read from.
+#[test]
+fn check_config_checks_rule_files_and_what_run_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("wasmon.toml");
+    let rules = dir.path().join("rules.yml");
+    let good = "groups:\n- name: g\n  rules:\n  - alert: Down\n    expr: up == 0\n    for: 5m\n    annotations:\n      summary: '{{ $labels.instance }} is down'\n";
+    std::fs::write(&cfg, "rule_files = [\"rules.yml\"]\n").unwrap();
+    std::fs::write(&rules, good).unwrap();
+    let (ok, out) = check_config(&cfg);
+    assert!(
+        ok && out.contains("SUCCESS") && out.contains("1 rules"),
+        "{out}"
+    );
+    assert!(!out.contains("WARNING"), "{out}");
+
+    // Each broken rule file fails the check at the file and line of the fault.
+    for (what, text, line) in [
+        ("bad PromQL", good.replace("up == 0", "up =="), 4),
+        ("bad YAML", good.replace("    expr:", "   expr:"), 5),
+        ("bad for", good.replace("5m", "5 minutes"), 4),
+        ("bad template", good.replace("}} is down", " is down"), 4),
+        ("unknown field", good.replace("for:", "fore:"), 6),
+    ] {
+        std::fs::write(&rules, &text).unwrap();
+        let (ok, out) = check_config(&cfg);
+        assert!(!ok, "{what}: {out}");
+        assert!(
+            out.contains("FAILED") && out.contains(&format!("{}:{line}", rules.display())),
+            "{what}: {out}"
+        );
+    }
+    std::fs::write(&rules, good).unwrap();
+
+    // A glob that matches nothing is a warning; a path that names no file
+    // is an error (as promtool).
+    std::fs::write(&cfg, "rule_files = [\"rules.yml\", \"rules.d/*.yml\"]\n").unwrap();
+    let (ok, out) = check_config(&cfg);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("WARNING") && out.contains("\"rules.d/*.yml\" matches no file"),
+        "{out}"
+    );
+    std::fs::write(&cfg, "rule_files = [\"rules.yml\", \"missing.yml\"]\n").unwrap();
+    let (ok, out) = check_config(&cfg);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("\"missing.yml\" does not point to an existing file"),
+        "{out}"
+    );
+
+    // Files `run` reads credentials and certificates from.
+    for (what, text) in [
+        ("scrape bearer_token_file", "[[scrape_configs]]\njob_name = \"a\"\nbearer_token_file = \"nope.txt\"\n"),
+        ("scrape password_file", "[[scrape_configs]]\njob_name = \"a\"\nbasic_auth = { username = \"u\", password_file = \"nope.txt\" }\n"),
+        ("remote_write password_file", "[[remote_write]]\nurl = \"http://127.0.0.1:1/\"\nbasic_auth = { username = \"u\", password_file = \"nope.txt\" }\n"),
+        ("TLS files", "[web]\ntls_cert_file = \"nope.pem\"\ntls_key_file = \"nope.key\"\n"),
+    ] {
+        std::fs::write(&cfg, text).unwrap();
+        let (ok, out) = check_config(&cfg);
+        assert!(!ok, "{what}: {out}");
+        assert!(out.contains("FAILED") && out.contains("nope."), "{what}: {out}");
+    }
+}
+
+/// Plugin instances are checked against the plugins directory when there
+/// is one: a plugin of another world than its use fails the check at the
+/// instance's line; a plugin that is not there is a warning (it may be
+/// dropped in later).
+#[test]
+fn check_config_checks_plugin_instances_against_the_plugins_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("wasmon.toml");
+    let text = "[plugins]\ndir = \"plugins\"\ncache_dir = \"\"\n\n[[receivers]]\nname = \"ops\"\nplugin = \"webhook\"\n\n[[receivers]]\nname = \"chat\"\nplugin = \"slack\"\n";
+    std::fs::write(&cfg, text).unwrap();
+    // No plugins dir: nothing to check against, and said so.
+    let (ok, out) = check_config(&cfg);
+    assert!(ok && out.contains("WARNING: plugins directory"), "{out}");
+
+    std::fs::create_dir(dir.path().join("plugins")).unwrap();
+    for p in ["webhook", "metric-threshold"] {
+        std::fs::copy(
+            common::component(p),
+            dir.path().join(format!("plugins/{p}.wasm")),
+        )
+        .unwrap();
+    }
+    let (ok, out) = check_config(&cfg);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(&format!(
+            "WARNING: {}:10: receiver \"chat\": plugin \"slack\" is not loaded",
+            cfg.display()
+        )),
+        "{out}"
+    );
+    assert!(!out.contains("\"ops\""), "{out}");
+
+    let wrong = format!("{text}\n[[rollouts]]\nname = \"canary\"\n[rollouts.rollback]\nname = \"undo\"\nplugin = \"metric-threshold\"\n");
+    std::fs::write(&cfg, wrong).unwrap();
+    let (ok, out) = check_config(&cfg);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(&format!("{}:16: rollout \"canary\": rollback: plugin \"metric-threshold\" is a metric-check plugin, not a rollback-action", cfg.display())),
+        "{out}"
+    );
+}
+
+/// Subcommands that could not do their job exit non-zero with a message.
+#[test]
+fn cli_failures_exit_non_zero() {
+    let empty = tempfile::tempdir().unwrap();
+    let empty = empty.path().to_str().unwrap().to_string();
+    for (args, want) in [
+        (
+            vec!["plugins", "list", "--dir", "/nonexistent-wasmon-plugins"],
+            "/nonexistent-wasmon-plugins",
+        ),
+        (vec!["test", "rules"], "at least one"),
+        (vec!["tsdb", "analyze", empty.as_str()], "no blocks"),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_wasmon"))
+            .args(&args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} exited 0");
+        assert!(stderr.contains(want), "{args:?}: {stderr}");
+    }
 }
 
 #[test]

@@ -14,7 +14,7 @@ use arc_swap::ArcSwap;
 use crate::alerting::dispatch::{Dispatcher, ReceiverSettings, Shared};
 use crate::alerting::plugin_notifier::PluginNotifier;
 use crate::config::Config;
-use crate::plugins::{watch, Instance, PluginRuntime};
+use crate::plugins::{watch, Instance, PluginKind, PluginRuntime};
 use crate::scrape::{Job, ScrapeManager};
 use crate::selfmetrics::Metrics;
 use crate::tsdb;
@@ -25,12 +25,39 @@ pub struct Loaded {
     pub receivers: BTreeMap<String, Instance>,
     pub checks: Vec<crate::checks::Check>,
     pub rollouts: Vec<crate::rollout::Rollout>,
+    /// `[web]`'s certificate and key, read (used by the server at startup;
+    /// certificate changes need a restart).
+    pub tls: Option<tokio_rustls::rustls::ServerConfig>,
 }
 
 impl Loaded {
-    /// Everything a config needs before it may replace the running one;
-    /// the scrape jobs are handed to the scrape manager.
-    fn prepare(config: Config) -> Result<(Loaded, Vec<Job>)> {
+    /// The directory relative paths in the config resolve against.
+    fn base_dir(&self) -> PathBuf {
+        self.config.resolve(std::path::Path::new(""))
+    }
+}
+
+/// A config with everything checked that `run` checks short of opening the
+/// store and binding ports: the agent's start and every reload go through
+/// [`Prepared::new`], and so does `wasmon check config`, so a config the
+/// check accepts is one the agent runs.
+pub struct Prepared {
+    pub loaded: Loaded,
+    /// The scrape jobs, for the scrape manager.
+    pub jobs: Vec<Job>,
+    /// The rule files, read and validated, for the rule manager.
+    pub rules: Vec<(PathBuf, crate::rules::rulefmt::RuleGroups)>,
+    /// What does not stop the config but should be seen (a rule file glob
+    /// that matches nothing, a plugin that is not loaded): `run` logs these,
+    /// `check config` prints them.
+    pub warnings: Vec<String>,
+}
+
+impl Prepared {
+    /// Checks and prepares `config`. `plugins`: the loaded plugins to check
+    /// every plugin instance against (None: no plugins directory to check).
+    pub fn new(config: Config, plugins: Option<&PluginRuntime>) -> Result<Prepared> {
+        let mut warnings = Vec::new();
         let receivers = config
             .receivers
             .iter()
@@ -51,21 +78,159 @@ impl Loaded {
             .iter()
             .map(|r| crate::rollout::Rollout::prepare(r, &config.plugins))
             .collect::<Result<Vec<_>>>()?;
-        Ok((
-            Loaded {
+        if let Some(plugins) = plugins {
+            warnings.extend(check_plugin_uses(&config, plugins)?);
+        }
+        let base = config.resolve(std::path::Path::new(""));
+        for rw in &config.remote_write {
+            rw.request_headers(&base).with_context(|| {
+                format!(
+                    "{}: remote_write {:?}",
+                    config.at(rw.url.span()),
+                    rw.queue_name()
+                )
+            })?;
+        }
+        if let Some(route) = &config.route {
+            let origin = config.origin();
+            crate::alerting::route::Route::new(route)
+                .map_err(|e| anyhow::anyhow!("{origin}: route: {e}"))?;
+            crate::alerting::inhibit::Inhibitor::new(&config.inhibit_rules)
+                .map_err(|e| anyhow::anyhow!("{origin}: inhibit_rules: {e}"))?;
+        }
+        let files = crate::rules::manager::resolve_rule_files(&config.rule_files, &base)
+            .with_context(|| format!("{}: rule_files", config.origin()))?;
+        warnings.extend(
+            files
+                .unmatched_globs
+                .iter()
+                .map(|p| crate::rules::manager::unmatched_glob_warning(p)),
+        );
+        let rules = crate::rules::manager::parse_rule_files(&files.files, &rule_parse_opts())
+            .context("loading rule files")?;
+        let tls = match (&config.web.tls_cert_file, &config.web.tls_key_file) {
+            (Some(cert), Some(key)) => Some(crate::web::tls::server_config(
+                &config.resolve(cert),
+                &config.resolve(key),
+            )?),
+            _ => None,
+        };
+        Ok(Prepared {
+            loaded: Loaded {
                 config,
                 receivers,
                 checks,
                 rollouts,
+                tls,
             },
             jobs,
-        ))
+            rules,
+            warnings,
+        })
     }
 
-    /// The directory relative paths in the config resolve against.
-    fn base_dir(&self) -> PathBuf {
-        self.config.resolve(std::path::Path::new(""))
+    /// What `wasmon check config` runs on a file: load it, load the plugins
+    /// of its plugins dir when that dir exists (without creating it or the
+    /// compile cache), and prepare.
+    pub async fn check_file(path: &std::path::Path) -> Result<Prepared> {
+        let config = Config::load(path)?;
+        if plugin_uses(&config).is_empty() {
+            return Prepared::new(config, None);
+        }
+        let dir = config.resolve(&config.plugins.dir);
+        if !dir.is_dir() {
+            let mut p = Prepared::new(config, None)?;
+            p.warnings.push(format!(
+                "plugins directory {} does not exist: plugin instances not checked against plugins",
+                dir.display()
+            ));
+            return Ok(p);
+        }
+        let cache = (!config.plugins.cache_dir.as_os_str().is_empty())
+            .then(|| config.resolve(&config.plugins.cache_dir))
+            .filter(|c| c.is_dir());
+        let plugins = PluginRuntime::new(&config.plugins, dir, cache, Arc::new(Metrics::new()))?;
+        plugins.load_all().await;
+        let mut p = Prepared::new(config, Some(&plugins))?;
+        for s in plugins.list() {
+            if let Some(e) = s.error {
+                p.warnings
+                    .push(format!("plugin {:?} does not load: {e}", s.name));
+            }
+        }
+        Ok(p)
     }
+
+    /// How many rules the rule files hold.
+    pub fn rule_count(&self) -> usize {
+        self.rules
+            .iter()
+            .flat_map(|(_, rg)| &rg.groups)
+            .map(|g| g.rules.len())
+            .sum()
+    }
+}
+
+/// Rule file parsing as the agent does it (shared by the check in
+/// [`Prepared::new`] and the rule manager, so they cannot differ).
+fn rule_parse_opts() -> crate::rules::rulefmt::ParseOpts {
+    crate::rules::rulefmt::ParseOpts::default()
+}
+
+/// Every plugin instance of the config: what uses it (for messages), the
+/// instance, and the world its use needs.
+fn plugin_uses(config: &Config) -> Vec<(String, crate::config::InstanceConfig, PluginKind)> {
+    use crate::checks::CheckKind;
+    let mut uses = Vec::new();
+    for r in &config.receivers {
+        let what = format!("receiver {:?}", r.name());
+        uses.push((what, r.clone(), PluginKind::Receiver));
+    }
+    for c in &config.checks {
+        let Some(inst) = c.instance() else { continue };
+        let kind = match c.kind {
+            CheckKind::Metric => PluginKind::MetricCheck,
+            _ => PluginKind::HealthCheck,
+        };
+        uses.push((format!("check {:?}", c.name()), inst, kind));
+    }
+    for r in &config.rollouts {
+        for m in &r.metric_checks {
+            let what = format!("rollout {:?}: metric check {:?}", r.name(), m.name());
+            uses.push((what, m.clone(), PluginKind::MetricCheck));
+        }
+        if let Some(rb) = &r.rollback {
+            let what = format!("rollout {:?}: rollback", r.name());
+            uses.push((what, rb.clone(), PluginKind::RollbackAction));
+        }
+    }
+    uses
+}
+
+/// Every plugin instance of the config against the loaded plugins. A plugin
+/// of another world than its use is an error (every call would fail); one
+/// that is not loaded is a warning, as it may still be dropped into the
+/// plugins directory (hot reload).
+fn check_plugin_uses(config: &Config, plugins: &PluginRuntime) -> Result<Vec<String>> {
+    let mut warnings = Vec::new();
+    for (what, inst, want) in plugin_uses(config) {
+        let here = config.at(inst.name.span());
+        match plugins.get(&inst.plugin) {
+            Some(p) if p.kind != want => anyhow::bail!(
+                "{here}: {what}: plugin {:?} is a {} plugin, not a {}",
+                inst.plugin,
+                p.kind,
+                want
+            ),
+            Some(_) => {}
+            None => warnings.push(format!(
+                "{here}: {what}: plugin {:?} is not loaded from {} (calls fail until it is there)",
+                inst.plugin,
+                plugins.dir().display()
+            )),
+        }
+    }
+    Ok(warnings)
 }
 
 pub struct Agent {
@@ -118,7 +283,15 @@ impl Agent {
             None
         };
         let config_path = config.source.clone();
-        let (loaded, jobs) = Loaded::prepare(config)?;
+        let Prepared {
+            loaded,
+            jobs,
+            rules: rule_files,
+            warnings,
+        } = Prepared::new(config, Some(&plugins))?;
+        for w in &warnings {
+            tracing::warn!("{w}");
+        }
         let storage = &loaded.config.storage;
         let data_dir = loaded.config.resolve(&storage.path);
         let db = tsdb::Db::open(&data_dir, storage.tsdb_options())
@@ -200,15 +373,11 @@ impl Agent {
         rule_opts.external_url = loaded.config.global.external_url.clone();
         let mut mopts = crate::rules::manager::ManagerOpts::new(rule_opts);
         mopts.default_interval_ms = loaded.config.global.evaluation_interval.as_millis() as i64;
+        mopts.parse_opts = rule_parse_opts();
         let rules = crate::rules::manager::RuleManager::new(mopts);
         rules
-            .update(&loaded.config.rule_files, &loaded.base_dir())
+            .update_parsed(rule_files)
             .context("loading rule files")?;
-        for (name, inst) in &loaded.receivers {
-            if plugins.get(&inst.plugin).is_none() {
-                tracing::warn!(receiver = %name, plugin = %inst.plugin, "receiver's plugin is not loaded (yet): calls fail until it appears in the plugins directory");
-            }
-        }
         metrics.config_last_reload_successful.set(1);
         metrics.config_last_reload_success_timestamp.set(unix_now());
         let agent = Arc::new(Agent {
@@ -301,12 +470,20 @@ impl Agent {
         {
             tracing::warn!("changes of external labels/URL, evaluation_interval and alertmanagers take effect on restart");
         }
-        let (loaded, jobs) = Loaded::prepare(config)?;
+        let Prepared {
+            loaded,
+            jobs,
+            rules,
+            warnings,
+        } = Prepared::new(config, Some(&self.plugins))?;
+        for w in &warnings {
+            tracing::warn!("{w}");
+        }
         let base = loaded.base_dir();
         let loaded = Arc::new(loaded);
-        // Rule files first: a bad one fails the reload before anything changed.
+        // Rule groups first: if they fail, the reload fails before anything changed.
         self.rules
-            .update(&loaded.config.rule_files, &base)
+            .update_parsed(rules)
             .context("loading rule files")?;
         self.start_dispatcher(&loaded)?;
         self.current.store(loaded);
@@ -330,16 +507,12 @@ impl Agent {
         bound: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<()> {
-        let config = self.current().config.clone();
-        let addr = config.web.listen_address.clone();
-        // Bad certificate files fail startup before the port is taken.
-        let tls = match (&config.web.tls_cert_file, &config.web.tls_key_file) {
-            (Some(cert), Some(key)) => Some(crate::web::tls::server_config(
-                &config.resolve(cert),
-                &config.resolve(key),
-            )?),
-            _ => None,
-        };
+        let current = self.current();
+        let addr = current.config.web.listen_address.clone();
+        // Read when the config was prepared: bad certificate files failed
+        // the start before the port is taken.
+        let tls = current.tls.clone();
+        drop(current);
         let listener = tokio::net::TcpListener::bind(&addr)
             .await
             .with_context(|| format!("listening on web.listen_address {addr}"))?;

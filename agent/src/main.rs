@@ -174,7 +174,9 @@ enum TsdbWhat {
 
 #[derive(Subcommand)]
 enum CheckWhat {
-    /// Validate config files (syntax, types, names, allow-lists, ${ENV} references).
+    /// Check config files with everything `run` checks before it starts: the
+    /// config, its rule files, credential and certificate files, and plugin
+    /// instances against the plugins dir when it exists.
     Config { files: Vec<PathBuf> },
 }
 
@@ -292,12 +294,21 @@ async fn run(cmd: Command) -> Result<ExitCode> {
             }
             let mut failed = false;
             for f in files {
-                match Config::load(&f) {
-                    Ok(c) => println!(
-                        "SUCCESS: {} is valid ({} receivers)",
-                        f.display(),
-                        c.receivers.len()
-                    ),
+                // Everything `run` checks short of opening the store and
+                // binding ports (rule files, plugins, credentials files).
+                match wasmon::app::Prepared::check_file(&f).await {
+                    Ok(p) => {
+                        for w in &p.warnings {
+                            println!("WARNING: {w}");
+                        }
+                        println!(
+                            "SUCCESS: {} is valid ({} receivers, {} rule files, {} rules)",
+                            f.display(),
+                            p.loaded.config.receivers.len(),
+                            p.rules.len(),
+                            p.rule_count()
+                        )
+                    }
                     Err(e) => {
                         failed = true;
                         println!("FAILED: {e:#}");
@@ -313,6 +324,9 @@ async fn run(cmd: Command) -> Result<ExitCode> {
         Command::Test {
             what: TestWhat::Rules { files, run },
         } => {
+            if files.is_empty() {
+                anyhow::bail!("test rules: give at least one test file");
+            }
             let run = run
                 .map(|r| regex::Regex::new(&r).with_context(|| format!("--run {r:?}")))
                 .transpose()?;
@@ -337,10 +351,16 @@ async fn run(cmd: Command) -> Result<ExitCode> {
         } => {
             let mut reports = Vec::new();
             for d in &dirs {
-                reports.extend(
-                    wasmon::tsdb::analyze::analyze(d)
-                        .with_context(|| format!("analyzing {}", d.display()))?,
-                );
+                let found = wasmon::tsdb::analyze::analyze(d)
+                    .with_context(|| format!("analyzing {}", d.display()))?;
+                // As promtool: nothing to analyze is an error, not an empty report.
+                if found.is_empty() {
+                    anyhow::bail!(
+                        "analyzing {}: no blocks (neither a block directory with meta.json nor a data directory holding some)",
+                        d.display()
+                    );
+                }
+                reports.extend(found);
             }
             if json {
                 println!("{}", serde_json::to_string_pretty(&reports)?);
@@ -399,6 +419,10 @@ async fn run(cmd: Command) -> Result<ExitCode> {
                 }
             };
             let dir = dir.unwrap_or_else(|| config.resolve(&config.plugins.dir));
+            // An empty listing of a directory that is not there would look
+            // like "no plugins installed".
+            std::fs::read_dir(&dir)
+                .with_context(|| format!("plugins list: reading directory {}", dir.display()))?;
             let cache = (!config.plugins.cache_dir.as_os_str().is_empty())
                 .then(|| config.resolve(&config.plugins.cache_dir));
             let rt =

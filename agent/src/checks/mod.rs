@@ -19,7 +19,7 @@ use bytesize::ByteSize;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use crate::config::{InstanceConfig, PluginsConfig};
+use crate::config::{InstanceConfig, PluginsConfig, Secret};
 use crate::model::Labels;
 use crate::plugins::bindings::types as wit;
 use crate::plugins::{Instance, PluginRuntime};
@@ -48,12 +48,10 @@ pub struct CheckConfig {
     /// http: the method (default GET).
     #[serde(default)]
     pub method: Option<String>,
-    /// http: request headers.
-    #[serde(
-        default,
-        serialize_with = "crate::config::secret::serialize_redacted_headers"
-    )]
-    pub headers: BTreeMap<String, String>,
+    /// http: request headers. Their values may be credentials: `${VAR}`
+    /// is expanded and dumps show `<secret>`.
+    #[serde(default)]
+    pub headers: BTreeMap<String, Secret>,
     /// http: accepted status code(s); default any 2xx.
     #[serde(default)]
     pub expected_status: Option<StatusList>,
@@ -220,7 +218,7 @@ impl Check {
                 headers: cfg
                     .headers
                     .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .map(|(k, v)| (k.clone(), v.expose().to_string()))
                     .collect(),
                 expected: cfg
                     .expected_status

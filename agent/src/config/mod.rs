@@ -19,6 +19,7 @@ use toml::Spanned;
 use crate::model::relabel::Relabeler;
 use crate::plugins::policy::HostPattern;
 
+pub mod env;
 pub mod scrape;
 pub mod secret;
 pub use scrape::ScrapeConfig;
@@ -77,6 +78,45 @@ pub struct Config {
     /// paths in the config are resolved against its directory.
     #[serde(skip)]
     pub source: Option<PathBuf>,
+
+    /// Turns spans back into `file:line` for checks made after parsing
+    /// (plugin instances against the loaded plugins).
+    #[serde(skip)]
+    locator: Locator,
+}
+
+/// Where the config text came from and where its lines start.
+#[derive(Clone, Default)]
+struct Locator {
+    origin: String,
+    line_starts: Vec<usize>,
+}
+
+impl Locator {
+    fn new(text: &str, origin: &str) -> Locator {
+        let line_starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        Locator {
+            origin: origin.to_string(),
+            line_starts,
+        }
+    }
+
+    /// 1-based line of a byte offset.
+    fn line(&self, offset: usize) -> usize {
+        self.line_starts.partition_point(|&s| s <= offset).max(1)
+    }
+
+    fn at(&self, span: std::ops::Range<usize>) -> String {
+        format!("{}:{}", self.origin, self.line(span.start))
+    }
+}
+
+impl std::fmt::Debug for Locator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?} ({} lines)", self.origin, self.line_starts.len())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -86,7 +126,7 @@ pub struct GlobalConfig {
     #[serde(default = "default_external_url")]
     pub external_url: String,
     /// Labels added to alerts and remote-written series (Prometheus' `external_labels`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "deserialize_label_map")]
     pub external_labels: BTreeMap<String, String>,
     /// Default scrape interval of jobs (Prometheus' default: 1m).
     #[serde(default = "default_scrape_interval", with = "humantime_serde")]
@@ -123,6 +163,44 @@ pub struct AlertmanagerTarget {
     pub url: String,
     #[serde(default = "default_scrape_timeout", with = "humantime_serde")]
     pub timeout: Duration,
+}
+
+/// A map of label names to values from the config (external labels, target
+/// labels), with each name checked as it is read so that an invalid one is
+/// reported at its own line.
+pub(crate) fn deserialize_label_map<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<BTreeMap<String, String>, D::Error> {
+    struct Name(String);
+    impl<'de> Deserialize<'de> for Name {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Name, D::Error> {
+            let n = String::deserialize(d)?;
+            if !crate::model::is_legacy_label_name(&n) {
+                return Err(serde::de::Error::custom(format!(
+                    "{n:?} is not a valid label name (letters, digits and _, not starting with a digit)"
+                )));
+            }
+            Ok(Name(n))
+        }
+    }
+    impl PartialEq for Name {
+        fn eq(&self, o: &Name) -> bool {
+            self.0 == o.0
+        }
+    }
+    impl Eq for Name {}
+    impl PartialOrd for Name {
+        fn partial_cmp(&self, o: &Name) -> Option<std::cmp::Ordering> {
+            Some(self.cmp(o))
+        }
+    }
+    impl Ord for Name {
+        fn cmp(&self, o: &Name) -> std::cmp::Ordering {
+            self.0.cmp(&o.0)
+        }
+    }
+    let m = BTreeMap::<Name, String>::deserialize(d)?;
+    Ok(m.into_iter().map(|(k, v)| (k.0, v)).collect())
 }
 
 fn default_resolve_timeout() -> crate::alerting::config::Duration {
@@ -446,10 +524,22 @@ pub struct InstanceConfig {
 impl Config {
     /// Parses and validates config text. `origin` names the source in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Config> {
-        let config: Config =
+        let mut config: Config =
             toml::from_str(text).map_err(|e| secret::parse_error(text, origin, &e))?;
-        config.validate(text, origin)?;
+        config.locator = Locator::new(text, origin);
+        config.validate()?;
         Ok(config)
+    }
+
+    /// `file:line` of a span of the config text (for errors found after
+    /// parsing).
+    pub fn at(&self, span: std::ops::Range<usize>) -> String {
+        self.locator.at(span)
+    }
+
+    /// What errors call the config: its file name, or the built-in default.
+    pub fn origin(&self) -> &str {
+        &self.locator.origin
     }
 
     /// Loads a config file; relative paths in it resolve against its directory.
@@ -475,8 +565,10 @@ impl Config {
         }
     }
 
-    fn validate(&self, text: &str, origin: &str) -> Result<()> {
-        let at = |span: std::ops::Range<usize>| format!("{origin}:{}", line_of(text, span.start));
+    fn validate(&self) -> Result<()> {
+        let origin = self.origin();
+        let at = |span: std::ops::Range<usize>| self.at(span);
+        let line_of = |offset: usize| self.locator.line(offset);
         if self.plugins.call_timeout.is_zero() {
             bail!("{origin}: plugins.call_timeout must be greater than 0");
         }
@@ -512,7 +604,7 @@ impl Config {
             if let Some(first) = jobs.insert(name.clone(), j.job_name.span()) {
                 bail!(
                     "{here}: duplicate job_name {name:?} (first defined at line {})",
-                    line_of(text, first.start)
+                    line_of(first.start)
                 );
             }
             let interval = j.scrape_interval.unwrap_or(self.global.scrape_interval);
@@ -564,7 +656,7 @@ impl Config {
                 bail!(
                     "{}: duplicate receiver name {name:?} (first defined at line {})",
                     at(r.name.span()),
-                    line_of(text, first.start)
+                    line_of(first.start)
                 );
             }
             let what = format!("receiver {name:?}");
@@ -627,7 +719,7 @@ impl InstanceConfig {
     /// The instance config as the JSON text a plugin reads, `${VAR}` expanded.
     pub fn config_json(&self) -> Result<String> {
         let mut value = serde_json::to_value(&self.config).context("converting config to JSON")?;
-        expand_env(&mut value)?;
+        env::expand_json(&mut value, "config")?;
         Ok(value.to_string())
     }
 
@@ -637,49 +729,6 @@ impl InstanceConfig {
             .filter_map(|h| HostPattern::parse(h.get_ref()).ok())
             .collect()
     }
-}
-
-/// Expands `${VAR}` in every string of a JSON value. `$${` escapes a literal `${`.
-fn expand_env(value: &mut serde_json::Value) -> Result<()> {
-    match value {
-        serde_json::Value::String(s) => *s = expand_env_str(s)?,
-        serde_json::Value::Array(items) => items.iter_mut().try_for_each(expand_env)?,
-        serde_json::Value::Object(map) => map.values_mut().try_for_each(expand_env)?,
-        _ => {}
-    }
-    Ok(())
-}
-
-fn expand_env_str(s: &str) -> Result<String> {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(i) = rest.find('$') {
-        out.push_str(&rest[..i]);
-        let tail = &rest[i..];
-        if let Some(t) = tail.strip_prefix("$${") {
-            out.push_str("${");
-            rest = t;
-        } else if let Some(t) = tail.strip_prefix("${") {
-            let end = t
-                .find('}')
-                .with_context(|| format!("unterminated ${{ in {s:?}"))?;
-            let var = &t[..end];
-            let val = std::env::var(var)
-                .with_context(|| format!("environment variable {var} is not set"))?;
-            out.push_str(&val);
-            rest = &t[end + 1..];
-        } else {
-            out.push('$');
-            rest = &tail[1..];
-        }
-    }
-    out.push_str(rest);
-    Ok(out)
-}
-
-/// 1-based line number of a byte offset.
-fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].matches('\n').count() + 1
 }
 
 #[cfg(test)]
@@ -886,16 +935,141 @@ receiver = "pager"
         }
     }
 
+    /// Every field that can hold a credential takes `${VAR}` from the
+    /// environment, and a reference that cannot be expanded fails the load
+    /// naming the file, the line and the variable (never the value).
     #[test]
-    fn env_expansion() {
-        std::env::set_var("WASMON_TEST_TOKEN", "s3cret");
-        assert_eq!(
-            expand_env_str("Bearer ${WASMON_TEST_TOKEN}").unwrap(),
-            "Bearer s3cret"
+    fn env_references_expand_in_every_credential_field() {
+        type Get = fn(&Config) -> String;
+        let cases: [(&str, &str, Get); 14] = [
+            ("web bearer_tokens", "[web]\nbearer_tokens = [\"ok-token\", \"{V}\"]\n", |c| {
+                c.web.bearer_tokens[1].expose().into()
+            }),
+            ("web basic_auth_users", "[web]\n\n[web.basic_auth_users]\nadmin = \"{V}\"\n", |c| {
+                c.web.basic_auth_users["admin"].expose().into()
+            }),
+            ("scrape basic_auth.password", "[[scrape_configs]]\njob_name = \"a\"\nbasic_auth = { username = \"u\", password = \"{V}\" }\n", |c| {
+                c.scrape_configs[0].basic_auth.as_ref().unwrap().password.expose().into()
+            }),
+            ("scrape basic_auth.username", "[[scrape_configs]]\njob_name = \"a\"\n[scrape_configs.basic_auth]\nusername = \"{V}\"\n", |c| {
+                c.scrape_configs[0].basic_auth.as_ref().unwrap().username.clone()
+            }),
+            ("scrape bearer_token", "[[scrape_configs]]\njob_name = \"a\"\nbearer_token = \"{V}\"\n", |c| {
+                c.scrape_configs[0].bearer_token.as_ref().unwrap().expose().into()
+            }),
+            ("remote_write bearer_token", "[[remote_write]]\nurl = \"http://a/\"\nbearer_token = \"{V}\"\n", |c| {
+                c.remote_write[0].bearer_token.as_ref().unwrap().expose().into()
+            }),
+            ("remote_write basic_auth", "[[remote_write]]\nurl = \"http://a/\"\nbasic_auth = { username = \"u\", password = \"{V}\" }\n", |c| {
+                c.remote_write[0].basic_auth.as_ref().unwrap().password.expose().into()
+            }),
+            ("remote_write headers", "[[remote_write]]\nurl = \"http://a/\"\nheaders = { X-Api-Key = \"{V}\" }\n", |c| {
+                c.remote_write[0].headers["X-Api-Key"].expose().into()
+            }),
+            ("check headers", "[[checks]]\nname = \"c\"\nkind = \"http\"\nurl = \"http://a/\"\n[checks.headers]\nX-Api-Key = \"{V}\"\n", |c| {
+                c.checks[0].headers["X-Api-Key"].expose().into()
+            }),
+            ("receiver config", "[[receivers]]\nname = \"r\"\nplugin = \"webhook\"\nconfig = { url = \"http://a/\", headers = { Authorization = \"{V}\" } }\n", |c| {
+                json_at(&c.receivers[0].config_json().unwrap(), "/headers/Authorization")
+            }),
+            ("receiver config table", "[[receivers]]\nname = \"r\"\nplugin = \"webhook\"\n[receivers.config]\nurl = \"http://a/\"\ntoken = \"{V}\"\n", |c| {
+                json_at(&c.receivers[0].config_json().unwrap(), "/token")
+            }),
+            ("check plugin config", "[[checks]]\nname = \"c\"\nkind = \"plugin\"\nplugin = \"probe\"\nconfig = { token = \"{V}\" }\n", |c| {
+                json_at(&c.checks[0].instance().unwrap().config_json().unwrap(), "/token")
+            }),
+            ("rollout metric check config", "[[rollouts]]\nname = \"r\"\n[[rollouts.metric_checks]]\nname = \"m\"\nplugin = \"metric-threshold\"\nconfig = { token = \"{V}\" }\n", |c| {
+                json_at(&c.rollouts[0].metric_checks[0].config_json().unwrap(), "/token")
+            }),
+            ("rollout rollback config", "[[rollouts]]\nname = \"r\"\n[rollouts.rollback]\nname = \"undo\"\nplugin = \"http-action\"\nconfig = { token = \"{V}\" }\n", |c| {
+                json_at(&c.rollouts[0].rollback.as_ref().unwrap().config_json().unwrap(), "/token")
+            }),
+        ];
+        fn json_at(text: &str, ptr: &str) -> String {
+            let v: serde_json::Value = serde_json::from_str(text).unwrap();
+            v.pointer(ptr).unwrap().as_str().unwrap().to_string()
+        }
+        for (i, (what, template, get)) in cases.iter().enumerate() {
+            let var = format!("WASMON_T17_ENV_{i}");
+            // A bcrypt hash must be one, so it comes whole from the variable.
+            let (prefix, value) = if what.contains("basic_auth_users") {
+                ("", bcrypt::hash("pw", 4).unwrap())
+            } else {
+                ("pre-", "s3cret-value".to_string())
+            };
+            let text = template.replace("{V}", &format!("{prefix}${{{var}}}"));
+            let lines: Vec<&str> = text.lines().collect();
+            let mut line = lines.iter().position(|l| l.contains(&var)).unwrap() + 1;
+            if what.contains(" config") {
+                // Plugin configs are free-form tables without spans: the
+                // error cites the instance's name line and the key path.
+                line = lines[..line]
+                    .iter()
+                    .rposition(|l| l.starts_with("name = "))
+                    .unwrap()
+                    + 1;
+                let msg = format!("{:#}", Config::parse(&text, "e.toml").unwrap_err());
+                assert!(msg.contains(": config."), "{what}: no key path in: {msg}");
+            }
+            std::env::remove_var(&var);
+            let msg = format!("{:#}", Config::parse(&text, "e.toml").unwrap_err());
+            assert!(
+                msg.contains(&format!("e.toml:{line}"))
+                    || msg.contains(&format!("e.toml: TOML parse error at line {line},")),
+                "{what}: no file:line {line} in: {msg}"
+            );
+            assert!(msg.contains(&var), "{what}: variable not named: {msg}");
+            assert!(!msg.contains("ok-token"), "{what}: {msg}");
+            std::env::set_var(&var, &value);
+            let c = Config::parse(&text, "e.toml").unwrap_or_else(|e| panic!("{what}: {e:#}"));
+            assert_eq!(get(&c), format!("{prefix}{value}"), "{what}");
+            // `$${` is the literal spelling.
+            if prefix.is_empty() {
+                continue;
+            }
+            let literal = template.replace("{V}", &format!("$${{{var}}}"));
+            let c = Config::parse(&literal, "e.toml").unwrap_or_else(|e| panic!("{what}: {e:#}"));
+            assert_eq!(get(&c), format!("${{{var}}}"), "{what}");
+        }
+    }
+
+    /// Label names from the config are checked as Prometheus 2.x checks
+    /// them, at the line of the name.
+    #[test]
+    fn invalid_label_names_are_rejected_at_their_line() {
+        for (text, line) in [
+            ("[global]\nexternal_labels = { 0bad-name = \"x\" }\n", 2),
+            ("[global]\n[global.external_labels]\nok = \"x\"\n\"a.b\" = \"y\"\n", 4),
+            ("[[scrape_configs]]\njob_name = \"a\"\n[[scrape_configs.static_configs]]\ntargets = [\"h:1\"]\nlabels = { team = \"x\", 0bad-name = \"y\" }\n", 5),
+            ("[[rollouts]]\nname = \"r\"\nlabels = { \"te am\" = \"x\" }\n", 3),
+            ("[[scrape_configs]]\njob_name = \"a\"\nrelabel_configs = [{ source_labels = [\"a\"], target_label = \"0bad-name\" }]\n", 2),
+        ] {
+            let msg = format!("{:#}", Config::parse(text, "l.toml").unwrap_err());
+            assert!(
+                msg.contains(&format!("l.toml: TOML parse error at line {line},"))
+                    || msg.contains(&format!("l.toml:{line}:")),
+                "{text}: {msg}"
+            );
+            assert!(msg.contains("not a valid label name") || msg.contains("invalid 'target_label'"), "{msg}");
+        }
+        let msg = format!(
+            "{:#}",
+            Config::parse(
+                "[[rollouts]]\nname = \"r\"\nversion_label = \"0v\"\n",
+                "l.toml"
+            )
+            .unwrap_err()
         );
-        assert_eq!(expand_env_str("$${X} $5").unwrap(), "${X} $5");
-        let err = expand_env_str("${WASMON_TEST_SURELY_UNSET}").unwrap_err();
-        assert!(err.to_string().contains("WASMON_TEST_SURELY_UNSET"));
+        assert!(
+            msg.contains("l.toml:2") && msg.contains("version_label"),
+            "{msg}"
+        );
+        let c = Config::parse(
+            "[global]\nexternal_labels = { cluster = \"eu1\", __replica__ = \"a\" }\n",
+            "l.toml",
+        )
+        .unwrap();
+        assert_eq!(c.global.external_labels["cluster"], "eu1");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Scrape job configuration, with Prometheus' `scrape_configs` names.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytesize::ByteSize;
@@ -74,11 +74,34 @@ fn default_true() -> bool {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct BasicAuth {
+    /// `${VAR}` is expanded, as in the password.
+    #[serde(deserialize_with = "super::env::deserialize_expanded")]
     pub username: String,
     #[serde(default)]
     pub password: Secret,
     #[serde(default)]
     pub password_file: Option<PathBuf>,
+}
+
+impl BasicAuth {
+    /// The `Authorization` header value, reading `password_file` (resolved
+    /// by `resolve`) when set.
+    pub fn header_value(&self, resolve: impl Fn(&Path) -> PathBuf) -> anyhow::Result<String> {
+        use anyhow::Context as _;
+        use base64::Engine as _;
+        let password = match &self.password_file {
+            Some(f) => std::fs::read_to_string(resolve(f))
+                .with_context(|| format!("reading basic_auth.password_file {}", f.display()))?
+                .trim_end()
+                .to_string(),
+            None => self.password.expose().to_string(),
+        };
+        let creds = format!("{}:{password}", self.username);
+        Ok(format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(creds)
+        ))
+    }
 }
 
 /// A target group, as in a Prometheus `static_configs` entry or a file SD file.
@@ -87,7 +110,7 @@ pub struct BasicAuth {
 pub struct StaticConfig {
     #[serde(default)]
     pub targets: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::deserialize_label_map")]
     pub labels: BTreeMap<String, String>,
 }
 

@@ -1,17 +1,28 @@
 //! Secrets in the config: passwords, tokens, password hashes. They must never
 //! leave the process by accident, so every way of printing one (Debug,
 //! Display, Serialize) prints `<secret>`; only [`Secret::expose`] gives the
-//! value, at the one place that needs it.
+//! value, at the one place that needs it. A secret read from the config has
+//! its `${VAR}` references expanded (see [`super::env`]): a reference that
+//! cannot be expanded fails the load at the value's line instead of becoming
+//! a credential spelled `${VAR}`.
 
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// What a redacted secret prints as.
 pub const REDACTED: &str = "<secret>";
 
 /// A string from the config that must not be logged or shown.
-#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Secret(String);
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Secret, D::Error> {
+        let raw = String::deserialize(d)?;
+        super::env::expand(&raw)
+            .map(Secret)
+            .map_err(serde::de::Error::custom)
+    }
+}
 
 impl Secret {
     pub fn new(s: impl Into<String>) -> Secret {
@@ -96,25 +107,6 @@ fn redacted_value(v: &toml::Value) -> toml::Value {
         toml::Value::Array(a) => toml::Value::Array(a.iter().map(redacted_value).collect()),
         other => other.clone(),
     }
-}
-
-/// Serializes string headers with secret-looking ones redacted.
-pub fn serialize_redacted_headers<S: Serializer>(
-    h: &std::collections::BTreeMap<String, String>,
-    s: S,
-) -> Result<S::Ok, S::Error> {
-    let m: std::collections::BTreeMap<&str, &str> = h
-        .iter()
-        .map(|(k, v)| {
-            let v = if is_secret_key(k) || k.eq_ignore_ascii_case("cookie") {
-                REDACTED
-            } else {
-                v.as_str()
-            };
-            (k.as_str(), v)
-        })
-        .collect();
-    m.serialize(s)
 }
 
 /// A TOML error as `origin: line L, column C: message`, without the source

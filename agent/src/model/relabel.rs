@@ -55,6 +55,19 @@ fn default_replacement() -> String {
     "$1".into()
 }
 
+/// A label name that may hold `$1`/`${name}` references (Prometheus'
+/// `relabelTarget`): what `replace`'s `target_label` and `labelmap`'s
+/// `replacement` may be.
+fn relabel_target(s: &str) -> bool {
+    static RE: std::sync::OnceLock<Regex> = std::sync::OnceLock::new();
+    RE.get_or_init(|| {
+        // `\w` spelled out: Go's is ASCII, Rust's Unicode.
+        Regex::new(r"^(?:(?:[a-zA-Z_]|\$(?:\{[a-zA-Z0-9_]+\}|[a-zA-Z0-9_]+))+[a-zA-Z0-9_]*)+$")
+            .expect("valid regex")
+    })
+    .is_match(s)
+}
+
 /// A validated rule with its regex compiled.
 #[derive(Debug, Clone)]
 pub struct Relabeler {
@@ -82,6 +95,30 @@ impl Relabeler {
         }
         if a == HashMod && cfg.modulus == 0 {
             return Err("relabel configuration for hashmod requires non-zero modulus".into());
+        }
+        // Label names the rule writes, as Prometheus checks them: `replace`
+        // may build the name from `$1`/`${name}` references; the others
+        // write the name as it is.
+        let action = format!("{a:?}").to_lowercase();
+        if a == Replace && !relabel_target(&cfg.target_label) {
+            return Err(format!(
+                "{:?} is invalid 'target_label' for {action} action",
+                cfg.target_label
+            ));
+        }
+        if matches!(a, HashMod | Lowercase | Uppercase | KeepEqual | DropEqual)
+            && !super::is_legacy_label_name(&cfg.target_label)
+        {
+            return Err(format!(
+                "{:?} is invalid 'target_label' for {action} action",
+                cfg.target_label
+            ));
+        }
+        if a == LabelMap && !relabel_target(&cfg.replacement) {
+            return Err(format!(
+                "{:?} is invalid 'replacement' for {action} action",
+                cfg.replacement
+            ));
         }
         if matches!(a, LabelDrop | LabelKeep)
             && (!cfg.source_labels.is_empty()
@@ -140,7 +177,9 @@ impl Relabeler {
                 };
                 let mut target = String::new();
                 caps.expand(&c.target_label, &mut target);
-                if target.is_empty() {
+                // A name built from the data may not be one: skipped, as
+                // Prometheus does.
+                if !super::is_legacy_label_name(&target) {
                     return true;
                 }
                 let mut res = String::new();
@@ -315,5 +354,60 @@ mod tests {
         assert!(bad("action = \"hashmod\"\ntarget_label=\"a\"").contains("modulus"));
         assert!(bad("action = \"labeldrop\"\nsource_labels=[\"a\"]").contains("only 'regex'"));
         assert!(bad("regex = \"(\"\ntarget_label=\"a\"").contains("invalid regex"));
+    }
+
+    /// The label names a rule writes are checked as Prometheus 2.x checks
+    /// them (promtool 2.42's words).
+    #[test]
+    fn invalid_target_labels_rejected() {
+        let new = |t: &str| Relabeler::new(toml::from_str(t).unwrap());
+        for (t, msg) in [
+            (
+                "source_labels = [\"a\"]\ntarget_label = \"0bad-name\"",
+                "\"0bad-name\" is invalid 'target_label' for replace action",
+            ),
+            (
+                "source_labels = [\"a\"]\ntarget_label = \"a-b\"",
+                "for replace action",
+            ),
+            (
+                "action = \"hashmod\"\nmodulus = 2\ntarget_label = \"${1}x\"",
+                "\"${1}x\" is invalid 'target_label' for hashmod action",
+            ),
+            (
+                "action = \"lowercase\"\ntarget_label = \"0x\"",
+                "for lowercase action",
+            ),
+            (
+                "action = \"keepequal\"\ntarget_label = \"0x\"",
+                "for keepequal action",
+            ),
+            (
+                "action = \"labelmap\"\nreplacement = \"0$1\"",
+                "\"0$1\" is invalid 'replacement' for labelmap action",
+            ),
+        ] {
+            let err = new(t).unwrap_err();
+            assert!(err.contains(msg), "{t}: {err}");
+        }
+        for ok in [
+            "source_labels = [\"a\"]\ntarget_label = \"${1}\"",
+            "source_labels = [\"a\"]\ntarget_label = \"x_$1\"",
+            "source_labels = [\"a\"]\ntarget_label = \"__param_target\"",
+            "action = \"labelmap\"\nregex = \"__meta_(.+)\"",
+        ] {
+            new(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+    }
+
+    #[test]
+    fn replace_skips_a_target_name_built_invalid() {
+        let r = rule("source_labels = [\"a\"]\nregex = \"(.*)\"\ntarget_label = \"${1}\"\nreplacement = \"v\"");
+        let r = std::slice::from_ref(&r);
+        assert_eq!(process(&l(&[("a", "0bad")]), r), Some(l(&[("a", "0bad")])));
+        assert_eq!(
+            process(&l(&[("a", "good")]), r),
+            Some(l(&[("a", "good"), ("good", "v")]))
+        );
     }
 }

@@ -1,14 +1,16 @@
 //! `[[remote_write]]`: Prometheus' `remote_write` section, same names.
 
 use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Result};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use crate::config::scrape::BasicAuth;
-use crate::config::secret::{Secret, REDACTED};
+use crate::config::secret::Secret;
 use crate::model::relabel::{RelabelConfig, Relabeler};
 
 #[derive(Clone, Deserialize, Serialize, PartialEq)]
@@ -23,9 +25,9 @@ pub struct RemoteWriteConfig {
     #[serde(default = "default_timeout", with = "humantime_serde")]
     pub remote_timeout: Duration,
     /// Extra request headers (not the protocol's own). Their values may be
-    /// credentials (Authorization, API keys): config dumps show names only.
-    #[serde(default, serialize_with = "redacted_values")]
-    pub headers: BTreeMap<String, String>,
+    /// credentials (API keys): `${VAR}` is expanded and dumps show `<secret>`.
+    #[serde(default)]
+    pub headers: BTreeMap<String, Secret>,
     #[serde(default)]
     pub basic_auth: Option<BasicAuth>,
     #[serde(default)]
@@ -54,13 +56,6 @@ impl std::fmt::Debug for RemoteWriteConfig {
             .field("queue_config", &self.queue_config)
             .finish()
     }
-}
-
-fn redacted_values<S: serde::Serializer>(
-    headers: &BTreeMap<String, String>,
-    s: S,
-) -> Result<S::Ok, S::Error> {
-    s.collect_map(headers.keys().map(|k| (k, REDACTED)))
 }
 
 /// Prometheus' `queue_config`, with its defaults.
@@ -147,6 +142,54 @@ impl RemoteWriteConfig {
             .collect()
     }
 
+    /// Every header of a write request: the protocol's, `headers` and the
+    /// credentials (`password_file` read against `base_dir`).
+    pub fn request_headers(&self, base_dir: &Path) -> Result<HeaderMap> {
+        let mut headers = HeaderMap::new();
+        headers.insert("Content-Encoding", HeaderValue::from_static("snappy"));
+        headers.insert(
+            "Content-Type",
+            HeaderValue::from_static("application/x-protobuf"),
+        );
+        headers.insert(
+            "X-Prometheus-Remote-Write-Version",
+            HeaderValue::from_static("0.1.0"),
+        );
+        headers.insert(
+            "User-Agent",
+            HeaderValue::from_str(&format!("wasmon/{}", env!("CARGO_PKG_VERSION")))?,
+        );
+        headers.extend(self.user_headers()?);
+        let authorization = match (&self.basic_auth, &self.bearer_token) {
+            (Some(b), _) => Some(b.header_value(|f| base_dir.join(f))?),
+            (None, Some(t)) => Some(format!("Bearer {}", t.expose())),
+            (None, None) => None,
+        };
+        if let Some(a) = authorization {
+            let mut v = HeaderValue::from_str(&a)
+                .map_err(|_| anyhow::anyhow!("the credentials are not a valid header value"))?;
+            v.set_sensitive(true);
+            headers.insert(AUTHORIZATION, v);
+        }
+        Ok(headers)
+    }
+
+    /// `headers` as HTTP headers (values marked sensitive).
+    fn user_headers(&self) -> Result<Vec<(Option<HeaderName>, HeaderValue)>> {
+        self.headers
+            .iter()
+            .map(|(k, v)| {
+                let name = HeaderName::from_bytes(k.as_bytes())
+                    .map_err(|_| anyhow::anyhow!("headers: {k:?} is not a valid header name"))?;
+                let mut value = HeaderValue::from_str(v.expose()).map_err(|_| {
+                    anyhow::anyhow!("headers: value of {k:?} is not a valid header value")
+                })?;
+                value.set_sensitive(true);
+                Ok((Some(name), value))
+            })
+            .collect()
+    }
+
     fn validate(&self) -> Result<()> {
         let url = self.url.get_ref();
         let parsed = reqwest::Url::parse(url).map_err(|e| anyhow::anyhow!("url {url:?}: {e}"))?;
@@ -178,14 +221,8 @@ impl RemoteWriteConfig {
             if reserved.contains(&h.to_ascii_lowercase().as_str()) {
                 bail!("headers: {h:?} is set by the protocol and may not be overridden");
             }
-            http::HeaderName::from_bytes(h.as_bytes())
-                .map_err(|_| anyhow::anyhow!("headers: {h:?} is not a valid header name"))?;
         }
-        for (h, v) in &self.headers {
-            http::HeaderValue::from_str(v).map_err(|_| {
-                anyhow::anyhow!("headers: value of {h:?} is not a valid header value")
-            })?;
-        }
+        self.user_headers()?;
         for (i, r) in self.write_relabel_configs.iter().enumerate() {
             Relabeler::new(r.clone())
                 .map_err(|e| anyhow::anyhow!("write_relabel_configs[{i}]: {e}"))?;

@@ -210,56 +210,9 @@ impl Queue {
         metrics.shards.get_or_create(&labels).set(n as i64);
         m.pending.set(0);
 
-        let mut headers = reqwest::header::HeaderMap::new();
-        use reqwest::header::{HeaderName, HeaderValue};
-        headers.insert("Content-Encoding", HeaderValue::from_static("snappy"));
-        headers.insert(
-            "Content-Type",
-            HeaderValue::from_static("application/x-protobuf"),
-        );
-        headers.insert(
-            "X-Prometheus-Remote-Write-Version",
-            HeaderValue::from_static("0.1.0"),
-        );
-        headers.insert(
-            "User-Agent",
-            HeaderValue::from_str(&format!("wasmon/{}", env!("CARGO_PKG_VERSION")))?,
-        );
-        for (k, v) in &cfg.headers {
-            headers.insert(
-                HeaderName::from_bytes(k.as_bytes())?,
-                HeaderValue::from_str(v)?,
-            );
-        }
-        if let Some(b) = &cfg.basic_auth {
-            let password = match &b.password_file {
-                Some(f) => {
-                    let p = spec.base_dir.join(f);
-                    std::fs::read_to_string(&p)
-                        .with_context(|| {
-                            format!(
-                                "remote_write {name:?}: reading basic_auth.password_file {}",
-                                p.display()
-                            )
-                        })?
-                        .trim_end_matches(['\r', '\n'])
-                        .to_string()
-                }
-                None => b.password.expose().to_string(),
-            };
-            use base64::Engine as _;
-            let token = base64::engine::general_purpose::STANDARD
-                .encode(format!("{}:{password}", b.username));
-            let mut v = HeaderValue::from_str(&format!("Basic {token}"))?;
-            v.set_sensitive(true);
-            headers.insert(reqwest::header::AUTHORIZATION, v);
-        }
-        if let Some(t) = &cfg.bearer_token {
-            let mut v = HeaderValue::from_str(&format!("Bearer {}", t.expose()))
-                .context("bearer_token is not a valid header value")?;
-            v.set_sensitive(true);
-            headers.insert(reqwest::header::AUTHORIZATION, v);
-        }
+        let headers = cfg
+            .request_headers(&spec.base_dir)
+            .with_context(|| format!("remote_write {name:?}"))?;
         let client = reqwest::Client::builder()
             .timeout(cfg.remote_timeout)
             .build()

@@ -75,7 +75,7 @@ pub struct RolloutConfig {
     #[serde(default = "default_version_label")]
     pub version_label: String,
     /// Extra labels of the rollout's alerts.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::config::deserialize_label_map")]
     pub labels: BTreeMap<String, String>,
     /// PromQL checks (Flagger's metrics with a thresholdRange).
     #[serde(default)]
@@ -143,6 +143,12 @@ pub fn validate_all(
         }
         if r.interval.is_zero() || r.threshold == 0 {
             bail!("{here}: rollout {name:?}: interval and threshold must be greater than 0");
+        }
+        if !crate::model::is_legacy_label_name(&r.version_label) {
+            bail!(
+                "{here}: rollout {name:?}: version_label {:?} is not a valid label name",
+                r.version_label
+            );
         }
         let mut checks = BTreeMap::new();
         for m in &r.metrics {

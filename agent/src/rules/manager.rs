@@ -14,8 +14,6 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 
-use anyhow::Context as _;
-
 use super::group::{Group, RuleOpts};
 use super::rulefmt::{self, ParseOpts};
 
@@ -121,25 +119,96 @@ pub struct RuleManager {
     inner: Arc<Inner>,
 }
 
-/// Expands rule file patterns (globs) relative to `base_dir`; sorted,
-/// deduplicated.
-pub fn resolve_rule_files(patterns: &[String], base_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
+/// The files `rule_files` patterns name.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RuleFiles {
+    /// Sorted within each pattern, deduplicated.
+    pub files: Vec<PathBuf>,
+    /// Globs that matched no file: not an error (a directory may be filled
+    /// later), but worth a warning, since a typo silently loads no rules.
+    pub unmatched_globs: Vec<String>,
+}
+
+/// Why `rule_files` cannot be resolved.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RuleFilesError {
+    #[error("invalid rule file pattern {pattern:?}: {message}")]
+    BadPattern { pattern: String, message: String },
+    /// A plain path (no glob characters) that names no file: an error, as
+    /// in promtool (only a glob may match nothing).
+    #[error("rule file {pattern:?} does not point to an existing file")]
+    Missing { pattern: String, path: PathBuf },
+}
+
+/// Whether a rule file pattern is a glob rather than a plain path.
+fn is_glob(pattern: &str) -> bool {
+    pattern.contains(['*', '?', '['])
+}
+
+/// Expands rule file patterns (globs) relative to `base_dir`.
+pub fn resolve_rule_files(
+    patterns: &[String],
+    base_dir: &Path,
+) -> Result<RuleFiles, RuleFilesError> {
+    let mut out = RuleFiles::default();
     for p in patterns {
         let full = if Path::new(p).is_absolute() {
             PathBuf::from(p)
         } else {
             base_dir.join(p)
         };
+        if !is_glob(p) {
+            if !full.is_file() {
+                return Err(RuleFilesError::Missing {
+                    pattern: p.clone(),
+                    path: full,
+                });
+            }
+            out.files.push(full);
+            continue;
+        }
         let s = full.to_string_lossy().to_string();
         let mut matched: Vec<PathBuf> = glob::glob(&s)
-            .with_context(|| format!("invalid rule file pattern {p:?}"))?
+            .map_err(|e| RuleFilesError::BadPattern {
+                pattern: p.clone(),
+                message: e.to_string(),
+            })?
             .filter_map(Result::ok)
             .collect();
+        if matched.is_empty() {
+            out.unmatched_globs.push(p.clone());
+        }
         matched.sort();
-        out.extend(matched);
+        out.files.extend(matched);
     }
-    out.dedup();
+    let mut seen = std::collections::HashSet::new();
+    out.files.retain(|f| seen.insert(f.clone()));
+    Ok(out)
+}
+
+/// The warning for a glob that matched no file (`run` logs it, `check
+/// config` prints it).
+pub fn unmatched_glob_warning(pattern: &str) -> String {
+    format!("rule_files pattern {pattern:?} matches no file: no rules loaded from it")
+}
+
+/// Reads and validates rule files: what [`RuleManager::update_parsed`]
+/// installs. The errors of every file are reported together.
+pub fn parse_rule_files(
+    files: &[PathBuf],
+    opts: &ParseOpts,
+) -> anyhow::Result<Vec<(PathBuf, rulefmt::RuleGroups)>> {
+    let mut errs = Vec::new();
+    let mut out = Vec::new();
+    for f in files {
+        match rulefmt::parse_file(f, opts) {
+            Ok(rg) => out.push((f.clone(), rg)),
+            Err(e) => errs.push(e.to_string()),
+        }
+    }
+    if !errs.is_empty() {
+        anyhow::bail!("{}", errs.join("\n"));
+    }
     Ok(out)
 }
 
@@ -160,25 +229,29 @@ impl RuleManager {
     /// Parses every file and builds its groups (no side effects): the
     /// check behind `update`, also usable for `check rules`.
     pub fn load_groups(&self, files: &[PathBuf], restored: bool) -> anyhow::Result<Vec<Group>> {
+        let parsed = parse_rule_files(files, &self.inner.opts.parse_opts)?;
+        self.build_groups(&parsed, restored)
+    }
+
+    fn build_groups(
+        &self,
+        parsed: &[(PathBuf, rulefmt::RuleGroups)],
+        restored: bool,
+    ) -> anyhow::Result<Vec<Group>> {
         let mut errs = Vec::new();
         let mut out = Vec::new();
-        for f in files {
-            match rulefmt::parse_file(f, &self.inner.opts.parse_opts) {
-                Ok(rg) => {
-                    for g in &rg.groups {
-                        match Group::new(
-                            &f.display().to_string(),
-                            g,
-                            self.inner.opts.default_interval_ms,
-                            self.inner.rule_opts.clone(),
-                            restored,
-                        ) {
-                            Ok(g) => out.push(g),
-                            Err(e) => errs.push(format!("{}: {e}", f.display())),
-                        }
-                    }
+        for (f, rg) in parsed {
+            for g in &rg.groups {
+                match Group::new(
+                    &f.display().to_string(),
+                    g,
+                    self.inner.opts.default_interval_ms,
+                    self.inner.rule_opts.clone(),
+                    restored,
+                ) {
+                    Ok(g) => out.push(g),
+                    Err(e) => errs.push(format!("{}: {e}", f.display())),
                 }
-                Err(e) => errs.push(e.to_string()),
             }
         }
         if !errs.is_empty() {
@@ -193,18 +266,29 @@ impl RuleManager {
     /// their series stale. On any error nothing changes. Must be called
     /// within a tokio runtime.
     pub fn update(&self, patterns: &[String], base_dir: &Path) -> anyhow::Result<()> {
-        let files = resolve_rule_files(patterns, base_dir)?;
-        self.update_files(&files)
+        let resolved = resolve_rule_files(patterns, base_dir)?;
+        for p in &resolved.unmatched_globs {
+            tracing::warn!("{}", unmatched_glob_warning(p));
+        }
+        self.update_files(&resolved.files)
     }
 
     /// [`update`](Self::update) with resolved paths.
     pub fn update_files(&self, files: &[PathBuf]) -> anyhow::Result<()> {
+        let parsed = parse_rule_files(files, &self.inner.opts.parse_opts)?;
+        self.update_parsed(parsed)
+    }
+
+    /// [`update`](Self::update) with files already read and validated by
+    /// [`parse_rule_files`] (the agent's prepare step).
+    pub fn update_parsed(&self, parsed: Vec<(PathBuf, rulefmt::RuleGroups)>) -> anyhow::Result<()> {
         use std::sync::atomic::Ordering;
         let first = !self.inner.loaded_once.load(Ordering::SeqCst);
         let should_restore = first && self.inner.opts.restore_for_state;
-        let new_groups = self.load_groups(files, !should_restore)?;
+        let new_groups = self.build_groups(&parsed, !should_restore)?;
+        let files: Vec<PathBuf> = parsed.into_iter().map(|(f, _)| f).collect();
         self.inner.loaded_once.store(true, Ordering::SeqCst);
-        *self.inner.last_files.lock() = files.to_vec();
+        *self.inner.last_files.lock() = files;
         let mut running = self.inner.groups.lock();
         let mut old: Vec<Running> = std::mem::take(&mut *running);
         let mut next = Vec::with_capacity(new_groups.len());

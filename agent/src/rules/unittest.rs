@@ -258,19 +258,18 @@ pub fn run_file(path: &Path, opts: &TestOpts) -> Vec<String> {
         }
     }
     let base = path.parent().unwrap_or(Path::new("."));
-    let rule_files = match super::manager::resolve_rule_files(&tf.rule_files, base) {
-        Ok(f) => f,
-        Err(e) => return vec![e.to_string()],
-    };
-    for p in &tf.rule_files {
-        let full = base.join(p);
-        if !p.contains(['*', '?', '[']) && !full.exists() {
+    use super::manager::{resolve_rule_files, RuleFilesError};
+    let rule_files = match resolve_rule_files(&tf.rule_files, base) {
+        Ok(f) => f.files,
+        // promtool's words for a missing file.
+        Err(RuleFilesError::Missing { path, .. }) => {
             return vec![format!(
                 "open {}: no such file or directory",
-                full.display()
-            )];
+                path.display()
+            )]
         }
-    }
+        Err(e) => return vec![e.to_string()],
+    };
     let mut errs = Vec::new();
     for tg in &tf.tests {
         if let Some(re) = &opts.run {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use crate::config::scrape::{BasicAuth, StaticConfig};
+use crate::config::scrape::StaticConfig;
 use crate::config::{Config, ScrapeConfig};
 use crate::model::labels::{Labels, LabelsBuilder};
 use crate::model::relabel::{process_builder, Relabeler};
@@ -49,34 +49,10 @@ impl Job {
                 .collect::<Result<Vec<_>>>()
         };
         let authorization = match (&sc.basic_auth, &sc.bearer_token, &sc.bearer_token_file) {
-            (
-                Some(BasicAuth {
-                    username,
-                    password,
-                    password_file,
-                }),
-                None,
-                None,
-            ) => {
-                let password = match password_file {
-                    Some(f) => std::fs::read_to_string(config.resolve(f))
-                        .with_context(|| {
-                            format!(
-                                "job {name:?}: reading basic_auth.password_file {}",
-                                f.display()
-                            )
-                        })?
-                        .trim_end()
-                        .to_string(),
-                    None => password.expose().to_string(),
-                };
-                use base64::Engine as _;
-                Some(format!(
-                    "Basic {}",
-                    base64::engine::general_purpose::STANDARD
-                        .encode(format!("{username}:{password}"))
-                ))
-            }
+            (Some(auth), None, None) => Some(
+                auth.header_value(|f| config.resolve(f))
+                    .with_context(|| format!("job {name:?}"))?,
+            ),
             (None, Some(t), None) => Some(format!("Bearer {}", t.expose())),
             (None, None, Some(f)) => Some(format!(
                 "Bearer {}",

@@ -1,0 +1,167 @@
+//! `${VAR}` references to the environment, the one way the config takes a
+//! credential from outside the file. Expanded in every credential the config
+//! holds: each [`Secret`](super::Secret) (passwords, tokens, bcrypt hashes,
+//! header values) when it is read, and the string values of plugin instance
+//! configs when they are handed to the plugin. `$${` is a literal `${`; a `$`
+//! not followed by `{` is kept as it is (bcrypt hashes are full of them).
+//!
+//! Errors never quote the text being expanded: it is a credential.
+
+/// Why a `${...}` reference could not be expanded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvError {
+    #[error("environment variable {0} is not set")]
+    Unset(String),
+    #[error("environment variable {0} is not valid UTF-8")]
+    NotUnicode(String),
+    #[error("`${{` without a closing `}}` (write `$${{` for a literal `${{`)")]
+    Unterminated,
+    #[error("`${{{0}}}` is not an environment variable name (letters, digits and `_`, not starting with a digit)")]
+    BadName(String),
+}
+
+/// Expands every `${VAR}` in `s` from the process environment.
+pub fn expand(s: &str) -> Result<String, EnvError> {
+    expand_with(s, |var| std::env::var(var))
+}
+
+/// [`expand`] with the environment given by `lookup` (tests).
+fn expand_with(
+    s: &str,
+    lookup: impl Fn(&str) -> Result<String, std::env::VarError>,
+) -> Result<String, EnvError> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        if let Some(t) = tail.strip_prefix("$${") {
+            out.push_str("${");
+            rest = t;
+        } else if let Some(t) = tail.strip_prefix("${") {
+            let end = t.find('}').ok_or(EnvError::Unterminated)?;
+            let var = &t[..end];
+            if !valid_name(var) {
+                // Only the name goes in the error, and only when it looks
+                // like one: a mangled reference may be half a token.
+                let shown = if var.len() <= 64 && !var.contains(char::is_whitespace) {
+                    var.to_string()
+                } else {
+                    "...".to_string()
+                };
+                return Err(EnvError::BadName(shown));
+            }
+            match lookup(var) {
+                Ok(v) => out.push_str(&v),
+                Err(std::env::VarError::NotPresent) => return Err(EnvError::Unset(var.into())),
+                Err(std::env::VarError::NotUnicode(_)) => {
+                    return Err(EnvError::NotUnicode(var.into()))
+                }
+            }
+            rest = &t[end + 1..];
+        } else {
+            out.push('$');
+            rest = &tail[1..];
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn valid_name(v: &str) -> bool {
+    let mut c = v.chars();
+    matches!(c.next(), Some(ch) if ch.is_ascii_alphabetic() || ch == '_')
+        && c.all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+}
+
+/// Expands `${VAR}` in every string of a JSON value (a plugin instance's
+/// config). The error names the key path, e.g. `config.headers.Authorization`.
+pub fn expand_json(value: &mut serde_json::Value, path: &str) -> Result<(), ExpandError> {
+    match value {
+        serde_json::Value::String(s) => {
+            *s = expand(s).map_err(|error| ExpandError {
+                path: path.to_string(),
+                error,
+            })?
+        }
+        serde_json::Value::Array(items) => {
+            for (i, v) in items.iter_mut().enumerate() {
+                expand_json(v, &format!("{path}[{i}]"))?;
+            }
+        }
+        serde_json::Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                expand_json(v, &format!("{path}.{k}"))?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// An [`EnvError`] at a key of a structured value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {error}")]
+pub struct ExpandError {
+    pub path: String,
+    pub error: EnvError,
+}
+
+/// For `#[serde(deserialize_with = "...")]` on a plain string that may hold
+/// a credential but is not secret (a basic auth user name).
+pub fn deserialize_expanded<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let raw = <String as serde::Deserialize>::deserialize(d)?;
+    expand(&raw).map_err(serde::de::Error::custom)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::env::VarError;
+
+    fn env(var: &str) -> Result<String, VarError> {
+        match var {
+            "TOKEN" => Ok("s3cret".into()),
+            "EMPTY" => Ok(String::new()),
+            _ => Err(VarError::NotPresent),
+        }
+    }
+
+    #[test]
+    fn expands_and_escapes() {
+        let x = |s: &str| expand_with(s, env);
+        assert_eq!(x("Bearer ${TOKEN}").unwrap(), "Bearer s3cret");
+        assert_eq!(x("${TOKEN}${TOKEN}").unwrap(), "s3crets3cret");
+        assert_eq!(x("a${EMPTY}b").unwrap(), "ab");
+        assert_eq!(x("$${X} $5 $").unwrap(), "${X} $5 $");
+        // A bcrypt hash is left alone.
+        let h = "$2b$10$N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy";
+        assert_eq!(x(h).unwrap(), h);
+        // No second round: a value holding `${` stays as it is.
+        assert_eq!(
+            expand_with("${V}", |_| Ok("${TOKEN}".into())).unwrap(),
+            "${TOKEN}"
+        );
+    }
+
+    #[test]
+    fn errors_name_the_variable_never_the_text() {
+        let x = |s: &str| expand_with(s, env).unwrap_err();
+        assert_eq!(x("pre-${NOPE}"), EnvError::Unset("NOPE".into()));
+        assert_eq!(x("hunter2${TOKEN"), EnvError::Unterminated);
+        assert_eq!(x("${}"), EnvError::BadName(String::new()));
+        assert_eq!(x("${0X}"), EnvError::BadName("0X".into()));
+        let msg = x("${hunter2 secret}").to_string();
+        assert!(!msg.contains("hunter2"), "{msg}");
+        assert!(!x("hunter2${TOKEN").to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn json_errors_name_the_key_path() {
+        std::env::remove_var("WASMON_TEST_SURELY_UNSET");
+        let mut v = serde_json::json!({"url": "x", "headers": {"Authorization": "Bearer ${WASMON_TEST_SURELY_UNSET}"}});
+        let e = expand_json(&mut v, "config").unwrap_err();
+        assert_eq!(e.path, "config.headers.Authorization");
+        assert_eq!(e.error, EnvError::Unset("WASMON_TEST_SURELY_UNSET".into()));
+    }
+}
