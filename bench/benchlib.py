@@ -8,10 +8,12 @@ the kernel stops it even if the driver is SIGKILLed. Python 3.11 stdlib only.
 import contextlib
 import ctypes
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 
@@ -117,6 +119,26 @@ class Procs:
         """On a failed run: the end of each process' log, before stop_all forgets them."""
         for p in self.procs:
             log("--- %s log tail (%s):\n%s" % (p.bench_name, p.bench_log, tail(p.bench_log)))
+
+
+@contextlib.contextmanager
+def bench_run(prefix, keep=False):
+    """A work directory and the Procs of a run: on the way out every process
+    is stopped (with the end of each log shown when the run failed) and the
+    directory removed, unless `keep`."""
+    work = tempfile.mkdtemp(prefix=prefix)
+    procs = Procs(work)
+    try:
+        yield work, procs
+    except BaseException:
+        procs.log_tails()
+        raise
+    finally:
+        procs.stop_all()
+        if keep:
+            log("kept %s" % work)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def tail(path, n=15):

@@ -32,10 +32,9 @@ import statistics
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 
-from benchlib import (ROOT, Procs, free_port, host_line, http_get, log, metric_value,
+from benchlib import (ROOT, bench_run, free_port, host_line, http_get, log, metric_value,
                       proc_cpu_seconds, raise_on_sigterm, wait_for, write)
 
 # Metric names of bench/synth_target.py (and the scrape's own series) by type.
@@ -257,19 +256,8 @@ scrape_configs:
 
 
 def run(args):
-    work = tempfile.mkdtemp(prefix="wasmon-blocks-%d-" % args.series)
-    procs = Procs(work)
-    try:
+    with bench_run("wasmon-blocks-%d-" % args.series, args.keep) as (work, procs):
         return _run(args, work, procs)
-    except BaseException:
-        procs.log_tails()
-        raise
-    finally:
-        procs.stop_all()
-        if args.keep:
-            log("kept %s" % work)
-        else:
-            shutil.rmtree(work, ignore_errors=True)
 
 
 def _run(args, work, procs):

@@ -155,7 +155,7 @@ fn inspect_explains_what_is_not_a_plugin() {
         v["world_error"]
             .as_str()
             .unwrap()
-            .contains("not every export of any world"),
+            .contains("a component for another world, not a wasmon plugin: it exports nothing"),
         "{v:#}"
     );
     // A missing file is named.
@@ -165,6 +165,53 @@ fn inspect_explains_what_is_not_a_plugin() {
         dir.path().join("nope.wasm").as_ref(),
     ]);
     assert!(text(&out).contains("nope.wasm"), "{}", text(&out));
+}
+
+/// Files that are not components get the same message from `plugin
+/// inspect` as from the agent's loader (`plugins list`, the API, the log),
+/// one per case, never a WebAssembly text parser's.
+#[test]
+fn inspect_and_the_loader_say_the_same_about_junk() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&str, &[u8], &str); 3] = [
+        ("empty", b"", "empty file (0 bytes): not a WebAssembly component"),
+        ("random", b"\x9c\x17\xf2\x03\x55\x60\x01\xaa", "not WebAssembly: a component starts with the bytes \\0asm, this file with 0x9c17f2035560"),
+        ("core", b"\0asm\x01\0\0\0", "a core WebAssembly module, not a component"),
+    ];
+    for (name, bytes, _) in cases {
+        std::fs::write(dir.path().join(format!("{name}.wasm")), bytes).unwrap();
+    }
+    let out = wasmon(&[
+        "plugins".as_ref(),
+        "list".as_ref(),
+        "--json".as_ref(),
+        "--dir".as_ref(),
+        dir.path().as_ref(),
+    ]);
+    let listed: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    for (name, _, expected) in cases {
+        let loader = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .and_then(|p| p["error"].as_str())
+            .unwrap_or_else(|| panic!("{name}: {listed:#}"))
+            .to_string();
+        assert!(loader.starts_with(expected), "{name}: {loader}");
+        let out = wasmon(&[
+            "plugin".as_ref(),
+            "inspect".as_ref(),
+            dir.path().join(format!("{name}.wasm")).as_ref(),
+        ]);
+        assert!(!out.status.success());
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(&loader),
+            "{name}: the loader says {loader:?}, inspect:\n{}",
+            text(&out)
+        );
+    }
 }
 
 /// `wasmon plugin build SRC --out DIR/plugins/` and the inspection it printed.

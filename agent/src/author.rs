@@ -76,8 +76,10 @@ pub fn run(command: PluginCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         PluginCommand::Inspect { file, json } => {
-            let bytes =
-                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            // Header first, as the agent's loader reads: a file that is not
+            // a component is refused in the loader's words, unread.
+            let bytes = crate::plugins::file::read(&file, u64::MAX)
+                .with_context(|| format!("{}", file.display()))?;
             let inspection = Contract::embedded()?
                 .inspect(&bytes)
                 .with_context(|| format!("{}", file.display()))?;

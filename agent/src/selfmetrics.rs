@@ -48,6 +48,10 @@ pub struct Metrics {
     pub plugin_loads: Family<ResultLabels, Counter>,
     pub plugin_last_load_successful: Family<PluginLabels, Gauge>,
     pub plugins_loaded: Gauge,
+    pub plugin_file_reads: Counter,
+    pub plugins_dir_rescans: Counter,
+    pub plugins_dir_present: Gauge,
+    pub plugins_dir_disappearances: Counter,
     pub config_last_reload_successful: Gauge,
     pub config_last_reload_success_timestamp: Gauge,
     /// `wasmon_remote_storage_*` (remote write queues).
@@ -75,6 +79,10 @@ impl Metrics {
             plugin_loads: Family::default(),
             plugin_last_load_successful: Family::default(),
             plugins_loaded: Gauge::default(),
+            plugin_file_reads: Counter::default(),
+            plugins_dir_rescans: Counter::default(),
+            plugins_dir_present: Gauge::default(),
+            plugins_dir_disappearances: Counter::default(),
             config_last_reload_successful: Gauge::default(),
             config_last_reload_success_timestamp: Gauge::default(),
             remote: Default::default(),
@@ -109,6 +117,26 @@ impl Metrics {
             "plugins_loaded",
             "Plugins currently serving",
             m.plugins_loaded.clone(),
+        );
+        registry.register(
+            "plugin_file_reads",
+            "Plugin files read and hashed because their size, times or inode changed (a steady rise without deploys means something keeps rewriting the plugins directory)",
+            m.plugin_file_reads.clone(),
+        );
+        registry.register(
+            "plugins_dir_rescans",
+            "Rescans of the plugins directory after a change (a stat per file; only changed files are read)",
+            m.plugins_dir_rescans.clone(),
+        );
+        registry.register(
+            "plugins_dir_present",
+            "Whether the plugins directory could be read at the last look (0: missing; loaded plugins keep serving)",
+            m.plugins_dir_present.clone(),
+        );
+        registry.register(
+            "plugins_dir_disappearances",
+            "Times the plugins directory was found missing or unreadable",
+            m.plugins_dir_disappearances.clone(),
         );
         registry.register(
             "config_last_reload_successful",

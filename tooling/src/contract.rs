@@ -15,6 +15,8 @@ use anyhow::{bail, Context, Result};
 use wit_component::{ComponentEncoder, DecodedWasm};
 use wit_parser::{PackageId, Resolve, WorldId, WorldItem};
 
+use crate::format;
+
 /// The package every plugin world belongs to.
 const PACKAGE_PREFIX: &str = "wasmon:plugin/";
 
@@ -221,15 +223,7 @@ impl Contract {
     /// the capabilities its imports ask for. Fails only when the bytes are
     /// not a component at all.
     pub fn inspect(&self, bytes: &[u8]) -> Result<Inspection> {
-        if wasmparser::Parser::is_core_wasm(bytes) {
-            bail!(
-                "a core WebAssembly module, not a component: wrap it with \
-                 `wasm-tools component new` (or build it with `wasmon plugin build`)"
-            );
-        }
-        if !wasmparser::Parser::is_component(bytes) {
-            bail!("not a WebAssembly component (no component header)");
-        }
+        format::check_bytes(bytes)?;
         let (decoded, root) =
             match wit_component::decode(bytes).context("decoding the component")? {
                 DecodedWasm::Component(resolve, world) => (resolve, world),
@@ -255,6 +249,7 @@ impl Contract {
 
     /// Validates `component` and checks it against the world it exports.
     pub fn check(&self, component: &[u8]) -> Result<Report> {
+        format::check_bytes(component)?;
         wasmparser::Validator::new()
             .validate_all(component)
             .context("invalid component")?;
@@ -264,6 +259,7 @@ impl Contract {
         };
         let imports = names(&decoded, decoded.worlds[root].imports.iter());
         let exports = names(&decoded, decoded.worlds[root].exports.iter());
+        format::check_contract_version(imports.iter().map(String::as_str))?;
         let exported: BTreeSet<&str> = exports.iter().map(String::as_str).collect();
 
         // The world is the one whose exports the component has.
@@ -278,10 +274,7 @@ impl Contract {
             .collect();
         let world = match worlds.as_slice() {
             [one] => *one,
-            [] => bail!(
-                "exports {exports:?}, which is not every export of any world of {}",
-                self.package_name()
-            ),
+            [] => bail!(format::NotAPlugin::OtherWorld { exports }),
             _ => bail!("exports {exports:?}, which fits several worlds"),
         };
         let world_name = self.resolve.worlds[world].name.clone();
@@ -385,6 +378,12 @@ mod tests {
         assert!(contract().check(empty_module).is_err(), "a core module");
         let empty_component = encode(empty_module).unwrap();
         let err = contract().check(&empty_component).unwrap_err();
-        assert!(err.to_string().contains("not every export"), "{err:#}");
+        assert!(
+            matches!(
+                err.downcast_ref::<format::NotAPlugin>(),
+                Some(format::NotAPlugin::OtherWorld { exports }) if exports.is_empty()
+            ),
+            "{err:#}"
+        );
     }
 }

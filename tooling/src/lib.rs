@@ -5,6 +5,9 @@
 //! - [`contract`]: `wit/plugin.wit` (embedded in the binary), the check of a
 //!   component against its world, and [`contract::Contract::inspect`]
 //!   (world, imports, exports, capabilities) without any external tool;
+//! - [`format`]: why a file is not a plugin (empty, not Wasm, a core module,
+//!   another encoding, world or contract version), shared with the agent's
+//!   loader so both say the same;
 //! - [`rust`]: the two routes that build Rust guests on these machines;
 //! - [`build`]: `wasmon plugin build` — per-language routes (Rust, C with
 //!   zig + `wit-bindgen c`, JavaScript with jco, Python with componentize-py);
@@ -13,6 +16,7 @@
 
 pub mod build;
 pub mod contract;
+pub mod format;
 pub mod rust;
 pub mod scaffold;
 

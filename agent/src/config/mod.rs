@@ -454,6 +454,11 @@ pub struct PluginsConfig {
     /// With the pooling allocator: how many instances may be live at once.
     #[serde(default = "default_pool_instances")]
     pub pool_instances: u32,
+    /// Larger files in `dir` are refused without being read (a component
+    /// is read whole, hashed and compiled; the largest real ones, JS and
+    /// Python runtimes, are under 20 MB).
+    #[serde(default = "default_max_plugin_size")]
+    pub max_plugin_size: ByteSize,
 }
 
 impl Default for PluginsConfig {
@@ -466,6 +471,7 @@ impl Default for PluginsConfig {
             memory_limit: default_memory_limit(),
             allocator: Allocator::default(),
             pool_instances: default_pool_instances(),
+            max_plugin_size: default_max_plugin_size(),
         }
     }
 }
@@ -487,6 +493,9 @@ fn default_memory_limit() -> ByteSize {
 }
 fn default_pool_instances() -> u32 {
     64
+}
+fn default_max_plugin_size() -> ByteSize {
+    ByteSize::mib(64)
 }
 
 /// One alert receiver: a named instance of a receiver plugin.

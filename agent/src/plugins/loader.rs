@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context, Result};
+use wasmon_plugin_tools::format;
 use wasmtime::component::{types::ComponentItem, HasSelf, Linker};
 use wasmtime::Engine;
 
@@ -35,22 +36,12 @@ impl PluginKind {
 
     /// The WIT world name.
     pub fn world(self) -> &'static str {
-        match self {
-            PluginKind::Receiver => "receiver",
-            PluginKind::HealthCheck => "health-check",
-            PluginKind::RollbackAction => "rollback-action",
-            PluginKind::MetricCheck => "metric-check",
-        }
+        format::WORLD_EXPORTS[self as usize].0
     }
 
     /// The function that world exports; it tells the worlds apart.
     pub fn export(self) -> &'static str {
-        match self {
-            PluginKind::Receiver => "notify",
-            PluginKind::HealthCheck => "check",
-            PluginKind::RollbackAction => "rollback",
-            PluginKind::MetricCheck => "evaluate",
-        }
+        format::WORLD_EXPORTS[self as usize].1
     }
 }
 
@@ -140,28 +131,26 @@ pub fn load_component(
 ) -> Result<LoadedPlugin> {
     let start = Instant::now();
     let hash = CompileCache::content_hash(bytes);
-    if bytes.starts_with(b"\0asm") && bytes.get(4..8) == Some(&[1, 0, 0, 0]) {
-        bail!("this is a core WebAssembly module, not a component: wrap it with `wasm-tools component new` (or build for wasm32-wasip2)");
-    }
+    // Before wasmtime sees it: its `wat` feature would answer anything
+    // that is not binary WebAssembly with a text parser's error.
+    format::check_bytes(bytes)?;
     let (component, from_cache) = cache.load(engine, bytes, &hash).context("compiling")?;
     let ty = component.component_type();
+    let imports: Vec<String> = ty.imports(engine).map(|(n, _)| n.to_string()).collect();
+    format::check_contract_version(imports.iter().map(String::as_str))?;
     let kinds: Vec<PluginKind> = PluginKind::ALL
         .into_iter()
         .filter(|k| matches!(ty.get_export(engine, k.export()), Some(e) if matches!(e.ty, ComponentItem::ComponentFunc(_))))
         .collect();
     let kind = match kinds.as_slice() {
         [k] => *k,
-        [] => bail!(
-            "exports none of the plugin functions ({}): not a wasmon:plugin component",
-            PluginKind::ALL
-                .map(|k| format!("`{}` of world {}", k.export(), k.world()))
-                .join(", ")
-        ),
+        [] => bail!(format::NotAPlugin::OtherWorld {
+            exports: ty.exports(engine).map(|(n, _)| n.to_string()).collect(),
+        }),
         many => bail!(
             "exports the functions of several worlds ({many:?}); a plugin targets exactly one"
         ),
     };
-    let imports = ty.imports(engine).map(|(n, _)| n.to_string()).collect();
     let what = || format!("type-checking against world wasmon:plugin/{kind}@0.1.0");
     let pre = match kind {
         PluginKind::Receiver => Pre::Receiver(
@@ -237,3 +226,23 @@ pub fn plugin_name(path: &std::path::Path) -> Option<String> {
 }
 
 pub type SharedPlugin = Arc<LoadedPlugin>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_name_the_worlds_of_the_contract() {
+        for k in PluginKind::ALL {
+            // The serialized name (API, `plugins list`) is the world's.
+            assert_eq!(
+                serde_json::to_string(&k).unwrap(),
+                format!("{:?}", k.world())
+            );
+        }
+        assert_eq!(
+            PluginKind::ALL.map(PluginKind::world),
+            wasmon_plugin_tools::WORLDS
+        );
+    }
+}

@@ -6,7 +6,7 @@
 //! a reload builds the new version off to the side and swaps the map, and a
 //! call in flight keeps the `Arc` of the version it started with.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -18,6 +18,7 @@ use wasmtime::{Engine, Store, UpdateDeadline};
 
 use super::bindings::types::{self as wit, Failure};
 use super::engine::{build_engine, CompileCache};
+use super::file;
 use super::host::{CallEnv, Clock, HostState, Limits, MemoryLimitExceeded, QueryApi, SystemClock};
 use super::loader::{load_component, plugin_name, Linkers, LoadedPlugin, PluginKind, Pre};
 use super::policy::{HostPattern, OutboundPolicy, PolicyCounters};
@@ -145,6 +146,15 @@ pub struct PluginStatus {
     pub error: Option<String>,
 }
 
+/// The last version of a plugin file the runtime looked at: its stamp, and
+/// its content hash when it was read (the serving version's, or one that
+/// failed and is not worth compiling again).
+#[derive(Debug, Clone)]
+struct Seen {
+    stamp: file::Stamp,
+    hash: Option<String>,
+}
+
 /// Outcome of loading one file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReloadOutcome {
@@ -162,6 +172,11 @@ pub struct PluginRuntime {
     dir: PathBuf,
     plugins: ArcSwap<BTreeMap<String, Arc<LoadedPlugin>>>,
     errors: Mutex<BTreeMap<String, LoadError>>,
+    /// What was last seen of each plugin file, loaded or not.
+    seen: Mutex<BTreeMap<String, Seen>>,
+    /// Why the plugins dir could not be read at the last look (None: it could).
+    dir_problem: Mutex<Option<String>>,
+    max_plugin_size: u64,
     /// Serializes loads so two events for one file cannot race their swaps.
     load_lock: tokio::sync::Mutex<()>,
     metrics: Arc<Metrics>,
@@ -187,6 +202,9 @@ impl PluginRuntime {
             dir,
             plugins: ArcSwap::from_pointee(BTreeMap::new()),
             errors: Mutex::new(BTreeMap::new()),
+            seen: Mutex::new(BTreeMap::new()),
+            dir_problem: Mutex::new(None),
+            max_plugin_size: cfg.max_plugin_size.as_u64(),
             load_lock: tokio::sync::Mutex::new(()),
             metrics,
             clock: Arc::new(SystemClock),
@@ -207,63 +225,170 @@ impl PluginRuntime {
         self.query.store(Arc::new(Some(q)));
     }
 
-    /// Loads every `*.wasm` in the plugins dir. Returns (loaded, failed).
+    /// Loads every `*.wasm` in the plugins dir. Returns (serving, failed)
+    /// over the files there.
     pub async fn load_all(&self) -> (usize, usize) {
-        let mut paths: Vec<PathBuf> = match std::fs::read_dir(&self.dir) {
-            Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
-            Err(e) => {
-                tracing::warn!(dir = %self.dir.display(), error = %e, "cannot read plugins directory");
-                Vec::new()
-            }
+        self.rescan().await
+    }
+
+    /// Brings the loaded set in line with the plugins dir: loads new and
+    /// changed files and unloads plugins whose file is gone. A file whose
+    /// [`file::Stamp`] did not change since the last look is not read, so a rescan
+    /// of an unchanged directory costs one `stat` per file. Returns
+    /// (serving, failed) over the files in the dir.
+    ///
+    /// When the directory itself cannot be read (deleted, being replaced),
+    /// nothing is unloaded: the plugins loaded from it keep serving, a
+    /// warning is logged once and `wasmon_plugins_dir_present` is 0 until
+    /// it is back (the watcher re-arms and rescans then).
+    pub async fn rescan(&self) -> (usize, usize) {
+        let counts = self.rescan_dir().await;
+        // Counted when done, so that a caller seeing the count move knows
+        // the rescan is over.
+        self.metrics.plugins_dir_rescans.inc();
+        counts
+    }
+
+    async fn rescan_dir(&self) -> (usize, usize) {
+        let Some(mut paths) = self.list_dir() else {
+            return (0, 0);
         };
         paths.sort();
+        let present: BTreeSet<String> = paths.iter().filter_map(|p| plugin_name(p)).collect();
         let (mut ok, mut failed) = (0, 0);
-        for p in paths {
-            match self.reload_path(&p).await {
+        for p in &paths {
+            match self.reload_path(p).await {
                 ReloadOutcome::Loaded | ReloadOutcome::Unchanged => ok += 1,
                 ReloadOutcome::Failed(_) => failed += 1,
                 ReloadOutcome::Removed | ReloadOutcome::Ignored => {}
             }
         }
+        // Plugins and failures whose file is no longer listed: the removal
+        // events may have been merged into this batch, or never seen.
+        let mut known: BTreeSet<String> = self.plugins.load().keys().cloned().collect();
+        known.extend(self.errors.lock().unwrap().keys().cloned());
+        known.extend(self.seen.lock().unwrap().keys().cloned());
+        for name in known.difference(&present) {
+            self.reload_path(&self.dir.join(format!("{name}.wasm")))
+                .await;
+        }
         (ok, failed)
     }
 
+    /// The entries of the plugins dir, or None (reported once per state
+    /// change) when it cannot be read.
+    fn list_dir(&self) -> Option<Vec<PathBuf>> {
+        let mut problem = self.dir_problem.lock().unwrap();
+        match std::fs::read_dir(&self.dir) {
+            Ok(rd) => {
+                if problem.take().is_some() {
+                    tracing::info!(dir = %self.dir.display(), "plugins directory is back: loading what is in it");
+                }
+                self.metrics.plugins_dir_present.set(1);
+                Some(rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            }
+            Err(e) => {
+                let what = e.to_string();
+                if problem.is_none() {
+                    self.metrics.plugins_dir_disappearances.inc();
+                }
+                if problem.as_deref() != Some(what.as_str()) {
+                    tracing::warn!(
+                        dir = %self.dir.display(),
+                        error = %e,
+                        serving = self.plugins.load().len(),
+                        "cannot read the plugins directory: plugins already loaded keep serving; \
+                         it is loaded again when it is back"
+                    );
+                    *problem = Some(what);
+                }
+                self.metrics.plugins_dir_present.set(0);
+                None
+            }
+        }
+    }
+
     /// (Re)loads the plugin at `path`, or unloads it when the file is gone.
-    /// On failure the previous version, if any, keeps serving.
+    /// On failure the previous version, if any, keeps serving. The file is
+    /// read only when its stamp changed, compiled only when its content
+    /// did, and a failure is reported once per version of the file.
     pub async fn reload_path(&self, path: &Path) -> ReloadOutcome {
         let Some(name) = plugin_name(path) else {
             return ReloadOutcome::Ignored;
         };
         let _guard = self.load_lock.lock().await;
-        let bytes = match tokio::fs::read(path).await {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                self.errors.lock().unwrap().remove(&name);
-                let removed = self.swap(|m| m.remove(&name).is_some());
-                self.metrics
-                    .plugin_last_load_successful
-                    .remove(&PluginLabels {
-                        plugin: name.clone(),
-                    });
-                if removed {
-                    tracing::info!(plugin = %name, path = %path.display(), "plugin removed");
-                    return ReloadOutcome::Removed;
+        let known = self.seen.lock().unwrap().get(&name).map(|s| s.stamp);
+        let (path_buf, max) = (path.to_path_buf(), self.max_plugin_size);
+        // Reading and hashing up to `max_plugin_size` bytes takes a while:
+        // not on the async workers.
+        let change =
+            match tokio::task::spawn_blocking(move || file::read_if_changed(&path_buf, max, known))
+                .await
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    return self.record_failure(&name, path, format!("reader task failed: {e}"))
                 }
-                return ReloadOutcome::Ignored;
+            };
+        let (stamp, bytes, hash) = match change {
+            // The whole directory going away (`rm -r`, a remount) is not a
+            // removal of each plugin: see `rescan`.
+            file::Change::Gone if !self.dir.is_dir() => return ReloadOutcome::Ignored,
+            file::Change::Gone => return self.unload(&name, path),
+            file::Change::Unchanged => {
+                return match self.errors.lock().unwrap().get(&name) {
+                    Some(e) => ReloadOutcome::Failed(e.error.clone()),
+                    None => ReloadOutcome::Unchanged,
+                }
             }
-            Err(e) => {
-                return self.record_failure(&name, path, format!("reading {}: {e}", path.display()))
+            file::Change::Unreadable { stamp, error } => {
+                let error = error.to_string();
+                if let Some(stamp) = stamp {
+                    self.remember(&name, stamp, None);
+                }
+                // A file refused unread has no hash to tell its versions
+                // apart; the same refusal again (a touch) is no news.
+                let same = self
+                    .errors
+                    .lock()
+                    .unwrap()
+                    .get(&name)
+                    .is_some_and(|e| e.error == error);
+                if same {
+                    return ReloadOutcome::Failed(error);
+                }
+                return self.record_failure(&name, path, error);
             }
+            file::Change::Read { stamp, bytes, hash } => (stamp, bytes, hash),
         };
-        let hash = CompileCache::content_hash(&bytes);
+        self.metrics.plugin_file_reads.inc();
         if self
             .plugins
             .load()
             .get(&name)
             .is_some_and(|p| p.hash == hash)
         {
-            self.errors.lock().unwrap().remove(&name);
+            self.remember(&name, stamp, Some(hash));
+            if self.errors.lock().unwrap().remove(&name).is_some() {
+                tracing::info!(plugin = %name, path = %path.display(), "plugin file is back to the version serving");
+                self.set_last_load_successful(&name, true);
+            }
             return ReloadOutcome::Unchanged;
+        }
+        let failed_before = self
+            .seen
+            .lock()
+            .unwrap()
+            .get(&name)
+            .is_some_and(|s| s.hash.as_deref() == Some(hash.as_str()));
+        if failed_before {
+            // The same bytes again (a touch, a copy of the same file):
+            // already reported.
+            if let Some(e) = self.errors.lock().unwrap().get(&name) {
+                let error = e.error.clone();
+                self.remember(&name, stamp, Some(hash));
+                return ReloadOutcome::Failed(error);
+            }
         }
         let (engine, linkers, cache) = (
             self.engine.clone(),
@@ -280,7 +405,11 @@ impl PluginRuntime {
         .await;
         let loaded = match loaded {
             Ok(Ok(p)) => p,
-            Ok(Err(e)) => return self.record_failure(&name, path, format!("{e:#}")),
+            Ok(Err(e)) => {
+                self.remember(&name, stamp, Some(hash));
+                return self.record_failure(&name, path, format!("{e:#}"));
+            }
+            // Not a verdict on the file: the next event tries again.
             Err(e) => return self.record_failure(&name, path, format!("loader task failed: {e}")),
         };
         tracing::info!(
@@ -292,6 +421,7 @@ impl PluginRuntime {
             load_ms = loaded.load_duration.as_secs_f64() * 1e3,
             "plugin loaded"
         );
+        self.remember(&name, stamp, Some(hash));
         let loaded = Arc::new(loaded);
         self.swap(|m| m.insert(name.clone(), loaded.clone()));
         self.errors.lock().unwrap().remove(&name);
@@ -301,11 +431,40 @@ impl PluginRuntime {
                 result: "success".into(),
             })
             .inc();
+        self.set_last_load_successful(&name, true);
+        ReloadOutcome::Loaded
+    }
+
+    fn remember(&self, name: &str, stamp: file::Stamp, hash: Option<String>) {
+        self.seen
+            .lock()
+            .unwrap()
+            .insert(name.to_string(), Seen { stamp, hash });
+    }
+
+    fn unload(&self, name: &str, path: &Path) -> ReloadOutcome {
+        self.seen.lock().unwrap().remove(name);
+        self.errors.lock().unwrap().remove(name);
+        let removed = self.swap(|m| m.remove(name).is_some());
         self.metrics
             .plugin_last_load_successful
-            .get_or_create(&PluginLabels { plugin: name })
-            .set(1);
-        ReloadOutcome::Loaded
+            .remove(&PluginLabels {
+                plugin: name.to_string(),
+            });
+        if removed {
+            tracing::info!(plugin = %name, path = %path.display(), "plugin removed");
+            return ReloadOutcome::Removed;
+        }
+        ReloadOutcome::Ignored
+    }
+
+    fn set_last_load_successful(&self, name: &str, ok: bool) {
+        self.metrics
+            .plugin_last_load_successful
+            .get_or_create(&PluginLabels {
+                plugin: name.to_string(),
+            })
+            .set(i64::from(ok));
     }
 
     fn record_failure(&self, name: &str, path: &Path, error: String) -> ReloadOutcome {
@@ -334,12 +493,7 @@ impl PluginRuntime {
                 result: "failure".into(),
             })
             .inc();
-        self.metrics
-            .plugin_last_load_successful
-            .get_or_create(&PluginLabels {
-                plugin: name.to_string(),
-            })
-            .set(0);
+        self.set_last_load_successful(name, false);
         ReloadOutcome::Failed(error)
     }
 
