@@ -226,12 +226,6 @@ pub fn format_duration(d: Duration) -> String {
     out
 }
 
-fn legacy_label_name(n: &str) -> bool {
-    let mut c = n.chars();
-    matches!(c.next(), Some(ch) if ch.is_ascii_alphabetic() || ch == '_')
-        && c.all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
-}
-
 fn legacy_metric_name(n: &str) -> bool {
     let mut c = n.chars();
     matches!(c.next(), Some(ch) if ch.is_ascii_alphabetic() || ch == '_' || ch == ':')
@@ -240,7 +234,7 @@ fn legacy_metric_name(n: &str) -> bool {
 
 fn valid_label_name(n: &str, opts: &ParseOpts) -> bool {
     if opts.legacy_names {
-        legacy_label_name(n)
+        crate::model::is_legacy_label_name(n)
     } else {
         !n.is_empty()
     }
