@@ -3,6 +3,7 @@
 //! the rule that a bad config never replaces a good one.
 
 use std::collections::BTreeMap;
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -262,6 +263,9 @@ pub struct Agent {
         )>,
     >,
     _watch: Option<watch::WatchHandle>,
+    /// The API's heavy work (listings, PromQL): bounded, deadlined, and
+    /// stopped at shutdown.
+    pub work: crate::web::work::WorkPool,
 }
 
 impl Agent {
@@ -400,6 +404,7 @@ impl Agent {
             rules,
             dispatch_task: std::sync::Mutex::new(None),
             _watch: watch,
+            work: crate::web::work::WorkPool::default(),
         });
         agent.start_dispatcher(&agent.current())?;
         let current = agent.current();
@@ -522,12 +527,38 @@ impl Agent {
             let _ = tx.send(local);
         }
         let router = crate::web::router(self.clone());
+        // On the signal, heavy API work stops first (its requests answer 503
+        // at once), so the drain below is not held up by a big listing.
+        let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
+        let agent = self.clone();
+        let shutdown = async move {
+            shutdown.await;
+            agent.work.shut_down();
+            let _ = drain_tx.send(());
+        };
         match tls {
             Some(tls) => crate::web::tls::serve(listener, router, tls, shutdown).await?,
-            None => axum::serve(listener, router)
-                .with_graceful_shutdown(shutdown)
-                .await
-                .context("HTTP server")?,
+            None => {
+                let server = axum::serve(listener, router)
+                    .with_graceful_shutdown(shutdown)
+                    .into_future();
+                tokio::pin!(server);
+                tokio::select! {
+                    r = &mut server => r.context("HTTP server")?,
+                    _ = drain_rx => {
+                        // Connections still busy after the drain bound (a
+                        // slow plugin call, a client reading slowly) must
+                        // not keep the agent from stopping.
+                        match tokio::time::timeout(crate::web::tls::DRAIN_TIMEOUT, &mut server).await {
+                            Ok(r) => r.context("HTTP server")?,
+                            Err(_) => tracing::warn!(
+                                "HTTP connections still open after {:?}; closing them",
+                                crate::web::tls::DRAIN_TIMEOUT
+                            ),
+                        }
+                    }
+                }
+            }
         }
         self.shutdown().await;
         Ok(())

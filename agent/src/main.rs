@@ -250,13 +250,19 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(run(cli.command)) {
+    let code = match rt.block_on(run(cli.command)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    // Dropping the runtime would wait for every blocking task without
+    // bound; the agent's state is flushed by now, so a task still running
+    // (work that missed its cancellation, a stuck compile) must not hold
+    // the exit.
+    rt.shutdown_timeout(std::time::Duration::from_secs(5));
+    code
 }
 
 fn init_logging(level: &str, format: LogFormat) {

@@ -27,8 +27,8 @@ use super::nflog::{needs_update, NotificationLog};
 use super::route::{EscalationStep, Route, RouteOpts};
 use super::silence::Silences;
 use super::types::{
-    fingerprint, fingerprint_hex, labelset_string, rfc3339, Alert, AlertStore, Fingerprint,
-    PostableAlert,
+    alert_order, fingerprint, fingerprint_hex, labelset_string, rfc3339, Alert, AlertStore,
+    Fingerprint, PostableAlert,
 };
 use crate::model::Labels;
 
@@ -329,6 +329,8 @@ pub struct GroupInfo {
     pub next_flush: DateTime<Utc>,
     /// Escalation steps already run in this firing episode.
     pub escalation_steps_done: usize,
+    /// Time intervals muting the group's notifications now.
+    pub muted_by: Vec<String>,
 }
 
 /// Why an alert is not notified now.
@@ -385,16 +387,16 @@ impl Dispatcher {
     }
 
     /// `POST /api/v2/alerts`: normalise, store (merging), route. Valid
-    /// alerts are taken even when others are refused; the error lists the
-    /// refused ones.
+    /// alerts are taken even when others are refused; the error lists why
+    /// each refused one was (joined by "; ", as Alertmanager).
     pub fn put_alerts(&self, alerts: Vec<PostableAlert>) -> Result<(), String> {
         let now = self.inner.shared.clock.now();
         let mut errs = Vec::new();
         let mut ok = Vec::new();
-        for (i, p) in alerts.into_iter().enumerate() {
+        for p in alerts {
             match p.into_alert(now, self.inner.resolve_timeout) {
                 Ok(a) => ok.push(a),
-                Err(e) => errs.push(format!("alert {i}: {e}")),
+                Err(e) => errs.push(e),
             }
         }
         self.insert_alerts(ok);
@@ -591,6 +593,7 @@ impl Dispatcher {
 
     /// The aggregation groups, by key.
     pub fn groups(&self) -> Vec<GroupInfo> {
+        let now = self.inner.shared.clock.now();
         let mut v: Vec<GroupInfo> = self
             .inner
             .groups
@@ -603,6 +606,7 @@ impl Dispatcher {
                 alerts: g.alerts.keys().copied().collect(),
                 next_flush: g.next_flush,
                 escalation_steps_done: g.esc.done,
+                muted_by: self.inner.muted_by(&g.opts, now),
             })
             .collect();
         v.sort_by(|a, b| (&a.key, &a.receiver).cmp(&(&b.key, &b.receiver)));
@@ -614,12 +618,40 @@ impl Dispatcher {
         let s = &self.inner.shared;
         let now = s.clock.now();
         let current = s.alerts.list();
+        self.marker(&current, now).marks(labels)
+    }
+
+    /// Marks many alerts at `now` against `current` (the store's alerts):
+    /// see [`Marker`].
+    pub fn marker<'a>(&'a self, current: &'a [Alert], now: DateTime<Utc>) -> Marker<'a> {
+        Marker {
+            inhibit: self.inner.inhibitor.index(current, now),
+            silences: self.inner.shared.silences.active(now),
+        }
+    }
+
+    /// Names of the time intervals that mute a route's notifications at
+    /// `now` (Alertmanager's `mutedBy`).
+    pub fn muted_by(&self, opts: &RouteOpts, now: DateTime<Utc>) -> Vec<String> {
+        self.inner.muted_by(opts, now)
+    }
+}
+
+/// The marks of many alerts at one instant (the API's listings): the
+/// inhibiting alerts are indexed and the active silences copied once, so
+/// marking every alert costs O(alerts), not O(alerts²).
+pub struct Marker<'a> {
+    inhibit: super::inhibit::InhibitIndex<'a>,
+    silences: super::silence::ActiveSilences,
+}
+
+impl Marker<'_> {
+    pub fn marks(&self, labels: &Labels) -> AlertMarks {
         AlertMarks {
-            silenced_by: s.silences.mutes(labels, now),
+            silenced_by: self.silences.mutes(labels),
             inhibited_by: self
-                .inner
-                .inhibitor
-                .mutes(labels, &current, now)
+                .inhibit
+                .mutes(labels)
                 .map(fingerprint_hex)
                 .into_iter()
                 .collect(),
@@ -669,12 +701,21 @@ impl Inner {
     }
 
     fn time_muted(&self, opts: &RouteOpts, now: DateTime<Utc>) -> bool {
-        let within = |n: &String| self.intervals.get(n).is_some_and(|ti| ti.contains(now));
-        if !opts.active_time_intervals.is_empty() && !opts.active_time_intervals.iter().any(within)
+        !self.muted_by(opts, now).is_empty()
+    }
+
+    /// The route's mute intervals that contain `now`, and its active
+    /// intervals when `now` is outside all of them.
+    fn muted_by(&self, opts: &RouteOpts, now: DateTime<Utc>) -> Vec<String> {
+        let within = |n: &&String| self.intervals.get(*n).is_some_and(|ti| ti.contains(now));
+        let mut names: Vec<String> = Vec::new();
+        if !opts.active_time_intervals.is_empty()
+            && !opts.active_time_intervals.iter().any(|n| within(&n))
         {
-            return true;
+            names.extend(opts.active_time_intervals.iter().cloned());
         }
-        opts.mute_time_intervals.iter().any(within)
+        names.extend(opts.mute_time_intervals.iter().filter(within).cloned());
+        names
     }
 
     /// The group's firing alerts are being sent to its receiver: if this
@@ -973,22 +1014,6 @@ impl Inner {
             .receiver(receiver, result),
         );
     }
-}
-
-/// Alertmanager's `AlertSlice` order: by `job`, then `instance`, then labels.
-fn alert_order(a: &Alert, b: &Alert) -> std::cmp::Ordering {
-    for k in ["job", "instance"] {
-        let (x, y) = (a.labels.get(k), b.labels.get(k));
-        if x != y {
-            return match (x, y) {
-                (Some(x), Some(y)) => x.cmp(y),
-                (Some(_), None) => std::cmp::Ordering::Less,
-                (None, Some(_)) => std::cmp::Ordering::Greater,
-                _ => std::cmp::Ordering::Equal,
-            };
-        }
-    }
-    a.labels.cmp(&b.labels)
 }
 
 fn to_map(l: &Labels) -> BTreeMap<String, String> {

@@ -253,7 +253,7 @@ pub fn go_quote(s: &str) -> String {
 }
 
 /// Rust's regex errors, phrased like Go's `regexp` for the common cases.
-fn go_regex_error(anchored: &str, e: &regex::Error) -> String {
+pub(crate) fn go_regex_error(anchored: &str, e: &regex::Error) -> String {
     let msg = e.to_string();
     if msg.contains("unclosed character class") {
         // Go reports the text from the unclosed '[' to the end.

@@ -18,7 +18,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::matcher::{ApiMatcher, Matcher};
+use super::matcher::{go_quote, go_regex_error, ApiMatcher, Matcher};
 use crate::model::Labels;
 
 /// Default time an expired silence is kept (Alertmanager's `--data.retention`).
@@ -71,22 +71,35 @@ impl Silence {
             .collect()
     }
 
-    /// Alertmanager's `validateSilence`.
+    /// Alertmanager's `validateSilence` (0.25): matcher names are classic
+    /// label names, regular expressions compile, some matcher does not
+    /// match the empty string (negative matchers never count as matching
+    /// it, as upstream), the end is not before the start.
     fn validate(&self) -> Result<Vec<Matcher>, SilenceError> {
         if self.matchers.is_empty() {
             return Err(SilenceError::Invalid(
                 "at least one matcher required".into(),
             ));
         }
-        let ms = self.compiled()?;
-        for m in &ms {
-            if m.name.is_empty() {
-                return Err(SilenceError::Invalid(
-                    "invalid label matcher: invalid label name \"\"".into(),
-                ));
+        let mut all_match_empty = true;
+        for (i, m) in self.matchers.iter().enumerate() {
+            let invalid =
+                |e: String| SilenceError::Invalid(format!("invalid label matcher {i}: {e}"));
+            if !crate::model::is_legacy_label_name(&m.name) {
+                return Err(invalid(format!("invalid label name {}", go_quote(&m.name))));
             }
+            if m.is_regex {
+                regex::Regex::new(&m.value).map_err(|e| {
+                    invalid(format!(
+                        "invalid regular expression {}: {}",
+                        go_quote(&m.value),
+                        go_regex_error(&m.value, &e)
+                    ))
+                })?;
+            }
+            all_match_empty &= m.is_equal && m.to_matcher().is_ok_and(|c| c.matches_value(""));
         }
-        if ms.iter().all(|m| m.matches_value("")) {
+        if all_match_empty {
             return Err(SilenceError::Invalid(
                 "at least one matcher must not match the empty string".into(),
             ));
@@ -96,7 +109,7 @@ impl Silence {
                 "end time must not be before start time".into(),
             ));
         }
-        Ok(ms)
+        self.compiled()
     }
 }
 
@@ -119,7 +132,8 @@ pub enum SilenceError {
     NotFound,
     #[error("silence {0} already expired")]
     AlreadyExpired(String),
-    #[error("invalid silence: {0}")]
+    /// Alertmanager's text: `silence invalid: ...`.
+    #[error("silence invalid: {0}")]
     Invalid(String),
 }
 
@@ -327,11 +341,25 @@ impl Silences {
             .lock()
             .values()
             .filter(|e| e.silence.state_at(now) == SilenceState::Active)
-            .filter(|e| e.matchers.iter().all(|m| m.matches(labels)))
+            .filter(|e| all_match(&e.matchers, labels))
             .map(|e| e.silence.id.clone())
             .collect();
         ids.sort();
         ids
+    }
+
+    /// The silences active at `now`, for marking many alerts with one look
+    /// at the store (the API's listings).
+    pub fn active(&self, now: DateTime<Utc>) -> ActiveSilences {
+        let mut v: Vec<(String, Vec<Matcher>)> = self
+            .entries
+            .lock()
+            .values()
+            .filter(|e| e.silence.state_at(now) == SilenceState::Active)
+            .map(|e| (e.silence.id.clone(), e.matchers.clone()))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        ActiveSilences(v)
     }
 
     /// Drop silences expired for longer than the retention; returns how many.
@@ -373,6 +401,24 @@ impl Silences {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+fn all_match(matchers: &[Matcher], labels: &Labels) -> bool {
+    matchers.iter().all(|m| m.matches(labels))
+}
+
+/// A snapshot of the active silences ([`Silences::active`]), by id.
+pub struct ActiveSilences(Vec<(String, Vec<Matcher>)>);
+
+impl ActiveSilences {
+    /// Ids of the silences that match `labels` (sorted), as [`Silences::mutes`].
+    pub fn mutes(&self, labels: &Labels) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|(_, ms)| all_match(ms, labels))
+            .map(|(id, _)| id.clone())
+            .collect()
     }
 }
 

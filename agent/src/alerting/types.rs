@@ -3,6 +3,7 @@
 //! normalisation and merge semantics, and garbage collection of resolved
 //! alerts.
 
+use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
@@ -58,9 +59,52 @@ pub fn labelset_string(labels: &Labels) -> String {
     s
 }
 
+/// Prometheus' `model.LabelSet.Before` as an order (Alertmanager sorts
+/// alert groups and alerts by it): fewer labels first; then, at the first
+/// name in name order where the sets differ, the set lacking that name
+/// first, or the smaller value first.
+pub fn labelset_order(a: &Labels, b: &Labels) -> Ordering {
+    if a.len() != b.len() {
+        return a.len().cmp(&b.len());
+    }
+    for (x, y) in a.as_slice().iter().zip(b.as_slice()) {
+        match x.name.cmp(&y.name) {
+            // `y.name` comes first and only `b` has it.
+            Ordering::Greater => return Ordering::Less,
+            Ordering::Less => return Ordering::Greater,
+            Ordering::Equal => match x.value.cmp(&y.value) {
+                Ordering::Equal => {}
+                o => return o,
+            },
+        }
+    }
+    Ordering::Equal
+}
+
+/// Alertmanager's `AlertSlice` order: by `job`, then `instance` (an alert
+/// without one after those with it), then [`labelset_order`].
+pub fn alert_order(a: &Alert, b: &Alert) -> Ordering {
+    for k in ["job", "instance"] {
+        match (a.labels.get(k), b.labels.get(k)) {
+            (None, None) => continue,
+            (Some(_), None) => return Ordering::Less,
+            (None, Some(_)) => return Ordering::Greater,
+            (Some(x), Some(y)) if x != y => return x.cmp(y),
+            _ => {}
+        }
+    }
+    labelset_order(&a.labels, &b.labels)
+}
+
 /// RFC 3339 as Go prints `time.Time` in JSON.
 pub fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+/// RFC 3339 with milliseconds, as Alertmanager's API v2 prints times
+/// (go-openapi's `strfmt.DateTime`: `2026-01-02T03:04:05.000Z`).
+pub fn rfc3339_millis(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 /// An alert as the dispatcher knows it.
@@ -135,24 +179,21 @@ pub struct PostableAlert {
 }
 
 impl PostableAlert {
-    /// Alertmanager's API normalisation and validation: a missing start is
-    /// now (or the end, if given); a missing end is now + resolve_timeout.
+    /// Alertmanager's API normalisation and validation (0.25, texts
+    /// included): a missing start is now (or the end, if given); a missing
+    /// end is now + resolve_timeout; labels with empty values are dropped;
+    /// label and annotation names must be classic label names.
     pub fn into_alert(
         self,
         now: DateTime<Utc>,
         resolve_timeout: Duration,
     ) -> Result<Alert, String> {
-        if self.labels.is_empty() {
-            return Err("at least one label pair required".into());
-        }
-        for (n, v) in &self.labels {
-            if n.is_empty() {
-                return Err(format!("invalid label set: invalid name {n:?}"));
-            }
-            if v.is_empty() {
-                return Err(format!("invalid label set: empty value for {n:?}"));
-            }
-        }
+        let invalid_name = |names: &BTreeMap<String, String>| {
+            names
+                .keys()
+                .find(|n| !crate::model::is_legacy_label_name(n))
+                .map(|n| format!("invalid name {}", super::matcher::go_quote(n)))
+        };
         // Go clients (amtool) send the zero time "0001-01-01T00:00:00Z" for
         // "unset"; Alertmanager treats it as absent, and so do we.
         let unset = |t: Option<DateTime<Utc>>| t.filter(|t| t.timestamp() != GO_ZERO_TIME);
@@ -172,8 +213,22 @@ impl PostableAlert {
         if ends_at < starts_at {
             return Err("start time must be before end time".into());
         }
+        let labels: BTreeMap<String, String> = self
+            .labels
+            .into_iter()
+            .filter(|(_, v)| !v.is_empty())
+            .collect();
+        if let Some(e) = invalid_name(&labels) {
+            return Err(format!("invalid label set: {e}"));
+        }
+        if labels.is_empty() {
+            return Err("at least one label pair required".into());
+        }
+        if let Some(e) = invalid_name(&self.annotations) {
+            return Err(format!("invalid annotations: {e}"));
+        }
         Ok(Alert {
-            labels: Labels::from_pairs(self.labels),
+            labels: Labels::from_pairs(labels),
             annotations: self.annotations,
             starts_at,
             ends_at,
@@ -305,6 +360,107 @@ mod tests {
         assert!(a.resolved_at(t(300)));
         let bad = PostableAlert::default().into_alert(t(0), Duration::from_secs(1));
         assert_eq!(bad.unwrap_err(), "at least one label pair required");
+    }
+
+    /// The answers of Alertmanager 0.25 to the same alerts.
+    #[test]
+    fn validation_like_alertmanager() {
+        let check = |labels: &[(&str, &str)], annotations: &[(&str, &str)]| {
+            PostableAlert {
+                labels: labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                annotations: annotations
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                ..Default::default()
+            }
+            .into_alert(t(0), Duration::from_secs(300))
+        };
+        for (labels, want) in [
+            (
+                &[("alertname", "A"), ("0bad-name", "x")][..],
+                r#"invalid label set: invalid name "0bad-name""#,
+            ),
+            (
+                &[("alertname", "A"), ("bad-name", "x")],
+                r#"invalid label set: invalid name "bad-name""#,
+            ),
+            (
+                &[("alertname", "A"), ("ünï", "x")],
+                r#"invalid label set: invalid name "ünï""#,
+            ),
+            (&[("", "x")], r#"invalid label set: invalid name """#),
+            (&[("a", "")], "at least one label pair required"),
+        ] {
+            assert_eq!(check(labels, &[]).unwrap_err(), want, "{labels:?}");
+        }
+        assert_eq!(
+            check(&[("alertname", "A")], &[("0x", "y")]).unwrap_err(),
+            r#"invalid annotations: invalid name "0x""#
+        );
+        // An empty value means "no such label", as upstream.
+        let a = check(&[("alertname", "A"), ("a", "")], &[("summary", "")]).unwrap();
+        assert_eq!(a.labels, Labels::from_pairs([("alertname", "A")]));
+        assert!(check(&[("_ok", "1"), ("Z9", "2")], &[]).is_ok());
+    }
+
+    /// Orders Alertmanager 0.25 listed its groups and alerts in.
+    #[test]
+    fn orders_like_alertmanager() {
+        let l = |p: &[(&str, &str)]| Labels::from_pairs(p.iter().copied());
+        // Groups {alertname=A}, {alertname=B}, {alertname=A, cluster=c1}.
+        let mut v = vec![
+            l(&[("alertname", "A"), ("cluster", "c1")]),
+            l(&[("alertname", "B")]),
+            l(&[("alertname", "A")]),
+        ];
+        v.sort_by(labelset_order);
+        assert_eq!(
+            v,
+            [
+                l(&[("alertname", "A")]),
+                l(&[("alertname", "B")]),
+                l(&[("alertname", "A"), ("cluster", "c1")])
+            ]
+        );
+        // Same size, different names: the set lacking the first name differing goes first.
+        assert_eq!(
+            labelset_order(&l(&[("b", "1")]), &l(&[("a", "1")])),
+            Ordering::Less
+        );
+        assert_eq!(
+            labelset_order(&l(&[("a", "1"), ("c", "1")]), &l(&[("a", "1"), ("b", "9")])),
+            Ordering::Less
+        );
+        let alert = |p: &[(&str, &str)]| Alert {
+            labels: l(p),
+            annotations: Default::default(),
+            starts_at: t(0),
+            ends_at: t(1),
+            generator_url: String::new(),
+            updated_at: t(0),
+            timeout: false,
+        };
+        let mut v = [
+            alert(&[("alertname", "Z")]),
+            alert(&[("alertname", "A"), ("instance", "b")]),
+            alert(&[("alertname", "B"), ("job", "j"), ("instance", "a")]),
+            alert(&[("alertname", "A"), ("instance", "a")]),
+        ];
+        v.sort_by(alert_order);
+        let names: Vec<_> = v.iter().map(|a| a.labels.to_string()).collect();
+        assert_eq!(
+            names,
+            [
+                r#"{alertname="B", instance="a", job="j"}"#,
+                r#"{alertname="A", instance="a"}"#,
+                r#"{alertname="A", instance="b"}"#,
+                r#"{alertname="Z"}"#
+            ]
+        );
     }
 
     #[test]

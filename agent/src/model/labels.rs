@@ -6,6 +6,14 @@ use std::hash::{Hash, Hasher};
 /// The label holding the metric name.
 pub const METRIC_NAME: &str = "__name__";
 
+/// A classic label name, `[a-zA-Z_][a-zA-Z0-9_]*`: what Prometheus before
+/// 3.0 and Alertmanager before 0.28 accept (UTF-8 names came later).
+pub fn is_legacy_label_name(n: &str) -> bool {
+    let mut c = n.chars();
+    matches!(c.next(), Some(ch) if ch.is_ascii_alphabetic() || ch == '_')
+        && c.all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Label {
     pub name: String,

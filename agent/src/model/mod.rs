@@ -4,7 +4,7 @@
 pub mod labels;
 pub mod relabel;
 
-pub use labels::{Label, Labels, LabelsBuilder, METRIC_NAME};
+pub use labels::{is_legacy_label_name, Label, Labels, LabelsBuilder, METRIC_NAME};
 
 /// A label name as Prometheus 2.x validates it: `[a-zA-Z_][a-zA-Z0-9_]*`
 /// (what the text exposition format can carry). Labels that come from the

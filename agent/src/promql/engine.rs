@@ -35,6 +35,9 @@ pub struct EngineOpts {
     /// Evaluate range queries one step at a time (the reference evaluator
     /// the column-wise one is tested against; slower).
     pub stepwise_range: bool,
+    /// Stops the query when cancelled (its client went away, the agent is
+    /// shutting down); checked where the deadline is.
+    pub cancel: Option<tokio_util::sync::CancellationToken>,
 }
 
 impl Default for EngineOpts {
@@ -45,6 +48,7 @@ impl Default for EngineOpts {
             timeout: Duration::from_secs(120),
             default_subquery_step_ms: 60_000,
             stepwise_range: false,
+            cancel: None,
         }
     }
 }
@@ -568,6 +572,9 @@ impl<'a> Evaluator<'a> {
         }
         if Instant::now() > self.deadline {
             return Err(EvalError::Timeout("expression evaluation"));
+        }
+        if self.opts.cancel.as_ref().is_some_and(|c| c.is_cancelled()) {
+            return Err(EvalError::Cancelled("expression evaluation"));
         }
         Ok(())
     }

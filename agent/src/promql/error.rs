@@ -11,6 +11,9 @@ pub enum EvalError {
     /// The deadline passed during evaluation.
     #[error("query timed out in {0}")]
     Timeout(&'static str),
+    /// The query was cancelled (`EngineOpts::cancel`).
+    #[error("query was canceled in {0}")]
+    Cancelled(&'static str),
     /// More samples than `EngineOpts::max_samples` would be loaded.
     #[error("query processing would load too many samples into memory in {0}")]
     TooManySamples(&'static str),

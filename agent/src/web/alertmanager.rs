@@ -1,26 +1,77 @@
 //! Alertmanager API v2 (the subset amtool and Grafana use): alerts,
-//! silences, receivers, status. Shapes follow
+//! silences, receivers, status. Shapes, validation texts and status codes
+//! follow Alertmanager 0.25 and
 //! `../shared/conformance/alertmanager/api/v2/openapi.yaml`.
+//!
+//! Listings walk every alert (or silence): they run as heavy work
+//! ([`super::work`]), off the async workers, cancellable and deadlined, in
+//! one pass linear in the alerts (inhibitions are indexed once, not looked
+//! up by a scan per alert).
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{json, Value};
 
 use super::api::Params;
-use crate::alerting::dispatch::Dispatcher;
-use crate::alerting::matcher::{parse_matchers_fallback, Matcher};
-use crate::alerting::silence::{Silence, SilenceError};
-use crate::alerting::types::{fingerprint_hex, rfc3339, PostableAlert};
+use super::work::{Stopped, Work, DEFAULT_TIMEOUT};
+use crate::alerting::dispatch::{AlertMarks, Dispatcher, GroupInfo};
+use crate::alerting::matcher::{
+    go_regex_error, parse_matcher, parse_matcher_classic, ApiMatcher, Matcher,
+};
+use crate::alerting::silence::{Silence, SilenceError, SilenceStatus, SilenceWithState};
+use crate::alerting::types::{
+    alert_order, fingerprint_hex, labelset_order, rfc3339_millis, Alert, Fingerprint, PostableAlert,
+};
 use crate::app::Agent;
+use crate::model::Labels;
 
 /// Alertmanager's plain-text errors (the v2 API answers errors as a JSON string).
 fn error(status: StatusCode, msg: impl Into<String>) -> Response {
     (status, Json(Value::String(msg.into()))).into_response()
+}
+
+/// The errors Alertmanager's generated API layer answers before a handler
+/// runs: a body that does not parse (400, code 400) or that misses a
+/// field the spec requires (422, code 602; 612 for an empty list).
+struct SpecError {
+    status: StatusCode,
+    code: u16,
+    message: String,
+}
+
+impl SpecError {
+    fn parse(what: &str, e: impl std::fmt::Display) -> SpecError {
+        SpecError {
+            status: StatusCode::BAD_REQUEST,
+            code: 400,
+            message: format!("parsing {what} body from \"\" failed, because {e}"),
+        }
+    }
+
+    fn required(field: &str) -> SpecError {
+        SpecError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: 602,
+            message: format!("{field} in body is required"),
+        }
+    }
+}
+
+impl IntoResponse for SpecError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(json!({"code": self.code, "message": self.message})),
+        )
+            .into_response()
+    }
 }
 
 /// An error before a handler has anything to answer (small, unlike a Response).
@@ -29,6 +80,12 @@ struct V2Error(StatusCode, String);
 impl IntoResponse for V2Error {
     fn into_response(self) -> Response {
         error(self.0, self.1)
+    }
+}
+
+impl From<Stopped> for V2Error {
+    fn from(s: Stopped) -> V2Error {
+        V2Error(s.status(), s.to_string())
     }
 }
 
@@ -45,94 +102,251 @@ fn bool_param(p: &Params, name: &str, default: bool) -> bool {
     p.get(name).map(|v| v == "true").unwrap_or(default)
 }
 
+/// The `filter` parameters: one matcher each, in the classic syntax with
+/// Alertmanager 0.25's errors; what only the UTF-8 syntax of later
+/// releases parses (`{a="b"}`, quoted names) is taken too.
 fn filters(p: &Params) -> Result<Vec<Matcher>, V2Error> {
-    let mut out = Vec::new();
-    for f in p.all("filter") {
-        let (ms, _) = parse_matchers_fallback(f)
-            .map_err(|e| V2Error(StatusCode::BAD_REQUEST, format!("bad matcher format: {e}")))?;
-        out.extend(ms);
-    }
-    Ok(out)
+    p.all("filter")
+        .into_iter()
+        .map(|f| {
+            parse_matcher_classic(f)
+                .or_else(|e| parse_matcher(f).map_err(|_| e))
+                .map_err(|e| V2Error(StatusCode::BAD_REQUEST, e))
+        })
+        .collect()
 }
 
-fn labels_map(l: &crate::model::Labels) -> Value {
-    let m: serde_json::Map<String, Value> =
-        l.iter().map(|l| (l.name.clone(), json!(l.value))).collect();
-    Value::Object(m)
+/// A label set as a JSON object, serialized in place.
+struct LabelsMap<'a>(&'a Labels);
+
+impl Serialize for LabelsMap<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for l in self.0.iter() {
+            m.serialize_entry(&l.name, &l.value)?;
+        }
+        m.end()
+    }
+}
+
+#[derive(serde::Serialize)]
+struct ReceiverRef<'a> {
+    name: &'a str,
+}
+
+/// `alertStatus`: why an alert is not notified now.
+#[derive(serde::Serialize, Clone, Default)]
+#[serde(rename_all = "camelCase")]
+struct AlertStatus {
+    state: &'static str,
+    silenced_by: Vec<String>,
+    inhibited_by: Vec<String>,
+    /// Time intervals muting a route the alert is on (Alertmanager 0.27+;
+    /// the spec requires the field).
+    muted_by: Vec<String>,
+}
+
+impl AlertStatus {
+    fn new(marks: AlertMarks, muted_by: Vec<String>) -> AlertStatus {
+        let active =
+            marks.silenced_by.is_empty() && marks.inhibited_by.is_empty() && muted_by.is_empty();
+        AlertStatus {
+            state: if active { "active" } else { "suppressed" },
+            silenced_by: marks.silenced_by,
+            inhibited_by: marks.inhibited_by,
+            muted_by,
+        }
+    }
+}
+
+/// `gettableAlert`.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct GettableAlert<'a> {
+    labels: LabelsMap<'a>,
+    annotations: &'a BTreeMap<String, String>,
+    starts_at: String,
+    ends_at: String,
+    updated_at: String,
+    /// Alertmanager omits an empty one.
+    #[serde(rename = "generatorURL", skip_serializing_if = "str::is_empty")]
+    generator_url: &'a str,
+    fingerprint: String,
+    receivers: Vec<ReceiverRef<'a>>,
+    status: &'a AlertStatus,
+}
+
+impl<'a> GettableAlert<'a> {
+    fn new(a: &'a Alert, fp: Fingerprint, receivers: &[&'a str], status: &'a AlertStatus) -> Self {
+        GettableAlert {
+            labels: LabelsMap(&a.labels),
+            annotations: &a.annotations,
+            starts_at: rfc3339_millis(a.starts_at),
+            ends_at: rfc3339_millis(a.ends_at),
+            updated_at: rfc3339_millis(a.updated_at),
+            generator_url: &a.generator_url,
+            fingerprint: fingerprint_hex(fp),
+            receivers: receivers.iter().map(|name| ReceiverRef { name }).collect(),
+            status,
+        }
+    }
+}
+
+/// The alert filters of `GET /api/v2/alerts` and `/alerts/groups`.
+struct AlertFilter {
+    matchers: Vec<Matcher>,
+    active: bool,
+    silenced: bool,
+    inhibited: bool,
+    receiver: Option<regex::Regex>,
+}
+
+impl AlertFilter {
+    fn parse(p: &Params) -> Result<AlertFilter, V2Error> {
+        let receiver = match p.get("receiver") {
+            None => None,
+            Some(r) => {
+                let anchored = format!("^(?:{r})$");
+                Some(regex::Regex::new(&anchored).map_err(|e| {
+                    V2Error(
+                        StatusCode::BAD_REQUEST,
+                        format!(
+                            "failed to parse receiver param: {}",
+                            go_regex_error(&anchored, &e)
+                        ),
+                    )
+                })?)
+            }
+        };
+        Ok(AlertFilter {
+            matchers: filters(p)?,
+            active: bool_param(p, "active", true),
+            silenced: bool_param(p, "silenced", true),
+            inhibited: bool_param(p, "inhibited", true),
+            receiver,
+        })
+    }
+
+    fn receiver_ok(&self, name: &str) -> bool {
+        self.receiver.as_ref().is_none_or(|re| re.is_match(name))
+    }
+
+    /// Alertmanager's `alertFilter`: not resolved, matching every filter
+    /// matcher, and in a state the parameters ask for.
+    fn keeps(&self, a: &Alert, now: chrono::DateTime<chrono::Utc>, st: &AlertStatus) -> bool {
+        !a.resolved_at(now)
+            && (self.active || st.state != "active")
+            && (self.silenced || st.silenced_by.is_empty())
+            && (self.inhibited || st.inhibited_by.is_empty())
+            && self.matchers.iter().all(|m| m.matches(&a.labels))
+    }
+}
+
+/// A JSON array written item by item, checking for a stop between items
+/// (the response of a listing is built on the blocking thread).
+struct JsonArray(Vec<u8>);
+
+impl JsonArray {
+    fn new() -> JsonArray {
+        JsonArray(vec![b'['])
+    }
+
+    fn push(&mut self, item: &impl Serialize) -> Result<(), Stopped> {
+        if self.0.len() > 1 {
+            self.0.push(b',');
+        }
+        serde_json::to_writer(&mut self.0, item).map_err(|e| {
+            tracing::error!(error = %e, "serializing an API listing");
+            Stopped::Internal
+        })
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        self.0.push(b']');
+        self.0
+    }
+}
+
+fn json_response(r: Result<Vec<u8>, Stopped>) -> Response {
+    match r {
+        Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(e) => V2Error::from(e).into_response(),
+    }
+}
+
+/// Runs a listing as heavy work.
+async fn listing(
+    agent: &Agent,
+    f: impl FnOnce(&Work) -> Result<Vec<u8>, Stopped> + Send + 'static,
+) -> Response {
+    json_response(agent.work.run(DEFAULT_TIMEOUT, f).await)
+}
+
+/// The store's alerts at one instant with their fingerprints (sorted by
+/// them), and the marker of that instant.
+struct Snapshot {
+    now: chrono::DateTime<chrono::Utc>,
+    alerts: Vec<Alert>,
+    fps: Vec<Fingerprint>,
+}
+
+impl Snapshot {
+    fn take(d: &Dispatcher, w: &Work) -> Result<Snapshot, Stopped> {
+        let now = d.shared().clock.now();
+        let alerts = d.shared().alerts.list();
+        w.check()?;
+        let fps = alerts.iter().map(Alert::fingerprint).collect();
+        Ok(Snapshot { now, alerts, fps })
+    }
+
+    fn get(&self, fp: Fingerprint) -> Option<&Alert> {
+        self.fps.binary_search(&fp).ok().map(|i| &self.alerts[i])
+    }
 }
 
 /// GET /api/v2/alerts
 pub async fn get_alerts(State(agent): State<Arc<Agent>>, RawQuery(q): RawQuery) -> Response {
     let p = Params::from_request(q, &HeaderMap::new(), &Bytes::new());
-    let d = match dispatcher(&agent) {
-        Ok(d) => d,
+    let (d, f) = match dispatcher(&agent).and_then(|d| Ok((d, AlertFilter::parse(&p)?))) {
+        Ok(x) => x,
         Err(e) => return e.into_response(),
     };
-    let fs = match filters(&p) {
-        Ok(f) => f,
-        Err(e) => return e.into_response(),
-    };
-    let (active, silenced, inhibited) = (
-        bool_param(&p, "active", true),
-        bool_param(&p, "silenced", true),
-        bool_param(&p, "inhibited", true),
-    );
-    let receiver_re = match p
-        .get("receiver")
-        .map(|r| regex::Regex::new(&format!("^(?:{r})$")))
-    {
-        Some(Ok(r)) => Some(r),
-        Some(Err(e)) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("failed to parse receiver param: {e}"),
-            )
-        }
-        None => None,
-    };
-    let now = agent.alert_state.clock.now();
-    let mut out = Vec::new();
-    for a in agent.alert_state.alerts.list() {
-        if a.resolved_at(now) || !fs.iter().all(|m| m.matches(&a.labels)) {
+    listing(&agent, move |w| list_alerts(&d, &f, w)).await
+}
+
+fn list_alerts(d: &Dispatcher, f: &AlertFilter, w: &Work) -> Result<Vec<u8>, Stopped> {
+    let snap = Snapshot::take(d, w)?;
+    let now = snap.now;
+    let marker = d.marker(&snap.alerts, now);
+    let mut muted_by_route: HashMap<&str, Vec<String>> = HashMap::new();
+    let mut out = JsonArray::new();
+    // In fingerprint order, as Alertmanager sorts this listing.
+    for (a, &fp) in snap.alerts.iter().zip(&snap.fps) {
+        w.check()?;
+        if a.resolved_at(now) || !f.matchers.iter().all(|m| m.matches(&a.labels)) {
             continue;
         }
-        let receivers: Vec<String> = d
-            .route()
-            .match_labels(&a.labels)
-            .iter()
-            .map(|r| r.opts.receiver.clone())
-            .collect();
-        if let Some(re) = &receiver_re {
-            if !receivers.iter().any(|r| re.is_match(r)) {
-                continue;
-            }
-        }
-        let marks = d.marks(&a.labels);
-        let state = if marks.silenced_by.is_empty() && marks.inhibited_by.is_empty() {
-            "active"
-        } else {
-            "suppressed"
-        };
-        if (state == "active" && !active)
-            || (!marks.silenced_by.is_empty() && !silenced)
-            || (!marks.inhibited_by.is_empty() && !inhibited)
-        {
+        let routes = d.route().match_labels(&a.labels);
+        let receivers: Vec<&str> = routes.iter().map(|r| r.opts.receiver.as_str()).collect();
+        if f.receiver.is_some() && !receivers.iter().any(|r| f.receiver_ok(r)) {
             continue;
         }
-        out.push(json!({
-            "labels": labels_map(&a.labels),
-            "annotations": a.annotations,
-            "startsAt": rfc3339(a.starts_at),
-            "endsAt": rfc3339(a.ends_at),
-            "updatedAt": rfc3339(a.updated_at),
-            "generatorURL": a.generator_url,
-            "fingerprint": fingerprint_hex(a.fingerprint()),
-            "receivers": receivers.iter().map(|r| json!({"name": r})).collect::<Vec<_>>(),
-            "status": {"state": state, "silencedBy": marks.silenced_by, "inhibitedBy": marks.inhibited_by, "mutedBy": []},
-        }));
+        let mut muted_by: Vec<String> = Vec::new();
+        for r in &routes {
+            let names = muted_by_route
+                .entry(r.id())
+                .or_insert_with(|| d.muted_by(&r.opts, now));
+            muted_by.extend(names.iter().cloned());
+        }
+        muted_by.sort();
+        muted_by.dedup();
+        let status = AlertStatus::new(marker.marks(&a.labels), muted_by);
+        if !f.keeps(a, now, &status) {
+            continue;
+        }
+        out.push(&GettableAlert::new(a, fp, &receivers, &status))?;
     }
-    out.sort_by(|a, b| a["fingerprint"].as_str().cmp(&b["fingerprint"].as_str()));
-    Json(out).into_response()
+    Ok(out.finish())
 }
 
 /// POST /api/v2/alerts
@@ -141,41 +355,195 @@ pub async fn post_alerts(State(agent): State<Arc<Agent>>, body: Bytes) -> Respon
         Ok(d) => d,
         Err(e) => return e.into_response(),
     };
-    let alerts: Vec<PostableAlert> = match serde_json::from_slice(&body) {
-        Ok(a) => a,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid alerts: {e}")),
+    // Parsing and routing a large batch is CPU work: off the async workers,
+    // and run to the end even if the client leaves (what was accepted is
+    // not half taken).
+    tokio::task::spawn_blocking(move || {
+        let alerts = match parse_alerts(&body) {
+            Ok(a) => a,
+            Err(e) => return e.into_response(),
+        };
+        match d.put_alerts(alerts) {
+            Ok(()) => StatusCode::OK.into_response(),
+            Err(e) => error(StatusCode::BAD_REQUEST, e),
+        }
+    })
+    .await
+    .unwrap_or_else(|e| {
+        error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("posting alerts failed: {e}"),
+        )
+    })
+}
+
+/// The body of `POST /api/v2/alerts`, with Alertmanager's answers to one
+/// that does not parse or lacks `labels`.
+fn parse_alerts(body: &[u8]) -> Result<Vec<PostableAlert>, SpecError> {
+    let typed_err = match serde_json::from_slice::<Vec<PostableAlert>>(body) {
+        Ok(a) => return Ok(a),
+        Err(e) => e,
     };
-    match d.put_alerts(alerts) {
-        Ok(()) => StatusCode::OK.into_response(),
-        Err(e) => error(StatusCode::BAD_REQUEST, e),
+    // Only a failed parse pays for the generic one, to tell a missing field
+    // (422) from a malformed body (400).
+    match serde_json::from_slice::<Value>(body) {
+        Err(e) => Err(SpecError::parse("alerts", e)),
+        Ok(Value::Null) => Ok(Vec::new()),
+        Ok(Value::Array(items)) => {
+            for (i, a) in items.iter().enumerate() {
+                if a.is_object() && a.get("labels").is_none_or(Value::is_null) {
+                    return Err(SpecError::required(&format!("{i}.labels")));
+                }
+            }
+            Err(SpecError::parse("alerts", typed_err))
+        }
+        Ok(_) => Err(SpecError::parse("alerts", typed_err)),
     }
 }
 
 /// GET /api/v2/alerts/groups
-pub async fn get_groups(State(agent): State<Arc<Agent>>) -> Response {
-    let d = match dispatcher(&agent) {
-        Ok(d) => d,
+pub async fn get_groups(State(agent): State<Arc<Agent>>, RawQuery(q): RawQuery) -> Response {
+    let p = Params::from_request(q, &HeaderMap::new(), &Bytes::new());
+    let (d, f) = match dispatcher(&agent).and_then(|d| Ok((d, AlertFilter::parse(&p)?))) {
+        Ok(x) => x,
         Err(e) => return e.into_response(),
     };
-    let groups: Vec<Value> = d
-        .groups()
-        .into_iter()
-        .map(|g| {
-            let alerts: Vec<Value> = g
-                .alerts
-                .iter()
-                .filter_map(|fp| agent.alert_state.alerts.get(*fp))
-                .map(|a| json!({"labels": labels_map(&a.labels), "annotations": a.annotations, "startsAt": rfc3339(a.starts_at), "endsAt": rfc3339(a.ends_at), "fingerprint": fingerprint_hex(a.fingerprint())}))
-                .collect();
-            let ack = agent.alert_state.incidents.active_ack(&g.key, agent.alert_state.clock.now());
-            json!({"labels": labels_map(&g.labels), "receiver": {"name": g.receiver}, "alerts": alerts, "groupKey": g.key, "ack": ack})
-        })
-        .collect();
-    Json(groups).into_response()
+    let a = agent.clone();
+    listing(&agent, move |w| list_groups(&a, &d, &f, w)).await
 }
 
-fn silence_json(s: &crate::alerting::silence::SilenceWithState) -> Value {
-    serde_json::to_value(s).unwrap_or(Value::Null)
+/// `alertGroup`, with wasmon's `groupKey` and `ack` beside Alertmanager's fields.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AlertGroup<'a> {
+    labels: LabelsMap<'a>,
+    receiver: ReceiverRef<'a>,
+    alerts: Vec<GettableAlert<'a>>,
+    group_key: &'a str,
+    ack: Option<&'a crate::incident::Ack>,
+}
+
+/// Alertmanager's `Dispatcher.Groups` and `getAlertGroupsHandler`: groups
+/// of the receivers asked for, each with its alerts that pass the filter
+/// (groups left empty are not listed); an alert's `receivers` are those of
+/// the listed groups it is in. Groups in label-set then receiver order,
+/// alerts in Alertmanager's alert order.
+fn list_groups(
+    agent: &Agent,
+    d: &Dispatcher,
+    f: &AlertFilter,
+    w: &Work,
+) -> Result<Vec<u8>, Stopped> {
+    let snap = Snapshot::take(d, w)?;
+    let now = snap.now;
+    let marker = d.marker(&snap.alerts, now);
+    let groups: Vec<GroupInfo> = d
+        .groups()
+        .into_iter()
+        .filter(|g| f.receiver_ok(&g.receiver))
+        .collect();
+    // An alert is muted by the time intervals of every group it is in.
+    let mut muted_by: HashMap<Fingerprint, Vec<&str>> = HashMap::new();
+    for g in groups.iter().filter(|g| !g.muted_by.is_empty()) {
+        for fp in &g.alerts {
+            muted_by
+                .entry(*fp)
+                .or_default()
+                .extend(g.muted_by.iter().map(String::as_str));
+        }
+    }
+    // Per alert: its status, or None when the filter drops it.
+    let mut statuses: HashMap<Fingerprint, Option<AlertStatus>> = HashMap::new();
+    let mut receivers: HashMap<Fingerprint, Vec<&str>> = HashMap::new();
+    let mut listed: Vec<(&GroupInfo, Vec<(&Alert, Fingerprint)>)> = Vec::new();
+    for g in &groups {
+        let mut members = Vec::new();
+        for &fp in &g.alerts {
+            w.check()?;
+            let Some(a) = snap.get(fp) else { continue };
+            let status = statuses.entry(fp).or_insert_with(|| {
+                let mut m: Vec<String> = muted_by
+                    .get(&fp)
+                    .map(|v| v.iter().map(|s| s.to_string()).collect())
+                    .unwrap_or_default();
+                m.sort();
+                m.dedup();
+                let st = AlertStatus::new(marker.marks(&a.labels), m);
+                f.keeps(a, now, &st).then_some(st)
+            });
+            if status.is_some() {
+                receivers.entry(fp).or_default().push(&g.receiver);
+                members.push((a, fp));
+            }
+        }
+        if !members.is_empty() {
+            listed.push((g, members));
+        }
+    }
+    w.check()?;
+    for r in receivers.values_mut() {
+        r.sort_unstable();
+    }
+    listed.sort_by(|(a, _), (b, _)| {
+        labelset_order(&a.labels, &b.labels).then_with(|| a.receiver.cmp(&b.receiver))
+    });
+    let acks: HashMap<String, crate::incident::Ack> = agent
+        .alert_state
+        .incidents
+        .acks(now)
+        .into_iter()
+        .map(|a| (a.group_key.clone(), a))
+        .collect();
+    let mut out = JsonArray::new();
+    for (g, mut members) in listed {
+        w.check()?;
+        members.sort_by(|(a, _), (b, _)| alert_order(a, b));
+        let alerts = members
+            .iter()
+            .filter_map(|&(a, fp)| {
+                let status = statuses.get(&fp)?.as_ref()?;
+                Some(GettableAlert::new(a, fp, receivers.get(&fp)?, status))
+            })
+            .collect();
+        out.push(&AlertGroup {
+            labels: LabelsMap(&g.labels),
+            receiver: ReceiverRef { name: &g.receiver },
+            alerts,
+            group_key: &g.key,
+            ack: acks.get(&g.key),
+        })?;
+    }
+    Ok(out.finish())
+}
+
+/// `gettableSilence`, times as Alertmanager prints them.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct GettableSilence<'a> {
+    id: &'a str,
+    status: &'a SilenceStatus,
+    updated_at: String,
+    comment: &'a str,
+    created_by: &'a str,
+    ends_at: String,
+    matchers: &'a [ApiMatcher],
+    starts_at: String,
+}
+
+impl<'a> From<&'a SilenceWithState> for GettableSilence<'a> {
+    fn from(s: &'a SilenceWithState) -> Self {
+        let sil = &s.silence;
+        GettableSilence {
+            id: &sil.id,
+            status: &s.status,
+            updated_at: rfc3339_millis(sil.updated_at),
+            comment: &sil.comment,
+            created_by: &sil.created_by,
+            ends_at: rfc3339_millis(sil.ends_at),
+            matchers: &sil.matchers,
+            starts_at: rfc3339_millis(sil.starts_at),
+        }
+    }
 }
 
 /// GET /api/v2/silences
@@ -185,39 +553,91 @@ pub async fn get_silences(State(agent): State<Arc<Agent>>, RawQuery(q): RawQuery
         Ok(f) => f,
         Err(e) => return e.into_response(),
     };
-    let now = agent.alert_state.clock.now();
-    let list: Vec<Value> = agent
-        .alert_state
-        .silences
-        .list(now)
-        .iter()
-        .filter(|s| {
+    let a = agent.clone();
+    listing(&agent, move |w| {
+        let now = a.alert_state.clock.now();
+        let mut out = JsonArray::new();
+        for s in a.alert_state.silences.list(now) {
+            w.check()?;
             // A filter selects silences that have a matcher equal to it, as amtool does.
-            fs.iter().all(|f| {
+            let selected = fs.iter().all(|f| {
                 s.silence.matchers.iter().any(|m| {
                     m.name == f.name
                         && m.value == f.value
                         && m.is_regex == f.op.is_regex()
                         && m.is_equal == f.op.is_equal()
                 })
-            })
-        })
-        .map(silence_json)
-        .collect();
-    Json(list).into_response()
+            });
+            if selected {
+                out.push(&GettableSilence::from(&s))?;
+            }
+        }
+        Ok(out.finish())
+    })
+    .await
+}
+
+/// The body of `POST /api/v2/silences` as Alertmanager's API layer checks
+/// it: JSON that parses (400), the fields the spec requires (422, first
+/// missing one in the spec's field order), then the types (400).
+fn parse_silence(body: &[u8]) -> Result<Silence, SpecError> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| SpecError::parse("silence", e))?;
+    let Some(obj) = v.as_object() else {
+        return Err(SpecError::parse("silence", "the body is not a JSON object"));
+    };
+    let missing = |o: &serde_json::Map<String, Value>, k: &str| o.get(k).is_none_or(Value::is_null);
+    for field in ["comment", "createdBy", "endsAt", "matchers", "startsAt"] {
+        if missing(obj, field) {
+            return Err(SpecError::required(field));
+        }
+        if field == "matchers" {
+            let Some(ms) = obj[field].as_array() else {
+                continue;
+            };
+            if ms.is_empty() {
+                return Err(SpecError {
+                    status: StatusCode::UNPROCESSABLE_ENTITY,
+                    code: 612,
+                    message: "matchers in body should have at least 1 items".into(),
+                });
+            }
+            for (i, m) in ms.iter().enumerate() {
+                let Some(m) = m.as_object() else { continue };
+                for k in ["isRegex", "name", "value"] {
+                    if missing(m, k) {
+                        return Err(SpecError::required(&format!("matchers.{i}.{k}")));
+                    }
+                }
+            }
+        }
+    }
+    serde_json::from_value(v).map_err(|e| SpecError::parse("silence", e))
 }
 
 /// POST /api/v2/silences: create, or update when the body has an id.
 pub async fn post_silence(State(agent): State<Arc<Agent>>, body: Bytes) -> Response {
-    let s: Silence = match serde_json::from_slice(&body) {
+    let s = match parse_silence(&body) {
         Ok(s) => s,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid silence: {e}")),
+        Err(e) => return e.into_response(),
     };
     let now = agent.alert_state.clock.now();
-    let result = agent.alert_state.silences.set(s, now);
-    match result {
+    // Alertmanager's handler checks these before the store does, with
+    // its own texts.
+    if s.starts_at >= s.ends_at {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "Failed to create silence: start time must be before end time",
+        );
+    }
+    if s.ends_at < now {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "Failed to create silence: end time can't be in the past",
+        );
+    }
+    match agent.alert_state.silences.set(s, now) {
         Ok(id) => {
-            persist_silences(&agent);
+            persist_silences(&agent).await;
             tracing::info!(silence = %id, "silence set");
             Json(json!({"silenceID": id})).into_response()
         }
@@ -230,7 +650,7 @@ pub async fn post_silence(State(agent): State<Arc<Agent>>, body: Bytes) -> Respo
 pub async fn get_silence(State(agent): State<Arc<Agent>>, Path(id): Path<String>) -> Response {
     let now = agent.alert_state.clock.now();
     match agent.alert_state.silences.get(&id, now) {
-        Some(s) => Json(silence_json(&s)).into_response(),
+        Some(s) => Json(GettableSilence::from(&s)).into_response(),
         None => error(StatusCode::NOT_FOUND, "silence not found"),
     }
 }
@@ -240,7 +660,7 @@ pub async fn delete_silence(State(agent): State<Arc<Agent>>, Path(id): Path<Stri
     let now = agent.alert_state.clock.now();
     match agent.alert_state.silences.expire(&id, now) {
         Ok(()) => {
-            persist_silences(&agent);
+            persist_silences(&agent).await;
             tracing::info!(silence = %id, "silence expired");
             StatusCode::OK.into_response()
         }
@@ -250,10 +670,15 @@ pub async fn delete_silence(State(agent): State<Arc<Agent>>, Path(id): Path<Stri
 }
 
 /// Silences are few and precious: write them at every change, so a crash
-/// right after `amtool silence add` loses nothing.
-fn persist_silences(agent: &Agent) {
-    if let Err(e) = agent.alert_state.silences.snapshot() {
-        tracing::error!(error = %e, "writing the silences snapshot");
+/// right after `amtool silence add` loses nothing. The write fsyncs: it
+/// runs on the blocking pool.
+async fn persist_silences(agent: &Agent) {
+    let silences = agent.alert_state.silences.clone();
+    let r = tokio::task::spawn_blocking(move || silences.snapshot()).await;
+    match r {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "writing the silences snapshot"),
+        Err(e) => tracing::error!(error = %e, "writing the silences snapshot"),
     }
 }
 
@@ -285,7 +710,7 @@ pub async fn get_status(State(agent): State<Arc<Agent>>) -> Response {
             "revision": "", "branch": "", "buildUser": "", "buildDate": "", "goVersion": "",
         },
         "config": {"original": original},
-        "uptime": rfc3339(agent.started_at),
+        "uptime": rfc3339_millis(agent.started_at),
     }))
     .into_response()
 }

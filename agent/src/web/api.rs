@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
+use super::work::DEFAULT_TIMEOUT;
 use crate::app::Agent;
 use crate::model::{Labels, TimestampMs};
 use crate::tsdb::{MatchOp, Matcher};
@@ -29,6 +30,23 @@ impl ApiError {
             status: StatusCode::BAD_REQUEST,
             kind: "bad_data",
             message: message.into(),
+        }
+    }
+}
+
+impl From<super::work::Stopped> for ApiError {
+    fn from(s: super::work::Stopped) -> ApiError {
+        use super::work::Stopped;
+        let kind = match s {
+            Stopped::Deadline(_) => "timeout",
+            Stopped::ClientGone => "canceled",
+            Stopped::ShuttingDown => "unavailable",
+            Stopped::Internal => "internal",
+        };
+        ApiError {
+            status: s.status(),
+            kind,
+            message: s.to_string(),
         }
     }
 }
@@ -168,16 +186,25 @@ pub async fn series(
     }
     let (start, end) = (p.time("start", MIN_TIME)?, p.time("end", MAX_TIME)?);
     let db = agent.db.clone();
-    let mut set: std::collections::BTreeSet<Labels> = Default::default();
-    for m in sels {
-        for s in db.select(&m, start, end) {
-            set.insert(s.labels);
-        }
-    }
-    Ok(success(json!(set
-        .iter()
-        .map(labels_json)
-        .collect::<Vec<_>>())))
+    let data = agent
+        .work
+        .run(DEFAULT_TIMEOUT, move |w| {
+            let mut set: std::collections::BTreeSet<Labels> = Default::default();
+            for m in sels {
+                w.check()?;
+                for s in db.select(&m, start, end) {
+                    set.insert(s.labels);
+                }
+            }
+            let mut out = Vec::with_capacity(set.len());
+            for l in &set {
+                w.check()?;
+                out.push(labels_json(l));
+            }
+            Ok(serde_json::Value::Array(out))
+        })
+        .await?;
+    Ok(success(data))
 }
 
 /// GET/POST /api/v1/labels
@@ -188,25 +215,38 @@ pub async fn labels(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let p = Params::from_request(q, &headers, &body);
-    let names = union_over_selectors(&p, |m, start, end| agent.db.label_names(m, start, end))?;
+    let db = agent.db.clone();
+    let names = union_over_selectors(&agent, &p, move |m, start, end| {
+        db.label_names(m, start, end)
+    })
+    .await?;
     Ok(success(json!(names)))
 }
 
 /// The union of `f` over every `match[]` selector in the time range (or over
-/// all series when there is none), as Prometheus' label endpoints answer.
-fn union_over_selectors(
+/// all series when there is none), as Prometheus' label endpoints answer;
+/// heavy work, checked between selectors.
+async fn union_over_selectors(
+    agent: &Agent,
     p: &Params,
-    f: impl Fn(&[Matcher], TimestampMs, TimestampMs) -> Vec<String>,
+    f: impl Fn(&[Matcher], TimestampMs, TimestampMs) -> Vec<String> + Send + 'static,
 ) -> Result<std::collections::BTreeSet<String>, ApiError> {
     let (start, end) = (p.time("start", MIN_TIME)?, p.time("end", MAX_TIME)?);
     let sels = selectors(p)?;
-    let mut out = std::collections::BTreeSet::new();
-    if sels.is_empty() {
-        out.extend(f(&[], start, end));
-    }
-    for m in sels {
-        out.extend(f(&m, start, end));
-    }
+    let out = agent
+        .work
+        .run(DEFAULT_TIMEOUT, move |w| {
+            let mut out = std::collections::BTreeSet::new();
+            if sels.is_empty() {
+                out.extend(f(&[], start, end));
+            }
+            for m in sels {
+                w.check()?;
+                out.extend(f(&m, start, end));
+            }
+            Ok(out)
+        })
+        .await?;
     Ok(out)
 }
 
@@ -219,9 +259,11 @@ pub async fn label_values(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let p = Params::from_request(q, &headers, &body);
-    let values = union_over_selectors(&p, |m, start, end| {
-        agent.db.label_values(&name, m, start, end)
-    })?;
+    let db = agent.db.clone();
+    let values = union_over_selectors(&agent, &p, move |m, start, end| {
+        db.label_values(&name, m, start, end)
+    })
+    .await?;
     Ok(success(json!(values)))
 }
 
@@ -341,10 +383,28 @@ pub async fn rules(State(agent): State<Arc<Agent>>, RawQuery(q): RawQuery) -> Re
         files: p.all("file[]").into_iter().map(str::to_string).collect(),
         exclude_alerts: p.get("exclude_alerts") == Some("true"),
     };
-    Json(agent.rules.rules_api(&f)).into_response()
+    let a = agent.clone();
+    whole(&agent, move || a.rules.rules_api(&f)).await
 }
 
 /// GET /api/v1/alerts
 pub async fn alerts(State(agent): State<Arc<Agent>>) -> Response {
-    Json(agent.rules.alerts_api()).into_response()
+    let a = agent.clone();
+    whole(&agent, move || a.rules.alerts_api()).await
+}
+
+/// Work over every rule or alert that cannot stop halfway: still off the
+/// async workers, bounded in number and deadlined like other heavy work.
+async fn whole(agent: &Agent, f: impl FnOnce() -> serde_json::Value + Send + 'static) -> Response {
+    match agent
+        .work
+        .run(DEFAULT_TIMEOUT, move |w| {
+            w.check()?;
+            Ok(f())
+        })
+        .await
+    {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => ApiError::from(e).into_response(),
+    }
 }

@@ -18,6 +18,7 @@ pub mod query;
 pub mod status;
 pub mod tls;
 pub mod ui;
+pub mod work;
 
 use crate::alerting::message::WebhookMessage;
 use crate::app::Agent;
@@ -198,6 +199,7 @@ fn store_and_scrape_metrics(agent: &Agent) -> Vec<crate::selfmetrics::Extra> {
             sc.duplicates.load(Relaxed) as f64,
         ),
     ];
+    v.extend(agent.work.metrics());
     if let Some(rss) = crate::selfmetrics::resident_memory_bytes() {
         v.push(Extra::gauge(
             "process_resident_memory_bytes",

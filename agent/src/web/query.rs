@@ -67,6 +67,7 @@ fn eval_error(e: EvalError) -> Response {
     let (status, kind) = match &e {
         EvalError::Parse(_) => (StatusCode::BAD_REQUEST, "bad_data"),
         EvalError::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
+        EvalError::Cancelled(_) => (super::work::Stopped::ClientGone.status(), "canceled"),
         EvalError::Storage(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         _ => (StatusCode::UNPROCESSABLE_ENTITY, "execution"),
     };
@@ -110,6 +111,13 @@ fn engine(agent: &Agent, p: &Params) -> Result<promql::Engine, ApiError> {
     Ok(e)
 }
 
+/// The engine stopping with the request (client gone, agent shutting
+/// down); its own timeout is the request's deadline.
+fn cancellable(mut engine: promql::Engine, w: &super::work::Work) -> promql::Engine {
+    engine.opts.cancel = Some(w.token().clone());
+    engine
+}
+
 fn respond(result: Result<promql::value::QueryResult, EvalError>) -> Response {
     match result {
         Ok(r) => {
@@ -142,9 +150,12 @@ pub async fn instant(
         Err(e) => return Ok(eval_error(e)),
     };
     let db = agent.db.clone();
-    let result = tokio::task::spawn_blocking(move || engine.instant(&*db, &expr, t))
-        .await
-        .map_err(|e| ApiError::bad_data(format!("query task failed: {e}")))?;
+    let result = agent
+        .work
+        .run(engine.opts.timeout, move |w| {
+            Ok(cancellable(engine, w).instant(&*db, &expr, t))
+        })
+        .await?;
     Ok(respond(result))
 }
 
@@ -188,9 +199,12 @@ pub async fn range(
         Err(e) => return Ok(eval_error(e)),
     };
     let db = agent.db.clone();
-    let result = tokio::task::spawn_blocking(move || engine.range(&*db, &expr, start, end, step))
-        .await
-        .map_err(|e| ApiError::bad_data(format!("query task failed: {e}")))?;
+    let result = agent
+        .work
+        .run(engine.opts.timeout, move |w| {
+            Ok(cancellable(engine, w).range(&*db, &expr, start, end, step))
+        })
+        .await?;
     Ok(respond(result))
 }
 

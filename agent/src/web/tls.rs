@@ -22,7 +22,7 @@ use tokio_rustls::TlsAcceptor;
 /// task forever.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long in-flight requests get at shutdown.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Reads the PEM files into a rustls server config (HTTP/2 and HTTP/1.1).
 pub fn server_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig> {
