@@ -446,6 +446,7 @@ async fn notifications_match_alertmanager_side_by_side() {
         2,
         "the new alert joined its group"
     );
+}
 
 /// The same route, grouping and inhibition for Alertmanager (YAML) and the
 /// agent (TOML).

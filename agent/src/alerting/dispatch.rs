@@ -746,10 +746,13 @@ impl Inner {
         } else {
             self.shared.alerts.list()
         };
+        // Indexed once: a scan of every alert per group member made a
+        // flush O(group × all alerts).
+        let inhibiting = self.inhibitor.index(&current, now);
         let mut alerts: Vec<&Alert> = job
             .alerts
             .iter()
-            .filter(|a| self.inhibitor.mutes(&a.labels, &current, now).is_none())
+            .filter(|a| inhibiting.mutes(&a.labels).is_none())
             .filter(|a| self.shared.silences.mutes(&a.labels, now).is_empty())
             .collect();
         if alerts.is_empty() {
@@ -844,12 +847,17 @@ impl Inner {
     /// silences) to the step's receiver.
     async fn escalate(&self, job: EscalationJob) {
         let now = self.shared.clock.now();
-        let current = self.shared.alerts.list();
+        let current = if self.inhibitor.rules.is_empty() {
+            Vec::new()
+        } else {
+            self.shared.alerts.list()
+        };
+        let inhibiting = self.inhibitor.index(&current, now);
         let mut alerts: Vec<&Alert> = job
             .alerts
             .iter()
             .filter(|a| !a.resolved_at(now))
-            .filter(|a| self.inhibitor.mutes(&a.labels, &current, now).is_none())
+            .filter(|a| inhibiting.mutes(&a.labels).is_none())
             .filter(|a| self.shared.silences.mutes(&a.labels, now).is_empty())
             .collect();
         if alerts.is_empty() {

@@ -6,17 +6,6 @@ pub mod relabel;
 
 pub use labels::{is_legacy_label_name, Label, Labels, LabelsBuilder, METRIC_NAME};
 
-/// A label name as Prometheus 2.x validates it: `[a-zA-Z_][a-zA-Z0-9_]*`
-/// (what the text exposition format can carry). Labels that come from the
-/// config (external labels, target labels, relabeling targets) are held to
-/// it, since they go out to Alertmanagers and remote-write receivers that
-/// check it.
-pub fn is_legacy_label_name(n: &str) -> bool {
-    let mut c = n.chars();
-    matches!(c.next(), Some(ch) if ch.is_ascii_alphabetic() || ch == '_')
-        && c.all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
-}
-
 /// Milliseconds since the Unix epoch, Prometheus' timestamp unit.
 pub type TimestampMs = i64;
 
