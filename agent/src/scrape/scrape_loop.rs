@@ -161,7 +161,7 @@ pub enum ScrapeError {
     Http(String),
     #[error("server returned HTTP status {0}")]
     Status(String),
-    #[error("body size limit exceeded: the response is larger than {0} bytes")]
+    #[error("body size limit exceeded: the response is larger than {human} ({0} bytes, decompressed; the job's body_size_limit)", human = bytesize::ByteSize::b(*.0))]
     BodyTooLarge(u64),
     #[error("parse error: {0}")]
     Parse(String),
@@ -506,13 +506,22 @@ impl ScrapeLoop {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         let limit = self.job.config.body_size_limit.as_u64();
-        let mut body = Vec::new();
+        // Known only for a body sent uncompressed (reqwest drops it when it
+        // decodes gzip): refuse at once rather than read to the limit.
+        let announced = resp.content_length();
+        if limit > 0 && announced.is_some_and(|n| n > limit) {
+            return Err(ScrapeError::BodyTooLarge(limit));
+        }
+        let mut body = Vec::with_capacity(announced.map_or(0, |n| n as usize).min(1 << 20));
+        // Decompressed as it arrives (reqwest decodes gzip chunk by chunk),
+        // so a gzip bomb stops at the limit.
         let mut stream = resp.bytes_stream();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| ScrapeError::Http(format_reqwest(&e)))?;
             if limit > 0 && (body.len() + chunk.len()) as u64 > limit {
                 return Err(ScrapeError::BodyTooLarge(limit));
             }
+            reserve_body(&mut body, chunk.len(), limit);
             body.extend_from_slice(&chunk);
         }
         Ok((body, ctype))
@@ -655,6 +664,32 @@ impl ScrapeLoop {
         }
         let _ = app.commit();
     }
+}
+
+/// Past this size a body's buffer jumps to the whole limit.
+const BODY_DIRECT_RESERVE: usize = 1 << 20;
+
+/// Makes room for `more` bytes in a scrape body with limit `limit` (0 =
+/// none). Small bodies grow by doubling; one past [`BODY_DIRECT_RESERVE`]
+/// gets capacity for the whole limit at once. That reserves address space,
+/// not memory (pages are faulted in only when the body is written into
+/// them), and saves the copies doubling makes: growing 32 → 64 MiB holds
+/// both, and the freed smaller buffers stay resident in the allocator a
+/// while, which took a bomb stopped at the limit to twice the limit in RSS
+/// and more. A limit too large to reserve (the system refuses the address
+/// space) falls back to doubling.
+fn reserve_body(body: &mut Vec<u8>, more: usize, limit: u64) {
+    let need = body.len() + more;
+    if need <= body.capacity() {
+        return;
+    }
+    if let Ok(l) = usize::try_from(limit) {
+        let direct = l > 0 && need.max(body.capacity() * 2) > BODY_DIRECT_RESERVE;
+        if direct && body.try_reserve_exact(l.max(need) - body.len()).is_ok() {
+            return;
+        }
+    }
+    body.reserve(more);
 }
 
 /// A staleness marker for a remembered series. A handle the store no
