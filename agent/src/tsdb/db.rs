@@ -970,9 +970,10 @@ pub struct Appender {
     series: Vec<(Arc<MemSeries>, i64, f64)>,
     /// (index into `series`, t, v).
     samples: Vec<(u32, i64, f64)>,
-    /// Series not yet in the WAL that this batch named without a pending
-    /// sample (the sample was refused): removed at the end unless another
-    /// appender holds them by then.
+    /// Series not in the WAL yet when this batch first named them (which
+    /// it created, mostly): the commit logs those with a sample in the
+    /// batch; at the end the ones still unlogged are removed, unless
+    /// another appender holds them.
     unlogged: Vec<Arc<MemSeries>>,
     done: bool,
 }
@@ -1036,11 +1037,11 @@ impl Appender {
             }
             None => st.last(),
         };
-        let accepted = SeriesState::check(last, t, v);
-        if idx.is_none() && !st.logged && accepted != Ok(true) {
+        // (Listed again if a refused sample named it before: harmless.)
+        if idx.is_none() && !st.logged {
             self.unlogged.push(s.clone());
         }
-        match accepted {
+        match SeriesState::check(last, t, v) {
             Ok(true) => {}
             Ok(false) => return Ok(s.r),
             Err(e) => {
@@ -1087,16 +1088,22 @@ impl Appender {
     pub fn commit(mut self) -> Result<()> {
         self.done = true;
         if self.samples.is_empty() {
-            self.release(true);
+            self.release();
             return Ok(());
         }
         let db = self.db.clone();
-        let touched: Vec<Arc<MemSeries>> = self.series.iter().map(|s| s.0.clone()).collect();
-        if let Err(e) = db.head.log_new_series(&touched, &db.wal) {
-            self.release(true);
-            return Err(e.context("writing new series to the WAL"));
+        if !self.unlogged.is_empty() {
+            let new: Vec<Arc<MemSeries>> = self
+                .unlogged
+                .iter()
+                .filter(|s| self.batch.contains_key(&s.r))
+                .cloned()
+                .collect();
+            if let Err(e) = db.head.log_new_series(&new, &db.wal) {
+                self.release();
+                return Err(e.context("writing new series to the WAL"));
+            }
         }
-        drop(touched);
         let mut rec = Vec::with_capacity(16 + self.samples.len() * 12);
         let refs: Vec<RefSample> = self
             .samples
@@ -1109,7 +1116,7 @@ impl Appender {
             .collect();
         record::encode_samples(&mut rec, &refs);
         if let Err(e) = db.wal.log(&rec, db.opts.wal_sync_interval.is_zero()) {
-            self.release(true);
+            self.release();
             return Err(e.context("writing samples to the WAL"));
         }
         let head = &db.head;
@@ -1139,7 +1146,7 @@ impl Appender {
             }
             head.note_appended(mint, maxt);
         }
-        self.release(false);
+        self.release();
         let c = &head.counters;
         c.samples_appended.fetch_add(appended, Ordering::Relaxed);
         c.out_of_order.fetch_add(out_of_order, Ordering::Relaxed);
@@ -1150,22 +1157,17 @@ impl Appender {
     /// Discards the batch, and the series it created.
     pub fn rollback(mut self) {
         self.done = true;
-        self.release(true);
+        self.release();
     }
 
-    /// Ends the batch: its series are no longer pending, and new series
-    /// left without a logged sample (all of them when `discard`) are
-    /// removed from the head, unless another appender holds them.
-    fn release(&mut self, discard: bool) {
-        for (s, _, _) in &self.series {
+    /// Ends the batch: its series are no longer pending, and those it
+    /// named unlogged that no commit logged (all of them on a rollback)
+    /// are removed from the head, unless another appender holds them.
+    fn release(&mut self) {
+        for (s, _, _) in self.series.drain(..) {
             let mut st = s.state.lock();
             st.pending = st.pending.saturating_sub(1);
         }
-        if discard {
-            self.unlogged
-                .extend(self.series.drain(..).map(|(s, _, _)| s));
-        }
-        self.series.clear();
         self.unlogged.retain(|s| !s.state.lock().logged);
         if !self.unlogged.is_empty() {
             self.db.head.remove_unlogged(&self.unlogged);
@@ -1179,7 +1181,7 @@ impl Appender {
 impl Drop for Appender {
     fn drop(&mut self) {
         if !self.done {
-            self.release(true);
+            self.release();
         }
     }
 }

@@ -358,7 +358,10 @@ impl Head {
             return Ok(());
         }
         let _serial = self.series_log.lock();
-        let new: Vec<&Arc<MemSeries>> = series.iter().filter(|s| !s.state.lock().logged).collect();
+        let mut new: Vec<&Arc<MemSeries>> =
+            series.iter().filter(|s| !s.state.lock().logged).collect();
+        new.sort_unstable_by_key(|s| s.r);
+        new.dedup_by_key(|s| s.r);
         if new.is_empty() {
             return Ok(());
         }
