@@ -463,9 +463,10 @@ impl Agent {
         if config.storage.path != old.config.storage.path
             || config.storage.block_duration != old.config.storage.block_duration
             || config.storage.max_block_duration != old.config.storage.max_block_duration
+            || config.storage.max_future != old.config.storage.max_future
         {
             tracing::warn!(
-                "storage.path, storage.block_duration and storage.max_block_duration changes take effect on restart"
+                "storage.path, storage.block_duration, storage.max_block_duration and storage.max_future changes take effect on restart"
             );
         }
         if config.global.external_labels != old.config.global.external_labels
@@ -637,8 +638,11 @@ impl Agent {
         self.checks.stop();
         self.rollouts.stop();
         self.scrape.stop().await;
-        if let Some(m) = self.maintenance.lock().unwrap().take() {
-            m.stop();
+        let maintenance = self.maintenance.lock().unwrap().take();
+        if let Some(m) = maintenance {
+            // Waits for a compaction in progress to reach its next step:
+            // off the async workers.
+            let _ = tokio::task::spawn_blocking(move || m.stop()).await;
         }
         self.alert_state.incidents.persist();
         if let Err(e) = self.db.sync_wal() {

@@ -234,6 +234,13 @@ fn main() -> ExitCode {
         };
     }
     init_logging(&cli.log_level, cli.log_format);
+    // Past a file size limit (`ulimit -f`, systemd's LimitFSIZE=) a write
+    // must fail with EFBIG, which the store reports and recovers from, not
+    // kill the agent (SIGXFSZ's default action dumps core).
+    // SAFETY: only sets a disposition, to SIG_IGN; no handler runs.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
     match std::env::current_exe() {
         Ok(exe) => wasmon::plugins::engine::compile_in_child_process(exe),
         Err(e) => {

@@ -180,6 +180,10 @@ pub struct Extra {
     name: &'static str,
     help: &'static str,
     counter: bool,
+    /// One label (name, value), for families such as
+    /// `..._total{reason="..."}`; consecutive `Extra`s of one name share
+    /// their HELP and TYPE lines.
+    label: Option<(&'static str, &'static str)>,
     value: f64,
 }
 
@@ -189,6 +193,7 @@ impl Extra {
             name,
             help,
             counter: false,
+            label: None,
             value,
         }
     }
@@ -198,8 +203,15 @@ impl Extra {
             name,
             help,
             counter: true,
+            label: None,
             value,
         }
+    }
+
+    /// This metric with a label (its value is not escaped: constants only).
+    pub fn with_label(mut self, name: &'static str, value: &'static str) -> Extra {
+        self.label = Some((name, value));
+        self
     }
 }
 
@@ -210,12 +222,19 @@ impl Metrics {
         let mut out = self.encode();
         let eof = out.rfind("# EOF").unwrap_or(out.len());
         out.truncate(eof);
+        let mut family = "";
         for e in extra {
             let kind = if e.counter { "counter" } else { "gauge" };
             let suffix = if e.counter { "_total" } else { "" };
-            let _ = writeln!(out, "# HELP {} {}.", e.name, e.help);
-            let _ = writeln!(out, "# TYPE {} {kind}", e.name);
-            let _ = writeln!(out, "{}{suffix} {}", e.name, e.value);
+            if e.name != family {
+                let _ = writeln!(out, "# HELP {} {}.", e.name, e.help);
+                let _ = writeln!(out, "# TYPE {} {kind}", e.name);
+                family = e.name;
+            }
+            let labels = e
+                .label
+                .map_or(String::new(), |(n, v)| format!("{{{n}=\"{v}\"}}"));
+            let _ = writeln!(out, "{}{suffix}{labels} {}", e.name, e.value);
         }
         out.push_str("# EOF\n");
         out

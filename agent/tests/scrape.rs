@@ -280,18 +280,21 @@ async fn staleness_through_the_tsdb() {
         db.clone(),
         Arc::new(ScrapeStats::default()),
     );
-    sl.scrape_once(1000).await;
+    // Near the page's own timestamp for `temp` (1700000000000): the store
+    // takes nothing more than half a block older than its newest sample.
+    let t0 = 1_699_999_990_000;
+    sl.scrape_once(t0).await;
     srv.page.lock().unwrap().body = b"http_requests_total{path=\"/a\"} 11\n".to_vec();
-    sl.scrape_once(16000).await;
+    sl.scrape_once(t0 + 15_000).await;
     let m = [
         wasmon::tsdb::Matcher::equal("__name__", "http_requests_total"),
         wasmon::tsdb::Matcher::equal("path", "/b"),
     ];
-    let got = db.select(&m, 0, 100_000);
+    let got = db.select(&m, 0, i64::MAX);
     assert_eq!(got.len(), 1);
     let samples = &got[0].samples;
     assert_eq!(samples.len(), 2, "{samples:?}");
-    assert_eq!(samples[1].0, 16000);
+    assert_eq!(samples[1].0, t0 + 15_000);
     assert!(is_stale_nan(samples[1].1));
 }
 

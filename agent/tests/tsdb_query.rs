@@ -293,3 +293,105 @@ fn concurrent_appenders_and_readers() {
     assert!(got.iter().all(|s| s.samples.len() == 200));
     assert_eq!(db.stats().samples_appended_total, 40_000);
 }
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// A sample is accepted only inside the head's window: at most
+/// `max_future` (10 minutes by default) ahead of the clock, and no more
+/// than half a block behind the head's newest sample. Refused samples
+/// create no series and do not move the head's time.
+#[test]
+fn appends_outside_the_head_window_are_refused_and_counted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = open(tmp.path());
+    let now = now_ms();
+    let ok = l(&[("__name__", "ok")]);
+    let mut app = db.appender();
+    app.append(&ok, now, 1.0).unwrap();
+    app.commit().unwrap();
+
+    let mut app = db.appender();
+    let ahead = l(&[("__name__", "skewed"), ("by", "+1d")]);
+    assert_eq!(
+        app.append(&ahead, now + 86_400_000, 1.0),
+        Err(AppendError::TooFarInFuture)
+    );
+    let old = l(&[("__name__", "skewed"), ("by", "1970")]);
+    assert_eq!(app.append(&old, 0, 1.0), Err(AppendError::OutOfBounds));
+    // Half a block (1 h of the default 2 h) behind the newest sample.
+    assert_eq!(
+        app.append(&old, now - 3_600_001, 1.0),
+        Err(AppendError::OutOfBounds)
+    );
+    // A clock a few minutes fast, or a little behind, is fine.
+    app.append(&ok, now + 5 * 60_000, 2.0).unwrap();
+    app.append(&l(&[("__name__", "late")]), now - 30 * 60_000, 1.0)
+        .unwrap();
+    app.commit().unwrap();
+
+    let st = db.stats();
+    assert_eq!(st.too_far_in_future_total, 1);
+    assert_eq!(st.out_of_bounds_total, 2);
+    assert_eq!(st.head_series, 2, "refused samples create no series");
+    assert_eq!(st.head_max_time, Some(now + 5 * 60_000));
+    assert!(db
+        .select(&[Matcher::equal("__name__", "skewed")], i64::MIN, i64::MAX)
+        .is_empty());
+}
+
+/// A rolled-back batch leaves none of the series it created, in the head
+/// (label values, postings) or in the WAL; a series another appender also
+/// holds survives the rollback and is logged by that one's commit.
+#[test]
+fn a_rolled_back_batch_leaves_no_series() {
+    let tmp = tempfile::tempdir().unwrap();
+    let now = now_ms();
+    {
+        let db = open(tmp.path());
+        let kept = l(&[("__name__", "m"), ("i", "kept")]);
+        let mut app = db.appender();
+        app.append(&kept, now, 1.0).unwrap();
+        app.commit().unwrap();
+
+        let mut app = db.appender();
+        for i in 0..1000 {
+            app.append(&l(&[("__name__", "m"), ("i", &i.to_string())]), now, 1.0)
+                .unwrap();
+        }
+        app.append(&kept, now + 1, 2.0).unwrap();
+        assert_eq!(db.stats().head_series, 1001);
+        app.rollback();
+        assert_eq!(db.stats().head_series, 1, "{:?}", db.stats());
+        assert_eq!(db.label_values("i", &[], i64::MIN, i64::MAX), vec!["kept"]);
+
+        // Dropped uncommitted: the same.
+        let mut app = db.appender();
+        app.append(&l(&[("__name__", "dropped")]), now, 1.0)
+            .unwrap();
+        drop(app);
+        assert_eq!(db.stats().head_series, 1);
+
+        // Two appenders share a new series: one rolls back, the other
+        // commits it.
+        let shared = l(&[("__name__", "shared")]);
+        let mut a = db.appender();
+        let mut b = db.appender();
+        a.append(&shared, now, 1.0).unwrap();
+        b.append(&shared, now, 1.0).unwrap();
+        a.rollback();
+        assert_eq!(db.stats().head_series, 2);
+        b.commit().unwrap();
+        db.close().unwrap();
+    }
+    // The WAL holds only what was committed.
+    let db = open(tmp.path());
+    assert_eq!(db.stats().head_series, 2, "{:?}", db.stats());
+    let got = db.select(&[Matcher::equal("__name__", "shared")], 0, i64::MAX);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].samples, vec![(now, 1.0)]);
+}

@@ -285,6 +285,11 @@ pub struct StorageConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub max_block_duration: Option<Spanned<Duration>>,
+    /// Samples further ahead of the agent's clock than this are refused
+    /// as too far in the future (capped at a quarter of `block_duration`);
+    /// see [`crate::tsdb::Options::max_future`].
+    #[serde(default = "default_max_future", with = "humantime_serde")]
+    pub max_future: Duration,
 }
 
 impl StorageConfig {
@@ -298,6 +303,7 @@ impl StorageConfig {
             wal_sync_interval: self.wal_sync_interval,
             block_duration: *self.block_duration.get_ref(),
             max_block_duration: self.max_block_duration.as_ref().map(|d| *d.get_ref()),
+            max_future: self.max_future,
             ..crate::tsdb::Options::default()
         }
     }
@@ -312,8 +318,13 @@ impl Default for StorageConfig {
             wal_sync_interval: default_wal_sync(),
             block_duration: default_block_duration(),
             max_block_duration: None,
+            max_future: default_max_future(),
         }
     }
+}
+
+fn default_max_future() -> Duration {
+    crate::tsdb::Options::default().max_future
 }
 
 fn default_storage_path() -> PathBuf {
@@ -855,6 +866,21 @@ receiver = "pager"
         );
         let c = Config::parse(&ok, "r.toml").unwrap();
         assert_eq!(c.alerting().route.unwrap().routes.len(), 1);
+    }
+
+    #[test]
+    fn max_future_reaches_the_store_options() {
+        let c = Config::parse("", "f.toml").unwrap();
+        assert_eq!(c.storage.tsdb_options().max_future_ms(), 600_000);
+        let c = Config::parse("[storage]\nmax_future = \"2m\"\n", "f.toml").unwrap();
+        assert_eq!(c.storage.tsdb_options().max_future_ms(), 120_000);
+        // At most a quarter of the block duration.
+        let c = Config::parse(
+            "[storage]\nmax_future = \"1h\"\nblock_duration = \"1m\"\n",
+            "f.toml",
+        )
+        .unwrap();
+        assert_eq!(c.storage.tsdb_options().max_future_ms(), 15_000);
     }
 
     #[test]

@@ -48,8 +48,11 @@ pub struct ScrapeConfig {
     pub label_name_length_limit: usize,
     #[serde(default)]
     pub label_value_length_limit: usize,
-    /// Largest uncompressed body accepted; 0 = none.
-    #[serde(default)]
+    /// Largest body accepted, counted after decompression (a scrape
+    /// stops reading there and fails naming the limit). Default
+    /// [`DEFAULT_BODY_SIZE_LIMIT`]; 0 = none, as Prometheus' default —
+    /// where a 4 MB gzip bomb (zeros) inflates to 4 GB in the agent.
+    #[serde(default = "default_body_size_limit")]
     pub body_size_limit: ByteSize,
     #[serde(default)]
     pub static_configs: Vec<StaticConfig>,
@@ -59,6 +62,17 @@ pub struct ScrapeConfig {
     pub relabel_configs: Vec<RelabelConfig>,
     #[serde(default)]
     pub metric_relabel_configs: Vec<RelabelConfig>,
+}
+
+/// The default `body_size_limit`: 64 MiB, some 400k series in the text
+/// format — several times the largest pages real targets serve
+/// (kube-state-metrics in a large cluster: tens of MB), and a bound a
+/// small agent can hold per concurrent scrape. Raise it per job for a
+/// bigger target.
+pub const DEFAULT_BODY_SIZE_LIMIT: ByteSize = ByteSize::mib(64);
+
+fn default_body_size_limit() -> ByteSize {
+    DEFAULT_BODY_SIZE_LIMIT
 }
 
 fn default_metrics_path() -> String {

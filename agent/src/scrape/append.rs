@@ -11,6 +11,13 @@ pub enum AppendRejection {
     OutOfOrder,
     #[error("duplicate sample for timestamp")]
     DuplicateTimestamp,
+    /// Older than the store's window (its persisted range, or half a block
+    /// behind its newest sample).
+    #[error("out of bounds")]
+    OutOfBounds,
+    /// Further ahead of the agent's clock than the store accepts.
+    #[error("too far in the future")]
+    TooFarInFuture,
     #[error("{0}")]
     Other(String),
 }
@@ -113,7 +120,9 @@ struct DbAppender(crate::tsdb::Appender);
 fn rejection(e: crate::tsdb::AppendError) -> AppendRejection {
     use crate::tsdb::AppendError as E;
     match e {
-        E::OutOfOrder | E::OutOfBounds => AppendRejection::OutOfOrder,
+        E::OutOfOrder => AppendRejection::OutOfOrder,
+        E::OutOfBounds => AppendRejection::OutOfBounds,
+        E::TooFarInFuture => AppendRejection::TooFarInFuture,
         E::DuplicateSampleForTimestamp => AppendRejection::DuplicateTimestamp,
         e => AppendRejection::Other(e.to_string()),
     }

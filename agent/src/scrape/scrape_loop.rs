@@ -58,7 +58,100 @@ impl Default for TargetState {
 pub struct ScrapeStats {
     pub out_of_order: std::sync::atomic::AtomicU64,
     pub duplicates: std::sync::atomic::AtomicU64,
+    pub out_of_bounds: std::sync::atomic::AtomicU64,
+    pub too_far_in_future: std::sync::atomic::AtomicU64,
     pub appended: std::sync::atomic::AtomicU64,
+}
+
+/// How a lastError about refused samples reads.
+const REJECTED: &str = "rejected by the store";
+
+/// Samples of one scrape the store refused. The scrape still succeeds
+/// (`up` 1, the rest is stored), as in Prometheus, but unlike Prometheus
+/// the target says so in its lastError: a target whose clock is a day
+/// off otherwise looks healthy while none of its samples are kept.
+#[derive(Debug, Default)]
+struct Rejected {
+    out_of_order: usize,
+    duplicates: usize,
+    out_of_bounds: usize,
+    too_far_in_future: usize,
+    /// The first sample refused for its timestamp: (series, timestamp).
+    example: Option<(String, TimestampMs)>,
+}
+
+impl Rejected {
+    /// Counts a refused sample (here and in the agent-wide `stats`).
+    fn note(
+        &mut self,
+        why: &AppendRejection,
+        labels: &Labels,
+        t: TimestampMs,
+        stats: &ScrapeStats,
+    ) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let (mine, total) = match why {
+            AppendRejection::OutOfOrder => (&mut self.out_of_order, &stats.out_of_order),
+            AppendRejection::DuplicateTimestamp => (&mut self.duplicates, &stats.duplicates),
+            AppendRejection::OutOfBounds => (&mut self.out_of_bounds, &stats.out_of_bounds),
+            AppendRejection::TooFarInFuture => {
+                (&mut self.too_far_in_future, &stats.too_far_in_future)
+            }
+            AppendRejection::Other(_) => return,
+        };
+        *mine += 1;
+        total.fetch_add(1, Relaxed);
+        let by_time = matches!(
+            why,
+            AppendRejection::OutOfBounds | AppendRejection::TooFarInFuture
+        );
+        if by_time && self.example.is_none() {
+            self.example = Some((labels.to_string(), t));
+        }
+    }
+
+    /// The target's lastError for a scrape with refused samples.
+    fn message(&self, now: TimestampMs) -> Option<String> {
+        let parts: Vec<String> = [
+            (self.too_far_in_future, "too far in the future"),
+            (
+                self.out_of_bounds,
+                "out of bounds (too old for the store's time window)",
+            ),
+            (self.out_of_order, "out of order"),
+            (self.duplicates, "duplicate sample for timestamp"),
+        ]
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, why)| format!("{n} {why}"))
+        .collect();
+        if parts.is_empty() {
+            return None;
+        }
+        let total =
+            self.out_of_order + self.duplicates + self.out_of_bounds + self.too_far_in_future;
+        let s = if total == 1 { "" } else { "s" };
+        let mut msg = format!("{total} sample{s} {REJECTED}: {}", parts.join(", "));
+        if let Some((series, t)) = &self.example {
+            // The two largest units ("1day 2h", "56years 11months").
+            let off =
+                humantime::format_duration(Duration::from_millis(t.abs_diff(now) / 1000 * 1000))
+                    .to_string();
+            let off = off.split(' ').take(2).collect::<Vec<_>>().join(" ");
+            let side = if *t > now { "ahead of" } else { "behind" };
+            let when = u64::try_from(*t)
+                .ok()
+                .map(|ms| SystemTime::UNIX_EPOCH + Duration::from_millis(ms))
+                .map_or_else(
+                    || format!("{t} ms"),
+                    |st| humantime::format_rfc3339_millis(st).to_string(),
+                );
+            msg.push_str(&format!(
+                "; e.g. {series} at {when}, {off} {side} the agent's clock (is the target's clock wrong?)"
+            ));
+        }
+        Some(msg)
+    }
 }
 
 /// Why a scrape failed (becomes `up 0` and the target's lastError).
@@ -68,7 +161,7 @@ pub enum ScrapeError {
     Http(String),
     #[error("server returned HTTP status {0}")]
     Status(String),
-    #[error("body size limit exceeded: the response is larger than {0} bytes")]
+    #[error("body size limit exceeded: the response is larger than {human} ({0} bytes, decompressed; the job's body_size_limit)", human = bytesize::ByteSize::b(*.0))]
     BodyTooLarge(u64),
     #[error("parse error: {0}")]
     Parse(String),
@@ -283,6 +376,7 @@ struct Appended {
     scraped: usize,
     post_relabel: usize,
     added: usize,
+    rejected: Rejected,
     /// The page's metadata (None when the scrape failed: keep the last).
     metadata: Option<Vec<textparse::Metadata>>,
 }
@@ -355,16 +449,25 @@ impl ScrapeLoop {
                     scraped: 0,
                     post_relabel: 0,
                     added: 0,
+                    rejected: Rejected::default(),
                     metadata: None,
                 };
                 (0.0, a, e.to_string())
             }
         };
+        let (err, rejected) = match appended.rejected.message(t) {
+            Some(m) if err.is_empty() => (m, true),
+            _ => (err, false),
+        };
         self.report(t, up, duration, &appended);
-        if !err.is_empty() {
+        let mut st = self.state.lock().unwrap();
+        if rejected && !st.last_error.contains(REJECTED) {
+            // Once per episode: the target's lastError and the counters
+            // carry it from then on.
+            tracing::warn!(job = %self.job.name, target = %self.target.url, error = %err, "scraped samples rejected");
+        } else if !err.is_empty() {
             tracing::debug!(job = %self.job.name, target = %self.target.url, error = %err, "scrape failed");
         }
-        let mut st = self.state.lock().unwrap();
         st.health = if up == 1.0 { Health::Up } else { Health::Down };
         st.last_error = err;
         st.last_scrape = Some(SystemTime::now());
@@ -403,13 +506,22 @@ impl ScrapeLoop {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         let limit = self.job.config.body_size_limit.as_u64();
-        let mut body = Vec::new();
+        // Known only for a body sent uncompressed (reqwest drops it when it
+        // decodes gzip): refuse at once rather than read to the limit.
+        let announced = resp.content_length();
+        if limit > 0 && announced.is_some_and(|n| n > limit) {
+            return Err(ScrapeError::BodyTooLarge(limit));
+        }
+        let mut body = Vec::with_capacity(announced.map_or(0, |n| n as usize).min(1 << 20));
+        // Decompressed as it arrives (reqwest decodes gzip chunk by chunk),
+        // so a gzip bomb stops at the limit.
         let mut stream = resp.bytes_stream();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| ScrapeError::Http(format_reqwest(&e)))?;
             if limit > 0 && (body.len() + chunk.len()) as u64 > limit {
                 return Err(ScrapeError::BodyTooLarge(limit));
             }
+            reserve_body(&mut body, chunk.len(), limit);
             body.extend_from_slice(&chunk);
         }
         Ok((body, ctype))
@@ -426,6 +538,7 @@ impl ScrapeLoop {
         let mut app = self.store.appender();
         self.cache.begin();
         let (mut scraped, mut post_relabel, mut added) = (0usize, 0usize, 0usize);
+        let mut rejected = Rejected::default();
         let mut failed: Option<ScrapeError> = None;
         let mut scratch = std::mem::take(&mut self.scratch);
         // Samples are appended as the page is parsed (nothing of the page is
@@ -463,20 +576,11 @@ impl ScrapeLoop {
                         .appended
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
-                Err(AppendRejection::OutOfOrder) => {
-                    self.stats
-                        .out_of_order
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
-                Err(AppendRejection::DuplicateTimestamp) => {
-                    self.stats
-                        .duplicates
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
                 Err(AppendRejection::Other(e)) => {
                     failed = Some(ScrapeError::Storage(e));
                     return Err(textparse::Stop);
                 }
+                Err(why) => rejected.note(&why, labels, ts, &self.stats),
             }
             if self.cache.saw(h, handle, labels, explicit) {
                 added += 1;
@@ -505,6 +609,7 @@ impl ScrapeLoop {
             scraped,
             post_relabel,
             added,
+            rejected,
             metadata: Some(metadata),
         })
     }
@@ -559,6 +664,32 @@ impl ScrapeLoop {
         }
         let _ = app.commit();
     }
+}
+
+/// Past this size a body's buffer jumps to the whole limit.
+const BODY_DIRECT_RESERVE: usize = 1 << 20;
+
+/// Makes room for `more` bytes in a scrape body with limit `limit` (0 =
+/// none). Small bodies grow by doubling; one past [`BODY_DIRECT_RESERVE`]
+/// gets capacity for the whole limit at once. That reserves address space,
+/// not memory (pages are faulted in only when the body is written into
+/// them), and saves the copies doubling makes: growing 32 → 64 MiB holds
+/// both, and the freed smaller buffers stay resident in the allocator a
+/// while, which took a bomb stopped at the limit to twice the limit in RSS
+/// and more. A limit too large to reserve (the system refuses the address
+/// space) falls back to doubling.
+fn reserve_body(body: &mut Vec<u8>, more: usize, limit: u64) {
+    let need = body.len() + more;
+    if need <= body.capacity() {
+        return;
+    }
+    if let Ok(l) = usize::try_from(limit) {
+        let direct = l > 0 && need.max(body.capacity() * 2) > BODY_DIRECT_RESERVE;
+        if direct && body.try_reserve_exact(l.max(need) - body.len()).is_ok() {
+            return;
+        }
+    }
+    body.reserve(more);
 }
 
 /// A staleness marker for a remembered series. A handle the store no

@@ -1,9 +1,12 @@
 //! The database: head + WAL + blocks, appenders, queries, compaction,
 //! retention and the background maintenance thread.
 //!
-//! Write path: [`Appender::append`] validates against each series' last
-//! sample and buffers; [`Appender::commit`] writes one WAL samples record,
-//! then applies the samples to the head (visible to queries from then on).
+//! Write path: [`Appender::append`] checks each sample against the head's
+//! window (Prometheus' out-of-bounds, and [`Options::max_future`] ahead of
+//! the clock) and the series' last sample, and buffers;
+//! [`Appender::commit`] logs the batch's new series and one WAL samples
+//! record, then applies the samples to the head (visible to queries from
+//! then on). A rolled-back batch removes the series it created.
 //! [`Db::compact`] persists the head's oldest `block_duration` window into a
 //! block once the head spans 1.5 windows (as Prometheus does, leaving half a
 //! window for late samples), drops those chunks from the head, replaces the
@@ -25,6 +28,7 @@ use super::block::{self, Block};
 use super::chunkenc::ChunkIter;
 use super::head::Head;
 use super::head_chunks::HeadChunks;
+use super::health::{WriteHealth, WriteKind};
 use super::levels;
 use super::matcher::Matcher;
 use super::postings::postings_for_matchers;
@@ -33,6 +37,7 @@ use super::series::{MemSeries, SeriesRef, SeriesState};
 use super::wal::{self, Wal};
 use super::AppendError;
 use crate::model::Labels;
+use crate::scrape::scrape_loop::now_ms;
 
 /// Storage options (`[storage]` in the agent config maps onto these).
 #[derive(Debug, Clone)]
@@ -60,6 +65,15 @@ pub struct Options {
     /// flat as the head fills.
     pub head_chunks_on_disk: bool,
     pub head_offload_interval: Duration,
+    /// Samples further ahead of the wall clock than this (at most a quarter
+    /// of `block_duration`, see [`Options::max_future_ms`]) are rejected
+    /// as too far in the future. The head's newest sample drives
+    /// compaction, retention and the oldest time an append may take (half
+    /// a block behind it, as in Prometheus), so without a bound one target
+    /// with a clock a day ahead would close the head to every other
+    /// target. Ten minutes is the creation grace period Cortex, Mimir and
+    /// Loki use: ample for skewed but working clocks.
+    pub max_future: Duration,
 }
 
 impl Default for Options {
@@ -74,6 +88,7 @@ impl Default for Options {
             compaction_interval: Duration::from_secs(60),
             head_chunks_on_disk: true,
             head_offload_interval: Duration::from_secs(10),
+            max_future: Duration::from_secs(10 * 60),
         }
     }
 }
@@ -99,6 +114,7 @@ pub struct Stats {
     pub samples_appended_total: u64,
     pub out_of_order_total: u64,
     pub out_of_bounds_total: u64,
+    pub too_far_in_future_total: u64,
     pub duplicate_total: u64,
     pub series_created_total: u64,
     pub series_removed_total: u64,
@@ -114,6 +130,10 @@ pub struct Stats {
     /// Level compactions: blocks merged into one larger block.
     pub block_merges_total: u64,
     pub blocks_deleted_total: u64,
+    /// Failed writes by kind ([`WriteKind::ALL`] order).
+    pub write_failures_total: [u64; 3],
+    /// Unix ms of the last failed write.
+    pub last_write_failure_ms: Option<i64>,
 }
 
 struct Inner {
@@ -129,6 +149,7 @@ struct Inner {
     compactions: AtomicU64,
     merges: AtomicU64,
     blocks_deleted: AtomicU64,
+    health: Arc<WriteHealth>,
 }
 
 /// The embedded time-series database. `Send + Sync`; share it by `Arc` or
@@ -150,6 +171,18 @@ impl Options {
             .max_block_duration
             .unwrap_or_else(|| (self.retention_time / 10).min(MAX_DEFAULT));
         levels::ranges(ms(self.block_duration), ms(max))
+    }
+
+    /// How far ahead of the wall clock a sample may be: `max_future`, at
+    /// most a quarter of `block_duration` — so that the head's newest
+    /// sample stays within a quarter block of the clock, and samples of
+    /// targets with a correct clock (which must be at most half a block
+    /// behind it) keep a quarter block of slack.
+    pub fn max_future_ms(&self) -> i64 {
+        let cap = ms(self.block_duration) / 4;
+        i64::try_from(self.max_future.as_millis())
+            .unwrap_or(i64::MAX)
+            .min(cap)
     }
 }
 
@@ -222,8 +255,11 @@ impl Db {
         fs::create_dir_all(&wal_dir).with_context(|| format!("creating {}", wal_dir.display()))?;
         wal::remove_tmp(&wal_dir);
         let mut refs: HashMap<u64, Arc<MemSeries>> = HashMap::new();
-        let (mut samples, mut unknown, mut bad) = (0u64, 0u64, 0u64);
+        let (mut samples, mut unknown, mut bad, mut future) = (0u64, 0u64, 0u64, 0u64);
         let mvt = head.min_valid_time();
+        // A log written before samples were bounded may hold some from a
+        // skewed clock: they would set the head's time for everyone.
+        let max_t = now_ms().saturating_add(opts.max_future_ms());
         let replay = wal::replay(&wal_dir, &mut |payload| match record::decode(payload) {
             Ok(Record::Series(list)) => {
                 for (r, l) in list {
@@ -243,9 +279,12 @@ impl Db {
                     if s.t < mvt {
                         continue;
                     }
+                    if s.t > max_t {
+                        future += 1;
+                        continue;
+                    }
                     if series.state.lock().append(s.t, s.v, head.chunk_range) == Ok(true) {
-                        head.note_max_time(s.t);
-                        head.note_min_time(s.t);
+                        head.note_appended(s.t, s.t);
                         samples += 1;
                     }
                 }
@@ -261,13 +300,28 @@ impl Db {
                 "WAL replay: samples for unknown series dropped"
             );
         }
+        if future > 0 {
+            tracing::warn!(
+                samples = future,
+                max_future_ms = opts.max_future_ms(),
+                "WAL replay: samples too far ahead of the clock dropped"
+            );
+        }
+        if let Some(b) = blocks.last().filter(|b| b.meta.max_time > max_t) {
+            tracing::warn!(
+                block = %b.meta.ulid,
+                max_time = b.meta.max_time,
+                "a block reaches into the future (written from a skewed clock's samples): appends before its end are out of bounds until then"
+            );
+        }
         // Replay rebuilt every chunk on the heap: move the closed ones out now
         // rather than at the first maintenance tick.
         if let Err(e) = head.offload_chunks() {
             tracing::warn!(error = %format!("{e:#}"), "moving replayed head chunks to disk failed");
         }
         let next = replay.last_segment.map_or(0, |s| s + 1);
-        let wal = Wal::create(&wal_dir, next, opts.wal_segment_size)?;
+        let health = Arc::new(WriteHealth::default());
+        let wal = Wal::create(&wal_dir, next, opts.wal_segment_size)?.with_health(health.clone());
         tracing::info!(
             dir = %dir.display(),
             blocks = blocks.len(),
@@ -291,6 +345,7 @@ impl Db {
                 compactions: AtomicU64::new(0),
                 merges: AtomicU64::new(0),
                 blocks_deleted: AtomicU64::new(0),
+                health,
             }),
         })
     }
@@ -306,11 +361,15 @@ impl Db {
     /// A batch of appends that becomes visible (and is logged) on commit.
     /// Cheap; use one per scrape.
     pub fn appender(&self) -> Appender {
+        let head = &self.inner.head;
         Appender {
             db: self.inner.clone(),
+            min_t: head.appendable_min_valid_time(),
+            max_t: now_ms().saturating_add(self.inner.opts.max_future_ms()),
             batch: HashMap::new(),
             series: Vec::new(),
             samples: Vec::new(),
+            unlogged: Vec::new(),
             done: false,
         }
     }
@@ -465,13 +524,19 @@ impl Db {
     /// Persists what is due into blocks, truncates the head and the WAL, and
     /// applies retention. Safe to call at any time from any thread.
     pub fn compact(&self) -> Result<()> {
-        self.inner.compact()
+        self.inner.compact(&|| false)
     }
 
     /// Moves closed head chunks from the heap to the head chunk files now
     /// (the maintenance thread does this every `head_offload_interval`).
     pub fn offload_head_chunks(&self) -> Result<usize> {
         self.inner.head.offload_chunks()
+    }
+
+    /// Why the WAL cannot be written, while its last write failed (the
+    /// agent is not ready then).
+    pub fn wal_write_error(&self) -> Option<String> {
+        self.inner.health.failing(WriteKind::Wal)
     }
 
     /// Writes and fsyncs the WAL now.
@@ -504,6 +569,7 @@ impl Db {
             samples_appended_total: c.samples_appended.load(Ordering::Relaxed),
             out_of_order_total: c.out_of_order.load(Ordering::Relaxed),
             out_of_bounds_total: c.out_of_bounds.load(Ordering::Relaxed),
+            too_far_in_future_total: c.too_far_in_future.load(Ordering::Relaxed),
             duplicate_total: c.duplicates.load(Ordering::Relaxed),
             series_created_total: c.series_created.load(Ordering::Relaxed),
             series_removed_total: c.series_removed.load(Ordering::Relaxed),
@@ -516,6 +582,8 @@ impl Db {
             compactions_total: i.compactions.load(Ordering::Relaxed),
             block_merges_total: i.merges.load(Ordering::Relaxed),
             blocks_deleted_total: i.blocks_deleted.load(Ordering::Relaxed),
+            write_failures_total: WriteKind::ALL.map(|k| i.health.failures(k)),
+            last_write_failure_ms: i.health.last_failure_ms(),
         }
     }
 
@@ -524,7 +592,13 @@ impl Db {
     /// the returned handle is dropped or the database is closed/dropped.
     pub fn spawn_maintenance(&self) -> Maintenance {
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
-        let stop = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+        // (stopped, its condition variable, and the same flag for a
+        // compaction in progress to poll)
+        let stop = Arc::new((
+            std::sync::Mutex::new(false),
+            std::sync::Condvar::new(),
+            AtomicBool::new(false),
+        ));
         let stop2 = stop.clone();
         let sync_every = self.inner.opts.wal_sync_interval;
         let compact_every = self
@@ -548,7 +622,7 @@ impl Db {
                 let mut last_offload = Instant::now();
                 loop {
                     {
-                        let (lock, cv) = &*stop2;
+                        let (lock, cv, _) = &*stop2;
                         let guard = lock.lock().unwrap_or_else(|e| e.into_inner());
                         let (guard, _) = cv
                             .wait_timeout_while(guard, tick, |stopped| !*stopped)
@@ -561,21 +635,24 @@ impl Db {
                     if inner.closed.load(Ordering::SeqCst) {
                         return;
                     }
+                    // Failures are counted and logged (rate-limited) by
+                    // the store's write health; the WAL reports its own.
                     if !sync_every.is_zero() {
-                        if let Err(e) = inner.wal.sync() {
-                            tracing::error!(error = %format!("{e:#}"), "WAL sync failed");
-                        }
+                        let _ = inner.wal.sync();
                     }
                     if last_offload.elapsed() >= offload_every {
                         last_offload = Instant::now();
-                        if let Err(e) = inner.head.offload_chunks() {
-                            tracing::error!(error = %format!("{e:#}"), "moving head chunks to disk failed");
+                        match inner.head.offload_chunks() {
+                            Ok(_) => inner.health.succeeded(WriteKind::HeadChunks),
+                            Err(e) => inner.health.failed(WriteKind::HeadChunks, &e),
                         }
                     }
                     if last_compact.elapsed() >= compact_every {
                         last_compact = Instant::now();
-                        if let Err(e) = inner.compact() {
-                            tracing::error!(error = %format!("{e:#}"), "tsdb compaction failed");
+                        let stopping = || stop2.2.load(Ordering::SeqCst);
+                        match inner.compact(&stopping) {
+                            Ok(()) => inner.health.succeeded(WriteKind::Compaction),
+                            Err(e) => inner.health.failed(WriteKind::Compaction, &e),
                         }
                     }
                 }
@@ -619,12 +696,33 @@ fn merge(mut parts: Vec<Vec<(i64, f64)>>) -> Vec<(i64, f64)> {
     out
 }
 
+/// Why a compaction stopped early: the maintenance thread is stopping.
+#[derive(Debug, thiserror::Error)]
+#[error("compaction interrupted: the store is shutting down")]
+struct Interrupted;
+
 impl Inner {
-    fn compact(&self) -> Result<()> {
+    /// [`Db::compact`]; stops between steps (and between the series of a
+    /// block being written) once `cancel` says so, leaving the head as it
+    /// was for the next run.
+    fn compact(&self, cancel: &dyn Fn() -> bool) -> Result<()> {
+        match self.compact_steps(cancel) {
+            Err(e) if e.is::<Interrupted>() => {
+                tracing::info!("compaction interrupted: shutting down");
+                Ok(())
+            }
+            r => r,
+        }
+    }
+
+    fn compact_steps(&self, cancel: &dyn Fn() -> bool) -> Result<()> {
         let _g = self.compact_lock.lock();
         let range = self.head.chunk_range;
         let mut persisted = false;
         while let Some(head_min) = self.head.min_time() {
+            if cancel() {
+                return Err(Interrupted.into());
+            }
             let start = head_min.div_euclid(range).saturating_mul(range);
             let end = start.saturating_add(range);
             if self.head.max_time() < end.saturating_add(range / 2) {
@@ -649,16 +747,23 @@ impl Inner {
                 v
             };
             let written = block::write_block(&self.dir, start, end, &set, &chunks, &|c| {
+                if cancel() {
+                    return Err(Interrupted.into());
+                }
                 self.head.read_chunk(c)
             })?;
             drop(set);
             drop(members);
             let Some(dir) = written else {
-                // A window without data (the head's minimum time is a lower
-                // bound: after a gap in ingestion it trails the data). Every
-                // chunk starts at or after the minimum, so none ends inside
-                // this window either: nothing to persist or truncate.
-                self.head.advance_min_time(end);
+                // A window without data: the head's minimum time is a lower
+                // bound, which trails the data after a gap in ingestion or
+                // once a lone old sample's window was persisted. Every
+                // chunk starts at or after it, so none ends inside this
+                // window either: nothing to persist or truncate. Go
+                // straight to the oldest sample's window (appends are at
+                // or after `end` now): one pass over the series, so a gap
+                // of years costs no more than one of two hours.
+                self.head.raise_min_time_to_data(end);
                 continue;
             };
             let b = Arc::new(Block::open(&dir)?);
@@ -683,14 +788,17 @@ impl Inner {
         // Retention first, so that blocks about to go are not merged; and
         // a failing merge (disk full) must not stop retention.
         self.apply_retention()?;
-        self.merge_blocks()
+        self.merge_blocks(cancel)
     }
 
     /// Level compaction: merges adjacent blocks as [`levels::plan`] says
     /// until it has nothing more to say.
-    fn merge_blocks(&self) -> Result<()> {
+    fn merge_blocks(&self, cancel: &dyn Fn() -> bool) -> Result<()> {
         let ranges = self.opts.block_ranges();
         loop {
+            if cancel() {
+                return Err(Interrupted.into());
+            }
             let blocks: Vec<Arc<Block>> = self.blocks.read().clone();
             let spans: Vec<levels::Span> = blocks
                 .iter()
@@ -813,19 +921,25 @@ impl Inner {
     }
 }
 
+type StopSignal = (std::sync::Mutex<bool>, std::sync::Condvar, AtomicBool);
+
 /// Handle of the maintenance thread; stops it when dropped.
 pub struct Maintenance {
-    stop: Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+    stop: Arc<StopSignal>,
     handle: Option<JoinHandle<()>>,
 }
 
 impl Maintenance {
+    /// Stops the thread and waits for it: a compaction in progress stops
+    /// at its next step (the rest is redone after the next start, from
+    /// the WAL), so this takes about one block write at most.
     pub fn stop(mut self) {
         self.stop_inner();
     }
 
     fn stop_inner(&mut self) {
-        let (lock, cv) = &*self.stop;
+        let (lock, cv, flag) = &*self.stop;
+        flag.store(true, Ordering::SeqCst);
         *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
         cv.notify_all();
         if let Some(h) = self.handle.take() {
@@ -844,12 +958,23 @@ impl Drop for Maintenance {
 /// it back.
 pub struct Appender {
     db: Arc<Inner>,
+    /// Oldest sample time accepted (the head's appendable window when the
+    /// appender was made; the commit re-checks the persisted range).
+    min_t: i64,
+    /// Newest sample time accepted ([`Options::max_future_ms`] ahead of
+    /// the clock when the appender was made).
+    max_t: i64,
     /// Series ref → index into `series`.
     batch: HashMap<SeriesRef, u32>,
     /// Touched series with the last sample pending for each.
     series: Vec<(Arc<MemSeries>, i64, f64)>,
     /// (index into `series`, t, v).
     samples: Vec<(u32, i64, f64)>,
+    /// Series not in the WAL yet when this batch first named them (which
+    /// it created, mostly): the commit logs those with a sample in the
+    /// batch; at the end the ones still unlogged are removed, unless
+    /// another appender holds them.
+    unlogged: Vec<Arc<MemSeries>>,
     done: bool,
 }
 
@@ -860,8 +985,7 @@ impl Appender {
     pub fn append(&mut self, labels: &Labels, t: i64, v: f64) -> Result<SeriesRef, AppendError> {
         let db = self.db.clone();
         self.check_bounds(t)?;
-        db.head
-            .with_series(labels, Some(&db.wal), |s| self.add(s, t, v))?
+        db.head.with_series(labels, |s| self.add(s, t, v))?
     }
 
     /// [`Appender::append`] with `hash` = [`super::series::hash_labels`] of
@@ -876,7 +1000,7 @@ impl Appender {
         let db = self.db.clone();
         self.check_bounds(t)?;
         db.head
-            .with_series_hashed(labels, hash, Some(&db.wal), |s| self.add(s, t, v))?
+            .with_series_hashed(labels, hash, |s| self.add(s, t, v))?
     }
 
     /// Adds a sample by series ref (a scrape cache hit): no label hashing.
@@ -888,14 +1012,17 @@ impl Appender {
             .unwrap_or(Err(AppendError::UnknownSeriesRef(r)))
     }
 
+    /// The head's window, checked before a series is looked up (or
+    /// created) for the sample.
     fn check_bounds(&self, t: i64) -> Result<(), AppendError> {
-        if t < self.db.head.min_valid_time() {
-            self.db
-                .head
-                .counters
-                .out_of_bounds
-                .fetch_add(1, Ordering::Relaxed);
+        let c = &self.db.head.counters;
+        if t < self.min_t.max(self.db.head.min_valid_time()) {
+            c.out_of_bounds.fetch_add(1, Ordering::Relaxed);
             return Err(AppendError::OutOfBounds);
+        }
+        if t > self.max_t {
+            c.too_far_in_future.fetch_add(1, Ordering::Relaxed);
+            return Err(AppendError::TooFarInFuture);
         }
         Ok(())
     }
@@ -910,6 +1037,10 @@ impl Appender {
             }
             None => st.last(),
         };
+        // (Listed again if a refused sample named it before: harmless.)
+        if idx.is_none() && !st.logged {
+            self.unlogged.push(s.clone());
+        }
         match SeriesState::check(last, t, v) {
             Ok(true) => {}
             Ok(false) => return Ok(s.r),
@@ -949,9 +1080,11 @@ impl Appender {
         self.samples.is_empty()
     }
 
-    /// Logs the batch to the WAL and makes it visible. Samples that lost a
-    /// race with another appender on the same series are dropped (counted
-    /// as out of order), as in Prometheus.
+    /// Logs the batch (its new series first) to the WAL and makes it
+    /// visible. Samples that lost a race with another appender on the same
+    /// series are dropped (counted as out of order), as in Prometheus, and
+    /// so are those whose range a compaction closed meanwhile (out of
+    /// bounds). On error nothing of the batch is visible.
     pub fn commit(mut self) -> Result<()> {
         self.done = true;
         if self.samples.is_empty() {
@@ -959,6 +1092,18 @@ impl Appender {
             return Ok(());
         }
         let db = self.db.clone();
+        if !self.unlogged.is_empty() {
+            let new: Vec<Arc<MemSeries>> = self
+                .unlogged
+                .iter()
+                .filter(|s| self.batch.contains_key(&s.r))
+                .cloned()
+                .collect();
+            if let Err(e) = db.head.log_new_series(&new, &db.wal) {
+                self.release();
+                return Err(e.context("writing new series to the WAL"));
+            }
+        }
         let mut rec = Vec::with_capacity(16 + self.samples.len() * 12);
         let refs: Vec<RefSample> = self
             .samples
@@ -975,49 +1120,58 @@ impl Appender {
             return Err(e.context("writing samples to the WAL"));
         }
         let head = &db.head;
-        let mvt = head.min_valid_time();
-        let (mut appended, mut rejected) = (0u64, 0u64);
+        let (mut appended, mut out_of_order, mut out_of_bounds) = (0u64, 0u64, 0u64);
         let (mut mint, mut maxt) = (i64::MAX, i64::MIN);
-        for &(i, t, v) in &self.samples {
-            let s = &self.series[i as usize].0;
-            if t < mvt {
-                rejected += 1;
-                continue;
-            }
-            match s.state.lock().append(t, v, head.chunk_range) {
-                Ok(true) => {
-                    appended += 1;
-                    mint = mint.min(t);
-                    maxt = maxt.max(t);
+        {
+            // From reading the minimum valid time until the samples' times
+            // are noted (compaction waits for this; see
+            // `Head::raise_min_time_to_data`).
+            let _gate = head.commit_guard();
+            let mvt = head.min_valid_time();
+            for &(i, t, v) in &self.samples {
+                let s = &self.series[i as usize].0;
+                if t < mvt {
+                    out_of_bounds += 1;
+                    continue;
                 }
-                Ok(false) => {}
-                Err(_) => rejected += 1,
+                match s.state.lock().append(t, v, head.chunk_range) {
+                    Ok(true) => {
+                        appended += 1;
+                        mint = mint.min(t);
+                        maxt = maxt.max(t);
+                    }
+                    Ok(false) => {}
+                    Err(_) => out_of_order += 1,
+                }
             }
+            head.note_appended(mint, maxt);
         }
         self.release();
-        head.note_max_time(maxt);
-        head.note_min_time(mint);
-        head.counters
-            .samples_appended
-            .fetch_add(appended, Ordering::Relaxed);
-        if rejected > 0 {
-            head.counters
-                .out_of_order
-                .fetch_add(rejected, Ordering::Relaxed);
-        }
+        let c = &head.counters;
+        c.samples_appended.fetch_add(appended, Ordering::Relaxed);
+        c.out_of_order.fetch_add(out_of_order, Ordering::Relaxed);
+        c.out_of_bounds.fetch_add(out_of_bounds, Ordering::Relaxed);
         Ok(())
     }
 
-    /// Discards the batch.
+    /// Discards the batch, and the series it created.
     pub fn rollback(mut self) {
         self.done = true;
         self.release();
     }
 
+    /// Ends the batch: its series are no longer pending, and those it
+    /// named unlogged that no commit logged (all of them on a rollback)
+    /// are removed from the head, unless another appender holds them.
     fn release(&mut self) {
         for (s, _, _) in self.series.drain(..) {
             let mut st = s.state.lock();
             st.pending = st.pending.saturating_sub(1);
+        }
+        self.unlogged.retain(|s| !s.state.lock().logged);
+        if !self.unlogged.is_empty() {
+            self.db.head.remove_unlogged(&self.unlogged);
+            self.unlogged.clear();
         }
         self.samples.clear();
         self.batch.clear();
@@ -1029,5 +1183,52 @@ impl Drop for Appender {
         if !self.done {
             self.release();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    /// A lone sample from 1970 next to current data: compaction persists
+    /// its window, then steps over the 55 empty years in one go (the old
+    /// loop tried ~240k two-hour windows, each building and deleting an
+    /// empty block), persists the current data's windows, and stops. The
+    /// cancel hook counts the steps and would stop the old loop early.
+    #[test]
+    fn compaction_steps_over_a_gap_of_decades_at_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = Db::open(tmp.path(), Options::default()).unwrap();
+        let h = 2 * 3_600_000;
+        let now = now_ms();
+        let mut app = db.appender();
+        // One commit on an empty head: nothing bounds it yet.
+        app.append(&Labels::from_pairs([("__name__", "old")]), 0, 1.0)
+            .unwrap();
+        // Five hours a minute apart from a window's start: the first window
+        // is due, the second not (the head must span 1.5 windows past it).
+        let first = (now - 3 * h).div_euclid(h) * h;
+        let cur = Labels::from_pairs([("__name__", "cur")]);
+        for k in 0..5 * 60 {
+            app.append(&cur, first + k * 60_000, k as f64).unwrap();
+        }
+        app.commit().unwrap();
+        let steps = Cell::new(0u32);
+        db.inner
+            .compact(&|| {
+                steps.set(steps.get() + 1);
+                steps.get() > 10_000
+            })
+            .unwrap();
+        assert!(steps.get() < 10_000, "{} steps", steps.get());
+        // 1970's block (deleted by retention since) and the current data's
+        // first full window; the head keeps the last 1.5 windows.
+        assert_eq!(db.stats().compactions_total, 2, "{:?}", db.stats());
+        let blocks = db.inner.blocks.read().clone();
+        assert_eq!(blocks.len(), 1);
+        assert_eq!(blocks[0].meta.min_time, first);
+        let all = db.select(&[Matcher::equal("__name__", "cur")], 0, i64::MAX);
+        assert_eq!(all[0].samples.len(), 5 * 60);
     }
 }

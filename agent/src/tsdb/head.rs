@@ -7,23 +7,26 @@
 //! ([`Symbols`]) that series labels and postings refer to by id. One
 //! `RwLock` guards these; each series has its own mutex,
 //! so concurrent scrape loops appending to different series only share the
-//! read lock. New series are written to the WAL while the write lock is
-//! held: their series record therefore always precedes any sample record
-//! that refers to them.
+//! read lock. A new series is written to the WAL by the first commit that
+//! has a sample for it, before that commit's samples ([`Head::log_new_series`]
+//! serialises this, so its record precedes any sample record that refers
+//! to it); a series no commit logged is removed again when its appenders
+//! roll back ([`Head::remove_unlogged`]).
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use hashbrown::HashTable;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 
 use super::head_chunks::HeadChunks;
 use super::matcher::Matcher;
 use super::postings::{postings_for_matchers, MemPostings};
 use super::record;
 use super::series::{
-    hash_labels, hash_pairs, ClosedChunk, DiskChunk, DiskRef, MemSeries, SeriesRef,
+    hash_labels, hash_pairs, oldest_sample_time, ClosedChunk, DiskChunk, DiskRef, MemSeries,
+    SeriesRef,
 };
 use super::symbols::{SymLabels, Symbols};
 use super::wal::Wal;
@@ -127,6 +130,7 @@ pub struct HeadCounters {
     pub samples_appended: AtomicU64,
     pub out_of_order: AtomicU64,
     pub out_of_bounds: AtomicU64,
+    pub too_far_in_future: AtomicU64,
     pub duplicates: AtomicU64,
     pub series_created: AtomicU64,
     pub series_removed: AtomicU64,
@@ -150,6 +154,15 @@ pub struct Head {
     pub counters: HeadCounters,
     /// Where closed chunks are offloaded, if enabled.
     disk: Option<HeadChunks>,
+    /// Held shared by a commit while it applies samples and notes their
+    /// times ([`Head::commit_guard`]); taken exclusively to wait until
+    /// every commit in flight has noted what it appended.
+    commit_gate: RwLock<()>,
+    /// Oldest sample applied since [`Head::raise_min_time_to_data`] began
+    /// its scan (commits note it before `min_time`).
+    recent_min: AtomicI64,
+    /// Serialises logging new series (see [`Head::log_new_series`]).
+    series_log: Mutex<()>,
 }
 
 /// A series' labels and its chunks overlapping a time range.
@@ -169,6 +182,9 @@ impl Head {
             chunk_range: chunk_range.max(1),
             counters: HeadCounters::default(),
             disk,
+            commit_gate: RwLock::new(()),
+            recent_min: AtomicI64::new(i64::MAX),
+            series_log: Mutex::new(()),
         }
     }
 
@@ -219,30 +235,89 @@ impl Head {
         self.max_time.load(Ordering::SeqCst)
     }
 
-    pub fn note_max_time(&self, t: i64) {
-        self.max_time.fetch_max(t, Ordering::Relaxed);
+    /// The oldest sample time an appender may take now: nothing before
+    /// the persisted range, nor more than half a block behind the newest
+    /// sample (Prometheus' `appendableMinValidTime`: the window compaction
+    /// may be cutting stays closed to appends).
+    pub fn appendable_min_valid_time(&self) -> i64 {
+        let max = self.max_time();
+        let window = if max == i64::MIN {
+            i64::MIN
+        } else {
+            max.saturating_sub(self.chunk_range / 2)
+        };
+        self.min_valid_time().max(window)
     }
 
-    pub fn note_min_time(&self, t: i64) {
-        self.min_time.fetch_min(t, Ordering::Relaxed);
+    /// Held by a commit from checking its samples against the minimum
+    /// valid time until it has noted their times with
+    /// [`Head::note_appended`].
+    pub fn commit_guard(&self) -> RwLockReadGuard<'_, ()> {
+        self.commit_gate.read()
+    }
+
+    /// Records the oldest and newest sample a commit (or the WAL replay)
+    /// applied; `mint > maxt` when none.
+    pub fn note_appended(&self, mint: i64, maxt: i64) {
+        if mint > maxt {
+            return;
+        }
+        self.max_time.fetch_max(maxt, Ordering::SeqCst);
+        // `recent_min` first: see `raise_min_time_to_data`.
+        self.recent_min.fetch_min(mint, Ordering::SeqCst);
+        self.min_time.fetch_min(mint, Ordering::SeqCst);
     }
 
     /// Raises the head's minimum time to `t`: the caller knows no chunk
-    /// holds older samples (compaction found a window empty).
+    /// holds older samples (compaction found a window empty, and every
+    /// append is at or after `t`).
     pub fn advance_min_time(&self, t: i64) {
-        self.min_time.fetch_max(t, Ordering::Relaxed);
+        self.min_time.fetch_max(t, Ordering::SeqCst);
     }
 
-    /// Runs `f` on the series for `labels` (created, and logged to `wal`, if
-    /// new) while the index read lock is held, so that garbage collection
-    /// cannot remove the series between lookup and `f` marking it pending.
+    /// Raises the head's minimum time (a lower bound, which trails the data
+    /// after a gap in ingestion or once a lone old sample's window was
+    /// persisted) to the oldest sample the head holds, but at least to
+    /// `floor` (appends are at or after it). One pass over the series
+    /// (walking disk chains), so that compaction steps over a gap of any
+    /// length at once instead of window by window.
+    pub fn raise_min_time_to_data(&self, floor: i64) {
+        // A commit that applies a sample the scan below misses (its series
+        // was already visited) notes it in `recent_min`, which is read once
+        // every commit in flight has finished; commits that start after
+        // that lower `min_time` themselves (after `recent_min`, so the
+        // final `fetch_min` covers one that runs between the two stores).
+        self.recent_min.store(i64::MAX, Ordering::SeqCst);
+        let oldest = self.oldest_sample_time().unwrap_or(i64::MAX);
+        drop(self.commit_gate.write());
+        let recent = self.recent_min.load(Ordering::SeqCst);
+        self.min_time
+            .fetch_max(oldest.min(recent).max(floor), Ordering::SeqCst);
+        self.min_time
+            .fetch_min(self.recent_min.load(Ordering::SeqCst), Ordering::SeqCst);
+    }
+
+    /// The oldest sample time in the head (None without chunks).
+    fn oldest_sample_time(&self) -> Option<i64> {
+        self.all_series()
+            .iter()
+            .filter_map(|s| {
+                let o = s.state.lock().oldest();
+                oldest_sample_time(o, &|r| self.read_record(r))
+            })
+            .min()
+    }
+
+    /// Runs `f` on the series for `labels` (created if new, unlogged: see
+    /// [`Head::log_new_series`]) while the index read lock is held, so that
+    /// garbage collection cannot remove the series between lookup and `f`
+    /// marking it pending.
     pub fn with_series<R>(
         &self,
         labels: &Labels,
-        wal: Option<&Wal>,
         f: impl FnOnce(&Arc<MemSeries>) -> R,
     ) -> Result<R, AppendError> {
-        self.with_series_hashed(labels, hash_labels(labels), wal, f)
+        self.with_series_hashed(labels, hash_labels(labels), f)
     }
 
     /// [`Head::with_series`] with the labels' [`hash_labels`] already
@@ -251,7 +326,6 @@ impl Head {
         &self,
         labels: &Labels,
         hash: u64,
-        wal: Option<&Wal>,
         f: impl FnOnce(&Arc<MemSeries>) -> R,
     ) -> Result<R, AppendError> {
         {
@@ -266,23 +340,102 @@ impl Head {
         let mut ix = self.index.write();
         if ix.find(hash, labels).is_none() {
             let r = self.next_ref.fetch_add(1, Ordering::SeqCst);
-            if let Some(wal) = wal {
-                let pairs: Vec<(&str, &str)> = labels
-                    .iter()
-                    .map(|l| (l.name.as_str(), l.value.as_str()))
-                    .collect();
-                let mut b = Vec::with_capacity(64);
-                record::begin_series(&mut b);
-                record::put_series(&mut b, r, &pairs);
-                wal.log(&b, false)
-                    .map_err(|e| AppendError::Storage(format!("{e:#}")))?;
-            }
             ix.insert(hash, r, labels)?;
             self.counters.series_created.fetch_add(1, Ordering::Relaxed);
         }
         // Downgrade is not needed for correctness: GC also takes the write lock.
         let s = ix.find(hash, labels).ok_or(AppendError::EmptyLabels)?;
         Ok(f(s))
+    }
+
+    /// Writes the series records of those of `series` not in the WAL yet
+    /// (one record), then marks them logged. Called by a commit before it
+    /// logs its samples: whichever of two commits sharing a new series
+    /// gets here first logs it, and the other one's samples can only be
+    /// logged after.
+    pub fn log_new_series(&self, series: &[Arc<MemSeries>], wal: &Wal) -> anyhow::Result<()> {
+        if series.iter().all(|s| s.state.lock().logged) {
+            return Ok(());
+        }
+        let _serial = self.series_log.lock();
+        let mut new: Vec<&Arc<MemSeries>> =
+            series.iter().filter(|s| !s.state.lock().logged).collect();
+        new.sort_unstable_by_key(|s| s.r);
+        new.dedup_by_key(|s| s.r);
+        if new.is_empty() {
+            return Ok(());
+        }
+        let mut rec = Vec::with_capacity(64 * new.len());
+        record::begin_series(&mut rec);
+        {
+            let ix = self.index.read();
+            for s in &new {
+                let pairs: Vec<(&str, &str)> = s.labels.resolve(&ix.symbols).collect();
+                record::put_series(&mut rec, s.r, &pairs);
+            }
+        }
+        wal.log(&rec, false)?;
+        for s in new {
+            s.state.lock().logged = true;
+        }
+        Ok(())
+    }
+
+    /// Removes those of `series` that no commit logged and no appender
+    /// holds (what rolled-back appends created). Returns how many.
+    pub fn remove_unlogged(&self, series: &[Arc<MemSeries>]) -> usize {
+        let unheld = |s: &MemSeries| {
+            let st = s.state.lock();
+            !st.logged && st.pending == 0
+        };
+        if !series.iter().any(|s| unheld(s)) {
+            return 0;
+        }
+        let mut ix = self.index.write();
+        self.remove_series(&mut ix, series, &|st| !st.logged && st.pending == 0)
+    }
+
+    /// Removes from the index the series of `candidates` still there for
+    /// which `gone` holds (checked under the index write lock, so that no
+    /// appender can find one in between), releasing their postings and
+    /// symbols. Returns how many.
+    fn remove_series(
+        &self,
+        ix: &mut HeadIndex,
+        candidates: &[Arc<MemSeries>],
+        gone: &dyn Fn(&super::series::SeriesState) -> bool,
+    ) -> usize {
+        let mut removed = Vec::new();
+        let mut released = Vec::new();
+        for s in candidates {
+            let here = ix.series.get(&s.r).is_some_and(|x| Arc::ptr_eq(x, s));
+            if here && gone(&s.state.lock()) {
+                ix.remove(s);
+                removed.push(s.r);
+                released.push(s.clone());
+            }
+        }
+        // A few series (a rolled-back scrape's): rewrite only their lists;
+        // many (a truncation): one pass over all of them.
+        if removed.len().saturating_mul(64) < ix.series.len() {
+            let some: Vec<(u64, Vec<_>)> = released
+                .iter()
+                .map(|s| (s.r, s.labels.pairs().collect()))
+                .collect();
+            ix.postings.delete_some(&some);
+        } else {
+            ix.postings.delete_many(&removed);
+        }
+        for s in &released {
+            s.labels.release(&mut ix.symbols);
+        }
+        if ix.symbols.compact() {
+            tracing::debug!(symbols = ix.symbols.len(), "head symbol table compacted");
+        }
+        self.counters
+            .series_removed
+            .fetch_add(removed.len() as u64, Ordering::Relaxed);
+        removed.len()
     }
 
     /// Runs `f` on the series with ref `r`, under the index read lock.
@@ -312,6 +465,7 @@ impl Head {
         match ix.insert(hash, r, labels) {
             Ok(s) => {
                 self.next_ref.fetch_max(r + 1, Ordering::SeqCst);
+                s.state.lock().logged = true;
                 Some(s)
             }
             Err(e) => {
@@ -430,24 +584,8 @@ impl Head {
             return (chunks, 0);
         }
         let mut ix = self.index.write();
-        let mut removed = Vec::with_capacity(empty.len());
-        let mut gone = Vec::with_capacity(empty.len());
-        for s in &empty {
-            // Re-check under the write lock: an appender may have found it.
-            let st = s.state.lock();
-            if st.is_empty() && st.pending == 0 {
-                ix.remove(s);
-                removed.push(s.r);
-                gone.push(s.clone());
-            }
-        }
-        ix.postings.delete_many(&removed);
-        for s in &gone {
-            s.labels.release(&mut ix.symbols);
-        }
-        if ix.symbols.compact() {
-            tracing::debug!(symbols = ix.symbols.len(), "head symbol table compacted");
-        }
+        // Re-checked under the write lock: an appender may have found it.
+        let removed = self.remove_series(&mut ix, &empty, &|st| st.is_empty() && st.pending == 0);
         // After a large drop (series churn), give the maps' space back;
         // otherwise keep the headroom for the series still coming.
         let n = ix.series.len();
@@ -465,10 +603,7 @@ impl Head {
                     .map_or(0, |s| hash_pairs(s.labels.resolve(symbols)))
             });
         }
-        self.counters
-            .series_removed
-            .fetch_add(removed.len() as u64, Ordering::Relaxed);
-        (chunks, removed.len())
+        (chunks, removed)
     }
 
     /// (chunks, estimated heap bytes) of the whole head.

@@ -22,7 +22,6 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -180,7 +179,12 @@ impl HeadChunks {
         if buf.is_empty() {
             return Ok(0);
         }
-        (&*w.file).write_all(buf).context("writing head chunks")?;
+        // At the writer's offset, not the file cursor: after a failed
+        // (possibly partial) write the batch is written again over the
+        // same place, so the refs computed from `w.off` stay right.
+        w.file
+            .write_all_at(buf, w.off)
+            .context("writing head chunks")?;
         let n = w.n;
         let maxt = pending.iter().map(|p| p.4).max().unwrap_or(i64::MIN);
         if let Some(info) = self.files.write().get_mut(&n) {

@@ -21,13 +21,20 @@
 //! to files), [`postings`] and [`matcher`] (the inverted index and label
 //! matchers), [`record`] and [`wal`] (write-ahead log, snappy per record), [`chunks`], [`index`]
 //! and [`block`] (the on-disk block format), [`levels`] (which blocks
-//! to merge), [`analyze`] (where a block's
+//! to merge), [`health`] (failed writes: counted, logged rate-limited,
+//! readiness), [`analyze`] (where a block's
 //! bytes go: `wasmon tsdb analyze`), [`encoding`] (varints and a
 //! bounds-checked decoder), [`db`] (the public API, compaction, retention,
 //! maintenance).
 //!
 //! Invariants: appends are in order per series; a block's range is closed
-//! to appends before it is written (`OutOfBounds`); chunks never straddle a
+//! to appends before it is written (`OutOfBounds`); a sample is accepted
+//! only inside the head's window — no older than half a block behind the
+//! head's newest sample, no further ahead of the wall clock than
+//! [`Options::max_future`] — so one target's clock cannot move the head's
+//! time for everyone; a series reaches the WAL with the first commit that
+//! has a sample for it (a rolled-back append leaves no series behind);
+//! chunks never straddle a
 //! block boundary; every WAL record is either replayed whole or cut off with
 //! everything after it; bad on-disk data is logged and skipped, never a
 //! panic.
@@ -41,6 +48,7 @@ pub mod db;
 pub mod encoding;
 pub mod head;
 pub mod head_chunks;
+pub mod health;
 pub mod index;
 pub mod levels;
 pub mod matcher;
@@ -65,9 +73,15 @@ pub enum AppendError {
     /// Same timestamp as the series' newest sample, different value.
     #[error("duplicate sample for timestamp")]
     DuplicateSampleForTimestamp,
-    /// Older than the head's minimum valid time (already persisted range).
+    /// Older than the head's appendable window: before the range already
+    /// persisted in a block, or more than half a block duration behind the
+    /// head's newest sample (Prometheus' `ErrOutOfBounds`).
     #[error("out of bounds")]
     OutOfBounds,
+    /// Further ahead of the agent's clock than [`Options::max_future`]
+    /// allows (what Cortex/Mimir call the creation grace period).
+    #[error("too far in the future")]
+    TooFarInFuture,
     #[error("empty label set")]
     EmptyLabels,
     /// [`Appender::append_ref`] with a ref the head does not hold (any more).

@@ -312,6 +312,34 @@ impl MemPostings {
         });
     }
 
+    /// Removes a few series, given with their (name, value) id pairs:
+    /// only the lists they are in are rewritten (where
+    /// [`MemPostings::delete_many`] passes over every list).
+    pub fn delete_some(&mut self, series: &[(u64, Vec<(SymbolId, SymbolId)>)]) {
+        let mut by_list: hashbrown::HashMap<(SymbolId, SymbolId), Vec<u64>> =
+            hashbrown::HashMap::new();
+        for (r, pairs) in series {
+            for &p in pairs {
+                by_list.entry(p).or_default().push(*r);
+            }
+        }
+        for ((n, v), mut refs) in by_list {
+            refs.sort_unstable();
+            let Some(values) = self.m.get_mut(&n) else {
+                continue;
+            };
+            let empty = values
+                .get_mut(&v)
+                .is_some_and(|list| list.remove_where(|r| refs.binary_search(&r).is_ok()));
+            if empty {
+                values.remove(&v);
+                if values.is_empty() {
+                    self.m.remove(&n);
+                }
+            }
+        }
+    }
+
     pub fn label_names(&self, sym: &Symbols) -> Vec<String> {
         self.m.keys().map(|&k| sym.get(k).to_string()).collect()
     }

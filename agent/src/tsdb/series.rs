@@ -178,6 +178,18 @@ impl DiskChain {
         out
     }
 
+    /// Start of the chain's oldest chunk that can still be read.
+    fn oldest_mint(self, read: &dyn Fn(DiskRef) -> Option<DiskChunk>) -> Option<i64> {
+        let mut r = self.newest;
+        let mut oldest = None;
+        for _ in 0..self.len {
+            let Some(d) = read(r) else { break };
+            oldest = Some(d.chunk.mint);
+            r = d.prev;
+        }
+        oldest
+    }
+
     /// How many of the chain's newest chunks end at or after `mint`.
     fn count_from(self, mint: i64, read: &dyn Fn(DiskRef) -> Option<DiskChunk>) -> u16 {
         let mut r = self.newest;
@@ -217,6 +229,11 @@ pub struct SeriesState {
     /// Appenders holding uncommitted samples for this series; the head does
     /// not garbage-collect a series while this is non-zero.
     pub pending: u32,
+    /// The series' record is in the WAL. A series is created in the head
+    /// by the first append that names it but logged only by the first
+    /// commit with a sample for it: until then a rollback removes it again
+    /// (a scrape failing its `sample_limit` leaves nothing behind).
+    pub logged: bool,
 }
 
 /// Initial buffer of an open chunk; grows in 32-byte steps (bstream.rs).
@@ -244,6 +261,7 @@ impl SeriesState {
             mem: ThinVec::new(),
             open: None,
             pending: 0,
+            logged: false,
         }
     }
 
@@ -367,6 +385,19 @@ impl SeriesState {
         self.disk_len == 0 && self.mem.is_empty() && self.open.is_none()
     }
 
+    /// The disk chain (when not empty) and the start of the oldest chunk
+    /// on the heap: the series' oldest sample is the chain's oldest, else
+    /// that one (resolve the chain with [`oldest_sample_time`] without
+    /// this state's lock).
+    pub fn oldest(&self) -> (Option<DiskChain>, Option<i64>) {
+        let heap = self
+            .mem
+            .first()
+            .map(|c| c.mint)
+            .or(self.open.as_ref().map(|o| o.mint));
+        ((self.disk_len > 0).then(|| self.disk()), heap)
+    }
+
     pub fn num_chunks(&self) -> usize {
         self.disk_len as usize + self.mem.len() + usize::from(self.open.is_some())
     }
@@ -415,6 +446,15 @@ impl SeriesState {
         };
         mem + mem_list + self.open.as_ref().map_or(0, |o| o.chunk.capacity())
     }
+}
+
+/// The oldest sample time of a series from what [`SeriesState::oldest`]
+/// returned, reading its disk chain with `read`.
+pub fn oldest_sample_time(
+    (chain, heap): (Option<DiskChain>, Option<i64>),
+    read: &dyn Fn(DiskRef) -> Option<DiskChunk>,
+) -> Option<i64> {
+    chain.and_then(|c| c.oldest_mint(read)).or(heap)
 }
 
 /// A series in the head. Its labels are ids into the head's symbol table:

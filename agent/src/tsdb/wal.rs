@@ -15,6 +15,14 @@
 //! fdatasyncs. The database calls `sync` on its `wal_sync_interval` (or on
 //! every commit when that is zero), so a crash loses at most one interval.
 //!
+//! When the disk refuses writes (full, read-only, I/O errors), what was
+//! written of the buffer is dropped from it and the rest kept, so a later
+//! write continues exactly where the failed one stopped (no record is
+//! written twice or torn in the middle of a segment); a record that cannot
+//! be written once the buffer is full is refused ([`Wal::log`] fails and
+//! its commit with it), and every failure and the recovery are reported to
+//! the store's [`WriteHealth`].
+//!
 //! Reading is forgiving by design: the first record whose header is cut
 //! short, whose length is absurd or whose checksum does not match ends the
 //! replay; the segment is truncated there and later segments are removed
@@ -30,6 +38,8 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 use parking_lot::Mutex;
+
+use super::health::{WriteHealth, WriteKind};
 
 /// Buffered bytes that trigger a write to the segment file.
 pub const FLUSH_AT: usize = 64 * 1024;
@@ -323,15 +333,33 @@ struct Writer {
 }
 
 impl Writer {
-    fn flush(&mut self) -> Result<()> {
-        if !self.buf.is_empty() {
-            (&*self.file)
-                .write_all(&self.buf)
-                .with_context(|| format!("writing WAL segment {}", segment_name(self.seg)))?;
-            self.buf.clear();
-        }
-        Ok(())
+    /// Writes the buffer out; returns how many bytes were written.
+    fn flush(&mut self) -> Result<usize> {
+        let n = self.buf.len();
+        write_out(&mut &*self.file, &mut self.buf)
+            .with_context(|| format!("writing WAL segment {}", segment_name(self.seg)))?;
+        Ok(n)
     }
+}
+
+/// Writes `buf` to `out` and empties it. On an error the bytes that were
+/// written are removed from `buf`, so that writing it again continues
+/// where this attempt stopped.
+fn write_out(out: &mut impl Write, buf: &mut Vec<u8>) -> std::io::Result<()> {
+    let mut done = 0;
+    let result = loop {
+        if done == buf.len() {
+            break Ok(());
+        }
+        match out.write(&buf[done..]) {
+            Ok(0) => break Err(std::io::Error::from(ErrorKind::WriteZero)),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => break Err(e),
+        }
+    };
+    buf.drain(..done);
+    result
 }
 
 /// The WAL writer. Thread-safe; records are appended in call order.
@@ -343,6 +371,7 @@ pub struct Wal {
     /// [`Wal::syncs`]).
     sync_lock: Mutex<()>,
     syncs: AtomicU64,
+    health: Arc<WriteHealth>,
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
@@ -379,14 +408,38 @@ impl Wal {
             }),
             sync_lock: Mutex::new(()),
             syncs: AtomicU64::new(0),
+            health: Arc::default(),
         })
+    }
+
+    /// Reports write failures and recoveries to `health` (the store's).
+    pub fn with_health(mut self, health: Arc<WriteHealth>) -> Wal {
+        self.health = health;
+        self
+    }
+
+    pub fn health(&self) -> &Arc<WriteHealth> {
+        &self.health
     }
 
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
-    /// Appends one record. With `sync`, writes and fdatasyncs before returning.
+    /// `r` reported to the health: a write that wrote bytes recovers the
+    /// WAL (one that had nothing to write proves nothing).
+    fn report<T>(&self, r: Result<T>, wrote: impl FnOnce(&T) -> bool) -> Result<T> {
+        match &r {
+            Ok(v) if wrote(v) => self.health.succeeded(WriteKind::Wal),
+            Ok(_) => {}
+            Err(e) => self.health.failed(WriteKind::Wal, e),
+        }
+        r
+    }
+
+    /// Appends one record. With `sync`, writes and fdatasyncs before
+    /// returning. An error means the record is not in the log: it could
+    /// not be written while the buffer was full (or, with `sync`, synced).
     pub fn log(&self, payload: &[u8], sync: bool) -> Result<()> {
         // Compressed outside the lock: appenders of different targets
         // commit in parallel.
@@ -396,12 +449,24 @@ impl Wal {
             let mut w = self.w.lock();
             let size = framed.len() as u64;
             if w.seg_bytes > 0 && w.seg_bytes + size > self.segment_size {
-                self.cut_locked(&mut w)?;
+                let cut = self.cut_locked(&mut w);
+                self.report(cut, |_| true)?;
             }
             w.buf.extend_from_slice(&framed);
             w.seg_bytes += size;
             if w.buf.len() >= FLUSH_AT && !sync {
-                w.flush()?;
+                let flushed = w.flush();
+                if let Err(e) = self.report(flushed, |&n| n > 0) {
+                    // Refuse this record if none of it was written (the
+                    // older ones stay buffered for the next attempt); part
+                    // of it on disk must be completed, so it stays.
+                    if w.buf.len() >= framed.len() {
+                        let keep = w.buf.len() - framed.len();
+                        w.buf.truncate(keep);
+                        w.seg_bytes -= size;
+                        return Err(e);
+                    }
+                }
             }
         }
         if sync {
@@ -413,12 +478,13 @@ impl Wal {
     /// Writes buffered records and fdatasyncs the current segment.
     pub fn sync(&self) -> Result<()> {
         let _s = self.sync_lock.lock();
-        let file = {
+        let (file, wrote) = {
             let mut w = self.w.lock();
-            w.flush()?;
-            w.file.clone()
+            let flushed = w.flush();
+            (w.file.clone(), self.report(flushed, |_| false)?)
         };
-        file.sync_data().context("syncing WAL segment")?;
+        let synced = file.sync_data().context("syncing WAL segment");
+        self.report(synced, |_| wrote > 0)?;
         self.syncs.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
@@ -444,7 +510,8 @@ impl Wal {
     /// segment's number.
     pub fn cut_segment(&self) -> Result<u32> {
         let mut w = self.w.lock();
-        self.cut_locked(&mut w)
+        let cut = self.cut_locked(&mut w);
+        self.report(cut, |_| true)
     }
 
     /// Writes `checkpoint.<upto>` with the records `write` produces, then
@@ -565,6 +632,50 @@ mod tests {
         let got = records(&dir);
         assert_eq!(got, vec![b"cp".to_vec(), b"after".to_vec()]);
         assert_eq!(list(&dir).unwrap().segments, vec![upto + 1]);
+    }
+
+    /// A disk that takes `room` more bytes, then refuses.
+    struct Filling {
+        written: Vec<u8>,
+        room: usize,
+    }
+
+    impl Write for Filling {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            if self.room == 0 {
+                return Err(std::io::Error::from_raw_os_error(27)); // EFBIG
+            }
+            // Short writes, as at a file size limit.
+            let n = b.len().min(self.room).min(7);
+            self.written.extend_from_slice(&b[..n]);
+            self.room -= n;
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A write that fails part way keeps exactly the unwritten rest, so
+    /// the retry after the disk recovers continues the same byte stream
+    /// (no record written twice, none torn).
+    #[test]
+    fn a_failed_write_resumes_where_it_stopped() {
+        let mut buf: Vec<u8> = (0..100u8).collect();
+        let mut disk = Filling {
+            written: Vec::new(),
+            room: 40,
+        };
+        assert!(write_out(&mut disk, &mut buf).is_err());
+        assert_eq!(disk.written.len(), 40);
+        assert_eq!(buf, (40..100u8).collect::<Vec<_>>());
+        buf.extend_from_slice(&[200, 201]);
+        disk.room = 1000;
+        write_out(&mut disk, &mut buf).unwrap();
+        assert!(buf.is_empty());
+        let mut want: Vec<u8> = (0..100u8).collect();
+        want.extend_from_slice(&[200, 201]);
+        assert_eq!(disk.written, want);
     }
 
     #[test]

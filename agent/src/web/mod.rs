@@ -91,11 +91,20 @@ fn api_ok(data: serde_json::Value) -> Response {
     Json(json!({"status": "success", "data": data})).into_response()
 }
 
+/// Ready unless starting or stopping, or while the WAL cannot be written
+/// (samples would be refused or lost: a load balancer or an orchestrator
+/// should know).
 async fn ready(State(agent): State<Arc<Agent>>) -> Response {
-    if agent.is_ready() {
-        "wasmon is Ready.\n".into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "wasmon is not ready.\n").into_response()
+    if !agent.is_ready() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "wasmon is not ready.\n").into_response();
+    }
+    match agent.db.wal_write_error() {
+        None => "wasmon is Ready.\n".into_response(),
+        Some(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("wasmon is not ready: the WAL cannot be written: {e}\n"),
+        )
+            .into_response(),
     }
 }
 
@@ -200,6 +209,53 @@ fn store_and_scrape_metrics(agent: &Agent) -> Vec<crate::selfmetrics::Extra> {
         ),
     ];
     v.extend(agent.work.metrics());
+    let rejected = "Samples the store refused, by reason";
+    for (reason, n) in [
+        ("out_of_bounds", s.out_of_bounds_total),
+        ("too_far_in_future", s.too_far_in_future_total),
+        ("out_of_order", s.out_of_order_total),
+        ("duplicate_timestamp", s.duplicate_total),
+    ] {
+        v.push(
+            Extra::counter("wasmon_tsdb_samples_rejected", rejected, n as f64)
+                .with_label("reason", reason),
+        );
+    }
+    let rejected =
+        "Scraped samples the store refused, by reason (the target shows them in its lastError)";
+    for (reason, n) in [
+        ("out_of_bounds", &sc.out_of_bounds),
+        ("too_far_in_future", &sc.too_far_in_future),
+        ("out_of_order", &sc.out_of_order),
+        ("duplicate_timestamp", &sc.duplicates),
+    ] {
+        v.push(
+            Extra::counter(
+                "wasmon_scrape_samples_rejected",
+                rejected,
+                n.load(Relaxed) as f64,
+            )
+            .with_label("reason", reason),
+        );
+    }
+    for (k, n) in crate::tsdb::health::WriteKind::ALL
+        .iter()
+        .zip(s.write_failures_total)
+    {
+        v.push(
+            Extra::counter(
+                "wasmon_tsdb_write_failures",
+                "Failed storage writes by kind (wal: the agent is not ready while it fails)",
+                n as f64,
+            )
+            .with_label("kind", k.as_str()),
+        );
+    }
+    v.push(Extra::gauge(
+        "wasmon_tsdb_last_write_failure_timestamp_seconds",
+        "When a storage write last failed (0: never)",
+        s.last_write_failure_ms.map_or(0.0, |ms| ms as f64 / 1000.0),
+    ));
     if let Some(rss) = crate::selfmetrics::resident_memory_bytes() {
         v.push(Extra::gauge(
             "process_resident_memory_bytes",

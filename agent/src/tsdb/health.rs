@@ -1,0 +1,153 @@
+//! Storage write health: failed writes the store depends on (the WAL,
+//! blocks written by compaction, head chunk files), counted per kind for
+//! `/metrics`, kept as "failing" until a write of that kind succeeds again
+//! (the agent is not ready while the WAL is failing), and logged at most
+//! once a minute per kind — a disk that refuses writes would otherwise log
+//! an error every second from the WAL sync alone.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+/// What kind of write failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteKind {
+    /// Appending to or syncing the write-ahead log, or cutting a segment.
+    Wal,
+    /// Writing a block, a WAL checkpoint, or deleting old ones.
+    Compaction,
+    /// Moving closed head chunks to `chunks_head/`.
+    HeadChunks,
+}
+
+impl WriteKind {
+    pub const ALL: [WriteKind; 3] = [WriteKind::Wal, WriteKind::Compaction, WriteKind::HeadChunks];
+
+    /// The `kind` label value on `/metrics`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WriteKind::Wal => "wal",
+            WriteKind::Compaction => "compaction",
+            WriteKind::HeadChunks => "head_chunks",
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            WriteKind::Wal => "writing the WAL",
+            WriteKind::Compaction => "tsdb compaction",
+            WriteKind::HeadChunks => "moving head chunks to disk",
+        }
+    }
+}
+
+/// A failure is logged at once, then at most this often while it lasts.
+const LOG_EVERY: Duration = Duration::from_secs(60);
+
+#[derive(Default)]
+struct Kind {
+    failures: AtomicU64,
+    failing: AtomicBool,
+    log: Mutex<LogState>,
+}
+
+#[derive(Default)]
+struct LogState {
+    last_logged: Option<Instant>,
+    /// Failures since the last log line.
+    unlogged: u64,
+    /// The last failure's message.
+    error: String,
+}
+
+/// See the module docs. One per store, shared by its WAL.
+#[derive(Default)]
+pub struct WriteHealth {
+    kinds: [Kind; 3],
+    /// Unix ms of the last failure of any kind; 0 = none.
+    last_failure_ms: AtomicI64,
+}
+
+impl WriteHealth {
+    fn kind(&self, k: WriteKind) -> &Kind {
+        &self.kinds[k as usize]
+    }
+
+    /// Records a failed write (and logs it, rate-limited).
+    pub fn failed(&self, k: WriteKind, error: &anyhow::Error) {
+        let kind = self.kind(k);
+        kind.failures.fetch_add(1, Ordering::Relaxed);
+        kind.failing.store(true, Ordering::SeqCst);
+        self.last_failure_ms
+            .store(crate::scrape::scrape_loop::now_ms(), Ordering::Relaxed);
+        let mut log = kind.log.lock();
+        log.error = format!("{error:#}");
+        log.unlogged += 1;
+        if log.last_logged.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
+            tracing::error!(
+                error = %log.error,
+                failures = log.unlogged,
+                "{} failed (logged at most once a minute while it keeps failing)",
+                k.what()
+            );
+            log.last_logged = Some(Instant::now());
+            log.unlogged = 0;
+        }
+    }
+
+    /// Records a successful write: a failing kind recovers.
+    pub fn succeeded(&self, k: WriteKind) {
+        let kind = self.kind(k);
+        if kind.failing.swap(false, Ordering::SeqCst) {
+            let mut log = kind.log.lock();
+            tracing::warn!(
+                failures_since_last_log = log.unlogged,
+                "{} works again",
+                k.what()
+            );
+            *log = LogState::default();
+        }
+    }
+
+    /// The last error of a kind whose last write failed.
+    pub fn failing(&self, k: WriteKind) -> Option<String> {
+        let kind = self.kind(k);
+        if !kind.failing.load(Ordering::SeqCst) {
+            return None;
+        }
+        Some(kind.log.lock().error.clone())
+    }
+
+    pub fn failures(&self, k: WriteKind) -> u64 {
+        self.kind(k).failures.load(Ordering::Relaxed)
+    }
+
+    /// Unix ms of the last failure of any kind (None: never).
+    pub fn last_failure_ms(&self) -> Option<i64> {
+        let t = self.last_failure_ms.load(Ordering::Relaxed);
+        (t != 0).then_some(t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failing_until_a_write_succeeds() {
+        let h = WriteHealth::default();
+        assert_eq!(h.failing(WriteKind::Wal), None);
+        assert_eq!(h.last_failure_ms(), None);
+        for _ in 0..3 {
+            h.failed(WriteKind::Wal, &anyhow::anyhow!("disk full"));
+        }
+        assert_eq!(h.failing(WriteKind::Wal).as_deref(), Some("disk full"));
+        assert_eq!(h.failing(WriteKind::Compaction), None);
+        assert_eq!(h.failures(WriteKind::Wal), 3);
+        assert!(h.last_failure_ms().is_some());
+        h.succeeded(WriteKind::Wal);
+        assert_eq!(h.failing(WriteKind::Wal), None);
+        assert_eq!(h.failures(WriteKind::Wal), 3, "the count stays");
+    }
+}
