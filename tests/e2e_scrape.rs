@@ -261,6 +261,121 @@ async fn prometheus_query_api_over_scraped_data() {
     assert_eq!(bi["status"], "success");
 }
 
+/// One request must not kill the agent: 50,000 nested parentheses (the query
+/// that overflowed a worker's stack and aborted the process) and the other
+/// recursive shapes are refused with a 400 that names the limit and where it
+/// was crossed; queries at the limit answer; the agent stays up and ready.
+/// Parse errors name their position as Prometheus does, and the parameter
+/// errors use its texts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deep_and_malformed_queries_get_a_400_and_the_agent_stays_up() {
+    let app = metrics_server("# TYPE up gauge\nthing 1\n").await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = CONFIG.replace("{{APP}}", &app.to_string()).replace(
+        "file_sd_configs = [{ files = [\"targets/*.json\"], refresh_interval = \"1m\" }]",
+        "",
+    );
+    let agent = common::AgentProcess::start(dir, &config).await;
+    let client = reqwest::Client::new();
+    let post = |path: &'static str, form: Vec<(&'static str, String)>| {
+        let req = client.post(agent.url(path)).form(&form);
+        async move {
+            let r = req.send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap())
+        }
+    };
+    let nested = |open: &str, inner: &str, close: &str, n: usize| {
+        format!("{}{inner}{}", open.repeat(n), close.repeat(n))
+    };
+    let limit = wasmon::promql::syntax::MAX_DEPTH;
+    let range = |q: String| {
+        vec![
+            ("query", q),
+            ("start", "0".to_string()),
+            ("end", "600".to_string()),
+            ("step", "60".to_string()),
+        ]
+    };
+
+    let too_deep = [
+        (nested("(", "1", ")", 50_000), "1:1001:"),
+        (format!("{}1", "-".repeat(50_000)), "1:1001:"),
+        (format!("1{}", "+1".repeat(50_000)), "1:2002:"),
+        (nested("abs(", "vector(1)", ")", 50_000), "1:4004:"),
+        (nested("(", "1", ")", limit + 1), "1:1001:"),
+    ];
+    for (q, at) in too_deep {
+        for (path, form) in [
+            ("/api/v1/query", vec![("query", q.clone())]),
+            ("/api/v1/query_range", range(q.clone())),
+        ] {
+            let (status, body) = post(path, form).await;
+            assert_eq!(status, 400, "{path} {}: {body}", &q[..20]);
+            assert_eq!(body["errorType"], "bad_data");
+            assert_eq!(
+                body["error"],
+                format!("invalid parameter \"query\": {at} parse error: query is nested too deeply: more than {limit} levels of parentheses, brackets and operators"),
+                "{path}"
+            );
+        }
+    }
+    // At the limit, each shape answers (evaluated off the 2 MiB workers).
+    for q in [
+        nested("(", "1", ")", limit),
+        format!("{}1", "-".repeat(limit)),
+        format!("1{}", "+1".repeat(limit)),
+        nested("abs(", "vector(1)", ")", limit - 1),
+        nested("max_over_time(", "vector(1)", "[30s:30s])", limit / 2 - 1),
+    ] {
+        let (status, body) = post("/api/v1/query", vec![("query", q.clone())]).await;
+        assert_eq!(status, 200, "{}: {body}", &q[..20]);
+        let (status, body) = post("/api/v1/query_range", range(q.clone())).await;
+        assert_eq!(status, 200, "{}: {body}", &q[..20]);
+    }
+
+    // Positions and Prometheus' texts.
+    for (q, want) in [
+        (
+            "1 +",
+            "invalid parameter \"query\": 1:4: parse error: unexpected end of input",
+        ),
+        (
+            "foo bar",
+            "invalid parameter \"query\": 1:5: parse error: unexpected identifier \"bar\"",
+        ),
+        (
+            "up[99999999999999y]",
+            "invalid parameter \"query\": 1:4: parse error: duration out of range",
+        ),
+        (
+            "sum(up) by",
+            "invalid parameter \"query\": 1:11: parse error: unexpected end of input",
+        ),
+    ] {
+        let (status, body) = post("/api/v1/query", vec![("query", q.to_string())]).await;
+        assert_eq!((status, body["error"].as_str()), (400, Some(want)), "{q}");
+    }
+    for (step, want) in [
+        ("0", "invalid parameter \"step\": zero or negative query resolution step widths are not accepted. Try a positive integer"),
+        ("-5", "invalid parameter \"step\": zero or negative query resolution step widths are not accepted. Try a positive integer"),
+        ("1e30", "invalid parameter \"step\": cannot parse \"1e30\" to a valid duration. It overflows int64"),
+    ] {
+        let mut form = range("up".into());
+        form[3].1 = step.into();
+        let (status, body) = post("/api/v1/query_range", form).await;
+        assert_eq!((status, body["error"].as_str()), (400, Some(want)), "{step}");
+    }
+
+    let ready = reqwest::get(agent.url("/-/ready")).await.unwrap();
+    assert_eq!(ready.status(), 200, "{}", agent.logs());
+    let (status, body) = post("/api/v1/query", vec![("query", "1+1".into())]).await;
+    assert_eq!(
+        (status, &body["data"]["result"][1]),
+        (200, &serde_json::json!("2"))
+    );
+}
+
 /// An agent scraping `target` every second into one-minute blocks, with
 /// `storage_extra` added to its `[storage]` section.
 async fn one_minute_blocks(

@@ -86,3 +86,29 @@ fn matcher_parse_conformance() {
     assert!(utf8 >= 45, "utf8 {utf8}");
     assert!(single >= 31, "single {single}");
 }
+
+/// Matchers arrive from the API (`filter`, silences) and config: deep
+/// nesting in the text or in a regex is an error, never a stack overflow,
+/// on a tokio worker's 2 MiB stack. (Both parsers are loops; the regex
+/// crate refuses nesting past its limit.)
+#[test]
+fn deeply_nested_matchers_are_errors() {
+    std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(|| {
+            let deep_regex = format!("a=~\"{}x{}\"", "(".repeat(50_000), ")".repeat(50_000));
+            for input in [
+                format!("{{{deep_regex}}}"),
+                deep_regex.clone(),
+                "{".repeat(50_000),
+                format!("{}a=b", "{".repeat(50_000)),
+            ] {
+                assert!(parse_matchers(&input).is_err(), "{}", &input[..20]);
+                assert!(parse_matchers_classic(&input).is_err(), "{}", &input[..20]);
+            }
+            assert!(parse_matcher(&deep_regex).is_err());
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+}

@@ -94,3 +94,56 @@ fn out_of_range_durations_in_expressions_are_errors_not_panics() {
     let msg = format!("{err:?}");
     assert!(msg.contains("out of range"), "{msg}");
 }
+
+/// A rule file is untrusted text too: deep YAML nesting, a deeply nested
+/// `expr` and a deeply nested template are errors naming the file, never a
+/// stack overflow (on a tokio worker's 2 MiB stack, where reloads run) or
+/// libyaml's quadratic scan of deep flow collections (40 s for 50,000 `[`).
+#[test]
+fn deep_nesting_in_rule_files_is_an_error() {
+    let deep_yaml_flow = format!("groups: {}{}\n", "[".repeat(50_000), "]".repeat(50_000));
+    let deep_yaml_block = (0..1_000)
+        .map(|i| format!("{}- \n", "  ".repeat(i)))
+        .collect::<String>();
+    let rule = |expr: &str, annotation: &str| {
+        format!("groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: {expr:?}\n        annotations:\n          summary: {annotation:?}\n")
+    };
+    let deep_expr = rule(
+        &format!("{}up{}", "(".repeat(50_000), ")".repeat(50_000)),
+        "x",
+    );
+    let deep_template = rule(
+        "up",
+        &format!(
+            "{}x{}",
+            "{{if true}}".repeat(50_000),
+            "{{end}}".repeat(50_000)
+        ),
+    );
+    std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || {
+            for (text, want) in [
+                (
+                    deep_yaml_flow,
+                    "deep.yml:1:1009: nested too deeply: more than 1000 open brackets",
+                ),
+                (
+                    format!("groups: {}{}\n", "[".repeat(1000), "]".repeat(1000)),
+                    "recursion limit exceeded",
+                ),
+                (deep_yaml_block, "recursion limit exceeded"),
+                (deep_expr, "more than 1000 levels"),
+                (deep_template, "more than 100 levels"),
+            ] {
+                let err = wasmon::rules::rulefmt::parse(&text, "deep.yml", &Default::default())
+                    .unwrap_err();
+                let msg = format!("{err:#}");
+                assert!(msg.contains("deep.yml"), "{msg}");
+                assert!(msg.contains(want), "{want}: {msg}");
+            }
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+}

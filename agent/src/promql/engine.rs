@@ -64,17 +64,15 @@ pub fn parse(q: &str) -> Result<Expr, EvalError> {
     parse_query(q).map_err(EvalError::Parse)
 }
 
-/// promql-parser's `parse`, but a panic inside it becomes an error: 0.11
-/// panics on some out-of-range literals (a range of `11e400` goes through
-/// `Duration::from_secs_f64`; found by fuzzing, in queries and rule files
-/// alike). Every PromQL text from outside goes through here: bad input must
-/// be an error, never a panic.
+/// promql-parser's `parse` behind wasmon's checks (see [`super::syntax`]):
+/// nesting is bounded before the parser recurses, literals it would misread
+/// or panic on are errors, and every error names its position as
+/// Prometheus does (`1:5: parse error: ...`). Every PromQL text from
+/// outside goes through here: bad input must be an error, never a panic
+/// or a stack overflow.
 pub fn parse_query(q: &str) -> Result<Expr, String> {
-    std::panic::catch_unwind(|| promql_parser::parser::parse(q)).unwrap_or_else(|_| {
-        Err(format!(
-            "invalid query {q:?}: a number or duration is out of range"
-        ))
-    })
+    super::syntax::check(q)?;
+    super::syntax::parse_unpositioned(q).map_err(|e| super::syntax::locate(q, &e))
 }
 
 pub(crate) fn dur_ms(d: &Duration) -> i64 {
@@ -111,6 +109,15 @@ impl Engine {
 
     /// Evaluates `expr` at one instant `t`.
     pub fn instant(
+        &self,
+        q: &dyn Queryable,
+        expr: &Expr,
+        t: TimestampMs,
+    ) -> Result<QueryResult, EvalError> {
+        super::syntax::on_deep_stack(expr, || self.instant_here(q, expr, t))
+    }
+
+    fn instant_here(
         &self,
         q: &dyn Queryable,
         expr: &Expr,
@@ -161,6 +168,17 @@ impl Engine {
     /// Evaluates `expr` at every `step` from `start` to `end` (inclusive);
     /// the result is always a matrix, series sorted by labels.
     pub fn range(
+        &self,
+        q: &dyn Queryable,
+        expr: &Expr,
+        start: TimestampMs,
+        end: TimestampMs,
+        step: i64,
+    ) -> Result<QueryResult, EvalError> {
+        super::syntax::on_deep_stack(expr, || self.range_here(q, expr, start, end, step))
+    }
+
+    fn range_here(
         &self,
         q: &dyn Queryable,
         expr: &Expr,

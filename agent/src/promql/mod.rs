@@ -11,6 +11,7 @@ pub mod engine;
 pub mod error;
 pub mod promqltest;
 pub mod storage;
+pub mod syntax;
 pub mod value;
 
 mod aggregate;

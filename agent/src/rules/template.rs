@@ -682,6 +682,17 @@ fn is_func(n: &str) -> bool {
     BUILTINS.contains(&n) || PROM_FUNCS.contains(&n)
 }
 
+/// How deeply a template may nest `if`/`with`/`range` (an `else if` chain
+/// counts one level per `else if`), `define` bodies and parentheses: the
+/// parser and the executor recurse once per level, and a debug build
+/// overflows a 2 MiB stack near 1000 levels. Real templates nest a handful.
+const MAX_NESTING: usize = 100;
+
+/// How deeply execution may nest: the levels above plus `template` calls,
+/// so a `define` that calls itself ends with an error (Go's text/template
+/// stops at 100000 calls, on a stack that grows; ours does not).
+const MAX_EXEC_DEPTH: usize = 2 * MAX_NESTING;
+
 struct Parser<'a> {
     name: &'a str,
     pieces: Vec<Piece>,
@@ -690,6 +701,8 @@ struct Parser<'a> {
     /// Variables in scope (for "undefined variable" parse errors).
     vars: Vec<String>,
     range_depth: usize,
+    /// Levels of [`MAX_NESTING`] open where the parser is.
+    nesting: usize,
 }
 
 enum Stop {
@@ -701,6 +714,19 @@ enum Stop {
 impl<'a> Parser<'a> {
     fn err(&self, line: usize, msg: impl std::fmt::Display) -> TemplateError {
         TemplateError(format!("template: {}:{line}: {msg}", self.name))
+    }
+
+    /// Enters one level of nesting; an error past [`MAX_NESTING`]. (No
+    /// matching exit on error paths: an error ends the parse.)
+    fn enter(&mut self, line: usize) -> Result<(), TemplateError> {
+        self.nesting += 1;
+        if self.nesting > MAX_NESTING {
+            return Err(self.err(
+                line,
+                format!("nested too deeply: more than {MAX_NESTING} levels of actions, defines and parentheses"),
+            ));
+        }
+        Ok(())
     }
 
     fn parse_list(&mut self) -> Result<(Vec<Node>, Stop), TemplateError> {
@@ -745,7 +771,9 @@ impl<'a> Parser<'a> {
                         let tn = tn.clone();
                         let saved = std::mem::take(&mut self.vars);
                         self.vars.push("$".into());
+                        self.enter(line)?;
                         let (body, stop) = self.parse_list()?;
+                        self.nesting -= 1;
                         self.vars = saved;
                         if !matches!(stop, Stop::End) {
                             return Err(self.err(line, format!("unexpected EOF in {k}")));
@@ -789,6 +817,7 @@ impl<'a> Parser<'a> {
         toks: &[Tok],
         line: usize,
     ) -> Result<Node, TemplateError> {
+        self.enter(line)?;
         let nvars = self.vars.len();
         let pipe = self.parse_pipe(toks, line, true)?;
         if kind == "range" {
@@ -821,6 +850,7 @@ impl<'a> Parser<'a> {
             }
         };
         self.vars.truncate(nvars);
+        self.nesting -= 1;
         Ok(match kind.as_str() {
             "if" => Node::If(pipe, body, els, line),
             "with" => Node::With(pipe, body, els, line),
@@ -939,7 +969,9 @@ impl<'a> Parser<'a> {
                 f => return Err(self.err(line, format!("function \"{f}\" not defined"))),
             },
             Tok::LParen => {
+                self.enter(line)?;
                 let (cmds, used) = self.parse_cmds(&toks[1..], line)?;
+                self.nesting -= 1;
                 if toks.get(1 + used) != Some(&Tok::RParen) {
                     return Err(self.err(line, "unclosed left paren"));
                 }
@@ -982,6 +1014,7 @@ impl Template {
                 .map(String::from)
                 .collect(),
             range_depth: 0,
+            nesting: 0,
         };
         let (nodes, stop) = p.parse_list()?;
         match stop {
@@ -1050,6 +1083,19 @@ impl Exec<'_, '_> {
         ))
     }
 
+    /// Enters one level of `if`/`with`/`range` or `template`; an error past
+    /// [`MAX_EXEC_DEPTH`] (callers leave it on error: an error ends the run).
+    fn enter(&mut self, line: usize) -> Result<(), TemplateError> {
+        self.depth += 1;
+        if self.depth > MAX_EXEC_DEPTH {
+            return Err(self.err(
+                line,
+                format!("exceeded maximum template depth ({MAX_EXEC_DEPTH})"),
+            ));
+        }
+        Ok(())
+    }
+
     fn walk_list(&mut self, dot: &Value, nodes: &[Node]) -> Result<Option<Flow>, TemplateError> {
         for n in nodes {
             if let Some(f) = self.walk(dot, n)? {
@@ -1076,6 +1122,7 @@ impl Exec<'_, '_> {
                 }
             }
             Node::If(p, body, els, line) | Node::With(p, body, els, line) => {
+                self.enter(*line)?;
                 let nv = self.vars.len();
                 let v = self.pipe(dot, p, *line)?;
                 let is_with = matches!(n, Node::With(..));
@@ -1086,48 +1133,14 @@ impl Exec<'_, '_> {
                     self.walk_list(dot, els)
                 };
                 self.vars.truncate(nv);
+                self.depth -= 1;
                 return r;
             }
             Node::Range(p, body, els, line) => {
-                let nv = self.vars.len();
-                let mut pp = p.clone();
-                let decl = std::mem::take(&mut pp.decl);
-                let v = self.pipe(dot, &pp, *line)?;
-                let items: Vec<(Value, Value)> = match v {
-                    Value::List(l) => l
-                        .into_iter()
-                        .enumerate()
-                        .map(|(i, v)| (Value::Int(i as i64), v))
-                        .collect(),
-                    Value::Map(m) => m.into_iter().map(|(k, v)| (Value::Str(k), v)).collect(),
-                    Value::Int(n) => (0..n).map(|i| (Value::Int(i), Value::Int(i))).collect(),
-                    Value::Nil | Value::Missing => Vec::new(),
-                    other => {
-                        return Err(self.err(*line, format!("range can't iterate over {other}")))
-                    }
-                };
-                if items.is_empty() {
-                    let r = self.scoped(dot, els);
-                    self.vars.truncate(nv);
-                    return r;
-                }
-                for (k, v) in items {
-                    let n2 = self.vars.len();
-                    match decl.len() {
-                        0 => {}
-                        1 => self.vars.push((decl[0].clone(), v.clone())),
-                        _ => {
-                            self.vars.push((decl[0].clone(), k));
-                            self.vars.push((decl[1].clone(), v.clone()));
-                        }
-                    }
-                    let r = self.walk_list(&v, body)?;
-                    self.vars.truncate(n2);
-                    if let Some(Flow::Break) = r {
-                        break;
-                    }
-                }
-                self.vars.truncate(nv);
+                self.enter(*line)?;
+                let r = self.range(dot, p, body, els, *line);
+                self.depth -= 1;
+                return r;
             }
             Node::Template(name, p, line) => {
                 let Some(body) = self.tmpl.defines.get(name) else {
@@ -1137,10 +1150,7 @@ impl Exec<'_, '_> {
                     Some(p) => self.pipe(dot, p, *line)?,
                     None => Value::Nil,
                 };
-                self.depth += 1;
-                if self.depth > 100 {
-                    return Err(self.err(*line, "exceeded maximum template depth (100000)"));
-                }
+                self.enter(*line)?;
                 let saved = std::mem::replace(&mut self.vars, vec![("$".to_string(), d.clone())]);
                 let r = self.walk_list(&d, &body.clone());
                 self.vars = saved;
@@ -1150,6 +1160,54 @@ impl Exec<'_, '_> {
             Node::Break => return Ok(Some(Flow::Break)),
             Node::Continue => return Ok(Some(Flow::Continue)),
         }
+        Ok(None)
+    }
+
+    fn range(
+        &mut self,
+        dot: &Value,
+        p: &Pipe,
+        body: &[Node],
+        els: &[Node],
+        line: usize,
+    ) -> Result<Option<Flow>, TemplateError> {
+        let nv = self.vars.len();
+        let mut pp = p.clone();
+        let decl = std::mem::take(&mut pp.decl);
+        let v = self.pipe(dot, &pp, line)?;
+        let items: Vec<(Value, Value)> = match v {
+            Value::List(l) => l
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| (Value::Int(i as i64), v))
+                .collect(),
+            Value::Map(m) => m.into_iter().map(|(k, v)| (Value::Str(k), v)).collect(),
+            Value::Int(n) => (0..n).map(|i| (Value::Int(i), Value::Int(i))).collect(),
+            Value::Nil | Value::Missing => Vec::new(),
+            other => return Err(self.err(line, format!("range can't iterate over {other}"))),
+        };
+        if items.is_empty() {
+            let r = self.scoped(dot, els);
+            self.vars.truncate(nv);
+            return r;
+        }
+        for (k, v) in items {
+            let n2 = self.vars.len();
+            match decl.len() {
+                0 => {}
+                1 => self.vars.push((decl[0].clone(), v.clone())),
+                _ => {
+                    self.vars.push((decl[0].clone(), k));
+                    self.vars.push((decl[1].clone(), v.clone()));
+                }
+            }
+            let r = self.walk_list(&v, body)?;
+            self.vars.truncate(n2);
+            if let Some(Flow::Break) = r {
+                break;
+            }
+        }
+        self.vars.truncate(nv);
         Ok(None)
     }
 
@@ -2127,5 +2185,74 @@ mod tests {
             out.contains("first() called on vector with no elements"),
             "{out}"
         );
+    }
+
+    fn on_worker_stack(f: impl FnOnce() + Send + 'static) {
+        // A tokio worker's stack: rule evaluation expands templates there.
+        std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(f)
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+
+    /// Each shape the parser and executor recurse on: at the limit it runs
+    /// (on a worker's stack, debug build included), one level more is a
+    /// parse error naming the limit and the line.
+    #[test]
+    fn nesting_is_bounded() {
+        let shapes = |n: usize| {
+            [
+                format!("{}x{}", "{{if true}}".repeat(n), "{{end}}".repeat(n)),
+                format!("{}x{}", "{{range 1}}".repeat(n), "{{end}}".repeat(n)),
+                format!("{}x{}", "{{with 1}}".repeat(n), "{{end}}".repeat(n)),
+                format!(
+                    "{{{{if false}}}}{}x{{{{end}}}}",
+                    "{{else if false}}".repeat(n - 1)
+                ),
+                format!("{{{{{}1{}}}}}", "(".repeat(n), ")".repeat(n)),
+                format!(
+                    "{{{{define \"d\"}}}}{}x{}{{{{end}}}}{{{{template \"d\"}}}}",
+                    "{{if true}}".repeat(n - 1),
+                    "{{end}}".repeat(n - 1)
+                ),
+            ]
+        };
+        on_worker_stack(move || {
+            for t in shapes(MAX_NESTING) {
+                let out = run(&t, &[], 1.0);
+                assert!(!out.contains("error"), "{}: {out}", &t[..30]);
+            }
+            for t in shapes(MAX_NESTING + 1).into_iter().chain(shapes(50_000)) {
+                let e = check_alert_template("A", &t).unwrap_err().to_string();
+                assert!(
+                    e.contains(":1: nested too deeply: more than 100 levels of actions, defines and parentheses"),
+                    "{}: {e}",
+                    &t[..30]
+                );
+            }
+        });
+    }
+
+    /// A `define` calling itself, directly or through another, ends with
+    /// Go's error (at wasmon's depth) instead of overflowing the stack,
+    /// also when each call adds levels of its own.
+    #[test]
+    fn recursive_templates_end_with_an_error() {
+        on_worker_stack(|| {
+            for t in [
+                "{{define \"a\"}}{{template \"a\" .}}{{end}}{{template \"a\" .}}".to_string(),
+                "{{define \"a\"}}{{template \"b\"}}{{end}}{{define \"b\"}}x{{template \"a\"}}{{end}}{{template \"a\"}}".to_string(),
+                format!(
+                    "{{{{define \"a\"}}}}{}{{{{template \"a\"}}}}{}{{{{end}}}}{{{{template \"a\"}}}}",
+                    "{{if true}}".repeat(MAX_NESTING - 1),
+                    "{{end}}".repeat(MAX_NESTING - 1)
+                ),
+            ] {
+                let out = run(&t, &[], 1.0);
+                assert!(out.contains("exceeded maximum template depth (200)"), "{out}");
+            }
+        });
     }
 }

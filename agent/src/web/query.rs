@@ -78,19 +78,33 @@ fn eval_error(e: EvalError) -> Response {
         .into_response()
 }
 
-/// A duration parameter: float seconds or a Prometheus duration (`15s`, `1m30s`).
+/// A duration parameter as Prometheus' API reads one: float seconds, else
+/// `model.ParseDuration` (`15s`, `1m30s`). Zero and negative values are
+/// returned (NaN as zero, as Go converts it): each caller says what it
+/// accepts.
 fn parse_duration_ms(s: &str) -> Result<i64, String> {
-    if let Ok(f) = s.parse::<f64>() {
-        if !f.is_finite() || f <= 0.0 {
+    if let Ok(secs) = s.parse::<f64>() {
+        // Prometheus holds it in int64 nanoseconds.
+        if secs.abs() * 1e9 >= i64::MAX as f64 {
             return Err(format!(
                 "cannot parse {s:?} to a valid duration. It overflows int64"
             ));
         }
-        return Ok((f * 1000.0).round() as i64);
+        return Ok(if secs.is_nan() {
+            0
+        } else {
+            (secs * 1000.0).round() as i64
+        });
     }
-    promql_parser::util::duration::parse_duration(s)
+    crate::rules::rulefmt::parse_duration(s)
         .map(|d| d.as_millis() as i64)
         .map_err(|_| format!("cannot parse {s:?} to a valid duration"))
+}
+
+/// The `query` parameter parsed; errors in Prometheus' words.
+fn parse_query_param(query: &str) -> Result<promql_parser::parser::Expr, ApiError> {
+    promql::engine::parse(query)
+        .map_err(|e| ApiError::bad_data(format!("invalid parameter \"query\": {e}")))
 }
 
 fn now_ms() -> TimestampMs {
@@ -102,6 +116,11 @@ fn engine(agent: &Agent, p: &Params) -> Result<promql::Engine, ApiError> {
     if let Some(t) = p.get("timeout") {
         let ms = parse_duration_ms(t)
             .map_err(|e| ApiError::bad_data(format!("invalid parameter \"timeout\": {e}")))?;
+        if ms <= 0 {
+            return Err(ApiError::bad_data(
+                "invalid parameter \"timeout\": zero or negative timeouts are not accepted",
+            ));
+        }
         // A client may shorten the configured timeout, never extend it.
         e.opts.timeout = e
             .opts
@@ -145,10 +164,7 @@ pub async fn instant(
     let query = p.get("query").unwrap_or("").to_string();
     let t = p.time("time", now_ms())?;
     let engine = engine(&agent, &p)?;
-    let expr = match promql::engine::parse(&query) {
-        Ok(e) => e,
-        Err(e) => return Ok(eval_error(e)),
-    };
+    let expr = parse_query_param(&query)?;
     let db = agent.db.clone();
     let result = agent
         .work
@@ -185,7 +201,7 @@ pub async fn range(
         .map_err(|e| ApiError::bad_data(format!("invalid parameter \"step\": {e}")))?;
     if step <= 0 {
         return Err(ApiError::bad_data(
-            "zero or negative query resolution step widths are not accepted. Try a positive integer",
+            "invalid parameter \"step\": zero or negative query resolution step widths are not accepted. Try a positive integer",
         ));
     }
     if (end - start) / step > MAX_POINTS {
@@ -194,10 +210,7 @@ pub async fn range(
         ));
     }
     let engine = engine(&agent, &p)?;
-    let expr = match promql::engine::parse(&query) {
-        Ok(e) => e,
-        Err(e) => return Ok(eval_error(e)),
-    };
+    let expr = parse_query_param(&query)?;
     let db = agent.db.clone();
     let result = agent
         .work
@@ -227,5 +240,25 @@ mod tests {
         assert_eq!(parse_duration_ms("0.5"), Ok(500));
         assert_eq!(parse_duration_ms("1m30s"), Ok(90_000));
         assert!(parse_duration_ms("x").is_err());
+    }
+
+    /// Prometheus' texts: a zero step is refused by the caller as "zero or
+    /// negative", not as an overflow; only a value past int64 nanoseconds
+    /// overflows.
+    #[test]
+    fn duration_parameters_like_prometheus() {
+        assert_eq!(parse_duration_ms("0"), Ok(0));
+        assert_eq!(parse_duration_ms("0s"), Ok(0));
+        assert_eq!(parse_duration_ms("-1"), Ok(-1000));
+        assert_eq!(parse_duration_ms("NaN"), Ok(0));
+        assert_eq!(parse_duration_ms("1w"), Ok(7 * 86_400_000));
+        for s in ["1e30", "Inf", "-1e30"] {
+            let e = parse_duration_ms(s).unwrap_err();
+            assert!(e.ends_with("It overflows int64"), "{s}: {e}");
+        }
+        assert_eq!(
+            parse_duration_ms("99999999999999y").unwrap_err(),
+            "cannot parse \"99999999999999y\" to a valid duration"
+        );
     }
 }
