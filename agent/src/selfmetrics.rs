@@ -48,6 +48,7 @@ pub struct Metrics {
     pub plugin_loads: Family<ResultLabels, Counter>,
     pub plugin_last_load_successful: Family<PluginLabels, Gauge>,
     pub plugins_loaded: Gauge,
+    pub plugin_loads_in_progress: Gauge,
     pub plugin_file_reads: Counter,
     pub plugins_dir_rescans: Counter,
     pub plugins_dir_present: Gauge,
@@ -79,6 +80,7 @@ impl Metrics {
             plugin_loads: Family::default(),
             plugin_last_load_successful: Family::default(),
             plugins_loaded: Gauge::default(),
+            plugin_loads_in_progress: Gauge::default(),
             plugin_file_reads: Counter::default(),
             plugins_dir_rescans: Counter::default(),
             plugins_dir_present: Gauge::default(),
@@ -105,7 +107,7 @@ impl Metrics {
         );
         registry.register(
             "plugin_loads",
-            "Attempts to load a plugin file, by result (success, failure)",
+            "Attempts to load a plugin file, by result (success, failure, superseded: a newer version arrived while it compiled)",
             m.plugin_loads.clone(),
         );
         registry.register(
@@ -117,6 +119,11 @@ impl Metrics {
             "plugins_loaded",
             "Plugins currently serving",
             m.plugins_loaded.clone(),
+        );
+        registry.register(
+            "plugin_loads_in_progress",
+            "Plugin files being compiled (several at once; a small one never waits behind large ones)",
+            m.plugin_loads_in_progress.clone(),
         );
         registry.register(
             "plugin_file_reads",
