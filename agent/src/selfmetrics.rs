@@ -45,6 +45,8 @@ pub struct Metrics {
     pub plugin_calls: Family<CallLabels, Counter>,
     pub plugin_call_duration: Family<InstanceLabels, Histogram>,
     pub plugin_http_denied: Family<InstanceLabels, Counter>,
+    pub plugin_circuit_state: Family<InstanceLabels, Gauge>,
+    pub plugin_short_circuited: Family<CallLabels, Counter>,
     pub plugin_loads: Family<ResultLabels, Counter>,
     pub plugin_last_load_successful: Family<PluginLabels, Gauge>,
     pub plugins_loaded: Gauge,
@@ -77,6 +79,8 @@ impl Metrics {
                 ])
             }),
             plugin_http_denied: Family::default(),
+            plugin_circuit_state: Family::default(),
+            plugin_short_circuited: Family::default(),
             plugin_loads: Family::default(),
             plugin_last_load_successful: Family::default(),
             plugins_loaded: Gauge::default(),
@@ -104,6 +108,16 @@ impl Metrics {
             "plugin_http_requests_denied",
             "Outbound HTTP requests denied because the host is not in the instance's allow_hosts",
             m.plugin_http_denied.clone(),
+        );
+        registry.register(
+            "plugin_circuit_state",
+            "The circuit breaker of a plugin instance: 0 closed (calls go through), 1 open (calls are refused without running the plugin), 2 half-open (one probe call is let through)",
+            m.plugin_circuit_state.clone(),
+        );
+        registry.register(
+            "plugin_short_circuited_calls",
+            "Calls refused without running the plugin, by result: circuit_open (timeouts or repeated failures tripped the instance's breaker), failed_before (a receiver's same notification already failed permanently)",
+            m.plugin_short_circuited.clone(),
         );
         registry.register(
             "plugin_loads",

@@ -17,6 +17,7 @@ use arc_swap::ArcSwap;
 use wasmtime::{Engine, Store, UpdateDeadline};
 
 use super::bindings::types::{self as wit, Failure};
+use super::circuit::{self, Circuits, Policy, Ticket};
 use super::engine::{build_engine, Cancel, CompileCache};
 use super::file;
 use super::host::{CallEnv, Clock, HostState, Limits, MemoryLimitExceeded, QueryApi, SystemClock};
@@ -75,13 +76,40 @@ pub enum CallError {
     Permanent(String),
     #[error("host error: {0}")]
     Host(String),
+    /// Refused without running the plugin: its circuit breaker is open
+    /// (see [`circuit`](super::circuit)). Retryable.
+    #[error(
+        "not called: the instance's circuit is open after {failures} failure(s) in a row \
+         (last: {last}); a probe call is let through at {}",
+        humantime::format_rfc3339_seconds(*until)
+    )]
+    CircuitOpen {
+        until: SystemTime,
+        failures: u32,
+        last: String,
+    },
+    /// Refused without running the plugin: this very request failed
+    /// permanently before (receivers). Not retryable.
+    #[error("not called again: the same notification failed permanently before: {0}")]
+    FailedBefore(String),
 }
 
 impl CallError {
     /// Worth retrying with backoff (Alertmanager retries timeouts and
     /// transient failures, not bad requests or broken code).
     pub fn is_retryable(&self) -> bool {
-        matches!(self, CallError::Timeout(_) | CallError::Retryable(_))
+        matches!(
+            self,
+            CallError::Timeout(_) | CallError::Retryable(_) | CallError::CircuitOpen { .. }
+        )
+    }
+
+    /// Refused by the failure policy: the plugin did not run.
+    pub fn is_short_circuit(&self) -> bool {
+        matches!(
+            self,
+            CallError::CircuitOpen { .. } | CallError::FailedBefore(_)
+        )
     }
 
     /// The `result` label of `wasmon_plugin_calls_total`.
@@ -94,6 +122,8 @@ impl CallError {
             CallError::Retryable(_) => "retryable",
             CallError::Permanent(_) => "permanent",
             CallError::Host(_) => "error",
+            CallError::CircuitOpen { .. } => "circuit_open",
+            CallError::FailedBefore(_) => "failed_before",
         }
     }
 }
@@ -147,6 +177,8 @@ pub struct PluginStatus {
     /// A newer version being compiled; when `hash` is also set, that older
     /// version serves until it is done.
     pub loading: Option<Compiling>,
+    /// The circuit of each instance of the plugin that was called.
+    pub instances: Vec<circuit::InstanceCircuit>,
 }
 
 /// A version of a plugin file being compiled.
@@ -171,6 +203,7 @@ impl PluginStatus {
             from_cache: None,
             error: None,
             loading: None,
+            instances: Vec::new(),
         }
     }
 }
@@ -291,8 +324,9 @@ pub struct PluginRuntime {
     running: tokio::sync::watch::Sender<usize>,
     slots: CompileSlots,
     metrics: Arc<Metrics>,
-    clock: Arc<dyn Clock>,
+    clock: std::sync::RwLock<Arc<dyn Clock>>,
     query: ArcSwap<Option<Arc<dyn QueryApi>>>,
+    circuits: Circuits,
 }
 
 impl PluginRuntime {
@@ -321,8 +355,9 @@ impl PluginRuntime {
             next_generation: AtomicU64::new(1),
             running: tokio::sync::watch::Sender::new(0),
             slots: CompileSlots::new(),
+            circuits: Circuits::new(metrics.clone()),
             metrics,
-            clock: Arc::new(SystemClock),
+            clock: std::sync::RwLock::new(Arc::new(SystemClock)),
             query: ArcSwap::from_pointee(None),
         }))
     }
@@ -333,6 +368,16 @@ impl PluginRuntime {
 
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// Replaces the clock plugins see and the failure policy times its
+    /// backoffs with (tests drive it).
+    pub fn set_clock(&self, clock: Arc<dyn Clock>) {
+        *self.clock.write().unwrap() = clock;
+    }
+
+    fn clock(&self) -> Arc<dyn Clock> {
+        self.clock.read().unwrap().clone()
     }
 
     /// Attaches the query engine `metric-check` plugins use.
@@ -837,6 +882,9 @@ impl PluginRuntime {
                 since,
             });
         }
+        for (name, status) in out.iter_mut() {
+            status.instances = self.circuits.of_plugin(name);
+        }
         out.into_values().collect()
     }
 
@@ -869,7 +917,7 @@ impl PluginRuntime {
             plugin: plugin.name.as_str().into(),
             instance: inst.name.clone(),
             config_json: inst.config_json.clone(),
-            clock: self.clock.clone(),
+            clock: self.clock(),
             query: Option::clone(&self.query.load()),
         });
         let policy = OutboundPolicy {
@@ -898,12 +946,30 @@ impl PluginRuntime {
         store
     }
 
+    /// Asks the instance's circuit for a call (see [`circuit`]).
+    fn admit(
+        &self,
+        inst: &Instance,
+        plugin: &LoadedPlugin,
+        policy: Policy,
+        digest: Option<u64>,
+    ) -> Result<Ticket, CallError> {
+        let now = self.clock().now_ms();
+        let admitted = self.circuits.admit(inst, plugin, policy, digest, now);
+        if let Err(e) = &admitted {
+            tracing::debug!(plugin = %plugin.name, instance = %inst.name, error = %e, "plugin call refused");
+        }
+        admitted
+    }
+
     /// Runs one call under its timeout and turns every failure into a
-    /// [`CallError`], recording metrics.
+    /// [`CallError`], recording metrics and the outcome in the instance's
+    /// circuit.
     async fn run<T>(
         &self,
         inst: &Instance,
         plugin: &LoadedPlugin,
+        ticket: Ticket,
         counters: &PolicyCounters,
         fut: impl std::future::Future<Output = wasmtime::Result<Result<T, Failure>>>,
     ) -> Result<(T, CallInfo), CallError> {
@@ -919,6 +985,7 @@ impl PluginRuntime {
         let duration = start.elapsed();
         let denied = counters.denied.load(Ordering::Relaxed);
         let result = result.map_err(|e| annotate_denied(e, denied, counters));
+        self.circuits.record(ticket, &result, self.clock().now_ms());
         let labels = InstanceLabels {
             plugin: plugin.name.clone(),
             instance: inst.name.to_string(),
@@ -959,23 +1026,44 @@ impl PluginRuntime {
         })
     }
 
-    /// Delivers a notification through a receiver instance.
+    /// Delivers a notification through a receiver instance. The same
+    /// notification is not delivered again after a permanent failure, and
+    /// calls are refused while the instance's circuit is open.
     pub async fn notify(
         &self,
         inst: &Instance,
         n: &wit::Notification,
     ) -> Result<CallInfo, CallError> {
+        self.notify_with(
+            inst,
+            n,
+            Policy::Guarded {
+                remember_permanent: true,
+            },
+        )
+        .await
+    }
+
+    /// [`PluginRuntime::notify`] under another failure policy
+    /// ([`Policy::Manual`] for a receiver's test).
+    pub async fn notify_with(
+        &self,
+        inst: &Instance,
+        n: &wit::Notification,
+        policy: Policy,
+    ) -> Result<CallInfo, CallError> {
         let plugin = self.plugin_for(inst, PluginKind::Receiver)?;
         let Pre::Receiver(pre) = &plugin.pre else {
             unreachable!("kind checked by plugin_for")
         };
+        let ticket = self.admit(inst, &plugin, policy, Some(circuit::digest(n)))?;
         let counters = Arc::new(PolicyCounters::default());
         let mut store = self.store(inst, &plugin, counters.clone());
         let fut = async {
             let b = pre.instantiate_async(&mut store).await?;
             b.call_notify(&mut store, n).await
         };
-        self.run(inst, &plugin, &counters, fut)
+        self.run(inst, &plugin, ticket, &counters, fut)
             .await
             .map(|((), info)| info)
     }
@@ -995,26 +1083,46 @@ impl PluginRuntime {
             .map_err(|e| classify(e, inst.timeout))
     }
 
-    /// Runs a health-check instance.
+    /// Runs a health-check instance (refused while its circuit is open).
     pub async fn check(
         &self,
         inst: &Instance,
         req: &wit::CheckRequest,
     ) -> Result<(wit::CheckResult, CallInfo), CallError> {
+        self.check_with(
+            inst,
+            req,
+            Policy::Guarded {
+                remember_permanent: false,
+            },
+        )
+        .await
+    }
+
+    /// [`PluginRuntime::check`] under another failure policy
+    /// ([`Policy::Manual`] for a check run on demand).
+    pub async fn check_with(
+        &self,
+        inst: &Instance,
+        req: &wit::CheckRequest,
+        policy: Policy,
+    ) -> Result<(wit::CheckResult, CallInfo), CallError> {
         let plugin = self.plugin_for(inst, PluginKind::HealthCheck)?;
         let Pre::HealthCheck(pre) = &plugin.pre else {
             unreachable!("kind checked by plugin_for")
         };
+        let ticket = self.admit(inst, &plugin, policy, None)?;
         let counters = Arc::new(PolicyCounters::default());
         let mut store = self.store(inst, &plugin, counters.clone());
         let fut = async {
             let b = pre.instantiate_async(&mut store).await?;
             b.call_check(&mut store, req).await
         };
-        self.run(inst, &plugin, &counters, fut).await
+        self.run(inst, &plugin, ticket, &counters, fut).await
     }
 
-    /// Runs a rollback-action instance.
+    /// Runs a rollback-action instance. Never refused by the failure
+    /// policy: see [`circuit`].
     pub async fn rollback(
         &self,
         inst: &Instance,
@@ -1024,32 +1132,51 @@ impl PluginRuntime {
         let Pre::RollbackAction(pre) = &plugin.pre else {
             unreachable!("kind checked by plugin_for")
         };
+        let ticket = self.admit(inst, &plugin, Policy::Unguarded, None)?;
         let counters = Arc::new(PolicyCounters::default());
         let mut store = self.store(inst, &plugin, counters.clone());
         let fut = async {
             let b = pre.instantiate_async(&mut store).await?;
             b.call_rollback(&mut store, req).await
         };
-        self.run(inst, &plugin, &counters, fut).await
+        self.run(inst, &plugin, ticket, &counters, fut).await
     }
 
-    /// Runs a metric-check instance.
+    /// Runs a metric-check instance (refused while its circuit is open).
     pub async fn evaluate(
         &self,
         inst: &Instance,
         req: &wit::MetricCheckRequest,
     ) -> Result<(wit::CheckResult, CallInfo), CallError> {
+        self.evaluate_with(
+            inst,
+            req,
+            Policy::Guarded {
+                remember_permanent: false,
+            },
+        )
+        .await
+    }
+
+    /// [`PluginRuntime::evaluate`] under another failure policy.
+    pub async fn evaluate_with(
+        &self,
+        inst: &Instance,
+        req: &wit::MetricCheckRequest,
+        policy: Policy,
+    ) -> Result<(wit::CheckResult, CallInfo), CallError> {
         let plugin = self.plugin_for(inst, PluginKind::MetricCheck)?;
         let Pre::MetricCheck(pre) = &plugin.pre else {
             unreachable!("kind checked by plugin_for")
         };
+        let ticket = self.admit(inst, &plugin, policy, None)?;
         let counters = Arc::new(PolicyCounters::default());
         let mut store = self.store(inst, &plugin, counters.clone());
         let fut = async {
             let b = pre.instantiate_async(&mut store).await?;
             b.call_evaluate(&mut store, req).await
         };
-        self.run(inst, &plugin, &counters, fut).await
+        self.run(inst, &plugin, ticket, &counters, fut).await
     }
 }
 

@@ -288,7 +288,13 @@ async fn test_receiver(
         Ok(n) => n,
         Err(e) => return api_error(StatusCode::BAD_REQUEST, "bad_data", e),
     };
-    match agent.plugins.notify(inst, &notification).await {
+    // A person's test: not refused by an open circuit, and closes it when
+    // the receiver works again.
+    match agent
+        .plugins
+        .notify_with(inst, &notification, crate::plugins::Policy::Manual)
+        .await
+    {
         Ok(info) => api_ok(json!({
             "receiver": name,
             "plugin": inst.plugin,
