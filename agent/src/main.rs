@@ -391,6 +391,9 @@ async fn run(cmd: Command) -> Result<ExitCode> {
             wasmon::incident::api::cli_incidents(&url, id.as_deref(), report).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Plugin {
+            what: wasmon::author::PluginCommand::Call(args),
+        } => wasmon::plugins::call::run(args).await,
         Command::Plugin { what } => wasmon::author::run(what),
         Command::Rollouts { url, json } => {
             wasmon::rollout::api::print_status(&url, json).await?;

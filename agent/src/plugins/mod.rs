@@ -9,8 +9,10 @@
 //! - [`loader`]: compile + type-check one file against its world.
 //! - [`runtime`]: the set of loaded plugins and calls under limits.
 //! - [`watch`]: hot reload from the plugins directory.
+//! - [`call`]: `wasmon plugin call`, one call without an agent.
 
 pub mod bindings;
+pub mod call;
 pub mod circuit;
 pub mod engine;
 pub mod file;

@@ -754,6 +754,38 @@ impl PluginRuntime {
         self.set_last_load_successful(&name, true);
     }
 
+    /// Loads one plugin file from anywhere as plugin `name`, as the
+    /// watcher loads one (header first under `max_plugin_size`, compiled,
+    /// type-checked against its world): for `wasmon plugin call`.
+    pub async fn load_file(&self, name: &str, path: &Path) -> Result<Arc<LoadedPlugin>> {
+        let (file, max) = (path.to_path_buf(), self.max_plugin_size);
+        let bytes = tokio::task::spawn_blocking(move || file::read(&file, max))
+            .await
+            .context("reader task failed")??;
+        let (engine, linkers, cache) = (
+            self.engine.clone(),
+            self.linkers.clone(),
+            self.cache.clone(),
+        );
+        let (task_name, task_path) = (name.to_string(), path.to_path_buf());
+        let loaded = tokio::task::spawn_blocking(move || {
+            load_component(
+                &engine,
+                &linkers,
+                &cache,
+                &task_name,
+                task_path,
+                &bytes,
+                &Cancel::default(),
+            )
+        })
+        .await
+        .context("loader task failed")??;
+        let loaded = Arc::new(loaded);
+        self.swap(|m| m.insert(name.to_string(), loaded.clone()));
+        Ok(loaded)
+    }
+
     fn count_superseded(&self) {
         self.metrics
             .plugin_loads
