@@ -10,6 +10,7 @@
 //! - [`runtime`]: the set of loaded plugins and calls under limits.
 //! - [`watch`]: hot reload from the plugins directory.
 //! - [`call`]: `wasmon plugin call`, one call without an agent.
+//! - [`list`]: `wasmon plugins list`'s table.
 
 pub mod bindings;
 pub mod call;
@@ -17,6 +18,7 @@ pub mod circuit;
 pub mod engine;
 pub mod file;
 pub mod host;
+pub mod list;
 pub mod loader;
 pub mod policy;
 pub mod runtime;
