@@ -697,3 +697,84 @@ pub(crate) fn validate_instance(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    /// The guide's sections on `[[checks]]` and `[[rollouts]]`.
+    fn guide_section(title: &str) -> &'static str {
+        let guide = include_str!("../../../docs/plugin-guide.md");
+        let start = guide
+            .find(&format!("\n## {title}"))
+            .unwrap_or_else(|| panic!("no section {title:?} in the guide"));
+        let rest = &guide[start + 1..];
+        let end = rest[3..].find("\n## ").map_or(rest.len(), |e| e + 3);
+        &rest[..end]
+    }
+
+    fn toml_blocks(section: &str) -> Vec<String> {
+        section
+            .split("```toml\n")
+            .skip(1)
+            .map(|b| b.split("```").next().unwrap().to_string())
+            .collect()
+    }
+
+    /// The keys a config struct has, by serializing one.
+    fn keys(v: impl serde::Serialize) -> Vec<String> {
+        serde_json::to_value(v)
+            .unwrap()
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// Every key of `[[checks]]` and `[[rollouts]]` (and their tables) is
+    /// in the guide's tables, and the guide's examples are valid configs.
+    #[test]
+    fn the_guide_documents_every_check_and_rollout_key_with_examples_that_parse() {
+        let checks = guide_section("Health checks");
+        let rollouts = guide_section("Rollouts");
+        let mut parsed = Vec::new();
+        for block in toml_blocks(checks).iter().chain(&toml_blocks(rollouts)) {
+            // Examples take credentials from the environment: read them as
+            // literal text here.
+            let text = block.replace("${", "$${");
+            parsed.push(
+                crate::config::Config::parse(&text, "plugin-guide.md")
+                    .unwrap_or_else(|e| panic!("{e:#}\n{block}")),
+            );
+        }
+        let c = parsed.iter().flat_map(|c| &c.checks).collect::<Vec<_>>();
+        let r = parsed.iter().flat_map(|c| &c.rollouts).collect::<Vec<_>>();
+        assert!(c.len() >= 4 && r.len() == 1, "examples missing");
+        let documented = |section: &str, key: &str| {
+            section.contains(&format!("| `{key}` |"))
+                || section.contains(&format!("| `[[rollouts.{key}]]` |"))
+                || section.contains(&format!("| `[rollouts.{key}]` |"))
+        };
+        for key in keys(c[0]) {
+            assert!(
+                documented(checks, &key),
+                "[[checks]] {key} is not documented"
+            );
+        }
+        let rollout = r[0];
+        for key in keys(rollout) {
+            assert!(
+                documented(rollouts, &key),
+                "[[rollouts]] {key} is not documented"
+            );
+        }
+        for key in keys(&rollout.metrics[0]) {
+            assert!(documented(rollouts, &key), "rollouts.metrics {key}");
+        }
+        for key in keys(rollout.rollback.as_ref().unwrap()) {
+            // Receivers only.
+            if key != "send_resolved" {
+                assert!(documented(rollouts, &key), "plugin instance {key}");
+            }
+        }
+    }
+}
