@@ -154,6 +154,21 @@ def write(path, text):
 
 
 
+def wasmon_binary(given=None):
+    """The wasmon binary to run: `given` (--bin), else target/release, else
+    target/debug; exits with what to do when there is none."""
+    binary = given
+    if binary is None:
+        for profile in ("release", "debug"):
+            candidate = os.path.join(ROOT, "target", profile, "wasmon")
+            if os.path.exists(candidate):
+                binary = candidate
+                break
+    if binary is None or not os.path.exists(binary):
+        sys.exit("no wasmon binary: build one (cargo build --release -p wasmon) or pass --bin")
+    return os.path.abspath(binary)
+
+
 def raise_on_sigterm():
     """SIGTERM behaves like Ctrl-C: the driver unwinds through the finally
     blocks that stop every process."""

@@ -33,7 +33,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import (ROOT, bench_run, free_port, host_line, http_get, log,  # noqa: E402
-                      metric_value, proc_cpu_seconds, raise_on_sigterm, wait_for, write)
+                      metric_value, proc_cpu_seconds, raise_on_sigterm, wait_for,
+                      wasmon_binary, write)
 
 PLUGINS = ["webhook", "slack", "pagerduty", "metric-threshold"]
 
@@ -168,16 +169,7 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     args = ap.parse_args()
 
-    binary = args.bin
-    if binary is None:
-        for profile in ("release", "debug"):
-            candidate = os.path.join(ROOT, "target", profile, "wasmon")
-            if os.path.exists(candidate):
-                binary = candidate
-                break
-    if binary is None or not os.path.exists(binary):
-        sys.exit("no wasmon binary: build one (cargo build --release -p wasmon) or pass --bin")
-    binary = os.path.abspath(binary)
+    binary = wasmon_binary(args.bin)
     for p in PLUGINS:
         if not os.path.exists(os.path.join(args.plugins, p + ".wasm")):
             sys.exit("missing %s/%s.wasm: run `cargo xtask plugins`" % (args.plugins, p))

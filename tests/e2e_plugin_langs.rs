@@ -450,3 +450,273 @@ async fn new_rust_receiver_builds_and_runs() {
         "{logs}"
     );
 }
+
+// ---- `wasmon plugin call`: one call per world through the binary (issue 18) ----
+
+mod plugin_call {
+    use serde_json::{json, Value};
+
+    use super::common;
+
+    /// Runs `wasmon plugin call ARGS` (no compile cache): (exit code, the
+    /// JSON printed, stderr).
+    async fn call(args: &[&str]) -> (i32, Value, String) {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_wasmon"))
+            .args(["plugin", "call", "--no-cache"])
+            .args(args)
+            .output()
+            .await
+            .expect("running wasmon plugin call");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let printed = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        (out.status.code().unwrap_or(-1), printed, stderr)
+    }
+
+    fn file(name: &str) -> String {
+        common::component(name).display().to_string()
+    }
+
+    const NOTIFICATION: &str = r#"{"version":"4","groupKey":"{}:{alertname=\"Down\"}",
+        "truncatedAlerts":0,"status":"firing","receiver":"hook",
+        "groupLabels":{"alertname":"Down"},"commonLabels":{"alertname":"Down"},
+        "commonAnnotations":{},"externalURL":"http://wasmon",
+        "alerts":[{"status":"firing","labels":{"alertname":"Down"},"annotations":{},
+        "startsAt":"2026-01-01T00:00:00Z","endsAt":"0001-01-01T00:00:00Z",
+        "generatorURL":"","fingerprint":"0123456789abcdef"}]}"#;
+
+    #[tokio::test]
+    async fn a_receiver_posts_to_an_allowed_host_and_is_denied_any_other() {
+        let server = common::Receiver::start().await;
+        let addr = server.addr.to_string();
+        let config = json!({"url": format!("http://{addr}/hook")}).to_string();
+        let webhook = file("webhook");
+        let (code, out, stderr) = call(&[
+            &webhook,
+            "--input",
+            NOTIFICATION,
+            "--config",
+            &config,
+            "--allow-host",
+            &addr,
+        ])
+        .await;
+        assert_eq!(code, 0, "{out:#}\n{stderr}");
+        assert_eq!(out["result"], "ok", "{out:#}");
+        assert_eq!(out["world"], "receiver");
+        let got = server.requests();
+        assert_eq!(got.len(), 1, "{stderr}");
+        assert_eq!(got[0].path, "/hook");
+        let body: Value = serde_json::from_slice(&got[0].body).unwrap();
+        assert_eq!(body["groupKey"], "{}:{alertname=\"Down\"}");
+        assert_eq!(body["alerts"][0]["fingerprint"], "0123456789abcdef");
+
+        // Without --allow-host: denied inside the sandbox, as in the agent.
+        let (code, out, stderr) =
+            call(&[&webhook, "--input", NOTIFICATION, "--config", &config]).await;
+        assert_eq!(code, 3, "{out:#}\n{stderr}");
+        assert_eq!(out["result"], "retryable", "{out:#}");
+        let error = out["error"].as_str().unwrap();
+        assert!(
+            error.contains("denied") && error.contains("allow_hosts"),
+            "{error}"
+        );
+        assert_eq!(server.requests().len(), 1, "the denied request got out");
+    }
+
+    #[tokio::test]
+    async fn a_health_check_reports_and_a_loop_times_out() {
+        let server = common::Receiver::start().await;
+        let addr = server.addr.to_string();
+        let probe = file("probe");
+        let config = json!({"mode": "http", "url": format!("http://{addr}/health"), "value": 1.5})
+            .to_string();
+        let (code, out, stderr) = call(&[
+            &probe,
+            "--world",
+            "health-check",
+            "--input",
+            r#"{"check": "api", "target": "api:443", "timeout-ms": 900}"#,
+            "--config",
+            &config,
+            "--allow-host",
+            &addr,
+        ])
+        .await;
+        assert_eq!(code, 0, "{out:#}\n{stderr}");
+        assert_eq!(out["output"]["ok"], true, "{out:#}");
+        assert_eq!(out["output"]["message"], "HTTP 200");
+        assert_eq!(out["output"]["value"], 1.5);
+        assert_eq!(
+            out["output"]["samples"][0]["labels"]["__name__"],
+            "probe_value"
+        );
+        let sent: Value = serde_json::from_slice(&server.requests()[0].body).unwrap();
+        assert_eq!(
+            sent,
+            json!({"check": "api", "target": "api:443", "timeout_ms": 900})
+        );
+        // The plugin's log line goes to stderr.
+        assert!(stderr.contains("probe: api on \"api:443\""), "{stderr}");
+
+        let (code, out, stderr) = call(&[
+            &probe,
+            "--input",
+            "{}",
+            "--config",
+            r#"{"mode": "loop"}"#,
+            "--timeout",
+            "300ms",
+        ])
+        .await;
+        assert_eq!(code, 3, "{out:#}\n{stderr}");
+        assert_eq!(out["result"], "timeout", "{out:#}");
+
+        // A world that is not the plugin's: no call, exit 1.
+        let (code, _, stderr) = call(&[&probe, "--world", "receiver", "--input", "{}"]).await;
+        assert_eq!(code, 1);
+        assert!(
+            stderr.contains("is a health-check plugin, not a receiver"),
+            "{stderr}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_rollback_action_calls_a_local_api() {
+        let api = common::Receiver::start().await;
+        let addr = api.addr.to_string();
+        let config = json!({
+            "url": format!("http://{addr}/flags/{{{{target}}}}"),
+            "json": {"enabled": false, "reason": "{{reason}}"},
+        })
+        .to_string();
+        let input = json!({
+            "rollout": "checkout",
+            "target": "new-checkout",
+            "failed-version": "v2",
+            "stable-version": "v1",
+            "reason": "error rate 0.2",
+        })
+        .to_string();
+        let action = file("http-action");
+        let (code, out, stderr) = call(&[
+            &action,
+            "--input",
+            &input,
+            "--config",
+            &config,
+            "--allow-host",
+            &addr,
+        ])
+        .await;
+        assert_eq!(code, 0, "{out:#}\n{stderr}");
+        assert_eq!(out["world"], "rollback-action");
+        assert!(out["output"]["message"].is_string(), "{out:#}");
+        let got = api.requests();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].path, "/flags/new-checkout");
+        let body: Value = serde_json::from_slice(&got[0].body).unwrap();
+        assert_eq!(body, json!({"enabled": false, "reason": "error rate 0.2"}));
+
+        // A fake API that refuses: the plugin's permanent verdict, exit 4.
+        *api.status.lock().unwrap() = axum::http::StatusCode::FORBIDDEN;
+        let (code, out, _) = call(&[
+            &action,
+            "--input",
+            &input,
+            "--config",
+            &config,
+            "--allow-host",
+            &addr,
+        ])
+        .await;
+        assert_eq!(code, 4, "{out:#}");
+        assert_eq!(out["result"], "permanent");
+    }
+
+    #[tokio::test]
+    async fn a_metric_check_queries_its_fixture() {
+        let dir = tempfile::tempdir().unwrap();
+        let fixture = dir.path().join("series.txt");
+        std::fs::write(
+            &fixture,
+            "# ten minutes of an API\n\
+             load 1m\n\
+             \x20 http_errors_total{job=\"api\"} 0+1x10\n\
+             \x20 http_requests_total{job=\"api\"} 0+100x10\n",
+        )
+        .unwrap();
+        let fixture = fixture.display().to_string();
+        let threshold = file("metric-threshold");
+        let query = "sum(rate(http_errors_total[5m])) / sum(rate(http_requests_total[5m]))";
+        let run = |max: f64| {
+            let config = json!({"query": query, "max": max}).to_string();
+            let (threshold, fixture) = (threshold.clone(), fixture.clone());
+            async move {
+                call(&[
+                    &threshold,
+                    "--input",
+                    r#"{"check": "error-ratio"}"#,
+                    "--config",
+                    &config,
+                    "--query-fixture",
+                    &fixture,
+                ])
+                .await
+            }
+        };
+        let (code, out, stderr) = run(0.05).await;
+        assert_eq!(code, 0, "{out:#}\n{stderr}");
+        assert_eq!(out["output"]["ok"], true, "{out:#}");
+        assert_eq!(out["output"]["value"], 0.01, "{out:#}");
+        // Evaluated at the fixture's last sample (10 minutes).
+        assert_eq!(out["output"]["samples"][0]["timestampMs"], 600_000);
+        let (code, out, _) = run(0.001).await;
+        assert_eq!(code, 0, "a failing check is still a successful call");
+        assert_eq!(out["output"]["ok"], false, "{out:#}");
+
+        // Without a fixture there is nothing to query.
+        let config = json!({"query": query, "max": 1}).to_string();
+        let (code, out, _) = call(&[&threshold, "--input", "{}", "--config", &config]).await;
+        assert_eq!(code, 4, "{out:#}");
+        assert!(
+            out["error"].as_str().unwrap().contains("--query-fixture"),
+            "{out:#}"
+        );
+        // A hostile fixture is refused, not expanded.
+        std::fs::write(
+            dir.path().join("huge.txt"),
+            "load 1m\n  x 0+1x99999999999\n",
+        )
+        .unwrap();
+        let huge = dir.path().join("huge.txt").display().to_string();
+        let (code, _, stderr) = call(&[
+            &threshold,
+            "--input",
+            "{}",
+            "--config",
+            &config,
+            "--query-fixture",
+            &huge,
+        ])
+        .await;
+        assert_eq!(code, 1);
+        assert!(stderr.contains("more than 1000000 points"), "{stderr}");
+    }
+
+    #[tokio::test]
+    async fn a_trap_is_its_own_exit_code() {
+        let (code, out, stderr) = call(&[
+            &file("misbehave"),
+            "--input",
+            NOTIFICATION,
+            "--config",
+            r#"{"mode": "trap"}"#,
+        ])
+        .await;
+        assert_eq!(code, 5, "{out:#}\n{stderr}");
+        assert_eq!(out["result"], "trap");
+        let (code, _, stderr) = call(&[&file("misbehave"), "--input", "{not json"]).await;
+        assert_eq!(code, 1);
+        assert!(stderr.contains("--input is not JSON"), "{stderr}");
+    }
+}

@@ -136,6 +136,13 @@ async fn basic_and_bearer_auth_guard_api_and_ui_and_secrets_stay_hidden() {
             "{path} with a bearer token"
         );
     }
+    // Running a check now is guarded like the rest of the API.
+    let run = agent.url("/api/v1/checks/nope/run");
+    assert_eq!(status(c.post(&run)).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        status(c.post(&run).bearer_auth(BEARER)).await,
+        StatusCode::NOT_FOUND
+    );
     let page = c
         .get(agent.url("/"))
         .basic_auth("admin", Some(USER_PASSWORD))

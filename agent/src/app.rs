@@ -15,6 +15,7 @@ use arc_swap::ArcSwap;
 use crate::alerting::dispatch::{Dispatcher, ReceiverSettings, Shared};
 use crate::alerting::plugin_notifier::PluginNotifier;
 use crate::config::Config;
+use crate::plugins::host::PromqlQueries;
 use crate::plugins::{watch, Instance, PluginKind, PluginRuntime};
 use crate::scrape::{Job, ScrapeManager};
 use crate::selfmetrics::Metrics;
@@ -302,8 +303,8 @@ impl Agent {
             .with_context(|| format!("opening the store in {}", data_dir.display()))?;
         let maintenance = db.spawn_maintenance();
         let db = Arc::new(db);
-        plugins.set_query_api(Arc::new(StoreQueries {
-            db: db.clone(),
+        plugins.set_query_api(Arc::new(PromqlQueries {
+            store: db.clone(),
             engine: engine_for(&loaded.config),
         }));
         let remote = Arc::new(crate::remote::RemoteWrite::new(&data_dir, metrics.clone()));
@@ -361,8 +362,8 @@ impl Agent {
         });
         let rollouts = crate::rollout::RolloutManager::new(
             plugins.clone(),
-            Arc::new(StoreQueries {
-                db: db.clone(),
+            Arc::new(PromqlQueries {
+                store: db.clone(),
                 engine: engine_for(&loaded.config),
             }),
             sink.clone(),
@@ -649,61 +650,6 @@ impl Agent {
             tracing::error!(error = %format!("{e:#}"), "flushing the WAL on shutdown");
         }
         self.remote.stop().await;
-    }
-}
-
-/// Instant queries for metric-check plugins: PromQL over the store on a
-/// blocking thread, results as WIT samples (a scalar is one unlabeled sample).
-struct StoreQueries {
-    db: Arc<tsdb::Db>,
-    engine: crate::promql::Engine,
-}
-
-impl crate::plugins::host::QueryApi for StoreQueries {
-    fn instant(
-        &self,
-        expr: String,
-        time_ms: i64,
-    ) -> futures::future::BoxFuture<
-        'static,
-        Result<Vec<crate::plugins::bindings::types::Sample>, String>,
-    > {
-        let (db, engine) = (self.db.clone(), self.engine.clone());
-        Box::pin(async move {
-            tokio::task::spawn_blocking(move || {
-                let parsed = crate::promql::parse(&expr).map_err(|e| e.to_string())?;
-                let r = engine
-                    .instant(&*db, &parsed, time_ms)
-                    .map_err(|e| e.to_string())?;
-                let sample = |labels: &crate::model::Labels, t: i64, v: f64| {
-                    crate::plugins::bindings::types::Sample {
-                        labels: labels
-                            .iter()
-                            .map(|l| crate::plugins::bindings::types::Label {
-                                name: l.name.clone(),
-                                value: l.value.clone(),
-                            })
-                            .collect(),
-                        value: v,
-                        timestamp_ms: t,
-                    }
-                };
-                match r.value {
-                    crate::promql::Value::Scalar { t, v } => {
-                        Ok(vec![sample(&crate::model::Labels::new(), t, v)])
-                    }
-                    crate::promql::Value::Vector(v) => {
-                        Ok(v.iter().map(|s| sample(&s.labels, s.t, s.v)).collect())
-                    }
-                    other => Err(format!(
-                        "expected an instant vector or scalar, got a {}",
-                        other.type_name()
-                    )),
-                }
-            })
-            .await
-            .map_err(|e| format!("query task failed: {e}"))?
-        })
     }
 }
 

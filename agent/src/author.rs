@@ -42,6 +42,9 @@ pub enum PluginCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Run one call of a component in the agent's sandbox and print the
+    /// result as JSON (exit 0 ok, 3 retryable, 4 permanent, 5 trap, 1 no call).
+    Call(crate::plugins::call::CallArgs),
 }
 
 /// Runs one `wasmon plugin` command. Exit code 1 when the component
@@ -94,6 +97,10 @@ pub fn run(command: PluginCommand) -> Result<ExitCode> {
             } else {
                 ExitCode::FAILURE
             })
+        }
+        // Async (it runs the plugin): the binary's `main` runs it.
+        PluginCommand::Call(_) => {
+            anyhow::bail!("plugin call runs on the async runtime: use plugins::call::run")
         }
     }
 }

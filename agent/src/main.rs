@@ -97,6 +97,11 @@ enum Command {
         #[arg(long, default_value = "http://127.0.0.1:9930")]
         url: String,
     },
+    /// Work with the health checks of a running agent.
+    Checks {
+        #[command(subcommand)]
+        what: ChecksWhat,
+    },
     /// Remove an ack by its id: escalation resumes.
     Unack {
         id: String,
@@ -124,6 +129,21 @@ enum Command {
         report: bool,
         #[arg(long, default_value = "http://127.0.0.1:9930")]
         url: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ChecksWhat {
+    /// Run a check now (POST /api/v1/checks/NAME/run): its result is
+    /// printed and stored as a scheduled run's is. Exit 1 when it fails.
+    Run {
+        name: String,
+        /// The agent's base URL.
+        #[arg(long, default_value = "http://127.0.0.1:9930")]
+        url: String,
+        /// Print JSON instead of a line.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -182,14 +202,19 @@ enum CheckWhat {
 
 #[derive(Subcommand)]
 enum PluginsWhat {
-    /// Load every component in the plugins directory and list it with its world, version and errors.
+    /// Load every component in the plugins directory and list it with its
+    /// world, version and errors; with --url, a running agent's plugins
+    /// with each instance's circuit (failure policy).
     List {
         /// Config whose plugins.dir to list (default: the built-in config).
-        #[arg(long, short)]
+        #[arg(long, short, conflicts_with = "url")]
         config: Option<PathBuf>,
         /// List this directory instead.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "url")]
         dir: Option<PathBuf>,
+        /// Ask the agent at this base URL instead (e.g. http://127.0.0.1:9930).
+        #[arg(long)]
+        url: Option<String>,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -393,6 +418,13 @@ async fn run(cmd: Command) -> Result<ExitCode> {
                 .await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Checks {
+            what: ChecksWhat::Run { name, url, json },
+        } => Ok(if wasmon::checks::api::cli_run(&url, &name, json).await? {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }),
         Command::Unack { id, url } => {
             wasmon::incident::api::cli_unack(&url, &id).await?;
             Ok(ExitCode::SUCCESS)
@@ -404,6 +436,9 @@ async fn run(cmd: Command) -> Result<ExitCode> {
             wasmon::incident::api::cli_incidents(&url, id.as_deref(), report).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Plugin {
+            what: wasmon::author::PluginCommand::Call(args),
+        } => wasmon::plugins::call::run(args).await,
         Command::Plugin { what } => wasmon::author::run(what),
         Command::Rollouts { url, json } => {
             wasmon::rollout::api::print_status(&url, json).await?;
@@ -420,7 +455,33 @@ async fn run(cmd: Command) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Plugins {
-            what: PluginsWhat::List { config, dir, json },
+            what:
+                PluginsWhat::List {
+                    url: Some(url),
+                    json,
+                    ..
+                },
+        } => {
+            let list = wasmon::plugins::list::fetch(&url).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                print!("{}", wasmon::plugins::list::render(&list));
+                if list.is_empty() {
+                    println!("(no plugins in the agent at {url})");
+                }
+            }
+            let failed = list.iter().any(|p| !p["error"].is_null());
+            Ok(if failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Plugins {
+            what: PluginsWhat::List {
+                config, dir, json, ..
+            },
         } => {
             let config = match config {
                 Some(p) => Config::load(&p)?,
@@ -445,23 +506,15 @@ async fn run(cmd: Command) -> Result<ExitCode> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else {
-                println!(
-                    "{:<20} {:<16} {:<14} {:>10}  STATUS",
-                    "NAME", "WORLD", "VERSION", "SIZE"
+                print!(
+                    "{}",
+                    wasmon::plugins::list::render(
+                        &serde_json::to_value(&list)?
+                            .as_array()
+                            .cloned()
+                            .unwrap_or_default()
+                    )
                 );
-                for p in &list {
-                    println!(
-                        "{:<20} {:<16} {:<14} {:>10}  {}",
-                        p.name,
-                        p.kind.map(|k| k.to_string()).unwrap_or_else(|| "-".into()),
-                        p.hash.as_deref().map(|h| &h[..12]).unwrap_or("-"),
-                        p.size.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
-                        p.error
-                            .as_deref()
-                            .map(|e| format!("ERROR: {e}"))
-                            .unwrap_or_else(|| "ok".into())
-                    );
-                }
                 if list.is_empty() {
                     println!("(no plugins in {})", dir.display());
                 }

@@ -45,9 +45,12 @@ pub struct Metrics {
     pub plugin_calls: Family<CallLabels, Counter>,
     pub plugin_call_duration: Family<InstanceLabels, Histogram>,
     pub plugin_http_denied: Family<InstanceLabels, Counter>,
+    pub plugin_circuit_state: Family<InstanceLabels, Gauge>,
+    pub plugin_short_circuited: Family<CallLabels, Counter>,
     pub plugin_loads: Family<ResultLabels, Counter>,
     pub plugin_last_load_successful: Family<PluginLabels, Gauge>,
     pub plugins_loaded: Gauge,
+    pub plugin_loads_in_progress: Gauge,
     pub plugin_file_reads: Counter,
     pub plugins_dir_rescans: Counter,
     pub plugins_dir_present: Gauge,
@@ -76,9 +79,12 @@ impl Metrics {
                 ])
             }),
             plugin_http_denied: Family::default(),
+            plugin_circuit_state: Family::default(),
+            plugin_short_circuited: Family::default(),
             plugin_loads: Family::default(),
             plugin_last_load_successful: Family::default(),
             plugins_loaded: Gauge::default(),
+            plugin_loads_in_progress: Gauge::default(),
             plugin_file_reads: Counter::default(),
             plugins_dir_rescans: Counter::default(),
             plugins_dir_present: Gauge::default(),
@@ -104,8 +110,18 @@ impl Metrics {
             m.plugin_http_denied.clone(),
         );
         registry.register(
+            "plugin_circuit_state",
+            "The circuit breaker of a plugin instance: 0 closed (calls go through), 1 open (calls are refused without running the plugin), 2 half-open (one probe call is let through)",
+            m.plugin_circuit_state.clone(),
+        );
+        registry.register(
+            "plugin_short_circuited_calls",
+            "Calls refused without running the plugin, by result: circuit_open (timeouts or repeated failures tripped the instance's breaker), failed_before (a receiver's same notification already failed permanently)",
+            m.plugin_short_circuited.clone(),
+        );
+        registry.register(
             "plugin_loads",
-            "Attempts to load a plugin file, by result (success, failure)",
+            "Attempts to load a plugin file, by result (success, failure, superseded: a newer version arrived while it compiled)",
             m.plugin_loads.clone(),
         );
         registry.register(
@@ -117,6 +133,11 @@ impl Metrics {
             "plugins_loaded",
             "Plugins currently serving",
             m.plugins_loaded.clone(),
+        );
+        registry.register(
+            "plugin_loads_in_progress",
+            "Plugin files being compiled (several at once; a small one never waits behind large ones)",
+            m.plugin_loads_in_progress.clone(),
         );
         registry.register(
             "plugin_file_reads",

@@ -741,4 +741,160 @@ mod watching {
         sentinel(&rt, &linked, "s").await;
         assert!(rel.join("s.wasm").exists());
     }
+
+    // ---- parallel loading (issue 18) ----
+
+    fn superseded(m: &Metrics) -> u64 {
+        m.plugin_loads
+            .get_or_create(&ResultLabels {
+                result: "superseded".into(),
+            })
+            .get()
+    }
+
+    fn compiling(rt: &PluginRuntime, name: &str) -> bool {
+        rt.list()
+            .iter()
+            .any(|p| p.name == name && p.loading.is_some())
+    }
+
+    /// A plugin copied in next to one that takes seconds to compile serves
+    /// while the other is still compiling, and the slow one, touched while
+    /// it compiles, is compiled and reported once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_small_plugin_serves_while_a_large_one_compiles() {
+        let (_keep, dir, rt, m) = watched(&[]).await;
+        // Named to be looked at first: a one-at-a-time loader would make
+        // the small one wait for it.
+        install(&dir, "a-slow.wasm", &super::slow_component(12_000));
+        install(
+            &dir,
+            "z-small.wasm",
+            &std::fs::read(common::component("noop")).unwrap(),
+        );
+        wait_until("the small plugin to serve", Duration::from_secs(60), || {
+            rt.get("z-small").is_some()
+        })
+        .await;
+        let slow = rt.list().into_iter().find(|p| p.name == "a-slow");
+        assert!(
+            slow.as_ref()
+                .is_some_and(|p| p.loading.is_some() && p.error.is_none() && p.hash.is_none()),
+            "the slow one should still be compiling when the small one serves: {slow:#?}"
+        );
+        // Touched mid-compile: the same content, not compiled again.
+        touch(&dir.join("a-slow.wasm"));
+        sentinel(&rt, &dir, "s").await;
+        assert!(compiling(&rt, "a-slow"), "{:#?}", rt.list());
+        wait_until(
+            "the slow one to be refused",
+            Duration::from_secs(120),
+            || {
+                rt.list()
+                    .iter()
+                    .any(|p| p.name == "a-slow" && p.error.is_some())
+            },
+        )
+        .await;
+        let error = rt.list().into_iter().find(|p| p.name == "a-slow").unwrap();
+        assert!(
+            error.error.as_deref().unwrap().contains("exports nothing"),
+            "{error:#?}"
+        );
+        settle_and_assert_quiet(&m).await;
+        assert_eq!((successes(&m), failures(&m), superseded(&m)), (2, 1, 0));
+        let file = dir.join("a-slow.wasm").display().to_string();
+        assert_eq!(log_lines(&["ERROR", "rejected plugin file", &file]), 1);
+    }
+
+    /// A new version copied over one still compiling wins, whichever
+    /// finishes first: the older one is dropped, never installed over it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_newer_version_supersedes_a_compile_in_progress() {
+        let (_keep, dir, rt, m) = watched(&[]).await;
+        install(&dir, "p.wasm", &super::slow_component(12_000));
+        wait_until("p to be compiling", Duration::from_secs(30), || {
+            compiling(&rt, "p")
+        })
+        .await;
+        let noop = std::fs::read(common::component("noop")).unwrap();
+        install(&dir, "p.wasm", &noop);
+        wait_until("the newer p to serve", Duration::from_secs(60), || {
+            rt.get("p").is_some()
+        })
+        .await;
+        let newer = rt.get("p").unwrap().hash.clone();
+        // The old compile runs to its end in this process (a compiler
+        // child would be killed), then is dropped.
+        wait_until(
+            "the old compile to be dropped",
+            Duration::from_secs(120),
+            || superseded(&m) == 1,
+        )
+        .await;
+        settle_and_assert_quiet(&m).await;
+        assert_eq!(rt.get("p").unwrap().hash, newer);
+        assert!(
+            rt.list()
+                .iter()
+                .all(|p| p.error.is_none() && p.loading.is_none()),
+            "{:#?}",
+            rt.list()
+        );
+        assert_eq!((successes(&m), failures(&m)), (1, 0));
+    }
+}
+
+/// A component that takes Cranelift seconds to compile and is not a
+/// plugin (it exports nothing, so it is refused once compiled): one
+/// function of `blocks` small blocks, each a conditional exit and some
+/// arithmetic over 32 locals. Register allocation is superlinear in the
+/// blocks of one function (12,000 blocks: ~200 KB, several seconds), and
+/// one function keeps wasmtime's parallel compilation to one core, so a
+/// test measures the agent's scheduling, not the machine's core count.
+fn slow_component(blocks: u32) -> Vec<u8> {
+    fn leb(out: &mut Vec<u8>, mut v: u32) {
+        loop {
+            let byte = (v & 0x7f) as u8;
+            v >>= 7;
+            if v == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    fn section(out: &mut Vec<u8>, id: u8, body: &[u8]) {
+        out.push(id);
+        leb(out, body.len() as u32);
+        out.extend_from_slice(body);
+    }
+    const LOCALS: u32 = 32;
+    const GET: u8 = 0x20;
+    const SET: u8 = 0x21;
+    // One run of 32 i32 locals.
+    let mut body = vec![1, LOCALS as u8, 0x7f];
+    for j in 0..blocks {
+        // block; br_if 0 (local x); local a = (local b + local c) * local d; end
+        body.extend([0x02, 0x40, GET, ((j * 5 + 2) % LOCALS) as u8, 0x0d, 0x00]);
+        body.extend([
+            GET,
+            (j % LOCALS) as u8,
+            GET,
+            ((j * 7 + 3) % LOCALS) as u8,
+            0x6a,
+        ]);
+        body.extend([GET, ((j * 11 + 5) % LOCALS) as u8, 0x6c]);
+        body.extend([SET, ((j * 13 + 1) % LOCALS) as u8, 0x0b]);
+    }
+    body.extend([GET, 0, 0x0b]);
+    let mut module = b"\0asm\x01\0\0\0".to_vec();
+    // type 0: () -> i32; one function of it; its code.
+    section(&mut module, 1, &[1, 0x60, 0, 1, 0x7f]);
+    section(&mut module, 3, &[1, 0]);
+    let mut code = vec![1];
+    leb(&mut code, body.len() as u32);
+    code.extend_from_slice(&body);
+    section(&mut module, 10, &code);
+    wasmon_plugin_tools::contract::encode(&module).unwrap()
 }

@@ -280,3 +280,339 @@ async fn guest_blocked_on_a_slow_host_times_out() {
         CallError::Timeout(Duration::from_millis(500))
     );
 }
+
+// ---- failure policy (issue 18) ----
+
+mod failure_policy {
+    use std::collections::{BTreeMap, HashMap};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use arc_swap::ArcSwap;
+    use chrono::{DateTime, Utc};
+    use futures::future::BoxFuture;
+    use wasmon::alerting::config::AlertingConfig;
+    use wasmon::alerting::dispatch::{
+        Clock, Dispatcher, ManualClock, Notifier, NotifyError, ReceiverSettings, Shared,
+    };
+    use wasmon::alerting::message::WebhookMessage;
+    use wasmon::alerting::nflog::NotificationLog;
+    use wasmon::alerting::plugin_notifier::PluginNotifier;
+    use wasmon::alerting::silence::{Silences, DEFAULT_RETENTION};
+    use wasmon::alerting::types::{AlertStore, PostableAlert};
+    use wasmon::plugins::circuit::State;
+    use wasmon::plugins::CallError;
+    use wasmon::selfmetrics::{CallLabels, Metrics};
+
+    use super::{instance, notification, runtime};
+
+    /// A sleep in progress: its id and when it ends.
+    type Sleep = (u64, DateTime<Utc>);
+    /// A notify attempt: receiver, ms since t0, outcome.
+    type Attempt = (String, i64, Result<(), NotifyError>);
+
+    /// The dispatcher's manual clock, which also knows who sleeps on it:
+    /// the driver advances time only once every flush task is either done
+    /// or waiting for a later time, so each plugin call happens at a known
+    /// moment however long it takes for real.
+    struct TestClock {
+        manual: Arc<ManualClock>,
+        /// Wake-up times of the sleeps in progress.
+        sleeps: Arc<Mutex<Vec<Sleep>>>,
+        next: AtomicUsize,
+    }
+
+    impl Clock for TestClock {
+        fn now(&self) -> DateTime<Utc> {
+            self.manual.now()
+        }
+        fn sleep_until(&self, t: DateTime<Utc>) -> BoxFuture<'static, ()> {
+            let id = self.next.fetch_add(1, Ordering::Relaxed) as u64;
+            self.sleeps.lock().unwrap().push((id, t));
+            let (sleep, sleeps) = (self.manual.sleep_until(t), self.sleeps.clone());
+            Box::pin(async move {
+                sleep.await;
+                sleeps.lock().unwrap().retain(|(i, _)| *i != id);
+            })
+        }
+    }
+
+    impl wasmon::plugins::host::Clock for TestClock {
+        fn now_ms(&self) -> i64 {
+            self.manual.now().timestamp_millis()
+        }
+    }
+
+    /// Counts notify calls in flight and records each one's outcome.
+    struct Counting {
+        inner: Arc<PluginNotifier>,
+        clock: Arc<TestClock>,
+        in_flight: Arc<AtomicUsize>,
+        log: Arc<Mutex<Vec<Attempt>>>,
+    }
+
+    impl Notifier for Counting {
+        fn notify(
+            &self,
+            receiver: &str,
+            msg: WebhookMessage,
+        ) -> BoxFuture<'static, Result<(), NotifyError>> {
+            self.in_flight.fetch_add(1, Ordering::SeqCst);
+            let fut = self.inner.notify(receiver, msg);
+            let (in_flight, log, clock) =
+                (self.in_flight.clone(), self.log.clone(), self.clock.clone());
+            let receiver = receiver.to_string();
+            Box::pin(async move {
+                let r = fut.await;
+                let at = (clock.now() - t0()).num_milliseconds();
+                log.lock().unwrap().push((receiver, at, r.clone()));
+                in_flight.fetch_sub(1, Ordering::SeqCst);
+                r
+            })
+        }
+    }
+
+    fn t0() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-01-05T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    const ROUTES: &str = r#"
+route:
+  receiver: fast
+  group_by: [alertname]
+  group_wait: 0s
+  group_interval: 5m
+  repeat_interval: 4h
+  routes:
+  - matchers: [alertname=~".+"]
+    receiver: looping
+    continue: true
+  - matchers: [alertname=~".+"]
+    receiver: refusing
+    continue: true
+  - matchers: [alertname=~".+"]
+    receiver: fast
+"#;
+
+    fn calls(m: &Metrics, inst: &str, result: &str) -> u64 {
+        m.plugin_calls
+            .get_or_create(&CallLabels {
+                plugin: "misbehave".into(),
+                instance: inst.into(),
+                result: result.into(),
+            })
+            .get()
+    }
+
+    /// A receiver that loops until its deadline, one that fails
+    /// permanently and a fast one, side by side for 20 minutes of group
+    /// intervals on a manual clock. The looping one's circuit opens and
+    /// backs off (a handful of calls instead of a dozen per interval); the
+    /// permanent failure is called once per notification; the fast one
+    /// delivers every new notification on its first attempt.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_looping_receiver_backs_off_and_a_permanent_failure_is_called_once() {
+        let (_dir, rt, metrics) = runtime().await;
+        let clock = Arc::new(TestClock {
+            manual: ManualClock::new(t0()),
+            sleeps: Arc::default(),
+            next: AtomicUsize::new(0),
+        });
+        rt.set_clock(clock.clone());
+        let t = Duration::from_secs(5);
+        let receivers: BTreeMap<String, wasmon::plugins::Instance> = [
+            instance(
+                "looping",
+                "misbehave",
+                serde_json::json!({"mode": "loop"}),
+                &[],
+                Duration::from_millis(100),
+            ),
+            instance(
+                "refusing",
+                "misbehave",
+                serde_json::json!({"mode": "fail-permanent"}),
+                &[],
+                t,
+            ),
+            instance(
+                "fast",
+                "misbehave",
+                serde_json::json!({"mode": "ok"}),
+                &[],
+                t,
+            ),
+        ]
+        .into_iter()
+        .map(|i| (i.name.to_string(), i))
+        .collect();
+        let counting = Arc::new(Counting {
+            inner: Arc::new(PluginNotifier {
+                plugins: rt.clone(),
+                receivers: ArcSwap::from_pointee(receivers),
+            }),
+            clock: clock.clone(),
+            in_flight: Arc::default(),
+            log: Arc::default(),
+        });
+        let shared = Shared {
+            alerts: Arc::new(AlertStore::new()),
+            silences: Arc::new(Silences::in_memory(DEFAULT_RETENTION)),
+            nflog: Arc::new(NotificationLog::in_memory(DEFAULT_RETENTION)),
+            notifier: counting.clone(),
+            clock: clock.clone(),
+            incidents: Arc::new(wasmon::incident::Incidents::in_memory()),
+        };
+        let settings: HashMap<String, ReceiverSettings> = ["looping", "refusing", "fast"]
+            .into_iter()
+            .map(|r| (r.to_string(), ReceiverSettings::default()))
+            .collect();
+        let cfg: AlertingConfig = serde_norway::from_str(ROUTES).unwrap();
+        let d = Dispatcher::new(&cfg, settings, "http://wasmon", shared).unwrap();
+
+        let alert = |instance: &str| PostableAlert {
+            labels: [("alertname", "Down"), ("instance", instance)]
+                .into_iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
+            ..Default::default()
+        };
+        let mut firing: Vec<String> = Vec::new();
+        let mut tasks: Vec<tokio::task::JoinHandle<()>> = Vec::new();
+        // A new alert at 0 and 10 min (new notifications), the same ones
+        // again at 5 and 15 min; refreshed every minute as rules do.
+        for second in 0..1200i64 {
+            if second % 600 == 0 {
+                firing.push(format!("i{second}"));
+            }
+            if second % 60 == 0 {
+                d.put_alerts(firing.iter().map(|i| alert(i)).collect())
+                    .unwrap();
+            }
+            tasks.extend(d.start_due());
+            // Quiet: no call running, every unfinished flush asleep until later.
+            let real = std::time::Instant::now();
+            loop {
+                tasks.retain(|h| !h.is_finished());
+                let now = clock.now();
+                let asleep = clock
+                    .sleeps
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .filter(|(_, t)| *t > now)
+                    .count();
+                if counting.in_flight.load(Ordering::SeqCst) == 0 && tasks.len() == asleep {
+                    break;
+                }
+                assert!(real.elapsed() < Duration::from_secs(60), "flushes stuck");
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            clock.manual.advance(Duration::from_secs(1));
+        }
+
+        let log = std::mem::take(&mut *counting.log.lock().unwrap());
+        let of = |r: &str| -> Vec<(i64, Result<(), NotifyError>)> {
+            log.iter()
+                .filter(|(x, _, _)| x == r)
+                .map(|(_, at, res)| (*at, res.clone()))
+                .collect()
+        };
+        // The fast receiver: each new notification at its flush, first try.
+        assert_eq!(
+            of("fast"),
+            vec![(0, Ok(())), (600_000, Ok(()))],
+            "the fast receiver's deliveries changed"
+        );
+        // The permanent failure: called once per notification, then
+        // refused without running at the next flushes of the same one.
+        assert_eq!(calls(&metrics, "refusing", "permanent"), 2, "{log:#?}");
+        let refusing = of("refusing");
+        assert_eq!(refusing.len(), 4, "{refusing:#?}");
+        assert!(
+            refusing
+                .iter()
+                .all(|(_, r)| r.as_ref().is_err_and(|e| !e.retryable)),
+            "{refusing:#?}"
+        );
+        assert!(
+            refusing[1]
+                .1
+                .as_ref()
+                .unwrap_err()
+                .message
+                .contains("not called again"),
+            "{refusing:#?}"
+        );
+        // The looping one: 4 flushes with up to 11 attempts each without
+        // a breaker; with it, a probe per backoff (30 s, 1, 2, 4, 5 min...).
+        let ran = calls(&metrics, "looping", "timeout");
+        let attempts = of("looping").len() as u64;
+        eprintln!("looping receiver over 20 min: {attempts} attempts, {ran} ran");
+        assert!(
+            (3..=8).contains(&ran),
+            "{ran} looping calls ran in 20 min ({attempts} attempts)"
+        );
+        assert!(attempts > ran + 10, "{attempts} attempts, {ran} ran");
+        let short = metrics
+            .plugin_short_circuited
+            .get_or_create(&CallLabels {
+                plugin: "misbehave".into(),
+                instance: "looping".into(),
+                result: "circuit_open".into(),
+            })
+            .get();
+        assert_eq!(short, attempts - ran);
+        let text = metrics.encode();
+        assert!(
+            text.contains(
+                "wasmon_plugin_circuit_state{plugin=\"misbehave\",instance=\"looping\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("wasmon_plugin_circuit_state{plugin=\"misbehave\",instance=\"fast\"} 0"),
+            "{text}"
+        );
+        let status = rt
+            .list()
+            .into_iter()
+            .find(|p| p.name == "misbehave")
+            .unwrap();
+        let looping = status
+            .instances
+            .iter()
+            .find(|i| i.instance == "looping")
+            .unwrap();
+        assert_eq!(looping.state, State::Open);
+        assert_eq!(looping.short_circuited, short);
+        assert!(
+            looping.last_error.as_deref().unwrap().contains("timed out"),
+            "{looping:?}"
+        );
+
+        // A manual test is let through while the circuit is open (and
+        // closes it when the receiver answers).
+        let r = rt
+            .notify_with(
+                &instance(
+                    "looping",
+                    "misbehave",
+                    serde_json::json!({"mode": "loop"}),
+                    &[],
+                    Duration::from_millis(100),
+                ),
+                &notification(),
+                wasmon::plugins::Policy::Manual,
+            )
+            .await;
+        assert_eq!(
+            r.unwrap_err(),
+            CallError::Timeout(Duration::from_millis(100))
+        );
+        assert_eq!(calls(&metrics, "looping", "timeout"), ran + 1);
+    }
+}

@@ -22,7 +22,7 @@ use toml::Spanned;
 use crate::config::{InstanceConfig, PluginsConfig, Secret};
 use crate::model::Labels;
 use crate::plugins::bindings::types as wit;
-use crate::plugins::{Instance, PluginRuntime};
+use crate::plugins::{Instance, PluginRuntime, Policy};
 use crate::scrape::append::Appendable;
 
 pub mod api;
@@ -289,6 +289,10 @@ pub struct CheckStatus {
     pub failures: u64,
 }
 
+/// A run of a check asked for by a person, shared by everyone who asks
+/// while it runs.
+type ManualRun = futures::future::Shared<futures::future::BoxFuture<'static, Option<Outcome>>>;
+
 /// Runs the configured checks; a reload replaces them all.
 pub struct CheckManager {
     store: Arc<dyn Appendable>,
@@ -296,6 +300,22 @@ pub struct CheckManager {
     http: reqwest::Client,
     status: Arc<Mutex<BTreeMap<String, CheckStatus>>>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// The checks of the current config, by name (for runs on demand).
+    checks: Mutex<BTreeMap<String, Check>>,
+    /// Runs on demand in progress, by check name.
+    manual: Mutex<BTreeMap<String, ManualRun>>,
+}
+
+/// What [`CheckManager::run_now`] did.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunNow {
+    /// The check's status after the run.
+    #[serde(flatten)]
+    pub status: CheckStatus,
+    /// This request joined a run already in progress (asked for by another
+    /// request) instead of starting one.
+    pub coalesced: bool,
 }
 
 impl CheckManager {
@@ -309,6 +329,8 @@ impl CheckManager {
                 .expect("HTTP client"),
             status: Arc::default(),
             tasks: Mutex::default(),
+            checks: Mutex::default(),
+            manual: Mutex::default(),
         })
     }
 
@@ -343,6 +365,7 @@ impl CheckManager {
                 .collect();
             *status = keep;
         }
+        *self.checks.lock().unwrap() = checks.iter().map(|c| (c.name.clone(), c.clone())).collect();
         let mut tasks = self.tasks.lock().unwrap();
         for c in checks {
             let me = self.clone();
@@ -367,22 +390,72 @@ impl CheckManager {
         loop {
             tick.tick().await;
             let outcome = self.run_once(&check).await;
-            let now = chrono::Utc::now();
-            self.record(&check, &outcome, now.timestamp_millis());
-            if let Some(s) = self.status.lock().unwrap().get_mut(&check.name) {
-                s.health = if outcome.ok { "up" } else { "down" };
-                s.failures = if outcome.ok { 0 } else { s.failures + 1 };
-                s.last_run = Some(now);
-                s.last = Some(outcome.clone());
-            }
-            if !outcome.ok {
-                tracing::debug!(check = %check.name, target = %check.target, message = %outcome.message, "check failed");
-            }
+            self.finish(&check, &outcome);
         }
+    }
+
+    /// Stores a run's outcome: the check's series and its status.
+    fn finish(&self, check: &Check, outcome: &Outcome) {
+        let now = chrono::Utc::now();
+        self.record(check, outcome, now.timestamp_millis());
+        if let Some(s) = self.status.lock().unwrap().get_mut(&check.name) {
+            s.health = if outcome.ok { "up" } else { "down" };
+            s.failures = if outcome.ok { 0 } else { s.failures + 1 };
+            s.last_run = Some(now);
+            s.last = Some(outcome.clone());
+        }
+        if !outcome.ok {
+            tracing::debug!(check = %check.name, target = %check.target, message = %outcome.message, "check failed");
+        }
+    }
+
+    /// Runs the check `name` now (`POST /api/v1/checks/NAME/run`), stores
+    /// the result as a scheduled run does, and returns it; None when there
+    /// is no such check. Requests for a check that is already being run on
+    /// demand wait for that run and share its result (`coalesced`) rather
+    /// than start another. A plugin check is run even while its circuit is
+    /// open (a person asked), and a pass closes the circuit.
+    pub async fn run_now(self: &Arc<Self>, name: &str) -> Option<RunNow> {
+        use futures::FutureExt;
+        let check = self.checks.lock().unwrap().get(name).cloned()?;
+        let (run, coalesced) = {
+            let mut manual = self.manual.lock().unwrap();
+            match manual.get(name) {
+                Some(run) => (run.clone(), true),
+                None => {
+                    let me = self.clone();
+                    // A task of its own, not the request's: a client that
+                    // goes away does not cancel a run others wait for.
+                    let task = tokio::spawn(async move {
+                        let outcome = me.run_once_with(&check, Policy::Manual).await;
+                        me.finish(&check, &outcome);
+                        me.manual.lock().unwrap().remove(&check.name);
+                        outcome
+                    });
+                    let run: ManualRun = task.map(Result::ok).boxed().shared();
+                    manual.insert(name.to_string(), run.clone());
+                    (run, false)
+                }
+            }
+        };
+        run.await?;
+        let status = self.status.lock().unwrap().get(name).cloned()?;
+        Some(RunNow { status, coalesced })
     }
 
     /// Runs `check` once.
     pub async fn run_once(&self, check: &Check) -> Outcome {
+        self.run_once_with(
+            check,
+            Policy::Guarded {
+                remember_permanent: false,
+            },
+        )
+        .await
+    }
+
+    /// Runs `check` once; `policy` is the failure policy of a plugin call.
+    async fn run_once_with(&self, check: &Check, policy: Policy) -> Outcome {
         let start = Instant::now();
         let (ok, message, value, samples) = match &check.probe {
             Probe::Http {
@@ -476,13 +549,13 @@ impl CheckManager {
                     target: check.target.clone(),
                     timeout_ms: check.timeout.as_millis().min(u32::MAX as u128) as u32,
                 };
-                match self.plugins.check(inst, &req).await {
+                match self.plugins.check_with(inst, &req, policy).await {
                     Ok((r, _)) => (r.ok, r.message, r.value, r.samples),
                     Err(e) => (false, format!("plugin: {e}"), None, vec![]),
                 }
             }
             Probe::Metric(inst) => {
-                match evaluate_metric_check(&self.plugins, inst, &check.name).await {
+                match evaluate_metric_check(&self.plugins, inst, &check.name, policy).await {
                     Ok(r) => (r.ok, r.message, r.value, r.samples),
                     Err(e) => (false, format!("plugin: {e}"), None, vec![]),
                 }
@@ -557,6 +630,7 @@ pub async fn evaluate_metric_check(
     plugins: &PluginRuntime,
     inst: &Instance,
     check: &str,
+    policy: Policy,
 ) -> Result<wit::CheckResult, crate::plugins::CallError> {
     let time_ms = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -566,7 +640,10 @@ pub async fn evaluate_metric_check(
         check: check.to_string(),
         time_ms,
     };
-    plugins.evaluate(inst, &req).await.map(|(r, _)| r)
+    plugins
+        .evaluate_with(inst, &req, policy)
+        .await
+        .map(|(r, _)| r)
 }
 
 fn sample(metric: &str, check: &str, target: &str, value: f64) -> wit::Sample {
@@ -619,4 +696,85 @@ pub(crate) fn validate_instance(
             .with_context(|| format!("{}: {what}: allow_hosts", at(h.span())))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    /// The guide's sections on `[[checks]]` and `[[rollouts]]`.
+    fn guide_section(title: &str) -> &'static str {
+        let guide = include_str!("../../../docs/plugin-guide.md");
+        let start = guide
+            .find(&format!("\n## {title}"))
+            .unwrap_or_else(|| panic!("no section {title:?} in the guide"));
+        let rest = &guide[start + 1..];
+        let end = rest[3..].find("\n## ").map_or(rest.len(), |e| e + 3);
+        &rest[..end]
+    }
+
+    fn toml_blocks(section: &str) -> Vec<String> {
+        section
+            .split("```toml\n")
+            .skip(1)
+            .map(|b| b.split("```").next().unwrap().to_string())
+            .collect()
+    }
+
+    /// The keys a config struct has, by serializing one.
+    fn keys(v: impl serde::Serialize) -> Vec<String> {
+        serde_json::to_value(v)
+            .unwrap()
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// Every key of `[[checks]]` and `[[rollouts]]` (and their tables) is
+    /// in the guide's tables, and the guide's examples are valid configs.
+    #[test]
+    fn the_guide_documents_every_check_and_rollout_key_with_examples_that_parse() {
+        let checks = guide_section("Health checks");
+        let rollouts = guide_section("Rollouts");
+        let mut parsed = Vec::new();
+        for block in toml_blocks(checks).iter().chain(&toml_blocks(rollouts)) {
+            // Examples take credentials from the environment: read them as
+            // literal text here.
+            let text = block.replace("${", "$${");
+            parsed.push(
+                crate::config::Config::parse(&text, "plugin-guide.md")
+                    .unwrap_or_else(|e| panic!("{e:#}\n{block}")),
+            );
+        }
+        let c = parsed.iter().flat_map(|c| &c.checks).collect::<Vec<_>>();
+        let r = parsed.iter().flat_map(|c| &c.rollouts).collect::<Vec<_>>();
+        assert!(c.len() >= 4 && r.len() == 1, "examples missing");
+        let documented = |section: &str, key: &str| {
+            section.contains(&format!("| `{key}` |"))
+                || section.contains(&format!("| `[[rollouts.{key}]]` |"))
+                || section.contains(&format!("| `[rollouts.{key}]` |"))
+        };
+        for key in keys(c[0]) {
+            assert!(
+                documented(checks, &key),
+                "[[checks]] {key} is not documented"
+            );
+        }
+        let rollout = r[0];
+        for key in keys(rollout) {
+            assert!(
+                documented(rollouts, &key),
+                "[[rollouts]] {key} is not documented"
+            );
+        }
+        for key in keys(&rollout.metrics[0]) {
+            assert!(documented(rollouts, &key), "rollouts.metrics {key}");
+        }
+        for key in keys(rollout.rollback.as_ref().unwrap()) {
+            // Receivers only.
+            if key != "send_resolved" {
+                assert!(documented(rollouts, &key), "plugin instance {key}");
+            }
+        }
+    }
 }

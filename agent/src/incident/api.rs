@@ -147,22 +147,7 @@ pub async fn get_report(State(agent): State<Arc<Agent>>, Path(id): Path<String>)
 
 // --- CLI ---------------------------------------------------------------
 
-async fn check(resp: reqwest::Response, what: &str) -> anyhow::Result<String> {
-    let status = resp.status();
-    let text = resp.text().await.unwrap_or_default();
-    if !status.is_success() {
-        let msg = serde_json::from_str::<Value>(&text)
-            .ok()
-            .and_then(|v| v["error"].as_str().map(str::to_string))
-            .unwrap_or(text);
-        anyhow::bail!("{what}: {status}: {msg}");
-    }
-    Ok(text)
-}
-
-fn base(url: &str) -> &str {
-    url.trim_end_matches('/')
-}
+use crate::web::client::{base, check};
 
 /// `wasmon ack`
 pub async fn cli_ack(

@@ -113,10 +113,62 @@ enum ChildError {
     /// The child could not run (exec failed, bad settings): compile
     /// in-process instead.
     Unavailable(anyhow::Error),
+    /// Stopped because the result is no longer wanted.
+    Cancelled,
+}
+
+/// How often a compile in a child process checks whether it was cancelled.
+const CHILD_POLL: Duration = Duration::from_millis(20);
+
+/// Set when a compile's result is no longer wanted (a newer version of the
+/// file, or the file removed). A compile in a child process is killed; one
+/// in this process runs to the end and its result is dropped.
+#[derive(Debug, Default)]
+pub struct Cancel {
+    flag: std::sync::atomic::AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl Cancel {
+    pub fn cancel(&self) {
+        self.flag.store(true, std::sync::atomic::Ordering::Release);
+        self.notify.notify_waiters();
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.flag.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Resolves once [`Cancel::cancel`] was called.
+    pub async fn cancelled(&self) {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            // Registered before the flag is read, so a cancel in between
+            // is not missed.
+            notified.as_mut().enable();
+            if self.is_cancelled() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Why [`CompileCache::load_cancellable`] gave no component.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cancelled: a newer version superseded it")]
+    Cancelled,
+    #[error(transparent)]
+    Failed(#[from] anyhow::Error),
 }
 
 impl Child {
-    fn compile(&self, bytes: &[u8], out: &Path) -> Result<(), ChildError> {
+    /// Compiles `bytes` to `out` in a child process. When `cancel` is set
+    /// while it runs (a newer version of the file arrived), the child is
+    /// killed: a superseded 30 s compile should not keep a core busy.
+    fn compile(&self, bytes: &[u8], out: &Path, cancel: &Cancel) -> Result<(), ChildError> {
         let start = Instant::now();
         let mut child = std::process::Command::new(&self.exe)
             .arg("--log.level=error")
@@ -139,13 +191,45 @@ impl Child {
                 let _ = s.write_all(&input);
             }
         });
-        let output = child
-            .wait_with_output()
-            .context("waiting for the compiler process")
-            .map_err(ChildError::Unavailable)?;
+        // stderr is drained by its own thread so a chatty child cannot
+        // block on a full pipe while this one polls for cancellation.
+        let mut err_pipe = child.stderr.take();
+        let reader = std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(e) = err_pipe.as_mut() {
+                let _ = std::io::Read::read_to_end(e, &mut buf);
+            }
+            buf
+        });
+        let status = loop {
+            if cancel.is_cancelled() {
+                let _ = child.kill();
+                let _ = child.wait();
+                let _ = feeder.join();
+                let _ = reader.join();
+                let _ = std::fs::remove_file(out);
+                return Err(ChildError::Cancelled);
+            }
+            match child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) => std::thread::sleep(CHILD_POLL),
+                Err(e) => {
+                    let _ = child.kill();
+                    return Err(ChildError::Unavailable(
+                        anyhow::Error::from(e).context("waiting for the compiler process"),
+                    ));
+                }
+            }
+        };
         let _ = feeder.join();
-        let stderr = String::from_utf8_lossy(&output.stderr);
+        let stderr_bytes = reader.join().unwrap_or_default();
+        let stderr = String::from_utf8_lossy(&stderr_bytes);
         let stderr = stderr.trim().trim_start_matches("error: ");
+        let output = std::process::Output {
+            status,
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+        };
         match output.status.code() {
             Some(0) => {
                 tracing::debug!(
@@ -227,6 +311,28 @@ impl CompileCache {
         bytes: &[u8],
         content_hash: &str,
     ) -> Result<(Component, bool)> {
+        match self.load_cancellable(engine, bytes, content_hash, &Cancel::default()) {
+            Ok(c) => Ok(c),
+            Err(LoadError::Failed(e)) => Err(e),
+            Err(LoadError::Cancelled) => unreachable!("nothing cancels a fresh Cancel"),
+        }
+    }
+
+    /// Whether `content_hash` is in the cache (a load would be a quick
+    /// map, not a compile).
+    pub fn is_cached(&self, content_hash: &str) -> bool {
+        self.path_for(content_hash).is_some_and(|p| p.exists())
+    }
+
+    /// [`CompileCache::load`], stopped early when `cancel` is set (a child
+    /// compile is killed).
+    pub fn load_cancellable(
+        &self,
+        engine: &Engine,
+        bytes: &[u8],
+        content_hash: &str,
+        cancel: &Cancel,
+    ) -> Result<(Component, bool), LoadError> {
         let cached = self.path_for(content_hash);
         if let Some(path) = cached.as_deref().filter(|p| p.exists()) {
             // SAFETY: the file is one this cache wrote with `Component::serialize`
@@ -242,17 +348,22 @@ impl CompileCache {
             }
         }
         if let Some(child) = &self.child {
-            match self.load_from_child(engine, child, bytes, cached.as_deref()) {
+            match self.load_from_child(engine, child, bytes, cached.as_deref(), cancel) {
                 Ok(c) => return Ok((c, false)),
-                Err(ChildError::Component(e)) => return Err(e),
+                Err(ChildError::Component(e)) => return Err(e.into()),
+                Err(ChildError::Cancelled) => return Err(LoadError::Cancelled),
                 Err(ChildError::Unavailable(e)) => {
                     tracing::warn!(error = %format!("{e:#}"), "compiling in a child process failed; compiling in the agent")
                 }
             }
         }
-        let component = Component::new(engine, bytes)?;
+        if cancel.is_cancelled() {
+            return Err(LoadError::Cancelled);
+        }
+        let component = Component::new(engine, bytes).map_err(anyhow::Error::from)?;
         if let Some(path) = cached {
-            if let Err(e) = write_atomically(&path, &component.serialize()?) {
+            let code = component.serialize().map_err(anyhow::Error::from)?;
+            if let Err(e) = write_atomically(&path, &code) {
                 tracing::warn!(path = %path.display(), error = %format!("{e:#}"), "could not write compile cache");
             }
         }
@@ -265,6 +376,7 @@ impl CompileCache {
         child: &Child,
         bytes: &[u8],
         cached: Option<&Path>,
+        cancel: &Cancel,
     ) -> Result<Component, ChildError> {
         // Without a cache the code goes through a temporary file, deleted
         // once mapped.
@@ -272,14 +384,15 @@ impl CompileCache {
             Some(p) => (p.to_path_buf(), false),
             None => (
                 std::env::temp_dir().join(format!(
-                    "wasmon-compile-{}-{}.cwasm",
+                    "wasmon-compile-{}-{}-{}.cwasm",
                     std::process::id(),
+                    unique(),
                     &CompileCache::content_hash(bytes)[..16]
                 )),
                 true,
             ),
         };
-        child.compile(bytes, &out)?;
+        child.compile(bytes, &out, cancel)?;
         // SAFETY: written just now by the child from these bytes with an
         // engine built from the same settings; wasmtime checks the header.
         let loaded = unsafe { Component::deserialize_file(engine, &out) };
@@ -293,10 +406,18 @@ impl CompileCache {
     }
 }
 
+/// A number no other call in this process gets (temporary file names).
+fn unique() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
     let dir = path.parent().context("cache path has no parent")?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    // Unique per write: loads run in parallel, and two files with the same
+    // content compile to the same cache path at the same time.
+    let tmp = path.with_extension(format!("tmp{}-{}", std::process::id(), unique()));
     std::fs::write(&tmp, data).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
     Ok(())

@@ -24,6 +24,57 @@ pub trait QueryApi: Send + Sync {
     ) -> futures::future::BoxFuture<'static, Result<Vec<Sample>, String>>;
 }
 
+/// Instant queries for metric-check plugins: PromQL over a store (the
+/// agent's, or `wasmon plugin call`'s fixture) on a blocking thread,
+/// results as WIT samples (a scalar is one unlabeled sample).
+pub struct PromqlQueries {
+    pub store: Arc<dyn crate::promql::storage::Queryable>,
+    pub engine: crate::promql::Engine,
+}
+
+impl QueryApi for PromqlQueries {
+    fn instant(
+        &self,
+        expr: String,
+        time_ms: i64,
+    ) -> futures::future::BoxFuture<'static, Result<Vec<Sample>, String>> {
+        let (store, engine) = (self.store.clone(), self.engine.clone());
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let parsed = crate::promql::parse(&expr).map_err(|e| e.to_string())?;
+                let r = engine
+                    .instant(&*store, &parsed, time_ms)
+                    .map_err(|e| e.to_string())?;
+                let sample = |labels: &crate::model::Labels, t: i64, v: f64| Sample {
+                    labels: labels
+                        .iter()
+                        .map(|l| super::bindings::types::Label {
+                            name: l.name.clone(),
+                            value: l.value.clone(),
+                        })
+                        .collect(),
+                    value: v,
+                    timestamp_ms: t,
+                };
+                match r.value {
+                    crate::promql::Value::Scalar { t, v } => {
+                        Ok(vec![sample(&crate::model::Labels::new(), t, v)])
+                    }
+                    crate::promql::Value::Vector(v) => {
+                        Ok(v.iter().map(|s| sample(&s.labels, s.t, s.v)).collect())
+                    }
+                    other => Err(format!(
+                        "expected an instant vector or scalar, got a {}",
+                        other.type_name()
+                    )),
+                }
+            })
+            .await
+            .map_err(|e| format!("query task failed: {e}"))?
+        })
+    }
+}
+
 /// The host's clock, replaceable so tests can drive time.
 pub trait Clock: Send + Sync {
     fn now_ms(&self) -> i64;

@@ -13,7 +13,7 @@ use wasmtime::component::{types::ComponentItem, HasSelf, Linker};
 use wasmtime::Engine;
 
 use super::bindings::{health_check, metric_check, receiver, rollback_action};
-use super::engine::CompileCache;
+use super::engine::{Cancel, CompileCache, LoadError};
 use super::host::HostState;
 
 /// The four plugin worlds.
@@ -120,7 +120,8 @@ impl fmt::Debug for LoadedPlugin {
 }
 
 /// Compiles and type-checks one component. Blocking (compilation can take
-/// seconds): call it from a blocking thread.
+/// seconds): call it from a blocking thread. When `cancel` is set meanwhile
+/// the error is [`engine::LoadError::Cancelled`](super::engine::LoadError).
 pub fn load_component(
     engine: &Engine,
     linkers: &Linkers,
@@ -128,13 +129,18 @@ pub fn load_component(
     name: &str,
     path: PathBuf,
     bytes: &[u8],
+    cancel: &Cancel,
 ) -> Result<LoadedPlugin> {
     let start = Instant::now();
     let hash = CompileCache::content_hash(bytes);
     // Before wasmtime sees it: its `wat` feature would answer anything
     // that is not binary WebAssembly with a text parser's error.
     format::check_bytes(bytes)?;
-    let (component, from_cache) = cache.load(engine, bytes, &hash).context("compiling")?;
+    let (component, from_cache) = match cache.load_cancellable(engine, bytes, &hash, cancel) {
+        Ok(c) => c,
+        Err(LoadError::Cancelled) => return Err(LoadError::Cancelled.into()),
+        Err(LoadError::Failed(e)) => return Err(e.context("compiling")),
+    };
     let ty = component.component_type();
     let imports: Vec<String> = ty.imports(engine).map(|(n, _)| n.to_string()).collect();
     format::check_contract_version(imports.iter().map(String::as_str))?;

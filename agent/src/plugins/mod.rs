@@ -4,21 +4,28 @@
 //! - [`engine`]: the wasmtime engine, epoch ticker and compile cache.
 //! - [`host`]: per-call store state and the host imports (log, config, clock, query).
 //! - [`policy`]: the per-instance outbound HTTP allow-list.
+//! - [`circuit`]: the per-instance failure policy (circuit breaker, permanent failures).
 //! - [`file`](mod@file): a plugin file's stamp, and reading it header first under a size cap.
 //! - [`loader`]: compile + type-check one file against its world.
 //! - [`runtime`]: the set of loaded plugins and calls under limits.
 //! - [`watch`]: hot reload from the plugins directory.
+//! - [`call`]: `wasmon plugin call`, one call without an agent.
+//! - [`list`]: `wasmon plugins list`'s table.
 
 pub mod bindings;
+pub mod call;
+pub mod circuit;
 pub mod engine;
 pub mod file;
 pub mod host;
+pub mod list;
 pub mod loader;
 pub mod policy;
 pub mod runtime;
 mod seed;
 pub mod watch;
 
+pub use circuit::Policy;
 pub use loader::PluginKind;
 pub use runtime::{CallError, CallInfo, Instance, PluginRuntime, PluginStatus, ReloadOutcome};
 pub use seed::seed_dir;

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -17,7 +17,8 @@ use arc_swap::ArcSwap;
 use wasmtime::{Engine, Store, UpdateDeadline};
 
 use super::bindings::types::{self as wit, Failure};
-use super::engine::{build_engine, CompileCache};
+use super::circuit::{self, Circuits, Policy, Ticket};
+use super::engine::{build_engine, Cancel, CompileCache};
 use super::file;
 use super::host::{CallEnv, Clock, HostState, Limits, MemoryLimitExceeded, QueryApi, SystemClock};
 use super::loader::{load_component, plugin_name, Linkers, LoadedPlugin, PluginKind, Pre};
@@ -75,13 +76,40 @@ pub enum CallError {
     Permanent(String),
     #[error("host error: {0}")]
     Host(String),
+    /// Refused without running the plugin: its circuit breaker is open
+    /// (see [`circuit`](super::circuit)). Retryable.
+    #[error(
+        "not called: the instance's circuit is open after {failures} failure(s) in a row \
+         (last: {last}); a probe call is let through at {}",
+        humantime::format_rfc3339_seconds(*until)
+    )]
+    CircuitOpen {
+        until: SystemTime,
+        failures: u32,
+        last: String,
+    },
+    /// Refused without running the plugin: this very request failed
+    /// permanently before (receivers). Not retryable.
+    #[error("not called again: the same notification failed permanently before: {0}")]
+    FailedBefore(String),
 }
 
 impl CallError {
     /// Worth retrying with backoff (Alertmanager retries timeouts and
     /// transient failures, not bad requests or broken code).
     pub fn is_retryable(&self) -> bool {
-        matches!(self, CallError::Timeout(_) | CallError::Retryable(_))
+        matches!(
+            self,
+            CallError::Timeout(_) | CallError::Retryable(_) | CallError::CircuitOpen { .. }
+        )
+    }
+
+    /// Refused by the failure policy: the plugin did not run.
+    pub fn is_short_circuit(&self) -> bool {
+        matches!(
+            self,
+            CallError::CircuitOpen { .. } | CallError::FailedBefore(_)
+        )
     }
 
     /// The `result` label of `wasmon_plugin_calls_total`.
@@ -94,6 +122,8 @@ impl CallError {
             CallError::Retryable(_) => "retryable",
             CallError::Permanent(_) => "permanent",
             CallError::Host(_) => "error",
+            CallError::CircuitOpen { .. } => "circuit_open",
+            CallError::FailedBefore(_) => "failed_before",
         }
     }
 }
@@ -144,6 +174,38 @@ pub struct PluginStatus {
     pub from_cache: Option<bool>,
     /// The last load error; when `hash` is also set, that older version serves.
     pub error: Option<String>,
+    /// A newer version being compiled; when `hash` is also set, that older
+    /// version serves until it is done.
+    pub loading: Option<Compiling>,
+    /// The circuit of each instance of the plugin that was called.
+    pub instances: Vec<circuit::InstanceCircuit>,
+}
+
+/// A version of a plugin file being compiled.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Compiling {
+    pub version: String,
+    #[serde(with = "humantime_serde")]
+    pub since: SystemTime,
+}
+
+impl PluginStatus {
+    fn empty(name: &str, path: &Path) -> PluginStatus {
+        PluginStatus {
+            name: name.to_string(),
+            kind: None,
+            path: path.to_path_buf(),
+            hash: None,
+            size: None,
+            imports: Vec::new(),
+            loaded_at: None,
+            load_ms: None,
+            from_cache: None,
+            error: None,
+            loading: None,
+            instances: Vec::new(),
+        }
+    }
 }
 
 /// The last version of a plugin file the runtime looked at: its stamp, and
@@ -163,6 +225,78 @@ pub enum ReloadOutcome {
     Removed,
     Failed(String),
     Ignored,
+    /// A new version is being compiled (the one before it, if any, serves
+    /// until it is done).
+    Loading,
+}
+
+/// Components at most this large compile in well under a second or two
+/// (Rust and C plugins: tens to hundreds of KB); larger ones (JavaScript,
+/// Python: 10-20 MB, half a minute) may not take every compile slot.
+pub const LARGE_COMPONENT: u64 = 2 << 20;
+
+/// How many compiles run at once: the number of cores, at least 2. Large
+/// components may hold all but one slot, so a small plugin copied in next
+/// to large ones compiles at once instead of queueing behind them.
+struct CompileSlots {
+    all: Arc<tokio::sync::Semaphore>,
+    large: Arc<tokio::sync::Semaphore>,
+}
+
+impl CompileSlots {
+    fn new() -> CompileSlots {
+        let n = std::thread::available_parallelism()
+            .map(usize::from)
+            .unwrap_or(1)
+            .max(2);
+        CompileSlots {
+            all: Arc::new(tokio::sync::Semaphore::new(n)),
+            large: Arc::new(tokio::sync::Semaphore::new(n - 1)),
+        }
+    }
+
+    async fn acquire(&self, large: bool) -> Vec<tokio::sync::OwnedSemaphorePermit> {
+        let mut permits = Vec::with_capacity(2);
+        // The semaphores are never closed.
+        if large {
+            if let Ok(p) = self.large.clone().acquire_owned().await {
+                permits.push(p);
+            }
+        }
+        if let Ok(p) = self.all.clone().acquire_owned().await {
+            permits.push(p);
+        }
+        permits
+    }
+}
+
+/// The newest version of a plugin file being compiled.
+struct InFlight {
+    /// Tells this load from the one that supersedes it: only the load whose
+    /// generation is still the file's when it finishes may install.
+    generation: u64,
+    /// The stamp of the file as last seen with this content (a touch while
+    /// it compiles updates it without a second compile).
+    stamp: file::Stamp,
+    hash: String,
+    cancel: Arc<Cancel>,
+    since: SystemTime,
+}
+
+/// Counts a running load task for [`PluginRuntime::load_all`]'s wait.
+struct Running(tokio::sync::watch::Sender<usize>);
+
+impl Running {
+    fn start(tx: &tokio::sync::watch::Sender<usize>) -> Running {
+        tx.send_modify(|n| *n += 1);
+        Running(tx.clone())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n -= 1);
+    }
 }
 
 pub struct PluginRuntime {
@@ -177,11 +311,22 @@ pub struct PluginRuntime {
     /// Why the plugins dir could not be read at the last look (None: it could).
     dir_problem: Mutex<Option<String>>,
     max_plugin_size: u64,
-    /// Serializes loads so two events for one file cannot race their swaps.
-    load_lock: tokio::sync::Mutex<()>,
+    /// Serializes looking at files (stat, read, hash), so two rescans do
+    /// not read the same change twice; compiles run outside it.
+    scan_lock: tokio::sync::Mutex<()>,
+    /// Loads in progress by plugin name. Deciding what a file's new state
+    /// means and installing a finished load both happen under this lock, so
+    /// a load that finishes late never installs over what was decided
+    /// after it started (a newer version, a revert, a removal).
+    loading: Mutex<BTreeMap<String, InFlight>>,
+    next_generation: AtomicU64,
+    /// Load tasks running, superseded ones included.
+    running: tokio::sync::watch::Sender<usize>,
+    slots: CompileSlots,
     metrics: Arc<Metrics>,
-    clock: Arc<dyn Clock>,
+    clock: std::sync::RwLock<Arc<dyn Clock>>,
     query: ArcSwap<Option<Arc<dyn QueryApi>>>,
+    circuits: Circuits,
 }
 
 impl PluginRuntime {
@@ -205,9 +350,14 @@ impl PluginRuntime {
             seen: Mutex::new(BTreeMap::new()),
             dir_problem: Mutex::new(None),
             max_plugin_size: cfg.max_plugin_size.as_u64(),
-            load_lock: tokio::sync::Mutex::new(()),
+            scan_lock: tokio::sync::Mutex::new(()),
+            loading: Mutex::new(BTreeMap::new()),
+            next_generation: AtomicU64::new(1),
+            running: tokio::sync::watch::Sender::new(0),
+            slots: CompileSlots::new(),
+            circuits: Circuits::new(metrics.clone()),
             metrics,
-            clock: Arc::new(SystemClock),
+            clock: std::sync::RwLock::new(Arc::new(SystemClock)),
             query: ArcSwap::from_pointee(None),
         }))
     }
@@ -220,59 +370,97 @@ impl PluginRuntime {
         &self.engine
     }
 
+    /// Replaces the clock plugins see and the failure policy times its
+    /// backoffs with (tests drive it).
+    pub fn set_clock(&self, clock: Arc<dyn Clock>) {
+        *self.clock.write().unwrap() = clock;
+    }
+
+    fn clock(&self) -> Arc<dyn Clock> {
+        self.clock.read().unwrap().clone()
+    }
+
     /// Attaches the query engine `metric-check` plugins use.
     pub fn set_query_api(&self, q: Arc<dyn QueryApi>) {
         self.query.store(Arc::new(Some(q)));
     }
 
-    /// Loads every `*.wasm` in the plugins dir. Returns (serving, failed)
-    /// over the files there.
-    pub async fn load_all(&self) -> (usize, usize) {
-        self.rescan().await
+    /// Loads every `*.wasm` in the plugins dir and waits until every load
+    /// is done. Returns (serving, failed) over the files there.
+    pub async fn load_all(self: &Arc<Self>) -> (usize, usize) {
+        let present = self.rescan_dir().await;
+        self.metrics.plugins_dir_rescans.inc();
+        self.wait_loaded(|_| true).await;
+        let plugins = self.plugins.load();
+        let errors = self.errors.lock().unwrap();
+        present.iter().fold((0, 0), |(ok, failed), name| {
+            if errors.contains_key(name) {
+                (ok, failed + 1)
+            } else if plugins.contains_key(name) {
+                (ok + 1, failed)
+            } else {
+                (ok, failed)
+            }
+        })
     }
 
-    /// Brings the loaded set in line with the plugins dir: loads new and
-    /// changed files and unloads plugins whose file is gone. A file whose
-    /// [`file::Stamp`] did not change since the last look is not read, so a rescan
-    /// of an unchanged directory costs one `stat` per file. Returns
-    /// (serving, failed) over the files in the dir.
+    /// Waits until no load of a plugin for which `which` holds is in
+    /// progress.
+    async fn wait_loaded(&self, which: impl Fn(&str) -> bool) {
+        let mut rx = self.running.subscribe();
+        loop {
+            if !self.loading.lock().unwrap().keys().any(|n| which(n)) {
+                return;
+            }
+            // Every load ends by leaving `loading` and then stopping its
+            // task, which changes the count.
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Brings the loaded set in line with the plugins dir: starts loading
+    /// new and changed files and unloads plugins whose file is gone. A file
+    /// whose [`file::Stamp`] did not change since the last look is not
+    /// read, so a rescan of an unchanged directory costs one `stat` per
+    /// file. Compiles run in the background, several at once (see
+    /// [`LARGE_COMPONENT`]): the rescan returns once every change was
+    /// looked at, so a small plugin copied in while a large one compiles
+    /// is loaded right away.
     ///
     /// When the directory itself cannot be read (deleted, being replaced),
     /// nothing is unloaded: the plugins loaded from it keep serving, a
     /// warning is logged once and `wasmon_plugins_dir_present` is 0 until
     /// it is back (the watcher re-arms and rescans then).
-    pub async fn rescan(&self) -> (usize, usize) {
-        let counts = self.rescan_dir().await;
+    pub async fn rescan(self: &Arc<Self>) {
+        self.rescan_dir().await;
         // Counted when done, so that a caller seeing the count move knows
-        // the rescan is over.
+        // every change was looked at (and its load started).
         self.metrics.plugins_dir_rescans.inc();
-        counts
     }
 
-    async fn rescan_dir(&self) -> (usize, usize) {
+    /// Returns the names of the plugin files in the directory.
+    async fn rescan_dir(self: &Arc<Self>) -> BTreeSet<String> {
+        let _guard = self.scan_lock.lock().await;
         let Some(mut paths) = self.list_dir() else {
-            return (0, 0);
+            return BTreeSet::new();
         };
         paths.sort();
         let present: BTreeSet<String> = paths.iter().filter_map(|p| plugin_name(p)).collect();
-        let (mut ok, mut failed) = (0, 0);
         for p in &paths {
-            match self.reload_path(p).await {
-                ReloadOutcome::Loaded | ReloadOutcome::Unchanged => ok += 1,
-                ReloadOutcome::Failed(_) => failed += 1,
-                ReloadOutcome::Removed | ReloadOutcome::Ignored => {}
-            }
+            self.examine(p).await;
         }
         // Plugins and failures whose file is no longer listed: the removal
         // events may have been merged into this batch, or never seen.
         let mut known: BTreeSet<String> = self.plugins.load().keys().cloned().collect();
         known.extend(self.errors.lock().unwrap().keys().cloned());
         known.extend(self.seen.lock().unwrap().keys().cloned());
+        known.extend(self.loading.lock().unwrap().keys().cloned());
         for name in known.difference(&present) {
-            self.reload_path(&self.dir.join(format!("{name}.wasm")))
-                .await;
+            self.examine(&self.dir.join(format!("{name}.wasm"))).await;
         }
-        (ok, failed)
+        present
     }
 
     /// The entries of the plugins dir, or None (reported once per state
@@ -308,16 +496,48 @@ impl PluginRuntime {
         }
     }
 
-    /// (Re)loads the plugin at `path`, or unloads it when the file is gone.
-    /// On failure the previous version, if any, keeps serving. The file is
-    /// read only when its stamp changed, compiled only when its content
-    /// did, and a failure is reported once per version of the file.
-    pub async fn reload_path(&self, path: &Path) -> ReloadOutcome {
+    /// (Re)loads the plugin at `path`, or unloads it when the file is gone,
+    /// and waits for the load to finish. On failure the previous version,
+    /// if any, keeps serving. The file is read only when its stamp changed,
+    /// compiled only when its content did, and a failure is reported once
+    /// per version of the file.
+    pub async fn reload_path(self: &Arc<Self>, path: &Path) -> ReloadOutcome {
+        let outcome = {
+            let _guard = self.scan_lock.lock().await;
+            self.examine(path).await
+        };
+        if outcome != ReloadOutcome::Loading {
+            return outcome;
+        }
         let Some(name) = plugin_name(path) else {
             return ReloadOutcome::Ignored;
         };
-        let _guard = self.load_lock.lock().await;
-        let known = self.seen.lock().unwrap().get(&name).map(|s| s.stamp);
+        self.wait_loaded(|n| n == name).await;
+        if let Some(e) = self.errors.lock().unwrap().get(&name) {
+            return ReloadOutcome::Failed(e.error.clone());
+        }
+        if self.plugins.load().contains_key(&name) {
+            ReloadOutcome::Loaded
+        } else {
+            ReloadOutcome::Ignored
+        }
+    }
+
+    /// Looks at the file at `path` and acts on what changed: starts a load
+    /// (returning [`ReloadOutcome::Loading`]), unloads, or reports. Call
+    /// under `scan_lock`.
+    async fn examine(self: &Arc<Self>, path: &Path) -> ReloadOutcome {
+        let Some(name) = plugin_name(path) else {
+            return ReloadOutcome::Ignored;
+        };
+        // The version being compiled is the one last seen.
+        let known = self
+            .loading
+            .lock()
+            .unwrap()
+            .get(&name)
+            .map(|f| f.stamp)
+            .or_else(|| self.seen.lock().unwrap().get(&name).map(|s| s.stamp));
         let (path_buf, max) = (path.to_path_buf(), self.max_plugin_size);
         // Reading and hashing up to `max_plugin_size` bytes takes a while:
         // not on the async workers.
@@ -330,18 +550,30 @@ impl PluginRuntime {
                     return self.record_failure(&name, path, format!("reader task failed: {e}"))
                 }
             };
+        // From here on, decisions are taken against the current loads.
+        let mut loading = self.loading.lock().unwrap();
         let (stamp, bytes, hash) = match change {
             // The whole directory going away (`rm -r`, a remount) is not a
             // removal of each plugin: see `rescan`.
             file::Change::Gone if !self.dir.is_dir() => return ReloadOutcome::Ignored,
-            file::Change::Gone => return self.unload(&name, path),
+            file::Change::Gone => {
+                self.supersede(&mut loading, &name);
+                return self.unload(&name, path);
+            }
             file::Change::Unchanged => {
+                if loading.contains_key(&name) {
+                    return ReloadOutcome::Loading;
+                }
                 return match self.errors.lock().unwrap().get(&name) {
                     Some(e) => ReloadOutcome::Failed(e.error.clone()),
                     None => ReloadOutcome::Unchanged,
-                }
+                };
             }
             file::Change::Unreadable { stamp, error } => {
+                // A verdict on new content: what was compiling is older.
+                if error.is_about_content() {
+                    self.supersede(&mut loading, &name);
+                }
                 let error = error.to_string();
                 if let Some(stamp) = stamp {
                     self.remember(&name, stamp, None);
@@ -362,6 +594,14 @@ impl PluginRuntime {
             file::Change::Read { stamp, bytes, hash } => (stamp, bytes, hash),
         };
         self.metrics.plugin_file_reads.inc();
+        if let Some(f) = loading.get_mut(&name) {
+            if f.hash == hash {
+                // Touched or copied again while it compiles.
+                f.stamp = stamp;
+                return ReloadOutcome::Loading;
+            }
+        }
+        self.supersede(&mut loading, &name);
         if self
             .plugins
             .load()
@@ -390,27 +630,107 @@ impl PluginRuntime {
                 return ReloadOutcome::Failed(error);
             }
         }
+        let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
+        let cancel = Arc::new(Cancel::default());
+        loading.insert(
+            name.clone(),
+            InFlight {
+                generation,
+                stamp,
+                hash: hash.clone(),
+                cancel: cancel.clone(),
+                since: SystemTime::now(),
+            },
+        );
+        drop(loading);
+        self.metrics.plugin_loads_in_progress.inc();
+        let running = Running::start(&self.running);
+        let me = self.clone();
+        let path = path.to_path_buf();
+        tokio::spawn(async move {
+            let _running = running;
+            me.compile_and_install(name, path, bytes, hash, generation, cancel)
+                .await;
+        });
+        ReloadOutcome::Loading
+    }
+
+    /// Drops the load in progress of `name`, if any: a newer state of the
+    /// file was seen. A compile in a child process is killed; one in this
+    /// process finishes and is discarded.
+    fn supersede(&self, loading: &mut BTreeMap<String, InFlight>, name: &str) {
+        if let Some(f) = loading.remove(name) {
+            f.cancel.cancel();
+            self.metrics.plugin_loads_in_progress.dec();
+            tracing::info!(plugin = %name, version = %&f.hash[..12], "superseded while compiling: a newer state of the file was seen");
+        }
+    }
+
+    /// One load: waits for a compile slot (a compile-cache hit needs none),
+    /// compiles in a blocking thread and installs the result, unless a
+    /// newer state of the file was seen meanwhile.
+    async fn compile_and_install(
+        &self,
+        name: String,
+        path: PathBuf,
+        bytes: Vec<u8>,
+        hash: String,
+        generation: u64,
+        cancel: Arc<Cancel>,
+    ) {
+        let large = bytes.len() as u64 > LARGE_COMPONENT && !self.cache.is_cached(&hash);
+        let permits = tokio::select! {
+            p = self.slots.acquire(large) => p,
+            () = cancel.cancelled() => {
+                self.count_superseded();
+                return;
+            }
+        };
         let (engine, linkers, cache) = (
             self.engine.clone(),
             self.linkers.clone(),
             self.cache.clone(),
         );
-        let path_buf = path.to_path_buf();
-        let task_name = name.clone();
+        let (task_name, task_path, task_cancel) = (name.clone(), path.clone(), cancel.clone());
         // Compilation is CPU-bound and can take seconds: keep it off the
         // async workers that serve the API and other plugins' calls.
         let loaded = tokio::task::spawn_blocking(move || {
-            load_component(&engine, &linkers, &cache, &task_name, path_buf, &bytes)
+            load_component(
+                &engine,
+                &linkers,
+                &cache,
+                &task_name,
+                task_path,
+                &bytes,
+                &task_cancel,
+            )
         })
         .await;
+        drop(permits);
+        let mut loading = self.loading.lock().unwrap();
+        let stamp = match loading.get(&name) {
+            Some(f) if f.generation == generation => f.stamp,
+            _ => {
+                drop(loading);
+                self.count_superseded();
+                return;
+            }
+        };
+        loading.remove(&name);
+        self.metrics.plugin_loads_in_progress.dec();
+        // Installed under the lock: see `loading`.
         let loaded = match loaded {
             Ok(Ok(p)) => p,
             Ok(Err(e)) => {
                 self.remember(&name, stamp, Some(hash));
-                return self.record_failure(&name, path, format!("{e:#}"));
+                self.record_failure(&name, &path, format!("{e:#}"));
+                return;
             }
             // Not a verdict on the file: the next event tries again.
-            Err(e) => return self.record_failure(&name, path, format!("loader task failed: {e}")),
+            Err(e) => {
+                self.record_failure(&name, &path, format!("loader task failed: {e}"));
+                return;
+            }
         };
         tracing::info!(
             plugin = %name,
@@ -432,7 +752,47 @@ impl PluginRuntime {
             })
             .inc();
         self.set_last_load_successful(&name, true);
-        ReloadOutcome::Loaded
+    }
+
+    /// Loads one plugin file from anywhere as plugin `name`, as the
+    /// watcher loads one (header first under `max_plugin_size`, compiled,
+    /// type-checked against its world): for `wasmon plugin call`.
+    pub async fn load_file(&self, name: &str, path: &Path) -> Result<Arc<LoadedPlugin>> {
+        let (file, max) = (path.to_path_buf(), self.max_plugin_size);
+        let bytes = tokio::task::spawn_blocking(move || file::read(&file, max))
+            .await
+            .context("reader task failed")??;
+        let (engine, linkers, cache) = (
+            self.engine.clone(),
+            self.linkers.clone(),
+            self.cache.clone(),
+        );
+        let (task_name, task_path) = (name.to_string(), path.to_path_buf());
+        let loaded = tokio::task::spawn_blocking(move || {
+            load_component(
+                &engine,
+                &linkers,
+                &cache,
+                &task_name,
+                task_path,
+                &bytes,
+                &Cancel::default(),
+            )
+        })
+        .await
+        .context("loader task failed")??;
+        let loaded = Arc::new(loaded);
+        self.swap(|m| m.insert(name.to_string(), loaded.clone()));
+        Ok(loaded)
+    }
+
+    fn count_superseded(&self) {
+        self.metrics
+            .plugin_loads
+            .get_or_create(&ResultLabels {
+                result: "superseded".into(),
+            })
+            .inc();
     }
 
     fn remember(&self, name: &str, stamp: file::Stamp, hash: Option<String>) {
@@ -510,45 +870,52 @@ impl PluginRuntime {
         self.plugins.load().get(name).cloned()
     }
 
-    /// Every plugin known: loaded ones and files that failed to load.
+    /// Every plugin known: loaded ones, ones being compiled and files that
+    /// failed to load.
     pub fn list(&self) -> Vec<PluginStatus> {
         let plugins = self.plugins.load();
         let errors = self.errors.lock().unwrap().clone();
+        let loading: Vec<(String, String, SystemTime)> = self
+            .loading
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(n, f)| (n.clone(), f.hash.clone(), f.since))
+            .collect();
         let mut out: BTreeMap<String, PluginStatus> = plugins
             .values()
             .map(|p| {
                 (
                     p.name.clone(),
                     PluginStatus {
-                        name: p.name.clone(),
                         kind: Some(p.kind),
-                        path: p.path.clone(),
                         hash: Some(p.hash.clone()),
                         size: Some(p.size),
                         imports: p.imports.clone(),
                         loaded_at: Some(p.loaded_at),
                         load_ms: Some(p.load_duration.as_secs_f64() * 1e3),
                         from_cache: Some(p.from_cache),
-                        error: None,
+                        ..PluginStatus::empty(&p.name, &p.path)
                     },
                 )
             })
             .collect();
         for (name, e) in errors {
             out.entry(name.clone())
-                .or_insert_with(|| PluginStatus {
-                    name,
-                    kind: None,
-                    path: e.path.clone(),
-                    hash: None,
-                    size: None,
-                    imports: Vec::new(),
-                    loaded_at: None,
-                    load_ms: None,
-                    from_cache: None,
-                    error: None,
-                })
+                .or_insert_with(|| PluginStatus::empty(&name, &e.path))
                 .error = Some(e.error);
+        }
+        for (name, hash, since) in loading {
+            let path = self.dir.join(format!("{name}.wasm"));
+            out.entry(name.clone())
+                .or_insert_with(|| PluginStatus::empty(&name, &path))
+                .loading = Some(Compiling {
+                version: hash,
+                since,
+            });
+        }
+        for (name, status) in out.iter_mut() {
+            status.instances = self.circuits.of_plugin(name);
         }
         out.into_values().collect()
     }
@@ -582,7 +949,7 @@ impl PluginRuntime {
             plugin: plugin.name.as_str().into(),
             instance: inst.name.clone(),
             config_json: inst.config_json.clone(),
-            clock: self.clock.clone(),
+            clock: self.clock(),
             query: Option::clone(&self.query.load()),
         });
         let policy = OutboundPolicy {
@@ -611,12 +978,30 @@ impl PluginRuntime {
         store
     }
 
+    /// Asks the instance's circuit for a call (see [`circuit`]).
+    fn admit(
+        &self,
+        inst: &Instance,
+        plugin: &LoadedPlugin,
+        policy: Policy,
+        digest: Option<u64>,
+    ) -> Result<Ticket, CallError> {
+        let now = self.clock().now_ms();
+        let admitted = self.circuits.admit(inst, plugin, policy, digest, now);
+        if let Err(e) = &admitted {
+            tracing::debug!(plugin = %plugin.name, instance = %inst.name, error = %e, "plugin call refused");
+        }
+        admitted
+    }
+
     /// Runs one call under its timeout and turns every failure into a
-    /// [`CallError`], recording metrics.
+    /// [`CallError`], recording metrics and the outcome in the instance's
+    /// circuit.
     async fn run<T>(
         &self,
         inst: &Instance,
         plugin: &LoadedPlugin,
+        ticket: Ticket,
         counters: &PolicyCounters,
         fut: impl std::future::Future<Output = wasmtime::Result<Result<T, Failure>>>,
     ) -> Result<(T, CallInfo), CallError> {
@@ -632,6 +1017,7 @@ impl PluginRuntime {
         let duration = start.elapsed();
         let denied = counters.denied.load(Ordering::Relaxed);
         let result = result.map_err(|e| annotate_denied(e, denied, counters));
+        self.circuits.record(ticket, &result, self.clock().now_ms());
         let labels = InstanceLabels {
             plugin: plugin.name.clone(),
             instance: inst.name.to_string(),
@@ -672,23 +1058,44 @@ impl PluginRuntime {
         })
     }
 
-    /// Delivers a notification through a receiver instance.
+    /// Delivers a notification through a receiver instance. The same
+    /// notification is not delivered again after a permanent failure, and
+    /// calls are refused while the instance's circuit is open.
     pub async fn notify(
         &self,
         inst: &Instance,
         n: &wit::Notification,
     ) -> Result<CallInfo, CallError> {
+        self.notify_with(
+            inst,
+            n,
+            Policy::Guarded {
+                remember_permanent: true,
+            },
+        )
+        .await
+    }
+
+    /// [`PluginRuntime::notify`] under another failure policy
+    /// ([`Policy::Manual`] for a receiver's test).
+    pub async fn notify_with(
+        &self,
+        inst: &Instance,
+        n: &wit::Notification,
+        policy: Policy,
+    ) -> Result<CallInfo, CallError> {
         let plugin = self.plugin_for(inst, PluginKind::Receiver)?;
         let Pre::Receiver(pre) = &plugin.pre else {
             unreachable!("kind checked by plugin_for")
         };
+        let ticket = self.admit(inst, &plugin, policy, Some(circuit::digest(n)))?;
         let counters = Arc::new(PolicyCounters::default());
         let mut store = self.store(inst, &plugin, counters.clone());
         let fut = async {
             let b = pre.instantiate_async(&mut store).await?;
             b.call_notify(&mut store, n).await
         };
-        self.run(inst, &plugin, &counters, fut)
+        self.run(inst, &plugin, ticket, &counters, fut)
             .await
             .map(|((), info)| info)
     }
@@ -708,26 +1115,46 @@ impl PluginRuntime {
             .map_err(|e| classify(e, inst.timeout))
     }
 
-    /// Runs a health-check instance.
+    /// Runs a health-check instance (refused while its circuit is open).
     pub async fn check(
         &self,
         inst: &Instance,
         req: &wit::CheckRequest,
     ) -> Result<(wit::CheckResult, CallInfo), CallError> {
+        self.check_with(
+            inst,
+            req,
+            Policy::Guarded {
+                remember_permanent: false,
+            },
+        )
+        .await
+    }
+
+    /// [`PluginRuntime::check`] under another failure policy
+    /// ([`Policy::Manual`] for a check run on demand).
+    pub async fn check_with(
+        &self,
+        inst: &Instance,
+        req: &wit::CheckRequest,
+        policy: Policy,
+    ) -> Result<(wit::CheckResult, CallInfo), CallError> {
         let plugin = self.plugin_for(inst, PluginKind::HealthCheck)?;
         let Pre::HealthCheck(pre) = &plugin.pre else {
             unreachable!("kind checked by plugin_for")
         };
+        let ticket = self.admit(inst, &plugin, policy, None)?;
         let counters = Arc::new(PolicyCounters::default());
         let mut store = self.store(inst, &plugin, counters.clone());
         let fut = async {
             let b = pre.instantiate_async(&mut store).await?;
             b.call_check(&mut store, req).await
         };
-        self.run(inst, &plugin, &counters, fut).await
+        self.run(inst, &plugin, ticket, &counters, fut).await
     }
 
-    /// Runs a rollback-action instance.
+    /// Runs a rollback-action instance. Never refused by the failure
+    /// policy: see [`circuit`].
     pub async fn rollback(
         &self,
         inst: &Instance,
@@ -737,32 +1164,51 @@ impl PluginRuntime {
         let Pre::RollbackAction(pre) = &plugin.pre else {
             unreachable!("kind checked by plugin_for")
         };
+        let ticket = self.admit(inst, &plugin, Policy::Unguarded, None)?;
         let counters = Arc::new(PolicyCounters::default());
         let mut store = self.store(inst, &plugin, counters.clone());
         let fut = async {
             let b = pre.instantiate_async(&mut store).await?;
             b.call_rollback(&mut store, req).await
         };
-        self.run(inst, &plugin, &counters, fut).await
+        self.run(inst, &plugin, ticket, &counters, fut).await
     }
 
-    /// Runs a metric-check instance.
+    /// Runs a metric-check instance (refused while its circuit is open).
     pub async fn evaluate(
         &self,
         inst: &Instance,
         req: &wit::MetricCheckRequest,
     ) -> Result<(wit::CheckResult, CallInfo), CallError> {
+        self.evaluate_with(
+            inst,
+            req,
+            Policy::Guarded {
+                remember_permanent: false,
+            },
+        )
+        .await
+    }
+
+    /// [`PluginRuntime::evaluate`] under another failure policy.
+    pub async fn evaluate_with(
+        &self,
+        inst: &Instance,
+        req: &wit::MetricCheckRequest,
+        policy: Policy,
+    ) -> Result<(wit::CheckResult, CallInfo), CallError> {
         let plugin = self.plugin_for(inst, PluginKind::MetricCheck)?;
         let Pre::MetricCheck(pre) = &plugin.pre else {
             unreachable!("kind checked by plugin_for")
         };
+        let ticket = self.admit(inst, &plugin, policy, None)?;
         let counters = Arc::new(PolicyCounters::default());
         let mut store = self.store(inst, &plugin, counters.clone());
         let fut = async {
             let b = pre.instantiate_async(&mut store).await?;
             b.call_evaluate(&mut store, req).await
         };
-        self.run(inst, &plugin, &counters, fut).await
+        self.run(inst, &plugin, ticket, &counters, fut).await
     }
 }
 

@@ -103,9 +103,15 @@ fn parse_float(s: &str) -> Option<f64> {
     s.parse().ok()
 }
 
-/// Expands the value notation (`1+2x3`, `_x2`, `stale`, `{{...}}`).
+/// The most points one series line may expand to: `0+1x99999999999`
+/// must be an error, not an allocation that takes the machine down.
+pub const MAX_POINTS: usize = 1_000_000;
+
+/// Expands the value notation (`1+2x3`, `_x2`, `stale`, `{{...}}`), at most
+/// [`MAX_POINTS`] points.
 pub fn parse_points(s: &str) -> Result<Vec<Point>, String> {
     let mut out = Vec::new();
+    let too_many = |n: usize| format!("expands to more than {MAX_POINTS} points ({n})");
     let mut rest = s.trim();
     while !rest.is_empty() {
         if rest.starts_with("{{") {
@@ -127,8 +133,11 @@ pub fn parse_points(s: &str) -> Result<Vec<Point>, String> {
             let times = t
                 .rsplit_once("}}x")
                 .and_then(|(_, n)| n.parse::<usize>().ok())
-                .map(|n| n + 1)
+                .map(|n| n.saturating_add(1))
                 .unwrap_or(1);
+            if out.len().saturating_add(times) > MAX_POINTS {
+                return Err(too_many(times));
+            }
             for _ in 0..times {
                 out.push(Point::Histogram);
             }
@@ -159,6 +168,11 @@ pub fn parse_points(s: &str) -> Result<Vec<Point>, String> {
             }
             _ => (tok, None),
         };
+        if let Some(n) = times {
+            if out.len().saturating_add(n).saturating_add(1) > MAX_POINTS {
+                return Err(too_many(n));
+            }
+        }
         if base == "_" {
             for _ in 0..times.unwrap_or(1) {
                 out.push(Point::Missing);
@@ -472,6 +486,58 @@ pub fn almost_equal(a: f64, b: f64) -> bool {
 
 /// Runs a script. `skip(line)` returns a reason to skip the eval at that
 /// line (e.g. it needs native histograms).
+/// Loads one series line of a `load` block (`metric{labels} 1+2x3`) at
+/// `interval` steps from time 0; returns how many samples it added and the
+/// time of its last one.
+fn load_line(storage: &MemStorage, interval: i64, line: &str) -> Result<(usize, i64), String> {
+    let (labels, vals) = parse_series_line(line)?;
+    let points = parse_points(&vals)?;
+    let Some(labels) = labels else {
+        return Ok((0, 0));
+    };
+    let (mut added, mut last) = (0, 0);
+    for (i, p) in points.iter().enumerate() {
+        if let Point::Value(v) = p {
+            last = i as i64 * interval;
+            storage.append(labels.clone(), last, *v);
+            added += 1;
+        }
+    }
+    Ok((added, last))
+}
+
+/// A store holding the series of a script made only of `load` blocks (and
+/// `clear`), as promqltest loads them: sample `i` of a series at `i *
+/// interval` from time 0. This is the format of `wasmon plugin call
+/// --query-fixture`. Returns the store and the time of its latest sample.
+pub fn load_fixture(text: &str, max_samples: usize) -> Result<(MemStorage, i64), String> {
+    let storage = MemStorage::new();
+    let (mut total, mut latest) = (0usize, 0i64);
+    for cmd in parse_script(text)? {
+        match cmd {
+            Cmd::Clear => storage.clear(),
+            Cmd::Eval(ev) => {
+                return Err(format!(
+                    "line {}: only `load` blocks belong here, not `eval`",
+                    ev.line
+                ))
+            }
+            Cmd::Load { interval, lines } => {
+                for (ln, l) in lines {
+                    let (added, last) =
+                        load_line(&storage, interval, &l).map_err(|e| format!("line {ln}: {e}"))?;
+                    total += added;
+                    latest = latest.max(last);
+                    if total > max_samples {
+                        return Err(format!("line {ln}: more than {max_samples} samples in all"));
+                    }
+                }
+            }
+        }
+    }
+    Ok((storage, latest))
+}
+
 pub fn run_script(text: &str, skip: &dyn Fn(usize) -> Option<String>) -> Outcome {
     let mut out = Outcome::default();
     let cmds = match parse_script(text) {
@@ -496,24 +562,12 @@ pub fn run_script(text: &str, skip: &dyn Fn(usize) -> Option<String>) -> Outcome
             Cmd::Clear => storage.clear(),
             Cmd::Load { interval, lines } => {
                 for (ln, l) in lines {
-                    match parse_series_line(&l)
-                        .and_then(|(lab, vals)| Ok((lab, parse_points(&vals)?)))
-                    {
-                        Ok((Some(labels), pts)) => {
-                            for (i, p) in pts.iter().enumerate() {
-                                if let Point::Value(v) = p {
-                                    storage.append(labels.clone(), i as i64 * interval, *v);
-                                }
-                            }
-                        }
-                        Ok((None, _)) => {}
-                        Err(e) => {
-                            out.load_errors.push(Failure {
-                                line: ln,
-                                query: l.clone(),
-                                reason: format!("load: {e}"),
-                            });
-                        }
+                    if let Err(e) = load_line(&storage, interval, &l) {
+                        out.load_errors.push(Failure {
+                            line: ln,
+                            query: l.clone(),
+                            reason: format!("load: {e}"),
+                        });
                     }
                 }
             }

@@ -853,7 +853,12 @@ impl RolloutManager {
             checks.push(v);
         }
         for (name, inst) in &r.metric_checks {
-            let v = match crate::checks::evaluate_metric_check(&self.plugins, inst, name).await {
+            let guarded = crate::plugins::Policy::Guarded {
+                remember_permanent: false,
+            };
+            let v = match crate::checks::evaluate_metric_check(&self.plugins, inst, name, guarded)
+                .await
+            {
                 Ok(res) => Verdict {
                     check: name.clone(),
                     ok: res.ok,

@@ -14,6 +14,7 @@ use serde_json::json;
 pub mod alertmanager;
 pub mod api;
 pub mod auth;
+pub mod client;
 pub mod query;
 pub mod status;
 pub mod tls;
@@ -62,6 +63,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/api/v2/status", get(alertmanager::get_status))
         .route("/api/v1/receivers/{name}/test", post(test_receiver))
         .route("/api/v1/checks", get(crate::checks::api::list))
+        .route("/api/v1/checks/{name}/run", post(crate::checks::api::run))
         .merge(crate::incident::api::routes())
         .route("/api/v1/rollouts", get(crate::rollout::api::list))
         .route("/api/v1/rollouts/{name}", get(crate::rollout::api::get))
@@ -346,7 +348,13 @@ async fn test_receiver(
         Ok(n) => n,
         Err(e) => return api_error(StatusCode::BAD_REQUEST, "bad_data", e),
     };
-    match agent.plugins.notify(inst, &notification).await {
+    // A person's test: not refused by an open circuit, and closes it when
+    // the receiver works again.
+    match agent
+        .plugins
+        .notify_with(inst, &notification, crate::plugins::Policy::Manual)
+        .await
+    {
         Ok(info) => api_ok(json!({
             "receiver": name,
             "plugin": inst.plugin,

@@ -54,6 +54,9 @@ pub struct Receiver {
     pub status: Arc<Mutex<StatusCode>>,
     /// How long to wait before answering.
     pub delay: Arc<Mutex<std::time::Duration>>,
+    /// Requests that arrived, answered or not yet (`got` has them once
+    /// answered, after `delay`).
+    pub arrived: Arc<std::sync::atomic::AtomicUsize>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -62,10 +65,12 @@ impl Receiver {
         let got: Arc<Mutex<Vec<Received>>> = Arc::default();
         let status = Arc::new(Mutex::new(StatusCode::OK));
         let delay = Arc::new(Mutex::new(std::time::Duration::ZERO));
-        let (g, s, d) = (got.clone(), status.clone(), delay.clone());
+        let arrived = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (g, s, d, a) = (got.clone(), status.clone(), delay.clone(), arrived.clone());
         let app = Router::new().fallback(post(
             move |uri: axum::http::Uri, headers: HeaderMap, body: Bytes| {
                 let (g, s, d) = (g.clone(), s.clone(), d.clone());
+                a.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 async move {
                     let wait = *d.lock().unwrap();
                     tokio::time::sleep(wait).await;
@@ -95,6 +100,7 @@ impl Receiver {
             got,
             status,
             delay,
+            arrived,
             shutdown: Some(tx),
         }
     }

@@ -170,9 +170,15 @@ async function plugins() {
     h('td', {}, p.kind || ''),
     h('td', { class: 'mono', title: p.hash || '' }, p.hash ? p.hash.slice(0, 16) : '—'),
     h('td', {}, p.size != null ? `${(p.size / 1024).toFixed(0)} KiB` : ''),
-    h('td', {}, p.loaded_at ? `${fmtTime(p.loaded_at)}${p.load_ms != null ? ` (${p.load_ms.toFixed(0)} ms${p.from_cache ? ', cached' : ''})` : ''}` : ''),
+    h('td', {}, p.loaded_at ? `${fmtTime(p.loaded_at)}${p.load_ms != null ? ` (${p.load_ms.toFixed(0)} ms${p.from_cache ? ', cached' : ''})` : ''}` : '',
+      p.loading ? ` compiling ${p.loading.version.slice(0, 12)} since ${fmtTime(p.loading.since)}` : ''),
+    h('td', {}, (p.instances || []).map((i) => h('div', { 'data-instance': i.instance },
+      `${i.instance} `, h('span', { class: `badge circuit ${i.state}` }, i.state),
+      i.state === 'open' ? ` until ${fmtTime(i.open_until)}` : '',
+      i.short_circuited ? `, ${i.short_circuited} refused` : '',
+      i.last_error && i.state !== 'closed' ? ` (${i.last_error})` : ''))),
     h('td', { class: 'error' }, p.error || '')));
-  fill($('#plugins-table tbody'), rows, 6, 'No plugins loaded.');
+  fill($('#plugins-table tbody'), rows, 7, 'No plugins loaded.');
 }
 
 // ---- Rollouts ----
