@@ -9,9 +9,12 @@
 //! - [`build`]: `wasmon plugin build` — per-language routes (Rust, C with
 //!   zig + `wit-bindgen c`, JavaScript with jco, Python with componentize-py);
 //! - [`scaffold`]: `wasmon plugin new` — buildable templates per language
-//!   and world.
+//!   and world;
+//! - [`cache`]: the per-machine build cache every plugin directory shares
+//!   (std for wasm, the SDK's dependencies, zig's libc).
 
 pub mod build;
+pub mod cache;
 pub mod contract;
 pub mod rust;
 pub mod scaffold;
