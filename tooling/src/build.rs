@@ -11,7 +11,9 @@
 //!
 //! - Rust: [`crate::rust::Toolchain`] (`wasm32-wasip2`, else Debian's
 //!   rustc-web with `-Zbuild-std`), wrapped by wit-component if needed, in
-//!   the machine's shared target dir ([`crate::cache::RustTarget`]);
+//!   the machine's shared target dir ([`crate::cache::RustTarget`]), with
+//!   the shipped SDK written into the plugin when it uses it
+//!   ([`crate::sdk`]);
 //! - C: `wit-bindgen c` for the bindings, zig's clang (PyPI `ziglang`, or
 //!   `zig` on PATH) to a reactor core module, wit-component to a component;
 //! - JavaScript: `jco componentize` (pinned 1.34.0), all optional WASI
@@ -216,6 +218,7 @@ fn build_rust(dir: &Path, scratch: &Path) -> Result<Vec<u8>> {
         .with_context(|| format!("parsing {}", path.display()))?;
     let (package, lib_name) =
         names(&manifest).with_context(|| format!("no [package] name in {}", path.display()))?;
+    crate::sdk::prepare(dir, &manifest).with_context(|| format!("{}", path.display()))?;
 
     let target = RustTarget::new(&toolchain.cache_key()?, &scratch.join("target"))?;
     let lock = target.lock()?;

@@ -10,6 +10,8 @@
 //!   zig + `wit-bindgen c`, JavaScript with jco, Python with componentize-py);
 //! - [`scaffold`]: `wasmon plugin new` — buildable templates per language
 //!   and world;
+//! - [`sdk`]: the Rust SDK shipped inside the binary for plugins made by
+//!   `plugin new`;
 //! - [`cache`]: the per-machine build cache every plugin directory shares
 //!   (std for wasm, the SDK's dependencies, zig's libc).
 
@@ -18,6 +20,7 @@ pub mod cache;
 pub mod contract;
 pub mod rust;
 pub mod scaffold;
+pub mod sdk;
 
 use std::path::Path;
 use std::process::Command;
