@@ -14,8 +14,9 @@
 //!   the machine's shared target dir ([`crate::cache::RustTarget`]), with
 //!   the shipped SDK written into the plugin when it uses it
 //!   ([`crate::sdk`]);
-//! - C: `wit-bindgen c` for the bindings, zig's clang (PyPI `ziglang`, or
-//!   `zig` on PATH) to a reactor core module, wit-component to a component;
+//! - C: [`crate::c`]: `wit-bindgen c` for the bindings (with `wasi:http`),
+//!   the HTTP helpers, zig's clang (PyPI `ziglang`, or `zig` on PATH) to a
+//!   reactor core module, wit-component to a component;
 //! - JavaScript: `jco componentize` (pinned 1.34.0), all optional WASI
 //!   features off;
 //! - Python: `componentize-py componentize`.
@@ -169,7 +170,7 @@ pub fn build(dir: &Path, out: Option<&Path>, world: Option<&str>) -> Result<Buil
 
     let component = match manifest.lang {
         Lang::Rust => build_rust(&dir, &scratch)?,
-        Lang::C => build_c(&dir, &scratch, &manifest.world)?,
+        Lang::C => crate::c::build(&dir, &scratch, &manifest.world)?,
         Lang::Js => build_js(&dir, &scratch, &manifest.world)?,
         Lang::Python => build_python(&dir, &scratch, &manifest.world)?,
     };
@@ -308,62 +309,6 @@ pub(crate) fn home_bin(rel: &str) -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_default()
         .join(rel)
-}
-
-/// C: `wit-bindgen c` + zig cc (reactor, wasm32-wasi) + wit-component.
-fn build_c(dir: &Path, scratch: &Path, world: &str) -> Result<Vec<u8>> {
-    let wit_bindgen = tool(
-        "WASMON_WIT_BINDGEN",
-        &["wit-bindgen".into(), home_bin(".cargo/bin/wit-bindgen")],
-        "wit-bindgen",
-        "cargo install wit-bindgen-cli --locked",
-    )?;
-    let gen = scratch.join("gen");
-    run(Command::new(&wit_bindgen)
-        .args(["c", "--world", world, "--out-dir"])
-        .arg(&gen)
-        .arg(dir.join("wit")))?;
-    let stem = world.replace('-', "_");
-
-    // zig: `zig` on PATH, else the PyPI `ziglang` package through python3.
-    let mut cc = match std::env::var_os("WASMON_ZIG")
-        .map(PathBuf::from)
-        .or_else(|| on_path(Path::new("zig")))
-    {
-        Some(zig) => Command::new(zig),
-        None => {
-            let mut c = Command::new("python3");
-            c.args(["-m", "ziglang"]);
-            c
-        }
-    };
-    let core = scratch.join("core.wasm");
-    let mut sources: Vec<PathBuf> = fs::read_dir(dir)
-        .with_context(|| format!("reading {}", dir.display()))?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "c"))
-        .collect();
-    sources.sort();
-    if sources.is_empty() {
-        bail!("no .c files in {}", dir.display());
-    }
-    cc.args([
-        "cc",
-        "--target=wasm32-wasi",
-        "-mexec-model=reactor",
-        "-Os",
-        "-Wall",
-    ])
-    .arg("-I")
-    .arg(&gen)
-    .args(&sources)
-    .arg(gen.join(format!("{stem}.c")))
-    .arg(gen.join(format!("{stem}_component_type.o")))
-    .arg("-o")
-    .arg(&core);
-    run(&mut cc).context("compiling with zig cc (pip install ziglang, or zig on PATH)")?;
-    contract::encode(&read(&core)?).context("making a component of the core module")
 }
 
 /// JavaScript: `jco componentize DIR/app.js`.

@@ -47,6 +47,8 @@ fn source(lang: Lang, world: &str) -> (&'static str, &'static str) {
 const README: &str = include_str!("../templates/README.md.tmpl");
 const RUST_MANIFEST: &str = include_str!("../templates/rust/Cargo.toml.tmpl");
 const GITIGNORE: &str = "/build/\n/target/\n/*.wasm\n/.wasmon/\n";
+/// For C editors (clangd): where `plugin build` generates the headers.
+const C_COMPILE_FLAGS: &str = "--target=wasm32-wasi\n-Ibuild/gen\n";
 
 /// A plugin name: it names the component file and (for Rust) the crate.
 fn check_name(name: &str) -> Result<()> {
@@ -91,8 +93,10 @@ pub fn new_plugin(parent: &Path, world: &str, name: &str, lang: Lang) -> Result<
         (".gitignore", GITIGNORE.to_string()),
         ("wit/plugin.wit", crate::PLUGIN_WIT.to_string()),
     ];
-    if lang == Lang::Rust {
-        files.push(("Cargo.toml", fill(RUST_MANIFEST)));
+    match lang {
+        Lang::Rust => files.push(("Cargo.toml", fill(RUST_MANIFEST))),
+        Lang::C => files.push(("compile_flags.txt", C_COMPILE_FLAGS.to_string())),
+        Lang::Js | Lang::Python => {}
     }
     let manifest = Manifest {
         name: name.into(),
