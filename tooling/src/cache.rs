@@ -20,16 +20,20 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 
 /// The cache root, or `None` when neither `WASMON_CACHE_DIR`,
-/// `XDG_CACHE_HOME` nor `HOME` says where it is.
+/// `XDG_CACHE_HOME` nor `HOME` says where it is. Always absolute: cargo
+/// runs in the plugin's directory, and a relative root would mean another
+/// directory to it than to the lock.
 pub fn root() -> Option<PathBuf> {
     let nonempty = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
-    if let Some(dir) = nonempty("WASMON_CACHE_DIR") {
-        return Some(PathBuf::from(dir));
-    }
-    if let Some(dir) = nonempty("XDG_CACHE_HOME") {
-        return Some(PathBuf::from(dir).join("wasmon"));
-    }
-    nonempty("HOME").map(|home| PathBuf::from(home).join(".cache/wasmon"))
+    let dir = if let Some(dir) = nonempty("WASMON_CACHE_DIR") {
+        PathBuf::from(dir)
+    } else if let Some(dir) = nonempty("XDG_CACHE_HOME").filter(|d| Path::new(d).is_absolute()) {
+        // The XDG spec ignores a relative XDG_CACHE_HOME.
+        PathBuf::from(dir).join("wasmon")
+    } else {
+        PathBuf::from(nonempty("HOME")?).join(".cache/wasmon")
+    };
+    std::path::absolute(&dir).ok()
 }
 
 /// A cache directory under the root (created), or `fallback` when there is
