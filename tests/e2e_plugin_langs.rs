@@ -405,7 +405,58 @@ name = "walled"
 plugin = "{{PLUGIN}}"
 allow_hosts = ["hooks.example.com"]
 config = { url = "http://{{SERVER}}/alerts" }
+
+[[receivers]]
+name = "refused"
+plugin = "{{PLUGIN}}"
+allow_hosts = ["{{LATIN1}}"]
+config = { url = "http://{{LATIN1}}/alerts" }
 "#;
+
+/// A server that answers every request with 400 and a body that is not
+/// UTF-8 (a Latin-1 error page): the failure that quotes it must still be a
+/// string the host accepts. Stops with the test's runtime.
+async fn latin1_server() -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                // The head, then as much body as it announces.
+                let mut got = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    let n = match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    got.extend_from_slice(&buf[..n]);
+                    let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    if got.len() >= end + 4 + len {
+                        break;
+                    }
+                }
+                let body = b"\xe9chec: caf\xe9";
+                let head = format!(
+                    "HTTP/1.1 400 Bad Request\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(head.as_bytes()).await;
+                let _ = stream.write_all(body).await;
+            });
+        }
+    });
+    addr
+}
 
 /// A notification with what a hand-written JSON writer gets wrong: quotes,
 /// backslashes, control characters, non-ASCII.
@@ -466,10 +517,12 @@ fn assert_sized(r: &common::Received) {
 async fn new_receiver_posts_to_allowed_hosts_only(lang: &str) {
     let (dir, name) = new_and_build("receiver", lang);
     let server = common::Receiver::start().await;
+    let latin1 = latin1_server().await;
     let config = [AGENT, HTTP_CONFIG]
         .concat()
         .replace("{{PLUGIN}}", &name)
-        .replace("{{SERVER}}", &server.addr.to_string());
+        .replace("{{SERVER}}", &server.addr.to_string())
+        .replace("{{LATIN1}}", &latin1.to_string());
     let agent = common::AgentProcess::start(dir, &config).await;
     let client = reqwest::Client::new();
     let sent = tricky_notification();
@@ -496,17 +549,46 @@ async fn new_receiver_posts_to_allowed_hosts_only(lang: &str) {
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&got[0].body)));
     assert_eq!(body, sent, "{lang}: the body is the webhook v4 JSON");
 
+    // The status rule: 5xx is retryable, another 4xx permanent, and the
+    // failure quotes the body (made valid UTF-8).
+    *server.status.lock().unwrap() = axum::http::StatusCode::SERVICE_UNAVAILABLE;
+    let failure = |instance: &'static str| {
+        let (client, url) = (
+            client.clone(),
+            agent.url(&format!("/api/v1/receivers/{instance}/test")),
+        );
+        let sent = sent.clone();
+        async move {
+            let r = client
+                .post(url)
+                .json(&sent)
+                .timeout(std::time::Duration::from_secs(60))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 502);
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    let answer = failure("allowed").await;
+    assert!(
+        answer["error"].as_str().unwrap().contains("HTTP 503: ok"),
+        "{answer}"
+    );
+    assert_eq!(answer["retryable"], true, "{answer}");
+    let answer = failure("refused").await;
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("HTTP 400: \u{fffd}chec: caf\u{fffd}"),
+        "{answer}"
+    );
+    assert_eq!(answer["retryable"], false, "{answer}");
+
     // Outside allow_hosts: no request leaves, the call fails (retryable)
     // with the reason, and the agent's log says which host and why.
-    let r = client
-        .post(agent.url("/api/v1/receivers/walled/test"))
-        .json(&sent)
-        .timeout(std::time::Duration::from_secs(60))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 502);
-    let answer: Value = r.json().await.unwrap();
+    let answer = failure("walled").await;
     assert!(
         answer["error"].as_str().unwrap().contains(&format!(
             "POST http://{}/alerts: HTTP-request-denied",
@@ -515,7 +597,7 @@ async fn new_receiver_posts_to_allowed_hosts_only(lang: &str) {
         "{answer}"
     );
     assert_eq!(answer["retryable"], true, "{answer}");
-    assert_eq!(server.requests().len(), 1, "a denied request went out");
+    assert_eq!(server.requests().len(), 2, "a denied request went out");
     let logs = agent.logs();
     assert!(
         logs.lines()

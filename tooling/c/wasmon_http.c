@@ -44,10 +44,71 @@ static char *format(const char *format, ...) {
   return s;
 }
 
+// The length of the valid UTF-8 sequence at s[0..n), or 0.
+static size_t utf8_sequence(const uint8_t *s, size_t n) {
+  uint8_t c = s[0];
+  size_t len;
+  uint32_t min;
+  if (c < 0x80) return 1;
+  if (c >= 0xC2 && c <= 0xDF) {
+    len = 2, min = 0x80;
+  } else if (c >= 0xE0 && c <= 0xEF) {
+    len = 3, min = 0x800;
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    len = 4, min = 0x10000;
+  } else {
+    return 0;
+  }
+  if (n < len) return 0;
+  uint32_t cp = c & (0x3F >> (len - 1));
+  for (size_t i = 1; i < len; i++) {
+    if ((s[i] & 0xC0) != 0x80) return 0;
+    cp = (cp << 6) | (s[i] & 0x3F);
+  }
+  if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
+  return len;
+}
+
+// `message` made valid UTF-8, each invalid byte replaced by U+FFFD: the host
+// refuses (traps on) a string that is not, and a failure quotes what
+// servers send.
+static char *utf8_lossy(char *message) {
+  if (message == NULL) return NULL;
+  const uint8_t *s = (const uint8_t *)message;
+  size_t n = strlen(message), bad = 0;
+  for (size_t i = 0; i < n;) {
+    size_t len = utf8_sequence(s + i, n - i);
+    if (len == 0) bad++;
+    i += len != 0 ? len : 1;
+  }
+  if (bad == 0) return message;
+  char *out = malloc(n + 2 * bad + 1);
+  if (out == NULL) {
+    free(message);
+    return NULL;
+  }
+  size_t o = 0;
+  for (size_t i = 0; i < n;) {
+    size_t len = utf8_sequence(s + i, n - i);
+    if (len == 0) {
+      memcpy(out + o, "\xEF\xBF\xBD", 3);
+      o += 3;
+      i++;
+    } else {
+      memcpy(out + o, s + i, len);
+      o += len;
+      i += len;
+    }
+  }
+  out[o] = 0;
+  free(message);
+  return out;
+}
+
 bool wasmon_fail(wasmon_plugin_types_failure_t *err, bool retryable, const char *format, ...) {
   va_list args;
   va_start(args, format);
-  char *message = vformat(format, args);
+  char *message = utf8_lossy(vformat(format, args));
   va_end(args);
   // The generated post-return code frees the string: it must be ours, on
   // the heap (an empty one when memory ran out).
@@ -334,8 +395,8 @@ static char *read_body(wasi_http_types_own_incoming_response_t incoming,
     return format("response body stream already taken");
   }
   char *failed = NULL;
-  uint8_t *all = malloc(1);
-  size_t len = 0;
+  size_t len = 0, cap = 4096;
+  uint8_t *all = malloc(cap);
   if (all == NULL) failed = format("out of memory");
   while (failed == NULL) {
     world_bytes_t chunk;
@@ -348,12 +409,19 @@ static char *read_body(wasi_http_types_own_incoming_response_t incoming,
       }
       break;
     }
-    uint8_t *grown = chunk.len > 0 ? realloc(all, len + chunk.len + 1) : all;
-    if (grown == NULL) {
-      failed = format("out of memory reading the response body");
-    } else {
-      all = grown;
-      if (chunk.len > 0) memcpy(all + len, chunk.ptr, chunk.len);
+    // Doubling: a long body costs O(n) copies, not one per chunk.
+    size_t need = len + chunk.len + 1;
+    if (need > cap) {
+      while (cap < need && cap <= SIZE_MAX / 2) cap *= 2;
+      uint8_t *grown = cap >= need ? realloc(all, cap) : NULL;
+      if (grown == NULL) {
+        failed = format("out of memory reading the response body");
+      } else {
+        all = grown;
+      }
+    }
+    if (failed == NULL && chunk.len > 0) {
+      memcpy(all + len, chunk.ptr, chunk.len);
       len += chunk.len;
     }
     WASMON_WORLD(list_u8_free)(&chunk);
