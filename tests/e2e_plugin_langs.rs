@@ -1,13 +1,16 @@
 //! Plugins in any language, through the real binary: `wasmon plugin
 //! inspect` on the first-party components, the same receiver written in C,
 //! JavaScript and Python (`examples/plugins/`) built by `wasmon plugin build`
-//! and called by the agent (the output checked in the agent's log), and
-//! `wasmon plugin new` + `build` round trips.
+//! and called by the agent (the output checked in the agent's log),
+//! `wasmon plugin new` + `build` round trips, and the HTTP templates of
+//! `plugin new` (a receiver and a rollback action) reaching a local server
+//! through the agent's allow-list, and denied outside it.
 //!
-//! The C builds take well under a second and run in the fast path. The
-//! JavaScript and Python components take a minute or more to build and
-//! seconds to compile, so their tests are `#[ignore]` and `cargo xtask ci`
-//! runs them explicitly; so is the Rust round trip (a cold guest std build).
+//! The C builds take a few seconds once zig's libc is cached (`cargo xtask
+//! test` warms it) and run in the fast path. The JavaScript and Python
+//! components take a minute or more to build and seconds to compile, so
+//! their tests are `#[ignore]` and `cargo xtask ci` runs them explicitly; so
+//! are the Rust ones (std for wasm is built once per machine, minutes cold).
 
 #[path = "../agent/tests/common/mod.rs"]
 mod common;
@@ -228,14 +231,17 @@ fn build(src: &Path, plugins: &Path) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-const CONFIG: &str = r#"
+/// What every agent of these tests shares: its address and `plugins/`.
+const AGENT: &str = r#"
 [web]
 listen_address = "{{LISTEN}}"
 
 [plugins]
 dir = "plugins"
 cache_dir = "cache"
+"#;
 
+const CONFIG: &str = r#"
 [[receivers]]
 name = "{{INSTANCE}}"
 plugin = "{{PLUGIN}}"
@@ -266,7 +272,8 @@ async fn same_receiver(example: &str, lang: &str) {
     );
     assert!(shown.contains("world         receiver"), "{shown}");
     let instance = format!("{lang}-ops");
-    let config = CONFIG
+    let config = [AGENT, CONFIG]
+        .concat()
         .replace("{{INSTANCE}}", &instance)
         .replace("{{PLUGIN}}", example);
     // Compile once into the agent's compile cache before starting it, as
@@ -429,26 +436,407 @@ fn new_c_plugin_of_every_kind_builds() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "slow: a Rust guest build (std for wasm on the Debian route); run by cargo xtask ci"]
-async fn new_rust_receiver_builds_and_runs() {
-    let (dir, name) = new_and_build("receiver", "rust");
-    let config = CONFIG
-        .replace("{{INSTANCE}}", "scaffolded")
-        .replace("{{PLUGIN}}", &name);
+/// Plugins made by `plugin new`, as written, build and make HTTP calls:
+/// the receiver template POSTs the notification JSON to `config.url` and the
+/// rollback-action template POSTs the rollback request, both through the
+/// real agent, reaching a local server only when it is in `allow_hosts`.
+const HTTP_CONFIG: &str = r#"
+[[receivers]]
+name = "allowed"
+plugin = "{{PLUGIN}}"
+allow_hosts = ["{{SERVER}}"]
+config = { url = "http://{{SERVER}}/alerts" }
+
+[[receivers]]
+name = "walled"
+plugin = "{{PLUGIN}}"
+allow_hosts = ["hooks.example.com"]
+config = { url = "http://{{SERVER}}/alerts" }
+
+[[receivers]]
+name = "refused"
+plugin = "{{PLUGIN}}"
+allow_hosts = ["{{LATIN1}}"]
+config = { url = "http://{{LATIN1}}/alerts" }
+"#;
+
+/// A server that answers every request with 400 and a body that is not
+/// UTF-8 (a Latin-1 error page): the failure that quotes it must still be a
+/// string the host accepts. Stops with the test's runtime.
+async fn latin1_server() -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                // The head, then as much body as it announces.
+                let mut got = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    let n = match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    got.extend_from_slice(&buf[..n]);
+                    let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    if got.len() >= end + 4 + len {
+                        break;
+                    }
+                }
+                let body = b"\xe9chec: caf\xe9";
+                let head = format!(
+                    "HTTP/1.1 400 Bad Request\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(head.as_bytes()).await;
+                let _ = stream.write_all(body).await;
+            });
+        }
+    });
+    addr
+}
+
+/// A notification with what a hand-written JSON writer gets wrong: quotes,
+/// backslashes, control characters, non-ASCII.
+fn tricky_notification() -> Value {
+    json!({
+        "version": "4",
+        "groupKey": "{}:{service=\"checkout\"}",
+        "truncatedAlerts": 3,
+        "status": "firing",
+        "receiver": "team \"ops\"",
+        "groupLabels": {"service": "checkout"},
+        "commonLabels": {"service": "checkout", "team": "ops"},
+        "commonAnnotations": {"summary": "5xx > 5%\nsee C:\\runbooks\u{1}é 🚨"},
+        "externalURL": "http://wasmon.example",
+        "alerts": [
+            {
+                "status": "firing",
+                "labels": {"alertname": "HighErrorRate", "service": "checkout"},
+                "annotations": {"description": "tab\there"},
+                "startsAt": "2026-11-25T08:00:00Z",
+                "endsAt": "0001-01-01T00:00:00Z",
+                "generatorURL": "http://x/graph?g0.expr=rate(x[5m])",
+                "fingerprint": "fp-1",
+            },
+            {
+                "status": "resolved",
+                "labels": {"alertname": "HighLatency", "service": "checkout"},
+                "annotations": {},
+                "startsAt": "2026-11-25T07:00:00Z",
+                "endsAt": "2026-11-25T07:30:00Z",
+                "generatorURL": "",
+                "fingerprint": "fp-2",
+            },
+        ],
+    })
+}
+
+/// The request carried its exact length, not a chunked body.
+fn assert_sized(r: &common::Received) {
+    let length = r.headers.get("content-length").map(|v| v.to_str().unwrap());
+    assert_eq!(
+        length,
+        Some(r.body.len().to_string().as_str()),
+        "{:?}",
+        r.headers
+    );
+    assert!(
+        r.headers.get("transfer-encoding").is_none(),
+        "{:?}",
+        r.headers
+    );
+    assert_eq!(
+        r.headers.get("content-type").map(|v| v.to_str().unwrap()),
+        Some("application/json")
+    );
+}
+
+async fn new_receiver_posts_to_allowed_hosts_only(lang: &str) {
+    let (dir, name) = new_and_build("receiver", lang);
+    let server = common::Receiver::start().await;
+    let latin1 = latin1_server().await;
+    let config = [AGENT, HTTP_CONFIG]
+        .concat()
+        .replace("{{PLUGIN}}", &name)
+        .replace("{{SERVER}}", &server.addr.to_string())
+        .replace("{{LATIN1}}", &latin1.to_string());
     let agent = common::AgentProcess::start(dir, &config).await;
-    let r = reqwest::Client::new()
-        .post(agent.url("/api/v1/receivers/scaffolded/test"))
+    let client = reqwest::Client::new();
+    let sent = tricky_notification();
+
+    let r = client
+        .post(agent.url("/api/v1/receivers/allowed/test"))
+        .json(&sent)
+        .timeout(std::time::Duration::from_secs(60))
         .send()
         .await
         .unwrap();
-    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    let status = r.status();
+    assert!(
+        status.is_success(),
+        "{status} {}\n{}",
+        r.text().await.unwrap(),
+        agent.logs()
+    );
+    let got = server.requests();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].path, "/alerts");
+    assert_sized(&got[0]);
+    let body: Value = serde_json::from_slice(&got[0].body)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&got[0].body)));
+    assert_eq!(body, sent, "{lang}: the body is the webhook v4 JSON");
+
+    // The status rule: 5xx is retryable, another 4xx permanent, and the
+    // failure quotes the body (made valid UTF-8).
+    *server.status.lock().unwrap() = axum::http::StatusCode::SERVICE_UNAVAILABLE;
+    let failure = |instance: &'static str| {
+        let (client, url) = (
+            client.clone(),
+            agent.url(&format!("/api/v1/receivers/{instance}/test")),
+        );
+        let sent = sent.clone();
+        async move {
+            let r = client
+                .post(url)
+                .json(&sent)
+                .timeout(std::time::Duration::from_secs(60))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 502);
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    let answer = failure("allowed").await;
+    assert!(
+        answer["error"].as_str().unwrap().contains("HTTP 503: ok"),
+        "{answer}"
+    );
+    assert_eq!(answer["retryable"], true, "{answer}");
+    let answer = failure("refused").await;
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("HTTP 400: \u{fffd}chec: caf\u{fffd}"),
+        "{answer}"
+    );
+    assert_eq!(answer["retryable"], false, "{answer}");
+
+    // Outside allow_hosts: no request leaves, the call fails (retryable)
+    // with the reason, and the agent's log says which host and why.
+    let answer = failure("walled").await;
+    assert!(
+        answer["error"].as_str().unwrap().contains(&format!(
+            "POST http://{}/alerts: HTTP-request-denied",
+            server.addr
+        )),
+        "{answer}"
+    );
+    assert_eq!(answer["retryable"], true, "{answer}");
+    assert_eq!(server.requests().len(), 2, "a denied request went out");
     let logs = agent.logs();
     assert!(
         logs.lines()
-            .any(|l| l.contains("notification") && l.contains(&logged("receiver", "scaffolded"))),
+            .any(|l| l.contains("denied outbound HTTP request")
+                && l.contains("instance=walled")
+                && l.contains(&server.addr.to_string())),
         "{logs}"
     );
+}
+
+/// A rollout that can only fail (`vector(1)` over a max of 0), whose
+/// rollback action is `{{PLUGIN}}` with the given allow-list.
+const ROLLOUT: &str = r#"
+[[rollouts]]
+name = "{{ROLLOUT}}"
+target = "deploy/{{ROLLOUT}}"
+interval = "300ms"
+threshold = 1
+
+[[rollouts.metrics]]
+name = "always-bad"
+query = "vector(1)"
+max = 0
+
+[rollouts.rollback]
+name = "undo-{{ROLLOUT}}"
+plugin = "{{PLUGIN}}"
+allow_hosts = ["{{ALLOW}}"]
+config = { url = "http://{{SERVER}}/rollback" }
+"#;
+
+async fn rollout(agent: &common::AgentProcess, name: &str) -> Value {
+    let v: Value = reqwest::get(agent.url(&format!("/api/v1/rollouts/{name}")))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["data"].clone()
+}
+
+fn events(rollout: &Value) -> Vec<(String, String)> {
+    rollout["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["event"].as_str().unwrap().to_string(),
+                d["message"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// A failing rollout (a check that can never pass, started through the
+/// API) calls the rollback action made by `plugin new`, which POSTs the
+/// request to a fake deploy API; the same action outside its allow-list is
+/// denied, and the rollout's history says why.
+async fn new_rollback_action_calls_the_api(lang: &str) {
+    let (dir, name) = new_and_build("rollback-action", lang);
+    let api = common::Receiver::start().await;
+    let rollout_with = |rollout: &str, allow: &str| {
+        ROLLOUT
+            .replace("{{ROLLOUT}}", rollout)
+            .replace("{{ALLOW}}", allow)
+    };
+    let config = [
+        AGENT.to_string(),
+        rollout_with("checkout", &api.addr.to_string()),
+        rollout_with("walled", "deploy.example.com"),
+    ]
+    .concat()
+    .replace("{{PLUGIN}}", &name)
+    .replace("{{SERVER}}", &api.addr.to_string());
+    let agent = common::AgentProcess::start(dir, &config).await;
+    let client = reqwest::Client::new();
+    for rollout in ["checkout", "walled"] {
+        let r = client
+            .post(agent.url(&format!("/api/v1/rollouts/{rollout}/start")))
+            .json(&json!({"version": "v2", "stable_version": "v1"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    }
+    agent
+        .eventually(
+            "the rollback action called the API",
+            std::time::Duration::from_secs(60),
+            || async { !api.requests().is_empty() },
+        )
+        .await;
+    let got = api.requests();
+    assert_eq!(got[0].path, "/rollback");
+    assert_sized(&got[0]);
+    let body: Value = serde_json::from_slice(&got[0].body).unwrap();
+    assert_eq!(body["rollout"], "checkout", "{body}");
+    assert_eq!(body["target"], "deploy/checkout", "{body}");
+    assert_eq!(body["failed_version"], "v2", "{body}");
+    assert_eq!(body["stable_version"], "v1", "{body}");
+    assert!(
+        body["reason"].as_str().unwrap().contains("always-bad"),
+        "{body}"
+    );
+    assert_eq!(body.as_object().unwrap().len(), 5, "{body}");
+    agent
+        .eventually(
+            "the rollout records the rollback",
+            std::time::Duration::from_secs(30),
+            || async {
+                events(&rollout(&agent, "checkout").await)
+                    .iter()
+                    .any(|(e, _)| e == "rolled_back")
+            },
+        )
+        .await;
+    let history = events(&rollout(&agent, "checkout").await);
+    let (_, message) = history.iter().find(|(e, _)| e == "rolled_back").unwrap();
+    assert!(
+        message.contains("rolled back: HTTP 200 (now serving v1)"),
+        "{history:?}"
+    );
+
+    agent
+        .eventually(
+            "the walled rollback fails",
+            std::time::Duration::from_secs(30),
+            || async {
+                events(&rollout(&agent, "walled").await)
+                    .iter()
+                    .any(|(e, _)| e == "rollback_failed")
+            },
+        )
+        .await;
+    let history = events(&rollout(&agent, "walled").await);
+    let (_, message) = history
+        .iter()
+        .find(|(e, _)| e == "rollback_failed")
+        .unwrap();
+    assert!(
+        message.contains(&format!(
+            "POST http://{}/rollback: HTTP-request-denied",
+            api.addr
+        )),
+        "{history:?}"
+    );
+    assert!(
+        api.requests()
+            .iter()
+            .all(|r| !String::from_utf8_lossy(&r.body).contains("walled")),
+        "a denied request went out"
+    );
+    assert!(
+        agent
+            .logs()
+            .lines()
+            .any(|l| l.contains("denied outbound HTTP request")
+                && l.contains("instance=undo-walled")),
+        "{}",
+        agent.logs()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn c_receiver_made_by_plugin_new_posts_to_allowed_hosts_only() {
+    new_receiver_posts_to_allowed_hosts_only("c").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn c_rollback_action_made_by_plugin_new_calls_the_api() {
+    new_rollback_action_calls_the_api("c").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "slow: a Rust guest build (std for wasm once per machine); run by cargo xtask ci"]
+async fn rust_receiver_made_by_plugin_new_posts_to_allowed_hosts_only() {
+    new_receiver_posts_to_allowed_hosts_only("rust").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "slow: a Rust guest build (std for wasm once per machine); run by cargo xtask ci"]
+async fn rust_rollback_action_made_by_plugin_new_calls_the_api() {
+    new_rollback_action_calls_the_api("rust").await;
+}
+
+#[test]
+#[ignore = "slow: Rust guest builds (std for wasm once per machine); run by cargo xtask ci"]
+fn new_rust_health_and_metric_checks_build() {
+    for kind in ["health-check", "metric-check"] {
+        let (_dir, _) = new_and_build(kind, "rust");
+    }
 }
 
 // ---- `wasmon plugin call`: one call per world through the binary (issue 18) ----

@@ -10,9 +10,13 @@
 //! `../shared/WASM-TOOLCHAIN.md`):
 //!
 //! - Rust: [`crate::rust::Toolchain`] (`wasm32-wasip2`, else Debian's
-//!   rustc-web with `-Zbuild-std`), wrapped by wit-component if needed;
-//! - C: `wit-bindgen c` for the bindings, zig's clang (PyPI `ziglang`, or
-//!   `zig` on PATH) to a reactor core module, wit-component to a component;
+//!   rustc-web with `-Zbuild-std`), wrapped by wit-component if needed, in
+//!   the machine's shared target dir ([`crate::cache::RustTarget`]), with
+//!   the shipped SDK written into the plugin when it uses it
+//!   ([`crate::sdk`]);
+//! - C: [`crate::c`]: `wit-bindgen c` for the bindings (with `wasi:http`),
+//!   the HTTP helpers, zig's clang (PyPI `ziglang`, or `zig` on PATH) to a
+//!   reactor core module, wit-component to a component;
 //! - JavaScript: `jco componentize` (pinned 1.34.0), all optional WASI
 //!   features off;
 //! - Python: `componentize-py componentize`.
@@ -26,6 +30,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::cache::RustTarget;
 use crate::contract::{self, Contract, Inspection};
 use crate::{run, WORLDS};
 
@@ -157,15 +162,15 @@ pub fn build(dir: &Path, out: Option<&Path>, world: Option<&str>) -> Result<Buil
     let manifest = Manifest::for_dir(dir, world)?;
     let dir = fs::canonicalize(dir).with_context(|| format!("{}", dir.display()))?;
     let wit = dir.join("wit");
-    fs::create_dir_all(&wit).with_context(|| format!("creating {}", wit.display()))?;
-    fs::write(wit.join("plugin.wit"), crate::PLUGIN_WIT)
-        .with_context(|| format!("writing {}", wit.join("plugin.wit").display()))?;
+    // Unchanged, the file keeps its mtime: a crate that reads it from a
+    // `generate!` is not recompiled for nothing.
+    crate::cache::write_if_changed(&wit.join("plugin.wit"), crate::PLUGIN_WIT.as_bytes())?;
     let scratch = dir.join("build");
     fs::create_dir_all(&scratch).with_context(|| format!("creating {}", scratch.display()))?;
 
     let component = match manifest.lang {
         Lang::Rust => build_rust(&dir, &scratch)?,
-        Lang::C => build_c(&dir, &scratch, &manifest.world)?,
+        Lang::C => crate::c::build(&dir, &scratch, &manifest.world)?,
         Lang::Js => build_js(&dir, &scratch, &manifest.world)?,
         Lang::Python => build_python(&dir, &scratch, &manifest.world)?,
     };
@@ -202,18 +207,51 @@ fn read(path: &Path) -> Result<Vec<u8>> {
     fs::read(path).with_context(|| format!("reading {}", path.display()))
 }
 
-/// Rust: the crate in `dir` (its own workspace), in `DIR/build/target`.
+/// Rust: the crate in `dir` (its own workspace), in the machine's shared
+/// target dir for the toolchain (`DIR/build/target` without a cache dir).
 fn build_rust(dir: &Path, scratch: &Path) -> Result<Vec<u8>> {
     let toolchain = crate::rust::Toolchain::detect()?;
     eprintln!("guest toolchain: {toolchain}");
-    let manifest = fs::read_to_string(dir.join("Cargo.toml"))
-        .with_context(|| format!("reading {}", dir.join("Cargo.toml").display()))?;
-    let lib_name = lib_name(&manifest)
-        .with_context(|| format!("no [package] name in {}", dir.join("Cargo.toml").display()))?;
+    let path = dir.join("Cargo.toml");
+    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let manifest: toml::Table = text
+        .parse()
+        .with_context(|| format!("parsing {}", path.display()))?;
+    let (package, lib_name) =
+        names(&manifest).with_context(|| format!("no [package] name in {}", path.display()))?;
+    crate::sdk::prepare(dir, &manifest).with_context(|| format!("{}", path.display()))?;
+
+    let target = RustTarget::new(&toolchain.cache_key()?, &scratch.join("target"))?;
+    let lock = target.lock()?;
+    target.claim(toolchain.target(), "release", &package, dir)?;
+    let cold = !target.is_warm();
+    if cold {
+        eprintln!(
+            "first Rust plugin build with this toolchain on this machine: {} and the \
+             dependencies are built once into {} (2-5 min on 2 cores); later builds of \
+             any plugin reuse them",
+            if toolchain.emits_components() {
+                "the SDK"
+            } else {
+                "std for wasm"
+            },
+            target.dir.display()
+        );
+    }
+    let started = Instant::now();
     let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cargo.current_dir(dir);
-    let wasm = toolchain.build(cargo, &[], &scratch.join("target"), "release", &lib_name)?;
+    let wasm = toolchain.build(cargo, &[], &target.dir, "release", &lib_name)?;
+    // Read before unlocking: a plugin of the same name built next overwrites it.
     let bytes = read(&wasm)?;
+    drop(lock);
+    target.mark_warm();
+    if cold {
+        eprintln!(
+            "first build done in {:.0}s; the shared parts are cached",
+            started.elapsed().as_secs_f64()
+        );
+    }
     if toolchain.emits_components() {
         Ok(bytes)
     } else {
@@ -221,33 +259,29 @@ fn build_rust(dir: &Path, scratch: &Path) -> Result<Vec<u8>> {
     }
 }
 
-/// The library name (`[lib] name`, else the package name with `_`).
-fn lib_name(manifest: &str) -> Option<String> {
-    let mut section = "";
-    let (mut package, mut lib) = (None, None);
-    for line in manifest.lines().map(str::trim) {
-        if line.starts_with('[') {
-            section = line;
-            continue;
-        }
-        let Some((key, value)) = line.split_once('=') else {
-            continue;
-        };
-        if key.trim() == "name" {
-            let value = value.trim().trim_matches('"').to_string();
-            match section {
-                "[package]" => package = Some(value),
-                "[lib]" => lib = Some(value),
-                _ => {}
-            }
-        }
-    }
-    lib.or_else(|| package.map(|p| p.replace('-', "_")))
+/// The package name and the library name (`[lib] name`, else the package
+/// name with `_`).
+fn names(manifest: &toml::Table) -> Option<(String, String)> {
+    let name = |section: &str| {
+        manifest
+            .get(section)?
+            .get("name")?
+            .as_str()
+            .map(String::from)
+    };
+    let package = name("package")?;
+    let lib = name("lib").unwrap_or_else(|| package.replace('-', "_"));
+    Some((package, lib))
 }
 
 /// A tool: `$ENV` if set, else the first of `candidates` that exists (a
 /// path) or is on PATH (a bare name).
-fn tool(env: &str, candidates: &[PathBuf], what: &str, install: &str) -> Result<PathBuf> {
+pub(crate) fn tool(
+    env: &str,
+    candidates: &[PathBuf],
+    what: &str,
+    install: &str,
+) -> Result<PathBuf> {
     if let Some(p) = std::env::var_os(env) {
         return Ok(PathBuf::from(p));
     }
@@ -263,74 +297,18 @@ fn tool(env: &str, candidates: &[PathBuf], what: &str, install: &str) -> Result<
     bail!("{what} not found (set {env}, or install it: {install})")
 }
 
-fn on_path(name: &Path) -> Option<PathBuf> {
+pub(crate) fn on_path(name: &Path) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .map(|d| d.join(name))
         .find(|p| p.is_file())
 }
 
-fn home_bin(rel: &str) -> PathBuf {
+pub(crate) fn home_bin(rel: &str) -> PathBuf {
     std::env::var_os("HOME")
         .map(PathBuf::from)
         .unwrap_or_default()
         .join(rel)
-}
-
-/// C: `wit-bindgen c` + zig cc (reactor, wasm32-wasi) + wit-component.
-fn build_c(dir: &Path, scratch: &Path, world: &str) -> Result<Vec<u8>> {
-    let wit_bindgen = tool(
-        "WASMON_WIT_BINDGEN",
-        &["wit-bindgen".into(), home_bin(".cargo/bin/wit-bindgen")],
-        "wit-bindgen",
-        "cargo install wit-bindgen-cli --locked",
-    )?;
-    let gen = scratch.join("gen");
-    run(Command::new(&wit_bindgen)
-        .args(["c", "--world", world, "--out-dir"])
-        .arg(&gen)
-        .arg(dir.join("wit")))?;
-    let stem = world.replace('-', "_");
-
-    // zig: `zig` on PATH, else the PyPI `ziglang` package through python3.
-    let mut cc = match std::env::var_os("WASMON_ZIG")
-        .map(PathBuf::from)
-        .or_else(|| on_path(Path::new("zig")))
-    {
-        Some(zig) => Command::new(zig),
-        None => {
-            let mut c = Command::new("python3");
-            c.args(["-m", "ziglang"]);
-            c
-        }
-    };
-    let core = scratch.join("core.wasm");
-    let mut sources: Vec<PathBuf> = fs::read_dir(dir)
-        .with_context(|| format!("reading {}", dir.display()))?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "c"))
-        .collect();
-    sources.sort();
-    if sources.is_empty() {
-        bail!("no .c files in {}", dir.display());
-    }
-    cc.args([
-        "cc",
-        "--target=wasm32-wasi",
-        "-mexec-model=reactor",
-        "-Os",
-        "-Wall",
-    ])
-    .arg("-I")
-    .arg(&gen)
-    .args(&sources)
-    .arg(gen.join(format!("{stem}.c")))
-    .arg(gen.join(format!("{stem}_component_type.o")))
-    .arg("-o")
-    .arg(&core);
-    run(&mut cc).context("compiling with zig cc (pip install ziglang, or zig on PATH)")?;
-    contract::encode(&read(&core)?).context("making a component of the core module")
 }
 
 /// JavaScript: `jco componentize DIR/app.js`.
@@ -378,15 +356,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn lib_name_from_manifest() {
+    fn names_from_manifest() {
+        let names = |text: &str| names(&text.parse().unwrap());
         assert_eq!(
-            lib_name("[package]\nname = \"my-plugin\"\n[lib]\ncrate-type = [\"cdylib\"]\n"),
-            Some("my_plugin".into())
+            names("[package]\nname = \"my-plugin\"\n[lib]\ncrate-type = [\"cdylib\"]\n"),
+            Some(("my-plugin".into(), "my_plugin".into()))
         );
         assert_eq!(
-            lib_name("[lib]\nname = \"y\"\n[package]\nname = \"x\"\n"),
-            Some("y".into())
+            names("[lib]\nname = \"y\"\n[package]\nname = \"x\"\n"),
+            Some(("x".into(), "y".into()))
         );
+        assert_eq!(names("[lib]\nname = \"y\"\n"), None);
     }
 
     #[test]

@@ -12,16 +12,24 @@
 //! - [`build`]: `wasmon plugin build` — per-language routes (Rust, C with
 //!   zig + `wit-bindgen c`, JavaScript with jco, Python with componentize-py);
 //! - [`scaffold`]: `wasmon plugin new` — buildable templates per language
-//!   and world.
+//!   and world;
+//! - [`sdk`]: the Rust SDK shipped inside the binary for plugins made by
+//!   `plugin new`; [`c`]: the C route with its HTTP helpers;
+//! - [`cache`]: the per-machine build cache every plugin directory shares
+//!   (std for wasm, the SDK's dependencies, zig's libc).
 
 pub mod build;
+pub mod c;
+pub mod cache;
 pub mod contract;
 pub mod format;
 pub mod rust;
 pub mod scaffold;
+pub mod sdk;
 
 use std::path::Path;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
@@ -45,6 +53,37 @@ pub fn run(command: &mut Command) -> Result<()> {
     let status = command
         .status()
         .with_context(|| format!("running {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed ({status})");
+    }
+    Ok(())
+}
+
+/// Like [`run`], for steps that can be silent for minutes (zig building
+/// its libc): while the command runs, a line every 15 s says what is still
+/// running and for how long, so a cold build does not look hung.
+pub fn run_with_progress(command: &mut Command, what: &str) -> Result<()> {
+    const EVERY: Duration = Duration::from_secs(15);
+    let shown = show(command);
+    eprintln!("$ {shown}");
+    let started = Instant::now();
+    let mut child = command
+        .spawn()
+        .with_context(|| format!("running {shown}"))?;
+    let mut next = EVERY;
+    let status = loop {
+        if let Some(status) = child
+            .try_wait()
+            .with_context(|| format!("waiting for {shown}"))?
+        {
+            break status;
+        }
+        if started.elapsed() >= next {
+            eprintln!("  {what}: still running ({}s)", next.as_secs());
+            next += EVERY;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     if !status.success() {
         bail!("{shown} failed ({status})");
     }

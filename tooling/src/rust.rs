@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256};
 
 use crate::run;
 
@@ -84,11 +85,61 @@ impl Toolchain {
         matches!(self, Toolchain::Wasip2)
     }
 
-    fn target(&self) -> &'static str {
+    /// The target triple cargo builds for.
+    pub fn target(&self) -> &'static str {
         match self {
             Toolchain::Wasip2 => "wasm32-wasip2",
             Toolchain::BuildStd { .. } => "wasm32-unknown-unknown",
         }
+    }
+
+    /// Names this toolchain's shared target dir (`build-std-1.96.0-<hash>`):
+    /// the route, the compiler's release and a hash of `rustc -vV` and the
+    /// linker, so another compiler builds into a directory of its own
+    /// instead of rebuilding (and evicting) this one's std.
+    pub fn cache_key(&self) -> Result<String> {
+        let (route, rustc, linker) = match self {
+            Toolchain::Wasip2 => (
+                "wasip2",
+                std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into()),
+                None,
+            ),
+            Toolchain::BuildStd { rustc, linker } => {
+                ("build-std", rustc.clone().into_os_string(), Some(linker))
+            }
+        };
+        let out = Command::new(&rustc)
+            .arg("-vV")
+            .output()
+            .with_context(|| format!("running {} -vV", rustc.to_string_lossy()))?;
+        if !out.status.success() {
+            bail!("{} -vV failed ({})", rustc.to_string_lossy(), out.status);
+        }
+        let verbose = String::from_utf8_lossy(&out.stdout);
+        let release = verbose
+            .lines()
+            .find_map(|l| l.strip_prefix("release: "))
+            .unwrap_or("unknown")
+            .trim();
+        let mut hash = Sha256::new();
+        hash.update(route);
+        hash.update(verbose.as_bytes());
+        if let Some(linker) = linker {
+            hash.update(linker.as_os_str().as_encoded_bytes());
+        }
+        let digest = hash.finalize();
+        let short: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+        let release: String = release
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '.' {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        Ok(format!("{route}-{release}-{short}"))
     }
 
     /// Builds one guest crate and returns the `.wasm` cargo wrote.

@@ -46,7 +46,9 @@ fn source(lang: Lang, world: &str) -> (&'static str, &'static str) {
 
 const README: &str = include_str!("../templates/README.md.tmpl");
 const RUST_MANIFEST: &str = include_str!("../templates/rust/Cargo.toml.tmpl");
-const GITIGNORE: &str = "/build/\n/target/\n/*.wasm\n";
+const GITIGNORE: &str = "/build/\n/target/\n/*.wasm\n/.wasmon/\n";
+/// For C editors (clangd): where `plugin build` generates the headers.
+const C_COMPILE_FLAGS: &str = "--target=wasm32-wasi\n-Ibuild/gen\n";
 
 /// A plugin name: it names the component file and (for Rust) the crate.
 fn check_name(name: &str) -> Result<()> {
@@ -82,6 +84,7 @@ pub fn new_plugin(parent: &Path, world: &str, name: &str, lang: Lang) -> Result<
         text.replace("{{name}}", name)
             .replace("{{world}}", world)
             .replace("{{lang}}", &lang.to_string())
+            .replace("{{sdk_version}}", crate::sdk::VERSION)
     };
     let (file, text) = source(lang, world);
     let mut files: Vec<(&str, String)> = vec![
@@ -90,8 +93,10 @@ pub fn new_plugin(parent: &Path, world: &str, name: &str, lang: Lang) -> Result<
         (".gitignore", GITIGNORE.to_string()),
         ("wit/plugin.wit", crate::PLUGIN_WIT.to_string()),
     ];
-    if lang == Lang::Rust {
-        files.push(("Cargo.toml", fill(RUST_MANIFEST)));
+    match lang {
+        Lang::Rust => files.push(("Cargo.toml", fill(RUST_MANIFEST))),
+        Lang::C => files.push(("compile_flags.txt", C_COMPILE_FLAGS.to_string())),
+        Lang::Js | Lang::Python => {}
     }
     let manifest = Manifest {
         name: name.into(),
@@ -105,6 +110,11 @@ pub fn new_plugin(parent: &Path, world: &str, name: &str, lang: Lang) -> Result<
             fs::create_dir_all(p).with_context(|| format!("creating {}", p.display()))?;
         }
         fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if lang == Lang::Rust {
+        // Now, not only at the first build: editors and `cargo check` find
+        // the SDK right away.
+        crate::sdk::write(&dir)?;
     }
     Ok(dir)
 }
@@ -135,6 +145,15 @@ mod tests {
         let dir = new_plugin(parent.path(), "receiver", "my-hook", Lang::Rust).unwrap();
         let cargo = fs::read_to_string(dir.join("Cargo.toml")).unwrap();
         assert!(cargo.contains("name = \"my-hook\""), "{cargo}");
+        // The shipped SDK, pinned to this version, for the plugin's world.
+        assert!(
+            cargo.contains(&format!(
+                "wasmon-sdk = {{ path = \".wasmon/sdk\", version = \"={}\", features = [\"receiver\"] }}",
+                crate::sdk::VERSION
+            )),
+            "{cargo}"
+        );
+        assert!(dir.join(".wasmon/sdk/src/http.rs").is_file());
         assert!(fs::read_to_string(dir.join("src/lib.rs"))
             .unwrap()
             .contains("fn notify"));

@@ -24,7 +24,7 @@ use std::time::Instant;
 use std::{env, fs};
 
 use anyhow::{bail, Context, Result};
-use wasmon_plugin_tools::{contract, rust};
+use wasmon_plugin_tools::{build, contract, rust};
 
 const USAGE: &str = "\
 usage: cargo xtask <command>
@@ -174,6 +174,7 @@ fn test(root: &Path, args: &[OsString]) -> Result<()> {
     cargo(root)
         .args(["test", "-q", "-p", "wasmon-sdk", "--features", "receiver"])
         .status_ok()?;
+    warm_c(root);
     cargo(root)
         .args([
             "test",
@@ -189,9 +190,29 @@ fn test(root: &Path, args: &[OsString]) -> Result<()> {
         .status_ok()
 }
 
+/// Builds the C example once before the tests: the first C build on a
+/// machine waits a minute or two for zig to build its wasm libc (cached per
+/// machine afterwards), and the C tests in the fast path would all wait on
+/// it at once. Not fatal: without zig or wit-bindgen the C tests say what
+/// is missing.
+fn warm_c(root: &Path) {
+    let started = Instant::now();
+    let example = root.join("examples/plugins/c-receiver");
+    let out = root.join("target").join("c-warm.wasm");
+    match build::build(&example, Some(&out), None) {
+        Ok(_) => println!(
+            "C toolchain cache warm ({:.1}s)",
+            started.elapsed().as_secs_f64()
+        ),
+        Err(e) => eprintln!("warning: could not build {}: {e:#}", example.display()),
+    }
+}
+
 /// The slow tests CI runs on top of `test`: the JavaScript and Python
 /// receivers (a minute to build each, seconds to compile in wasmtime) and
-/// the Rust `plugin new` + `build` round trip.
+/// the Rust templates of `plugin new` (std for wasm is built once per
+/// machine into the shared cache, minutes cold; about 20-60 s per plugin
+/// warm).
 const SLOW_TESTS: &[&str] = &["e2e_plugin_langs"];
 
 /// Everything CI checks, in the order that fails fastest.

@@ -1,44 +1,41 @@
-// {{name}}: a wasmon receiver (world `receiver` of wit/plugin.wit).
-// Build: `wasmon plugin build` (wit-bindgen c writes receiver.h into
-// build/gen, zig cc compiles, wit-component wraps); check: `wasmon plugin
-// inspect {{name}}.wasm`.
+// {{name}}: a wasmon receiver (world `receiver` of wit/plugin.wit) that POSTs
+// every notification, as the Alertmanager webhook v4 JSON, to `config.url`.
+// In the agent config, give the instance
+// `config = { url = "https://hooks.example.com/alerts" }` and put the URL's
+// host in its `allow_hosts`.
+//
+// Build: `wasmon plugin build` (wit-bindgen c writes receiver.h, and the
+// wasmon_http / wasmon_json helpers, into build/gen; zig cc compiles;
+// wit-component wraps); check: `wasmon plugin inspect {{name}}.wasm`.
 //
 // Ownership in wit-bindgen's C ABI: an exported function owns its arguments
 // (free them); imports borrow theirs; what an import returns is yours to
-// free; an error string put into `err` must be heap-allocated (the generated
-// post-return code frees it).
+// free; an error string put into `err` must be heap-allocated (wasmon_fail
+// and wasmon_http_check do that).
 
-#include <stdio.h>
-#include <string.h>
+#include <stdlib.h>
 
-#include "receiver.h"
+#include "wasmon_http.h"
+#include "wasmon_json.h"
 
 bool exports_receiver_notify(receiver_notification_t *notification, receiver_failure_t *err) {
-  if (notification->alerts.len == 0) {
-    err->tag = WASMON_PLUGIN_TYPES_FAILURE_PERMANENT;
-    receiver_string_dup(&err->val.permanent, "a notification without alerts");
-    receiver_notification_free(notification);
-    return false;
-  }
-  // The instance's `config` table from the agent config, as JSON text.
-  receiver_string_t config;
-  wasmon_plugin_config_get(&config);
-
-  char count[24];
-  snprintf(count, sizeof count, "%zu", notification->alerts.len);
-  receiver_tuple2_string_string_t fields[3];
-  receiver_string_set(&fields[0].f0, "receiver");
-  fields[0].f1 = notification->receiver;
-  receiver_string_set(&fields[1].f0, "alerts");
-  receiver_string_set(&fields[1].f1, count);
-  receiver_string_set(&fields[2].f0, "config");
-  fields[2].f1 = config;
-  receiver_list_tuple2_string_string_t list = {fields, 3};
-  receiver_string_t message;
-  receiver_string_set(&message, "notification");
-  wasmon_plugin_log_log(WASMON_PLUGIN_LOG_LEVEL_INFO, &message, &list);
-
-  receiver_string_free(&config);
+  size_t len;
+  char *json = wasmon_notification_json(notification, &len);
   receiver_notification_free(notification);
-  return true;
+  char *url = wasmon_config_string("url");
+  bool ok;
+  if (url == NULL || json == NULL) {
+    ok = wasmon_fail(err, false, url == NULL ? "config: `url` (a string) is required" : "out of memory");
+  } else {
+    // No answer, a 429 or a 5xx is retryable (the agent backs off and
+    // retries); any other non-2xx is permanent.
+    int status;
+    wasmon_http_response_t response;
+    wasmon_http_post_json(url, json, len, NULL, &status, &response);
+    ok = wasmon_http_check(status, &response, err);
+    wasmon_http_response_free(&response);
+  }
+  free(url);
+  free(json);
+  return ok;
 }

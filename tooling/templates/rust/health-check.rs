@@ -1,24 +1,40 @@
-//! {{name}}: a wasmon health check (world `health-check` of wit/plugin.wit).
-//! Build: `wasmon plugin build`; check: `wasmon plugin inspect {{name}}.wasm`.
+//! {{name}}: a wasmon health check (world `health-check` of wit/plugin.wit)
+//! that GETs `config.url` and passes on a 2xx. Build: `wasmon plugin build`;
+//! check: `wasmon plugin inspect {{name}}.wasm`. In the agent config, give
+//! the check `config = { url = "http://app:8080/healthz" }` and put the
+//! URL's host in its `allow_hosts`.
 
-// The world's types (Notification, Failure, ...) are generated at the
-// crate root; the imported interfaces under `wasmon::plugin`.
-wit_bindgen::generate!({ world: "health-check", path: "wit" });
+use serde::Deserialize;
+use wasmon_sdk::health_check::{CheckRequest, CheckResult, Failure, Guest};
+use wasmon_sdk::http::{self, Method};
 
-use wasmon::plugin::log::{log, Level};
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    url: String,
+}
 
 struct Plugin;
 
 impl Guest for Plugin {
-    fn check(request: CheckRequest) -> Result<CheckResult, Failure> {
-        log(Level::Debug, &format!("checking {}", request.target), &[]);
+    fn check(_request: CheckRequest) -> Result<CheckResult, Failure> {
+        let config: Config = wasmon_sdk::config()?;
+        // No answer at all is a failed check too: say why.
+        let (ok, message, value) = match http::send(Method::Get, &config.url, &[], &[]) {
+            Ok(r) => (
+                (200..300).contains(&r.status),
+                format!("HTTP {}", r.status),
+                Some(f64::from(r.status)),
+            ),
+            Err(failure) => (false, failure.message().to_string(), None),
+        };
         Ok(CheckResult {
-            ok: !request.target.is_empty(),
-            message: format!("{} has a target", request.check),
-            value: None,
+            ok,
+            message,
+            value,
             samples: Vec::new(),
         })
     }
 }
 
-export!(Plugin);
+wasmon_sdk::export_health_check!(Plugin);

@@ -1,18 +1,15 @@
-//! {{name}}: a wasmon metric check (world `metric-check` of wit/plugin.wit).
-//! Build: `wasmon plugin build`; check: `wasmon plugin inspect {{name}}.wasm`.
+//! {{name}}: a wasmon metric check (world `metric-check` of wit/plugin.wit)
+//! that queries the agent's own store. Build: `wasmon plugin build`; check:
+//! `wasmon plugin inspect {{name}}.wasm`.
 
-// The world's types (Notification, Failure, ...) are generated at the
-// crate root; the imported interfaces under `wasmon::plugin`.
-wit_bindgen::generate!({ world: "metric-check", path: "wit" });
-
-use wasmon::plugin::query;
+use wasmon_sdk::metric_check::{CheckResult, Failure, Guest, MetricCheckRequest};
+use wasmon_sdk::query;
 
 struct Plugin;
 
 impl Guest for Plugin {
     fn evaluate(request: MetricCheckRequest) -> Result<CheckResult, Failure> {
-        let samples = query::instant("sum(up)", request.time_ms).map_err(Failure::Retryable)?;
-        let up = samples.first().map(|s| s.value).unwrap_or(0.0);
+        let up = query::scalar("sum(up)", request.time_ms)?.unwrap_or(0.0);
         Ok(CheckResult {
             ok: up > 0.0,
             message: format!("{up} targets up"),
@@ -22,4 +19,4 @@ impl Guest for Plugin {
     }
 }
 
-export!(Plugin);
+wasmon_sdk::export_metric_check!(Plugin);
