@@ -4,7 +4,7 @@
 pub mod labels;
 pub mod relabel;
 
-pub use labels::{Label, Labels, LabelsBuilder, METRIC_NAME};
+pub use labels::{hash_labels, hash_pairs, Label, Labels, LabelsBuilder, METRIC_NAME};
 
 /// Milliseconds since the Unix epoch, Prometheus' timestamp unit.
 pub type TimestampMs = i64;
