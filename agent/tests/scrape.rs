@@ -91,6 +91,30 @@ fn scrape_loop(job: Job, addr: std::net::SocketAddr, store: Arc<MemoryStore>) ->
     )
 }
 
+/// A loop for `job` scraping `addr` into a new TSDB in `dir`.
+fn tsdb_scrape_loop(
+    job: Job,
+    addr: std::net::SocketAddr,
+    dir: &std::path::Path,
+) -> (ScrapeLoop, Arc<wasmon::tsdb::Db>) {
+    let db = Arc::new(wasmon::tsdb::Db::open(dir, wasmon::tsdb::Options::default()).unwrap());
+    let job = Arc::new(job);
+    let target = Target::populate(
+        &job,
+        Labels::from_pairs([("__address__", addr.to_string())]),
+    )
+    .unwrap()
+    .unwrap();
+    let sl = ScrapeLoop::new(
+        job,
+        Arc::new(target),
+        reqwest::Client::new(),
+        db.clone(),
+        Arc::new(ScrapeStats::default()),
+    );
+    (sl, db)
+}
+
 fn value(store: &MemoryStore, name: &str, t: i64) -> Option<f64> {
     store
         .series(name)
@@ -264,22 +288,7 @@ async fn openmetrics_and_gzip() {
 async fn staleness_through_the_tsdb() {
     let srv = server(PAGE).await;
     let dir = tempfile::tempdir().unwrap();
-    let db =
-        Arc::new(wasmon::tsdb::Db::open(dir.path(), wasmon::tsdb::Options::default()).unwrap());
-    let job = Arc::new(job(""));
-    let target = Target::populate(
-        &job,
-        Labels::from_pairs([("__address__", srv.addr.to_string())]),
-    )
-    .unwrap()
-    .unwrap();
-    let mut sl = ScrapeLoop::new(
-        job,
-        Arc::new(target),
-        reqwest::Client::new(),
-        db.clone(),
-        Arc::new(ScrapeStats::default()),
-    );
+    let (mut sl, db) = tsdb_scrape_loop(job(""), srv.addr, dir.path());
     sl.scrape_once(1000).await;
     srv.page.lock().unwrap().body = b"http_requests_total{path=\"/a\"} 11\n".to_vec();
     sl.scrape_once(16000).await;
@@ -304,22 +313,7 @@ async fn series_whose_label_hashes_collide_are_tracked_apart() {
     let both = "m{endpoint=\"/api/e419\",instance=\"synth:1\"} 1\nm{endpoint=\"/api/e492\",instance=\"synth:1\"} 2\n";
     let srv = server(both).await;
     let dir = tempfile::tempdir().unwrap();
-    let db =
-        Arc::new(wasmon::tsdb::Db::open(dir.path(), wasmon::tsdb::Options::default()).unwrap());
-    let job = Arc::new(job("honor_labels = true\n"));
-    let target = Target::populate(
-        &job,
-        Labels::from_pairs([("__address__", srv.addr.to_string())]),
-    )
-    .unwrap()
-    .unwrap();
-    let mut sl = ScrapeLoop::new(
-        job,
-        Arc::new(target),
-        reqwest::Client::new(),
-        db.clone(),
-        Arc::new(ScrapeStats::default()),
-    );
+    let (mut sl, db) = tsdb_scrape_loop(job("honor_labels = true\n"), srv.addr, dir.path());
     let samples = |name: &str, m: &[wasmon::tsdb::Matcher]| -> Vec<(i64, f64)> {
         let mut all = vec![wasmon::tsdb::Matcher::equal("__name__", name)];
         all.extend_from_slice(m);
