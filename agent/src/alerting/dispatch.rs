@@ -26,8 +26,7 @@ use super::nflog::{needs_update, NotificationLog};
 use super::route::{Route, RouteOpts};
 use super::silence::Silences;
 use super::types::{
-    fingerprint, fingerprint_hex, labelset_string, rfc3339, Alert, AlertStore, Fingerprint,
-    PostableAlert,
+    fingerprint_hex, labelset_string, rfc3339, Alert, AlertStore, Fingerprint, PostableAlert,
 };
 use crate::model::Labels;
 
@@ -238,7 +237,7 @@ struct Flushed {
 }
 
 struct FlushJob {
-    id: (String, Fingerprint),
+    id: (String, Labels),
     opts: RouteOpts,
     labels: Labels,
     key: String,
@@ -253,7 +252,9 @@ struct Inner {
     external_url: String,
     resolve_timeout: Duration,
     shared: Shared,
-    groups: Mutex<HashMap<(String, Fingerprint), Group>>,
+    /// By route and group labels (a hash of the labels would merge two
+    /// groups whose hashes collide).
+    groups: Mutex<HashMap<(String, Labels), Group>>,
     wake: Notify,
 }
 
@@ -542,7 +543,7 @@ impl Inner {
         let mut groups = self.groups.lock();
         for r in self.route.match_labels(&alert.labels) {
             let labels = r.group_labels(&alert.labels);
-            let id = (r.id().to_string(), fingerprint(&labels));
+            let id = (r.id().to_string(), labels.clone());
             let g = groups.entry(id).or_insert_with(|| Group {
                 key: format!("{}:{}", r.key(), labelset_string(&labels)),
                 opts: r.opts.clone(),
