@@ -6,9 +6,13 @@
 //! compared: same HTTP status, same JSON shape, same series and label sets.
 //! Request list: Grafana 10/11 `public/app/plugins/datasource/prometheus`
 //! (language provider, datasource health check, metric browser).
+//!
+//! And PromQL answers compared with Prometheus' over thousands of series
+//! and hundreds of queries (`promql_diff`).
 
 #[path = "../agent/tests/common/mod.rs"]
 mod common;
+mod promql_diff;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -57,6 +61,14 @@ impl Drop for Prometheus {
 }
 
 async fn prometheus(target: std::net::SocketAddr) -> Option<Prometheus> {
+    prometheus_with(&format!(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\nscrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: ['{target}']\n"
+    ))
+}
+
+/// Debian's prometheus with `config` (prometheus.yml); None when it is not
+/// installed (outside CI).
+fn prometheus_with(config: &str) -> Option<Prometheus> {
     let bin = std::path::Path::new("/usr/bin/prometheus");
     if !bin.exists() {
         assert!(
@@ -68,13 +80,7 @@ async fn prometheus(target: std::net::SocketAddr) -> Option<Prometheus> {
     }
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\nscrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: ['{target}']\n"
-        ),
-    )
-    .unwrap();
+    std::fs::write(&cfg, config).unwrap();
     let addr = common::AgentProcess::free_addr();
     let child = std::process::Command::new(bin)
         .arg(format!("--config.file={}", cfg.display()))
@@ -424,4 +430,40 @@ async fn grafana_requests_answer_like_prometheus() {
     if prom_url.is_some() {
         assert_eq!(compared, 15);
     }
+}
+
+/// PromQL answers like Prometheus 2.42's on the same data: the compliance
+/// tester's queries and generated aggregations, joins and set operations
+/// over 2,572 series with 200 `endpoint` values one character apart (the
+/// full size is the ignored test below).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promql_answers_like_prometheus() {
+    let Some(report) = promql_diff::run(promql_diff::Size::CI).await else {
+        return;
+    };
+    report.print();
+    assert!(report.comparisons >= 400, "{report:?}");
+    assert!(
+        report.differences.is_empty() && report.known_but_equal.is_empty(),
+        "{} differences from Prometheus, {} known differences no longer seen (see above)",
+        report.differences.len(),
+        report.known_but_equal.len()
+    );
+}
+
+/// The full size, by hand: `cargo test -p wasmon --test e2e_grafana
+/// promql_answers_like_prometheus_full_size -- --ignored --nocapture`
+/// (55,372 series, 5,000 endpoints, every query; several minutes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn promql_answers_like_prometheus_full_size() {
+    let Some(report) = promql_diff::run(promql_diff::Size::FULL).await else {
+        panic!("/usr/bin/prometheus is needed");
+    };
+    report.print();
+    assert!(
+        report.differences.is_empty(),
+        "{} differences",
+        report.differences.len()
+    );
 }

@@ -376,6 +376,102 @@ async fn deep_and_malformed_queries_get_a_400_and_the_agent_stays_up() {
     );
 }
 
+/// Issue #17: 15,000 series of 5,000 `endpoint` values one character apart
+/// (`/api/e104`, `/api/e184`) from one target. Grouping by `endpoint` once
+/// merged 228 pairs whose label hashes collided (4,772 groups); every
+/// group must stand alone, instant and range, and `topk` must pick the
+/// right ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aggregations_over_5000_endpoints_are_exact() {
+    const ENDPOINTS: usize = 5000;
+    let mut page = String::from("# TYPE http_requests_total counter\n");
+    for e in 0..ENDPOINTS {
+        for (c, code) in ["200", "404", "500"].iter().enumerate() {
+            let v = e * 3 + c + 1;
+            page.push_str(&format!(
+                "http_requests_total{{endpoint=\"/api/e{e}\",code=\"{code}\"}} {v}\n"
+            ));
+        }
+    }
+    let app = metrics_server(Box::leak(page.into_boxed_str())).await;
+    let config = CONFIG
+        .replace("{{APP}}", &app.to_string())
+        .replace(
+            "file_sd_configs = [{ files = [\"targets/*.json\"], refresh_interval = \"1m\" }]",
+            "",
+        )
+        .replace("\"300ms\"", "\"1s\"")
+        .replace("\"250ms\"", "\"900ms\"");
+    let agent = common::AgentProcess::start(tempfile::tempdir().unwrap(), &config).await;
+    let query = |q: &str| {
+        let url = agent.url("/api/v1/query");
+        let q = q.to_string();
+        async move {
+            let r: Value = reqwest::Client::new()
+                .post(url)
+                .form(&[("query", q.as_str())])
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(r["status"], "success", "{q}: {r}");
+            r["data"]["result"].as_array().cloned().unwrap_or_default()
+        }
+    };
+    let value = |r: &Value| -> f64 { r["value"][1].as_str().unwrap().parse().unwrap() };
+    agent
+        .eventually(
+            "two scrapes of 15,000 series",
+            Duration::from_secs(60),
+            || async {
+                let r = query("count(count_over_time(http_requests_total[1m]) >= 2)").await;
+                r.first().map(value) == Some(15_000.0)
+            },
+        )
+        .await;
+
+    let r = query("count(count by (endpoint) (http_requests_total))").await;
+    assert_eq!(value(&r[0]), ENDPOINTS as f64);
+    let r = query("count(sum without (code) (http_requests_total))").await;
+    assert_eq!(value(&r[0]), ENDPOINTS as f64);
+    // Each endpoint sums 3 consecutive values: 9e + 6; the top five are
+    // the last five endpoints.
+    let r = query("topk(5, sum by (endpoint) (http_requests_total))").await;
+    let mut top: Vec<(String, f64)> = r
+        .iter()
+        .map(|s| {
+            (
+                s["metric"]["endpoint"].as_str().unwrap().to_string(),
+                value(s),
+            )
+        })
+        .collect();
+    top.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let want: Vec<(String, f64)> = (ENDPOINTS - 5..ENDPOINTS)
+        .rev()
+        .map(|e| (format!("/api/e{e}"), (9 * e + 6) as f64))
+        .collect();
+    assert_eq!(top, want);
+    // Every group's sum is 9e + 6; two merged groups would sum to 3 mod 9.
+    let r = query("sum by (endpoint) (http_requests_total) % 9 != 6").await;
+    assert!(r.is_empty(), "{r:?}");
+    // And column-wise (a range query).
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let r = get_json(&agent.url(&format!(
+        "/api/v1/query_range?query=count(count%20by%20(endpoint)%20(http_requests_total))&start={}&end={now}&step=1",
+        now - 2.0
+    )))
+    .await;
+    let values = r["data"]["result"][0]["values"].as_array().unwrap();
+    assert!(!values.is_empty(), "{r}");
+    assert!(values.iter().all(|v| v[1] == "5000"), "{r}");
+}
+
 /// An agent scraping `target` every second into one-minute blocks, with
 /// `storage_extra` added to its `[storage]` section.
 async fn one_minute_blocks(

@@ -91,9 +91,18 @@ struct Env {
 }
 
 fn env_with(nflog: Arc<NotificationLog>, alerts: Arc<AlertStore>, clock: Arc<ManualClock>) -> Env {
+    env_config(CONFIG, nflog, alerts, clock)
+}
+
+fn env_config(
+    config: &str,
+    nflog: Arc<NotificationLog>,
+    alerts: Arc<AlertStore>,
+    clock: Arc<ManualClock>,
+) -> Env {
     let rec = Arc::new(Recorder::default());
     *rec.clock.lock() = Some(clock.clone());
-    let cfg: AlertingConfig = serde_norway::from_str(CONFIG).unwrap();
+    let cfg: AlertingConfig = serde_norway::from_str(config).unwrap();
     let shared = Shared {
         alerts,
         silences: Arc::new(Silences::in_memory(DEFAULT_RETENTION)),
@@ -397,4 +406,50 @@ async fn restart_does_not_resend_within_repeat_interval() {
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].2.alerts.len(), 2);
     let _ = store;
+}
+
+/// Two groups whose label sets have the same fingerprint (FNV-64a, found
+/// by a collision search) stay two groups: the dispatcher once keyed its
+/// groups by that hash, so the second alert joined the first one's group
+/// and was notified under the other's group labels.
+#[tokio::test]
+async fn groups_whose_fingerprints_collide_stay_apart() {
+    let (x, y) = ("60535023dc3c792e", "531d463aafd37b7c");
+    let fp = |v: &str| {
+        wasmon::alerting::types::fingerprint(&wasmon::model::Labels::from_pairs([("g", v)]))
+    };
+    assert_eq!(fp(x), fp(y), "the two group label sets collide");
+    let e = env_config(
+        "route:\n  receiver: team\n  group_by: [g]\n  group_wait: 30s\n  group_interval: 5m\n",
+        Arc::new(NotificationLog::in_memory(DEFAULT_RETENTION)),
+        Arc::new(AlertStore::new()),
+        ManualClock::new(t0()),
+    );
+    e.refresh(&[
+        &[("alertname", "A"), ("g", x)],
+        &[("alertname", "B"), ("g", y)],
+    ]);
+    assert_eq!(e.d.groups().len(), 2);
+    e.at(30).await;
+    let mut sent: Vec<(String, Vec<String>)> = e
+        .rec
+        .take()
+        .into_iter()
+        .map(|(_, _, m)| {
+            let names = m
+                .alerts
+                .iter()
+                .map(|a| a.labels["alertname"].clone())
+                .collect();
+            (m.group_labels["g"].clone(), names)
+        })
+        .collect();
+    sent.sort();
+    assert_eq!(
+        sent,
+        [
+            (y.to_string(), vec!["B".to_string()]),
+            (x.to_string(), vec!["A".to_string()]),
+        ]
+    );
 }

@@ -91,6 +91,30 @@ fn scrape_loop(job: Job, addr: std::net::SocketAddr, store: Arc<MemoryStore>) ->
     )
 }
 
+/// A loop for `job` scraping `addr` into a new TSDB in `dir`.
+fn tsdb_scrape_loop(
+    job: Job,
+    addr: std::net::SocketAddr,
+    dir: &std::path::Path,
+) -> (ScrapeLoop, Arc<wasmon::tsdb::Db>) {
+    let db = Arc::new(wasmon::tsdb::Db::open(dir, wasmon::tsdb::Options::default()).unwrap());
+    let job = Arc::new(job);
+    let target = Target::populate(
+        &job,
+        Labels::from_pairs([("__address__", addr.to_string())]),
+    )
+    .unwrap()
+    .unwrap();
+    let sl = ScrapeLoop::new(
+        job,
+        Arc::new(target),
+        reqwest::Client::new(),
+        db.clone(),
+        Arc::new(ScrapeStats::default()),
+    );
+    (sl, db)
+}
+
 fn value(store: &MemoryStore, name: &str, t: i64) -> Option<f64> {
     store
         .series(name)
@@ -264,22 +288,7 @@ async fn openmetrics_and_gzip() {
 async fn staleness_through_the_tsdb() {
     let srv = server(PAGE).await;
     let dir = tempfile::tempdir().unwrap();
-    let db =
-        Arc::new(wasmon::tsdb::Db::open(dir.path(), wasmon::tsdb::Options::default()).unwrap());
-    let job = Arc::new(job(""));
-    let target = Target::populate(
-        &job,
-        Labels::from_pairs([("__address__", srv.addr.to_string())]),
-    )
-    .unwrap()
-    .unwrap();
-    let mut sl = ScrapeLoop::new(
-        job,
-        Arc::new(target),
-        reqwest::Client::new(),
-        db.clone(),
-        Arc::new(ScrapeStats::default()),
-    );
+    let (mut sl, db) = tsdb_scrape_loop(job(""), srv.addr, dir.path());
     // Near the page's own timestamp for `temp` (1700000000000): the store
     // takes nothing more than half a block older than its newest sample.
     let t0 = 1_699_999_990_000;
@@ -296,6 +305,50 @@ async fn staleness_through_the_tsdb() {
     assert_eq!(samples.len(), 2, "{samples:?}");
     assert_eq!(samples[1].0, t0 + 15_000);
     assert!(is_stale_nan(samples[1].1));
+}
+
+/// Two series whose label hashes collided under the hash the loop keyed
+/// its series by (issue #17: `/api/e419` and `/api/e492` with these
+/// labels, under the head's old Fx-style hash) are two series: both count
+/// as added, and the one that vanishes is marked stale.
+#[tokio::test]
+async fn series_whose_label_hashes_collide_are_tracked_apart() {
+    let both = "m{endpoint=\"/api/e419\",instance=\"synth:1\"} 1\nm{endpoint=\"/api/e492\",instance=\"synth:1\"} 2\n";
+    let srv = server(both).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut sl, db) = tsdb_scrape_loop(job("honor_labels = true\n"), srv.addr, dir.path());
+    let samples = |name: &str, m: &[wasmon::tsdb::Matcher]| -> Vec<(i64, f64)> {
+        let mut all = vec![wasmon::tsdb::Matcher::equal("__name__", name)];
+        all.extend_from_slice(m);
+        db.select(&all, 0, 100_000)
+            .first()
+            .map(|s| s.samples.clone())
+            .unwrap_or_default()
+    };
+    sl.scrape_once(1000).await;
+    assert_eq!(samples("scrape_series_added", &[]), [(1000, 2.0)]);
+    for (i, gone) in ["/api/e419", "/api/e492"].into_iter().enumerate() {
+        let kept = if i == 0 { "/api/e492" } else { "/api/e419" };
+        let t = 16_000 * (2 * i as i64 + 1);
+        srv.page.lock().unwrap().body =
+            format!("m{{endpoint={kept:?},instance=\"synth:1\"}} 3\n").into_bytes();
+        sl.scrape_once(t).await;
+        let got = samples("m", &[wasmon::tsdb::Matcher::equal("endpoint", gone)]);
+        assert!(
+            got.last()
+                .is_some_and(|&(st, v)| st == t && is_stale_nan(v)),
+            "{gone} vanished at {t}: {got:?}"
+        );
+        let got = samples("m", &[wasmon::tsdb::Matcher::equal("endpoint", kept)]);
+        assert_eq!(got.last(), Some(&(t, 3.0)), "{kept}");
+        // Both back.
+        srv.page.lock().unwrap().body = both.as_bytes().to_vec();
+        sl.scrape_once(t + 16_000).await;
+        assert_eq!(
+            samples("scrape_series_added", &[]).last(),
+            Some(&(t + 16_000, 1.0))
+        );
+    }
 }
 
 /// A scrape that fails half way (at the sample limit, after some of its

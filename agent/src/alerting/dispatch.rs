@@ -27,8 +27,8 @@ use super::nflog::{needs_update, NotificationLog};
 use super::route::{EscalationStep, Route, RouteOpts};
 use super::silence::Silences;
 use super::types::{
-    alert_order, fingerprint, fingerprint_hex, labelset_string, rfc3339, Alert, AlertStore,
-    Fingerprint, PostableAlert,
+    alert_order, fingerprint_hex, labelset_string, rfc3339, Alert, AlertStore, Fingerprint,
+    PostableAlert,
 };
 use crate::model::Labels;
 
@@ -297,7 +297,7 @@ struct Resolution {
 }
 
 struct FlushJob {
-    id: (String, Fingerprint),
+    id: (String, Labels),
     opts: RouteOpts,
     labels: Labels,
     key: String,
@@ -312,7 +312,9 @@ struct Inner {
     external_url: String,
     resolve_timeout: Duration,
     shared: Shared,
-    groups: Mutex<HashMap<(String, Fingerprint), Group>>,
+    /// By route and group labels (a hash of the labels would merge two
+    /// groups whose hashes collide).
+    groups: Mutex<HashMap<(String, Labels), Group>>,
     wake: Notify,
     /// A newer dispatcher took over (a reload): this one starts no more
     /// flushes or steps. Set under the `groups` lock.
@@ -666,7 +668,7 @@ impl Inner {
         let mut groups = self.groups.lock();
         for r in self.route.match_labels(&alert.labels) {
             let labels = r.group_labels(&alert.labels);
-            let id = (r.id().to_string(), fingerprint(&labels));
+            let id = (r.id().to_string(), labels.clone());
             let g = groups.entry(id).or_insert_with(|| Group {
                 key: format!("{}:{}", r.key(), labelset_string(&labels)),
                 opts: r.opts.clone(),
@@ -720,7 +722,7 @@ impl Inner {
 
     /// The group's firing alerts are being sent to its receiver: if this
     /// is the first time in the firing episode, escalation counts from now.
-    fn mark_paged(&self, id: &(String, Fingerprint), now: DateTime<Utc>) {
+    fn mark_paged(&self, id: &(String, Labels), now: DateTime<Utc>) {
         let mut groups = self.groups.lock();
         let Some(g) = groups.get_mut(id) else { return };
         if g.esc.first_page.is_none() {

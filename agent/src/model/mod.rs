@@ -4,7 +4,9 @@
 pub mod labels;
 pub mod relabel;
 
-pub use labels::{is_legacy_label_name, Label, Labels, LabelsBuilder, METRIC_NAME};
+pub use labels::{
+    hash_labels, hash_pairs, is_legacy_label_name, Label, Labels, LabelsBuilder, METRIC_NAME,
+};
 
 /// Milliseconds since the Unix epoch, Prometheus' timestamp unit.
 pub type TimestampMs = i64;

@@ -1,9 +1,11 @@
 //! Aggregation operators (`sum`, `avg`, `topk`, `count_values`, ...) with
 //! `by`/`without` grouping.
 //!
-//! Groups are keyed by a hash of the grouping labels' values, so a step of
-//! `sum by (job)` over many series allocates one label set per group, not
-//! per input sample.
+//! Groups are found by their grouping labels ([`GroupIndex`]), and each
+//! aggregation node remembers, across the steps of a query, which group
+//! key each input label set has: a step of `sum by (job)` over many series
+//! allocates one label set per group, not per input sample, and compares
+//! labels only the first time it meets a label set.
 
 use std::sync::Arc;
 
@@ -13,14 +15,32 @@ use promql_parser::parser::{AggregateExpr, LabelModifier};
 use super::engine::Evaluator;
 use super::error::{err, EvalError};
 use super::functions::{fmt_g, kahan_inc, quantile};
+use super::grouping::{GroupIndex, Proj};
 use super::value::*;
 use crate::model::{Labels, LabelsBuilder, METRIC_NAME};
 
 #[derive(Default)]
 struct Group {
     labels: Labels,
+    /// Its key in [`GroupCache::keys`].
+    key: usize,
     acc: Acc,
 }
+
+/// What one aggregation node keeps across the steps of a query.
+#[derive(Default)]
+pub(crate) struct GroupCache {
+    /// Every group key met so far.
+    keys: GroupIndex,
+    /// Key by label-set pointer (with the `drop_name` bit), holding the
+    /// `Arc` so the pointer stays that of these labels.
+    by_ptr: FxMap<usize, (Arc<Labels>, usize)>,
+    /// Per key, its group's index in the step being evaluated
+    /// ([`NO_GROUP`] when the step has none yet; reset after each step).
+    step_group: Vec<usize>,
+}
+
+const NO_GROUP: usize = usize::MAX;
 
 /// The running state of one group at one step.
 #[derive(Default, Clone)]
@@ -151,23 +171,6 @@ impl Acc {
     }
 }
 
-pub(crate) fn group_key(s: &VSample, m: &Option<LabelModifier>) -> u64 {
-    match m {
-        None => 0,
-        Some(LabelModifier::Include(by)) => hash_pairs(
-            by.labels
-                .iter()
-                .map(|n| (n.as_str(), s.get(n).unwrap_or(""))),
-        ),
-        Some(LabelModifier::Exclude(without)) => hash_pairs(
-            s.metric
-                .iter()
-                .filter(|l| l.name != METRIC_NAME && !without.labels.contains(&l.name))
-                .map(|l| (l.name.as_str(), l.value.as_str())),
-        ),
-    }
-}
-
 pub(crate) fn group_labels(s: &VSample, m: &Option<LabelModifier>) -> Labels {
     match m {
         None => Labels::new(),
@@ -234,42 +237,55 @@ pub(crate) fn eval(ev: &mut Evaluator, a: &AggregateExpr, t: i64) -> Result<Val,
     if op == T_COUNT_VALUES {
         return Ok(Val::Vector(count_values(input, m, &label)));
     }
-    let mut idx: FxMap<u64, usize> = FxMap::default();
+    let p = Proj::grouping(m);
     let mut groups: Vec<Group> = Vec::new();
-    // Label sets shared with storage recur at every step: remember their
-    // group hash by pointer. The cache holds a clone of each `Arc`, so a
-    // pointer can never be reused for other labels while cached; label sets
-    // owned by this sample alone (built per step) are not cached.
     let cache_key = a as *const AggregateExpr as usize;
     let mut cache = ev.group_cache.remove(&cache_key).unwrap_or_default();
+    let GroupCache {
+        keys,
+        by_ptr,
+        step_group,
+    } = &mut cache;
     for s in input {
-        let k = if Arc::strong_count(&s.metric) >= 2 {
+        // Label sets shared with storage recur at every step: remember
+        // their key by pointer. The cache holds a clone of each `Arc`, so
+        // a pointer can never be reused for other labels while cached;
+        // label sets owned by this sample alone (built per step) are
+        // looked up every time.
+        let key = if Arc::strong_count(&s.metric) >= 2 {
             let pk = Arc::as_ptr(&s.metric) as usize | s.drop_name as usize;
-            match cache.get(&pk) {
+            match by_ptr.get(&pk) {
                 Some(&(_, k)) => k,
                 None => {
-                    let k = group_key(&s, m);
-                    if cache.len() < 1_000_000 {
-                        cache.insert(pk, (s.metric.clone(), k));
+                    let k = keys.get_or_insert(p, &s.metric, s.drop_name).0;
+                    if by_ptr.len() < 1_000_000 {
+                        by_ptr.insert(pk, (s.metric.clone(), k));
                     }
                     k
                 }
             }
         } else {
-            group_key(&s, m)
+            keys.get_or_insert(p, &s.metric, s.drop_name).0
         };
-        let i = match idx.get(&k) {
-            Some(&i) => i,
-            None => {
+        if step_group.len() <= key {
+            step_group.resize(key + 1, NO_GROUP);
+        }
+        let i = match step_group[key] {
+            NO_GROUP => {
                 groups.push(Group {
                     labels: group_labels(&s, m),
+                    key,
                     ..Default::default()
                 });
-                idx.insert(k, groups.len() - 1);
+                step_group[key] = groups.len() - 1;
                 groups.len() - 1
             }
+            i => i,
         };
         groups[i].acc.add(op, s.f)?;
+    }
+    for g in &groups {
+        step_group[g.key] = NO_GROUP;
     }
     ev.group_cache.insert(cache_key, cache);
     let out = groups
@@ -308,14 +324,14 @@ fn topk(input: Vec<VSample>, m: &Option<LabelModifier>, param: f64, top: bool) -
         return Vec::new();
     }
     let k = k as usize;
-    let mut idx: FxMap<u64, usize> = FxMap::default();
+    let p = Proj::grouping(m);
+    let mut idx = GroupIndex::default();
     let mut groups: Vec<Vec<VSample>> = Vec::new();
     for s in input {
-        let key = group_key(&s, m);
-        let i = *idx.entry(key).or_insert_with(|| {
+        let (i, new) = idx.get_or_insert(p, &s.metric, s.drop_name);
+        if new {
             groups.push(Vec::new());
-            groups.len() - 1
-        });
+        }
         groups[i].push(s);
     }
     let mut out = Vec::new();

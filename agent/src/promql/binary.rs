@@ -10,6 +10,7 @@ use promql_parser::parser::{BinModifier, BinaryExpr, LabelModifier, VectorMatchC
 
 use super::engine::Evaluator;
 use super::error::{err, EvalError};
+use super::grouping::{GroupIndex, Proj};
 use super::value::*;
 use crate::model::{Labels, METRIC_NAME};
 
@@ -99,55 +100,39 @@ fn vector_scalar(
     Ok(Val::Vector(out))
 }
 
-/// The matching signature: a hash of the `on` labels, or of all labels but
-/// the `ignoring` ones and the name.
-fn signature(s: &VSample, matching: &Option<LabelModifier>) -> u64 {
-    match matching {
-        Some(LabelModifier::Include(on)) => hash_pairs(
-            on.labels
-                .iter()
-                .map(|n| (n.as_str(), s.get(n).unwrap_or(""))),
-        ),
-        Some(LabelModifier::Exclude(ign)) => hash_pairs(
-            s.metric
-                .iter()
-                .filter(|l| l.name != METRIC_NAME && !ign.labels.contains(&l.name))
-                .map(|l| (l.name.as_str(), l.value.as_str())),
-        ),
-        None => hash_pairs(
-            s.metric
-                .iter()
-                .filter(|l| l.name != METRIC_NAME)
-                .map(|l| (l.name.as_str(), l.value.as_str())),
-        ),
-    }
-}
-
 fn set_op(
     op: u16,
     l: Vec<VSample>,
     r: Vec<VSample>,
     matching: &Option<LabelModifier>,
 ) -> Vec<VSample> {
+    let p = Proj::matching(matching);
+    let index = |v: &[VSample]| {
+        let mut ix = GroupIndex::default();
+        for s in v {
+            ix.get_or_insert(p, &s.metric, s.drop_name);
+        }
+        ix
+    };
     match op {
         T_LAND => {
-            let rs: HashSet<u64, FxBuild> = r.iter().map(|s| signature(s, matching)).collect();
+            let rs = index(&r);
             l.into_iter()
-                .filter(|s| rs.contains(&signature(s, matching)))
+                .filter(|s| rs.get(p, &s.metric, s.drop_name).is_some())
                 .collect()
         }
         T_LUNLESS => {
-            let rs: HashSet<u64, FxBuild> = r.iter().map(|s| signature(s, matching)).collect();
+            let rs = index(&r);
             l.into_iter()
-                .filter(|s| !rs.contains(&signature(s, matching)))
+                .filter(|s| rs.get(p, &s.metric, s.drop_name).is_none())
                 .collect()
         }
         _ => {
-            let ls: HashSet<u64, FxBuild> = l.iter().map(|s| signature(s, matching)).collect();
+            let ls = index(&l);
             let mut out = l;
             out.extend(
                 r.into_iter()
-                    .filter(|s| !ls.contains(&signature(s, matching))),
+                    .filter(|s| ls.get(p, &s.metric, s.drop_name).is_none()),
             );
             out
         }
@@ -205,10 +190,14 @@ fn vector_vector(
     };
     // The "one" side goes right.
     let (many, one) = if card == 2 { (rhs, lhs) } else { (lhs, rhs) };
-    let mut right: FxMap<u64, VSample> = FxMap::default();
+    let p = Proj::matching(&m.matching);
+    // The "one" side by match group: `right[g]` is group g's sample.
+    let mut groups = GroupIndex::default();
+    let mut right: Vec<VSample> = Vec::new();
     for rs in one {
-        let sig = signature(&rs, &m.matching);
-        if let Some(prev) = right.get(&sig) {
+        let (g, new) = groups.get_or_insert(p, &rs.metric, rs.drop_name);
+        if !new {
+            let prev = &right[g];
             let side = if card == 2 { "left" } else { "right" };
             return err(format!(
                 "found duplicate series for the match group {} on the {} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
@@ -218,13 +207,17 @@ fn vector_vector(
                 go_labels(&rs.labels()),
             ));
         }
-        right.insert(sig, rs);
+        right.push(rs);
     }
-    let mut matched: FxMap<u64, HashSet<Labels>> = FxMap::default();
+    // Per match group: the result label sets so far (one-to-one: only
+    // whether the group matched).
+    let mut matched: FxMap<usize, HashSet<Labels>> = FxMap::default();
     let mut out = Vec::new();
     for ls in many {
-        let sig = signature(&ls, &m.matching);
-        let Some(rs) = right.get(&sig) else { continue };
+        let Some(g) = groups.get(p, &ls.metric, ls.drop_name) else {
+            continue;
+        };
+        let rs = &right[g];
         let (fl, fr) = if card == 2 {
             (rs.f, ls.f)
         } else {
@@ -232,7 +225,7 @@ fn vector_vector(
         };
         let (mut val, keep) = apply(op, fl, fr)?;
         // One-to-one: a second match is an error even if filtered away.
-        if card == 0 && matched.insert(sig, HashSet::new()).is_some() {
+        if card == 0 && matched.insert(g, HashSet::new()).is_some() {
             return err("multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)");
         }
         if m.return_bool {
@@ -270,7 +263,7 @@ fn vector_vector(
         let metric = b.build();
         if card != 0 {
             let key = effective(&metric, drop);
-            if !matched.entry(sig).or_default().insert(key) {
+            if !matched.entry(g).or_default().insert(key) {
                 return err(
                     "multiple matches for labels: grouping labels must ensure unique matches",
                 );

@@ -27,13 +27,14 @@ use promql_parser::parser::token::*;
 use promql_parser::parser::value::ValueType;
 use promql_parser::parser::{AggregateExpr, Call, Expr, SubqueryExpr, VectorSelector};
 
-use super::aggregate::{group_key, group_labels, topk_cmp, Acc};
+use super::aggregate::{group_labels, topk_cmp, Acc};
 use super::engine::{dur_ms, unparen, Evaluator, Stored};
 use super::error::{err, EvalError};
 use super::functions::{
     fmt_g, is_range_fn, non_counter_name, range_fn_keeps_name, range_params, range_value, Win, K,
 };
-use super::histogram::{bucket_quantile, parse_le, Bucket};
+use super::grouping::{GroupIndex, Proj};
+use super::histogram::{bucket_quantile, buckets_proj, parse_le, Bucket, LE};
 use super::value::*;
 use crate::model::{is_stale_nan, Labels, METRIC_NAME};
 
@@ -610,7 +611,8 @@ impl Evaluator<'_> {
         }
         // Rows of cells (one per step) per group; groups past the cell
         // budget buffer their series and are summed one at a time at the end.
-        let mut idx: FxMap<u64, usize> = FxMap::default();
+        let p = Proj::grouping(m);
+        let mut idx = GroupIndex::default();
         let mut labels: Vec<Labels> = Vec::new();
         let mut row_of: Vec<Option<usize>> = Vec::new();
         let mut rows: Vec<Acc> = Vec::new();
@@ -621,21 +623,16 @@ impl Evaluator<'_> {
                 drop_name: drop,
                 f: 0.0,
             };
-            let k = group_key(&s, m);
-            let gi = match idx.get(&k) {
-                Some(&gi) => gi,
-                None => {
-                    labels.push(group_labels(&s, m));
-                    if rows.len() + n <= MAX_STREAM_CELLS {
-                        row_of.push(Some(rows.len() / n.max(1)));
-                        rows.resize(rows.len() + n, Acc::default());
-                    } else {
-                        row_of.push(None);
-                    }
-                    idx.insert(k, labels.len() - 1);
-                    labels.len() - 1
+            let (gi, new) = idx.get_or_insert(p, metric, drop);
+            if new {
+                labels.push(group_labels(&s, m));
+                if rows.len() + n <= MAX_STREAM_CELLS {
+                    row_of.push(Some(rows.len() / n.max(1)));
+                    rows.resize(rows.len() + n, Acc::default());
+                } else {
+                    row_of.push(None);
                 }
-            };
+            }
             match row_of[gi] {
                 Some(r) => {
                     let row = &mut rows[r * n..(r + 1) * n];
@@ -705,7 +702,8 @@ impl Evaluator<'_> {
         for &t in g.iter() {
             qs.push(self.eval_scalar(args[0], t)?);
         }
-        let mut idx: FxMap<u64, usize> = FxMap::default();
+        let p = buckets_proj();
+        let mut idx = GroupIndex::default();
         let mut labels: Vec<Labels> = Vec::new();
         let mut cells: Vec<Vec<Bucket>> = Vec::new();
         // Per step: the first input sample's metric name (for the info).
@@ -732,7 +730,7 @@ impl Evaluator<'_> {
                     }
                 }
             }
-            let le = metric.get("le").unwrap_or("");
+            let le = metric.get(LE).unwrap_or("");
             let Some(upper) = parse_le(le) else {
                 warns.push(format!(
                     "bucket label \"le\" is missing or has a malformed value of {:?} for metric name {:?}",
@@ -741,19 +739,13 @@ impl Evaluator<'_> {
                 ));
                 return Ok(());
             };
-            let key = hash_pairs(
-                metric
-                    .iter()
-                    .filter(|l| l.name != "le" && l.name != METRIC_NAME)
-                    .map(|l| (l.name.as_str(), l.value.as_str())),
-            );
-            let gi = *idx.entry(key).or_insert_with(|| {
+            let (gi, new) = idx.get_or_insert(p, metric, drop);
+            if new {
                 let mut b = metric.to_builder();
-                b.del("le").del(METRIC_NAME);
+                b.del(LE).del(METRIC_NAME);
                 labels.push(b.build());
                 cells.resize_with(cells.len() + n, Vec::new);
-                labels.len() - 1
-            });
+            }
             let row = &mut cells[gi * n..(gi + 1) * n];
             for &(i, v) in pts {
                 row[i as usize].push(Bucket { upper, count: v });
@@ -805,19 +797,11 @@ fn topk(
     params: &[f64],
     top: bool,
 ) -> Vec<CSeries> {
-    let mut idx: FxMap<u64, usize> = FxMap::default();
+    let p = Proj::grouping(m);
+    let mut idx = GroupIndex::default();
     let gid: Vec<usize> = input
         .iter()
-        .map(|s| {
-            let v = VSample {
-                metric: s.metric.clone(),
-                drop_name: s.drop_name,
-                f: 0.0,
-            };
-            let k = group_key(&v, m);
-            let len = idx.len();
-            *idx.entry(k).or_insert(len)
-        })
+        .map(|s| idx.get_or_insert(p, &s.metric, s.drop_name).0)
         .collect();
     let mut groups: Vec<Vec<(f64, usize)>> = vec![Vec::new(); idx.len()];
     let mut cur = vec![0usize; input.len()];

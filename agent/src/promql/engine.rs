@@ -352,8 +352,8 @@ pub(crate) struct Evaluator<'a> {
     /// advance through each series instead of binary-searching (which
     /// costs a cache miss per probe on large stores).
     cursors: FxMap<usize, Cursor>,
-    /// Per aggregation node: group hash by label-set pointer (see `aggregate`).
-    pub group_cache: FxMap<usize, FxMap<usize, (Arc<Labels>, u64)>>,
+    /// Per aggregation node: its group keys across steps (see `aggregate`).
+    pub group_cache: FxMap<usize, super::aggregate::GroupCache>,
     /// Subexpressions already computed column-wise for every step, by node
     /// address (see `columnar`).
     pub pre: FxMap<usize, super::columnar::Pre>,

@@ -8,6 +8,7 @@ use promql_parser::parser::Expr;
 use super::engine::Evaluator;
 use super::error::EvalError;
 use super::functions::fmt_g;
+use super::grouping::{GroupIndex, Proj};
 use super::value::*;
 use crate::model::{Labels, METRIC_NAME};
 
@@ -17,12 +18,23 @@ pub(crate) struct Bucket {
     pub count: f64,
 }
 
+/// The bucket bound label.
+pub(crate) const LE: &str = "le";
+
+/// Buckets of one histogram: the same labels but `le` (and the name).
+pub(crate) fn buckets_proj() -> Proj<'static> {
+    static LE_ONLY: std::sync::LazyLock<[String; 1]> =
+        std::sync::LazyLock::new(|| [LE.to_string()]);
+    Proj::AllBut(&*LE_ONLY)
+}
+
 /// Groups the vector's buckets by their labels without `le` and the name.
 fn group(ev: &mut Evaluator, v: Vec<VSample>) -> Vec<(Labels, Vec<Bucket>)> {
-    let mut idx: FxMap<u64, usize> = FxMap::default();
+    let p = buckets_proj();
+    let mut idx = GroupIndex::default();
     let mut out: Vec<(Labels, Vec<Bucket>)> = Vec::new();
     for s in v {
-        let le = s.metric.get("le").unwrap_or("");
+        let le = s.metric.get(LE).unwrap_or("");
         let upper = match parse_le(le) {
             Some(u) => u,
             None => {
@@ -34,18 +46,12 @@ fn group(ev: &mut Evaluator, v: Vec<VSample>) -> Vec<(Labels, Vec<Bucket>)> {
                 continue;
             }
         };
-        let key = hash_pairs(
-            s.metric
-                .iter()
-                .filter(|l| l.name != "le" && l.name != METRIC_NAME)
-                .map(|l| (l.name.as_str(), l.value.as_str())),
-        );
-        let i = *idx.entry(key).or_insert_with(|| {
+        let (i, new) = idx.get_or_insert(p, &s.metric, s.drop_name);
+        if new {
             let mut b = s.metric.to_builder();
-            b.del("le").del(METRIC_NAME);
+            b.del(LE).del(METRIC_NAME);
             out.push((b.build(), Vec::new()));
-            out.len() - 1
-        });
+        }
         out[i].1.push(Bucket { upper, count: s.f });
     }
     out

@@ -18,6 +18,7 @@ mod aggregate;
 mod binary;
 mod columnar;
 mod functions;
+mod grouping;
 mod histogram;
 
 pub use engine::{parse, parse_query, Engine, EngineOpts};

@@ -156,8 +156,10 @@ impl Val {
     }
 }
 
-/// A fast non-cryptographic hasher (FxHash) for per-step grouping maps,
-/// where SipHash would dominate the cost of `sum by (...)` over many series.
+/// A fast non-cryptographic hasher (FxHash) for maps keyed by pointers
+/// and indices, where SipHash would dominate the cost of per-step lookups.
+/// Never for label values: it collides on strings one character apart
+/// (group identity by labels is `grouping`'s).
 #[derive(Default, Clone, Copy)]
 pub(crate) struct FxHasher(u64);
 
@@ -185,17 +187,3 @@ impl std::hash::Hasher for FxHasher {
 
 pub(crate) type FxBuild = std::hash::BuildHasherDefault<FxHasher>;
 pub(crate) type FxMap<K, V> = std::collections::HashMap<K, V, FxBuild>;
-
-/// Hash of selected label (name, value) pairs; the separator byte keeps
-/// `a="bc"` and `ab="c"` apart.
-pub(crate) fn hash_pairs<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> u64 {
-    use std::hash::Hasher;
-    let mut h = FxHasher::default();
-    for (n, v) in pairs {
-        h.write(n.as_bytes());
-        h.write_u8(0xff);
-        h.write(v.as_bytes());
-        h.write_u8(0xfe);
-    }
-    h.finish()
-}

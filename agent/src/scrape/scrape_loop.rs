@@ -252,18 +252,23 @@ impl Schedule {
 /// (those get no staleness marker), and the store's handle for writing the
 /// marker without the label set.
 ///
-/// One map entry per series, updated in place (24 bytes a slot; the
-/// agent's memory per series is what limits its cardinality), with
-/// generations instead of a fresh map per scrape. A scrape that fails half
-/// way must still mark the *last good* scrape's series stale, so an entry
-/// touched by the current scrape keeps what the previous one said of it.
+/// A series is known by its store handle, which is the store's identity
+/// for its label set (the head compares labels, not only hashes), or by
+/// its label set when the store gave no handle — never by a hash of its
+/// labels, which would let two series that collide share one entry (one
+/// of them then never marked stale). One 16-byte slot per series (the
+/// agent's memory per series is what limits its cardinality), updated in
+/// place, with generations instead of a fresh map per scrape. A scrape
+/// that fails half way must still mark the *last good* scrape's series
+/// stale, so an entry touched by the current scrape keeps what the
+/// previous one said of it.
 #[derive(Default)]
 struct SeriesCache {
-    /// By label-set hash.
-    map: HashMap<u64, Cached>,
-    /// Label sets of series the store gave no handle for (a store without
-    /// handles, or a sample it refused): rare.
-    labels: HashMap<u64, Labels>,
+    /// By store handle.
+    by_ref: HashMap<u64, Cached, foldhash::fast::FixedState>,
+    /// Series the store gave no handle for (a store without handles, or
+    /// a sample it refused), by label set: rare.
+    by_labels: HashMap<Labels, Cached>,
     /// Number of the scrape in progress (or last done).
     generation: u32,
     /// Whether scrape `generation` completed (`finish` ran).
@@ -272,8 +277,6 @@ struct SeriesCache {
 
 #[derive(Clone, Copy)]
 struct Cached {
-    /// Store handle; 0 = none (see `SeriesCache::labels`).
-    r: u64,
     /// Generation of the last scrape that had the series.
     seen: u32,
     /// That scrape gave it an explicit timestamp.
@@ -284,43 +287,61 @@ struct Cached {
     owed: bool,
 }
 
+impl Cached {
+    /// Whether a series last seen in `self` is owed a staleness marker
+    /// when the last good scrape was `good` and the current one is `g`.
+    fn owed(&self, good: u32, g: u32) -> bool {
+        if self.seen == good {
+            !self.explicit
+        } else {
+            // Touched by the failed scrape: what the good one said.
+            self.seen == g && self.owed
+        }
+    }
+}
+
 impl SeriesCache {
     fn begin(&mut self) {
         self.generation = self.generation.wrapping_add(1);
         self.done = false;
     }
 
-    /// Records a series of the current scrape; returns whether it is new
-    /// since the previous scrape.
-    fn saw(&mut self, h: u64, handle: Option<u64>, labels: &Labels, explicit: bool) -> bool {
+    /// Records a series of the current scrape, known by the store's
+    /// `handle` or else by `labels`; returns whether it is new since the
+    /// previous scrape. A sample the store `refused` with an explicit
+    /// timestamp is not tracked: it is owed no marker, and (as in
+    /// Prometheus) a refused sample adds no series.
+    fn saw(&mut self, handle: Option<u64>, labels: &Labels, explicit: bool, refused: bool) -> bool {
         let g = self.generation;
         let prev = g.wrapping_sub(1);
-        let e = self.map.entry(h).or_insert(Cached {
-            r: 0,
+        let fresh = Cached {
             seen: g.wrapping_sub(2),
             explicit: true,
             owed: false,
-        });
+        };
+        let e = match handle {
+            Some(r) => {
+                // Known by labels until now (its sample was refused last
+                // time): carry its state over.
+                let before = if self.by_labels.is_empty() {
+                    None
+                } else {
+                    self.by_labels.remove(labels)
+                };
+                self.by_ref.entry(r).or_insert(before.unwrap_or(fresh))
+            }
+            None if explicit && refused => return false,
+            None => match self.by_labels.get_mut(labels) {
+                Some(e) => e,
+                None => self.by_labels.entry(labels.clone()).or_insert(fresh),
+            },
+        };
         let added = e.seen != g && e.seen != prev;
         if e.seen != g {
             e.owed = e.seen == prev && !e.explicit;
         }
         e.seen = g;
         e.explicit = explicit;
-        match handle {
-            Some(r) => {
-                e.r = r;
-                if !self.labels.is_empty() {
-                    self.labels.remove(&h);
-                }
-            }
-            None => {
-                e.r = 0;
-                if !explicit {
-                    self.labels.insert(h, labels.clone());
-                }
-            }
-        }
         added
     }
 
@@ -328,20 +349,21 @@ impl SeriesCache {
     /// this one lacks, then forget them.
     fn finish(&mut self, app: &mut dyn super::append::SampleAppender, t: TimestampMs) {
         let g = self.generation;
-        let labels = &mut self.labels;
-        self.map.retain(|h, e| {
-            if e.seen == g {
-                return true;
+        self.by_ref.retain(|&r, e| {
+            if e.seen != g && !e.explicit {
+                append_stale(app, StaleTarget::Ref(r), t);
             }
-            if !e.explicit {
-                append_stale(app, e.r, labels.get(h), t);
+            e.seen == g
+        });
+        self.by_labels.retain(|l, e| {
+            if e.seen != g && !e.explicit {
+                append_stale(app, StaleTarget::Labels(l), t);
             }
-            labels.remove(h);
-            false
+            e.seen == g
         });
         self.done = true;
-        if self.map.capacity() > self.map.len() * 4 && self.map.capacity() > 64 {
-            self.map.shrink_to_fit();
+        if self.by_ref.capacity() > self.by_ref.len() * 4 && self.by_ref.capacity() > 64 {
+            self.by_ref.shrink_to_fit();
         }
     }
 
@@ -351,23 +373,22 @@ impl SeriesCache {
         let g = self.generation;
         // The last good scrape: this one if it completed, else the one before.
         let good = if self.done { g } else { g.wrapping_sub(1) };
-        for (h, e) in &self.map {
-            let owed = if e.seen == good {
-                !e.explicit
-            } else {
-                // Touched by the failed scrape: what the good one said.
-                e.seen == g && e.owed
-            };
-            if owed {
-                append_stale(app, e.r, self.labels.get(h), t);
+        for (&r, e) in &self.by_ref {
+            if e.owed(good, g) {
+                append_stale(app, StaleTarget::Ref(r), t);
             }
         }
-        self.map = HashMap::new();
-        self.labels = HashMap::new();
+        for (l, e) in &self.by_labels {
+            if e.owed(good, g) {
+                append_stale(app, StaleTarget::Labels(l), t);
+            }
+        }
+        self.by_ref = HashMap::default();
+        self.by_labels = HashMap::new();
     }
 
     fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.by_ref.is_empty() && self.by_labels.is_empty()
     }
 }
 
@@ -566,12 +587,11 @@ impl ScrapeLoop {
                 Some(ts) if cfg.honor_timestamps => ts,
                 _ => t,
             };
-            // One hash for the store's lookup and this loop's cache.
             let h = crate::tsdb::series::hash_labels(labels);
-            let mut handle = None;
+            let (mut handle, mut refused) = (None, true);
             match app.append_hashed(labels, h, ts, s.value) {
                 Ok(r) => {
-                    handle = r;
+                    (handle, refused) = (r, false);
                     self.stats
                         .appended
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -582,7 +602,7 @@ impl ScrapeLoop {
                 }
                 Err(why) => rejected.note(&why, labels, ts, &self.stats),
             }
-            if self.cache.saw(h, handle, labels, explicit) {
+            if self.cache.saw(handle, labels, explicit, refused) {
                 added += 1;
             }
             Ok(())
@@ -694,16 +714,16 @@ fn reserve_body(body: &mut Vec<u8>, more: usize, limit: u64) {
 
 /// A staleness marker for a remembered series. A handle the store no
 /// longer knows (its series was compacted away) needs no marker.
-fn append_stale(
-    app: &mut dyn super::append::SampleAppender,
-    r: u64,
-    labels: Option<&Labels>,
-    t: TimestampMs,
-) {
-    let _ = match (r, labels) {
-        (0, Some(l)) => app.append(l, t, stale_nan()),
-        (0, None) => Ok(()),
-        (r, _) => app.append_ref(r, t, stale_nan()),
+/// The series a staleness marker is for.
+enum StaleTarget<'a> {
+    Ref(u64),
+    Labels(&'a Labels),
+}
+
+fn append_stale(app: &mut dyn super::append::SampleAppender, s: StaleTarget, t: TimestampMs) {
+    let _ = match s {
+        StaleTarget::Ref(r) => app.append_ref(r, t, stale_nan()),
+        StaleTarget::Labels(l) => app.append(l, t, stale_nan()),
     };
 }
 

@@ -18,44 +18,13 @@ use thin_vec::ThinVec;
 use super::chunkenc::{Chunk, ChunkIter, SAMPLES_PER_CHUNK};
 use super::symbols::SymLabels;
 use super::AppendError;
-use crate::model::Labels;
 
 pub type SeriesRef = u64;
 
-/// A 64-bit hash of a label set computed the same way from `Labels` and
-/// from a series' resolved symbol ids (Fx-style word mixing: fast,
-/// in-memory only).
-pub fn hash_pairs<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> u64 {
-    fn mix(h: u64, w: u64) -> u64 {
-        (h.rotate_left(5) ^ w).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95)
-    }
-    fn bytes(mut h: u64, b: &[u8]) -> u64 {
-        let mut chunks = b.chunks_exact(8);
-        for c in &mut chunks {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            h = mix(h, u64::from_le_bytes(w));
-        }
-        let rest = chunks.remainder();
-        let mut w = [0u8; 8];
-        w[..rest.len()].copy_from_slice(rest);
-        h = mix(h, u64::from_le_bytes(w));
-        mix(h, b.len() as u64)
-    }
-    let mut h = 0u64;
-    for (n, v) in pairs {
-        h = bytes(h, n.as_bytes());
-        h = bytes(h, v.as_bytes());
-    }
-    // Final avalanche so that the low bits used by hash tables vary.
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h ^ (h >> 33)
-}
-
-pub fn hash_labels(l: &Labels) -> u64 {
-    hash_pairs(l.iter().map(|l| (l.name.as_str(), l.value.as_str())))
-}
+/// The head's label-set hash, computed the same way from `Labels` and
+/// from a series' resolved symbol ids (the head compares labels on equal
+/// hashes: see [`crate::model::hash_pairs`]).
+pub use crate::model::{hash_labels, hash_pairs};
 
 /// A closed chunk's bytes on the heap: one thin pointer, so that
 /// [`ClosedChunk`] stays small.
@@ -479,6 +448,7 @@ impl MemSeries {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Labels;
 
     #[test]
     fn hashes_agree_and_differ() {
