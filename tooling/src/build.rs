@@ -13,9 +13,11 @@
 //!   rustc-web with `-Zbuild-std`), wrapped by wit-component if needed;
 //! - C: `wit-bindgen c` for the bindings, zig's clang (PyPI `ziglang`, or
 //!   `zig` on PATH) to a reactor core module, wit-component to a component;
-//! - JavaScript: `jco componentize` (pinned 1.34.0), all optional WASI
-//!   features off;
-//! - Python: `componentize-py componentize`.
+//! - JavaScript: [`crate::js`] — QuickJS (componentize-qjs, the default)
+//!   or StarlingMonkey (`jco componentize`, pinned 1.34.0), per the
+//!   manifest's `engine`;
+//! - Python: [`crate::python`] — `componentize-py componentize` with the
+//!   `wasmon` package (HTTP over `wasi:http`).
 
 use std::fmt;
 use std::fs;
@@ -74,6 +76,9 @@ pub struct Manifest {
     /// The world it targets (`receiver`, `health-check`, ...).
     pub world: String,
     pub lang: Lang,
+    /// JavaScript only: `quickjs` (default) or `starlingmonkey`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<crate::js::Engine>,
 }
 
 impl Manifest {
@@ -101,10 +106,18 @@ impl Manifest {
                 name,
                 world: world.into(),
                 lang,
+                engine: None,
             }
         };
         if let Some(w) = world {
             manifest.world = w.into();
+        }
+        if manifest.engine.is_some() && manifest.lang != Lang::Js {
+            bail!(
+                "{}: \"engine\" applies to JavaScript plugins only (lang is {})",
+                path.display(),
+                manifest.lang
+            );
         }
         if !WORLDS.contains(&manifest.world.as_str()) {
             bail!(
@@ -166,8 +179,13 @@ pub fn build(dir: &Path, out: Option<&Path>, world: Option<&str>) -> Result<Buil
     let component = match manifest.lang {
         Lang::Rust => build_rust(&dir, &scratch)?,
         Lang::C => build_c(&dir, &scratch, &manifest.world)?,
-        Lang::Js => build_js(&dir, &scratch, &manifest.world)?,
-        Lang::Python => build_python(&dir, &scratch, &manifest.world)?,
+        Lang::Js => crate::js::build(
+            &dir,
+            &scratch,
+            &manifest.world,
+            manifest.engine.unwrap_or_default(),
+        )?,
+        Lang::Python => crate::python::build(&dir, &scratch, &manifest.world)?,
     };
     let contract = Contract::embedded()?;
     let inspection = contract.inspect(&component)?;
@@ -247,7 +265,12 @@ fn lib_name(manifest: &str) -> Option<String> {
 
 /// A tool: `$ENV` if set, else the first of `candidates` that exists (a
 /// path) or is on PATH (a bare name).
-fn tool(env: &str, candidates: &[PathBuf], what: &str, install: &str) -> Result<PathBuf> {
+pub(crate) fn tool(
+    env: &str,
+    candidates: &[PathBuf],
+    what: &str,
+    install: &str,
+) -> Result<PathBuf> {
     if let Some(p) = std::env::var_os(env) {
         return Ok(PathBuf::from(p));
     }
@@ -263,7 +286,7 @@ fn tool(env: &str, candidates: &[PathBuf], what: &str, install: &str) -> Result<
     bail!("{what} not found (set {env}, or install it: {install})")
 }
 
-fn on_path(name: &Path) -> Option<PathBuf> {
+pub(crate) fn on_path(name: &Path) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .map(|d| d.join(name))
@@ -331,46 +354,6 @@ fn build_c(dir: &Path, scratch: &Path, world: &str) -> Result<Vec<u8>> {
     .arg(&core);
     run(&mut cc).context("compiling with zig cc (pip install ziglang, or zig on PATH)")?;
     contract::encode(&read(&core)?).context("making a component of the core module")
-}
-
-/// JavaScript: `jco componentize DIR/app.js`.
-fn build_js(dir: &Path, scratch: &Path, world: &str) -> Result<Vec<u8>> {
-    let jco = tool(
-        "WASMON_JCO",
-        &[dir.join("node_modules/.bin/jco"), "jco".into()],
-        "jco",
-        "npm install -g @bytecodealliance/jco@1.34.0 @bytecodealliance/componentize-js",
-    )?;
-    let out = scratch.join("component.wasm");
-    // `-d all`: no optional WASI features (stdio, random, clocks, http,
-    // fetch-event), so the component imports only what the code uses.
-    run(Command::new(jco)
-        .arg("componentize")
-        .arg(dir.join("app.js"))
-        .arg("--wit")
-        .arg(dir.join("wit"))
-        .args(["--world-name", world, "-d", "all", "-o"])
-        .arg(&out))?;
-    read(&out)
-}
-
-/// Python: `componentize-py componentize app` with DIR on the module path.
-fn build_python(dir: &Path, scratch: &Path, world: &str) -> Result<Vec<u8>> {
-    let cpy = tool(
-        "WASMON_COMPONENTIZE_PY",
-        &["componentize-py".into()],
-        "componentize-py",
-        "pip install componentize-py==0.25.*",
-    )?;
-    let out = scratch.join("component.wasm");
-    run(Command::new(cpy)
-        .arg("-d")
-        .arg(dir.join("wit"))
-        .args(["-w", world, "componentize", "app", "-p"])
-        .arg(dir)
-        .arg("-o")
-        .arg(&out))?;
-    read(&out)
 }
 
 #[cfg(test)]

@@ -46,7 +46,7 @@ fn source(lang: Lang, world: &str) -> (&'static str, &'static str) {
 
 const README: &str = include_str!("../templates/README.md.tmpl");
 const RUST_MANIFEST: &str = include_str!("../templates/rust/Cargo.toml.tmpl");
-const GITIGNORE: &str = "/build/\n/target/\n/*.wasm\n";
+const GITIGNORE: &str = "/build/\n/target/\n/*.wasm\n/node_modules/wasmon/\n";
 
 /// A plugin name: it names the component file and (for Rust) the crate.
 fn check_name(name: &str) -> Result<()> {
@@ -97,6 +97,7 @@ pub fn new_plugin(parent: &Path, world: &str, name: &str, lang: Lang) -> Result<
         name: name.into(),
         world: world.into(),
         lang,
+        engine: None,
     };
     files.push((MANIFEST, serde_json::to_string_pretty(&manifest)? + "\n"));
     for (rel, text) in files {
