@@ -195,7 +195,8 @@ function describe(code, authority) {
 
 /**
  * Sends one request and reads the whole response.
- * options: { method = 'GET', headers = {} or [[name, value]], body (string | Uint8Array), timeoutMs }
+ * options: { method = 'GET', headers = {} or [[name, value]], body (string | Uint8Array),
+ * timeoutMs (for connecting and for the first response byte; none when absent or 0) }
  * Throws HttpError when no response arrives; an HTTP error status is a Response.
  */
 export function request(url, options = {}) {
@@ -231,7 +232,7 @@ export function request(url, options = {}) {
   const outgoing = req.body();
 
   let opts;
-  if (options.timeoutMs !== undefined) {
+  if (options.timeoutMs > 0) {
     opts = new types.RequestOptions();
     // u64 nanoseconds: QuickJS passes 64-bit integers as numbers.
     const nanos = Math.round(options.timeoutMs) * 1e6;

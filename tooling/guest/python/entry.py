@@ -22,7 +22,12 @@ def _describe(e):
         if "/wasmon/" not in frame.filename:
             where = " (%s:%d)" % (frame.filename.rsplit("/", 1)[-1], frame.lineno)
             break
-    return "%s: %s%s" % (type(e).__name__, e, where)
+    hint = ""
+    if isinstance(e, ImportError):
+        # componentize-py snapshots the interpreter after importing app.py;
+        # at run time there is no filesystem to import anything else from.
+        hint = " (import every module at the top of app.py: nothing can be imported during a call)"
+    return "%s: %s%s%s" % (type(e).__name__, e, where, hint)
 
 
 class WitWorld(_app.WitWorld):

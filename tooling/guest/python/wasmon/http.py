@@ -117,7 +117,7 @@ def request(method, url, body=None, headers=None, timeout=None):
 
     `body` is bytes or str (UTF-8) or None; `headers` a dict or a list of
     (name, value) pairs; `timeout` seconds for connecting and for the first
-    response byte. Raises `HttpError` when no response arrives; an HTTP
+    response byte (none when None or 0). Raises `HttpError` when no response arrives; an HTTP
     error status is a `Response`, not an exception."""
     method = method.upper()
     scheme, authority, path = _split(url)
@@ -153,7 +153,7 @@ def request(method, url, body=None, headers=None, timeout=None):
     outgoing = req.body()
 
     options = None
-    if timeout is not None:
+    if timeout:
         options = _t.RequestOptions()
         nanos = int(timeout * 1e9)
         options.set_connect_timeout(nanos)
