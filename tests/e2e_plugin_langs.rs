@@ -215,15 +215,17 @@ fn logged(key: &str, value: &str) -> String {
     quoted[1..quoted.len() - 1].to_string()
 }
 
-/// A plugin built once per test run and compiled once into a compile cache
-/// that every agent of the run shares, so an agent loads it `from_cache`: a
-/// JavaScript or Python component takes seconds to a minute to build and to
-/// compile on a busy machine, and several tests use the same one.
+/// A plugin built once per test run and, when an agent first needs it,
+/// compiled once into a compile cache that every agent of the run shares,
+/// so an agent loads it `from_cache`: a JavaScript or Python component
+/// takes seconds to a minute to build and to compile on a busy machine, and
+/// several tests use the same one.
 struct Shared {
-    /// The component, `NAME.wasm`.
+    /// The component, `DIR/plugins/NAME.wasm`.
     wasm: PathBuf,
     /// What `plugin build` printed (the inspection).
     shown: String,
+    compiled: OnceLock<()>,
 }
 
 impl Shared {
@@ -235,11 +237,46 @@ impl Shared {
             .into_owned()
     }
 
-    /// A temp dir whose `plugins/` holds these components.
+    /// Compiles it into the shared cache with `wasmon plugins list`, as an
+    /// operator warms a cache, unless that is done.
+    fn compile(&self) {
+        self.compiled.get_or_init(|| {
+            let dir = self.wasm.parent().unwrap().parent().unwrap();
+            let warm = dir.join("warm.toml");
+            std::fs::write(
+                &warm,
+                format!(
+                    "[web]\nlisten_address = \"127.0.0.1:1\"\n[plugins]\ndir = \"plugins\"\ncache_dir = {:?}\n",
+                    shared_cache()
+                ),
+            )
+            .unwrap();
+            let started = std::time::Instant::now();
+            let out = wasmon(&[
+                "plugins".as_ref(),
+                "list".as_ref(),
+                "--config".as_ref(),
+                warm.as_ref(),
+            ]);
+            assert!(
+                out.status.success() && String::from_utf8_lossy(&out.stdout).contains(" ok"),
+                "{}",
+                text(&out)
+            );
+            eprintln!(
+                "{}: compiled in {:.1}s",
+                self.name(),
+                started.elapsed().as_secs_f64()
+            );
+        });
+    }
+
+    /// A temp dir whose `plugins/` holds these components, compiled.
     fn agent_dir(plugins: &[&Shared]) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("plugins")).unwrap();
         for p in plugins {
+            p.compile();
             std::fs::copy(
                 &p.wasm,
                 dir.path().join("plugins").join(p.wasm.file_name().unwrap()),
@@ -266,10 +303,9 @@ fn shared_cache() -> PathBuf {
     shared_root().join("cache")
 }
 
-/// The plugin `key` names: built from the directory `source` returns (it is
-/// given a scratch dir of its own) on first use, then compiled into the
-/// shared cache by `wasmon plugins list`, as an operator warms a cache.
-/// Tests asking for the same key wait for the one build.
+/// The plugin `key` names: built on first use from the directory `source`
+/// returns (it is given a scratch dir of its own). Tests asking for the
+/// same key wait for the one build.
 fn shared(key: &str, source: impl FnOnce(&Path) -> PathBuf) -> Arc<Shared> {
     /// One cell per key: a test waits only for the build it needs.
     type Cells = Mutex<HashMap<String, Arc<OnceLock<Arc<Shared>>>>>;
@@ -288,40 +324,22 @@ fn shared(key: &str, source: impl FnOnce(&Path) -> PathBuf) -> Arc<Shared> {
         let started = std::time::Instant::now();
         let shown = build(&src, &dir.join("plugins"));
         let built = started.elapsed();
-        let name = std::fs::read_dir(dir.join("plugins"))
+        let wasm = std::fs::read_dir(dir.join("plugins"))
             .unwrap()
             .flatten()
             .map(|e| e.path())
             .find(|p| p.extension().is_some_and(|x| x == "wasm"))
             .unwrap();
-        let warm = dir.join("warm.toml");
-        std::fs::write(
-            &warm,
-            format!(
-                "[web]\nlisten_address = \"127.0.0.1:1\"\n[plugins]\ndir = \"plugins\"\ncache_dir = {:?}\n",
-                shared_cache()
-            ),
-        )
-        .unwrap();
-        let started = std::time::Instant::now();
-        let out = wasmon(&[
-            "plugins".as_ref(),
-            "list".as_ref(),
-            "--config".as_ref(),
-            warm.as_ref(),
-        ]);
-        assert!(
-            out.status.success() && String::from_utf8_lossy(&out.stdout).contains(" ok"),
-            "{}",
-            text(&out)
-        );
         eprintln!(
-            "{key}: built in {:.1}s, compiled in {:.1}s ({} bytes)",
+            "{key}: built in {:.1}s ({} bytes)",
             built.as_secs_f64(),
-            started.elapsed().as_secs_f64(),
-            std::fs::metadata(&name).unwrap().len()
+            std::fs::metadata(&wasm).unwrap().len()
         );
-        Arc::new(Shared { wasm: name, shown })
+        Arc::new(Shared {
+            wasm,
+            shown,
+            compiled: OnceLock::new(),
+        })
     })
     .clone()
 }
