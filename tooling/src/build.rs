@@ -17,9 +17,11 @@
 //! - C: [`crate::c`]: `wit-bindgen c` for the bindings (with `wasi:http`),
 //!   the HTTP helpers, zig's clang (PyPI `ziglang`, or `zig` on PATH) to a
 //!   reactor core module, wit-component to a component;
-//! - JavaScript: `jco componentize` (pinned 1.34.0), all optional WASI
-//!   features off;
-//! - Python: `componentize-py componentize`.
+//! - JavaScript: [`crate::js`] — QuickJS (componentize-qjs, the default)
+//!   or StarlingMonkey (`jco componentize`, pinned 1.34.0), per the
+//!   manifest's `engine`;
+//! - Python: [`crate::python`] — `componentize-py componentize` with the
+//!   `wasmon` package (HTTP over `wasi:http`).
 
 use std::fmt;
 use std::fs;
@@ -32,7 +34,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cache::RustTarget;
 use crate::contract::{self, Contract, Inspection};
-use crate::{run, WORLDS};
+use crate::WORLDS;
 
 /// The manifest `plugin new` writes.
 pub const MANIFEST: &str = "wasmon-plugin.json";
@@ -79,6 +81,9 @@ pub struct Manifest {
     /// The world it targets (`receiver`, `health-check`, ...).
     pub world: String,
     pub lang: Lang,
+    /// JavaScript only: `quickjs` (default) or `starlingmonkey`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<crate::js::Engine>,
 }
 
 impl Manifest {
@@ -106,10 +111,18 @@ impl Manifest {
                 name,
                 world: world.into(),
                 lang,
+                engine: None,
             }
         };
         if let Some(w) = world {
             manifest.world = w.into();
+        }
+        if manifest.engine.is_some() && manifest.lang != Lang::Js {
+            bail!(
+                "{}: \"engine\" applies to JavaScript plugins only (lang is {})",
+                path.display(),
+                manifest.lang
+            );
         }
         if !WORLDS.contains(&manifest.world.as_str()) {
             bail!(
@@ -171,8 +184,13 @@ pub fn build(dir: &Path, out: Option<&Path>, world: Option<&str>) -> Result<Buil
     let component = match manifest.lang {
         Lang::Rust => build_rust(&dir, &scratch)?,
         Lang::C => crate::c::build(&dir, &scratch, &manifest.world)?,
-        Lang::Js => build_js(&dir, &scratch, &manifest.world)?,
-        Lang::Python => build_python(&dir, &scratch, &manifest.world)?,
+        Lang::Js => crate::js::build(
+            &dir,
+            &scratch,
+            &manifest.world,
+            manifest.engine.unwrap_or_default(),
+        )?,
+        Lang::Python => crate::python::build(&dir, &scratch, &manifest.world)?,
     };
     let contract = Contract::embedded()?;
     let inspection = contract.inspect(&component)?;
@@ -309,46 +327,6 @@ pub(crate) fn home_bin(rel: &str) -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_default()
         .join(rel)
-}
-
-/// JavaScript: `jco componentize DIR/app.js`.
-fn build_js(dir: &Path, scratch: &Path, world: &str) -> Result<Vec<u8>> {
-    let jco = tool(
-        "WASMON_JCO",
-        &[dir.join("node_modules/.bin/jco"), "jco".into()],
-        "jco",
-        "npm install -g @bytecodealliance/jco@1.34.0 @bytecodealliance/componentize-js",
-    )?;
-    let out = scratch.join("component.wasm");
-    // `-d all`: no optional WASI features (stdio, random, clocks, http,
-    // fetch-event), so the component imports only what the code uses.
-    run(Command::new(jco)
-        .arg("componentize")
-        .arg(dir.join("app.js"))
-        .arg("--wit")
-        .arg(dir.join("wit"))
-        .args(["--world-name", world, "-d", "all", "-o"])
-        .arg(&out))?;
-    read(&out)
-}
-
-/// Python: `componentize-py componentize app` with DIR on the module path.
-fn build_python(dir: &Path, scratch: &Path, world: &str) -> Result<Vec<u8>> {
-    let cpy = tool(
-        "WASMON_COMPONENTIZE_PY",
-        &["componentize-py".into()],
-        "componentize-py",
-        "pip install componentize-py==0.25.*",
-    )?;
-    let out = scratch.join("component.wasm");
-    run(Command::new(cpy)
-        .arg("-d")
-        .arg(dir.join("wit"))
-        .args(["-w", world, "componentize", "app", "-p"])
-        .arg(dir)
-        .arg("-o")
-        .arg(&out))?;
-    read(&out)
 }
 
 #[cfg(test)]

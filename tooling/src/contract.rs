@@ -253,6 +253,12 @@ impl Contract {
         wasmparser::Validator::new()
             .validate_all(component)
             .context("invalid component")?;
+        wasmparser::Validator::new_with_features(host_features())
+            .validate_all(component)
+            .context(
+                "the wasmon agent cannot run it: it uses a WebAssembly feature the agent's \
+                 wasmtime does not enable (no component-model async, threads or GC)",
+            )?;
         let (decoded, root) = match wit_component::decode(component)? {
             DecodedWasm::Component(resolve, world) => (resolve, world),
             DecodedWasm::WitPackage(..) => bail!("a WIT package, not a component"),
@@ -286,6 +292,12 @@ impl Contract {
                 }
             } else if !import.starts_with("wasi:") {
                 bail!("imports {import}: a plugin may import only wasmon:plugin and wasi:*");
+            } else if !host_provides(import) {
+                bail!(
+                    "imports {import}, which the wasmon agent does not provide (it links \
+                     WASI 0.2: io, clocks, random, cli, filesystem, sockets, and \
+                     http/types and http/outgoing-handler)"
+                );
             }
         }
 
@@ -330,6 +342,103 @@ impl Contract {
     fn package_name(&self) -> String {
         self.resolve.packages[self.package].name.to_string()
     }
+
+    /// How WIT outside the contract names one of its worlds or interfaces:
+    /// `wasmon:plugin/receiver@0.1.0`.
+    pub fn qualified(&self, item: &str) -> String {
+        let name = &self.resolve.packages[self.package].name;
+        match &name.version {
+            Some(v) => format!("{}:{}/{item}@{v}", name.namespace, name.name),
+            None => format!("{}:{}/{item}", name.namespace, name.name),
+        }
+    }
+
+    /// The function a world exports (`notify` for `receiver`).
+    pub fn export_function(&self, world: &str) -> Result<String> {
+        let Some(&id) = self.resolve.packages[self.package].worlds.get(world) else {
+            bail!("no world {world} in {}", self.package_name());
+        };
+        let funcs: Vec<String> = self.resolve.worlds[id]
+            .exports
+            .values()
+            .filter_map(|item| match item {
+                WorldItem::Function(f) => Some(f.name.clone()),
+                _ => None,
+            })
+            .collect();
+        match funcs.as_slice() {
+            [one] => Ok(one.clone()),
+            _ => bail!("world {world} exports {funcs:?}, not one function"),
+        }
+    }
+}
+
+/// The WebAssembly features the agent's wasmtime validates components
+/// with: wasmtime 48's defaults (`WASM3` and the component model) less what
+/// the agent's build leaves out — the `gc` and `threads` cargo features and
+/// component-model async (no `concurrency_support`). A component that needs
+/// more (QuickJS's default async runtime uses `task.cancel`) compiles
+/// nowhere in the agent, so the build says so instead of the loader.
+fn host_features() -> wasmparser::WasmFeatures {
+    use wasmparser::WasmFeatures as F;
+    (F::WASM3 | F::COMPONENT_MODEL)
+        - (F::GC
+            | F::GC_TYPES
+            | F::EXCEPTIONS
+            | F::LEGACY_EXCEPTIONS
+            | F::THREADS
+            | F::SHARED_EVERYTHING_THREADS
+            | F::STACK_SWITCHING
+            | F::CM_ASYNC
+            | F::CM_ASYNC_STACKFUL
+            | F::CM_MORE_ASYNC_BUILTINS
+            | F::CM_THREADING
+            | F::CM_ERROR_CONTEXT)
+}
+
+/// The WASI interfaces the agent's linker defines (`wasmtime_wasi::p2` and
+/// `wasmtime_wasi_http::p2::add_only_http_to_linker_async`), matched like
+/// wasmtime matches them: any 0.2.x version.
+const HOST_WASI: &[&str] = &[
+    "wasi:io/error",
+    "wasi:io/poll",
+    "wasi:io/streams",
+    "wasi:clocks/monotonic-clock",
+    "wasi:clocks/wall-clock",
+    "wasi:random/random",
+    "wasi:random/insecure",
+    "wasi:random/insecure-seed",
+    "wasi:cli/environment",
+    "wasi:cli/exit",
+    "wasi:cli/stdin",
+    "wasi:cli/stdout",
+    "wasi:cli/stderr",
+    "wasi:cli/terminal-input",
+    "wasi:cli/terminal-output",
+    "wasi:cli/terminal-stdin",
+    "wasi:cli/terminal-stdout",
+    "wasi:cli/terminal-stderr",
+    "wasi:filesystem/types",
+    "wasi:filesystem/preopens",
+    "wasi:sockets/network",
+    "wasi:sockets/instance-network",
+    "wasi:sockets/tcp",
+    "wasi:sockets/tcp-create-socket",
+    "wasi:sockets/udp",
+    "wasi:sockets/udp-create-socket",
+    "wasi:sockets/ip-name-lookup",
+    "wasi:http/types",
+    "wasi:http/outgoing-handler",
+];
+
+fn host_provides(import: &str) -> bool {
+    let Some((interface, version)) = import.split_once('@') else {
+        return false;
+    };
+    let minor_02 = version
+        .strip_prefix("0.2.")
+        .is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()));
+    minor_02 && HOST_WASI.contains(&interface)
 }
 
 /// Import or export names: interfaces by full name, functions by name.
@@ -370,6 +479,32 @@ mod tests {
                 "rollback-action"
             ]
         );
+    }
+
+    #[test]
+    fn host_wasi_is_any_0_2_release_of_a_linked_interface() {
+        assert!(host_provides("wasi:http/types@0.2.12"));
+        assert!(host_provides("wasi:io/poll@0.2.0"));
+        assert!(!host_provides("wasi:io/poll"), "unversioned");
+        assert!(!host_provides("wasi:http/types@0.3.0"), "WASI 0.3");
+        assert!(
+            !host_provides("wasi:io/poll@0.2.12-wasmon"),
+            "a pre-release"
+        );
+        assert!(!host_provides("wasi:keyvalue/store@0.2.0"), "not linked");
+        assert!(
+            !host_provides("wasi:http/incoming-handler@0.2.0"),
+            "an export"
+        );
+    }
+
+    #[test]
+    fn worlds_export_one_function_each() {
+        let c = Contract::embedded().unwrap();
+        assert_eq!(c.export_function("receiver").unwrap(), "notify");
+        assert_eq!(c.export_function("rollback-action").unwrap(), "rollback");
+        assert!(c.export_function("nope").is_err());
+        assert_eq!(c.qualified("receiver"), "wasmon:plugin/receiver@0.1.0");
     }
 
     #[test]

@@ -10,7 +10,9 @@
 //!   loader so both say the same;
 //! - [`rust`]: the two routes that build Rust guests on these machines;
 //! - [`build`]: `wasmon plugin build` — per-language routes (Rust, C with
-//!   zig + `wit-bindgen c`, JavaScript with jco, Python with componentize-py);
+//!   zig + `wit-bindgen c`, JavaScript in [`js`], Python in [`python`]);
+//! - [`guest`]: what JavaScript and Python builds add so plugins reach the
+//!   network (the build world with `wasi:http`, the WASI WIT);
 //! - [`scaffold`]: `wasmon plugin new` — buildable templates per language
 //!   and world;
 //! - [`sdk`]: the Rust SDK shipped inside the binary for plugins made by
@@ -23,6 +25,9 @@ pub mod c;
 pub mod cache;
 pub mod contract;
 pub mod format;
+pub mod guest;
+pub mod js;
+pub mod python;
 pub mod rust;
 pub mod scaffold;
 pub mod sdk;
@@ -48,13 +53,33 @@ pub const WORLDS: [&str; 4] = [
 /// Runs a command, echoing it to stderr, and fails (naming the command) if
 /// it cannot start or exits non-zero.
 pub fn run(command: &mut Command) -> Result<()> {
+    execute(command, false)
+}
+
+/// Like [`run`], but the command's output is kept and shown only if it
+/// fails: for tools whose normal output is noise to a plugin author.
+pub fn run_quiet(command: &mut Command) -> Result<()> {
+    execute(command, true)
+}
+
+fn execute(command: &mut Command, quiet: bool) -> Result<()> {
     let shown = show(command);
     eprintln!("$ {shown}");
-    let status = command
-        .status()
-        .with_context(|| format!("running {shown}"))?;
+    let (status, output) = if quiet {
+        let out = command
+            .output()
+            .with_context(|| format!("running {shown}"))?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status, text)
+    } else {
+        let status = command
+            .status()
+            .with_context(|| format!("running {shown}"))?;
+        (status, String::new())
+    };
     if !status.success() {
-        bail!("{shown} failed ({status})");
+        bail!("{shown} failed ({status})\n{output}");
     }
     Ok(())
 }

@@ -46,7 +46,7 @@ fn source(lang: Lang, world: &str) -> (&'static str, &'static str) {
 
 const README: &str = include_str!("../templates/README.md.tmpl");
 const RUST_MANIFEST: &str = include_str!("../templates/rust/Cargo.toml.tmpl");
-const GITIGNORE: &str = "/build/\n/target/\n/*.wasm\n/.wasmon/\n";
+const GITIGNORE: &str = "/build/\n/target/\n/*.wasm\n/.wasmon/\n/node_modules/wasmon/\n";
 /// For C editors (clangd): where `plugin build` generates the headers.
 const C_COMPILE_FLAGS: &str = "--target=wasm32-wasi\n-Ibuild/gen\n";
 
@@ -102,6 +102,7 @@ pub fn new_plugin(parent: &Path, world: &str, name: &str, lang: Lang) -> Result<
         name: name.into(),
         world: world.into(),
         lang,
+        engine: None,
     };
     files.push((MANIFEST, serde_json::to_string_pretty(&manifest)? + "\n"));
     for (rel, text) in files {

@@ -3,11 +3,15 @@
 //! plugin (the guest sees `HTTP-request-denied`) and logged on the host.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use anyhow::{bail, Result};
+use bytes::Bytes;
 use http_body_util::BodyExt;
+use hyper::body::{Body, Frame, SizeHint};
 use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpHooks};
 
 /// One allow-list entry.
@@ -203,10 +207,12 @@ impl WasiHttpHooks for OutboundPolicy {
                 method = %request.method(),
                 "denied outbound HTTP request: host not in the instance's allow_hosts"
             );
+            discard(request.into_body());
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
         self.counters.allowed.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(plugin = %self.plugin, instance = %self.instance, target = %target, "outbound HTTP request");
+        let request = request.map(|body| DrainOnDrop(Some(body)));
         Box::new(async move {
             let (res, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
             Ok((
@@ -214,6 +220,63 @@ impl WasiHttpHooks for OutboundPolicy {
                 Box::new(io) as Box<dyn Future<Output = _> + Send>,
             ))
         })
+    }
+}
+
+/// A request body that keeps being read after the host is done with it.
+///
+/// A guest may write its body after `outgoing-handler.handle` returns
+/// (StarlingMonkey's `fetch` does, and so does any streaming writer). When
+/// the host fails the request first — denied above, or refused by the
+/// network before the body was read — the body's reader is gone, the
+/// guest's next write fails, and StarlingMonkey treats that as fatal: an
+/// uncatchable `unreachable` trap instead of a rejected `fetch` carrying the
+/// request's error. Dropped before its end, this body (and a denied
+/// request's) is read to the end and discarded, so the guest's writes
+/// succeed and its response future reports what really happened.
+struct DrainOnDrop(Option<WasiBody>);
+
+impl Body for DrainOnDrop {
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<std::result::Result<Frame<Bytes>, Self::Error>>> {
+        match self.get_mut().0.as_mut() {
+            Some(body) => Pin::new(body).poll_frame(cx),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.as_ref().is_none_or(|b| b.is_end_stream())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.0.as_ref().map(|b| b.size_hint()).unwrap_or_default()
+    }
+}
+
+impl Drop for DrainOnDrop {
+    fn drop(&mut self) {
+        if let Some(body) = self.0.take() {
+            discard(body);
+        }
+    }
+}
+
+/// Reads `body` to its end in the background, throwing the bytes away. The
+/// task ends when the guest finishes the body or its store (the sender)
+/// goes away, so it never outlives the call; without a runtime (not the
+/// case in the agent) the body is just dropped.
+fn discard(mut body: WasiBody) {
+    if body.is_end_stream() {
+        return;
+    }
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(async move { while let Some(Ok(_)) = body.frame().await {} });
     }
 }
 
