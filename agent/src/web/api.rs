@@ -192,9 +192,7 @@ pub async fn series(
             let mut set: std::collections::BTreeSet<Labels> = Default::default();
             for m in sels {
                 w.check()?;
-                for s in db.select(&m, start, end) {
-                    set.insert(s.labels);
-                }
+                set.extend(db.series_labels(&m, start, end));
             }
             let mut out = Vec::with_capacity(set.len());
             for l in &set {
