@@ -521,3 +521,116 @@ async fn a_reload_mid_escalation_neither_repages_nor_delays_the_next_step() {
         .count();
     assert_eq!(steps, 2, "{inc}");
 }
+
+/// Issue 17's soak: an ack and a silence accepted while the disk refuses
+/// writes (a file size limit on the agent) reach the disk once it takes
+/// writes again, and survive a kill -9; each state file logs its failure
+/// once, not at every attempt. Before, acks.json was written only at the
+/// next ack change (a restart lost the ack), silences.json at the next
+/// change or the 15-minute maintenance, and a 10 s outage logged 36
+/// "saving incidents" errors (one per 250 ms retry), one per notification
+/// and one per silence or ack.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_and_silences_accepted_while_the_disk_refuses_writes_reach_it_later() {
+    let hook = common::Receiver::start().await;
+    let config = CONFIG.replace("{{HOOK}}", &hook.addr.to_string());
+    let agent = common::AgentProcess::start_logging_through_a_pipe(
+        common::agent_dir_with(&["webhook"]),
+        &config,
+    )
+    .await;
+    let client = reqwest::Client::new();
+    // A rollout in progress saves its state every interval.
+    let r = client
+        .post(agent.url("/api/v1/rollouts/web/start"))
+        .json(&json!({"version": "v2"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    post_alert(&agent, Utc::now() + chrono::Duration::hours(1)).await;
+    agent
+        .eventually("the primary page", Duration::from_secs(10), || async {
+            count(&hook, "/primary", "firing") >= 1
+        })
+        .await;
+    let groups = get(&agent, "/api/v2/alerts/groups").await;
+    let key = groups[0]["groupKey"].as_str().unwrap().to_string();
+
+    common::set_file_size_limit(agent.child.id(), Some(1));
+    let r = client
+        .post(agent.url("/api/v1/acks"))
+        .json(&json!({"group_key": key, "by": "oncall"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let ack = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let now = Utc::now();
+    let r = client
+        .post(agent.url("/api/v2/silences"))
+        .json(&json!({
+            "matchers": [{"name": "alertname", "value": "Other", "isRegex": false, "isEqual": true}],
+            "startsAt": now.to_rfc3339(),
+            "endsAt": (now + chrono::Duration::hours(1)).to_rfc3339(),
+            "createdBy": "oncall",
+            "comment": "made while the disk was full",
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let silence = r.json::<Value>().await.unwrap()["silenceID"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Several retries' worth (acks and incidents every 250 ms, rollouts
+    // every 500 ms).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let data = agent.dir.path().join("data");
+    let on_disk = |file: &str, id: &str| {
+        std::fs::read_to_string(data.join(file)).is_ok_and(|s| s.contains(id))
+    };
+    assert!(!on_disk("acks.json", &ack) && !on_disk("silences.json", &silence));
+
+    common::set_file_size_limit(agent.child.id(), None);
+    agent
+        .eventually(
+            "the ack and the silence on disk",
+            Duration::from_secs(20),
+            || {
+                let done = on_disk("acks.json", &ack) && on_disk("silences.json", &silence);
+                async move { done }
+            },
+        )
+        .await;
+    let logs = agent.logs();
+    for what in [
+        "the acks",
+        "the silences",
+        "the incidents",
+        "the rollout state",
+    ] {
+        let failed = logs
+            .lines()
+            .filter(|l| l.contains(" ERROR ") && l.contains(&format!("writing {what} (")))
+            .count();
+        assert_eq!(failed, 1, "{what}: logged once\n{logs}");
+        assert!(
+            logs.contains(&format!("writing {what} (")) && logs.contains("works again"),
+            "{logs}"
+        );
+    }
+
+    let dir = agent.kill9();
+    let agent = common::AgentProcess::start(dir, &config).await;
+    let acks = get(&agent, "/api/v1/acks").await;
+    assert_eq!(acks[0]["id"], ack.as_str(), "{acks}");
+    let r = reqwest::get(agent.url(&format!("/api/v2/silence/{silence}")))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}

@@ -13,16 +13,8 @@ use axum::routing::get;
 use axum::Router;
 use serde_json::Value;
 
-/// Serves `app` on 127.0.0.1 for the rest of the test.
-async fn serve(app: Router) -> std::net::SocketAddr {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
-    addr
-}
-
 async fn metrics_server(page: &'static str) -> std::net::SocketAddr {
-    serve(Router::new().route("/metrics", get(move || async move { page }))).await
+    common::serve(Router::new().route("/metrics", get(move || async move { page }))).await
 }
 
 async fn get_json(url: &str) -> Value {
@@ -478,12 +470,16 @@ async fn one_minute_blocks(
     target: std::net::SocketAddr,
     storage_extra: &str,
 ) -> common::AgentProcess {
-    one_minute_blocks_jobs(&[("app", target)], storage_extra).await
+    short_blocks_jobs(&[("app", target)], "1m", storage_extra).await
 }
 
-/// [`one_minute_blocks`] with one job per (name, target).
-async fn one_minute_blocks_jobs(
+/// An agent scraping each (job name, target) every second into blocks of
+/// `block` (a duration), looking for due compactions every second (the
+/// `compaction_interval` testing knob; the default minute made these
+/// tests wait for it), with `storage_extra` added to its `[storage]`.
+async fn short_blocks_jobs(
     jobs: &[(&str, std::net::SocketAddr)],
+    block: &str,
     storage_extra: &str,
 ) -> common::AgentProcess {
     let mut config = format!(
@@ -497,7 +493,8 @@ listen_address = "{{{{LISTEN}}}}"
 
 [storage]
 path = "data"
-block_duration = "1m"
+block_duration = "{block}"
+compaction_interval = "1s"
 {storage_extra}
 "#
     );
@@ -523,19 +520,15 @@ fn block_metas(data: &std::path::Path) -> Vec<Value> {
 /// `[storage] block_duration` reaches the store the real binary opens: a
 /// target exposing a sample 10 minutes old (an explicit timestamp, honored)
 /// next to a current one makes the head span more than 1.5 one-minute
-/// blocks, so the first compaction (the maintenance thread runs it once a
-/// minute) persists a block exactly one minute long. With the default 2 h
+/// blocks, so the first compaction (due within a second with the
+/// `compaction_interval` knob) persists a block exactly one minute long. With the default 2 h
 /// the head would span far less than 3 h and no block would be cut. (The
 /// old sample is stored by the first scrape, whose commit is the first
 /// into the empty head: later ones find it more than half a block behind
 /// the newest sample, out of bounds, as Prometheus would.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn block_duration_sets_the_persisted_block_range() {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
-    let old = now - 10 * 60_000;
+    let old = common::now_ms() - 10 * 60_000;
     let page: &'static str = Box::leak(
         format!("# TYPE old_gauge gauge\nold_gauge 1 {old}\n# TYPE cur_gauge gauge\ncur_gauge 2\n")
             .into_boxed_str(),
@@ -545,7 +538,7 @@ async fn block_duration_sets_the_persisted_block_range() {
     let data = agent.dir.path().join("data");
     let metas = || block_metas(&data);
     agent
-        .eventually("a persisted block", Duration::from_secs(150), || {
+        .eventually("a persisted block", Duration::from_secs(60), || {
             let n = metas().len();
             async move { n > 0 }
         })
@@ -572,27 +565,26 @@ async fn block_duration_sets_the_persisted_block_range() {
 }
 
 /// Level compaction through the real binary: a target exposes six samples
-/// with explicit timestamps a minute apart, half an hour old, so the first
-/// compactions persist six one-minute blocks; with `max_block_duration =
-/// "3m"` the maintenance thread merges them into two level-2 blocks of
-/// three minutes, deletes the parents, and every sample stays queryable.
-/// (Stored by the first scrape, into the empty head; see above.)
+/// with explicit timestamps ten seconds apart, half an hour old, so the
+/// first compactions persist six ten-second blocks; with
+/// `max_block_duration = "30s"` the maintenance thread merges them into
+/// two level-2 blocks of thirty seconds (once a block of current data is
+/// the newest: the newest block is never merged), deletes the parents,
+/// and every sample stays queryable. (Stored by the first scrape, into
+/// the empty head; see above.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blocks_are_merged_up_to_max_block_duration() {
-    const R: i64 = 180_000;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
-    // Aligned to the 3-minute windows the merges use.
-    let a = (now - 30 * 60_000).div_euclid(R) * R;
+    const B: i64 = 10_000;
+    const R: i64 = 3 * B;
+    // Aligned to the windows the merges use.
+    let a = (common::now_ms() - 30 * 60_000).div_euclid(R) * R;
     let mut page = String::from("# TYPE old_gauge gauge\n");
     for k in 0..6 {
-        page += &format!("old_gauge{{k=\"{k}\"}} {k} {}\n", a + k * 60_000 + 1_000);
+        page += &format!("old_gauge{{k=\"{k}\"}} {k} {}\n", a + k * B + 1_000);
     }
     page += "# TYPE cur_gauge gauge\ncur_gauge 2\n";
     let target = metrics_server(Box::leak(page.into_boxed_str())).await;
-    let agent = one_minute_blocks(target, "max_block_duration = \"3m\"").await;
+    let agent = short_blocks_jobs(&[("app", target)], "10s", "max_block_duration = \"30s\"").await;
     let data = agent.dir.path().join("data");
     // meta.json of every block of the old range, by min time.
     let old_blocks = || -> Vec<Value> {
@@ -604,7 +596,7 @@ async fn blocks_are_merged_up_to_max_block_duration() {
     agent
         .eventually(
             "two merged blocks over the old range",
-            Duration::from_secs(240),
+            Duration::from_secs(90),
             || {
                 let v = old_blocks();
                 async move { v.len() == 2 && v.iter().all(|m| m["compaction"]["level"] == 2) }
@@ -646,34 +638,9 @@ async fn blocks_are_merged_up_to_max_block_duration() {
     assert_eq!(r["data"]["result"][0]["value"][1], "15", "{r}");
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
 /// A target whose page is built on each request.
 async fn dynamic_server(page: fn() -> String) -> std::net::SocketAddr {
-    serve(Router::new().route("/metrics", get(move || async move { page() }))).await
-}
-
-/// The agent's /metrics page.
-async fn self_metrics(agent: &common::AgentProcess) -> String {
-    reqwest::get(agent.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
-/// The value of the sample `series` (name and labels as written) on a
-/// metrics page.
-fn sample_value(page: &str, series: &str) -> Option<f64> {
-    page.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .map(|v| v.trim().parse().unwrap())
+    common::serve(Router::new().route("/metrics", get(move || async move { page() }))).await
 }
 
 /// The target of `job` in `/api/v1/targets`.
@@ -688,29 +655,11 @@ async fn target_of(agent: &common::AgentProcess, job: &str) -> Value {
         .unwrap_or_else(|| panic!("no target of job {job}: {t}"))
 }
 
-/// Sends SIGTERM and waits for the agent to exit: it must within `limit`.
-fn terminate_within(agent: &mut common::AgentProcess, limit: Duration) {
-    agent.signal("TERM");
-    let start = std::time::Instant::now();
-    loop {
-        if let Some(status) = agent.child.try_wait().unwrap() {
-            assert!(status.success(), "{status}\n{}", agent.logs());
-            return;
-        }
-        assert!(
-            start.elapsed() < limit,
-            "no exit {limit:?} after SIGTERM\n{}",
-            agent.logs()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// Issue 17, item 3: targets exporting timestamps a day ahead and from
 /// 1970 (`honor_timestamps`) next to a normal one. Their samples are
 /// refused per sample, counted, and shown on the targets (which stay up);
 /// the head's time follows the normal target, so its samples keep being
-/// stored and queried across compactions (one-minute blocks); and SIGTERM
+/// stored and queried across compactions (ten-second blocks); and SIGTERM
 /// exits promptly. Before, the day-ahead sample moved the head's time,
 /// compaction then closed the head to everyone (every sample out of
 /// bounds, reported as out of order), and the 1970 one sent compaction
@@ -721,19 +670,24 @@ async fn skewed_target_clocks_do_not_stop_ingestion() {
     let ahead = dynamic_server(|| {
         format!(
             "# TYPE skewed_gauge gauge\nskewed_gauge{{by=\"+1d\"}} 1 {}\n",
-            now_ms() + 86_400_000
+            common::now_ms() + 86_400_000
         )
     })
     .await;
     let old = dynamic_server(|| {
         format!(
             "# TYPE skewed_gauge gauge\nskewed_gauge{{by=\"1970\"}} 1 1000\nskewed_gauge{{by=\"-10y\"}} 1 {}\n",
-            now_ms() - 10 * 365 * 86_400_000
+            common::now_ms() - 10 * 365 * 86_400_000
         )
     })
     .await;
-    let mut agent =
-        one_minute_blocks_jobs(&[("normal", normal), ("ahead", ahead), ("old", old)], "").await;
+    let started = common::now_ms();
+    let mut agent = short_blocks_jobs(
+        &[("normal", normal), ("ahead", ahead), ("old", old)],
+        "10s",
+        "",
+    )
+    .await;
 
     // The skewed targets say why their samples are not stored, and stay up
     // (the scrape itself works, as Prometheus has it).
@@ -763,23 +717,26 @@ async fn skewed_target_clocks_do_not_stop_ingestion() {
     );
     assert_eq!(target_of(&agent, "normal").await["lastError"], "");
 
-    // Compactions (the maintenance thread runs one a minute; the head
-    // must span 1.5 one-minute blocks) with the normal target stored all
-    // along: a scrape a second over 100 s, from blocks and head.
+    // Compactions of the current data (ten-second blocks, due once the
+    // head spans 1.5 blocks; looked for every second) with the normal
+    // target stored all along: a scrape a second over 30 s, from blocks
+    // and head.
+    let data = agent.dir.path().join("data");
     agent
         .eventually(
-            "compactions, and 100 s of the normal target",
-            Duration::from_secs(240),
+            "two blocks of current data, and 30 s of the normal target",
+            Duration::from_secs(90),
             || async {
-                let m = self_metrics(&agent).await;
-                sample_value(&m, "wasmon_tsdb_compactions_total") >= Some(1.0)
-                    && sample_value(&m, "wasmon_tsdb_blocks_loaded") >= Some(1.0)
-                    && query_value(&agent, "count_over_time(normal_gauge[100s])").await
-                        >= Some(90.0)
+                let current = block_metas(&data)
+                    .iter()
+                    .filter(|m| m["minTime"].as_i64().unwrap() >= started - 10_000)
+                    .count();
+                current >= 2
+                    && query_value(&agent, "count_over_time(normal_gauge[30s])").await >= Some(27.0)
             },
         )
         .await;
-    let since = now_ms();
+    let since = common::now_ms();
     agent
         .eventually(
             "normal samples after the compactions",
@@ -795,21 +752,24 @@ async fn skewed_target_clocks_do_not_stop_ingestion() {
     assert_eq!(r["data"], serde_json::json!([]), "{r}");
 
     // Counted, on the agent's and the store's counters.
-    let m = self_metrics(&agent).await;
+    let m = agent.self_metrics().await;
     for series in [
         "wasmon_scrape_samples_rejected_total{reason=\"too_far_in_future\"}",
         "wasmon_scrape_samples_rejected_total{reason=\"out_of_bounds\"}",
         "wasmon_tsdb_samples_rejected_total{reason=\"too_far_in_future\"}",
         "wasmon_tsdb_samples_rejected_total{reason=\"out_of_bounds\"}",
     ] {
-        assert!(sample_value(&m, series) >= Some(10.0), "{series}\n{m}");
+        assert!(
+            common::sample_value(&m, series) >= Some(10.0),
+            "{series}\n{m}"
+        );
     }
     assert!(reqwest::get(agent.url("/-/ready"))
         .await
         .unwrap()
         .status()
         .is_success());
-    terminate_within(&mut agent, Duration::from_secs(15));
+    agent.terminate_within(Duration::from_secs(15));
 }
 
 /// Issue 17, item 8: a target answering with a gzip bomb (128 MiB of
@@ -827,7 +787,7 @@ async fn a_gzip_bomb_stops_at_the_default_body_size_limit() {
         gz.write_all(&zeros).unwrap();
     }
     let bomb = bytes::Bytes::from(gz.finish().unwrap());
-    let target = serve(Router::new().route(
+    let target = common::serve(Router::new().route(
         "/metrics",
         get(move || {
             let bomb = bomb.clone();
@@ -888,7 +848,7 @@ async fn a_scrape_over_its_sample_limit_leaves_no_series() {
     }
     let page = Arc::new(std::sync::Mutex::new(big));
     let served = page.clone();
-    let target = serve(Router::new().route(
+    let target = common::serve(Router::new().route(
         "/metrics",
         get(move || {
             let page = served.lock().unwrap().clone();
@@ -920,87 +880,15 @@ async fn a_scrape_over_its_sample_limit_leaves_no_series() {
             query_value(&agent, "up").await == Some(1.0)
         })
         .await;
-    let m = self_metrics(&agent).await;
+    let m = agent.self_metrics().await;
     // The five report series (`up`, `scrape_*`) and `small`.
     assert_eq!(
-        sample_value(&m, "wasmon_tsdb_head_series"),
+        common::sample_value(&m, "wasmon_tsdb_head_series"),
         Some(6.0),
         "{m}"
     );
     let v = get_json(&agent.url("/api/v1/label/i/values")).await;
     assert_eq!(v["data"], serde_json::json!([]), "{v}");
-}
-
-/// Sets the agent's file size limit (RLIMIT_FSIZE, soft) to `bytes`
-/// (`None`: unlimited): past it every write fails with EFBIG — for root
-/// too, unlike a read-only mode bit. The agent ignores SIGXFSZ, so the
-/// writes fail rather than the process.
-fn set_file_size_limit(pid: u32, bytes: Option<u64>) {
-    let mut cur = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: prlimit with valid pointers to rlimit structs.
-    let rc = unsafe {
-        libc::prlimit(
-            pid as libc::pid_t,
-            libc::RLIMIT_FSIZE,
-            std::ptr::null(),
-            &mut cur,
-        )
-    };
-    assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
-    let new = libc::rlimit {
-        rlim_cur: bytes.unwrap_or(cur.rlim_max),
-        rlim_max: cur.rlim_max,
-    };
-    // SAFETY: as above.
-    let rc = unsafe {
-        libc::prlimit(
-            pid as libc::pid_t,
-            libc::RLIMIT_FSIZE,
-            &new,
-            std::ptr::null_mut(),
-        )
-    };
-    assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
-}
-
-/// [`common::AgentProcess::start`] with the agent's stderr read through
-/// a pipe into its log file, so that the log stays complete while the
-/// agent's own file writes are made to fail.
-async fn start_logging_through_a_pipe(
-    dir: tempfile::TempDir,
-    config: &str,
-) -> common::AgentProcess {
-    let addr = common::AgentProcess::free_addr();
-    let cfg_path = dir.path().join("wasmon.toml");
-    std::fs::write(&cfg_path, config.replace("{{LISTEN}}", &addr.to_string())).unwrap();
-    let log = dir.path().join("wasmon.log");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wasmon"))
-        .args(["run", "--config"])
-        .arg(&cfg_path)
-        .env("WASMON_LOG", "info,wasmon=debug")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let mut file = std::fs::File::create(&log).unwrap();
-    std::thread::spawn(move || std::io::copy(&mut stderr, &mut file));
-    let agent = common::AgentProcess {
-        child,
-        addr,
-        dir,
-        log,
-    };
-    agent
-        .eventually("the agent to be ready", Duration::from_secs(60), || async {
-            let r = reqwest::get(agent.url("/-/ready")).await;
-            r.is_ok_and(|r| r.status().is_success())
-        })
-        .await;
-    agent
 }
 
 /// Issue 17, item 9: while the disk refuses the agent's writes (a file
@@ -1014,7 +902,9 @@ async fn start_logging_through_a_pipe(
 async fn a_wal_that_cannot_be_written_makes_the_agent_unready_until_it_recovers() {
     let app = metrics_server("# TYPE g gauge\ng 1\n").await;
     let config = app_only(app);
-    let agent = start_logging_through_a_pipe(tempfile::tempdir().unwrap(), &config).await;
+    let agent =
+        common::AgentProcess::start_logging_through_a_pipe(tempfile::tempdir().unwrap(), &config)
+            .await;
     let pid = agent.child.id();
     agent
         .eventually("a few scrapes", Duration::from_secs(30), || async {
@@ -1024,7 +914,7 @@ async fn a_wal_that_cannot_be_written_makes_the_agent_unready_until_it_recovers(
         })
         .await;
 
-    set_file_size_limit(pid, Some(1));
+    common::set_file_size_limit(pid, Some(1));
     let body = std::sync::Mutex::new(String::new());
     agent
         .eventually("not ready", Duration::from_secs(20), || async {
@@ -1041,17 +931,19 @@ async fn a_wal_that_cannot_be_written_makes_the_agent_unready_until_it_recovers(
     );
     // Failing for a few more seconds (a WAL sync every 100 ms fails).
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let m = self_metrics(&agent).await;
-    let failures = sample_value(&m, "wasmon_tsdb_write_failures_total{kind=\"wal\"}").unwrap();
+    let m = agent.self_metrics().await;
+    let failures =
+        common::sample_value(&m, "wasmon_tsdb_write_failures_total{kind=\"wal\"}").unwrap();
     assert!(failures >= 10.0, "{m}");
-    let last = sample_value(&m, "wasmon_tsdb_last_write_failure_timestamp_seconds").unwrap();
-    assert!((last * 1000.0) as i64 > now_ms() - 10_000, "{m}");
+    let last =
+        common::sample_value(&m, "wasmon_tsdb_last_write_failure_timestamp_seconds").unwrap();
+    assert!((last * 1000.0) as i64 > common::now_ms() - 10_000, "{m}");
     assert_eq!(
         reqwest::get(agent.url("/-/ready")).await.unwrap().status(),
         503
     );
 
-    set_file_size_limit(pid, None);
+    common::set_file_size_limit(pid, None);
     agent
         .eventually("ready again", Duration::from_secs(20), || async {
             reqwest::get(agent.url("/-/ready"))
@@ -1071,7 +963,7 @@ async fn a_wal_that_cannot_be_written_makes_the_agent_unready_until_it_recovers(
 
     // Everything scraped up to now, the failing seconds included, is in
     // the WAL: after the next sync a kill -9 and a restart keep it all.
-    let t = now_ms() as f64 / 1000.0;
+    let t = common::now_ms() as f64 / 1000.0;
     let q = format!("/api/v1/query?query=count_over_time(g[10m])&time={t}");
     let before = get_json(&agent.url(&q)).await["data"]["result"][0]["value"][1].clone();
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -464,10 +464,11 @@ impl Agent {
         if config.storage.path != old.config.storage.path
             || config.storage.block_duration != old.config.storage.block_duration
             || config.storage.max_block_duration != old.config.storage.max_block_duration
+            || config.storage.compaction_interval != old.config.storage.compaction_interval
             || config.storage.max_future != old.config.storage.max_future
         {
             tracing::warn!(
-                "storage.path, storage.block_duration, storage.max_block_duration and storage.max_future changes take effect on restart"
+                "storage.path, storage.block_duration, storage.max_block_duration, storage.compaction_interval and storage.max_future changes take effect on restart"
             );
         }
         if config.global.external_labels != old.config.global.external_labels

@@ -160,6 +160,9 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// How often `run` collects garbage and writes snapshots.
 pub const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(15 * 60);
 
+/// How often state files a failed write left behind are written again.
+pub const STATE_RETRY_INTERVAL: Duration = Duration::from_secs(5);
+
 /// Everything the dispatcher shares with the rest of the agent. The stores
 /// outlive a config reload: build a new [`Dispatcher`] with the same ones.
 #[derive(Clone)]
@@ -560,12 +563,18 @@ impl Dispatcher {
         let s = &self.inner.shared;
         let now = s.clock.now();
         s.alerts.gc(now);
-        if let Err(e) = s.silences.maintenance(now) {
-            tracing::warn!("silences snapshot: {e}");
-        }
-        if let Err(e) = s.nflog.maintenance(now) {
-            tracing::warn!("notification log snapshot: {e}");
-        }
+        // Failures are logged by the stores (rate-limited) and retried.
+        let _ = s.silences.maintenance(now);
+        let _ = s.nflog.maintenance(now);
+    }
+
+    /// Silences or notification log entries that a failed write left
+    /// only in memory (the disk refused writes): written again every
+    /// [`STATE_RETRY_INTERVAL`] until they are on disk, so a crash after
+    /// the disk recovers loses none of them.
+    pub fn state_behind(&self) -> bool {
+        let s = &self.inner.shared;
+        s.silences.is_behind() || s.nflog.is_behind()
     }
 
     /// Drive the timers until `shutdown` resolves, then write snapshots.
@@ -574,16 +583,31 @@ impl Dispatcher {
         let clock = self.inner.shared.clock.clone();
         let mut next_maintenance =
             clock.now() + chrono::Duration::from_std(MAINTENANCE_INTERVAL).unwrap();
+        let retry_every = chrono::Duration::from_std(STATE_RETRY_INTERVAL).unwrap();
+        let mut next_retry = clock.now() + retry_every;
         loop {
             self.start_due();
             let now = clock.now();
             if now >= next_maintenance {
                 self.maintenance();
                 next_maintenance = now + chrono::Duration::from_std(MAINTENANCE_INTERVAL).unwrap();
+            } else if self.state_behind() && now >= next_retry {
+                let s = &self.inner.shared;
+                // Each logs its own failure (rate-limited).
+                if s.silences.is_behind() {
+                    let _ = s.silences.snapshot();
+                }
+                if s.nflog.is_behind() {
+                    let _ = s.nflog.snapshot();
+                }
+                next_retry = now + retry_every;
             }
-            let wake_at = self
+            let mut wake_at = self
                 .next_deadline()
                 .map_or(next_maintenance, |t| t.min(next_maintenance));
+            if self.state_behind() {
+                wake_at = wake_at.min(next_retry.max(now));
+            }
             tokio::select! {
                 _ = clock.sleep_until(wake_at) => {}
                 _ = self.inner.wake.notified() => {}

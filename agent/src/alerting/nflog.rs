@@ -13,6 +13,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use super::types::Fingerprint;
+use crate::fsutil::StateFile;
 
 /// Default time an entry is kept after its notification.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(120 * 3600);
@@ -31,19 +32,16 @@ pub struct Entry {
 /// The log.
 pub struct NotificationLog {
     entries: Mutex<HashMap<(String, String), Entry>>,
-    path: Option<PathBuf>,
+    file: Option<StateFile>,
     retention: Duration,
-    /// Serialises snapshot writes (see [`NotificationLog::snapshot`]).
-    persist: Mutex<()>,
 }
 
 impl NotificationLog {
     pub fn in_memory(retention: Duration) -> NotificationLog {
         NotificationLog {
             entries: Mutex::new(HashMap::new()),
-            path: None,
+            file: None,
             retention,
-            persist: Mutex::new(()),
         }
     }
 
@@ -64,9 +62,8 @@ impl NotificationLog {
         }
         Ok(NotificationLog {
             entries: Mutex::new(map),
-            path: Some(path),
+            file: Some(StateFile::new(path, "the notification log")),
             retention,
-            persist: Mutex::new(()),
         })
     }
 
@@ -94,9 +91,9 @@ impl NotificationLog {
         self.entries
             .lock()
             .insert((group_key.to_string(), receiver.to_string()), e);
-        if let Err(err) = self.snapshot() {
-            tracing::error!(error = %err, "writing the notification log snapshot");
-        }
+        // A failure is logged (rate-limited) and the file stays behind:
+        // the dispatcher writes it again (`is_behind`).
+        let _ = self.snapshot();
     }
 
     pub fn query(&self, group_key: &str, receiver: &str) -> Option<Entry> {
@@ -115,15 +112,21 @@ impl NotificationLog {
     }
 
     pub fn snapshot(&self) -> std::io::Result<()> {
-        let Some(path) = &self.path else {
+        let Some(file) = &self.file else {
             return Ok(());
         };
-        // Held from the copy to the rename: concurrent flushes then land in
-        // order (the last write has every entry) and never share the temp file.
-        let _p = self.persist.lock();
-        let mut list: Vec<Entry> = self.entries.lock().values().cloned().collect();
-        list.sort_by(|a, b| (&a.group_key, &a.receiver).cmp(&(&b.group_key, &b.receiver)));
-        crate::fsutil::write_atomic(path, &serde_json::to_vec_pretty(&list)?)
+        // Copied under the file's lock: concurrent flushes then land in
+        // order (the last write has every entry).
+        file.write(|| {
+            let mut list: Vec<Entry> = self.entries.lock().values().cloned().collect();
+            list.sort_by(|a, b| (&a.group_key, &a.receiver).cmp(&(&b.group_key, &b.receiver)));
+            Ok(serde_json::to_vec_pretty(&list)?)
+        })
+    }
+
+    /// The last snapshot failed: the file lacks entries.
+    pub fn is_behind(&self) -> bool {
+        self.file.as_ref().is_some_and(StateFile::is_behind)
     }
 
     /// GC then snapshot.

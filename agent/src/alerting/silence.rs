@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::matcher::{go_quote, go_regex_error, ApiMatcher, Matcher};
+use crate::fsutil::StateFile;
 use crate::model::Labels;
 
 /// Default time an expired silence is kept (Alertmanager's `--data.retention`).
@@ -145,10 +146,8 @@ struct Entry {
 /// The silence store.
 pub struct Silences {
     entries: Mutex<HashMap<String, Entry>>,
-    path: Option<PathBuf>,
+    file: Option<StateFile>,
     retention: Duration,
-    /// Serialises snapshot writes (see [`Silences::snapshot`]).
-    persist: Mutex<()>,
 }
 
 /// A new random-looking id in UUID v4 form.
@@ -183,9 +182,8 @@ impl Silences {
     pub fn in_memory(retention: Duration) -> Silences {
         Silences {
             entries: Mutex::new(HashMap::new()),
-            path: None,
+            file: None,
             retention,
-            persist: Mutex::new(()),
         }
     }
 
@@ -194,9 +192,8 @@ impl Silences {
         let path = path.into();
         let s = Silences {
             entries: Mutex::new(HashMap::new()),
-            path: Some(path.clone()),
+            file: Some(StateFile::new(path.clone(), "the silences")),
             retention,
-            persist: Mutex::new(()),
         };
         match std::fs::read(&path) {
             Ok(bytes) => {
@@ -372,21 +369,29 @@ impl Silences {
     }
 
     /// Write the snapshot (atomically: temp file + rename). No-op in memory.
+    /// A failure is logged (rate-limited) and leaves the file behind
+    /// ([`Silences::is_behind`]) for the dispatcher to write again.
     pub fn snapshot(&self) -> std::io::Result<()> {
-        let Some(path) = &self.path else {
+        let Some(file) = &self.file else {
             return Ok(());
         };
-        // Held from the copy to the rename: concurrent writers (API calls,
-        // maintenance) then land in order and never share the temp file.
-        let _p = self.persist.lock();
-        let mut list: Vec<Silence> = self
-            .entries
-            .lock()
-            .values()
-            .map(|e| e.silence.clone())
-            .collect();
-        list.sort_by(|a, b| a.id.cmp(&b.id));
-        crate::fsutil::write_atomic(path, &serde_json::to_vec_pretty(&list)?)
+        // Copied under the file's lock: concurrent writers (API calls,
+        // maintenance) then land in order.
+        file.write(|| {
+            let mut list: Vec<Silence> = self
+                .entries
+                .lock()
+                .values()
+                .map(|e| e.silence.clone())
+                .collect();
+            list.sort_by(|a, b| a.id.cmp(&b.id));
+            Ok(serde_json::to_vec_pretty(&list)?)
+        })
+    }
+
+    /// The last snapshot failed: the file lacks a change.
+    pub fn is_behind(&self) -> bool {
+        self.file.as_ref().is_some_and(StateFile::is_behind)
     }
 
     /// GC then snapshot; the host calls this periodically and on shutdown.

@@ -273,6 +273,13 @@ pub struct StorageConfig {
     /// its line.
     #[serde(default = "default_block_duration", with = "spanned_duration")]
     pub block_duration: Spanned<Duration>,
+    /// How often the maintenance thread looks for due compactions, level
+    /// merges and retention (default 1m, as Prometheus). A testing knob,
+    /// like `block_duration`: with short blocks, a test sees each
+    /// compaction within seconds instead of waiting for the next minute.
+    /// Nothing is gained in production by checking more often.
+    #[serde(default = "default_compaction_interval", with = "spanned_duration")]
+    pub compaction_interval: Spanned<Duration>,
     /// Longest block that level compaction merges adjacent blocks into
     /// (3×, 9×, ... `block_duration`). Default: 10% of `retention_time`,
     /// at most 31 days, as Prometheus. Like Prometheus' hidden
@@ -303,6 +310,7 @@ impl StorageConfig {
             wal_sync_interval: self.wal_sync_interval,
             block_duration: *self.block_duration.get_ref(),
             max_block_duration: self.max_block_duration.as_ref().map(|d| *d.get_ref()),
+            compaction_interval: *self.compaction_interval.get_ref(),
             max_future: self.max_future,
             ..crate::tsdb::Options::default()
         }
@@ -318,6 +326,7 @@ impl Default for StorageConfig {
             wal_sync_interval: default_wal_sync(),
             block_duration: default_block_duration(),
             max_block_duration: None,
+            compaction_interval: default_compaction_interval(),
             max_future: default_max_future(),
         }
     }
@@ -342,10 +351,19 @@ fn default_block_duration() -> Spanned<Duration> {
     Spanned::new(0..0, Duration::from_secs(2 * 3600))
 }
 
-/// Shortest accepted `storage.block_duration`: shorter blocks only multiply
-/// files and index overhead, and the maintenance thread checks for due
-/// compactions once a minute anyway.
-pub const MIN_BLOCK_DURATION: Duration = Duration::from_secs(60);
+fn default_compaction_interval() -> Spanned<Duration> {
+    Spanned::new(0..0, crate::tsdb::Options::default().compaction_interval)
+}
+
+/// Shortest accepted `storage.block_duration`: a testing knob (tests need
+/// a few compactions within seconds, with `compaction_interval`); shorter
+/// blocks would only multiply files and index overhead, and a block
+/// shorter than a few scrape intervals holds next to nothing.
+pub const MIN_BLOCK_DURATION: Duration = Duration::from_secs(10);
+
+/// Shortest accepted `storage.compaction_interval`: each run lists the
+/// blocks and locks the head briefly; more often than this is busy work.
+pub const MIN_COMPACTION_INTERVAL: Duration = Duration::from_secs(1);
 
 /// humantime (de)serialization of a duration that keeps its span.
 mod spanned_duration {
@@ -601,6 +619,15 @@ impl Config {
                 at(bd.span()),
                 humantime::format_duration(d),
                 humantime::format_duration(MIN_BLOCK_DURATION),
+            );
+        }
+        let ci = &self.storage.compaction_interval;
+        if *ci.get_ref() < MIN_COMPACTION_INTERVAL {
+            bail!(
+                "{}: storage.compaction_interval {} must be at least {}",
+                at(ci.span()),
+                humantime::format_duration(*ci.get_ref()),
+                humantime::format_duration(MIN_COMPACTION_INTERVAL),
             );
         }
         if let Some(max) = &self.storage.max_block_duration {
@@ -891,7 +918,13 @@ receiver = "pager"
             c.storage.tsdb_options().block_duration,
             Duration::from_secs(7200)
         );
-        for (text, secs) in [("1m", 60), ("10m", 600), ("8m 30s", 510), ("2h", 7200)] {
+        for (text, secs) in [
+            ("10s", 10),
+            ("1m", 60),
+            ("10m", 600),
+            ("8m 30s", 510),
+            ("2h", 7200),
+        ] {
             let c = Config::parse(
                 &format!("[storage]\nblock_duration = \"{text}\"\n"),
                 "b.toml",
@@ -908,7 +941,7 @@ receiver = "pager"
             );
         }
         // Too short, zero, or not whole seconds: rejected at the key's line.
-        for text in ["59s", "0s", "90s 500ms", "10m 1ms"] {
+        for text in ["9s", "0s", "90s 500ms", "10m 1ms"] {
             let cfg = format!("[storage]\npath = \"d\"\nblock_duration = \"{text}\"\n");
             let msg = format!("{:#}", Config::parse(&cfg, "b.toml").unwrap_err());
             assert!(
@@ -926,6 +959,28 @@ receiver = "pager"
         let c = Config::parse("[storage]\nblock_duration = \"10m\"\n", "b.toml").unwrap();
         let dump = toml::to_string(&c.storage).unwrap();
         assert!(dump.contains("block_duration = \"10m\""), "{dump}");
+    }
+
+    #[test]
+    fn compaction_interval_is_validated_and_reaches_the_store_options() {
+        let c = Config::parse("", "c.toml").unwrap();
+        assert_eq!(
+            c.storage.tsdb_options().compaction_interval,
+            Duration::from_secs(60)
+        );
+        let c = Config::parse("[storage]\ncompaction_interval = \"2s\"\n", "c.toml").unwrap();
+        assert_eq!(
+            c.storage.tsdb_options().compaction_interval,
+            Duration::from_secs(2)
+        );
+        for text in ["0s", "500ms"] {
+            let cfg = format!("[storage]\npath = \"d\"\ncompaction_interval = \"{text}\"\n");
+            let msg = format!("{:#}", Config::parse(&cfg, "c.toml").unwrap_err());
+            assert!(
+                msg.contains("c.toml:3") && msg.contains("storage.compaction_interval"),
+                "{text}: {msg}"
+            );
+        }
     }
 
     #[test]

@@ -2,7 +2,10 @@
 //! (`wasmon ack|unack|incidents`).
 //!
 //! Answers are bare JSON (the ack, the list, the incident); errors are
-//! `{"error": "..."}` with a 4xx/5xx status.
+//! `{"error": "..."}` with a 4xx/5xx status. Every handler runs on the
+//! API's bounded blocking pool ([`crate::web::work`]): acks write and
+//! fsync `acks.json`, listings walk every incident with its timeline, and
+//! the async workers must stay free for `/-/ready`, scrapes and signals.
 
 use std::sync::Arc;
 
@@ -16,9 +19,21 @@ use serde_json::{json, Value};
 
 use super::{AckError, Incident};
 use crate::app::Agent;
+use crate::web::work::{Stopped, Work, DEFAULT_TIMEOUT};
 
 fn error(status: StatusCode, msg: impl Into<String>) -> Response {
     (status, Json(json!({"error": msg.into()}))).into_response()
+}
+
+/// Runs a handler's work on the API's blocking pool, deadlined.
+async fn on_pool(
+    agent: &Agent,
+    f: impl FnOnce(&Work) -> Result<Response, Stopped> + Send + 'static,
+) -> Response {
+    match agent.work.run(DEFAULT_TIMEOUT, f).await {
+        Ok(r) => r,
+        Err(e) => error(e.status(), e.to_string()),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -52,50 +67,69 @@ pub async fn post_ack(State(agent): State<Arc<Agent>>, body: Bytes) -> Response 
             "alerting is off: the config has no route",
         );
     };
-    if !d.group_firing(&req.group_key) {
-        return error(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "no alert group {:?} with firing alerts (see /api/v2/alerts/groups for the keys)",
-                req.group_key
-            ),
-        );
-    }
-    let now = agent.alert_state.clock.now();
-    match agent
-        .alert_state
-        .incidents
-        .ack(&req.group_key, &req.by, &req.comment, expires_in, now)
-    {
-        Ok(a) => {
-            tracing::info!(group = %a.group_key, by = %a.by, id = %a.id, "alert group acknowledged");
-            Json(a).into_response()
+    let a = agent.clone();
+    // Once started, an ack runs to its end (the client leaving does not
+    // leave it half made).
+    on_pool(&agent, move |w| {
+        w.check()?;
+        if !d.group_firing(&req.group_key) {
+            return Ok(error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "no alert group {:?} with firing alerts (see /api/v2/alerts/groups for the keys)",
+                    req.group_key
+                ),
+            ));
         }
-        Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
-    }
+        let now = a.alert_state.clock.now();
+        Ok(
+            match a
+                .alert_state
+                .incidents
+                .ack(&req.group_key, &req.by, &req.comment, expires_in, now)
+            {
+                Ok(ack) => {
+                    tracing::info!(group = %ack.group_key, by = %ack.by, id = %ack.id, "alert group acknowledged");
+                    Json(ack).into_response()
+                }
+                Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
+            },
+        )
+    })
+    .await
 }
 
-/// GET /api/v1/acks
+/// GET /api/v1/acks (dropping expired ones may write acks.json)
 pub async fn list_acks(State(agent): State<Arc<Agent>>) -> Response {
-    let now = agent.alert_state.clock.now();
-    Json(agent.alert_state.incidents.acks(now)).into_response()
+    let a = agent.clone();
+    on_pool(&agent, move |w| {
+        w.check()?;
+        let now = a.alert_state.clock.now();
+        Ok(Json(a.alert_state.incidents.acks(now)).into_response())
+    })
+    .await
 }
 
 /// DELETE /api/v1/acks/{id}
 pub async fn delete_ack(State(agent): State<Arc<Agent>>, Path(id): Path<String>) -> Response {
-    let now = agent.alert_state.clock.now();
-    match agent.alert_state.incidents.unack(&id, now) {
-        Ok(a) => {
-            tracing::info!(group = %a.group_key, id = %a.id, "alert group unacknowledged");
-            // Escalation steps held by the ack may be due right now.
-            if let Some(d) = agent.dispatcher() {
-                d.poke();
+    let a = agent.clone();
+    on_pool(&agent, move |w| {
+        w.check()?;
+        let now = a.alert_state.clock.now();
+        Ok(match a.alert_state.incidents.unack(&id, now) {
+            Ok(ack) => {
+                tracing::info!(group = %ack.group_key, id = %ack.id, "alert group unacknowledged");
+                // Escalation steps held by the ack may be due right now.
+                if let Some(d) = a.dispatcher() {
+                    d.poke();
+                }
+                Json(ack).into_response()
             }
-            Json(a).into_response()
-        }
-        Err(e @ AckError::NotFound(_)) => error(StatusCode::NOT_FOUND, e.to_string()),
-        Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
-    }
+            Err(e @ AckError::NotFound(_)) => error(StatusCode::NOT_FOUND, e.to_string()),
+            Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
+        })
+    })
+    .await
 }
 
 fn incident_json(i: &Incident) -> Value {
@@ -107,42 +141,52 @@ fn incident_json(i: &Incident) -> Value {
 
 /// GET /api/v1/incidents (newest first, without the timeline)
 pub async fn list_incidents(State(agent): State<Arc<Agent>>) -> Response {
-    let list: Vec<Value> = agent
-        .alert_state
-        .incidents
-        .list()
-        .iter()
-        .rev()
-        .map(|i| {
+    let a = agent.clone();
+    on_pool(&agent, move |w| {
+        let all = a.alert_state.incidents.list();
+        let mut list: Vec<Value> = Vec::with_capacity(all.len());
+        for i in all.iter().rev() {
+            w.check()?;
             let mut v = incident_json(i);
             if let Some(o) = v.as_object_mut() {
                 o.remove("events");
                 o.insert("event_count".into(), json!(i.events.len()));
             }
-            v
-        })
-        .collect();
-    Json(list).into_response()
+            list.push(v);
+        }
+        Ok(Json(list).into_response())
+    })
+    .await
 }
 
 /// GET /api/v1/incidents/{id}
 pub async fn get_incident(State(agent): State<Arc<Agent>>, Path(id): Path<String>) -> Response {
-    match agent.alert_state.incidents.get(&id) {
-        Some(i) => Json(incident_json(&i)).into_response(),
-        None => error(StatusCode::NOT_FOUND, format!("no incident {id:?}")),
-    }
+    let a = agent.clone();
+    on_pool(&agent, move |w| {
+        w.check()?;
+        Ok(match a.alert_state.incidents.get(&id) {
+            Some(i) => Json(incident_json(&i)).into_response(),
+            None => error(StatusCode::NOT_FOUND, format!("no incident {id:?}")),
+        })
+    })
+    .await
 }
 
 /// GET /api/v1/incidents/{id}/report
 pub async fn get_report(State(agent): State<Arc<Agent>>, Path(id): Path<String>) -> Response {
-    match agent.alert_state.incidents.get(&id) {
-        Some(i) => (
-            [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
-            super::report::markdown(&i),
-        )
-            .into_response(),
-        None => error(StatusCode::NOT_FOUND, format!("no incident {id:?}")),
-    }
+    let a = agent.clone();
+    on_pool(&agent, move |w| {
+        w.check()?;
+        Ok(match a.alert_state.incidents.get(&id) {
+            Some(i) => (
+                [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
+                super::report::markdown(&i),
+            )
+                .into_response(),
+            None => error(StatusCode::NOT_FOUND, format!("no incident {id:?}")),
+        })
+    })
+    .await
 }
 
 // --- CLI ---------------------------------------------------------------

@@ -16,7 +16,9 @@
 //! acks on every change (rare, and an ack must not be lost to a crash),
 //! incidents at most every [`PERSIST_INTERVAL`] by a writer thread (a burst
 //! of alerts must not rewrite the file per alert under the dispatcher's
-//! lock) and when the store is dropped.
+//! lock) and when the store is dropped. While the disk refuses writes the
+//! writer thread tries both again at that pace (an ack accepted meanwhile
+//! reaches the disk once it recovers), logging the failure once a minute.
 //!
 //! [`Clock`]: crate::alerting::dispatch::Clock
 
@@ -24,13 +26,14 @@ pub mod api;
 pub mod report;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
+use crate::fsutil::StateFile;
 use crate::model::Labels;
 
 /// Closed incidents kept (the oldest are dropped first).
@@ -289,11 +292,20 @@ struct State {
 /// engine, the rollouts and the API. Cheap to call: one mutex.
 pub struct Incidents {
     state: Mutex<State>,
-    dir: Option<PathBuf>,
+    /// `DIR/incidents.json` and `DIR/acks.json`; None in memory.
+    files: Option<Files>,
     /// Incidents changed since the last write.
     dirty: std::sync::atomic::AtomicBool,
-    /// One writer of incidents.json at a time.
+    /// One writer of incidents.json at a time (a second one waits for the
+    /// first to finish: shutdown returns with the file written).
     writing: Mutex<()>,
+}
+
+struct Files {
+    incidents: StateFile,
+    /// Written at every change with the state's lock held (so in order),
+    /// and again by the writer while a failed write left it behind.
+    acks: StateFile,
 }
 
 /// Why an ack request is refused (the API answers 400 or 404).
@@ -314,17 +326,6 @@ fn read_json<T: for<'de> Deserialize<'de> + Default>(path: &Path) -> anyhow::Res
     }
 }
 
-fn write_json<T: Serialize>(path: &Path, v: &T) -> anyhow::Result<()> {
-    write_atomic(path, serde_json::to_vec(v)?)
-}
-
-/// The stores' atomic write (temp file fsynced and renamed, directory
-/// fsynced), with the path in the error.
-fn write_atomic(path: &Path, bytes: Vec<u8>) -> anyhow::Result<()> {
-    use anyhow::Context;
-    crate::fsutil::write_atomic(path, &bytes).with_context(|| format!("writing {}", path.display()))
-}
-
 /// `labels` carries every one of `group`'s label pairs.
 fn covers(labels: &Labels, group: &BTreeMap<String, String>) -> bool {
     group.iter().all(|(k, v)| labels.get(k) == Some(v.as_str()))
@@ -343,7 +344,7 @@ impl Incidents {
                 recent: Default::default(),
                 ack_seq: 0,
             }),
-            dir: None,
+            files: None,
             dirty: Default::default(),
             writing: Mutex::new(()),
         }
@@ -363,7 +364,10 @@ impl Incidents {
                 recent: Default::default(),
                 ack_seq: 0,
             }),
-            dir: Some(dir.to_path_buf()),
+            files: Some(Files {
+                incidents: StateFile::new(dir.join("incidents.json"), "the incidents"),
+                acks: StateFile::new(dir.join("acks.json"), "the acks"),
+            }),
             dirty: Default::default(),
             writing: Mutex::new(()),
         });
@@ -381,29 +385,33 @@ impl Incidents {
         Ok(inc)
     }
 
-    /// Writes incidents.json if anything changed since the last write.
+    /// Writes incidents.json if anything changed since the last write, and
+    /// acks.json if its last write failed. Failures are logged by the
+    /// files (at most once a minute while the disk refuses writes) and
+    /// tried again at the next call.
     pub fn persist(&self) {
-        let Some(d) = &self.dir else { return };
+        let Some(f) = &self.files else { return };
+        if f.acks.is_behind() {
+            let st = self.state.lock();
+            self.save_acks(&st);
+        }
         let _w = self.writing.lock();
         if !self.dirty.swap(false, std::sync::atomic::Ordering::AcqRel) {
             return;
         }
-        let bytes = serde_json::to_vec(&self.state.lock().file);
-        let path = d.join("incidents.json");
-        let result = bytes
-            .map_err(anyhow::Error::from)
-            .and_then(|b| write_atomic(&path, b));
-        if let Err(e) = result {
-            tracing::error!(error = %format!("{e:#}"), "saving incidents");
+        let written = f
+            .incidents
+            .write(|| Ok(serde_json::to_vec(&self.state.lock().file)?));
+        if written.is_err() {
             self.dirty.store(true, std::sync::atomic::Ordering::Release);
         }
     }
 
+    /// Writes acks.json now: an ack must not be lost to a crash. Callers
+    /// hold the state's lock, so writes land in order.
     fn save_acks(&self, st: &State) {
-        if let Some(d) = &self.dir {
-            if let Err(e) = write_json(&d.join("acks.json"), &st.acks) {
-                tracing::error!(error = %format!("{e:#}"), "saving acks");
-            }
+        if let Some(f) = &self.files {
+            let _ = f.acks.write(|| Ok(serde_json::to_vec(&st.acks)?));
         }
     }
 

@@ -30,7 +30,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
@@ -358,7 +358,7 @@ pub struct RolloutManager {
     plugins: Arc<PluginRuntime>,
     query: Arc<dyn QueryApi>,
     sink: Arc<dyn AlertSink>,
-    path: PathBuf,
+    file: crate::fsutil::StateFile,
     external_url: Mutex<String>,
     rollouts: Mutex<BTreeMap<String, Arc<Rollout>>>,
     state: Mutex<BTreeMap<String, RolloutState>>,
@@ -402,7 +402,7 @@ impl RolloutManager {
             plugins,
             query,
             sink,
-            path,
+            file: crate::fsutil::StateFile::new(path, "the rollout state"),
             external_url: Mutex::default(),
             rollouts: Mutex::default(),
             state: Mutex::new(state),
@@ -535,6 +535,9 @@ impl RolloutManager {
 
     /// One interval of one rollout.
     pub async fn tick(&self, r: &Rollout) {
+        if self.file.is_behind() {
+            self.save();
+        }
         if let Some(q) = &r.version_query {
             self.watch_version(r, q).await;
         }
@@ -980,22 +983,15 @@ impl RolloutManager {
 
     /// Writes the state file atomically and durably (temp file, fsync,
     /// rename, directory fsync). The state lock is held through the write so
-    /// concurrent saves land in order and never share the temp file.
+    /// concurrent saves land in order and never share the temp file. A
+    /// failure is logged by the file (at most once a minute while the disk
+    /// refuses writes) and the next tick writes it again.
     fn save(&self) {
         let state = self.state.lock().unwrap();
         self.incidents.forward(&state);
         // Serialize and write under the lock so an older snapshot can never
         // land on disk after a newer one.
-        let result = serde_json::to_vec_pretty(&*state)
-            .map_err(anyhow::Error::from)
-            .and_then(|bytes| {
-                crate::fsutil::write_atomic(&self.path, &bytes)
-                    .with_context(|| format!("writing {}", self.path.display()))
-            });
-        drop(state);
-        if let Err(e) = result {
-            tracing::error!(error = %format!("{e:#}"), "saving the rollout state");
-        }
+        let _ = self.file.write(|| Ok(serde_json::to_vec_pretty(&*state)?));
     }
 }
 

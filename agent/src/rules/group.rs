@@ -388,8 +388,11 @@ impl Group {
                     let _ = app.append(l, t, stale_nan());
                 }
             }
+            // A commit fails only when the WAL refuses the write: the
+            // store logs that (at most once a minute), counts the refused
+            // samples and makes the agent unready.
             if let Err(e) = app.commit() {
-                tracing::warn!(group = %self.name, error = %e, "committing rule results failed");
+                tracing::debug!(group = %self.name, error = %e, "committing rule results failed");
             }
             st.series_prev[i] = returned;
         }

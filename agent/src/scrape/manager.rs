@@ -35,6 +35,55 @@ struct Pool {
     sync_task: JoinHandle<()>,
 }
 
+/// One scrape pool as [`ScrapeManager::pool_views`] saw it.
+pub struct PoolView {
+    name: String,
+    job: Arc<Job>,
+    state: Arc<Mutex<PoolState>>,
+}
+
+impl PoolView {
+    /// Adds the pool's active targets to `active` and its dropped ones to
+    /// `dropped`.
+    pub fn targets(&self, active: &mut Vec<TargetStatus>, dropped: &mut Vec<(String, Labels)>) {
+        let st = self.state.lock().unwrap();
+        for h in st.loops.values() {
+            let s = h.state.lock().unwrap().clone();
+            active.push(TargetStatus {
+                discovered_labels: to_map(&h.target.discovered),
+                labels: to_map(&h.target.labels),
+                scrape_pool: self.name.clone(),
+                scrape_url: h.target.url.clone(),
+                global_url: h.target.url.clone(),
+                last_error: s.last_error,
+                last_scrape: s
+                    .last_scrape
+                    .map(|t| humantime::format_rfc3339_millis(t).to_string())
+                    .unwrap_or_else(|| "0001-01-01T00:00:00Z".into()),
+                last_scrape_duration: s.last_duration.as_secs_f64(),
+                health: s.health,
+                scrape_interval: humantime::format_duration(self.job.interval).to_string(),
+                scrape_timeout: humantime::format_duration(self.job.timeout).to_string(),
+            });
+        }
+        dropped.extend(st.dropped.iter().map(|l| (self.name.clone(), l.clone())));
+    }
+
+    /// Each active target's labels with the metadata of its last good page.
+    pub fn metadata(&self, out: &mut Vec<(Labels, Arc<Vec<crate::textparse::Metadata>>)>) {
+        let st = self.state.lock().unwrap();
+        for h in st.loops.values() {
+            let m = h.state.lock().unwrap().metadata.clone();
+            out.push((h.target.labels.clone(), m));
+        }
+    }
+}
+
+/// `/api/v1/targets`' order: by pool, then URL.
+pub fn sort_targets(active: &mut [TargetStatus]) {
+    active.sort_by(|a, b| (&a.scrape_pool, &a.scrape_url).cmp(&(&b.scrape_pool, &b.scrape_url)));
+}
+
 /// One row of `/api/v1/targets`.
 #[derive(Debug, Clone, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -151,50 +200,29 @@ impl ScrapeManager {
         }
     }
 
-    /// The active and dropped targets of every job.
-    /// Each active target's labels with the metadata of its last good page.
-    pub async fn metadata(&self) -> Vec<(Labels, Arc<Vec<crate::textparse::Metadata>>)> {
+    /// The pools as they are now, to walk off the async workers: listing
+    /// every target is per target (a file-SD job can have thousands), and
+    /// the API runs it on the blocking pool ([`crate::web::work`]).
+    pub async fn pool_views(&self) -> Vec<PoolView> {
         let pools = self.pools.lock().await;
-        let mut out = Vec::new();
-        for p in pools.values() {
-            let st = p.state.lock().unwrap();
-            for h in st.loops.values() {
-                let m = h.state.lock().unwrap().metadata.clone();
-                out.push((h.target.labels.clone(), m));
-            }
-        }
-        out
+        pools
+            .iter()
+            .map(|(name, p)| PoolView {
+                name: name.clone(),
+                job: p.job.clone(),
+                state: p.state.clone(),
+            })
+            .collect()
     }
 
+    /// The active targets (sorted by pool and URL) and the dropped ones of
+    /// every job.
     pub async fn targets(&self) -> (Vec<TargetStatus>, Vec<(String, Labels)>) {
-        let pools = self.pools.lock().await;
-        let mut active = Vec::new();
-        let mut dropped = Vec::new();
-        for (name, p) in pools.iter() {
-            let st = p.state.lock().unwrap();
-            for h in st.loops.values() {
-                let s = h.state.lock().unwrap().clone();
-                active.push(TargetStatus {
-                    discovered_labels: to_map(&h.target.discovered),
-                    labels: to_map(&h.target.labels),
-                    scrape_pool: name.clone(),
-                    scrape_url: h.target.url.clone(),
-                    global_url: h.target.url.clone(),
-                    last_error: s.last_error,
-                    last_scrape: s
-                        .last_scrape
-                        .map(|t| humantime::format_rfc3339_millis(t).to_string())
-                        .unwrap_or_else(|| "0001-01-01T00:00:00Z".into()),
-                    last_scrape_duration: s.last_duration.as_secs_f64(),
-                    health: s.health,
-                    scrape_interval: humantime::format_duration(p.job.interval).to_string(),
-                    scrape_timeout: humantime::format_duration(p.job.timeout).to_string(),
-                });
-            }
-            dropped.extend(st.dropped.iter().map(|l| (name.clone(), l.clone())));
+        let (mut active, mut dropped) = (Vec::new(), Vec::new());
+        for v in self.pool_views().await {
+            v.targets(&mut active, &mut dropped);
         }
-        active
-            .sort_by(|a, b| (&a.scrape_pool, &a.scrape_url).cmp(&(&b.scrape_pool, &b.scrape_url)));
+        sort_targets(&mut active);
         (active, dropped)
     }
 

@@ -60,6 +60,10 @@ pub struct ScrapeStats {
     pub duplicates: std::sync::atomic::AtomicU64,
     pub out_of_bounds: std::sync::atomic::AtomicU64,
     pub too_far_in_future: std::sync::atomic::AtomicU64,
+    /// Samples of scrapes whose commit the store could not write (the
+    /// target's lastError says why).
+    pub write_failed: std::sync::atomic::AtomicU64,
+    /// Samples stored: counted once their scrape's commit succeeded.
     pub appended: std::sync::atomic::AtomicU64,
 }
 
@@ -486,6 +490,9 @@ impl ScrapeLoop {
             // Once per episode: the target's lastError and the counters
             // carry it from then on.
             tracing::warn!(job = %self.job.name, target = %self.target.url, error = %err, "scraped samples rejected");
+        } else if rejected {
+            // The scrape worked (`up` 1): not a failure.
+            tracing::debug!(job = %self.job.name, target = %self.target.url, error = %err, "scraped samples rejected");
         } else if !err.is_empty() {
             tracing::debug!(job = %self.job.name, target = %self.target.url, error = %err, "scrape failed");
         }
@@ -559,6 +566,8 @@ impl ScrapeLoop {
         let mut app = self.store.appender();
         self.cache.begin();
         let (mut scraped, mut post_relabel, mut added) = (0usize, 0usize, 0usize);
+        // Samples the appender took; counted as stored once committed.
+        let mut taken = 0u64;
         let mut rejected = Rejected::default();
         let mut failed: Option<ScrapeError> = None;
         let mut scratch = std::mem::take(&mut self.scratch);
@@ -592,9 +601,7 @@ impl ScrapeLoop {
             match app.append_hashed(labels, h, ts, s.value) {
                 Ok(r) => {
                     (handle, refused) = (r, false);
-                    self.stats
-                        .appended
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    taken += 1;
                 }
                 Err(AppendRejection::Other(e)) => {
                     failed = Some(ScrapeError::Storage(e));
@@ -623,8 +630,12 @@ impl ScrapeLoop {
         };
         // Series of the last scrape missing from this one get a staleness marker.
         self.cache.finish(&mut *app, t);
-        app.commit()
-            .map_err(|e| ScrapeError::Storage(format!("{e:#}")))?;
+        use std::sync::atomic::Ordering::Relaxed;
+        if let Err(e) = app.commit() {
+            self.stats.write_failed.fetch_add(taken, Relaxed);
+            return Err(ScrapeError::Storage(format!("{e:#}")));
+        }
+        self.stats.appended.fetch_add(taken, Relaxed);
         Ok(Appended {
             scraped,
             post_relabel,
@@ -640,8 +651,11 @@ impl ScrapeLoop {
         }
         let mut app = self.store.appender();
         self.cache.all_stale(&mut *app, t);
+        // A commit fails only when the WAL refuses the write: the store logs
+        // that (at most once a minute), counts the refused samples and
+        // makes the agent unready; a line per commit would be a storm.
         if let Err(e) = app.commit() {
-            tracing::warn!(error = %format!("{e:#}"), "writing staleness markers");
+            tracing::debug!(error = %format!("{e:#}"), "writing staleness markers");
         }
     }
 
@@ -662,8 +676,11 @@ impl ScrapeLoop {
             lb.set(METRIC_NAME, name);
             let _ = app.append(&lb.build(), t, v);
         }
+        // A commit fails only when the WAL refuses the write: the store logs
+        // that (at most once a minute), counts the refused samples and
+        // makes the agent unready; a line per commit would be a storm.
         if let Err(e) = app.commit() {
-            tracing::warn!(error = %format!("{e:#}"), "writing scrape report series");
+            tracing::debug!(error = %format!("{e:#}"), "writing scrape report series");
         }
     }
 

@@ -132,6 +132,8 @@ pub struct HeadCounters {
     pub out_of_bounds: AtomicU64,
     pub too_far_in_future: AtomicU64,
     pub duplicates: AtomicU64,
+    /// Samples of commits the WAL refused (the disk refused writes).
+    pub write_failed: AtomicU64,
     pub series_created: AtomicU64,
     pub series_removed: AtomicU64,
 }

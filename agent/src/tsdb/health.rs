@@ -3,12 +3,12 @@
 //! `/metrics`, kept as "failing" until a write of that kind succeeds again
 //! (the agent is not ready while the WAL is failing), and logged at most
 //! once a minute per kind — a disk that refuses writes would otherwise log
-//! an error every second from the WAL sync alone.
+//! an error every second from the WAL sync alone. Each kind is a
+//! [`WriteFailures`], as the agent's state files are.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicI64, Ordering};
 
-use parking_lot::Mutex;
+use crate::fsutil::WriteFailures;
 
 /// What kind of write failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,85 +42,38 @@ impl WriteKind {
     }
 }
 
-/// A failure is logged at once, then at most this often while it lasts.
-const LOG_EVERY: Duration = Duration::from_secs(60);
-
-#[derive(Default)]
-struct Kind {
-    failures: AtomicU64,
-    failing: AtomicBool,
-    log: Mutex<LogState>,
-}
-
-#[derive(Default)]
-struct LogState {
-    last_logged: Option<Instant>,
-    /// Failures since the last log line.
-    unlogged: u64,
-    /// The last failure's message.
-    error: String,
-}
-
 /// See the module docs. One per store, shared by its WAL.
 #[derive(Default)]
 pub struct WriteHealth {
-    kinds: [Kind; 3],
+    kinds: [WriteFailures; 3],
     /// Unix ms of the last failure of any kind; 0 = none.
     last_failure_ms: AtomicI64,
 }
 
 impl WriteHealth {
-    fn kind(&self, k: WriteKind) -> &Kind {
+    fn kind(&self, k: WriteKind) -> &WriteFailures {
         &self.kinds[k as usize]
     }
 
     /// Records a failed write (and logs it, rate-limited).
     pub fn failed(&self, k: WriteKind, error: &anyhow::Error) {
-        let kind = self.kind(k);
-        kind.failures.fetch_add(1, Ordering::Relaxed);
-        kind.failing.store(true, Ordering::SeqCst);
         self.last_failure_ms
             .store(crate::scrape::scrape_loop::now_ms(), Ordering::Relaxed);
-        let mut log = kind.log.lock();
-        log.error = format!("{error:#}");
-        log.unlogged += 1;
-        if log.last_logged.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
-            tracing::error!(
-                error = %log.error,
-                failures = log.unlogged,
-                "{} failed (logged at most once a minute while it keeps failing)",
-                k.what()
-            );
-            log.last_logged = Some(Instant::now());
-            log.unlogged = 0;
-        }
+        self.kind(k).failed(k.what(), &format!("{error:#}"));
     }
 
     /// Records a successful write: a failing kind recovers.
     pub fn succeeded(&self, k: WriteKind) {
-        let kind = self.kind(k);
-        if kind.failing.swap(false, Ordering::SeqCst) {
-            let mut log = kind.log.lock();
-            tracing::warn!(
-                failures_since_last_log = log.unlogged,
-                "{} works again",
-                k.what()
-            );
-            *log = LogState::default();
-        }
+        self.kind(k).succeeded(k.what());
     }
 
     /// The last error of a kind whose last write failed.
     pub fn failing(&self, k: WriteKind) -> Option<String> {
-        let kind = self.kind(k);
-        if !kind.failing.load(Ordering::SeqCst) {
-            return None;
-        }
-        Some(kind.log.lock().error.clone())
+        self.kind(k).failing()
     }
 
     pub fn failures(&self, k: WriteKind) -> u64 {
-        self.kind(k).failures.load(Ordering::Relaxed)
+        self.kind(k).count()
     }
 
     /// Unix ms of the last failure of any kind (None: never).

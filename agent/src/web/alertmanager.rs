@@ -671,14 +671,13 @@ pub async fn delete_silence(State(agent): State<Arc<Agent>>, Path(id): Path<Stri
 
 /// Silences are few and precious: write them at every change, so a crash
 /// right after `amtool silence add` loses nothing. The write fsyncs: it
-/// runs on the blocking pool.
+/// runs on the blocking pool. A failed write is logged by the store (at
+/// most once a minute while the disk refuses writes) and retried by the
+/// dispatcher until it succeeds.
 async fn persist_silences(agent: &Agent) {
     let silences = agent.alert_state.silences.clone();
-    let r = tokio::task::spawn_blocking(move || silences.snapshot()).await;
-    match r {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::error!(error = %e, "writing the silences snapshot"),
-        Err(e) => tracing::error!(error = %e, "writing the silences snapshot"),
+    if let Err(e) = tokio::task::spawn_blocking(move || silences.snapshot()).await {
+        tracing::error!(error = %e, "writing the silences snapshot");
     }
 }
 

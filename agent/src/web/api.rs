@@ -192,9 +192,7 @@ pub async fn series(
             let mut set: std::collections::BTreeSet<Labels> = Default::default();
             for m in sels {
                 w.check()?;
-                for s in db.select(&m, start, end) {
-                    set.insert(s.labels);
-                }
+                set.extend(db.series_labels(&m, start, end));
             }
             let mut out = Vec::with_capacity(set.len());
             for l in &set {
@@ -267,27 +265,40 @@ pub async fn label_values(
     Ok(success(json!(values)))
 }
 
-/// GET /api/v1/targets
-pub async fn targets(State(agent): State<Arc<Agent>>, RawQuery(q): RawQuery) -> Response {
+/// GET /api/v1/targets: a walk over every target (thousands with file
+/// SD), so heavy work, checked between pools and dropped targets.
+pub async fn targets(
+    State(agent): State<Arc<Agent>>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
     let p = Params::from_request(q, &HeaderMap::new(), &Bytes::new());
-    let state = p.get("state").unwrap_or("any");
-    let (active, dropped) = agent.scrape.targets().await;
-    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-    for (job, _) in &dropped {
-        *counts.entry(job.clone()).or_default() += 1;
-    }
-    let active = if state == "dropped" { vec![] } else { active };
-    let dropped: Vec<_> = if state == "active" {
-        vec![]
-    } else {
-        dropped
-            .iter()
-            .map(|(job, l)| json!({"discoveredLabels": labels_json(l), "scrapePool": job}))
-            .collect()
-    };
-    success(
-        json!({"activeTargets": active, "droppedTargets": dropped, "droppedTargetCounts": counts}),
-    )
+    let state = p.get("state").unwrap_or("any").to_string();
+    let views = agent.scrape.pool_views().await;
+    let data = agent
+        .work
+        .run(DEFAULT_TIMEOUT, move |w| {
+            let (mut active, mut dropped) = (Vec::new(), Vec::new());
+            for v in &views {
+                w.check()?;
+                v.targets(&mut active, &mut dropped);
+            }
+            crate::scrape::manager::sort_targets(&mut active);
+            let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+            for (job, _) in &dropped {
+                *counts.entry(job.clone()).or_default() += 1;
+            }
+            let active = if state == "dropped" { vec![] } else { active };
+            let mut shown = Vec::new();
+            if state != "active" {
+                for (job, l) in &dropped {
+                    w.check()?;
+                    shown.push(json!({"discoveredLabels": labels_json(l), "scrapePool": job}));
+                }
+            }
+            Ok(json!({"activeTargets": active, "droppedTargets": shown, "droppedTargetCounts": counts}))
+        })
+        .await?;
+    Ok(success(data))
 }
 
 /// The Prometheus release whose query API wasmon implements. Grafana reads
@@ -312,7 +323,8 @@ pub async fn buildinfo() -> Response {
 
 /// GET /api/v1/metadata: TYPE/HELP/UNIT per metric family over the active
 /// targets' last pages, distinct entries per metric, like Prometheus.
-/// Parameters: `metric`, `limit` (metrics), `limit_per_metric`.
+/// Parameters: `metric`, `limit` (metrics), `limit_per_metric`. A walk over
+/// every family of every target: heavy work, checked per target.
 pub async fn metadata(State(agent): State<Arc<Agent>>, RawQuery(q): RawQuery) -> Response {
     let p = Params::from_request(q, &HeaderMap::new(), &Bytes::new());
     let limit = |name: &str| -> Result<Option<usize>, ApiError> {
@@ -331,24 +343,43 @@ pub async fn metadata(State(agent): State<Arc<Agent>>, RawQuery(q): RawQuery) ->
         (Ok(a), Ok(b)) => (a, b),
         (Err(e), _) | (_, Err(e)) => return e.into_response(),
     };
-    let metric = p.get("metric").filter(|m| !m.is_empty());
-    let mut out: BTreeMap<String, Vec<serde_json::Value>> = BTreeMap::new();
-    for (_, families) in agent.scrape.metadata().await {
-        for m in families.iter() {
-            if metric.is_some_and(|want| want != m.family) {
-                continue;
+    let metric = p
+        .get("metric")
+        .filter(|m| !m.is_empty())
+        .map(str::to_string);
+    let views = agent.scrape.pool_views().await;
+    let result = agent
+        .work
+        .run(DEFAULT_TIMEOUT, move |w| {
+            let mut pages = Vec::new();
+            for v in &views {
+                w.check()?;
+                v.metadata(&mut pages);
             }
-            if limit.is_some_and(|l| out.len() >= l && !out.contains_key(&m.family)) {
-                continue;
+            let mut out: BTreeMap<String, Vec<serde_json::Value>> = BTreeMap::new();
+            for (_, families) in pages {
+                w.check()?;
+                for m in families.iter() {
+                    if metric.as_ref().is_some_and(|want| *want != m.family) {
+                        continue;
+                    }
+                    if limit.is_some_and(|l| out.len() >= l && !out.contains_key(&m.family)) {
+                        continue;
+                    }
+                    let entry = json!({"type": m.kind.as_str(), "help": m.help, "unit": m.unit});
+                    let list = out.entry(m.family.clone()).or_default();
+                    if !list.contains(&entry) && per_metric.is_none_or(|l| list.len() < l) {
+                        list.push(entry);
+                    }
+                }
             }
-            let entry = json!({"type": m.kind.as_str(), "help": m.help, "unit": m.unit});
-            let list = out.entry(m.family.clone()).or_default();
-            if !list.contains(&entry) && per_metric.is_none_or(|l| list.len() < l) {
-                list.push(entry);
-            }
-        }
+            Ok(json!(out))
+        })
+        .await;
+    match result {
+        Ok(v) => success(v),
+        Err(e) => ApiError::from(e).into_response(),
     }
-    success(json!(out))
 }
 
 /// GET|POST /api/v1/query_exemplars: wasmon does not store exemplars, so

@@ -217,6 +217,7 @@ fn store_and_scrape_metrics(agent: &Agent) -> Vec<crate::selfmetrics::Extra> {
         ("too_far_in_future", s.too_far_in_future_total),
         ("out_of_order", s.out_of_order_total),
         ("duplicate_timestamp", s.duplicate_total),
+        ("write_failed", s.write_failed_total),
     ] {
         v.push(
             Extra::counter("wasmon_tsdb_samples_rejected", rejected, n as f64)
@@ -230,6 +231,7 @@ fn store_and_scrape_metrics(agent: &Agent) -> Vec<crate::selfmetrics::Extra> {
         ("too_far_in_future", &sc.too_far_in_future),
         ("out_of_order", &sc.out_of_order),
         ("duplicate_timestamp", &sc.duplicates),
+        ("write_failed", &sc.write_failed),
     ] {
         v.push(
             Extra::counter(

@@ -10,6 +10,67 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
 
+/// Serves `app` on 127.0.0.1 for the rest of the test.
+pub async fn serve(app: Router) -> SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    addr
+}
+
+/// The wall clock in Unix milliseconds (the agent's sample timestamps).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// The value of the sample `series` (name and labels as written) on a
+/// metrics page.
+pub fn sample_value(page: &str, series: &str) -> Option<f64> {
+    page.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map(|v| v.trim().parse().unwrap())
+}
+
+/// Sets the file size limit (RLIMIT_FSIZE, soft) of process `pid` to
+/// `bytes` (`None`: unlimited): past it every write fails with EFBIG —
+/// for root too, unlike a read-only mode bit. The agent ignores SIGXFSZ,
+/// so the writes fail rather than the process. Start such an agent with
+/// [`AgentProcess::start_logging_through_a_pipe`]: its log file is
+/// written by the agent too.
+pub fn set_file_size_limit(pid: u32, bytes: Option<u64>) {
+    let mut cur = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: prlimit with valid pointers to rlimit structs.
+    let rc = unsafe {
+        libc::prlimit(
+            pid as libc::pid_t,
+            libc::RLIMIT_FSIZE,
+            std::ptr::null(),
+            &mut cur,
+        )
+    };
+    assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
+    let new = libc::rlimit {
+        rlim_cur: bytes.unwrap_or(cur.rlim_max),
+        rlim_max: cur.rlim_max,
+    };
+    // SAFETY: as above.
+    let rc = unsafe {
+        libc::prlimit(
+            pid as libc::pid_t,
+            libc::RLIMIT_FSIZE,
+            &new,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
+}
+
 /// A first-party or test component built by `cargo xtask plugins`.
 pub fn component(name: &str) -> PathBuf {
     let dir = std::env::var_os("WASMON_PLUGIN_DIR")
@@ -135,21 +196,57 @@ impl AgentProcess {
             .unwrap()
     }
 
+    /// The agent binary: `WASMON_BIN` when set (a release build, or a copy
+    /// that a long run keeps while the tree is rebuilt), else the one cargo
+    /// built for this test.
+    pub fn binary() -> PathBuf {
+        std::env::var_os("WASMON_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_wasmon")))
+    }
+
     /// Starts `wasmon run --config DIR/wasmon.toml` where `config` is the
     /// text with `{{LISTEN}}` replaced, and waits until it is ready.
     pub async fn start(dir: tempfile::TempDir, config: &str) -> AgentProcess {
+        let log = dir.path().join("wasmon.log");
+        let stderr = std::process::Stdio::from(std::fs::File::create(&log).unwrap());
+        Self::spawn(dir, config, stderr, None).await
+    }
+
+    /// [`AgentProcess::start`] with the agent's stderr read through a pipe
+    /// into its log file, so that the log stays complete while the
+    /// agent's own file writes are made to fail ([`set_file_size_limit`]).
+    pub async fn start_logging_through_a_pipe(
+        dir: tempfile::TempDir,
+        config: &str,
+    ) -> AgentProcess {
+        let log = dir.path().join("wasmon.log");
+        let file = std::fs::File::create(&log).unwrap();
+        Self::spawn(dir, config, std::process::Stdio::piped(), Some(file)).await
+    }
+
+    async fn spawn(
+        dir: tempfile::TempDir,
+        config: &str,
+        stderr: std::process::Stdio,
+        copy_to: Option<std::fs::File>,
+    ) -> AgentProcess {
         let addr = Self::free_addr();
         let cfg_path = dir.path().join("wasmon.toml");
         std::fs::write(&cfg_path, config.replace("{{LISTEN}}", &addr.to_string())).unwrap();
         let log = dir.path().join("wasmon.log");
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_wasmon"))
+        let mut child = std::process::Command::new(Self::binary())
             .args(["run", "--config"])
             .arg(&cfg_path)
             .env("WASMON_LOG", "info,wasmon=debug")
             .stdout(std::fs::File::create(dir.path().join("stdout.log")).unwrap())
-            .stderr(std::fs::File::create(&log).unwrap())
+            .stderr(stderr)
             .spawn()
             .unwrap();
+        if let Some(mut file) = copy_to {
+            let mut pipe = child.stderr.take().unwrap();
+            std::thread::spawn(move || std::io::copy(&mut pipe, &mut file));
+        }
         let mut p = AgentProcess {
             child,
             addr,
@@ -208,14 +305,49 @@ impl AgentProcess {
     }
 
     pub fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        String::from_utf8_lossy(&std::fs::read(&self.log).unwrap_or_default()).into_owned()
     }
 
     /// SIGKILL (no shutdown path runs) and hand back the data directory.
     pub fn kill9(mut self) -> tempfile::TempDir {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
+        self.into_dir()
+    }
+
+    /// The agent's directory, for a restart on it (the agent is killed if
+    /// it still runs).
+    pub fn into_dir(mut self) -> tempfile::TempDir {
         std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap())
+    }
+
+    /// Sends SIGTERM and waits for the agent to exit, successfully: it must
+    /// within `limit`. Returns how long it took.
+    pub fn terminate_within(&mut self, limit: std::time::Duration) -> std::time::Duration {
+        self.signal("TERM");
+        let start = std::time::Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "{status}\n{}", self.logs());
+                return start.elapsed();
+            }
+            assert!(
+                start.elapsed() < limit,
+                "no exit {limit:?} after SIGTERM\n{}",
+                self.logs()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// The agent's /metrics page.
+    pub async fn self_metrics(&self) -> String {
+        reqwest::get(self.url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
     }
 
     pub fn signal(&self, sig: &str) {
