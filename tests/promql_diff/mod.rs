@@ -89,6 +89,10 @@ pub struct Report {
     pub differences: Vec<String>,
     /// Listed in [`KNOWN`] but answered alike.
     pub known_but_equal: Vec<String>,
+    /// `topk`/`bottomk` answers that picked other series among equal
+    /// values (both are right: which of tied series is kept is unspecified,
+    /// and Prometheus' choice follows its heap order).
+    pub ties: Vec<String>,
     /// Until both held the whole history.
     pub ingest: Duration,
     /// Asking and comparing.
@@ -629,6 +633,31 @@ fn close(a: f64, b: f64) -> bool {
         || (a - b).abs() <= (1e-5 * a.abs().min(b.abs())).max(1e-12)
 }
 
+/// The values of an answer at each timestamp, sorted: what two `topk`
+/// answers that broke ties differently still share.
+fn values_by_time(series: &BTreeMap<String, Vec<(i64, f64)>>) -> BTreeMap<i64, Vec<f64>> {
+    let mut at: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
+    for (t, v) in series.values().flatten() {
+        at.entry(*t).or_default().push(*v);
+    }
+    for vs in at.values_mut() {
+        vs.sort_by(f64::total_cmp);
+    }
+    at
+}
+
+/// Two answers that select the same values at every timestamp.
+fn same_values(w: &Answer, p: &Answer) -> bool {
+    let (Answer::Ok { series: ws, .. }, Answer::Ok { series: ps, .. }) = (w, p) else {
+        return false;
+    };
+    let (wv, pv) = (values_by_time(ws), values_by_time(ps));
+    wv.len() == pv.len()
+        && wv.iter().zip(&pv).all(|((wt, a), (pt, b))| {
+            wt == pt && a.len() == b.len() && a.iter().zip(b).all(|(x, y)| close(*x, *y))
+        })
+}
+
 /// Why two answers differ (None when they agree).
 fn differ(w: &Answer, p: &Answer, should_fail: bool) -> Option<String> {
     match (w, p) {
@@ -817,7 +846,7 @@ pub async fn run(size: Size) -> Option<Report> {
         .iter()
         .flat_map(|c| [(c.clone(), range), (c.clone(), At::Instant(end))])
         .collect();
-    type Done = (Case, At, Option<String>, Duration, Duration);
+    type Done = (Case, At, Option<String>, bool, Duration, Duration);
     let results: Vec<Done> = futures::stream::iter(jobs)
         .map(|(c, at)| {
             let (client, wasmon, prometheus) = (&client, &wasmon, &prometheus);
@@ -827,14 +856,16 @@ pub async fn run(size: Size) -> Option<Report> {
                     timed_ask(client, prometheus, &c.query, at)
                 );
                 let d = differ(&w, &p, c.should_fail);
-                (c, at, d, wt, pt)
+                let selects = c.query.contains("topk") || c.query.contains("bottomk");
+                let tie = d.is_some() && selects && same_values(&w, &p);
+                (c, at, d, tie, wt, pt)
             }
         })
         .buffer_unordered(4)
         .collect()
         .await;
     let mut known_seen: HashMap<&str, bool> = HashMap::new();
-    for (c, at, d, wt, pt) in results {
+    for (c, at, d, tie, wt, pt) in results {
         report.comparisons += 1;
         report.wasmon_time += wt;
         report.prometheus_time += pt;
@@ -854,6 +885,7 @@ pub async fn run(size: Size) -> Option<Report> {
                     .known
                     .push(format!("{kind} {}: {d} [known: {why}]", c.query));
             }
+            (Some(d), None) if tie => report.ties.push(format!("{kind} {}: {d}", c.query)),
             (Some(d), None) => report.differences.push(format!("{kind} {}: {d}", c.query)),
         }
     }
@@ -871,12 +903,13 @@ pub async fn run(size: Size) -> Option<Report> {
 impl Report {
     pub fn print(&self) {
         println!(
-            "promql differential: {} series, {} queries, {} comparisons (range + instant), {} differences, {} known differences ({:.1} s ingesting, {:.1} s comparing; answers took {:.1} s in wasmon, {:.1} s in prometheus)",
+            "promql differential: {} series, {} queries, {} comparisons (range + instant), {} differences, {} known differences, {} ties broken otherwise ({:.1} s ingesting, {:.1} s comparing; answers took {:.1} s in wasmon, {:.1} s in prometheus)",
             self.series,
             self.queries,
             self.comparisons,
             self.differences.len(),
             self.known.len(),
+            self.ties.len(),
             self.ingest.as_secs_f64(),
             self.compare.as_secs_f64(),
             self.wasmon_time.as_secs_f64(),
@@ -890,6 +923,9 @@ impl Report {
         }
         for p in &self.known_but_equal {
             println!("KNOWN BUT EQUAL {p}");
+        }
+        for t in &self.ties {
+            println!("TIE {t}");
         }
     }
 }
