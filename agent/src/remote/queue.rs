@@ -989,10 +989,12 @@ max_shards = 2
             }
         };
         check(&rx.accepted.lock().unwrap(), 100);
-        assert_eq!(
-            counter(&metrics, "wasmon_remote_storage_samples_total"),
-            want as f64
-        );
+        // The sender counts a batch once it has read the answer, after the
+        // receiver recorded it.
+        wait_for("every sample counted as sent", || {
+            counter(&metrics, "wasmon_remote_storage_samples_total") == want as f64
+        })
+        .await;
         assert_eq!(
             counter(&metrics, "wasmon_remote_storage_samples_failed_total"),
             0.0
@@ -1010,8 +1012,10 @@ max_shards = 2
         write(&db, 300, 100..110, t0);
         let rw = RemoteWrite::new(tmp.path(), metrics.clone());
         rw.apply(&config(rx.addr, "")).await.unwrap();
+        // The 3,000 new samples; then a pause in which a resend of old
+        // ones would arrive (and fail the exactly-once check).
         wait_for("resumed samples", || {
-            rx.accepted.lock().unwrap().len() >= 300 * 50
+            rx.accepted.lock().unwrap().len() >= 300 * 110
         })
         .await;
         tokio::time::sleep(Duration::from_millis(300)).await;
