@@ -114,6 +114,23 @@ pub fn check(q: &str) -> Result<(), String> {
                     return Err(positioned(q, span.start(), "duration out of range"));
                 }
             }
+            // Prometheus parses numbers with Go's ParseFloat, which refuses
+            // a finite spelling that overflows (`1e999999`); promql-parser
+            // would take it as Inf. `Inf` itself is a number.
+            T_NUMBER => {
+                let text = lexer.span_str(span);
+                let overflows = text.parse::<f64>().is_ok_and(f64::is_infinite)
+                    && !text.to_ascii_lowercase().starts_with("inf");
+                if overflows {
+                    return Err(positioned(
+                        q,
+                        span.start(),
+                        &format!(
+                            "error parsing number: strconv.ParseFloat: parsing {text:?}: value out of range"
+                        ),
+                    ));
+                }
+            }
             T_RIGHT_BRACKET => in_brackets = false,
             _ if tok == T_LEFT_BRACKET || TokenType::new(tok).is_operator() => {
                 in_brackets |= tok == T_LEFT_BRACKET;
@@ -577,6 +594,8 @@ mod tests {
             ("up[99999999999999y]", "1:4: parse error: duration out of range"),
             ("up[5000000000s]", "1:4: parse error: duration out of range"),
             ("up[11e400]", "1:4: parse error: duration out of range"),
+            ("1e999999", "1:1: parse error: error parsing number: strconv.ParseFloat: parsing \"1e999999\": value out of range"),
+            ("-1e999999", "1:2: parse error: error parsing number: strconv.ParseFloat: parsing \"1e999999\": value out of range"),
             ("up[0s]", "1:4: parse error: duration must be greater than 0"),
             ("rate(up[5m:0s])", "1:12: parse error: duration must be greater than 0"),
             ("up{a=\"b}", "1:6: parse error: unterminated quoted string \""),
