@@ -668,22 +668,7 @@ async fn soak_targets() -> SoakTargets {
         gz.write_all(text.as_bytes()).unwrap();
         bytes::Bytes::from(gz.finish().unwrap())
     };
-    let huge = common::serve(Router::new().route(
-        "/metrics",
-        get(move || {
-            let b = huge_body.clone();
-            async move {
-                (
-                    [
-                        ("content-type", "text/plain; version=0.0.4"),
-                        ("content-encoding", "gzip"),
-                    ],
-                    b,
-                )
-            }
-        }),
-    ))
-    .await;
+    let huge = common::serve_gzipped_metrics(huge_body).await;
     let skewed = common::serve(Router::new().route(
         "/metrics",
         get(|| async {

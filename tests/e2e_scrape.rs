@@ -787,22 +787,7 @@ async fn a_gzip_bomb_stops_at_the_default_body_size_limit() {
         gz.write_all(&zeros).unwrap();
     }
     let bomb = bytes::Bytes::from(gz.finish().unwrap());
-    let target = common::serve(Router::new().route(
-        "/metrics",
-        get(move || {
-            let bomb = bomb.clone();
-            async move {
-                (
-                    [
-                        ("content-type", "text/plain; version=0.0.4"),
-                        ("content-encoding", "gzip"),
-                    ],
-                    bomb,
-                )
-            }
-        }),
-    ))
-    .await;
+    let target = common::serve_gzipped_metrics(bomb).await;
     let config = app_only(target);
     let agent = common::AgentProcess::start(tempfile::tempdir().unwrap(), &config).await;
     agent

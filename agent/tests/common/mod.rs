@@ -18,6 +18,27 @@ pub async fn serve(app: Router) -> SocketAddr {
     addr
 }
 
+/// Serves `gzipped` (a gzip-compressed text-format page) at `/metrics` with
+/// `Content-Encoding: gzip`, for the rest of the test.
+pub async fn serve_gzipped_metrics(gzipped: Bytes) -> SocketAddr {
+    serve(Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let body = gzipped.clone();
+            async move {
+                (
+                    [
+                        ("content-type", "text/plain; version=0.0.4"),
+                        ("content-encoding", "gzip"),
+                    ],
+                    body,
+                )
+            }
+        }),
+    ))
+    .await
+}
+
 /// The wall clock in Unix milliseconds (the agent's sample timestamps).
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
