@@ -672,8 +672,8 @@ struct AlertSinkToDispatcher {
     forwarder: Option<crate::alerting::forward::Forwarder>,
 }
 
-impl crate::rules::group::AlertSink for AlertSinkToDispatcher {
-    fn send(&self, alerts: Vec<crate::rules::group::OutgoingAlert>) {
+impl crate::alerting::sink::AlertSink for AlertSinkToDispatcher {
+    fn send(&self, alerts: Vec<crate::alerting::sink::OutgoingAlert>) {
         if let Some(f) = &self.forwarder {
             f.send(
                 alerts

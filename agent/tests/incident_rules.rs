@@ -4,12 +4,13 @@
 
 use std::sync::Arc;
 
+use wasmon::alerting::sink::MemorySink;
 use wasmon::incident::Incidents;
 use wasmon::model::Labels;
 use wasmon::promql::MemStorage;
 use wasmon::rules::group::ms_to_time;
 use wasmon::rules::rulefmt::{parse, ParseOpts};
-use wasmon::rules::{Group, MemStorageAppendable, MemorySink, RuleOpts};
+use wasmon::rules::{Group, MemStorageAppendable, RuleOpts};
 
 const M: i64 = 60_000;
 // Far enough from the epoch that the look-back window is all in range.

@@ -6,13 +6,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use wasmon::alerting::sink::MemorySink;
 use wasmon::model::{is_stale_nan, Labels};
 use wasmon::promql::{MatchOp, Matcher, MemStorage, Queryable};
 use wasmon::rules::group::ms_to_time;
 use wasmon::rules::rulefmt::{parse, ParseOpts};
 use wasmon::rules::{
-    AlertState, Group, ManagerOpts, ManualClock, MemStorageAppendable, MemorySink, Rule,
-    RuleManager, RuleOpts,
+    AlertState, Group, ManagerOpts, ManualClock, MemStorageAppendable, Rule, RuleManager, RuleOpts,
 };
 
 const M: i64 = 60_000;

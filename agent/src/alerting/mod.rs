@@ -13,4 +13,5 @@ pub mod nflog;
 pub mod plugin_notifier;
 pub mod route;
 pub mod silence;
+pub mod sink;
 pub mod types;

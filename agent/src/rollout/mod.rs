@@ -35,12 +35,12 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+use crate::alerting::sink::{AlertSink, OutgoingAlert};
 use crate::config::{InstanceConfig, PluginsConfig};
 use crate::model::Labels;
 use crate::plugins::bindings::types as wit;
 use crate::plugins::host::QueryApi;
 use crate::plugins::{Instance, PluginRuntime};
-use crate::rules::group::{AlertSink, OutgoingAlert};
 
 pub mod api;
 mod incident_hook;

@@ -1,7 +1,8 @@
 //! A rule group: its rules evaluated in order at one timestamp. Each
 //! rule's output is committed before the next rule runs (so later rules see
 //! it); a series a rule produced last time but not this time gets a
-//! staleness marker; alerts due for sending go to the [`AlertSink`].
+//! staleness marker; alerts due for sending go to the [`AlertSink`]
+//! (`alerting::sink`).
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -13,52 +14,10 @@ use promql_parser::parser::Expr;
 use super::alerting::{Alert, AlertingRule};
 use super::recording::RecordingRule;
 use super::rulefmt::{RuleDef, RuleGroup, RuleKind};
+use crate::alerting::sink::{AlertSink, OutgoingAlert};
 use crate::model::{stale_nan, Labels};
 use crate::promql::{Engine, Queryable, Value};
 use crate::scrape::append::Appendable;
-
-/// An alert as handed to the notifier/dispatcher (Alertmanager's
-/// `postableAlert` fields).
-#[derive(Debug, Clone, PartialEq)]
-pub struct OutgoingAlert {
-    pub labels: Labels,
-    pub annotations: BTreeMap<String, String>,
-    pub starts_at: DateTime<Utc>,
-    pub ends_at: DateTime<Utc>,
-    pub generator_url: String,
-}
-
-/// Where alerts go; the host connects it to the dispatcher (or an
-/// Alertmanager client). Called from the group's evaluation, so it should
-/// not block for long.
-pub trait AlertSink: Send + Sync {
-    fn send(&self, alerts: Vec<OutgoingAlert>);
-}
-
-/// A sink that drops everything.
-pub struct NoopSink;
-
-impl AlertSink for NoopSink {
-    fn send(&self, _alerts: Vec<OutgoingAlert>) {}
-}
-
-/// A sink that keeps everything (tests).
-#[derive(Default)]
-pub struct MemorySink {
-    pub sent: parking_lot::Mutex<Vec<OutgoingAlert>>,
-}
-
-impl AlertSink for MemorySink {
-    fn send(&self, alerts: Vec<OutgoingAlert>) {
-        self.sent.lock().extend(alerts);
-    }
-}
-
-impl MemorySink {
-    pub fn take(&self) -> Vec<OutgoingAlert> {
-        std::mem::take(&mut *self.sent.lock())
-    }
-}
 
 /// What evaluating rules needs; shared by all groups of a manager.
 #[derive(Clone)]

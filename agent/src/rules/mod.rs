@@ -6,7 +6,8 @@
 //!   keep the inactive → pending → firing state machine.
 //! - [`group`]: a group's rules evaluated in order at one timestamp,
 //!   results written back through an [`Appendable`](crate::scrape::append::Appendable)
-//!   (stale markers when a series disappears), alerts handed to an [`AlertSink`].
+//!   (stale markers when a series disappears), alerts handed to an
+//!   [`AlertSink`](crate::alerting::sink::AlertSink).
 //! - [`manager`]: loads files, runs each group on its interval (aligned like
 //!   Prometheus), reloads, restores `for` state from `ALERTS_FOR_STATE`.
 //! - [`api`]: `/api/v1/rules` and `/api/v1/alerts` JSON.
@@ -23,7 +24,5 @@ pub mod template;
 pub mod unittest;
 
 pub use alerting::{Alert, AlertState, AlertingRule};
-pub use group::{
-    AlertSink, Group, MemStorageAppendable, MemorySink, NoopSink, OutgoingAlert, Rule, RuleOpts,
-};
+pub use group::{Group, MemStorageAppendable, Rule, RuleOpts};
 pub use manager::{Clock, ManagerOpts, ManualClock, RuleManager, SystemClock};

@@ -16,8 +16,9 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use super::group::{query_vector, EvalCtx, Group, MemStorageAppendable, NoopSink, RuleOpts};
+use super::group::{query_vector, EvalCtx, Group, MemStorageAppendable, RuleOpts};
 use super::rulefmt::{self, format_duration, parse_duration, ParseOpts};
+use crate::alerting::sink::NoopSink;
 use crate::model::Labels;
 use crate::promql::promqltest::{parse_metric, parse_points, Point};
 use crate::promql::{Engine, EngineOpts, MemStorage};
