@@ -22,6 +22,6 @@ mod grouping;
 mod histogram;
 
 pub use engine::{parse, parse_query, Engine, EngineOpts};
-pub use error::EvalError;
+pub use error::{EvalError, ParseError};
 pub use storage::{MatchOp, Matcher, MemStorage, Queryable, SeriesData};
 pub use value::{Annotations, QueryResult, Sample, Series, Value};

@@ -11,7 +11,7 @@ use toml::Spanned;
 
 use crate::config::scrape::BasicAuth;
 use crate::config::secret::Secret;
-use crate::model::relabel::{RelabelConfig, Relabeler};
+use crate::model::relabel::{RelabelConfig, RelabelError, Relabeler};
 
 #[derive(Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -134,7 +134,7 @@ impl RemoteWriteConfig {
         }
     }
 
-    pub fn relabelers(&self) -> Result<Vec<Relabeler>, String> {
+    pub fn relabelers(&self) -> Result<Vec<Relabeler>, RelabelError> {
         self.write_relabel_configs
             .iter()
             .cloned()

@@ -108,7 +108,7 @@ impl Queue {
                 stop_rx.clone(),
             )));
         }
-        let relabelers = cfg.relabelers().map_err(|e| anyhow::anyhow!(e))?;
+        let relabelers = cfg.relabelers()?;
         let (start, min_t) = {
             let t = tracker.lock();
             (t.shards.clone(), t.min_t)

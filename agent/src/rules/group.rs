@@ -12,11 +12,12 @@ use chrono::{DateTime, Utc};
 use promql_parser::parser::Expr;
 
 use super::alerting::{Alert, AlertingRule};
+use super::error::{BuildError, RuleEvalError};
 use super::recording::RecordingRule;
 use super::rulefmt::{RuleDef, RuleGroup, RuleKind};
 use crate::alerting::sink::{AlertSink, OutgoingAlert};
 use crate::model::{stale_nan, Labels};
-use crate::promql::{Engine, Queryable, Value};
+use crate::promql::{Engine, ParseError, Queryable, Value};
 use crate::scrape::append::Appendable;
 
 /// What evaluating rules needs; shared by all groups of a manager.
@@ -70,15 +71,16 @@ pub struct EvalCtx<'a> {
 
 /// Runs an instant query the way rules do: a vector as is, a scalar as a
 /// one-element vector without labels, anything else an error.
-pub fn query_vector(ctx: &EvalCtx<'_>, e: &Expr, t: i64) -> Result<Vec<(Labels, f64)>, String> {
-    let r = ctx
-        .engine
-        .instant(ctx.queryable, e, t)
-        .map_err(|e| e.to_string())?;
+pub fn query_vector(
+    ctx: &EvalCtx<'_>,
+    e: &Expr,
+    t: i64,
+) -> Result<Vec<(Labels, f64)>, RuleEvalError> {
+    let r = ctx.engine.instant(ctx.queryable, e, t)?;
     match r.value {
         Value::Vector(v) => Ok(v.into_iter().map(|s| (s.labels, s.v)).collect()),
         Value::Scalar { v, .. } => Ok(vec![(Labels::new(), v)]),
-        _ => Err("rule result is not a vector or scalar".into()),
+        _ => Err(RuleEvalError::NotVector),
     }
 }
 
@@ -151,7 +153,7 @@ impl Rule {
         def: &RuleDef,
         group_labels: &BTreeMap<String, String>,
         restored: bool,
-    ) -> Result<Rule, String> {
+    ) -> Result<Rule, ParseError> {
         let mut labels = group_labels.clone();
         labels.extend(def.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
         Ok(match &def.kind {
@@ -210,11 +212,17 @@ impl Group {
         default_interval_ms: i64,
         opts: Arc<RuleOpts>,
         restored: bool,
-    ) -> Result<Group, String> {
+    ) -> Result<Group, BuildError> {
         let rules = def
             .rules
             .iter()
-            .map(|r| Rule::from_def(r, &def.labels, restored))
+            .map(|r| {
+                Rule::from_def(r, &def.labels, restored).map_err(|error| BuildError {
+                    group: def.name.clone(),
+                    rule: r.name().to_string(),
+                    error,
+                })
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let n = rules.len();
         Ok(Group {
@@ -307,7 +315,7 @@ impl Group {
                     }
                     Err(e) => {
                         st.health = Health::Bad;
-                        st.last_error = Some(e.clone());
+                        st.last_error = Some(e.to_string());
                     }
                 }
             }

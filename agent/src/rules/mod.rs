@@ -15,6 +15,7 @@
 
 pub mod alerting;
 pub mod api;
+pub mod error;
 pub mod group;
 mod incident_hook;
 pub mod manager;
@@ -24,5 +25,6 @@ pub mod template;
 pub mod unittest;
 
 pub use alerting::{Alert, AlertState, AlertingRule};
+pub use error::{BuildError, RuleEvalError};
 pub use group::{Group, MemStorageAppendable, Rule, RuleOpts};
 pub use manager::{Clock, ManagerOpts, ManualClock, RuleManager, SystemClock};

@@ -501,7 +501,7 @@ fn run_group(
         let tstr = format_duration(std::time::Duration::from_millis(*t as u64));
         let got = match crate::promql::parse_query(&pt.expr)
             .map_err(|e| e.to_string())
-            .and_then(|e| query_vector(&ctx, &e, *t))
+            .and_then(|e| query_vector(&ctx, &e, *t).map_err(|e| e.to_string()))
         {
             Ok(v) => v,
             Err(e) => {
