@@ -514,7 +514,7 @@ fn run_group(
             let l = if s.labels.trim().is_empty() {
                 Ok(Labels::new())
             } else {
-                parse_metric(&s.labels)
+                parse_metric(&s.labels).map_err(|e| e.to_string())
             };
             let v = parse_value(&s.value);
             match (l, v) {
