@@ -13,13 +13,12 @@ use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use parking_lot::Mutex;
 use wasmon::alerting::config::AlertingConfig;
-use wasmon::alerting::dispatch::{
-    Clock, Dispatcher, ManualClock, Notifier, NotifyError, ReceiverSettings, Shared,
-};
+use wasmon::alerting::dispatch::{Dispatcher, Notifier, NotifyError, ReceiverSettings, Shared};
 use wasmon::alerting::message::WebhookMessage;
 use wasmon::alerting::nflog::NotificationLog;
 use wasmon::alerting::silence::{Silences, DEFAULT_RETENTION};
 use wasmon::alerting::types::{AlertStore, PostableAlert};
+use wasmon::clock::{Clock, ManualClock};
 use wasmon::incident::Incidents;
 
 #[derive(Default)]
@@ -103,7 +102,7 @@ fn env() -> Env {
         nflog: Arc::new(NotificationLog::in_memory(DEFAULT_RETENTION)),
         notifier: rec.clone(),
         clock: clock.clone(),
-        incidents: incidents.clone(),
+        oncall: incidents.clone(),
     };
     let d = Dispatcher::new(&cfg, receivers(), "http://wasmon", shared.clone()).unwrap();
     Env {

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use futures::future::BoxFuture;
 
-use super::dispatch::{Notifier, NotifyError};
 use super::message::WebhookMessage;
+use super::notify::{Notifier, NotifyError};
 use crate::plugins::{Instance, PluginRuntime};
 
 /// Delivers notifications through the receiver instances of the current
