@@ -517,7 +517,7 @@ async fn silenced_alerts_open_no_incident_until_the_silence_ends() {
 fn config_errors_name_the_step() {
     let bad = |y: &str| {
         let c: AlertingConfig = serde_norway::from_str(y).unwrap();
-        c.validate(&["p", "s"]).unwrap_err()
+        c.validate(&["p", "s"]).unwrap_err().to_string()
     };
     let e = bad("route: {receiver: p, escalation: [{receiver: nobody, delay: 5m}]}");
     assert!(

@@ -21,7 +21,7 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use super::config::{AlertingConfig, TimeIntervalConfig};
+use super::config::{AlertingConfig, ConfigError, TimeIntervalConfig};
 use super::escalation::Escalation;
 use super::inhibit::Inhibitor;
 use super::nflog::NotificationLog;
@@ -183,7 +183,7 @@ impl Dispatcher {
         receivers: HashMap<String, ReceiverSettings>,
         external_url: impl Into<String>,
         shared: Shared,
-    ) -> Result<Dispatcher, String> {
+    ) -> Result<Dispatcher, ConfigError> {
         Dispatcher::with_pipeline(config, receivers, external_url, shared, Pipeline::standard)
     }
 
@@ -195,7 +195,7 @@ impl Dispatcher {
         external_url: impl Into<String>,
         shared: Shared,
         build: impl FnOnce(&Parts) -> Pipeline,
-    ) -> Result<Dispatcher, String> {
+    ) -> Result<Dispatcher, ConfigError> {
         let names: Vec<&str> = receivers.keys().map(String::as_str).collect();
         config.validate(&names)?;
         let route = Route::new(config.route.as_ref().expect("validated"))?;

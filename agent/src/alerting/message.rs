@@ -63,13 +63,20 @@ fn zero_time() -> String {
     ZERO_TIME.to_string()
 }
 
-fn status(s: &str) -> Result<wit::AlertStatus, String> {
+/// Why a message has no WIT form.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MessageError {
+    #[error("status must be \"firing\" or \"resolved\", not {0:?}")]
+    Status(String),
+    #[error("alerts[{index}]: status must be \"firing\" or \"resolved\", not {status:?}")]
+    AlertStatus { index: usize, status: String },
+}
+
+fn status(s: &str) -> Option<wit::AlertStatus> {
     match s {
-        "firing" => Ok(wit::AlertStatus::Firing),
-        "resolved" => Ok(wit::AlertStatus::Resolved),
-        other => Err(format!(
-            "status must be \"firing\" or \"resolved\", not {other:?}"
-        )),
+        "firing" => Some(wit::AlertStatus::Firing),
+        "resolved" => Some(wit::AlertStatus::Resolved),
+        _ => None,
     }
 }
 
@@ -84,17 +91,21 @@ fn labels(m: &BTreeMap<String, String>) -> Vec<wit::Label> {
 
 impl WebhookMessage {
     /// The WIT notification for this message.
-    pub fn to_wit(&self) -> Result<wit::Notification, String> {
+    pub fn to_wit(&self) -> Result<wit::Notification, MessageError> {
         Ok(wit::Notification {
             receiver: self.receiver.clone(),
-            status: status(&self.status)?,
+            status: status(&self.status)
+                .ok_or_else(|| MessageError::Status(self.status.clone()))?,
             alerts: self
                 .alerts
                 .iter()
                 .enumerate()
                 .map(|(i, a)| {
                     Ok(wit::Alert {
-                        status: status(&a.status).map_err(|e| format!("alerts[{i}]: {e}"))?,
+                        status: status(&a.status).ok_or_else(|| MessageError::AlertStatus {
+                            index: i,
+                            status: a.status.clone(),
+                        })?,
                         labels: labels(&a.labels),
                         annotations: labels(&a.annotations),
                         starts_at: a.starts_at.clone(),
@@ -103,7 +114,7 @@ impl WebhookMessage {
                         fingerprint: a.fingerprint.clone(),
                     })
                 })
-                .collect::<Result<_, String>>()?,
+                .collect::<Result<_, MessageError>>()?,
             group_labels: labels(&self.group_labels),
             common_labels: labels(&self.common_labels),
             common_annotations: labels(&self.common_annotations),

@@ -111,7 +111,7 @@ fn filters(p: &Params) -> Result<Vec<Matcher>, V2Error> {
         .map(|f| {
             parse_matcher_classic(f)
                 .or_else(|e| parse_matcher(f).map_err(|_| e))
-                .map_err(|e| V2Error(StatusCode::BAD_REQUEST, e))
+                .map_err(|e| V2Error(StatusCode::BAD_REQUEST, e.to_string()))
         })
         .collect()
 }
