@@ -251,6 +251,8 @@ pub struct Agent {
     maintenance: std::sync::Mutex<Option<tsdb::Maintenance>>,
     /// Alerts, silences and the notification log: they outlive reloads.
     pub alert_state: Shared,
+    /// Acks and incident timelines (the dispatcher's on-call layer).
+    pub incidents: Arc<crate::incident::Incidents>,
     pub started_at: chrono::DateTime<chrono::Utc>,
     notifier: Arc<PluginNotifier>,
     /// The dispatcher of the current config (None without a route); shared
@@ -321,6 +323,8 @@ impl Agent {
             receivers: ArcSwap::from_pointee(loaded.receivers.clone()),
         });
         let retention = crate::alerting::silence::DEFAULT_RETENTION;
+        let incidents =
+            crate::incident::Incidents::open(&data_dir).context("opening acks and incidents")?;
         let alert_state = Shared {
             alerts: Arc::new(crate::alerting::types::AlertStore::new()),
             silences: Arc::new(
@@ -335,9 +339,8 @@ impl Agent {
                 .context("opening the notification log")?,
             ),
             notifier: notifier.clone(),
-            clock: Arc::new(crate::alerting::dispatch::SystemClock),
-            incidents: crate::incident::Incidents::open(&data_dir)
-                .context("opening acks and incidents")?,
+            clock: Arc::new(crate::clock::SystemClock),
+            oncall: incidents.clone(),
         };
         let dispatcher: Arc<ArcSwap<Option<Dispatcher>>> = Arc::new(ArcSwap::from_pointee(None));
         let forwarder = (!loaded.config.alertmanagers.is_empty()).then(|| {
@@ -369,10 +372,10 @@ impl Agent {
             sink.clone(),
             data_dir.join("rollouts.json"),
         );
-        rollouts.set_incidents(alert_state.incidents.clone());
+        rollouts.set_incidents(incidents.clone());
         let mut rule_opts = crate::rules::group::RuleOpts::new(db.clone(), db.clone(), sink);
         rule_opts.engine = engine_for(&loaded.config);
-        rule_opts.incidents = Some(alert_state.incidents.clone());
+        rule_opts.incidents = Some(incidents.clone());
         rule_opts.external_labels =
             crate::model::Labels::from_pairs(loaded.config.global.external_labels.clone());
         rule_opts.external_url = loaded.config.global.external_url.clone();
@@ -399,6 +402,7 @@ impl Agent {
             reload_lock: tokio::sync::Mutex::new(()),
             maintenance: std::sync::Mutex::new(Some(maintenance)),
             alert_state,
+            incidents,
             started_at: chrono::Utc::now(),
             notifier,
             dispatcher,
@@ -646,7 +650,7 @@ impl Agent {
             // off the async workers.
             let _ = tokio::task::spawn_blocking(move || m.stop()).await;
         }
-        self.alert_state.incidents.persist();
+        self.incidents.persist();
         if let Err(e) = self.db.sync_wal() {
             tracing::error!(error = %format!("{e:#}"), "flushing the WAL on shutdown");
         }

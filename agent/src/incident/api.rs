@@ -84,7 +84,6 @@ pub async fn post_ack(State(agent): State<Arc<Agent>>, body: Bytes) -> Response 
         let now = a.alert_state.clock.now();
         Ok(
             match a
-                .alert_state
                 .incidents
                 .ack(&req.group_key, &req.by, &req.comment, expires_in, now)
             {
@@ -105,7 +104,7 @@ pub async fn list_acks(State(agent): State<Arc<Agent>>) -> Response {
     on_pool(&agent, move |w| {
         w.check()?;
         let now = a.alert_state.clock.now();
-        Ok(Json(a.alert_state.incidents.acks(now)).into_response())
+        Ok(Json(a.incidents.acks(now)).into_response())
     })
     .await
 }
@@ -116,7 +115,7 @@ pub async fn delete_ack(State(agent): State<Arc<Agent>>, Path(id): Path<String>)
     on_pool(&agent, move |w| {
         w.check()?;
         let now = a.alert_state.clock.now();
-        Ok(match a.alert_state.incidents.unack(&id, now) {
+        Ok(match a.incidents.unack(&id, now) {
             Ok(ack) => {
                 tracing::info!(group = %ack.group_key, id = %ack.id, "alert group unacknowledged");
                 // Escalation steps held by the ack may be due right now.
@@ -143,7 +142,7 @@ fn incident_json(i: &Incident) -> Value {
 pub async fn list_incidents(State(agent): State<Arc<Agent>>) -> Response {
     let a = agent.clone();
     on_pool(&agent, move |w| {
-        let all = a.alert_state.incidents.list();
+        let all = a.incidents.list();
         let mut list: Vec<Value> = Vec::with_capacity(all.len());
         for i in all.iter().rev() {
             w.check()?;
@@ -164,7 +163,7 @@ pub async fn get_incident(State(agent): State<Arc<Agent>>, Path(id): Path<String
     let a = agent.clone();
     on_pool(&agent, move |w| {
         w.check()?;
-        Ok(match a.alert_state.incidents.get(&id) {
+        Ok(match a.incidents.get(&id) {
             Some(i) => Json(incident_json(&i)).into_response(),
             None => error(StatusCode::NOT_FOUND, format!("no incident {id:?}")),
         })
@@ -177,7 +176,7 @@ pub async fn get_report(State(agent): State<Arc<Agent>>, Path(id): Path<String>)
     let a = agent.clone();
     on_pool(&agent, move |w| {
         w.check()?;
-        Ok(match a.alert_state.incidents.get(&id) {
+        Ok(match a.incidents.get(&id) {
             Some(i) => (
                 [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
                 super::report::markdown(&i),

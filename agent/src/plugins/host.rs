@@ -13,6 +13,7 @@ use super::bindings::metric_check::wasmon::plugin::query;
 use super::bindings::receiver::wasmon::plugin::{clock, config, log};
 use super::bindings::types::Sample;
 use super::policy::OutboundPolicy;
+use crate::clock::Clock;
 
 /// Instant PromQL queries for `metric-check` plugins. The agent's query
 /// engine implements this; without one, queries fail with a clear message.
@@ -72,23 +73,6 @@ impl QueryApi for PromqlQueries {
             .await
             .map_err(|e| format!("query task failed: {e}"))?
         })
-    }
-}
-
-/// The host's clock, replaceable so tests can drive time.
-pub trait Clock: Send + Sync {
-    fn now_ms(&self) -> i64;
-}
-
-/// Wall-clock time.
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now_ms(&self) -> i64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0)
     }
 }
 

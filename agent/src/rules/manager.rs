@@ -9,72 +9,12 @@
 //! second evaluation (and `ALERTS` is written only from then on). Time comes
 //! from a [`Clock`] so tests can drive it by hand.
 
-use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::Arc;
 
 use super::group::{Group, RuleOpts};
 use super::rulefmt::{self, ParseOpts};
-
-/// The time source of the manager.
-pub trait Clock: Send + Sync + 'static {
-    /// Now, ms since the epoch.
-    fn now_ms(&self) -> i64;
-    /// Completes once `now_ms() >= t`.
-    fn sleep_until(&self, t: i64) -> Pin<Box<dyn Future<Output = ()> + Send>>;
-}
-
-/// Wall-clock time and tokio timers.
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now_ms(&self) -> i64 {
-        chrono::Utc::now().timestamp_millis()
-    }
-    fn sleep_until(&self, t: i64) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-        let d = (t - self.now_ms()).max(0) as u64;
-        Box::pin(tokio::time::sleep(std::time::Duration::from_millis(d)))
-    }
-}
-
-/// A clock that moves only when told (tests).
-pub struct ManualClock {
-    tx: tokio::sync::watch::Sender<i64>,
-}
-
-impl ManualClock {
-    pub fn new(start_ms: i64) -> Arc<ManualClock> {
-        Arc::new(ManualClock {
-            tx: tokio::sync::watch::Sender::new(start_ms),
-        })
-    }
-    pub fn set(&self, t: i64) {
-        self.tx.send_replace(t);
-    }
-    pub fn advance(&self, ms: i64) {
-        self.tx.send_modify(|t| *t += ms);
-    }
-}
-
-impl Clock for ManualClock {
-    fn now_ms(&self) -> i64 {
-        *self.tx.borrow()
-    }
-    fn sleep_until(&self, t: i64) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-        let mut rx = self.tx.subscribe();
-        Box::pin(async move {
-            loop {
-                if *rx.borrow_and_update() >= t {
-                    return;
-                }
-                if rx.changed().await.is_err() {
-                    return;
-                }
-            }
-        })
-    }
-}
+use crate::clock::{Clock, SystemClock};
 
 /// What the manager is built from.
 pub struct ManagerOpts {
@@ -376,7 +316,7 @@ async fn run_group(
     let mut evals = 0u64;
     loop {
         tokio::select! {
-            _ = clock.sleep_until(next) => {}
+            _ = clock.sleep_until_ms(next) => {}
             _ = stop.changed() => return,
         }
         if *stop.borrow() {

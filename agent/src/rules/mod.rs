@@ -26,4 +26,4 @@ pub use alerting::{Alert, AlertState, AlertingRule};
 pub use group::{
     AlertSink, Group, MemStorageAppendable, MemorySink, NoopSink, OutgoingAlert, Rule, RuleOpts,
 };
-pub use manager::{Clock, ManagerOpts, ManualClock, RuleManager, SystemClock};
+pub use manager::{ManagerOpts, RuleManager};

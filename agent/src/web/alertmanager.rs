@@ -111,7 +111,7 @@ fn filters(p: &Params) -> Result<Vec<Matcher>, V2Error> {
         .map(|f| {
             parse_matcher_classic(f)
                 .or_else(|e| parse_matcher(f).map_err(|_| e))
-                .map_err(|e| V2Error(StatusCode::BAD_REQUEST, e))
+                .map_err(|e| V2Error(StatusCode::BAD_REQUEST, e.to_string()))
         })
         .collect()
 }
@@ -365,7 +365,7 @@ pub async fn post_alerts(State(agent): State<Arc<Agent>>, body: Bytes) -> Respon
         };
         match d.put_alerts(alerts) {
             Ok(()) => StatusCode::OK.into_response(),
-            Err(e) => error(StatusCode::BAD_REQUEST, e),
+            Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
         }
     })
     .await
@@ -488,7 +488,6 @@ fn list_groups(
         labelset_order(&a.labels, &b.labels).then_with(|| a.receiver.cmp(&b.receiver))
     });
     let acks: HashMap<String, crate::incident::Ack> = agent
-        .alert_state
         .incidents
         .acks(now)
         .into_iter()
