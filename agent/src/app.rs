@@ -33,6 +33,12 @@ pub struct Loaded {
     pub tls: Option<tokio_rustls::rustls::ServerConfig>,
 }
 
+impl AsRef<Config> for Loaded {
+    fn as_ref(&self) -> &Config {
+        &self.config
+    }
+}
+
 impl Loaded {
     /// The directory relative paths in the config resolve against.
     fn base_dir(&self) -> PathBuf {
@@ -410,11 +416,6 @@ impl Agent {
         Ok(agent)
     }
 
-    /// The PromQL engine of the running config.
-    pub fn engine(&self) -> crate::promql::Engine {
-        Engine::clone(&self.engine.get())
-    }
-
     pub fn current(&self) -> Arc<Loaded> {
         self.current.load_full()
     }
@@ -524,7 +525,7 @@ impl Agent {
         if let Some(tx) = bound {
             let _ = tx.send(local);
         }
-        let router = crate::web::router(self.clone());
+        let router = crate::web::router(self.api());
         // On the signal, heavy API work stops first (its requests answer 503
         // at once), so the drain below is not held up by a big listing.
         let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
@@ -560,6 +561,35 @@ impl Agent {
         }
         self.shutdown().await;
         Ok(())
+    }
+
+    /// The handles the HTTP API serves from.
+    pub fn api(self: &Arc<Self>) -> crate::web::Api {
+        crate::web::Api {
+            lifecycle: self.clone(),
+            store: self.db.clone(),
+            engine: self.engine.clone(),
+            targets: self.scrape.clone(),
+            rules: self.rules.clone(),
+            alerts: crate::web::alertmanager::Alerts {
+                dispatcher: self.dispatcher.clone(),
+                state: self.alert_state.clone(),
+                incidents: self.alert_state.incidents.clone(),
+                started_at: self.started_at,
+            },
+            receivers: self.notifier.clone(),
+            plugins: self.plugins.clone(),
+            checks: self.checks.clone(),
+            rollouts: self.rollouts.clone(),
+            incidents: crate::incident::api::IncidentApi {
+                incidents: self.alert_state.incidents.clone(),
+                dispatcher: self.dispatcher.clone(),
+                clock: self.alert_state.clock.clone(),
+                work: self.work.clone(),
+            },
+            metrics: self.metrics.clone(),
+            work: self.work.clone(),
+        }
     }
 
     /// The dispatcher of the running config, if it has a route.
@@ -646,6 +676,20 @@ impl Agent {
             tracing::error!(error = %format!("{e:#}"), "flushing the WAL on shutdown");
         }
         self.remote.stop().await;
+    }
+}
+
+impl crate::web::Lifecycle for Agent {
+    fn config(&self) -> crate::web::RunningConfig {
+        crate::web::RunningConfig::new(self.current())
+    }
+
+    fn is_ready(&self) -> bool {
+        Agent::is_ready(self)
+    }
+
+    fn reload(&self) -> futures::future::BoxFuture<'_, Result<()>> {
+        Box::pin(self.reload_config())
     }
 }
 
