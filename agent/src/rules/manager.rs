@@ -242,40 +242,43 @@ impl RuleManager {
     /// check behind `update`, also usable for `check rules`.
     pub fn load_groups(&self, files: &[PathBuf], restored: bool) -> anyhow::Result<Vec<Group>> {
         let parsed = parse_rule_files(files, &self.inner.opts.parse_opts)?;
-        let (interval, opts) = self.inner.current.lock().clone();
-        build_groups(&parsed, interval, &opts, restored)
+        self.build_groups(&parsed, restored, None)
     }
-}
 
-fn build_groups(
-    parsed: &[(PathBuf, rulefmt::RuleGroups)],
-    default_interval_ms: i64,
-    opts: &Arc<RuleOpts>,
-    restored: bool,
-) -> anyhow::Result<Vec<Group>> {
-    let mut errs = Vec::new();
-    let mut out = Vec::new();
-    for (f, rg) in parsed {
-        for g in &rg.groups {
-            match Group::new(
-                &f.display().to_string(),
-                g,
-                default_interval_ms,
-                opts.clone(),
-                restored,
-            ) {
-                Ok(g) => out.push(g),
-                Err(e) => errs.push(format!("{}: {e}", f.display())),
+    /// `current`: the interval and options to build with (else the
+    /// manager's).
+    fn build_groups(
+        &self,
+        parsed: &[(PathBuf, rulefmt::RuleGroups)],
+        restored: bool,
+        current: Option<&(i64, Arc<RuleOpts>)>,
+    ) -> anyhow::Result<Vec<Group>> {
+        let (default_interval_ms, rule_opts) = match current {
+            Some(c) => c.clone(),
+            None => self.inner.current.lock().clone(),
+        };
+        let mut errs = Vec::new();
+        let mut out = Vec::new();
+        for (f, rg) in parsed {
+            for g in &rg.groups {
+                match Group::new(
+                    &f.display().to_string(),
+                    g,
+                    default_interval_ms,
+                    rule_opts.clone(),
+                    restored,
+                ) {
+                    Ok(g) => out.push(g),
+                    Err(e) => errs.push(format!("{}: {e}", f.display())),
+                }
             }
         }
+        if !errs.is_empty() {
+            anyhow::bail!("{}", errs.join("\n"));
+        }
+        Ok(out)
     }
-    if !errs.is_empty() {
-        anyhow::bail!("{}", errs.join("\n"));
-    }
-    Ok(out)
-}
 
-impl RuleManager {
     /// Loads the rule files matching `patterns` (relative to `base_dir`)
     /// and swaps the running groups: unchanged groups keep running, changed
     /// ones take over their predecessor's state, removed ones stop and mark
@@ -330,8 +333,9 @@ impl RuleManager {
                 _ => (interval, opts),
             }
         };
-        let new_groups = build_groups(&parsed, interval, &opts, !should_restore)?;
-        *self.inner.current.lock() = (interval, opts.clone());
+        let current = (interval, opts.clone());
+        let new_groups = self.build_groups(&parsed, !should_restore, Some(&current))?;
+        *self.inner.current.lock() = current;
         let files: Vec<PathBuf> = parsed.into_iter().map(|(f, _)| f).collect();
         self.inner.loaded_once.store(true, Ordering::SeqCst);
         *self.inner.last_files.lock() = files;
