@@ -107,16 +107,22 @@ impl ApiError {
         self.extra.insert(key.to_string(), value.into());
         self
     }
+
+    /// The error envelope (for code that hands bodies to a handler, like
+    /// the rules' listings).
+    pub fn body(&self) -> Value {
+        let mut body = Map::new();
+        body.insert("status".into(), "error".into());
+        body.insert("errorType".into(), self.kind.as_str().into());
+        body.insert("error".into(), self.message.clone().into());
+        body.extend(self.extra.clone());
+        Value::Object(body)
+    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = Map::new();
-        body.insert("status".into(), "error".into());
-        body.insert("errorType".into(), self.kind.as_str().into());
-        body.insert("error".into(), self.message.into());
-        body.extend(self.extra);
-        (self.status, Json(Value::Object(body))).into_response()
+        (self.status, Json(self.body())).into_response()
     }
 }
 
@@ -148,12 +154,17 @@ impl From<EvalError> for ApiError {
 
 /// `{"status": "success", "data": data}`.
 pub fn success(data: impl Serialize) -> Response {
-    Json(json!({"status": "success", "data": data})).into_response()
+    Json(success_body(data)).into_response()
+}
+
+/// The body of [`success`] (for code that hands bodies to a handler).
+pub fn success_body(data: impl Serialize) -> Value {
+    json!({"status": "success", "data": data})
 }
 
 /// [`success`] with a query's warnings and infos (left out when empty).
 pub fn success_with(data: impl Serialize, warnings: &[String], infos: &[String]) -> Response {
-    let mut body = json!({"status": "success", "data": data});
+    let mut body = success_body(data);
     if !warnings.is_empty() {
         body["warnings"] = json!(warnings);
     }
