@@ -30,7 +30,8 @@ pub trait QueryApi: Send + Sync {
 /// results as WIT samples (a scalar is one unlabeled sample).
 pub struct PromqlQueries {
     pub store: Arc<dyn crate::promql::storage::Queryable>,
-    pub engine: crate::promql::Engine,
+    /// The running config's engine, read per query.
+    pub engine: crate::promql::SharedEngine,
 }
 
 impl QueryApi for PromqlQueries {
@@ -39,7 +40,7 @@ impl QueryApi for PromqlQueries {
         expr: String,
         time_ms: i64,
     ) -> futures::future::BoxFuture<'static, Result<Vec<Sample>, String>> {
-        let (store, engine) = (self.store.clone(), self.engine.clone());
+        let (store, engine) = (self.store.clone(), self.engine.get());
         Box::pin(async move {
             tokio::task::spawn_blocking(move || {
                 let parsed = crate::promql::parse(&expr).map_err(|e| e.to_string())?;
