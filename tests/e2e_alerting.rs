@@ -214,6 +214,18 @@ async fn error_rate_alert_routes_silences_and_resolves() {
     assert_eq!(group["rules"][0]["state"], "firing");
     assert_eq!(group["rules"][1]["type"], "recording");
     assert_eq!(group["rules"][1]["health"], "ok");
+    // An unknown rule type is a request error, with its HTTP status (it
+    // used to be an error body in a 200).
+    let r = client
+        .get(agent.url("/api/v1/rules?type=bogus"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["status"], "error");
+    assert_eq!(body["errorType"], "bad_data");
+    assert_eq!(body["error"], "unsupported type \"bogus\"");
 
     // The alert is visible in both APIs.
     let alerts: Value = client

@@ -150,6 +150,9 @@ async fn escalation_ack_resolution_and_report() {
         e["error"].as_str().unwrap().contains("no alert group"),
         "{e}"
     );
+    // Errors come in the API's error envelope, as every /api/v1 error does.
+    assert_eq!(e["status"], "error", "{e}");
+    assert_eq!(e["errorType"], "bad_data", "{e}");
     let r = client
         .post(agent.url("/api/v1/acks"))
         .json(&json!({"group_key": key, "by": "x", "expires_in": "soon"}))

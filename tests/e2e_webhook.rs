@@ -757,3 +757,144 @@ group_interval = "1s"
     let tested: serde_json::Value = serde_json::from_slice(&bodies[1]).unwrap();
     assert_eq!(tested, message());
 }
+
+/// A reload applies what Prometheus applies on reload (issue 19): the
+/// `[query]` limits for rules (one engine per loaded config), the
+/// evaluation interval of groups without their own, external labels and
+/// URL, and the Alertmanagers alerts are forwarded to. Before, only the
+/// HTTP API got the new limits and the rest waited for a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_applies_query_limits_globals_and_alertmanagers_to_rules() {
+    let (am_before, am_after) = (
+        common::Receiver::start().await,
+        common::Receiver::start().await,
+    );
+    let config = |am: &common::Receiver, dc: &str, url: &str, interval: &str, max: u64| {
+        format!(
+            r#"
+rule_files = ["rules/*.yml"]
+
+[global]
+evaluation_interval = "{interval}"
+external_url = "{url}"
+external_labels = {{ dc = "{dc}" }}
+
+[web]
+listen_address = "{{{{LISTEN}}}}"
+
+[query]
+max_samples = {max}
+
+[[alertmanagers]]
+url = "http://{addr}"
+"#,
+            addr = am.addr
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("rules")).unwrap();
+    // 60 subquery points: within the first limit, over the second.
+    std::fs::write(
+        dir.path().join("rules/a.yml"),
+        "groups:\n  - name: reload\n    rules:\n      - record: subquery_points\n        expr: count_over_time(vector(1)[1m:1s])\n      - alert: Before\n        expr: vector(1)\n",
+    )
+    .unwrap();
+    let agent = common::AgentProcess::start(
+        dir,
+        &config(&am_before, "one", "http://before.example", "1s", 1_000_000),
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let rule_group = || async {
+        let v: serde_json::Value = client
+            .get(agent.url("/api/v1/rules"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["data"]["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["name"] == "reload")
+            .cloned()
+            .unwrap()
+    };
+    // Alerts forwarded: (alertname, dc label, generatorURL) of each.
+    let forwarded = |am: &common::Receiver| {
+        am.requests()
+            .iter()
+            .flat_map(|r| serde_json::from_slice::<Vec<serde_json::Value>>(&r.body).unwrap())
+            .map(|a| {
+                let s = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
+                (
+                    s(&a["labels"]["alertname"]),
+                    s(&a["labels"]["dc"]),
+                    s(&a["generatorURL"]),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    agent
+        .eventually(
+            "the first config's rules",
+            Duration::from_secs(20),
+            || async {
+                let g = rule_group().await;
+                g["rules"][0]["health"] == "ok"
+                    && forwarded(&am_before).iter().any(|(n, dc, u)| {
+                        n == "Before" && dc == "one" && u.starts_with("http://before.example/")
+                    })
+            },
+        )
+        .await;
+    assert_eq!(rule_group().await["interval"], 1.0);
+
+    std::fs::write(
+        agent.dir.path().join("rules/b.yml"),
+        "groups:\n  - name: added\n    rules:\n      - alert: After\n        expr: vector(1)\n",
+    )
+    .unwrap();
+    std::fs::write(
+        agent.config_path(),
+        config(&am_after, "two", "http://after.example", "2s", 10)
+            .replace("{{LISTEN}}", &agent.addr.to_string()),
+    )
+    .unwrap();
+    let r = client.post(agent.url("/-/reload")).send().await.unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+
+    // The unchanged group without an interval of its own takes the new one.
+    assert_eq!(rule_group().await["interval"], 2.0);
+    agent
+        .eventually(
+            "the new max_samples in rules",
+            Duration::from_secs(20),
+            || async {
+                let rule = &rule_group().await["rules"][0];
+                rule["health"] == "err"
+                    && rule["lastError"]
+                        .as_str()
+                        .is_some_and(|e| e.contains("too many samples"))
+            },
+        )
+        .await;
+    agent
+        .eventually(
+            "an alert at the new Alertmanager",
+            Duration::from_secs(20),
+            || async {
+                forwarded(&am_after).iter().any(|(n, dc, u)| {
+                    n == "After" && dc == "two" && u.starts_with("http://after.example/")
+                })
+            },
+        )
+        .await;
+    assert!(
+        !forwarded(&am_before).iter().any(|(n, ..)| n == "After"),
+        "the old Alertmanager still gets alerts: {:?}",
+        forwarded(&am_before)
+    );
+}

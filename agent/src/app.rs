@@ -17,6 +17,7 @@ use crate::alerting::plugin_notifier::PluginNotifier;
 use crate::config::Config;
 use crate::plugins::host::PromqlQueries;
 use crate::plugins::{watch, Instance, PluginKind, PluginRuntime};
+use crate::promql::Engine;
 use crate::scrape::{Job, ScrapeManager};
 use crate::selfmetrics::Metrics;
 use crate::tsdb;
@@ -30,6 +31,12 @@ pub struct Loaded {
     /// `[web]`'s certificate and key, read (used by the server at startup;
     /// certificate changes need a restart).
     pub tls: Option<tokio_rustls::rustls::ServerConfig>,
+}
+
+impl AsRef<Config> for Loaded {
+    fn as_ref(&self) -> &Config {
+        &self.config
+    }
 }
 
 impl Loaded {
@@ -251,6 +258,8 @@ pub struct Agent {
     maintenance: std::sync::Mutex<Option<tsdb::Maintenance>>,
     /// Alerts, silences and the notification log: they outlive reloads.
     pub alert_state: Shared,
+    /// Acks and incident timelines (the dispatcher's on-call layer).
+    pub incidents: Arc<crate::incident::Incidents>,
     pub started_at: chrono::DateTime<chrono::Utc>,
     notifier: Arc<PluginNotifier>,
     /// The dispatcher of the current config (None without a route); shared
@@ -267,6 +276,11 @@ pub struct Agent {
     /// The API's heavy work (listings, PromQL): bounded, deadlined, and
     /// stopped at shutdown.
     pub work: crate::web::work::WorkPool,
+    /// The running config's PromQL engine (API, rules, checks, rollouts).
+    engine: crate::promql::SharedEngine,
+    /// Where rules and rollouts send alerts (its forwarding targets follow
+    /// the config's alertmanagers).
+    sink: Arc<AlertSinkToDispatcher>,
 }
 
 impl Agent {
@@ -303,10 +317,14 @@ impl Agent {
             .with_context(|| format!("opening the store in {}", data_dir.display()))?;
         let maintenance = db.spawn_maintenance();
         let db = Arc::new(db);
-        plugins.set_query_api(Arc::new(PromqlQueries {
+        // One engine per loaded config, shared by the API, rules, metric
+        // checks and rollouts; a reload installs the next one.
+        let engine = crate::promql::SharedEngine::new(engine_for(&loaded.config));
+        let queries = Arc::new(PromqlQueries {
             store: db.clone(),
-            engine: engine_for(&loaded.config),
-        }));
+            engine: engine.clone(),
+        });
+        plugins.set_query_api(queries.clone());
         let remote = Arc::new(crate::remote::RemoteWrite::new(&data_dir, metrics.clone()));
         remote
             .apply(&loaded.config)
@@ -321,6 +339,8 @@ impl Agent {
             receivers: ArcSwap::from_pointee(loaded.receivers.clone()),
         });
         let retention = crate::alerting::silence::DEFAULT_RETENTION;
+        let incidents =
+            crate::incident::Incidents::open(&data_dir).context("opening acks and incidents")?;
         let alert_state = Shared {
             alerts: Arc::new(crate::alerting::types::AlertStore::new()),
             silences: Arc::new(
@@ -335,49 +355,30 @@ impl Agent {
                 .context("opening the notification log")?,
             ),
             notifier: notifier.clone(),
-            clock: Arc::new(crate::alerting::dispatch::SystemClock),
-            incidents: crate::incident::Incidents::open(&data_dir)
-                .context("opening acks and incidents")?,
+            clock: Arc::new(crate::clock::SystemClock),
+            oncall: incidents.clone(),
         };
         let dispatcher: Arc<ArcSwap<Option<Dispatcher>>> = Arc::new(ArcSwap::from_pointee(None));
-        let forwarder = (!loaded.config.alertmanagers.is_empty()).then(|| {
-            let urls = loaded
-                .config
-                .alertmanagers
-                .iter()
-                .map(|a| a.url.clone())
-                .collect();
-            let timeout = loaded
-                .config
-                .alertmanagers
-                .iter()
-                .map(|a| a.timeout)
-                .max()
-                .unwrap_or_default();
-            crate::alerting::forward::Forwarder::start(urls, timeout)
-        });
         let sink = Arc::new(AlertSinkToDispatcher {
             dispatcher: dispatcher.clone(),
-            forwarder,
+            forwarder: arc_swap::ArcSwapOption::from(forwarder_for(&loaded.config).map(Arc::new)),
         });
         let rollouts = crate::rollout::RolloutManager::new(
             plugins.clone(),
-            Arc::new(PromqlQueries {
-                store: db.clone(),
-                engine: engine_for(&loaded.config),
-            }),
+            queries,
             sink.clone(),
             data_dir.join("rollouts.json"),
         );
-        rollouts.set_incidents(alert_state.incidents.clone());
-        let mut rule_opts = crate::rules::group::RuleOpts::new(db.clone(), db.clone(), sink);
-        rule_opts.engine = engine_for(&loaded.config);
-        rule_opts.incidents = Some(alert_state.incidents.clone());
-        rule_opts.external_labels =
-            crate::model::Labels::from_pairs(loaded.config.global.external_labels.clone());
-        rule_opts.external_url = loaded.config.global.external_url.clone();
+        rollouts.set_incidents(incidents.clone());
+        let mut rule_opts =
+            crate::rules::group::RuleOpts::new(db.clone(), db.clone(), sink.clone());
+        rule_opts.engine = engine.clone();
+        rule_opts.incidents = Some(incidents.clone());
+        let globals = rule_globals(&loaded.config);
+        rule_opts.external_labels = globals.external_labels;
+        rule_opts.external_url = globals.external_url;
         let mut mopts = crate::rules::manager::ManagerOpts::new(rule_opts);
-        mopts.default_interval_ms = loaded.config.global.evaluation_interval.as_millis() as i64;
+        mopts.default_interval_ms = globals.default_interval_ms;
         mopts.parse_opts = rule_parse_opts();
         let rules = crate::rules::manager::RuleManager::new(mopts);
         rules
@@ -399,6 +400,7 @@ impl Agent {
             reload_lock: tokio::sync::Mutex::new(()),
             maintenance: std::sync::Mutex::new(Some(maintenance)),
             alert_state,
+            incidents,
             started_at: chrono::Utc::now(),
             notifier,
             dispatcher,
@@ -406,6 +408,8 @@ impl Agent {
             dispatch_task: std::sync::Mutex::new(None),
             _watch: watch,
             work: crate::web::work::WorkPool::default(),
+            engine,
+            sink,
         });
         agent.start_dispatcher(&agent.current())?;
         let current = agent.current();
@@ -414,11 +418,6 @@ impl Agent {
             &current.config.global.external_url,
         );
         Ok(agent)
-    }
-
-    /// A PromQL engine with the current config's limits.
-    pub fn engine(&self) -> crate::promql::Engine {
-        engine_for(&self.current().config)
     }
 
     pub fn current(&self) -> Arc<Loaded> {
@@ -471,13 +470,6 @@ impl Agent {
                 "storage.path, storage.block_duration, storage.max_block_duration, storage.compaction_interval and storage.max_future changes take effect on restart"
             );
         }
-        if config.global.external_labels != old.config.global.external_labels
-            || config.global.external_url != old.config.global.external_url
-            || config.global.evaluation_interval != old.config.global.evaluation_interval
-            || config.alertmanagers != old.config.alertmanagers
-        {
-            tracing::warn!("changes of external labels/URL, evaluation_interval and alertmanagers take effect on restart");
-        }
         let Prepared {
             loaded,
             jobs,
@@ -489,11 +481,19 @@ impl Agent {
         }
         let base = loaded.base_dir();
         let loaded = Arc::new(loaded);
-        // Rule groups first: if they fail, the reload fails before anything changed.
+        // Rule groups first: if they fail, the reload fails before anything
+        // changed. Groups read the engine at each evaluation.
         self.rules
-            .update_parsed(rules)
+            .update_parsed_with(rules, Some(rule_globals(&loaded.config)))
             .context("loading rule files")?;
+        self.engine.set(engine_for(&loaded.config));
         self.start_dispatcher(&loaded)?;
+        if loaded.config.alertmanagers != old.config.alertmanagers {
+            // The old forwarder sends what it holds and stops.
+            self.sink
+                .forwarder
+                .store(forwarder_for(&loaded.config).map(Arc::new));
+        }
         self.current.store(loaded);
         self.scrape.apply(jobs, base).await;
         self.checks.apply(self.current().checks.clone());
@@ -529,7 +529,7 @@ impl Agent {
         if let Some(tx) = bound {
             let _ = tx.send(local);
         }
-        let router = crate::web::router(self.clone());
+        let router = crate::web::router(self.api());
         // On the signal, heavy API work stops first (its requests answer 503
         // at once), so the drain below is not held up by a big listing.
         let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
@@ -565,6 +565,35 @@ impl Agent {
         }
         self.shutdown().await;
         Ok(())
+    }
+
+    /// The handles the HTTP API serves from.
+    pub fn api(self: &Arc<Self>) -> crate::web::Api {
+        crate::web::Api {
+            lifecycle: self.clone(),
+            store: self.db.clone(),
+            engine: self.engine.clone(),
+            targets: self.scrape.clone(),
+            rules: self.rules.clone(),
+            alerts: crate::web::alertmanager::Alerts {
+                dispatcher: self.dispatcher.clone(),
+                state: self.alert_state.clone(),
+                incidents: self.incidents.clone(),
+                started_at: self.started_at,
+            },
+            receivers: self.notifier.clone(),
+            plugins: self.plugins.clone(),
+            checks: self.checks.clone(),
+            rollouts: self.rollouts.clone(),
+            incidents: crate::incident::api::IncidentApi {
+                incidents: self.incidents.clone(),
+                dispatcher: self.dispatcher.clone(),
+                clock: self.alert_state.clock.clone(),
+                work: self.work.clone(),
+            },
+            metrics: self.metrics.clone(),
+            work: self.work.clone(),
+        }
     }
 
     /// The dispatcher of the running config, if it has a route.
@@ -646,7 +675,7 @@ impl Agent {
             // off the async workers.
             let _ = tokio::task::spawn_blocking(move || m.stop()).await;
         }
-        self.alert_state.incidents.persist();
+        self.incidents.persist();
         if let Err(e) = self.db.sync_wal() {
             tracing::error!(error = %format!("{e:#}"), "flushing the WAL on shutdown");
         }
@@ -654,9 +683,23 @@ impl Agent {
     }
 }
 
-fn engine_for(config: &Config) -> crate::promql::Engine {
+impl crate::web::Lifecycle for Agent {
+    fn config(&self) -> crate::web::RunningConfig {
+        crate::web::RunningConfig::new(self.current())
+    }
+
+    fn is_ready(&self) -> bool {
+        Agent::is_ready(self)
+    }
+
+    fn reload(&self) -> futures::future::BoxFuture<'_, Result<()>> {
+        Box::pin(self.reload_config())
+    }
+}
+
+fn engine_for(config: &Config) -> Engine {
     let q = &config.query;
-    crate::promql::Engine::new(crate::promql::engine::EngineOpts {
+    Engine::new(crate::promql::engine::EngineOpts {
         lookback_delta_ms: q.lookback_delta.as_millis() as i64,
         max_samples: q.max_samples,
         timeout: q.timeout,
@@ -665,16 +708,35 @@ fn engine_for(config: &Config) -> crate::promql::Engine {
     })
 }
 
+/// What the rule manager takes from the config (a reload applies it).
+fn rule_globals(config: &Config) -> crate::rules::manager::Globals {
+    crate::rules::manager::Globals {
+        default_interval_ms: config.global.evaluation_interval.as_millis() as i64,
+        external_labels: crate::model::Labels::from_pairs(config.global.external_labels.clone()),
+        external_url: config.global.external_url.clone(),
+    }
+}
+
+/// The sender to the config's external Alertmanagers (None without any).
+fn forwarder_for(config: &Config) -> Option<crate::alerting::forward::Forwarder> {
+    let ams = &config.alertmanagers;
+    (!ams.is_empty()).then(|| {
+        let urls = ams.iter().map(|a| a.url.clone()).collect();
+        let timeout = ams.iter().map(|a| a.timeout).max().unwrap_or_default();
+        crate::alerting::forward::Forwarder::start(urls, timeout)
+    })
+}
+
 /// Where the rule engine's alerts go: the local dispatcher (when the config
 /// has a route) and external Alertmanagers (when configured).
 struct AlertSinkToDispatcher {
     dispatcher: Arc<ArcSwap<Option<Dispatcher>>>,
-    forwarder: Option<crate::alerting::forward::Forwarder>,
+    forwarder: arc_swap::ArcSwapOption<crate::alerting::forward::Forwarder>,
 }
 
 impl crate::alerting::sink::AlertSink for AlertSinkToDispatcher {
     fn send(&self, alerts: Vec<crate::alerting::sink::OutgoingAlert>) {
-        if let Some(f) = &self.forwarder {
+        if let Some(f) = &*self.forwarder.load() {
             f.send(
                 alerts
                     .iter()

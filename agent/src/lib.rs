@@ -6,6 +6,8 @@ pub mod alerting;
 pub mod app;
 pub mod author;
 pub mod checks;
+pub mod client;
+pub mod clock;
 pub mod config;
 pub mod fsutil;
 pub mod incident;

@@ -414,26 +414,26 @@ async fn run(cmd: Command) -> Result<ExitCode> {
             expires_in,
             url,
         } => {
-            wasmon::incident::api::cli_ack(&url, &group_key, &by, &comment, expires_in.as_deref())
+            wasmon::client::incidents::ack(&url, &group_key, &by, &comment, expires_in.as_deref())
                 .await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Checks {
             what: ChecksWhat::Run { name, url, json },
-        } => Ok(if wasmon::checks::api::cli_run(&url, &name, json).await? {
+        } => Ok(if wasmon::client::checks::run(&url, &name, json).await? {
             ExitCode::SUCCESS
         } else {
             ExitCode::FAILURE
         }),
         Command::Unack { id, url } => {
-            wasmon::incident::api::cli_unack(&url, &id).await?;
+            wasmon::client::incidents::unack(&url, &id).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::CompilePlugin { .. } => {
             anyhow::bail!("__compile-plugin is handled before the runtime starts")
         }
         Command::Incidents { id, report, url } => {
-            wasmon::incident::api::cli_incidents(&url, id.as_deref(), report).await?;
+            wasmon::client::incidents::incidents(&url, id.as_deref(), report).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Plugin {
@@ -441,7 +441,7 @@ async fn run(cmd: Command) -> Result<ExitCode> {
         } => wasmon::plugins::call::run(args).await,
         Command::Plugin { what } => wasmon::author::run(what),
         Command::Rollouts { url, json } => {
-            wasmon::rollout::api::print_status(&url, json).await?;
+            wasmon::client::rollouts::status(&url, json).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Plugins {
@@ -462,7 +462,7 @@ async fn run(cmd: Command) -> Result<ExitCode> {
                     ..
                 },
         } => {
-            let list = wasmon::plugins::list::fetch(&url).await?;
+            let list = wasmon::client::plugins::list(&url).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else {

@@ -10,14 +10,14 @@ use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use parking_lot::Mutex;
 use wasmon::alerting::config::AlertingConfig;
-use wasmon::alerting::dispatch::{
-    Clock, Dispatcher, ManualClock, Notifier, NotifyError, ReceiverSettings, Shared,
-};
+use wasmon::alerting::dispatch::{Dispatcher, Notifier, NotifyError, ReceiverSettings, Shared};
 use wasmon::alerting::matcher::ApiMatcher;
 use wasmon::alerting::message::WebhookMessage;
 use wasmon::alerting::nflog::NotificationLog;
+use wasmon::alerting::notify::{Context, MultiStage, Parts, Pipeline, Stage, StageError};
 use wasmon::alerting::silence::{Silence, Silences, DEFAULT_RETENTION};
-use wasmon::alerting::types::{AlertStore, PostableAlert};
+use wasmon::alerting::types::{Alert, AlertStore, PostableAlert};
+use wasmon::clock::{Clock, ManualClock};
 
 #[derive(Default)]
 struct Recorder {
@@ -100,6 +100,17 @@ fn env_config(
     alerts: Arc<AlertStore>,
     clock: Arc<ManualClock>,
 ) -> Env {
+    env_pipeline(config, nflog, alerts, clock, Pipeline::standard)
+}
+
+/// An env whose dispatcher runs the pipeline `build` makes.
+fn env_pipeline(
+    config: &str,
+    nflog: Arc<NotificationLog>,
+    alerts: Arc<AlertStore>,
+    clock: Arc<ManualClock>,
+    build: impl FnOnce(&Parts) -> Pipeline,
+) -> Env {
     let rec = Arc::new(Recorder::default());
     *rec.clock.lock() = Some(clock.clone());
     let cfg: AlertingConfig = serde_norway::from_str(config).unwrap();
@@ -109,7 +120,7 @@ fn env_config(
         nflog,
         notifier: rec.clone(),
         clock: clock.clone(),
-        incidents: Arc::new(wasmon::incident::Incidents::in_memory()),
+        oncall: Arc::new(wasmon::incident::Incidents::in_memory()),
     };
     let receivers: HashMap<String, ReceiverSettings> = [
         ("team".to_string(), ReceiverSettings::default()),
@@ -122,7 +133,8 @@ fn env_config(
         ),
     ]
     .into();
-    let d = Dispatcher::new(&cfg, receivers, "http://wasmon:9093", shared.clone()).unwrap();
+    let d = Dispatcher::with_pipeline(&cfg, receivers, "http://wasmon:9093", shared.clone(), build)
+        .unwrap();
     Env {
         clock,
         rec,
@@ -452,4 +464,74 @@ async fn groups_whose_fingerprints_collide_stay_apart() {
             (x.to_string(), vec!["A".to_string()]),
         ]
     );
+}
+
+/// A stage a test puts in front of the flush pipeline: notes what each
+/// flush ran for and drops the alerts labelled `drop="yes"`.
+#[derive(Default)]
+struct Dropper {
+    seen: Mutex<Vec<Seen>>,
+}
+
+/// What a flush ran for: group key, receiver, repeat interval, time, and
+/// how many alerts it had.
+type Seen = (String, String, Duration, DateTime<Utc>, usize);
+
+impl Stage for Dropper {
+    fn exec<'a>(
+        &'a self,
+        ctx: &'a mut Context,
+        mut alerts: Vec<Alert>,
+    ) -> BoxFuture<'a, Result<Vec<Alert>, StageError>> {
+        self.seen.lock().push((
+            ctx.group_key.clone(),
+            ctx.receiver.clone(),
+            ctx.repeat_interval,
+            ctx.now,
+            alerts.len(),
+        ));
+        alerts.retain(|a| a.labels.get("drop") != Some("yes"));
+        Box::pin(async move { Ok(alerts) })
+    }
+}
+
+#[tokio::test]
+async fn an_injected_stage_runs_in_the_flush_pipeline() {
+    let dropper = Arc::new(Dropper::default());
+    let stage = dropper.clone();
+    let e = env_pipeline(
+        CONFIG,
+        Arc::new(NotificationLog::in_memory(DEFAULT_RETENTION)),
+        Arc::new(AlertStore::new()),
+        ManualClock::new(t0()),
+        |parts| {
+            let standard = Pipeline::standard(parts);
+            Pipeline {
+                flush: Arc::new(MultiStage(vec![stage, standard.flush.clone()])),
+                ..standard
+            }
+        },
+    );
+    let dropped = [
+        ("alertname", "HighLatency"),
+        ("instance", "c"),
+        ("drop", "yes"),
+    ];
+    e.d.put_alerts(vec![alert(A), alert(&dropped)]).unwrap();
+    e.at(30).await;
+    let seen = std::mem::take(&mut *dropper.seen.lock());
+    assert_eq!(
+        seen,
+        vec![(
+            r#"{}:{alertname="HighLatency"}"#.to_string(),
+            "team".to_string(),
+            Duration::from_secs(4 * 3600),
+            t0() + chrono::Duration::seconds(30),
+            2
+        )]
+    );
+    let sent = e.rec.take();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].2.alerts.len(), 1, "the stage dropped one alert");
+    assert_eq!(sent[0].2.alerts[0].labels["instance"], "a");
 }

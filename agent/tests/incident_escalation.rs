@@ -13,13 +13,12 @@ use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use parking_lot::Mutex;
 use wasmon::alerting::config::AlertingConfig;
-use wasmon::alerting::dispatch::{
-    Clock, Dispatcher, ManualClock, Notifier, NotifyError, ReceiverSettings, Shared,
-};
+use wasmon::alerting::dispatch::{Dispatcher, Notifier, NotifyError, ReceiverSettings, Shared};
 use wasmon::alerting::message::WebhookMessage;
 use wasmon::alerting::nflog::NotificationLog;
 use wasmon::alerting::silence::{Silences, DEFAULT_RETENTION};
 use wasmon::alerting::types::{AlertStore, PostableAlert};
+use wasmon::clock::{Clock, ManualClock};
 use wasmon::incident::Incidents;
 
 #[derive(Default)]
@@ -103,7 +102,7 @@ fn env() -> Env {
         nflog: Arc::new(NotificationLog::in_memory(DEFAULT_RETENTION)),
         notifier: rec.clone(),
         clock: clock.clone(),
-        incidents: incidents.clone(),
+        oncall: incidents.clone(),
     };
     let d = Dispatcher::new(&cfg, receivers(), "http://wasmon", shared.clone()).unwrap();
     Env {
@@ -518,7 +517,7 @@ async fn silenced_alerts_open_no_incident_until_the_silence_ends() {
 fn config_errors_name_the_step() {
     let bad = |y: &str| {
         let c: AlertingConfig = serde_norway::from_str(y).unwrap();
-        c.validate(&["p", "s"]).unwrap_err()
+        c.validate(&["p", "s"]).unwrap_err().to_string()
     };
     let e = bad("route: {receiver: p, escalation: [{receiver: nobody, delay: 5m}]}");
     assert!(

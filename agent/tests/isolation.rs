@@ -293,14 +293,13 @@ mod failure_policy {
     use chrono::{DateTime, Utc};
     use futures::future::BoxFuture;
     use wasmon::alerting::config::AlertingConfig;
-    use wasmon::alerting::dispatch::{
-        Clock, Dispatcher, ManualClock, Notifier, NotifyError, ReceiverSettings, Shared,
-    };
+    use wasmon::alerting::dispatch::{Dispatcher, Notifier, NotifyError, ReceiverSettings, Shared};
     use wasmon::alerting::message::WebhookMessage;
     use wasmon::alerting::nflog::NotificationLog;
     use wasmon::alerting::plugin_notifier::PluginNotifier;
     use wasmon::alerting::silence::{Silences, DEFAULT_RETENTION};
     use wasmon::alerting::types::{AlertStore, PostableAlert};
+    use wasmon::clock::{Clock, ManualClock};
     use wasmon::plugins::circuit::State;
     use wasmon::plugins::CallError;
     use wasmon::selfmetrics::{CallLabels, Metrics};
@@ -335,12 +334,6 @@ mod failure_policy {
                 sleep.await;
                 sleeps.lock().unwrap().retain(|(i, _)| *i != id);
             })
-        }
-    }
-
-    impl wasmon::plugins::host::Clock for TestClock {
-        fn now_ms(&self) -> i64 {
-            self.manual.now().timestamp_millis()
         }
     }
 
@@ -464,7 +457,7 @@ route:
             nflog: Arc::new(NotificationLog::in_memory(DEFAULT_RETENTION)),
             notifier: counting.clone(),
             clock: clock.clone(),
-            incidents: Arc::new(wasmon::incident::Incidents::in_memory()),
+            oncall: Arc::new(wasmon::incident::Incidents::in_memory()),
         };
         let settings: HashMap<String, ReceiverSettings> = ["looping", "refusing", "fast"]
             .into_iter()

@@ -12,7 +12,7 @@ use wasmon::promql::{MatchOp, Matcher, MemStorage, Queryable};
 use wasmon::rules::group::ms_to_time;
 use wasmon::rules::rulefmt::{parse, ParseOpts};
 use wasmon::rules::{
-    AlertState, Group, ManagerOpts, ManualClock, MemStorageAppendable, Rule, RuleManager, RuleOpts,
+    AlertState, Group, ManagerOpts, MemStorageAppendable, Rule, RuleManager, RuleOpts,
 };
 
 const M: i64 = 60_000;
@@ -392,14 +392,14 @@ async fn manager_runs_reloads_and_keeps_old_groups_on_error() {
         Arc::new(MemStorageAppendable(store.clone())),
         sink.clone(),
     );
-    let clock = ManualClock::new(1_000_000);
+    let clock = wasmon::clock::ManualClock::from_ms(1_000_000);
     let mut mo = ManagerOpts::new(opts);
     mo.clock = clock.clone();
     let m = RuleManager::new(mo);
     m.update(&["*.rules.yml".to_string()], dir.path()).unwrap();
     assert_eq!(m.groups().len(), 1);
     let g = m.groups()[0].clone();
-    clock.advance(10_000);
+    clock.advance_ms(10_000);
     wait_eval(&m, 1, 1_010_000).await;
     let t1 = g.last_eval_ms().unwrap();
     assert_eq!(t1, g.eval_timestamp(1_010_000));
@@ -414,7 +414,7 @@ async fn manager_runs_reloads_and_keeps_old_groups_on_error() {
     let err = m.reload_patterns_for_test(dir.path());
     assert!(err.is_err());
     assert!(Arc::ptr_eq(&m.groups()[0], &g));
-    clock.advance(10_000);
+    clock.advance_ms(10_000);
     wait_eval(&m, 1, 1_020_000).await;
     assert_eq!(g.last_eval_ms(), Some(t1 + 10_000));
 
@@ -427,7 +427,7 @@ async fn manager_runs_reloads_and_keeps_old_groups_on_error() {
     m.update(&["*.rules.yml".to_string()], dir.path()).unwrap();
     assert_eq!(m.groups().len(), 2);
     assert!(Arc::ptr_eq(&m.groups()[0], &g));
-    clock.advance(60_000);
+    clock.advance_ms(60_000);
     wait_eval(&m, 2, 1_080_000).await;
     assert!(!series(&store, "two").is_empty());
 

@@ -13,7 +13,93 @@ use std::fmt;
 use chrono::{DateTime, Datelike, Local, TimeZone, Timelike, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::matcher::{parse_matchers_fallback, Matcher};
+use super::matcher::{parse_matchers_fallback, Matcher, MatcherError};
+
+/// Why an alerting config is refused: Alertmanager's texts, each naming
+/// the field, label, receiver or interval at fault.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("not a valid duration string: {0:?}")]
+    BadDuration(String),
+    #[error("duration out of range")]
+    DurationOutOfRange,
+    #[error("invalid label name {0:?}")]
+    InvalidLabelName(String),
+    #[error("cannot have wildcard group_by (`...`) and other other labels at the same time")]
+    WildcardGroupBy,
+    #[error("invalid label name {0:?} in group_by list")]
+    InvalidGroupBy(String),
+    #[error("duplicated label {0:?} in group_by")]
+    DuplicateGroupBy(String),
+    /// `group_interval` or `repeat_interval`.
+    #[error("{0} cannot be zero")]
+    ZeroInterval(&'static str),
+    #[error("escalation step {step} (receiver {receiver:?}): delay {delay} is shorter than the previous step's {previous}; steps must be in order")]
+    EscalationOrder {
+        /// From 1.
+        step: usize,
+        receiver: String,
+        delay: Duration,
+        previous: Duration,
+    },
+    #[error("no route provided in config")]
+    NoRoute,
+    #[error("time interval {0:?} is not unique")]
+    DuplicateTimeInterval(String),
+    #[error("undefined receiver {0:?} used in route")]
+    UndefinedReceiver(String),
+    #[error("undefined receiver {0:?} used in route escalation")]
+    UndefinedEscalationReceiver(String),
+    #[error("undefined time interval {0:?} used in route")]
+    UndefinedTimeInterval(String),
+    /// What the root route may not have or must have.
+    #[error("{}", root_text(.0))]
+    Root(RootRule),
+    /// A matcher (route or inhibit rule) whose regex does not compile.
+    #[error(transparent)]
+    Matcher(#[from] MatcherError),
+}
+
+/// The root route's own rules ([`validate_root`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RootRule {
+    NoReceiver,
+    Matchers,
+    Continue,
+    MuteTimeIntervals,
+    ActiveTimeIntervals,
+}
+
+fn root_text(r: &RootRule) -> &'static str {
+    match r {
+        RootRule::NoReceiver => "root route must specify a default receiver",
+        RootRule::Matchers => "root route must not have any matchers",
+        RootRule::Continue => "cannot have continue in root route",
+        RootRule::MuteTimeIntervals => "root route must not have any mute time intervals",
+        RootRule::ActiveTimeIntervals => "root route must not have any active time intervals",
+    }
+}
+
+/// Why a time interval's field does not parse (a serde error, so the
+/// config loader adds file and line).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum TimeSpecError {
+    #[error("couldn't parse timestamp {0}, invalid format")]
+    Timestamp(String),
+    #[error("{0} is not a valid weekday")]
+    Weekday(String),
+    #[error("{0} is not a valid month")]
+    Month(String),
+    #[error("{0} is not a valid day of the month")]
+    DayOfMonth(String),
+    #[error("{0} is not a valid day of the month: out of range")]
+    DayOutOfRange(i32),
+    #[error("{0} is not a valid year")]
+    Year(String),
+    /// A range whose ends are the wrong way round.
+    #[error("{0}")]
+    Order(&'static str),
+}
 
 // ---------------------------------------------------------------------------
 // Durations.
@@ -28,8 +114,8 @@ impl Duration {
         Duration(std::time::Duration::from_secs(s))
     }
 
-    pub fn parse(s: &str) -> Result<Duration, String> {
-        let bad = || format!("not a valid duration string: {s:?}");
+    pub fn parse(s: &str) -> Result<Duration, ConfigError> {
+        let bad = || ConfigError::BadDuration(s.to_string());
         if s == "0" {
             return Ok(Duration::default());
         }
@@ -67,7 +153,7 @@ impl Duration {
             total = n
                 .checked_mul(UNITS[idx].1)
                 .and_then(|v| total.checked_add(v))
-                .ok_or_else(|| "duration out of range".to_string())?;
+                .ok_or(ConfigError::DurationOutOfRange)?;
         }
         Ok(Duration(std::time::Duration::from_millis(total)))
     }
@@ -243,10 +329,10 @@ fn is_empty_matchers(m: &ConfigMatchers) -> bool {
 impl RouteConfig {
     /// Checks of one node that do not need the rest of the config
     /// (Alertmanager's `Route.UnmarshalYAML`).
-    pub fn validate_node(&self) -> Result<(), String> {
+    pub fn validate_node(&self) -> Result<(), ConfigError> {
         for k in self.match_eq.keys().chain(self.match_re.keys()) {
             if !valid_label_name(k) {
-                return Err(format!("invalid label name {k:?}"));
+                return Err(ConfigError::InvalidLabelName(k.clone()));
             }
         }
         if let Some(gb) = &self.group_by {
@@ -254,32 +340,31 @@ impl RouteConfig {
             for l in gb {
                 if l == "..." {
                     if gb.len() > 1 {
-                        return Err("cannot have wildcard group_by (`...`) and other other labels at the same time".into());
+                        return Err(ConfigError::WildcardGroupBy);
                     }
                 } else if !valid_label_name(l) {
-                    return Err(format!("invalid label name {l:?} in group_by list"));
+                    return Err(ConfigError::InvalidGroupBy(l.clone()));
                 }
                 if !seen.insert(l) {
-                    return Err(format!("duplicated label {l:?} in group_by"));
+                    return Err(ConfigError::DuplicateGroupBy(l.clone()));
                 }
             }
         }
         if self.group_interval.is_some_and(|d| d.is_zero()) {
-            return Err("group_interval cannot be zero".into());
+            return Err(ConfigError::ZeroInterval("group_interval"));
         }
         if self.repeat_interval.is_some_and(|d| d.is_zero()) {
-            return Err("repeat_interval cannot be zero".into());
+            return Err(ConfigError::ZeroInterval("repeat_interval"));
         }
         if let Some(steps) = &self.escalation {
             for (i, w) in steps.windows(2).enumerate() {
                 if w[1].delay < w[0].delay {
-                    return Err(format!(
-                        "escalation step {} (receiver {:?}): delay {} is shorter than the previous step's {}; steps must be in order",
-                        i + 2,
-                        w[1].receiver,
-                        w[1].delay,
-                        w[0].delay
-                    ));
+                    return Err(ConfigError::EscalationOrder {
+                        step: i + 2,
+                        receiver: w[1].receiver.clone(),
+                        delay: w[1].delay,
+                        previous: w[0].delay,
+                    });
                 }
             }
         }
@@ -288,8 +373,8 @@ impl RouteConfig {
 
     fn walk<'a>(
         &'a self,
-        f: &mut dyn FnMut(&'a RouteConfig) -> Result<(), String>,
-    ) -> Result<(), String> {
+        f: &mut dyn FnMut(&'a RouteConfig) -> Result<(), ConfigError>,
+    ) -> Result<(), ConfigError> {
         f(self)?;
         for r in &self.routes {
             r.walk(f)?;
@@ -324,7 +409,7 @@ pub struct InhibitRuleConfig {
 }
 
 impl InhibitRuleConfig {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         for k in self
             .source_match
             .keys()
@@ -334,7 +419,7 @@ impl InhibitRuleConfig {
             .chain(self.equal.iter())
         {
             if !valid_label_name(k) {
-                return Err(format!("invalid label name {k:?}"));
+                return Err(ConfigError::InvalidLabelName(k.clone()));
             }
         }
         Ok(())
@@ -421,8 +506,8 @@ struct RawTimeRange {
     end_time: String,
 }
 
-fn parse_hhmm(s: &str) -> Result<u32, String> {
-    let bad = || format!("couldn't parse timestamp {s}, invalid format");
+fn parse_hhmm(s: &str) -> Result<u32, TimeSpecError> {
+    let bad = || TimeSpecError::Timestamp(s.to_string());
     if s == "24:00" {
         return Ok(24 * 60);
     }
@@ -445,9 +530,9 @@ impl<'de> Deserialize<'de> for TimeRange {
         let start = parse_hhmm(&raw.start_time).map_err(e)?;
         let end = parse_hhmm(&raw.end_time).map_err(e)?;
         if start >= end {
-            return Err(e(
-                "start time cannot be equal or greater than end time".to_string()
-            ));
+            return Err(e(TimeSpecError::Order(
+                "start time cannot be equal or greater than end time",
+            )));
         }
         Ok(TimeRange {
             start_minute: start,
@@ -485,7 +570,10 @@ impl StrOrInt {
 }
 
 /// Parse `a` or `a:b` with `f`; `a` alone is `a:a`.
-fn parse_range(s: &str, f: &dyn Fn(&str) -> Result<i32, String>) -> Result<(i32, i32), String> {
+fn parse_range(
+    s: &str,
+    f: &dyn Fn(&str) -> Result<i32, TimeSpecError>,
+) -> Result<(i32, i32), TimeSpecError> {
     match s.split_once(':') {
         Some((a, b)) => Ok((f(a)?, f(b)?)),
         None => {
@@ -506,7 +594,7 @@ macro_rules! range_type {
             fn deserialize<D: Deserializer<'de>>(d: D) -> Result<$name, D::Error> {
                 let s = StrOrInt::deserialize(d)?.into_string();
                 let (begin, end) = parse_range(&s, &$parse).map_err(serde::de::Error::custom)?;
-                let check: fn(i32, i32) -> Result<(), String> = $check;
+                let check: fn(i32, i32) -> Result<(), TimeSpecError> = $check;
                 check(begin, end).map_err(serde::de::Error::custom)?;
                 Ok($name { begin, end })
             }
@@ -548,41 +636,41 @@ const MONTHS: [&str; 12] = [
     "december",
 ];
 
-fn parse_weekday(s: &str) -> Result<i32, String> {
+fn parse_weekday(s: &str) -> Result<i32, TimeSpecError> {
     let l = s.trim().to_lowercase();
     WEEKDAYS
         .iter()
         .position(|d| *d == l)
         .map(|i| i as i32)
-        .ok_or_else(|| format!("{s} is not a valid weekday"))
+        .ok_or_else(|| TimeSpecError::Weekday(s.to_string()))
 }
 
-fn parse_month(s: &str) -> Result<i32, String> {
+fn parse_month(s: &str) -> Result<i32, TimeSpecError> {
     let l = s.trim().to_lowercase();
     if let Some(i) = MONTHS.iter().position(|m| *m == l) {
         return Ok(i as i32 + 1);
     }
     match l.parse::<i32>() {
         Ok(n) if (1..=12).contains(&n) => Ok(n),
-        _ => Err(format!("{s} is not a valid month")),
+        _ => Err(TimeSpecError::Month(s.to_string())),
     }
 }
 
-fn parse_day_of_month(s: &str) -> Result<i32, String> {
+fn parse_day_of_month(s: &str) -> Result<i32, TimeSpecError> {
     let n: i32 = s
         .trim()
         .parse()
-        .map_err(|_| format!("{s} is not a valid day of the month"))?;
+        .map_err(|_| TimeSpecError::DayOfMonth(s.to_string()))?;
     if n == 0 || !(-31..=31).contains(&n) {
-        return Err(format!("{n} is not a valid day of the month: out of range"));
+        return Err(TimeSpecError::DayOutOfRange(n));
     }
     Ok(n)
 }
 
-fn parse_year(s: &str) -> Result<i32, String> {
+fn parse_year(s: &str) -> Result<i32, TimeSpecError> {
     match s.trim().parse::<i32>() {
         Ok(n) if n > 0 => Ok(n),
-        _ => Err(format!("{s} is not a valid year")),
+        _ => Err(TimeSpecError::Year(s.to_string())),
     }
 }
 
@@ -590,7 +678,7 @@ range_type!(
     WeekdayRange,
     parse_weekday,
     |b, e| if b > e {
-        Err("start day cannot be before end day".into())
+        Err(TimeSpecError::Order("start day cannot be before end day"))
     } else {
         Ok(())
     },
@@ -600,7 +688,9 @@ range_type!(
     MonthRange,
     parse_month,
     |b, e| if b > e {
-        Err("end month cannot be before start month".into())
+        Err(TimeSpecError::Order(
+            "end month cannot be before start month",
+        ))
     } else {
         Ok(())
     },
@@ -611,10 +701,12 @@ range_type!(
     parse_day_of_month,
     |b, e| {
         if b < 0 && e > 0 {
-            return Err("end day must be negative if start day is negative".into());
+            return Err(TimeSpecError::Order(
+                "end day must be negative if start day is negative",
+            ));
         }
         if (b > 0) == (e > 0) && b > e {
-            return Err("start day cannot be after end day".into());
+            return Err(TimeSpecError::Order("start day cannot be after end day"));
         }
         Ok(())
     },
@@ -624,7 +716,7 @@ range_type!(
     YearRange,
     parse_year,
     |b, e| if b > e {
-        Err("end year cannot be before start year".into())
+        Err(TimeSpecError::Order("end year cannot be before start year"))
     } else {
         Ok(())
     },
@@ -748,16 +840,13 @@ pub struct AlertingConfig {
 impl AlertingConfig {
     /// Alertmanager's checks across the config. `receivers` are the names
     /// the host knows (its receiver plugin instances).
-    pub fn validate(&self, receivers: &[&str]) -> Result<(), String> {
-        let route = self
-            .route
-            .as_ref()
-            .ok_or_else(|| "no route provided in config".to_string())?;
+    pub fn validate(&self, receivers: &[&str]) -> Result<(), ConfigError> {
+        let route = self.route.as_ref().ok_or(ConfigError::NoRoute)?;
         validate_root(route)?;
         let mut names = HashSet::new();
         for ti in self.time_intervals.iter().chain(&self.mute_time_intervals) {
             if !names.insert(ti.name.as_str()) {
-                return Err(format!("time interval {:?} is not unique", ti.name));
+                return Err(ConfigError::DuplicateTimeInterval(ti.name.clone()));
             }
         }
         let known: HashSet<&str> = receivers.iter().copied().collect();
@@ -765,20 +854,17 @@ impl AlertingConfig {
             r.validate_node()?;
             if let Some(rcv) = &r.receiver {
                 if !known.contains(rcv.as_str()) {
-                    return Err(format!("undefined receiver {rcv:?} used in route"));
+                    return Err(ConfigError::UndefinedReceiver(rcv.clone()));
                 }
             }
             for s in r.escalation.iter().flatten() {
                 if !known.contains(s.receiver.as_str()) {
-                    return Err(format!(
-                        "undefined receiver {:?} used in route escalation",
-                        s.receiver
-                    ));
+                    return Err(ConfigError::UndefinedEscalationReceiver(s.receiver.clone()));
                 }
             }
             for n in r.mute_time_intervals.iter().chain(&r.active_time_intervals) {
                 if !names.contains(n.as_str()) {
-                    return Err(format!("undefined time interval {n:?} used in route"));
+                    return Err(ConfigError::UndefinedTimeInterval(n.clone()));
                 }
             }
             Ok(())
@@ -800,21 +886,21 @@ impl AlertingConfig {
 }
 
 /// The root route's own rules.
-pub fn validate_root(route: &RouteConfig) -> Result<(), String> {
+pub fn validate_root(route: &RouteConfig) -> Result<(), ConfigError> {
     if route.receiver.as_deref().unwrap_or("").is_empty() {
-        return Err("root route must specify a default receiver".into());
+        return Err(ConfigError::Root(RootRule::NoReceiver));
     }
     if !route.match_eq.is_empty() || !route.match_re.is_empty() || !route.matchers.0.is_empty() {
-        return Err("root route must not have any matchers".into());
+        return Err(ConfigError::Root(RootRule::Matchers));
     }
     if route.continue_matching {
-        return Err("cannot have continue in root route".into());
+        return Err(ConfigError::Root(RootRule::Continue));
     }
     if !route.mute_time_intervals.is_empty() {
-        return Err("root route must not have any mute time intervals".into());
+        return Err(ConfigError::Root(RootRule::MuteTimeIntervals));
     }
     if !route.active_time_intervals.is_empty() {
-        return Err("root route must not have any active time intervals".into());
+        return Err(ConfigError::Root(RootRule::ActiveTimeIntervals));
     }
     Ok(())
 }
@@ -881,8 +967,12 @@ time_intervals:
         assert!(r.routes[0].continue_matching);
         assert_eq!(r.group_wait, Some(Duration::from_secs(10)));
         assert_eq!(
-            c.validate(&["default"]).unwrap_err(),
+            c.validate(&["default"]).unwrap_err().to_string(),
             "undefined receiver \"pager\" used in route"
+        );
+        assert_eq!(
+            c.validate(&["default"]),
+            Err(ConfigError::UndefinedReceiver("pager".into()))
         );
 
         let toml_text = r#"
@@ -914,7 +1004,7 @@ location = "Local"
         let bad = |y: &str| -> String {
             match serde_norway::from_str::<AlertingConfig>(y) {
                 Err(e) => e.to_string(),
-                Ok(c) => c.validate(&["r"]).unwrap_err(),
+                Ok(c) => c.validate(&["r"]).unwrap_err().to_string(),
             }
         };
         assert!(bad("route: {}").contains("root route must specify a default receiver"));

@@ -9,7 +9,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 
-use super::config::InhibitRuleConfig;
+use super::config::{ConfigError, InhibitRuleConfig};
 use super::matcher::{MatchType, Matcher, Matchers};
 use super::types::{Alert, Fingerprint};
 use crate::model::Labels;
@@ -27,7 +27,7 @@ fn legacy(
     eq: &std::collections::BTreeMap<String, String>,
     re: &std::collections::BTreeMap<String, super::config::ConfigRegex>,
     rest: &[Matcher],
-) -> Result<Matchers, String> {
+) -> Result<Matchers, ConfigError> {
     let mut v = Vec::new();
     for (n, val) in eq {
         v.push(Matcher::new(MatchType::Equal, n.clone(), val.clone())?);
@@ -40,7 +40,7 @@ fn legacy(
 }
 
 impl InhibitRule {
-    pub fn new(c: &InhibitRuleConfig) -> Result<InhibitRule, String> {
+    pub fn new(c: &InhibitRuleConfig) -> Result<InhibitRule, ConfigError> {
         c.validate()?;
         Ok(InhibitRule {
             name: c.name.clone(),
@@ -77,7 +77,7 @@ pub struct Inhibitor {
 }
 
 impl Inhibitor {
-    pub fn new(rules: &[InhibitRuleConfig]) -> Result<Inhibitor, String> {
+    pub fn new(rules: &[InhibitRuleConfig]) -> Result<Inhibitor, ConfigError> {
         Ok(Inhibitor {
             rules: rules
                 .iter()

@@ -53,6 +53,32 @@ impl fmt::Display for MatchType {
     }
 }
 
+/// Why matchers do not parse or a matcher does not compile. The texts are
+/// Alertmanager's (users search for them; the conformance tests compare
+/// them).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MatcherError {
+    /// A regex value that does not compile, phrased like Go's `regexp`.
+    #[error("{0}")]
+    Regex(String),
+    /// The UTF-8 parser's refusal, led by the column range it is about
+    /// (`start:end: ...`).
+    #[error("{0}")]
+    Syntax(String),
+    /// One matcher was asked for, none was given.
+    #[error("no matchers")]
+    NoMatchers,
+    /// One matcher was asked for, several were given.
+    #[error("expected 1 matcher, found {0}")]
+    NotOne(usize),
+    /// The classic parser: not `name op value`.
+    #[error("bad matcher format: {0}")]
+    BadFormat(String),
+    /// The classic parser: a `"` inside the value.
+    #[error("matcher value contains unescaped double quote: {0}")]
+    UnescapedQuote(String),
+}
+
 /// One label matcher. A missing label matches as the empty string.
 #[derive(Clone)]
 pub struct Matcher {
@@ -96,12 +122,15 @@ impl Matcher {
         op: MatchType,
         name: impl Into<String>,
         value: impl Into<String>,
-    ) -> Result<Matcher, String> {
+    ) -> Result<Matcher, MatcherError> {
         let name = name.into();
         let value = value.into();
         let re = if op.is_regex() {
             let anchored = format!("^(?:{value})$");
-            Some(Regex::new(&anchored).map_err(|e| go_regex_error(&anchored, &e))?)
+            Some(
+                Regex::new(&anchored)
+                    .map_err(|e| MatcherError::Regex(go_regex_error(&anchored, &e)))?,
+            )
         } else {
             None
         };
@@ -198,7 +227,7 @@ fn yes() -> bool {
 }
 
 impl ApiMatcher {
-    pub fn to_matcher(&self) -> Result<Matcher, String> {
+    pub fn to_matcher(&self) -> Result<Matcher, MatcherError> {
         let op = match (self.is_regex, self.is_equal) {
             (false, true) => MatchType::Equal,
             (false, false) => MatchType::NotEqual,
@@ -347,7 +376,7 @@ struct Token {
 #[derive(Clone)]
 struct Lexer<'a> {
     input: &'a str,
-    err: Option<String>,
+    err: Option<MatcherError>,
     start: usize,
     pos: usize,
     width: usize,
@@ -414,14 +443,14 @@ impl<'a> Lexer<'a> {
         }
     }
 
-    fn peek(&mut self) -> Result<Token, String> {
+    fn peek(&mut self) -> Result<Token, MatcherError> {
         let saved = (self.start, self.pos, self.width, self.column, self.cols);
         let r = self.scan();
         (self.start, self.pos, self.width, self.column, self.cols) = saved;
         r
     }
 
-    fn scan(&mut self) -> Result<Token, String> {
+    fn scan(&mut self) -> Result<Token, MatcherError> {
         if let Some(e) = &self.err {
             return Err(e.clone());
         }
@@ -432,7 +461,7 @@ impl<'a> Lexer<'a> {
         r
     }
 
-    fn scan_inner(&mut self) -> Result<Token, String> {
+    fn scan_inner(&mut self) -> Result<Token, MatcherError> {
         while let Some(c) = self.next() {
             match c {
                 '{' => return Ok(self.emit(Kind::OpenBrace)),
@@ -452,12 +481,12 @@ impl<'a> Lexer<'a> {
                 }
                 c if c.is_whitespace() => self.skip(),
                 _ => {
-                    return Err(format!(
+                    return Err(MatcherError::Syntax(format!(
                         "{}:{}: {}: invalid input",
                         self.column,
                         self.cols,
                         &self.input[self.start..self.pos]
-                    ))
+                    )))
                 }
             }
         }
@@ -469,7 +498,7 @@ impl<'a> Lexer<'a> {
         })
     }
 
-    fn scan_operator(&mut self) -> Result<Token, String> {
+    fn scan_operator(&mut self) -> Result<Token, MatcherError> {
         if self.accept("!") {
             if self.accept("=") {
                 return Ok(self.emit(Kind::NotEquals));
@@ -477,10 +506,10 @@ impl<'a> Lexer<'a> {
             if self.accept("~") {
                 return Ok(self.emit(Kind::NotMatches));
             }
-            return Err(format!(
+            return Err(MatcherError::Syntax(format!(
                 "{}:{}: unexpected end of input, expected one of '=~'",
                 self.column, self.cols
-            ));
+            )));
         }
         if self.accept("=") {
             if self.accept("~") {
@@ -488,13 +517,13 @@ impl<'a> Lexer<'a> {
             }
             return Ok(self.emit(Kind::Equals));
         }
-        Err(format!(
+        Err(MatcherError::Syntax(format!(
             "{}:{}: unexpected end of input, expected one of '=!'",
             self.column, self.cols
-        ))
+        )))
     }
 
-    fn scan_quoted(&mut self) -> Result<Token, String> {
+    fn scan_quoted(&mut self) -> Result<Token, MatcherError> {
         self.next(); // the opening quote
         let mut escaped = false;
         while let Some(c) = self.next() {
@@ -506,12 +535,12 @@ impl<'a> Lexer<'a> {
                 return Ok(self.emit(Kind::Quoted));
             }
         }
-        Err(format!(
+        Err(MatcherError::Syntax(format!(
             "{}:{}: {}: missing end \"",
             self.column,
             self.cols,
             &self.input[self.start..self.pos]
-        ))
+        )))
     }
 
     fn scan_unquoted(&mut self) -> Token {
@@ -526,15 +555,15 @@ impl<'a> Lexer<'a> {
 }
 
 impl Token {
-    fn unquote(&self) -> Result<String, String> {
+    fn unquote(&self) -> Result<String, MatcherError> {
         if self.kind != Kind::Quoted {
             return Ok(self.value.clone());
         }
         let bad = || {
-            format!(
+            MatcherError::Syntax(format!(
                 "{}:{}: {}: invalid input",
                 self.col_start, self.col_end, self.value
-            )
+            ))
         };
         let bytes = go_unquote(&self.value).ok_or_else(bad)?;
         String::from_utf8(bytes).map_err(|_| bad())
@@ -608,14 +637,21 @@ const ERR_EXPECTED_MATCHER_OR_CLOSE: &str = "expected a matcher or close brace a
 /// unexpected token.
 enum PeekErr {
     Eof,
-    Other(String),
+    Other(MatcherError),
 }
 
 impl PeekErr {
     fn msg(self) -> String {
         match self {
             PeekErr::Eof => ERR_EOF.to_string(),
-            PeekErr::Other(s) => s,
+            PeekErr::Other(e) => e.to_string(),
+        }
+    }
+
+    fn error(self) -> MatcherError {
+        match self {
+            PeekErr::Eof => MatcherError::Syntax(ERR_EOF.to_string()),
+            PeekErr::Other(e) => e,
         }
     }
 }
@@ -643,10 +679,10 @@ impl<'a> Parser<'a> {
             return Err(PeekErr::Eof);
         }
         if !kinds.contains(&t.kind) {
-            return Err(PeekErr::Other(format!(
+            return Err(PeekErr::Other(MatcherError::Syntax(format!(
                 "{}:{}: unexpected {}",
                 t.col_start, t.col_end, t.value
-            )));
+            ))));
         }
         Ok(t)
     }
@@ -665,12 +701,12 @@ impl<'a> Parser<'a> {
         Ok(kinds.contains(&t.kind))
     }
 
-    fn step(&mut self, s: State) -> Result<Option<State>, String> {
+    fn step(&mut self, s: State) -> Result<Option<State>, MatcherError> {
         match s {
             State::OpenBrace => {
                 match self.accept_peek(&[Kind::OpenBrace]) {
                     Err(PeekErr::Eof) => return Ok(Some(State::Eof)),
-                    Err(e) => return Err(e.msg()),
+                    Err(e) => return Err(e.error()),
                     Ok(true) => {
                         self.has_open_brace = true;
                         let _ = self.lexer.scan();
@@ -679,7 +715,7 @@ impl<'a> Parser<'a> {
                 }
                 match self.accept_peek(&[Kind::CloseBrace]) {
                     Err(PeekErr::Eof) => Ok(Some(State::CloseBrace)),
-                    Err(e) => Err(e.msg()),
+                    Err(e) => Err(e.error()),
                     Ok(true) => Ok(Some(State::CloseBrace)),
                     Ok(false) => Ok(Some(State::Matcher)),
                 }
@@ -687,22 +723,25 @@ impl<'a> Parser<'a> {
             State::CloseBrace => {
                 if self.has_open_brace {
                     if let Err(e) = self.expect(&[Kind::CloseBrace]) {
-                        return Err(format!(
+                        return Err(MatcherError::Syntax(format!(
                             "0:{}: {}: {}",
                             self.lexer.cols,
                             e.msg(),
                             ERR_NO_CLOSE_BRACE
-                        ));
+                        )));
                     }
                 } else if self.expect(&[Kind::CloseBrace]).is_ok() {
-                    return Err(format!("0:{}: }}: {}", self.lexer.cols, ERR_NO_OPEN_BRACE));
+                    return Err(MatcherError::Syntax(format!(
+                        "0:{}: }}: {}",
+                        self.lexer.cols, ERR_NO_OPEN_BRACE
+                    )));
                 }
                 Ok(Some(State::Eof))
             }
             State::Matcher => {
-                let t = self
-                    .expect(&[Kind::Quoted, Kind::Unquoted])
-                    .map_err(|e| format!("{}: {}", e.msg(), ERR_NO_LABEL_NAME))?;
+                let t = self.expect(&[Kind::Quoted, Kind::Unquoted]).map_err(|e| {
+                    MatcherError::Syntax(format!("{}: {}", e.msg(), ERR_NO_LABEL_NAME))
+                })?;
                 let name = t.unquote()?;
                 let t = self
                     .expect(&[
@@ -711,25 +750,31 @@ impl<'a> Parser<'a> {
                         Kind::Matches,
                         Kind::NotMatches,
                     ])
-                    .map_err(|e| format!("{}: {}", e.msg(), ERR_NO_OPERATOR))?;
+                    .map_err(|e| {
+                        MatcherError::Syntax(format!("{}: {}", e.msg(), ERR_NO_OPERATOR))
+                    })?;
                 let op = match t.kind {
                     Kind::Equals => MatchType::Equal,
                     Kind::NotEquals => MatchType::NotEqual,
                     Kind::Matches => MatchType::Regexp,
                     _ => MatchType::NotRegexp,
                 };
-                let t = self
-                    .expect(&[Kind::Unquoted, Kind::Quoted])
-                    .map_err(|e| format!("{}: {}", e.msg(), ERR_NO_LABEL_VALUE))?;
+                let t = self.expect(&[Kind::Unquoted, Kind::Quoted]).map_err(|e| {
+                    MatcherError::Syntax(format!("{}: {}", e.msg(), ERR_NO_LABEL_VALUE))
+                })?;
                 let value = t.unquote()?;
                 let m = Matcher::new(op, name, value)
-                    .map_err(|e| format!("failed to create matcher: {e}"))?;
+                    .map_err(|e| MatcherError::Syntax(format!("failed to create matcher: {e}")))?;
                 self.matchers.push(m);
                 Ok(Some(State::EndOfMatcher))
             }
             State::EndOfMatcher => match self.expect_peek(&[Kind::Comma, Kind::CloseBrace]) {
                 Err(PeekErr::Eof) => Ok(Some(State::CloseBrace)),
-                Err(e) => Err(format!("{}: {}", e.msg(), ERR_EXPECTED_COMMA_OR_CLOSE)),
+                Err(e) => Err(MatcherError::Syntax(format!(
+                    "{}: {}",
+                    e.msg(),
+                    ERR_EXPECTED_COMMA_OR_CLOSE
+                ))),
                 Ok(t) if t.kind == Kind::Comma => Ok(Some(State::Comma)),
                 Ok(_) => Ok(Some(State::CloseBrace)),
             },
@@ -737,7 +782,11 @@ impl<'a> Parser<'a> {
                 let _ = self.lexer.scan();
                 match self.expect_peek(&[Kind::CloseBrace, Kind::Unquoted, Kind::Quoted]) {
                     Err(PeekErr::Eof) => Ok(Some(State::CloseBrace)),
-                    Err(e) => Err(format!("{}: {}", e.msg(), ERR_EXPECTED_MATCHER_OR_CLOSE)),
+                    Err(e) => Err(MatcherError::Syntax(format!(
+                        "{}: {}",
+                        e.msg(),
+                        ERR_EXPECTED_MATCHER_OR_CLOSE
+                    ))),
                     Ok(t) if t.kind == Kind::CloseBrace => Ok(Some(State::CloseBrace)),
                     Ok(_) => Ok(Some(State::Matcher)),
                 }
@@ -746,12 +795,12 @@ impl<'a> Parser<'a> {
                 let t = self
                     .lexer
                     .scan()
-                    .map_err(|e| format!("{e}: {ERR_EXPECTED_EOF}"))?;
+                    .map_err(|e| MatcherError::Syntax(format!("{e}: {ERR_EXPECTED_EOF}")))?;
                 if t.kind != Kind::Eof {
-                    return Err(format!(
+                    return Err(MatcherError::Syntax(format!(
                         "{}:{}: {}: {}",
                         t.col_start, t.col_end, t.value, ERR_EXPECTED_EOF
-                    ));
+                    )));
                 }
                 Ok(None)
             }
@@ -761,7 +810,7 @@ impl<'a> Parser<'a> {
 
 /// Parse matchers with the UTF-8 strict parser: `{a="b", c=~"d.*"}`, braces
 /// optional, values unquoted (no reserved characters) or Go-quoted.
-pub fn parse_matchers(input: &str) -> Result<Vec<Matcher>, String> {
+pub fn parse_matchers(input: &str) -> Result<Vec<Matcher>, MatcherError> {
     let mut p = Parser {
         lexer: Lexer::new(input),
         has_open_brace: false,
@@ -775,12 +824,12 @@ pub fn parse_matchers(input: &str) -> Result<Vec<Matcher>, String> {
 }
 
 /// Exactly one matcher, UTF-8 strict parser.
-pub fn parse_matcher(input: &str) -> Result<Matcher, String> {
+pub fn parse_matcher(input: &str) -> Result<Matcher, MatcherError> {
     let mut m = parse_matchers(input)?;
     match m.len() {
         1 => Ok(m.pop().unwrap()),
-        0 => Err("no matchers".to_string()),
-        n => Err(format!("expected 1 matcher, found {n}")),
+        0 => Err(MatcherError::NoMatchers),
+        n => Err(MatcherError::NotOne(n)),
     }
 }
 
@@ -796,7 +845,7 @@ fn classic_re() -> &'static Regex {
 }
 
 /// Parse a comma-separated list of matchers the lenient pre-0.27 way.
-pub fn parse_matchers_classic(s: &str) -> Result<Vec<Matcher>, String> {
+pub fn parse_matchers_classic(s: &str) -> Result<Vec<Matcher>, MatcherError> {
     let s = s.strip_prefix('{').unwrap_or(s);
     let s = s.strip_suffix('}').unwrap_or(s);
     let mut tokens = Vec::new();
@@ -829,10 +878,10 @@ pub fn parse_matchers_classic(s: &str) -> Result<Vec<Matcher>, String> {
 }
 
 /// One matcher, classic syntax.
-pub fn parse_matcher_classic(s: &str) -> Result<Matcher, String> {
+pub fn parse_matcher_classic(s: &str) -> Result<Matcher, MatcherError> {
     let caps = classic_re()
         .captures(s)
-        .ok_or_else(|| format!("bad matcher format: {s}"))?;
+        .ok_or_else(|| MatcherError::BadFormat(s.to_string()))?;
     let (name, op, raw) = (&caps[1], &caps[2], &caps[3]);
     let mut raw_value = raw;
     let mut expect_trailing_quote = false;
@@ -842,7 +891,7 @@ pub fn parse_matcher_classic(s: &str) -> Result<Matcher, String> {
     }
     let mut value = String::new();
     let mut escaped = false;
-    let unescaped_quote = || format!("matcher value contains unescaped double quote: {raw}");
+    let unescaped_quote = || MatcherError::UnescapedQuote(raw.to_string());
     for (i, c) in raw_value.char_indices() {
         if escaped {
             escaped = false;
@@ -888,7 +937,7 @@ pub fn parse_matcher_classic(s: &str) -> Result<Matcher, String> {
 /// Alertmanager's default ("fallback") mode: the UTF-8 parser, then the
 /// classic one if the UTF-8 parser refuses the input. Returns whether the
 /// classic parser was needed (worth a warning: it goes away upstream).
-pub fn parse_matchers_fallback(input: &str) -> Result<(Vec<Matcher>, bool), String> {
+pub fn parse_matchers_fallback(input: &str) -> Result<(Vec<Matcher>, bool), MatcherError> {
     match parse_matchers(input) {
         Ok(m) => Ok((m, false)),
         Err(utf8_err) => match parse_matchers_classic(input) {
@@ -936,8 +985,29 @@ mod tests {
     }
 
     #[test]
+    fn errors_say_which_kind() {
+        assert_eq!(parse_matcher("a=b,c=d"), Err(MatcherError::NotOne(2)));
+        assert_eq!(parse_matcher(""), Err(MatcherError::NoMatchers));
+        assert_eq!(
+            parse_matcher_classic("a b"),
+            Err(MatcherError::BadFormat("a b".into()))
+        );
+        assert!(matches!(
+            Matcher::new(MatchType::Regexp, "a", "("),
+            Err(MatcherError::Regex(_))
+        ));
+        assert!(matches!(
+            parse_matchers("{a=b"),
+            Err(MatcherError::Syntax(_))
+        ));
+    }
+
+    #[test]
     fn regex_error_like_go() {
         let e = parse_matchers_classic(r#"{foo=~"invalid[regexp"}"#).unwrap_err();
-        assert_eq!(e, "error parsing regexp: missing closing ]: `[regexp)$`");
+        assert_eq!(
+            e.to_string(),
+            "error parsing regexp: missing closing ]: `[regexp)$`"
+        );
     }
 }

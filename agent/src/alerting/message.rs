@@ -3,7 +3,11 @@
 
 use std::collections::BTreeMap;
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+
+use super::types::{fingerprint_hex, rfc3339, Alert};
+use crate::model::Labels;
 
 use crate::plugins::bindings::types as wit;
 
@@ -59,13 +63,20 @@ fn zero_time() -> String {
     ZERO_TIME.to_string()
 }
 
-fn status(s: &str) -> Result<wit::AlertStatus, String> {
+/// Why a message has no WIT form.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MessageError {
+    #[error("status must be \"firing\" or \"resolved\", not {0:?}")]
+    Status(String),
+    #[error("alerts[{index}]: status must be \"firing\" or \"resolved\", not {status:?}")]
+    AlertStatus { index: usize, status: String },
+}
+
+fn status(s: &str) -> Option<wit::AlertStatus> {
     match s {
-        "firing" => Ok(wit::AlertStatus::Firing),
-        "resolved" => Ok(wit::AlertStatus::Resolved),
-        other => Err(format!(
-            "status must be \"firing\" or \"resolved\", not {other:?}"
-        )),
+        "firing" => Some(wit::AlertStatus::Firing),
+        "resolved" => Some(wit::AlertStatus::Resolved),
+        _ => None,
     }
 }
 
@@ -80,17 +91,21 @@ fn labels(m: &BTreeMap<String, String>) -> Vec<wit::Label> {
 
 impl WebhookMessage {
     /// The WIT notification for this message.
-    pub fn to_wit(&self) -> Result<wit::Notification, String> {
+    pub fn to_wit(&self) -> Result<wit::Notification, MessageError> {
         Ok(wit::Notification {
             receiver: self.receiver.clone(),
-            status: status(&self.status)?,
+            status: status(&self.status)
+                .ok_or_else(|| MessageError::Status(self.status.clone()))?,
             alerts: self
                 .alerts
                 .iter()
                 .enumerate()
                 .map(|(i, a)| {
                     Ok(wit::Alert {
-                        status: status(&a.status).map_err(|e| format!("alerts[{i}]: {e}"))?,
+                        status: status(&a.status).ok_or_else(|| MessageError::AlertStatus {
+                            index: i,
+                            status: a.status.clone(),
+                        })?,
                         labels: labels(&a.labels),
                         annotations: labels(&a.annotations),
                         starts_at: a.starts_at.clone(),
@@ -99,7 +114,7 @@ impl WebhookMessage {
                         fingerprint: a.fingerprint.clone(),
                     })
                 })
-                .collect::<Result<_, String>>()?,
+                .collect::<Result<_, MessageError>>()?,
             group_labels: labels(&self.group_labels),
             common_labels: labels(&self.common_labels),
             common_annotations: labels(&self.common_annotations),
@@ -149,5 +164,121 @@ impl WebhookMessage {
                 fingerprint: "0000000000000000".to_string(),
             }],
         }
+    }
+}
+
+fn to_map(l: &Labels) -> BTreeMap<String, String> {
+    l.iter()
+        .map(|l| (l.name.clone(), l.value.clone()))
+        .collect()
+}
+
+/// The webhook v4 message for a group's alerts, as Alertmanager builds it:
+/// common labels/annotations over all alerts, firing alerts without an end
+/// time, `truncatedAlerts` when `max_alerts` cuts the list.
+pub fn build_message(
+    receiver: &str,
+    group_key: &str,
+    group_labels: &Labels,
+    alerts: &[&Alert],
+    now: DateTime<Utc>,
+    external_url: &str,
+    max_alerts: usize,
+) -> WebhookMessage {
+    let mut common_labels = alerts
+        .first()
+        .map(|a| to_map(&a.labels))
+        .unwrap_or_default();
+    let mut common_annotations = alerts
+        .first()
+        .map(|a| a.annotations.clone())
+        .unwrap_or_default();
+    for a in alerts.iter().skip(1) {
+        common_labels.retain(|k, v| a.labels.get(k) == Some(v.as_str()));
+        common_annotations.retain(|k, v| a.annotations.get(k) == Some(v));
+    }
+    let firing = alerts.iter().any(|a| !a.resolved_at(now));
+    let mut out: Vec<WebhookAlert> = alerts
+        .iter()
+        .map(|a| {
+            let resolved = a.resolved_at(now);
+            WebhookAlert {
+                status: a.status_at(now).to_string(),
+                labels: to_map(&a.labels),
+                annotations: a.annotations.clone(),
+                starts_at: rfc3339(a.starts_at),
+                ends_at: if resolved {
+                    rfc3339(a.ends_at)
+                } else {
+                    ZERO_TIME.to_string()
+                },
+                generator_url: a.generator_url.clone(),
+                fingerprint: fingerprint_hex(a.fingerprint()),
+            }
+        })
+        .collect();
+    let mut truncated = 0;
+    if max_alerts > 0 && out.len() > max_alerts {
+        truncated = (out.len() - max_alerts) as u32;
+        out.truncate(max_alerts);
+    }
+    WebhookMessage {
+        version: "4".to_string(),
+        group_key: group_key.to_string(),
+        truncated_alerts: truncated,
+        status: if firing { "firing" } else { "resolved" }.to_string(),
+        receiver: receiver.to_string(),
+        group_labels: to_map(group_labels),
+        common_labels,
+        common_annotations,
+        external_url: external_url.to_string(),
+        alerts: out,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_700_000_000 + s, 0).unwrap()
+    }
+
+    fn alert(pairs: &[(&str, &str)], end: i64) -> Alert {
+        Alert {
+            labels: Labels::from_pairs(pairs.iter().copied()),
+            annotations: [("summary".to_string(), "s".to_string())].into(),
+            starts_at: t(0),
+            ends_at: t(end),
+            generator_url: "http://g".into(),
+            updated_at: t(0),
+            timeout: false,
+        }
+    }
+
+    #[test]
+    fn message_like_alertmanager() {
+        let a = alert(&[("alertname", "A"), ("job", "j"), ("x", "1")], 100);
+        let b = alert(&[("alertname", "A"), ("job", "j"), ("x", "2")], 10);
+        let gl = Labels::from_pairs([("alertname", "A")]);
+        let m = build_message(
+            "r",
+            "{}:{alertname=\"A\"}",
+            &gl,
+            &[&a, &b],
+            t(50),
+            "http://am",
+            1,
+        );
+        assert_eq!(m.status, "firing");
+        assert_eq!(m.truncated_alerts, 1);
+        assert_eq!(m.alerts.len(), 1);
+        assert_eq!(m.alerts[0].ends_at, ZERO_TIME);
+        assert_eq!(m.common_labels.len(), 2);
+        assert_eq!(m.common_annotations["summary"], "s");
+        assert_eq!(m.alerts[0].fingerprint.len(), 16);
+        let m = build_message("r", "k", &gl, &[&b], t(50), "", 0);
+        assert_eq!(m.status, "resolved");
+        assert_eq!(m.alerts[0].ends_at, rfc3339(t(10)));
     }
 }

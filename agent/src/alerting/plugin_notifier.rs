@@ -7,8 +7,8 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use futures::future::BoxFuture;
 
-use super::dispatch::{Notifier, NotifyError};
 use super::message::WebhookMessage;
+use super::notify::{Notifier, NotifyError};
 use crate::plugins::{Instance, PluginRuntime};
 
 /// Delivers notifications through the receiver instances of the current
@@ -34,7 +34,9 @@ impl Notifier for PluginNotifier {
                 )));
             };
             msg.receiver = receiver.clone();
-            let n = msg.to_wit().map_err(NotifyError::permanent)?;
+            let n = msg
+                .to_wit()
+                .map_err(|e| NotifyError::permanent(e.to_string()))?;
             match plugins.notify(&inst, &n).await {
                 Ok(info) => {
                     tracing::info!(receiver = %receiver, group = %msg.group_key, status = %msg.status, alerts = msg.alerts.len(), ms = info.duration.as_secs_f64() * 1e3, "notification sent");

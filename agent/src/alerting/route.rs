@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use super::config::RouteConfig;
+use super::config::{ConfigError, RouteConfig};
 use super::matcher::{MatchType, Matcher, Matchers};
 use crate::model::Labels;
 
@@ -65,7 +65,7 @@ pub struct Route {
 
 impl Route {
     /// The tree for a root route config (validate the config first).
-    pub fn new(root: &RouteConfig) -> Result<Route, String> {
+    pub fn new(root: &RouteConfig) -> Result<Route, ConfigError> {
         Route::build(root, None, 0)
     }
 
@@ -73,7 +73,7 @@ impl Route {
         cr: &RouteConfig,
         parent: Option<(&RouteOpts, &str)>,
         idx: usize,
-    ) -> Result<Route, String> {
+    ) -> Result<Route, ConfigError> {
         cr.validate_node()?;
         let mut opts = parent.map(|(o, _)| o.clone()).unwrap_or_default();
         if let Some(r) = &cr.receiver {

@@ -68,7 +68,10 @@ impl Silence {
     fn compiled(&self) -> Result<Vec<Matcher>, SilenceError> {
         self.matchers
             .iter()
-            .map(|m| m.to_matcher().map_err(SilenceError::Invalid))
+            .map(|m| {
+                m.to_matcher()
+                    .map_err(|e| SilenceError::Invalid(e.to_string()))
+            })
             .collect()
     }
 

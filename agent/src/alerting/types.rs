@@ -178,6 +178,19 @@ pub struct PostableAlert {
     pub generator_url: String,
 }
 
+/// Why a posted alert is refused (Alertmanager 0.25's texts).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AlertError {
+    #[error("start time must be before end time")]
+    EndBeforeStart,
+    #[error("invalid label set: invalid name {}", super::matcher::go_quote(.0))]
+    LabelName(String),
+    #[error("at least one label pair required")]
+    NoLabels,
+    #[error("invalid annotations: invalid name {}", super::matcher::go_quote(.0))]
+    AnnotationName(String),
+}
+
 impl PostableAlert {
     /// Alertmanager's API normalisation and validation (0.25, texts
     /// included): a missing start is now (or the end, if given); a missing
@@ -187,12 +200,12 @@ impl PostableAlert {
         self,
         now: DateTime<Utc>,
         resolve_timeout: Duration,
-    ) -> Result<Alert, String> {
+    ) -> Result<Alert, AlertError> {
         let invalid_name = |names: &BTreeMap<String, String>| {
             names
                 .keys()
                 .find(|n| !crate::model::is_legacy_label_name(n))
-                .map(|n| format!("invalid name {}", super::matcher::go_quote(n)))
+                .cloned()
         };
         // Go clients (amtool) send the zero time "0001-01-01T00:00:00Z" for
         // "unset"; Alertmanager treats it as absent, and so do we.
@@ -211,7 +224,7 @@ impl PostableAlert {
             ),
         };
         if ends_at < starts_at {
-            return Err("start time must be before end time".into());
+            return Err(AlertError::EndBeforeStart);
         }
         let labels: BTreeMap<String, String> = self
             .labels
@@ -219,13 +232,13 @@ impl PostableAlert {
             .filter(|(_, v)| !v.is_empty())
             .collect();
         if let Some(e) = invalid_name(&labels) {
-            return Err(format!("invalid label set: {e}"));
+            return Err(AlertError::LabelName(e));
         }
         if labels.is_empty() {
-            return Err("at least one label pair required".into());
+            return Err(AlertError::NoLabels);
         }
         if let Some(e) = invalid_name(&self.annotations) {
-            return Err(format!("invalid annotations: {e}"));
+            return Err(AlertError::AnnotationName(e));
         }
         Ok(Alert {
             labels: Labels::from_pairs(labels),
@@ -359,7 +372,10 @@ mod tests {
         assert!(!a.resolved_at(t(299)));
         assert!(a.resolved_at(t(300)));
         let bad = PostableAlert::default().into_alert(t(0), Duration::from_secs(1));
-        assert_eq!(bad.unwrap_err(), "at least one label pair required");
+        assert_eq!(
+            bad.unwrap_err().to_string(),
+            "at least one label pair required"
+        );
     }
 
     /// The answers of Alertmanager 0.25 to the same alerts.
@@ -395,10 +411,16 @@ mod tests {
             (&[("", "x")], r#"invalid label set: invalid name """#),
             (&[("a", "")], "at least one label pair required"),
         ] {
-            assert_eq!(check(labels, &[]).unwrap_err(), want, "{labels:?}");
+            assert_eq!(
+                check(labels, &[]).unwrap_err().to_string(),
+                want,
+                "{labels:?}"
+            );
         }
         assert_eq!(
-            check(&[("alertname", "A")], &[("0x", "y")]).unwrap_err(),
+            check(&[("alertname", "A")], &[("0x", "y")])
+                .unwrap_err()
+                .to_string(),
             r#"invalid annotations: invalid name "0x""#
         );
         // An empty value means "no such label", as upstream.

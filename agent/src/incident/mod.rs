@@ -20,9 +20,13 @@
 //! writer thread tries both again at that pace (an ack accepted meanwhile
 //! reaches the disk once it recovers), logging the failure once a minute.
 //!
-//! [`Clock`]: crate::alerting::dispatch::Clock
+//! The dispatcher reaches this store only through alerting's `OnCall`
+//! trait (`oncall.rs`).
+//!
+//! [`Clock`]: crate::clock::Clock
 
 pub mod api;
+mod oncall;
 pub mod report;
 
 use std::collections::BTreeMap;

@@ -272,7 +272,7 @@ async fn prepare(args: &CallArgs) -> Result<Prepared> {
                             })?;
                     let q = PromqlQueries {
                         store: Arc::new(store),
-                        engine: crate::promql::Engine::new(Default::default()),
+                        engine: crate::promql::SharedEngine::default(),
                     };
                     (Arc::new(q), Some(latest))
                 }

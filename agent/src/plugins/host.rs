@@ -13,6 +13,7 @@ use super::bindings::metric_check::wasmon::plugin::query;
 use super::bindings::receiver::wasmon::plugin::{clock, config, log};
 use super::bindings::types::Sample;
 use super::policy::OutboundPolicy;
+use crate::clock::Clock;
 
 /// Instant PromQL queries for `metric-check` plugins. The agent's query
 /// engine implements this; without one, queries fail with a clear message.
@@ -29,7 +30,8 @@ pub trait QueryApi: Send + Sync {
 /// results as WIT samples (a scalar is one unlabeled sample).
 pub struct PromqlQueries {
     pub store: Arc<dyn crate::promql::storage::Queryable>,
-    pub engine: crate::promql::Engine,
+    /// The running config's engine, read per query.
+    pub engine: crate::promql::SharedEngine,
 }
 
 impl QueryApi for PromqlQueries {
@@ -38,7 +40,7 @@ impl QueryApi for PromqlQueries {
         expr: String,
         time_ms: i64,
     ) -> futures::future::BoxFuture<'static, Result<Vec<Sample>, String>> {
-        let (store, engine) = (self.store.clone(), self.engine.clone());
+        let (store, engine) = (self.store.clone(), self.engine.get());
         Box::pin(async move {
             tokio::task::spawn_blocking(move || {
                 let parsed = crate::promql::parse(&expr).map_err(|e| e.to_string())?;
@@ -72,23 +74,6 @@ impl QueryApi for PromqlQueries {
             .await
             .map_err(|e| format!("query task failed: {e}"))?
         })
-    }
-}
-
-/// The host's clock, replaceable so tests can drive time.
-pub trait Clock: Send + Sync {
-    fn now_ms(&self) -> i64;
-}
-
-/// Wall-clock time.
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now_ms(&self) -> i64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0)
     }
 }
 

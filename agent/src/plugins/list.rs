@@ -1,22 +1,11 @@
 //! `wasmon plugins list`: the table of plugins, from a directory loaded
-//! here or from a running agent (`--url`, which adds each instance's
-//! circuit: see [`circuit`](super::circuit)).
+//! here or from a running agent (`--url`, fetched by
+//! [`crate::client::plugins`], which adds each instance's circuit: see
+//! [`circuit`](super::circuit)).
 
 use std::fmt::Write as _;
 
-use anyhow::Context;
 use serde_json::Value;
-
-use crate::web::client::{base, check};
-
-/// `GET /api/v1/plugins` of the agent at `url`: the plugins' rows.
-pub async fn fetch(url: &str) -> anyhow::Result<Vec<Value>> {
-    let u = format!("{}/api/v1/plugins", base(url));
-    let resp = reqwest::get(&u).await.with_context(|| format!("GET {u}"))?;
-    let text = check(resp, &format!("GET {u}")).await?;
-    let v: Value = serde_json::from_str(&text).with_context(|| format!("GET {u}: not JSON"))?;
-    Ok(v["data"].as_array().cloned().unwrap_or_default())
-}
 
 /// The table: one row per plugin, then one line per instance whose
 /// circuit is known.

@@ -20,9 +20,10 @@ use super::bindings::types::{self as wit, Failure};
 use super::circuit::{self, Circuits, Policy, Ticket};
 use super::engine::{build_engine, Cancel, CompileCache};
 use super::file;
-use super::host::{CallEnv, Clock, HostState, Limits, MemoryLimitExceeded, QueryApi, SystemClock};
+use super::host::{CallEnv, HostState, Limits, MemoryLimitExceeded, QueryApi};
 use super::loader::{load_component, plugin_name, Linkers, LoadedPlugin, PluginKind, Pre};
 use super::policy::{HostPattern, OutboundPolicy, PolicyCounters};
+use crate::clock::{Clock, SystemClock};
 use crate::config::{InstanceConfig, PluginsConfig};
 use crate::selfmetrics::{CallLabels, InstanceLabels, Metrics, PluginLabels, ResultLabels};
 

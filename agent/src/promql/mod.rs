@@ -10,6 +10,7 @@
 pub mod engine;
 pub mod error;
 pub mod promqltest;
+pub mod shared;
 pub mod storage;
 pub mod syntax;
 pub mod value;
@@ -23,5 +24,6 @@ mod histogram;
 
 pub use engine::{parse, parse_query, Engine, EngineOpts};
 pub use error::{EvalError, ParseError};
+pub use shared::SharedEngine;
 pub use storage::{MatchOp, Matcher, MemStorage, Queryable, SeriesData};
 pub use value::{Annotations, QueryResult, Sample, Series, Value};

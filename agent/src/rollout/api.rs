@@ -1,18 +1,17 @@
-//! `GET /api/v1/rollouts`, `GET /api/v1/rollouts/NAME`,
-//! `POST /api/v1/rollouts/NAME/start` and the `wasmon rollouts` CLI.
+//! `GET /api/v1/rollouts`, `GET /api/v1/rollouts/NAME` and
+//! `POST /api/v1/rollouts/NAME/start` (`wasmon rollouts` is a client, in
+//! [`crate::client::rollouts`]).
 
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::response::Response;
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{Rollout, RolloutState, StartError};
-use crate::app::Agent;
+use super::{Rollout, RolloutManager, RolloutState, StartError};
+use crate::web::response::{success, ApiError};
 
 fn view(r: &Rollout, s: &RolloutState) -> Value {
     let mut v = serde_json::to_value(s).unwrap_or(Value::Null);
@@ -52,32 +51,18 @@ fn view(r: &Rollout, s: &RolloutState) -> Value {
     v
 }
 
-fn error(status: StatusCode, error_type: &str, e: impl std::fmt::Display) -> Response {
-    (
-        status,
-        Json(json!({"status": "error", "errorType": error_type, "error": e.to_string()})),
-    )
-        .into_response()
+pub async fn list(State(rollouts): State<Arc<RolloutManager>>) -> Response {
+    let data: Vec<Value> = rollouts.list().iter().map(|(r, s)| view(r, s)).collect();
+    success(data)
 }
 
-pub async fn list(State(agent): State<Arc<Agent>>) -> Response {
-    let data: Vec<Value> = agent
-        .rollouts
-        .list()
-        .iter()
-        .map(|(r, s)| view(r, s))
-        .collect();
-    Json(json!({"status": "success", "data": data})).into_response()
-}
-
-pub async fn get(State(agent): State<Arc<Agent>>, Path(name): Path<String>) -> Response {
-    match agent.rollouts.get(&name) {
-        Some((r, s)) => Json(json!({"status": "success", "data": view(&r, &s)})).into_response(),
-        None => error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("no rollout named {name:?}"),
-        ),
+pub async fn get(
+    State(rollouts): State<Arc<RolloutManager>>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    match rollouts.get(&name) {
+        Some((r, s)) => Ok(success(view(&r, &s))),
+        None => Err(ApiError::not_found(format!("no rollout named {name:?}"))),
     }
 }
 
@@ -90,74 +75,27 @@ struct StartBody {
 }
 
 pub async fn start(
-    State(agent): State<Arc<Agent>>,
+    State(rollouts): State<Arc<RolloutManager>>,
     Path(name): Path<String>,
     body: Bytes,
-) -> Response {
-    let body: StartBody = match serde_json::from_slice(&body) {
-        Ok(b) => b,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "bad_data",
-                format!("request body: {e} (expected {{\"version\": \"...\"}})"),
-            )
-        }
-    };
-    match agent.rollouts.start(
+) -> Result<Response, ApiError> {
+    let body: StartBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_data(format!(
+            "request body: {e} (expected {{\"version\": \"...\"}})"
+        ))
+    })?;
+    match rollouts.start(
         &name,
         &body.version,
         body.stable_version.as_deref(),
         "started through the API",
     ) {
-        Ok(_) => {
-            let (r, s) = agent.rollouts.get(&name).expect("just started");
-            Json(json!({"status": "success", "data": view(&r, &s)})).into_response()
-        }
-        Err(e @ StartError::NotFound(_)) => error(StatusCode::NOT_FOUND, "not_found", e),
-        Err(e @ StartError::Invalid(_)) => error(StatusCode::BAD_REQUEST, "bad_data", e),
+        // A reload may have removed it since.
+        Ok(_) => match rollouts.get(&name) {
+            Some((r, s)) => Ok(success(view(&r, &s))),
+            None => Err(ApiError::not_found(format!("no rollout named {name:?}"))),
+        },
+        Err(e @ StartError::NotFound(_)) => Err(ApiError::not_found(e)),
+        Err(e @ StartError::Invalid(_)) => Err(ApiError::bad_data(e)),
     }
-}
-
-/// `wasmon rollouts`: prints the rollouts of a running agent.
-pub async fn print_status(url: &str, json_out: bool) -> anyhow::Result<()> {
-    use anyhow::Context;
-    let url = format!("{}/api/v1/rollouts", url.trim_end_matches('/'));
-    let v: Value = reqwest::get(&url)
-        .await
-        .with_context(|| format!("GET {url}"))?
-        .error_for_status()?
-        .json()
-        .await
-        .with_context(|| format!("GET {url}: not JSON"))?;
-    if json_out {
-        println!("{}", serde_json::to_string_pretty(&v["data"])?);
-        return Ok(());
-    }
-    let s = |v: &Value| v.as_str().unwrap_or("-").to_string();
-    println!(
-        "{:<20} {:<13} {:<14} {:<14} {:>8}  LAST DECISION",
-        "NAME", "PHASE", "VERSION", "STABLE", "FAILURES"
-    );
-    let list = v["data"].as_array().cloned().unwrap_or_default();
-    for r in &list {
-        let last = r["history"]
-            .as_array()
-            .and_then(|h| h.last())
-            .map(|d| format!("{} {}: {}", s(&d["at"]), s(&d["event"]), s(&d["message"])))
-            .unwrap_or_else(|| "-".into());
-        println!(
-            "{:<20} {:<13} {:<14} {:<14} {:>8}  {}",
-            s(&r["name"]),
-            s(&r["phase"]),
-            s(&r["version"]),
-            s(&r["stableVersion"]),
-            format!("{}/{}", r["failures"], r["threshold"]),
-            last
-        );
-    }
-    if list.is_empty() {
-        println!("(no rollouts configured)");
-    }
-    Ok(())
 }

@@ -7,6 +7,7 @@ use super::alerting::{Alert, AlertingRule};
 use super::group::{ms_to_time, Group, Rule, RuleStatus};
 use super::manager::RuleManager;
 use super::rulefmt::format_duration;
+use crate::web::response::{success_body, ApiError};
 
 /// `/api/v1/rules` query parameters.
 #[derive(Debug, Clone, Default)]
@@ -172,15 +173,11 @@ pub fn group_json(g: &Group, f: &RulesFilter) -> Option<Value> {
 pub fn rules_json(groups: &[std::sync::Arc<Group>], f: &RulesFilter) -> Value {
     if let Some(t) = &f.rule_type {
         if t != "alert" && t != "record" {
-            return json!({
-                "status": "error",
-                "errorType": "bad_data",
-                "error": format!("unsupported type {t:?}"),
-            });
+            return ApiError::bad_data(format!("unsupported type {t:?}")).body();
         }
     }
     let gs: Vec<Value> = groups.iter().filter_map(|g| group_json(g, f)).collect();
-    json!({"status": "success", "data": {"groups": gs}})
+    success_body(json!({"groups": gs}))
 }
 
 /// The body of `GET /api/v1/alerts`: every pending and firing alert.
@@ -191,7 +188,7 @@ pub fn alerts_json(groups: &[std::sync::Arc<Group>]) -> Value {
             alerts.extend(r.active_alerts().iter().map(alert_json));
         }
     }
-    json!({"status": "success", "data": {"alerts": alerts}})
+    success_body(json!({"alerts": alerts}))
 }
 
 impl RuleManager {

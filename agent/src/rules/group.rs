@@ -17,13 +17,15 @@ use super::recording::RecordingRule;
 use super::rulefmt::{RuleDef, RuleGroup, RuleKind};
 use crate::alerting::sink::{AlertSink, OutgoingAlert};
 use crate::model::{stale_nan, Labels};
-use crate::promql::{Engine, ParseError, Queryable, Value};
+use crate::promql::{Engine, ParseError, Queryable, SharedEngine, Value};
 use crate::scrape::append::Appendable;
 
 /// What evaluating rules needs; shared by all groups of a manager.
 #[derive(Clone)]
 pub struct RuleOpts {
-    pub engine: Engine,
+    /// The running config's engine (a reload's `[query]` limits apply at
+    /// the next evaluation).
+    pub engine: SharedEngine,
     pub queryable: Arc<dyn Queryable>,
     pub appendable: Arc<dyn Appendable>,
     pub sink: Arc<dyn AlertSink>,
@@ -47,7 +49,7 @@ impl RuleOpts {
         sink: Arc<dyn AlertSink>,
     ) -> RuleOpts {
         RuleOpts {
-            engine: Engine::default(),
+            engine: SharedEngine::default(),
             queryable,
             appendable,
             sink,
@@ -285,9 +287,9 @@ impl Group {
         base + offset
     }
 
-    fn ctx(&self) -> EvalCtx<'_> {
+    fn ctx<'a>(&'a self, engine: &'a Engine) -> EvalCtx<'a> {
         EvalCtx {
-            engine: &self.opts.engine,
+            engine,
             queryable: &*self.opts.queryable,
             external_labels: &self.opts.external_labels,
             external_url: &self.opts.external_url,
@@ -297,7 +299,8 @@ impl Group {
     /// Evaluates every rule at `ts` (ms), writes results, sends alerts.
     pub fn eval(&self, ts: i64) {
         let started = Instant::now();
-        let ctx = self.ctx();
+        let engine = self.opts.engine.get();
+        let ctx = self.ctx(&engine);
         for (i, rule) in self.rules.iter().enumerate() {
             let rs = Instant::now();
             let res = match rule {
@@ -390,7 +393,8 @@ impl Group {
 
     /// Restores `for` state of every alerting rule at `ts`.
     pub fn restore_for_state(&self, ts: i64) {
-        let ctx = self.ctx();
+        let engine = self.opts.engine.get();
+        let ctx = self.ctx(&engine);
         for r in &self.rules {
             if let Rule::Alerting(a) = r {
                 a.restore_for_state(

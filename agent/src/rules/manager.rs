@@ -9,72 +9,12 @@
 //! second evaluation (and `ALERTS` is written only from then on). Time comes
 //! from a [`Clock`] so tests can drive it by hand.
 
-use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::Arc;
 
 use super::group::{Group, RuleOpts};
 use super::rulefmt::{self, ParseOpts};
-
-/// The time source of the manager.
-pub trait Clock: Send + Sync + 'static {
-    /// Now, ms since the epoch.
-    fn now_ms(&self) -> i64;
-    /// Completes once `now_ms() >= t`.
-    fn sleep_until(&self, t: i64) -> Pin<Box<dyn Future<Output = ()> + Send>>;
-}
-
-/// Wall-clock time and tokio timers.
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now_ms(&self) -> i64 {
-        chrono::Utc::now().timestamp_millis()
-    }
-    fn sleep_until(&self, t: i64) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-        let d = (t - self.now_ms()).max(0) as u64;
-        Box::pin(tokio::time::sleep(std::time::Duration::from_millis(d)))
-    }
-}
-
-/// A clock that moves only when told (tests).
-pub struct ManualClock {
-    tx: tokio::sync::watch::Sender<i64>,
-}
-
-impl ManualClock {
-    pub fn new(start_ms: i64) -> Arc<ManualClock> {
-        Arc::new(ManualClock {
-            tx: tokio::sync::watch::Sender::new(start_ms),
-        })
-    }
-    pub fn set(&self, t: i64) {
-        self.tx.send_replace(t);
-    }
-    pub fn advance(&self, ms: i64) {
-        self.tx.send_modify(|t| *t += ms);
-    }
-}
-
-impl Clock for ManualClock {
-    fn now_ms(&self) -> i64 {
-        *self.tx.borrow()
-    }
-    fn sleep_until(&self, t: i64) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-        let mut rx = self.tx.subscribe();
-        Box::pin(async move {
-            loop {
-                if *rx.borrow_and_update() >= t {
-                    return;
-                }
-                if rx.changed().await.is_err() {
-                    return;
-                }
-            }
-        })
-    }
-}
+use crate::clock::{Clock, SystemClock};
 
 /// What the manager is built from.
 pub struct ManagerOpts {
@@ -107,7 +47,9 @@ struct Running {
 
 struct Inner {
     opts: ManagerOpts,
-    rule_opts: Arc<RuleOpts>,
+    /// The evaluation interval of groups without their own, and the
+    /// options every group shares: a reload may change both ([`Globals`]).
+    current: parking_lot::Mutex<(i64, Arc<RuleOpts>)>,
     groups: parking_lot::Mutex<Vec<Running>>,
     loaded_once: std::sync::atomic::AtomicBool,
     last_files: parking_lot::Mutex<Vec<PathBuf>>,
@@ -212,13 +154,23 @@ pub fn parse_rule_files(
     Ok(out)
 }
 
+/// What a config reload may change for every rule group, as Prometheus'
+/// `Manager.Update` takes them: the global evaluation interval (groups
+/// without their own `interval`), external labels and the external URL.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Globals {
+    pub default_interval_ms: i64,
+    pub external_labels: crate::model::Labels,
+    pub external_url: String,
+}
+
 impl RuleManager {
     pub fn new(opts: ManagerOpts) -> RuleManager {
-        let rule_opts = Arc::new(opts.rule_opts.clone());
+        let current = (opts.default_interval_ms, Arc::new(opts.rule_opts.clone()));
         RuleManager {
             inner: Arc::new(Inner {
                 opts,
-                rule_opts,
+                current: parking_lot::Mutex::new(current),
                 groups: parking_lot::Mutex::new(Vec::new()),
                 loaded_once: Default::default(),
                 last_files: Default::default(),
@@ -230,14 +182,21 @@ impl RuleManager {
     /// check behind `update`, also usable for `check rules`.
     pub fn load_groups(&self, files: &[PathBuf], restored: bool) -> anyhow::Result<Vec<Group>> {
         let parsed = parse_rule_files(files, &self.inner.opts.parse_opts)?;
-        self.build_groups(&parsed, restored)
+        self.build_groups(&parsed, restored, None)
     }
 
+    /// `current`: the interval and options to build with (else the
+    /// manager's).
     fn build_groups(
         &self,
         parsed: &[(PathBuf, rulefmt::RuleGroups)],
         restored: bool,
+        current: Option<&(i64, Arc<RuleOpts>)>,
     ) -> anyhow::Result<Vec<Group>> {
+        let (default_interval_ms, rule_opts) = match current {
+            Some(c) => c.clone(),
+            None => self.inner.current.lock().clone(),
+        };
         let mut errs = Vec::new();
         let mut out = Vec::new();
         for (f, rg) in parsed {
@@ -245,8 +204,8 @@ impl RuleManager {
                 match Group::new(
                     &f.display().to_string(),
                     g,
-                    self.inner.opts.default_interval_ms,
-                    self.inner.rule_opts.clone(),
+                    default_interval_ms,
+                    rule_opts.clone(),
                     restored,
                 ) {
                     Ok(g) => out.push(g),
@@ -282,10 +241,41 @@ impl RuleManager {
     /// [`update`](Self::update) with files already read and validated by
     /// [`parse_rule_files`] (the agent's prepare step).
     pub fn update_parsed(&self, parsed: Vec<(PathBuf, rulefmt::RuleGroups)>) -> anyhow::Result<()> {
+        self.update_parsed_with(parsed, None)
+    }
+
+    /// [`update_parsed`](Self::update_parsed) with the config's
+    /// [`Globals`]: when they changed, every group is rebuilt with them
+    /// (a group without its own interval takes the new one) and takes
+    /// over its predecessor's state, as a changed group does. On any
+    /// error nothing changes, the globals included.
+    pub fn update_parsed_with(
+        &self,
+        parsed: Vec<(PathBuf, rulefmt::RuleGroups)>,
+        globals: Option<Globals>,
+    ) -> anyhow::Result<()> {
         use std::sync::atomic::Ordering;
         let first = !self.inner.loaded_once.load(Ordering::SeqCst);
         let should_restore = first && self.inner.opts.restore_for_state;
-        let new_groups = self.build_groups(&parsed, !should_restore)?;
+        let (interval, opts) = {
+            let (interval, opts) = self.inner.current.lock().clone();
+            match globals {
+                Some(g)
+                    if g.default_interval_ms != interval
+                        || g.external_labels != opts.external_labels
+                        || g.external_url != opts.external_url =>
+                {
+                    let mut next = RuleOpts::clone(&opts);
+                    next.external_labels = g.external_labels;
+                    next.external_url = g.external_url;
+                    (g.default_interval_ms, Arc::new(next))
+                }
+                _ => (interval, opts),
+            }
+        };
+        let current = (interval, opts.clone());
+        let new_groups = self.build_groups(&parsed, !should_restore, Some(&current))?;
+        *self.inner.current.lock() = current;
         let files: Vec<PathBuf> = parsed.into_iter().map(|(f, _)| f).collect();
         self.inner.loaded_once.store(true, Ordering::SeqCst);
         *self.inner.last_files.lock() = files;
@@ -296,8 +286,13 @@ impl RuleManager {
             let pos = old
                 .iter()
                 .position(|r| r.group.name == g.name && r.group.file == g.file);
+            // A group built with other options (external labels or URL) is
+            // a changed group even when its rules are the same.
+            let same_opts = |r: &Running| std::ptr::eq(r.group.opts(), &*opts);
             match pos {
-                Some(i) if old[i].group.equals(&g) => next.push(old.remove(i)),
+                Some(i) if old[i].group.equals(&g) && same_opts(&old[i]) => {
+                    next.push(old.remove(i))
+                }
                 Some(i) => {
                     let o = old.remove(i);
                     let _ = o.stop.send(true);
@@ -376,7 +371,7 @@ async fn run_group(
     let mut evals = 0u64;
     loop {
         tokio::select! {
-            _ = clock.sleep_until(next) => {}
+            _ = clock.sleep_until_ms(next) => {}
             _ = stop.changed() => return,
         }
         if *stop.borrow() {

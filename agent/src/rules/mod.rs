@@ -27,4 +27,4 @@ pub mod unittest;
 pub use alerting::{Alert, AlertState, AlertingRule};
 pub use error::{BuildError, RuleEvalError};
 pub use group::{Group, MemStorageAppendable, Rule, RuleOpts};
-pub use manager::{Clock, ManagerOpts, ManualClock, RuleManager, SystemClock};
+pub use manager::{ManagerOpts, RuleManager};

@@ -21,7 +21,7 @@ use super::rulefmt::{self, format_duration, parse_duration, ParseOpts};
 use crate::alerting::sink::NoopSink;
 use crate::model::Labels;
 use crate::promql::promqltest::{parse_metric, parse_points, Point};
-use crate::promql::{Engine, EngineOpts, MemStorage};
+use crate::promql::{Engine, EngineOpts, MemStorage, SharedEngine};
 
 type YVal = serde_norway::Value;
 
@@ -332,10 +332,10 @@ fn run_group(
         Arc::new(MemStorageAppendable(store.clone())),
         Arc::new(NoopSink),
     );
-    ropts.engine = Engine::new(EngineOpts {
+    ropts.engine = SharedEngine::new(Engine::new(EngineOpts {
         default_subquery_step_ms: eval_interval,
         ..EngineOpts::default()
-    });
+    }));
     ropts.external_labels = Labels::from_pairs(tg.external_labels.iter());
     ropts.external_url = tg.external_url.clone();
     let ropts = Arc::new(ropts);
@@ -491,8 +491,9 @@ fn run_group(
         }
     }
     // PromQL expressions.
+    let engine = ropts.engine.get();
     let ctx = EvalCtx {
-        engine: &ropts.engine,
+        engine: &engine,
         queryable: &*store,
         external_labels: &ropts.external_labels,
         external_url: &ropts.external_url,

@@ -11,17 +11,19 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{json, Value};
 
 use super::api::Params;
+use super::response::{bare, AmError, SpecError};
 use super::work::{Stopped, Work, DEFAULT_TIMEOUT};
-use crate::alerting::dispatch::{AlertMarks, Dispatcher, GroupInfo};
+use super::Api;
+use crate::alerting::dispatch::{AlertMarks, Dispatcher, GroupInfo, Shared};
 use crate::alerting::matcher::{
     go_regex_error, parse_matcher, parse_matcher_classic, ApiMatcher, Matcher,
 };
@@ -29,69 +31,29 @@ use crate::alerting::silence::{Silence, SilenceError, SilenceStatus, SilenceWith
 use crate::alerting::types::{
     alert_order, fingerprint_hex, labelset_order, rfc3339_millis, Alert, Fingerprint, PostableAlert,
 };
-use crate::app::Agent;
 use crate::model::Labels;
+
+/// What the Alertmanager API serves from (Alertmanager's `api.Options`:
+/// alerts, silences, the groups' state).
+#[derive(Clone)]
+pub struct Alerts {
+    /// The running config's dispatcher (None without a route).
+    pub dispatcher: Arc<ArcSwap<Option<Dispatcher>>>,
+    /// Alerts, silences and the clock: they outlive reloads.
+    pub state: Shared,
+    /// Acks, shown on alert groups.
+    pub incidents: Arc<crate::incident::Incidents>,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+}
 
 /// Alertmanager's plain-text errors (the v2 API answers errors as a JSON string).
 fn error(status: StatusCode, msg: impl Into<String>) -> Response {
-    (status, Json(Value::String(msg.into()))).into_response()
+    AmError(status, msg.into()).into_response()
 }
 
-/// The errors Alertmanager's generated API layer answers before a handler
-/// runs: a body that does not parse (400, code 400) or that misses a
-/// field the spec requires (422, code 602; 612 for an empty list).
-struct SpecError {
-    status: StatusCode,
-    code: u16,
-    message: String,
-}
-
-impl SpecError {
-    fn parse(what: &str, e: impl std::fmt::Display) -> SpecError {
-        SpecError {
-            status: StatusCode::BAD_REQUEST,
-            code: 400,
-            message: format!("parsing {what} body from \"\" failed, because {e}"),
-        }
-    }
-
-    fn required(field: &str) -> SpecError {
-        SpecError {
-            status: StatusCode::UNPROCESSABLE_ENTITY,
-            code: 602,
-            message: format!("{field} in body is required"),
-        }
-    }
-}
-
-impl IntoResponse for SpecError {
-    fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(json!({"code": self.code, "message": self.message})),
-        )
-            .into_response()
-    }
-}
-
-/// An error before a handler has anything to answer (small, unlike a Response).
-struct V2Error(StatusCode, String);
-
-impl IntoResponse for V2Error {
-    fn into_response(self) -> Response {
-        error(self.0, self.1)
-    }
-}
-
-impl From<Stopped> for V2Error {
-    fn from(s: Stopped) -> V2Error {
-        V2Error(s.status(), s.to_string())
-    }
-}
-
-fn dispatcher(agent: &Agent) -> Result<Dispatcher, V2Error> {
-    agent.dispatcher().ok_or_else(|| {
-        V2Error(
+fn dispatcher(alerts: &Alerts) -> Result<Dispatcher, AmError> {
+    Option::clone(&alerts.dispatcher.load()).ok_or_else(|| {
+        AmError(
             StatusCode::SERVICE_UNAVAILABLE,
             "alerting is off: the config has no route".into(),
         )
@@ -105,13 +67,13 @@ fn bool_param(p: &Params, name: &str, default: bool) -> bool {
 /// The `filter` parameters: one matcher each, in the classic syntax with
 /// Alertmanager 0.25's errors; what only the UTF-8 syntax of later
 /// releases parses (`{a="b"}`, quoted names) is taken too.
-fn filters(p: &Params) -> Result<Vec<Matcher>, V2Error> {
+fn filters(p: &Params) -> Result<Vec<Matcher>, AmError> {
     p.all("filter")
         .into_iter()
         .map(|f| {
             parse_matcher_classic(f)
                 .or_else(|e| parse_matcher(f).map_err(|_| e))
-                .map_err(|e| V2Error(StatusCode::BAD_REQUEST, e))
+                .map_err(|e| AmError(StatusCode::BAD_REQUEST, e.to_string()))
         })
         .collect()
 }
@@ -202,13 +164,13 @@ struct AlertFilter {
 }
 
 impl AlertFilter {
-    fn parse(p: &Params) -> Result<AlertFilter, V2Error> {
+    fn parse(p: &Params) -> Result<AlertFilter, AmError> {
         let receiver = match p.get("receiver") {
             None => None,
             Some(r) => {
                 let anchored = format!("^(?:{r})$");
                 Some(regex::Regex::new(&anchored).map_err(|e| {
-                    V2Error(
+                    AmError(
                         StatusCode::BAD_REQUEST,
                         format!(
                             "failed to parse receiver param: {}",
@@ -270,16 +232,16 @@ impl JsonArray {
 fn json_response(r: Result<Vec<u8>, Stopped>) -> Response {
     match r {
         Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
-        Err(e) => V2Error::from(e).into_response(),
+        Err(e) => AmError::from(e).into_response(),
     }
 }
 
 /// Runs a listing as heavy work.
 async fn listing(
-    agent: &Agent,
+    api: &Api,
     f: impl FnOnce(&Work) -> Result<Vec<u8>, Stopped> + Send + 'static,
 ) -> Response {
-    json_response(agent.work.run(DEFAULT_TIMEOUT, f).await)
+    json_response(api.work.run(DEFAULT_TIMEOUT, f).await)
 }
 
 /// The store's alerts at one instant with their fingerprints (sorted by
@@ -305,13 +267,13 @@ impl Snapshot {
 }
 
 /// GET /api/v2/alerts
-pub async fn get_alerts(State(agent): State<Arc<Agent>>, RawQuery(q): RawQuery) -> Response {
+pub async fn get_alerts(State(api): State<Api>, RawQuery(q): RawQuery) -> Response {
     let p = Params::from_request(q, &HeaderMap::new(), &Bytes::new());
-    let (d, f) = match dispatcher(&agent).and_then(|d| Ok((d, AlertFilter::parse(&p)?))) {
+    let (d, f) = match dispatcher(&api.alerts).and_then(|d| Ok((d, AlertFilter::parse(&p)?))) {
         Ok(x) => x,
         Err(e) => return e.into_response(),
     };
-    listing(&agent, move |w| list_alerts(&d, &f, w)).await
+    listing(&api, move |w| list_alerts(&d, &f, w)).await
 }
 
 fn list_alerts(d: &Dispatcher, f: &AlertFilter, w: &Work) -> Result<Vec<u8>, Stopped> {
@@ -350,8 +312,8 @@ fn list_alerts(d: &Dispatcher, f: &AlertFilter, w: &Work) -> Result<Vec<u8>, Sto
 }
 
 /// POST /api/v2/alerts
-pub async fn post_alerts(State(agent): State<Arc<Agent>>, body: Bytes) -> Response {
-    let d = match dispatcher(&agent) {
+pub async fn post_alerts(State(api): State<Api>, body: Bytes) -> Response {
+    let d = match dispatcher(&api.alerts) {
         Ok(d) => d,
         Err(e) => return e.into_response(),
     };
@@ -365,7 +327,7 @@ pub async fn post_alerts(State(agent): State<Arc<Agent>>, body: Bytes) -> Respon
         };
         match d.put_alerts(alerts) {
             Ok(()) => StatusCode::OK.into_response(),
-            Err(e) => error(StatusCode::BAD_REQUEST, e),
+            Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
         }
     })
     .await
@@ -402,14 +364,14 @@ fn parse_alerts(body: &[u8]) -> Result<Vec<PostableAlert>, SpecError> {
 }
 
 /// GET /api/v2/alerts/groups
-pub async fn get_groups(State(agent): State<Arc<Agent>>, RawQuery(q): RawQuery) -> Response {
+pub async fn get_groups(State(api): State<Api>, RawQuery(q): RawQuery) -> Response {
     let p = Params::from_request(q, &HeaderMap::new(), &Bytes::new());
-    let (d, f) = match dispatcher(&agent).and_then(|d| Ok((d, AlertFilter::parse(&p)?))) {
+    let (d, f) = match dispatcher(&api.alerts).and_then(|d| Ok((d, AlertFilter::parse(&p)?))) {
         Ok(x) => x,
         Err(e) => return e.into_response(),
     };
-    let a = agent.clone();
-    listing(&agent, move |w| list_groups(&a, &d, &f, w)).await
+    let incidents = api.alerts.incidents.clone();
+    listing(&api, move |w| list_groups(&incidents, &d, &f, w)).await
 }
 
 /// `alertGroup`, with wasmon's `groupKey` and `ack` beside Alertmanager's fields.
@@ -429,7 +391,7 @@ struct AlertGroup<'a> {
 /// the listed groups it is in. Groups in label-set then receiver order,
 /// alerts in Alertmanager's alert order.
 fn list_groups(
-    agent: &Agent,
+    incidents: &crate::incident::Incidents,
     d: &Dispatcher,
     f: &AlertFilter,
     w: &Work,
@@ -487,9 +449,7 @@ fn list_groups(
     listed.sort_by(|(a, _), (b, _)| {
         labelset_order(&a.labels, &b.labels).then_with(|| a.receiver.cmp(&b.receiver))
     });
-    let acks: HashMap<String, crate::incident::Ack> = agent
-        .alert_state
-        .incidents
+    let acks: HashMap<String, crate::incident::Ack> = incidents
         .acks(now)
         .into_iter()
         .map(|a| (a.group_key.clone(), a))
@@ -547,17 +507,17 @@ impl<'a> From<&'a SilenceWithState> for GettableSilence<'a> {
 }
 
 /// GET /api/v2/silences
-pub async fn get_silences(State(agent): State<Arc<Agent>>, RawQuery(q): RawQuery) -> Response {
+pub async fn get_silences(State(api): State<Api>, RawQuery(q): RawQuery) -> Response {
     let p = Params::from_request(q, &HeaderMap::new(), &Bytes::new());
     let fs = match filters(&p) {
         Ok(f) => f,
         Err(e) => return e.into_response(),
     };
-    let a = agent.clone();
-    listing(&agent, move |w| {
-        let now = a.alert_state.clock.now();
+    let state = api.alerts.state.clone();
+    listing(&api, move |w| {
+        let now = state.clock.now();
         let mut out = JsonArray::new();
-        for s in a.alert_state.silences.list(now) {
+        for s in state.silences.list(now) {
             w.check()?;
             // A filter selects silences that have a matcher equal to it, as amtool does.
             let selected = fs.iter().all(|f| {
@@ -595,11 +555,7 @@ fn parse_silence(body: &[u8]) -> Result<Silence, SpecError> {
                 continue;
             };
             if ms.is_empty() {
-                return Err(SpecError {
-                    status: StatusCode::UNPROCESSABLE_ENTITY,
-                    code: 612,
-                    message: "matchers in body should have at least 1 items".into(),
-                });
+                return Err(SpecError::min_items(field, 1));
             }
             for (i, m) in ms.iter().enumerate() {
                 let Some(m) = m.as_object() else { continue };
@@ -615,12 +571,12 @@ fn parse_silence(body: &[u8]) -> Result<Silence, SpecError> {
 }
 
 /// POST /api/v2/silences: create, or update when the body has an id.
-pub async fn post_silence(State(agent): State<Arc<Agent>>, body: Bytes) -> Response {
+pub async fn post_silence(State(api): State<Api>, body: Bytes) -> Response {
     let s = match parse_silence(&body) {
         Ok(s) => s,
         Err(e) => return e.into_response(),
     };
-    let now = agent.alert_state.clock.now();
+    let now = api.alerts.state.clock.now();
     // Alertmanager's handler checks these before the store does, with
     // its own texts.
     if s.starts_at >= s.ends_at {
@@ -635,11 +591,11 @@ pub async fn post_silence(State(agent): State<Arc<Agent>>, body: Bytes) -> Respo
             "Failed to create silence: end time can't be in the past",
         );
     }
-    match agent.alert_state.silences.set(s, now) {
+    match api.alerts.state.silences.set(s, now) {
         Ok(id) => {
-            persist_silences(&agent).await;
+            persist_silences(&api.alerts.state).await;
             tracing::info!(silence = %id, "silence set");
-            Json(json!({"silenceID": id})).into_response()
+            bare(json!({"silenceID": id}))
         }
         Err(SilenceError::NotFound) => error(StatusCode::NOT_FOUND, "silence not found"),
         Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
@@ -647,20 +603,20 @@ pub async fn post_silence(State(agent): State<Arc<Agent>>, body: Bytes) -> Respo
 }
 
 /// GET /api/v2/silence/ID
-pub async fn get_silence(State(agent): State<Arc<Agent>>, Path(id): Path<String>) -> Response {
-    let now = agent.alert_state.clock.now();
-    match agent.alert_state.silences.get(&id, now) {
-        Some(s) => Json(GettableSilence::from(&s)).into_response(),
+pub async fn get_silence(State(api): State<Api>, Path(id): Path<String>) -> Response {
+    let now = api.alerts.state.clock.now();
+    match api.alerts.state.silences.get(&id, now) {
+        Some(s) => bare(GettableSilence::from(&s)),
         None => error(StatusCode::NOT_FOUND, "silence not found"),
     }
 }
 
 /// DELETE /api/v2/silence/ID
-pub async fn delete_silence(State(agent): State<Arc<Agent>>, Path(id): Path<String>) -> Response {
-    let now = agent.alert_state.clock.now();
-    match agent.alert_state.silences.expire(&id, now) {
+pub async fn delete_silence(State(api): State<Api>, Path(id): Path<String>) -> Response {
+    let now = api.alerts.state.clock.now();
+    match api.alerts.state.silences.expire(&id, now) {
         Ok(()) => {
-            persist_silences(&agent).await;
+            persist_silences(&api.alerts.state).await;
             tracing::info!(silence = %id, "silence expired");
             StatusCode::OK.into_response()
         }
@@ -674,42 +630,40 @@ pub async fn delete_silence(State(agent): State<Arc<Agent>>, Path(id): Path<Stri
 /// runs on the blocking pool. A failed write is logged by the store (at
 /// most once a minute while the disk refuses writes) and retried by the
 /// dispatcher until it succeeds.
-async fn persist_silences(agent: &Agent) {
-    let silences = agent.alert_state.silences.clone();
+async fn persist_silences(state: &Shared) {
+    let silences = state.silences.clone();
     if let Err(e) = tokio::task::spawn_blocking(move || silences.snapshot()).await {
         tracing::error!(error = %e, "writing the silences snapshot");
     }
 }
 
 /// GET /api/v2/receivers
-pub async fn get_receivers(State(agent): State<Arc<Agent>>) -> Response {
-    let names: Vec<Value> = agent
-        .current()
-        .config
+pub async fn get_receivers(State(api): State<Api>) -> Response {
+    let names: Vec<Value> = api
+        .lifecycle
+        .config()
         .receivers
         .iter()
         .map(|r| json!({"name": r.name()}))
         .collect();
-    Json(names).into_response()
+    bare(names)
 }
 
 /// GET /api/v2/status
-pub async fn get_status(State(agent): State<Arc<Agent>>) -> Response {
-    let cfg = agent.current();
+pub async fn get_status(State(api): State<Api>) -> Response {
+    let cfg = api.lifecycle.config();
     let original = cfg
-        .config
         .source
         .as_ref()
         .and_then(|p| std::fs::read_to_string(p).ok())
         .unwrap_or_else(|| crate::config::DEFAULT_CONFIG.to_string());
-    Json(json!({
+    bare(json!({
         "cluster": {"status": "disabled", "peers": [], "name": ""},
         "versionInfo": {
             "version": env!("CARGO_PKG_VERSION"),
             "revision": "", "branch": "", "buildUser": "", "buildDate": "", "goVersion": "",
         },
         "config": {"original": original},
-        "uptime": rfc3339_millis(agent.started_at),
+        "uptime": rfc3339_millis(api.alerts.started_at),
     }))
-    .into_response()
 }

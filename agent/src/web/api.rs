@@ -1,69 +1,20 @@
 //! Prometheus HTTP API v1: the shapes Grafana's Prometheus data source and
-//! promtool expect (`{"status": "success", "data": ...}` or
-//! `{"status": "error", "errorType": ..., "error": ...}`).
+//! promtool expect (the envelope of [`super::response`]).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
+pub use super::response::{success, ApiError};
 use super::work::DEFAULT_TIMEOUT;
-use crate::app::Agent;
+use super::Api;
 use crate::model::{Labels, TimestampMs};
 use crate::tsdb::{MatchOp, Matcher};
-
-/// An API error with Prometheus' error type.
-pub struct ApiError {
-    status: StatusCode,
-    kind: &'static str,
-    message: String,
-}
-
-impl ApiError {
-    pub fn bad_data(message: impl Into<String>) -> ApiError {
-        ApiError {
-            status: StatusCode::BAD_REQUEST,
-            kind: "bad_data",
-            message: message.into(),
-        }
-    }
-}
-
-impl From<super::work::Stopped> for ApiError {
-    fn from(s: super::work::Stopped) -> ApiError {
-        use super::work::Stopped;
-        let kind = match s {
-            Stopped::Deadline(_) => "timeout",
-            Stopped::ClientGone => "canceled",
-            Stopped::ShuttingDown => "unavailable",
-            Stopped::Internal => "internal",
-        };
-        ApiError {
-            status: s.status(),
-            kind,
-            message: s.to_string(),
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(json!({"status": "error", "errorType": self.kind, "error": self.message})),
-        )
-            .into_response()
-    }
-}
-
-pub fn success(data: serde_json::Value) -> Response {
-    Json(json!({"status": "success", "data": data})).into_response()
-}
 
 /// Request parameters from the query string and, for POST, a form body —
 /// Prometheus accepts both and so does Grafana's "POST" method setting.
@@ -174,7 +125,7 @@ fn selectors(p: &Params) -> Result<Vec<Vec<Matcher>>, ApiError> {
 
 /// GET/POST /api/v1/series
 pub async fn series(
-    State(agent): State<Arc<Agent>>,
+    State(api): State<Api>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
     body: Bytes,
@@ -185,8 +136,8 @@ pub async fn series(
         return Err(ApiError::bad_data("no match[] parameter provided"));
     }
     let (start, end) = (p.time("start", MIN_TIME)?, p.time("end", MAX_TIME)?);
-    let db = agent.db.clone();
-    let data = agent
+    let db = api.store.clone();
+    let data = api
         .work
         .run(DEFAULT_TIMEOUT, move |w| {
             let mut set: std::collections::BTreeSet<Labels> = Default::default();
@@ -207,17 +158,15 @@ pub async fn series(
 
 /// GET/POST /api/v1/labels
 pub async fn labels(
-    State(agent): State<Arc<Agent>>,
+    State(api): State<Api>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let p = Params::from_request(q, &headers, &body);
-    let db = agent.db.clone();
-    let names = union_over_selectors(&agent, &p, move |m, start, end| {
-        db.label_names(m, start, end)
-    })
-    .await?;
+    let db = api.store.clone();
+    let names =
+        union_over_selectors(&api, &p, move |m, start, end| db.label_names(m, start, end)).await?;
     Ok(success(json!(names)))
 }
 
@@ -225,13 +174,13 @@ pub async fn labels(
 /// all series when there is none), as Prometheus' label endpoints answer;
 /// heavy work, checked between selectors.
 async fn union_over_selectors(
-    agent: &Agent,
+    api: &Api,
     p: &Params,
     f: impl Fn(&[Matcher], TimestampMs, TimestampMs) -> Vec<String> + Send + 'static,
 ) -> Result<std::collections::BTreeSet<String>, ApiError> {
     let (start, end) = (p.time("start", MIN_TIME)?, p.time("end", MAX_TIME)?);
     let sels = selectors(p)?;
-    let out = agent
+    let out = api
         .work
         .run(DEFAULT_TIMEOUT, move |w| {
             let mut out = std::collections::BTreeSet::new();
@@ -250,15 +199,15 @@ async fn union_over_selectors(
 
 /// GET /api/v1/label/NAME/values
 pub async fn label_values(
-    State(agent): State<Arc<Agent>>,
+    State(api): State<Api>,
     Path(name): Path<String>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let p = Params::from_request(q, &headers, &body);
-    let db = agent.db.clone();
-    let values = union_over_selectors(&agent, &p, move |m, start, end| {
+    let db = api.store.clone();
+    let values = union_over_selectors(&api, &p, move |m, start, end| {
         db.label_values(&name, m, start, end)
     })
     .await?;
@@ -267,14 +216,11 @@ pub async fn label_values(
 
 /// GET /api/v1/targets: a walk over every target (thousands with file
 /// SD), so heavy work, checked between pools and dropped targets.
-pub async fn targets(
-    State(agent): State<Arc<Agent>>,
-    RawQuery(q): RawQuery,
-) -> Result<Response, ApiError> {
+pub async fn targets(State(api): State<Api>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
     let p = Params::from_request(q, &HeaderMap::new(), &Bytes::new());
     let state = p.get("state").unwrap_or("any").to_string();
-    let views = agent.scrape.pool_views().await;
-    let data = agent
+    let views = api.targets.pool_views().await;
+    let data = api
         .work
         .run(DEFAULT_TIMEOUT, move |w| {
             let (mut active, mut dropped) = (Vec::new(), Vec::new());
@@ -325,7 +271,7 @@ pub async fn buildinfo() -> Response {
 /// targets' last pages, distinct entries per metric, like Prometheus.
 /// Parameters: `metric`, `limit` (metrics), `limit_per_metric`. A walk over
 /// every family of every target: heavy work, checked per target.
-pub async fn metadata(State(agent): State<Arc<Agent>>, RawQuery(q): RawQuery) -> Response {
+pub async fn metadata(State(api): State<Api>, RawQuery(q): RawQuery) -> Response {
     let p = Params::from_request(q, &HeaderMap::new(), &Bytes::new());
     let limit = |name: &str| -> Result<Option<usize>, ApiError> {
         match p.get(name) {
@@ -347,8 +293,8 @@ pub async fn metadata(State(agent): State<Arc<Agent>>, RawQuery(q): RawQuery) ->
         .get("metric")
         .filter(|m| !m.is_empty())
         .map(str::to_string);
-    let views = agent.scrape.pool_views().await;
-    let result = agent
+    let views = api.targets.pool_views().await;
+    let result = api
         .work
         .run(DEFAULT_TIMEOUT, move |w| {
             let mut pages = Vec::new();
@@ -397,8 +343,13 @@ pub async fn query_exemplars(RawQuery(q): RawQuery, headers: HeaderMap, body: By
 }
 
 /// GET /api/v1/rules
-pub async fn rules(State(agent): State<Arc<Agent>>, RawQuery(q): RawQuery) -> Response {
+pub async fn rules(State(api): State<Api>, RawQuery(q): RawQuery) -> Response {
     let p = Params::from_request(q, &HeaderMap::new(), &Bytes::new());
+    if let Some(t) = p.get("type").filter(|t| !matches!(*t, "alert" | "record")) {
+        // The rules' own answer to it is an error in a 200: Prometheus
+        // answers 400.
+        return ApiError::bad_data(format!("unsupported type {t:?}")).into_response();
+    }
     let f = crate::rules::api::RulesFilter {
         rule_type: p.get("type").map(str::to_string),
         rule_names: p
@@ -414,20 +365,20 @@ pub async fn rules(State(agent): State<Arc<Agent>>, RawQuery(q): RawQuery) -> Re
         files: p.all("file[]").into_iter().map(str::to_string).collect(),
         exclude_alerts: p.get("exclude_alerts") == Some("true"),
     };
-    let a = agent.clone();
-    whole(&agent, move || a.rules.rules_api(&f)).await
+    let rules = api.rules.clone();
+    whole(&api, move || rules.rules_api(&f)).await
 }
 
 /// GET /api/v1/alerts
-pub async fn alerts(State(agent): State<Arc<Agent>>) -> Response {
-    let a = agent.clone();
-    whole(&agent, move || a.rules.alerts_api()).await
+pub async fn alerts(State(api): State<Api>) -> Response {
+    let rules = api.rules.clone();
+    whole(&api, move || rules.alerts_api()).await
 }
 
 /// Work over every rule or alert that cannot stop halfway: still off the
 /// async workers, bounded in number and deadlined like other heavy work.
-async fn whole(agent: &Agent, f: impl FnOnce() -> serde_json::Value + Send + 'static) -> Response {
-    match agent
+async fn whole(api: &Api, f: impl FnOnce() -> serde_json::Value + Send + 'static) -> Response {
+    match api
         .work
         .run(DEFAULT_TIMEOUT, move |w| {
             w.check()?;

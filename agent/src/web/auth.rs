@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 
-use crate::app::Agent;
+use super::Lifecycle;
 use crate::config::WebConfig;
 
 /// Paths that stay open: orchestrators probe them without credentials.
@@ -30,14 +30,14 @@ const OPEN_PATHS: [&str; 2] = ["/-/healthy", "/-/ready"];
 const VERIFIED_CACHE: usize = 1024;
 
 pub struct AuthState {
-    agent: Arc<Agent>,
+    lifecycle: Arc<dyn Lifecycle>,
     verified: Mutex<HashSet<[u8; 32]>>,
 }
 
-/// The middleware's state: `from_fn_with_state(auth::state(agent), auth::check)`.
-pub fn state(agent: Arc<Agent>) -> Arc<AuthState> {
+/// The middleware's state: `from_fn_with_state(auth::state(lifecycle), auth::check)`.
+pub fn state(lifecycle: Arc<dyn Lifecycle>) -> Arc<AuthState> {
     Arc::new(AuthState {
-        agent,
+        lifecycle,
         verified: Mutex::new(HashSet::new()),
     })
 }
@@ -78,8 +78,7 @@ pub async fn check(State(st): State<Arc<AuthState>>, req: Request, next: Next) -
     if OPEN_PATHS.contains(&req.uri().path()) {
         return next.run(req).await;
     }
-    let loaded = st.agent.current();
-    let config = &loaded.config;
+    let config = st.lifecycle.config();
     let web = &config.web;
     if !enabled(web) {
         return next.run(req).await;
@@ -94,7 +93,7 @@ pub async fn check(State(st): State<Arc<AuthState>>, req: Request, next: Next) -
             basic_ok(&st, web, creds.trim()).await
         }
         Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
-            bearer_ok(config, token.trim())
+            bearer_ok(&config, token.trim())
         }
         _ => false,
     };

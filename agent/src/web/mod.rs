@@ -1,30 +1,108 @@
 //! The HTTP API: Prometheus-style management endpoints, the agent's own
 //! metrics, and the plugin endpoints.
+//!
+//! The API serves from [`Api`], a set of narrow handles onto the parts of
+//! the agent (as Prometheus' `web/api/v1` takes retrievers and
+//! Alertmanager's `api.Options` takes `Alerts`, `Silences`...), which
+//! `app` builds; it never sees the agent itself. Every answer takes a shape
+//! of [`response`].
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{FromRef, Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Router;
 use bytes::Bytes;
 use serde_json::json;
 
 pub mod alertmanager;
 pub mod api;
 pub mod auth;
-pub mod client;
 pub mod query;
+pub mod response;
 pub mod status;
 pub mod tls;
 pub mod ui;
 pub mod work;
 
 use crate::alerting::message::WebhookMessage;
-use crate::app::Agent;
+use crate::config::Config;
+use response::{success, ApiError, ErrorType};
 
-pub fn router(agent: Arc<Agent>) -> Router {
+/// The running config, as the agent swapped it in (a reload replaces it
+/// whole; holders keep the one they read).
+#[derive(Clone)]
+pub struct RunningConfig(Arc<dyn AsRef<Config> + Send + Sync>);
+
+impl RunningConfig {
+    pub fn new(config: Arc<dyn AsRef<Config> + Send + Sync>) -> RunningConfig {
+        RunningConfig(config)
+    }
+}
+
+impl std::ops::Deref for RunningConfig {
+    type Target = Config;
+    fn deref(&self) -> &Config {
+        (*self.0).as_ref()
+    }
+}
+
+/// The agent's lifecycle as the API sees it: the running config, readiness
+/// and reloading (Prometheus' web handler gets the same as functions and a
+/// reload channel).
+pub trait Lifecycle: Send + Sync + 'static {
+    fn config(&self) -> RunningConfig;
+    /// False while starting or stopping.
+    fn is_ready(&self) -> bool;
+    /// Re-reads the config file; on error the running config stays.
+    fn reload(&self) -> futures::future::BoxFuture<'_, anyhow::Result<()>>;
+}
+
+/// What the API serves from: one handle per part of the agent, cheap to
+/// clone. Handlers take the whole set or, through [`FromRef`], only their
+/// part (checks, rollouts, incidents).
+#[derive(Clone)]
+pub struct Api {
+    pub lifecycle: Arc<dyn Lifecycle>,
+    /// Series, labels and queries; its health is part of readiness.
+    pub store: Arc<crate::tsdb::Db>,
+    /// The running config's PromQL engine.
+    pub engine: crate::promql::SharedEngine,
+    pub targets: Arc<crate::scrape::ScrapeManager>,
+    pub rules: crate::rules::manager::RuleManager,
+    pub alerts: alertmanager::Alerts,
+    /// The receivers of the running config (and the plugins they call).
+    pub receivers: Arc<crate::alerting::plugin_notifier::PluginNotifier>,
+    pub plugins: Arc<crate::plugins::PluginRuntime>,
+    pub checks: Arc<crate::checks::CheckManager>,
+    pub rollouts: Arc<crate::rollout::RolloutManager>,
+    pub incidents: crate::incident::api::IncidentApi,
+    pub metrics: Arc<crate::selfmetrics::Metrics>,
+    /// Heavy work (listings, PromQL): bounded, deadlined, stopped at shutdown.
+    pub work: work::WorkPool,
+}
+
+impl FromRef<Api> for Arc<crate::checks::CheckManager> {
+    fn from_ref(api: &Api) -> Self {
+        api.checks.clone()
+    }
+}
+
+impl FromRef<Api> for Arc<crate::rollout::RolloutManager> {
+    fn from_ref(api: &Api) -> Self {
+        api.rollouts.clone()
+    }
+}
+
+impl FromRef<Api> for crate::incident::api::IncidentApi {
+    fn from_ref(api: &Api) -> Self {
+        api.incidents.clone()
+    }
+}
+
+pub fn router(api: Api) -> Router {
     Router::new()
         .route("/-/healthy", get(|| async { "wasmon is Healthy.\n" }))
         .route("/-/ready", get(ready))
@@ -74,33 +152,20 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/api/v1/status/config", get(status::config))
         .merge(ui::routes())
         .layer(axum::middleware::from_fn_with_state(
-            auth::state(agent.clone()),
+            auth::state(api.lifecycle.clone()),
             auth::check,
         ))
-        .with_state(agent)
-}
-
-/// Prometheus' API error envelope.
-fn api_error(status: StatusCode, error_type: &str, error: impl std::fmt::Display) -> Response {
-    (
-        status,
-        Json(json!({"status": "error", "errorType": error_type, "error": error.to_string()})),
-    )
-        .into_response()
-}
-
-fn api_ok(data: serde_json::Value) -> Response {
-    Json(json!({"status": "success", "data": data})).into_response()
+        .with_state(api)
 }
 
 /// Ready unless starting or stopping, or while the WAL cannot be written
 /// (samples would be refused or lost: a load balancer or an orchestrator
 /// should know).
-async fn ready(State(agent): State<Arc<Agent>>) -> Response {
-    if !agent.is_ready() {
+async fn ready(State(api): State<Api>) -> Response {
+    if !api.lifecycle.is_ready() {
         return (StatusCode::SERVICE_UNAVAILABLE, "wasmon is not ready.\n").into_response();
     }
-    match agent.db.wal_write_error() {
+    match api.store.wal_write_error() {
         None => "wasmon is Ready.\n".into_response(),
         Some(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -110,8 +175,8 @@ async fn ready(State(agent): State<Arc<Agent>>) -> Response {
     }
 }
 
-async fn reload(State(agent): State<Arc<Agent>>) -> Response {
-    match agent.reload_config().await {
+async fn reload(State(api): State<Api>) -> Response {
+    match api.lifecycle.reload().await {
         Ok(()) => (StatusCode::OK, "").into_response(),
         Err(e) => (
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -121,23 +186,23 @@ async fn reload(State(agent): State<Arc<Agent>>) -> Response {
     }
 }
 
-async fn metrics(State(agent): State<Arc<Agent>>) -> Response {
+async fn metrics(State(api): State<Api>) -> Response {
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        agent.metrics.encode_with(&store_and_scrape_metrics(&agent)),
+        api.metrics.encode_with(&store_and_scrape_metrics(&api)),
     )
         .into_response()
 }
 
 /// Figures owned by the store and the scrape manager, read at scrape time.
-fn store_and_scrape_metrics(agent: &Agent) -> Vec<crate::selfmetrics::Extra> {
+fn store_and_scrape_metrics(api: &Api) -> Vec<crate::selfmetrics::Extra> {
     use crate::selfmetrics::Extra;
     use std::sync::atomic::Ordering::Relaxed;
-    let s = agent.db.stats();
-    let sc = &agent.scrape.stats;
+    let s = api.store.stats();
+    let sc = &api.targets.stats;
     let mut v = vec![
         Extra::gauge(
             "wasmon_tsdb_head_series",
@@ -210,7 +275,7 @@ fn store_and_scrape_metrics(agent: &Agent) -> Vec<crate::selfmetrics::Extra> {
             sc.duplicates.load(Relaxed) as f64,
         ),
     ];
-    v.extend(agent.work.metrics());
+    v.extend(api.work.metrics());
     let rejected = "Samples the store refused, by reason";
     for (reason, n) in [
         ("out_of_bounds", s.out_of_bounds_total),
@@ -309,70 +374,47 @@ async fn allocator_report() -> Response {
     }
 }
 
-async fn plugins(State(agent): State<Arc<Agent>>) -> Response {
-    match serde_json::to_value(agent.plugins.list()) {
-        Ok(v) => api_ok(v),
-        Err(e) => api_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e),
-    }
+async fn plugins(State(api): State<Api>) -> Response {
+    success(api.plugins.list())
 }
 
 /// Sends a notification through one receiver: the body, if any, is an
 /// Alertmanager webhook v4 message; without one a synthetic test alert goes out.
 async fn test_receiver(
-    State(agent): State<Arc<Agent>>,
+    State(api): State<Api>,
     Path(name): Path<String>,
     body: Bytes,
-) -> Response {
-    let current = agent.current();
-    let Some(inst) = current.receivers.get(&name) else {
-        return api_error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("no receiver named {name:?}"),
-        );
+) -> Result<Response, ApiError> {
+    let receivers = api.receivers.receivers.load_full();
+    let Some(inst) = receivers.get(&name) else {
+        return Err(ApiError::not_found(format!("no receiver named {name:?}")));
     };
     let msg = if body.iter().all(u8::is_ascii_whitespace) {
         let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
-        WebhookMessage::test_message(&name, &current.config.global.external_url, &now)
+        let config = api.lifecycle.config();
+        WebhookMessage::test_message(&name, &config.global.external_url, &now)
     } else {
-        match serde_json::from_slice::<WebhookMessage>(&body) {
-            Ok(m) => m,
-            Err(e) => {
-                return api_error(
-                    StatusCode::BAD_REQUEST,
-                    "bad_data",
-                    format!("request body: {e}"),
-                )
-            }
-        }
+        serde_json::from_slice::<WebhookMessage>(&body)
+            .map_err(|e| ApiError::bad_data(format!("request body: {e}")))?
     };
-    let notification = match msg.to_wit() {
-        Ok(n) => n,
-        Err(e) => return api_error(StatusCode::BAD_REQUEST, "bad_data", e),
-    };
+    let notification = msg.to_wit().map_err(ApiError::bad_data)?;
     // A person's test: not refused by an open circuit, and closes it when
     // the receiver works again.
-    match agent
+    match api
         .plugins
         .notify_with(inst, &notification, crate::plugins::Policy::Manual)
         .await
     {
-        Ok(info) => api_ok(json!({
+        Ok(info) => Ok(success(json!({
             "receiver": name,
             "plugin": inst.plugin,
             "pluginVersion": info.plugin_hash,
             "durationSeconds": info.duration.as_secs_f64(),
-        })),
-        Err(e) => (
-            StatusCode::BAD_GATEWAY,
-            Json(json!({
-                "status": "error",
-                "errorType": "plugin",
-                "error": e.to_string(),
-                "result": e.label(),
-                "retryable": e.is_retryable(),
-            })),
-        )
-            .into_response(),
+        }))),
+        Err(e) => Err(
+            ApiError::new(StatusCode::BAD_GATEWAY, ErrorType::Plugin, &e)
+                .with("result", e.label())
+                .with("retryable", e.is_retryable()),
+        ),
     }
 }

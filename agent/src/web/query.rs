@@ -1,17 +1,15 @@
 //! `/api/v1/query` and `/api/v1/query_range`: PromQL over the embedded store
 //! with Prometheus' parameters, JSON shapes, error types and status codes.
 
-use std::sync::Arc;
-
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::http::HeaderMap;
+use axum::response::Response;
 use serde_json::{json, Value as Json_};
 
-use super::api::{ApiError, Params};
-use crate::app::Agent;
+use super::api::Params;
+use super::response::{success_with, ApiError};
+use super::Api;
 use crate::model::{Labels, TimestampMs};
 use crate::promql::{self, error::EvalError, value::Value};
 
@@ -63,21 +61,6 @@ pub fn value_json(v: &Value) -> Json_ {
     }
 }
 
-fn eval_error(e: EvalError) -> Response {
-    let (status, kind) = match &e {
-        EvalError::Parse(_) => (StatusCode::BAD_REQUEST, "bad_data"),
-        EvalError::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
-        EvalError::Cancelled(_) => (super::work::Stopped::ClientGone.status(), "canceled"),
-        EvalError::Storage(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-        _ => (StatusCode::UNPROCESSABLE_ENTITY, "execution"),
-    };
-    (
-        status,
-        Json(json!({"status": "error", "errorType": kind, "error": e.to_string()})),
-    )
-        .into_response()
-}
-
 /// A duration parameter as Prometheus' API reads one: float seconds, else
 /// `model.ParseDuration` (`15s`, `1m30s`). Zero and negative values are
 /// returned (NaN as zero, as Go converts it): each caller says what it
@@ -111,8 +94,8 @@ fn now_ms() -> TimestampMs {
     crate::scrape::scrape_loop::now_ms()
 }
 
-fn engine(agent: &Agent, p: &Params) -> Result<promql::Engine, ApiError> {
-    let mut e = agent.engine();
+fn engine(api: &Api, p: &Params) -> Result<promql::Engine, ApiError> {
+    let mut e = promql::Engine::clone(&api.engine.get());
     if let Some(t) = p.get("timeout") {
         let ms = parse_duration_ms(t)
             .map_err(|e| ApiError::bad_data(format!("invalid parameter \"timeout\": {e}")))?;
@@ -137,25 +120,18 @@ fn cancellable(mut engine: promql::Engine, w: &super::work::Work) -> promql::Eng
     engine
 }
 
-fn respond(result: Result<promql::value::QueryResult, EvalError>) -> Response {
-    match result {
-        Ok(r) => {
-            let mut body = json!({"status": "success", "data": value_json(&r.value)});
-            if !r.annotations.warnings.is_empty() {
-                body["warnings"] = json!(r.annotations.warnings);
-            }
-            if !r.annotations.infos.is_empty() {
-                body["infos"] = json!(r.annotations.infos);
-            }
-            Json(body).into_response()
-        }
-        Err(e) => eval_error(e),
-    }
+fn respond(result: Result<promql::value::QueryResult, EvalError>) -> Result<Response, ApiError> {
+    let r = result?;
+    Ok(success_with(
+        value_json(&r.value),
+        &r.annotations.warnings,
+        &r.annotations.infos,
+    ))
 }
 
 /// GET/POST /api/v1/query
 pub async fn instant(
-    State(agent): State<Arc<Agent>>,
+    State(api): State<Api>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
     body: Bytes,
@@ -163,21 +139,21 @@ pub async fn instant(
     let p = Params::from_request(q, &headers, &body);
     let query = p.get("query").unwrap_or("").to_string();
     let t = p.time("time", now_ms())?;
-    let engine = engine(&agent, &p)?;
+    let engine = engine(&api, &p)?;
     let expr = parse_query_param(&query)?;
-    let db = agent.db.clone();
-    let result = agent
+    let db = api.store.clone();
+    let result = api
         .work
         .run(engine.opts.timeout, move |w| {
             Ok(cancellable(engine, w).instant(&*db, &expr, t))
         })
         .await?;
-    Ok(respond(result))
+    respond(result)
 }
 
 /// GET/POST /api/v1/query_range
 pub async fn range(
-    State(agent): State<Arc<Agent>>,
+    State(api): State<Api>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
     body: Bytes,
@@ -209,16 +185,16 @@ pub async fn range(
             "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)",
         ));
     }
-    let engine = engine(&agent, &p)?;
+    let engine = engine(&api, &p)?;
     let expr = parse_query_param(&query)?;
-    let db = agent.db.clone();
-    let result = agent
+    let db = api.store.clone();
+    let result = api
         .work
         .run(engine.opts.timeout, move |w| {
             Ok(cancellable(engine, w).range(&*db, &expr, start, end, step))
         })
         .await?;
-    Ok(respond(result))
+    respond(result)
 }
 
 #[cfg(test)]

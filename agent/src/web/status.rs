@@ -2,28 +2,23 @@
 //! of the same name, with every secret redacted (`config::Secret` and
 //! secret-looking keys of plugin configs print as `<secret>`).
 
-use std::sync::Arc;
-
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::json;
 
-use crate::app::Agent;
+use super::response::{success, ApiError};
+use super::Api;
 
-pub async fn config(State(agent): State<Arc<Agent>>) -> Response {
-    let loaded = agent.current();
-    let value = match serde_json::to_value(&loaded.config) {
-        Ok(v) => v,
-        Err(e) => return super::api_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e),
-    };
+pub async fn config(State(api): State<Api>) -> Result<Response, ApiError> {
+    let config = api.lifecycle.config();
+    let value = serde_json::to_value(&*config).map_err(ApiError::internal)?;
     // TOML for people (the format they wrote); JSON for programs. TOML can
     // fail on shapes it has no syntax for, which must not hide the JSON.
-    let toml = toml::to_string(&loaded.config)
-        .unwrap_or_else(|e| format!("# not printable as TOML: {e}\n"));
-    super::api_ok(json!({
+    let toml =
+        toml::to_string(&*config).unwrap_or_else(|e| format!("# not printable as TOML: {e}\n"));
+    Ok(success(json!({
         "toml": toml,
         "config": value,
-        "file": loaded.config.source.as_ref().map(|p| p.display().to_string()),
-    }))
+        "file": config.source.as_ref().map(|p| p.display().to_string()),
+    })))
 }

@@ -107,6 +107,7 @@ impl Drop for InFlight {
 }
 
 /// The agent's budget for heavy API work.
+#[derive(Clone)]
 pub struct WorkPool {
     shutdown: CancellationToken,
     slots: Arc<Semaphore>,
