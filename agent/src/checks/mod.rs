@@ -23,7 +23,7 @@ use crate::config::{InstanceConfig, PluginsConfig, Secret};
 use crate::model::Labels;
 use crate::plugins::bindings::types as wit;
 use crate::plugins::{Instance, PluginRuntime, Policy};
-use crate::scrape::append::Appendable;
+use crate::storage::Appendable;
 
 pub mod api;
 

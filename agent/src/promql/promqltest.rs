@@ -11,9 +11,9 @@ use std::time::Duration;
 use regex::Regex;
 
 use super::engine::{parse, Engine, EngineOpts};
-use super::storage::MemStorage;
 use super::value::{QueryResult, Value};
 use crate::model::{stale_nan, Labels, LabelsBuilder};
+use crate::storage::MemStorage;
 
 /// One failed case.
 #[derive(Debug, Clone)]

@@ -478,7 +478,8 @@ fn syntax_error(q: &str, tokens: &[(u16, usize, usize)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::promql::{parse_query, Engine, EngineOpts, MemStorage};
+    use crate::promql::{parse_query, Engine, EngineOpts};
+    use crate::storage::MemStorage;
 
     fn nested(open: &str, inner: &str, close: &str, n: usize) -> String {
         format!("{}{inner}{}", open.repeat(n), close.repeat(n))

@@ -16,11 +16,12 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use super::group::{query_vector, EvalCtx, Group, MemStorageAppendable, NoopSink, RuleOpts};
+use super::group::{query_vector, EvalCtx, Group, NoopSink, RuleOpts};
 use super::rulefmt::{self, format_duration, parse_duration, ParseOpts};
 use crate::model::Labels;
 use crate::promql::promqltest::{parse_metric, parse_points, Point};
-use crate::promql::{Engine, EngineOpts, MemStorage};
+use crate::promql::{Engine, EngineOpts};
+use crate::storage::MemStorage;
 
 type YVal = serde_norway::Value;
 
@@ -326,11 +327,7 @@ fn run_group(
         inputs.push((labels, samples));
     }
     let store = Arc::new(MemStorage::new());
-    let mut ropts = RuleOpts::new(
-        store.clone(),
-        Arc::new(MemStorageAppendable(store.clone())),
-        Arc::new(NoopSink),
-    );
+    let mut ropts = RuleOpts::new(store.clone(), store.clone(), Arc::new(NoopSink));
     ropts.engine = Engine::new(EngineOpts {
         default_subquery_step_ms: eval_interval,
         ..EngineOpts::default()

@@ -10,11 +10,11 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
-use super::append::Appendable;
 use super::discovery::{self, Group, FILEPATH_LABEL};
 use super::scrape_loop::{Health, ScrapeLoop, ScrapeStats, TargetState};
 use super::target::{group_labels, Job, Target};
 use crate::model::labels::Labels;
+use crate::storage::Appendable;
 
 struct LoopHandle {
     target: Arc<Target>,

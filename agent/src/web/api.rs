@@ -15,7 +15,7 @@ use serde_json::json;
 use super::work::DEFAULT_TIMEOUT;
 use crate::app::Agent;
 use crate::model::{Labels, TimestampMs};
-use crate::tsdb::{MatchOp, Matcher};
+use crate::storage::{MatchOp, Matcher};
 
 /// An API error with Prometheus' error type.
 pub struct ApiError {
