@@ -139,7 +139,7 @@ pub struct GlobalConfig {
     pub evaluation_interval: Duration,
     /// End time given to alerts posted without one (Alertmanager's default: 5m).
     #[serde(default = "default_resolve_timeout")]
-    pub resolve_timeout: crate::alerting::config::Duration,
+    pub resolve_timeout: crate::model::Duration,
 }
 
 impl Default for GlobalConfig {
@@ -203,8 +203,8 @@ pub(crate) fn deserialize_label_map<'de, D: serde::Deserializer<'de>>(
     Ok(m.into_iter().map(|(k, v)| (k.0, v)).collect())
 }
 
-fn default_resolve_timeout() -> crate::alerting::config::Duration {
-    crate::alerting::config::Duration(Duration::from_secs(300))
+fn default_resolve_timeout() -> crate::model::Duration {
+    crate::model::Duration(Duration::from_secs(300))
 }
 
 fn default_scrape_interval() -> Duration {

@@ -163,8 +163,8 @@ fn check_duration(text: &str) -> Result<(), String> {
         .split(|c: char| !c.is_ascii_digit())
         .any(|digits| !digits.is_empty() && digits.parse::<u32>().is_err());
     let sum_too_big = matches!(
-        crate::rules::rulefmt::parse_duration(text),
-        Err(e) if e.contains("out of range")
+        crate::model::duration::parse(text),
+        Err(crate::model::DurationError::OutOfRange)
     );
     if too_big || sum_too_big {
         return Err("duration out of range".into());

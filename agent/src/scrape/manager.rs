@@ -62,8 +62,8 @@ impl PoolView {
                     .unwrap_or_else(|| "0001-01-01T00:00:00Z".into()),
                 last_scrape_duration: s.last_duration.as_secs_f64(),
                 health: s.health,
-                scrape_interval: humantime::format_duration(self.job.interval).to_string(),
-                scrape_timeout: humantime::format_duration(self.job.timeout).to_string(),
+                scrape_interval: crate::model::duration::format(self.job.interval),
+                scrape_timeout: crate::model::duration::format(self.job.timeout),
             });
         }
         dropped.extend(st.dropped.iter().map(|l| (self.name.clone(), l.clone())));
