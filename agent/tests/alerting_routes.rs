@@ -2,8 +2,9 @@
 //! against our route tree: ordered receivers, grouping options and keys.
 
 use serde_json::Value;
-use wasmon::alerting::config::{Duration, RouteConfig};
+use wasmon::alerting::config::RouteConfig;
 use wasmon::alerting::route::Route;
+use wasmon::model::Duration;
 use wasmon::model::Labels;
 
 const CASES: &str = concat!(

@@ -209,20 +209,19 @@ async fn http_and_tcp_checks_become_series_and_alerts() {
 
 #[test]
 fn bad_check_config_names_the_line() {
+    // `wasmon check config`, start and reload prepare a config this way.
+    let invalid = |text: &str| {
+        let c = wasmon::config::Config::parse(text, "c.toml").unwrap();
+        wasmon::app::Prepared::new(c, None).err().unwrap()
+    };
     let text = "[[checks]]\nname = \"a\"\nkind = \"http\"\n\n[[checks]]\nname = \"b\"\nkind = \"http\"\nurl = \"http://x/\"\nbody_regex = \"(\"\n";
-    let msg = format!(
-        "{:#}",
-        wasmon::config::Config::parse(text, "c.toml").unwrap_err()
-    );
+    let msg = format!("{:#}", invalid(text));
     assert!(
         msg.contains("c.toml:2") && msg.contains("needs `url`"),
         "{msg}"
     );
     let text = "[[checks]]\nname = \"p\"\nkind = \"plugin\"\n";
-    let msg = format!(
-        "{:#}",
-        wasmon::config::Config::parse(text, "c.toml").unwrap_err()
-    );
+    let msg = format!("{:#}", invalid(text));
     assert!(msg.contains("needs `plugin`"), "{msg}");
 }
 

@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use wasmon::incident::Incidents;
 use wasmon::model::Labels;
-use wasmon::promql::MemStorage;
 use wasmon::rules::group::ms_to_time;
 use wasmon::rules::rulefmt::{parse, ParseOpts};
-use wasmon::rules::{Group, MemStorageAppendable, MemorySink, RuleOpts};
+use wasmon::rules::{Group, MemorySink, RuleOpts};
+use wasmon::storage::MemStorage;
 
 const M: i64 = 60_000;
 // Far enough from the epoch that the look-back window is all in range.
@@ -29,11 +29,7 @@ fn pending_alerts_reach_the_incident() {
     let store = Arc::new(MemStorage::new());
     let sink = Arc::new(MemorySink::default());
     let incidents = Arc::new(Incidents::in_memory());
-    let mut opts = RuleOpts::new(
-        store.clone(),
-        Arc::new(MemStorageAppendable(store.clone())),
-        sink.clone(),
-    );
+    let mut opts = RuleOpts::new(store.clone(), store.clone(), sink.clone());
     opts.incidents = Some(incidents.clone());
     let rg = parse(DOWN, "t.yml", &ParseOpts::default()).unwrap();
     let g = Group::new("t.yml", &rg.groups[0], M, Arc::new(opts), true).unwrap();

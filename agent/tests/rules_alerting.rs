@@ -7,23 +7,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use wasmon::model::{is_stale_nan, Labels};
-use wasmon::promql::{MatchOp, Matcher, MemStorage, Queryable};
 use wasmon::rules::group::ms_to_time;
 use wasmon::rules::rulefmt::{parse, ParseOpts};
 use wasmon::rules::{
-    AlertState, Group, ManagerOpts, MemStorageAppendable, MemorySink, Rule, RuleManager, RuleOpts,
+    AlertState, Group, ManagerOpts, MemorySink, Rule, RuleManager, RuleOpts,
 };
+use wasmon::storage::{MatchOp, Matcher, MemStorage, Queryable};
 
 const M: i64 = 60_000;
 
 fn setup(rules_yaml: &str, restored: bool) -> (Arc<MemStorage>, Arc<MemorySink>, Group) {
     let store = Arc::new(MemStorage::new());
     let sink = Arc::new(MemorySink::default());
-    let mut opts = RuleOpts::new(
-        store.clone(),
-        Arc::new(MemStorageAppendable(store.clone())),
-        sink.clone(),
-    );
+    let mut opts = RuleOpts::new(store.clone(), store.clone(), sink.clone());
     opts.external_url = "http://wasmon.example".into();
     opts.external_labels = Labels::from_pairs([("site", "eu")]);
     let rg = parse(rules_yaml, "t.yml", &ParseOpts::default()).unwrap();
@@ -386,11 +382,7 @@ async fn manager_runs_reloads_and_keeps_old_groups_on_error() {
     .unwrap();
     let store = Arc::new(MemStorage::new());
     let sink = Arc::new(MemorySink::default());
-    let opts = RuleOpts::new(
-        store.clone(),
-        Arc::new(MemStorageAppendable(store.clone())),
-        sink.clone(),
-    );
+    let opts = RuleOpts::new(store.clone(), store.clone(), sink.clone());
     let clock = wasmon::clock::ManualClock::from_ms(1_000_000);
     let mut mo = ManagerOpts::new(opts);
     mo.clock = clock.clone();

@@ -10,7 +10,8 @@ use axum::Router;
 use wasmon::config::Config;
 use wasmon::model::{is_stale_nan, Labels};
 use wasmon::scrape::scrape_loop::{Health, ScrapeLoop, ScrapeStats};
-use wasmon::scrape::{Job, MemoryStore, Target};
+use wasmon::scrape::{Job, Target};
+use wasmon::storage::{Matcher, MemStorage};
 
 #[derive(Clone)]
 struct Page {
@@ -75,7 +76,7 @@ fn job(extra: &str) -> Job {
     Job::from_config(&c.scrape_configs[0], &c).unwrap()
 }
 
-fn scrape_loop(job: Job, addr: std::net::SocketAddr, store: Arc<MemoryStore>) -> ScrapeLoop {
+fn scrape_loop(job: Job, addr: std::net::SocketAddr, store: Arc<MemStorage>) -> ScrapeLoop {
     let job = Arc::new(job);
     let discovered = Labels::from_pairs([
         ("__address__", addr.to_string()),
@@ -115,7 +116,7 @@ fn tsdb_scrape_loop(
     (sl, db)
 }
 
-fn value(store: &MemoryStore, name: &str, t: i64) -> Option<f64> {
+fn value(store: &MemStorage, name: &str, t: i64) -> Option<f64> {
     store
         .series(name)
         .iter()
@@ -129,7 +130,7 @@ const PAGE: &str = "# HELP http_requests_total Requests.\n# TYPE http_requests_t
 #[tokio::test]
 async fn scrape_appends_samples_with_target_labels_and_reports() {
     let srv = server(PAGE).await;
-    let store = Arc::new(MemoryStore::default());
+    let store = Arc::new(MemStorage::new());
     let mut sl = scrape_loop(job(""), srv.addr, store.clone());
     sl.scrape_once(1000).await;
     let st = sl.state.lock().unwrap().clone();
@@ -210,7 +211,7 @@ async fn scrape_appends_samples_with_target_labels_and_reports() {
 #[tokio::test]
 async fn honor_labels_and_metric_relabeling() {
     let srv = server(PAGE).await;
-    let store = Arc::new(MemoryStore::default());
+    let store = Arc::new(MemStorage::new());
     let j = job(
         "honor_labels = true\n[[scrape_configs.metric_relabel_configs]]\nsource_labels = [\"__name__\"]\nregex = \"temp\"\naction = \"drop\"\n",
     );
@@ -248,7 +249,7 @@ async fn limits_fail_the_whole_scrape() {
         ("label_value_length_limit = 2\n", "longer than 2"),
         ("body_size_limit = \"20B\"\n", "body size limit exceeded"),
     ] {
-        let store = Arc::new(MemoryStore::default());
+        let store = Arc::new(MemStorage::new());
         let mut sl = scrape_loop(job(extra), srv.addr, store.clone());
         sl.scrape_once(1000).await;
         let st = sl.state.lock().unwrap().clone();
@@ -269,7 +270,7 @@ async fn openmetrics_and_gzip() {
         p.content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
         p.gzip = true;
     }
-    let store = Arc::new(MemoryStore::default());
+    let store = Arc::new(MemStorage::new());
     let mut sl = scrape_loop(job(""), srv.addr, store.clone());
     sl.scrape_once(1000).await;
     let st = sl.state.lock().unwrap().clone();
@@ -296,8 +297,8 @@ async fn staleness_through_the_tsdb() {
     srv.page.lock().unwrap().body = b"http_requests_total{path=\"/a\"} 11\n".to_vec();
     sl.scrape_once(t0 + 15_000).await;
     let m = [
-        wasmon::tsdb::Matcher::equal("__name__", "http_requests_total"),
-        wasmon::tsdb::Matcher::equal("path", "/b"),
+        Matcher::equal("__name__", "http_requests_total"),
+        Matcher::equal("path", "/b"),
     ];
     let got = db.select(&m, 0, i64::MAX);
     assert_eq!(got.len(), 1);
@@ -317,8 +318,8 @@ async fn series_whose_label_hashes_collide_are_tracked_apart() {
     let srv = server(both).await;
     let dir = tempfile::tempdir().unwrap();
     let (mut sl, db) = tsdb_scrape_loop(job("honor_labels = true\n"), srv.addr, dir.path());
-    let samples = |name: &str, m: &[wasmon::tsdb::Matcher]| -> Vec<(i64, f64)> {
-        let mut all = vec![wasmon::tsdb::Matcher::equal("__name__", name)];
+    let samples = |name: &str, m: &[Matcher]| -> Vec<(i64, f64)> {
+        let mut all = vec![Matcher::equal("__name__", name)];
         all.extend_from_slice(m);
         db.select(&all, 0, 100_000)
             .first()
@@ -333,13 +334,13 @@ async fn series_whose_label_hashes_collide_are_tracked_apart() {
         srv.page.lock().unwrap().body =
             format!("m{{endpoint={kept:?},instance=\"synth:1\"}} 3\n").into_bytes();
         sl.scrape_once(t).await;
-        let got = samples("m", &[wasmon::tsdb::Matcher::equal("endpoint", gone)]);
+        let got = samples("m", &[Matcher::equal("endpoint", gone)]);
         assert!(
             got.last()
                 .is_some_and(|&(st, v)| st == t && is_stale_nan(v)),
             "{gone} vanished at {t}: {got:?}"
         );
-        let got = samples("m", &[wasmon::tsdb::Matcher::equal("endpoint", kept)]);
+        let got = samples("m", &[Matcher::equal("endpoint", kept)]);
         assert_eq!(got.last(), Some(&(t, 3.0)), "{kept}");
         // Both back.
         srv.page.lock().unwrap().body = both.as_bytes().to_vec();
@@ -365,7 +366,7 @@ async fn a_scrape_failing_half_way_marks_the_last_good_scrape_stale() {
     let dir = tempfile::tempdir().unwrap();
     let db =
         Arc::new(wasmon::tsdb::Db::open(dir.path(), wasmon::tsdb::Options::default()).unwrap());
-    let mem = Arc::new(MemoryStore::default());
+    let mem = Arc::new(MemStorage::new());
     for use_db in [true, false] {
         let j = Arc::new(job("sample_limit = 3\n"));
         let target = Target::populate(
@@ -374,7 +375,7 @@ async fn a_scrape_failing_half_way_marks_the_last_good_scrape_stale() {
         )
         .unwrap()
         .unwrap();
-        let store: Arc<dyn wasmon::scrape::Appendable> =
+        let store: Arc<dyn wasmon::storage::Appendable> =
             if use_db { db.clone() } else { mem.clone() };
         let mut sl = ScrapeLoop::new(
             j,
@@ -394,10 +395,7 @@ async fn a_scrape_failing_half_way_marks_the_last_good_scrape_stale() {
         // (t, stale?) per series.
         let samples = |s: &str| -> Vec<(i64, bool)> {
             if use_db {
-                let m = [
-                    wasmon::tsdb::Matcher::equal("__name__", "m"),
-                    wasmon::tsdb::Matcher::equal("s", s),
-                ];
+                let m = [Matcher::equal("__name__", "m"), Matcher::equal("s", s)];
                 db.select(&m, 0, 10_000)
                     .first()
                     .map(|x| {
@@ -430,10 +428,7 @@ async fn a_scrape_failing_half_way_marks_the_last_good_scrape_stale() {
             assert!(samples(s).is_empty(), "{which}: {s} was never committed");
         }
         let added = if use_db {
-            let m = [wasmon::tsdb::Matcher::equal(
-                "__name__",
-                "scrape_series_added",
-            )];
+            let m = [Matcher::equal("__name__", "scrape_series_added")];
             db.select(&m, 3000, 3000)[0].samples[0].1
         } else {
             value(&mem, "scrape_series_added", 3000).unwrap()
@@ -483,7 +478,7 @@ async fn basic_and_bearer_auth_reach_the_target() {
         ),
     ];
     for (i, (extra, want)) in cases.iter().enumerate() {
-        let store = Arc::new(MemoryStore::default());
+        let store = Arc::new(MemStorage::new());
         let mut sl = scrape_loop(job(extra), srv.addr, store.clone());
         sl.scrape_once(1_000 * (i as i64 + 1)).await;
         let seen = srv.seen_headers.lock().unwrap().last().cloned().unwrap();

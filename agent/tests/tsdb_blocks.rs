@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use wasmon::model::Labels;
+use wasmon::storage::{MatchOp, Matcher};
 use wasmon::tsdb::block::BlockMeta;
-use wasmon::tsdb::{AppendError, Db, MatchOp, Matcher, Options};
+use wasmon::tsdb::{AppendError, Db, Options};
 
 const H: i64 = 3_600_000;
 

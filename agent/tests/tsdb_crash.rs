@@ -14,7 +14,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use wasmon::model::Labels;
-use wasmon::tsdb::{Db, Matcher, Options};
+use wasmon::storage::Matcher;
+use wasmon::tsdb::{Db, Options};
 
 const CHILD_ENV: &str = "WASMON_TSDB_CRASH_CHILD";
 const SERIES: usize = 50;

@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use wasmon::model::{stale_nan, Labels, STALE_NAN_BITS};
-use wasmon::tsdb::{AppendError, Db, MatchOp, Matcher, Options};
+use wasmon::storage::{MatchOp, Matcher};
+use wasmon::tsdb::{AppendError, Db, Options};
 
 fn l(pairs: &[(&str, &str)]) -> Labels {
     Labels::from_pairs(pairs.iter().copied())

@@ -7,8 +7,9 @@ use std::fs;
 use std::path::Path;
 
 use wasmon::model::Labels;
+use wasmon::storage::{MatchOp, Matcher};
 use wasmon::tsdb::record::{self, Record};
-use wasmon::tsdb::{Db, MatchOp, Matcher, Options};
+use wasmon::tsdb::{Db, Options};
 
 type Data = BTreeMap<Labels, Vec<(i64, u64)>>;
 

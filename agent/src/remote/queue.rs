@@ -164,7 +164,7 @@ struct Sender {
     client: reqwest::Client,
     url: String,
     headers: reqwest::header::HeaderMap,
-    cfg: super::QueueConfig,
+    cfg: crate::config::remote::QueueConfig,
     labels: QueueLabels,
     metrics: Arc<RemoteMetricsRef>,
 }

@@ -6,7 +6,7 @@ use serde_json::{json, Map, Value};
 use super::alerting::{Alert, AlertingRule};
 use super::group::{ms_to_time, Group, Rule, RuleStatus};
 use super::manager::RuleManager;
-use super::rulefmt::format_duration;
+use crate::model::duration;
 use crate::web::response::{success_body, ApiError};
 
 /// `/api/v1/rules` query parameters.
@@ -205,7 +205,7 @@ impl RuleManager {
 
 /// A human-readable duration as rule files write it (for UIs).
 pub fn duration_text(ms: i64) -> String {
-    format_duration(std::time::Duration::from_millis(ms.max(0) as u64))
+    duration::format(std::time::Duration::from_millis(ms.max(0) as u64))
 }
 
 #[cfg(test)]

@@ -14,8 +14,8 @@ use super::alerting::{Alert, AlertingRule};
 use super::recording::RecordingRule;
 use super::rulefmt::{RuleDef, RuleGroup, RuleKind};
 use crate::model::{stale_nan, Labels};
-use crate::promql::{Engine, Queryable, SharedEngine, Value};
-use crate::scrape::append::Appendable;
+use crate::promql::{Engine, SharedEngine, Value};
+use crate::storage::{Appendable, Queryable};
 
 /// An alert as handed to the notifier/dispatcher (Alertmanager's
 /// `postableAlert` fields).
@@ -500,41 +500,4 @@ pub fn generator_url(external_url: &str, expr: &str) -> String {
 
 pub fn ms_to_time(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
-}
-
-/// Writes rule output into a [`MemStorage`](crate::promql::MemStorage) so
-/// the same store can be queried (tests, `wasmon test rules`).
-pub struct MemStorageAppendable(pub Arc<crate::promql::MemStorage>);
-
-struct MemStorageAppender<'a> {
-    store: &'a crate::promql::MemStorage,
-    pending: Vec<(Labels, i64, f64)>,
-}
-
-impl crate::scrape::append::SampleAppender for MemStorageAppender<'_> {
-    fn append(
-        &mut self,
-        labels: &Labels,
-        t: i64,
-        v: f64,
-    ) -> Result<(), crate::scrape::append::AppendRejection> {
-        self.pending.push((labels.clone(), t, v));
-        Ok(())
-    }
-    fn commit(self: Box<Self>) -> anyhow::Result<()> {
-        for (l, t, v) in self.pending {
-            self.store.append(l, t, v);
-        }
-        Ok(())
-    }
-    fn rollback(self: Box<Self>) {}
-}
-
-impl Appendable for MemStorageAppendable {
-    fn appender(&self) -> Box<dyn crate::scrape::append::SampleAppender + '_> {
-        Box::new(MemStorageAppender {
-            store: &self.0,
-            pending: Vec::new(),
-        })
-    }
 }

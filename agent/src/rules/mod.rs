@@ -5,7 +5,7 @@
 //! - [`recording`], [`alerting`]: one rule's evaluation; alerting rules
 //!   keep the inactive → pending → firing state machine.
 //! - [`group`]: a group's rules evaluated in order at one timestamp,
-//!   results written back through an [`Appendable`](crate::scrape::append::Appendable)
+//!   results written back through an [`Appendable`](crate::storage::Appendable)
 //!   (stale markers when a series disappears), alerts handed to an [`AlertSink`].
 //! - [`manager`]: loads files, runs each group on its interval (aligned like
 //!   Prometheus), reloads, restores `for` state from `ALERTS_FOR_STATE`.
@@ -23,7 +23,5 @@ pub mod template;
 pub mod unittest;
 
 pub use alerting::{Alert, AlertState, AlertingRule};
-pub use group::{
-    AlertSink, Group, MemStorageAppendable, MemorySink, NoopSink, OutgoingAlert, Rule, RuleOpts,
-};
+pub use group::{AlertSink, Group, MemorySink, NoopSink, OutgoingAlert, Rule, RuleOpts};
 pub use manager::{ManagerOpts, RuleManager};

@@ -1640,7 +1640,7 @@ impl Exec<'_, '_> {
             }
             "parseDuration" => {
                 want(1)?;
-                let d = super::rulefmt::parse_duration(&s(&a[0]))?;
+                let d = crate::model::duration::parse(&s(&a[0])).map_err(|e| e.to_string())?;
                 Value::Float(d.as_secs_f64())
             }
             "args" => {

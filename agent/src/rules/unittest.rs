@@ -16,11 +16,13 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use super::group::{query_vector, EvalCtx, Group, MemStorageAppendable, NoopSink, RuleOpts};
-use super::rulefmt::{self, format_duration, parse_duration, ParseOpts};
+use super::group::{query_vector, EvalCtx, Group, NoopSink, RuleOpts};
+use super::rulefmt::{self, ParseOpts};
+use crate::model::duration;
 use crate::model::Labels;
 use crate::promql::promqltest::{parse_metric, parse_points, Point};
-use crate::promql::{Engine, EngineOpts, MemStorage, SharedEngine};
+use crate::promql::{Engine, EngineOpts, SharedEngine};
+use crate::storage::MemStorage;
 
 type YVal = serde_norway::Value;
 
@@ -125,7 +127,7 @@ fn yval_str(v: &YVal) -> String {
 fn duration_ms(v: &Option<YVal>) -> Result<Option<i64>, String> {
     match v {
         None | Some(YVal::Null) => Ok(None),
-        Some(v) => parse_duration(&yval_str(v))
+        Some(v) => duration::parse(&yval_str(v))
             .map(|d| Some(d.as_millis() as i64))
             .map_err(|e| e.to_string()),
     }
@@ -326,11 +328,7 @@ fn run_group(
         inputs.push((labels, samples));
     }
     let store = Arc::new(MemStorage::new());
-    let mut ropts = RuleOpts::new(
-        store.clone(),
-        Arc::new(MemStorageAppendable(store.clone())),
-        Arc::new(NoopSink),
-    );
+    let mut ropts = RuleOpts::new(store.clone(), store.clone(), Arc::new(NoopSink));
     ropts.engine = SharedEngine::new(Engine::new(EngineOpts {
         default_subquery_step_ms: eval_interval,
         ..EngineOpts::default()
@@ -483,7 +481,7 @@ fn run_group(
             errs.push(format!(
                 "{test_name}    alertname: {}, time: {}, \n        exp:{}, \n        got:{}",
                 at.alertname,
-                format_duration(std::time::Duration::from_millis(*t as u64)),
+                duration::format(std::time::Duration::from_millis(*t as u64)),
                 indent_lines(&la_string(&exp), "            "),
                 indent_lines(&la_string(&got_alerts), "            ")
             ));
@@ -498,7 +496,7 @@ fn run_group(
         external_url: &ropts.external_url,
     };
     'outer: for (t, pt) in &promql_tests {
-        let tstr = format_duration(std::time::Duration::from_millis(*t as u64));
+        let tstr = duration::format(std::time::Duration::from_millis(*t as u64));
         let got = match crate::promql::parse_query(&pt.expr)
             .map_err(|e| e.to_string())
             .and_then(|e| query_vector(&ctx, &e, *t))

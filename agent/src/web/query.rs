@@ -79,7 +79,7 @@ fn parse_duration_ms(s: &str) -> Result<i64, String> {
             (secs * 1000.0).round() as i64
         });
     }
-    crate::rules::rulefmt::parse_duration(s)
+    crate::model::duration::parse(s)
         .map(|d| d.as_millis() as i64)
         .map_err(|_| format!("cannot parse {s:?} to a valid duration"))
 }

@@ -9,6 +9,8 @@ use std::fmt;
 use anyhow::Context as _;
 use regex::Regex;
 
+use crate::model::Labels;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MatchOp {
     Equal,
@@ -82,6 +84,12 @@ impl Matcher {
         }
     }
 
+    /// Does the series with these labels match? (An absent label reads as
+    /// `""`.)
+    pub fn matches_labels(&self, l: &Labels) -> bool {
+        self.matches(l.get(&self.name).unwrap_or(""))
+    }
+
     /// The matcher with the opposite result for every value.
     pub fn inverse(&self) -> Matcher {
         let op = match self.op {
@@ -130,6 +138,17 @@ mod tests {
         let m = Matcher::new(MatchOp::Regex, "a", "a.*").unwrap();
         assert!(m.matches("a\nb"));
         assert!(Matcher::new(MatchOp::Regex, "a", "(").is_err());
+    }
+
+    #[test]
+    fn absent_labels_read_as_empty() {
+        let l = Labels::from_pairs([("a", "x\ny")]);
+        let m = |op, n, v| Matcher::new(op, n, v).unwrap().matches_labels(&l);
+        assert!(m(MatchOp::Regex, "a", "x.y"));
+        assert!(!m(MatchOp::Regex, "a", "x"));
+        assert!(m(MatchOp::Equal, "b", ""));
+        assert!(m(MatchOp::Regex, "b", ".*"));
+        assert!(!m(MatchOp::NotEqual, "b", ""));
     }
 
     #[test]
