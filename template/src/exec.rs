@@ -4,7 +4,10 @@
 //! string doubled in a loop or deep recursion ends with an error naming the
 //! template and line instead of eating memory or time.
 
+use std::any::Any;
 use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
 
 use crate::funcs::Funcs;
 use crate::parse::{Arg, Cmd, Node, Pipe, MAX_EXEC_DEPTH};
@@ -26,6 +29,55 @@ pub enum Value {
     /// A Go struct: named fields in order, printed `{v1 v2}` (a query
     /// sample is `{Labels, Value}`).
     Struct(Vec<(String, Value)>),
+    /// A host's value with its own fields, printing and iteration (a Go
+    /// type with methods, e.g. Alertmanager's `KV` and `Alerts`).
+    Object(Obj),
+}
+
+/// A host value as templates see it: Go's reflection over a host type,
+/// spelled out. Errors are the message after `executing "NAME": `.
+pub trait Object: fmt::Debug + Send + Sync {
+    /// The type name errors use.
+    fn type_name(&self) -> &'static str;
+    /// `.Name` on the value (a field or a method without arguments).
+    fn field(&self, name: &str) -> Result<Value, String>;
+    /// How `{{ . }}` prints it (Go's `String()` method, or an error).
+    fn print(&self) -> Result<String, String>;
+    /// Go's `if` truth.
+    fn truthy(&self) -> bool {
+        true
+    }
+    /// What the builtin `len` answers, if it has a length.
+    fn length(&self) -> Option<usize> {
+        None
+    }
+    /// The elements `range` visits, if it can be ranged over.
+    fn items(&self) -> Option<Vec<Value>> {
+        None
+    }
+    /// `index X key`, if it can be indexed.
+    fn index(&self, _key: &Value) -> Option<Value> {
+        None
+    }
+    /// For a library's functions that take this type.
+    fn as_any(&self) -> &dyn Any;
+}
+
+/// A shared [`Object`]; two are equal when they are the same object.
+#[derive(Clone, Debug)]
+pub struct Obj(pub Arc<dyn Object>);
+
+impl PartialEq for Obj {
+    fn eq(&self, other: &Obj) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Value {
+    /// Wraps a host object.
+    pub fn object(o: impl Object + 'static) -> Value {
+        Value::Object(Obj(Arc::new(o)))
+    }
 }
 
 impl Value {
@@ -33,6 +85,7 @@ impl Value {
     pub fn truthy(&self) -> bool {
         match self {
             Value::Struct(_) => true,
+            Value::Object(o) => o.0.truthy(),
             Value::Nil | Value::Missing => false,
             Value::Bool(b) => *b,
             Value::Int(i) => *i != 0,
@@ -47,6 +100,7 @@ impl Value {
     pub fn type_name(&self) -> &'static str {
         match self {
             Value::Struct(_) => "struct",
+            Value::Object(o) => o.0.type_name(),
             Value::Nil | Value::Missing => "nil",
             Value::Bool(_) => "bool",
             Value::Int(_) => "int",
@@ -96,6 +150,10 @@ impl std::fmt::Display for Value {
                 }
                 f.write_str("]")
             }
+            Value::Object(o) => match o.0.print() {
+                Ok(s) => f.write_str(&s),
+                Err(e) => write!(f, "%!v(ERROR={e})"),
+            },
             Value::Struct(fields) => {
                 f.write_str("{")?;
                 for (i, (_, v)) in fields.iter().enumerate() {
@@ -214,7 +272,11 @@ impl Exec<'_, '_> {
                 self.step(*line)?;
                 let v = self.pipe(dot, p, *line)?;
                 if p.decl.is_empty() {
-                    self.emit(*line, &v.to_string())?;
+                    let text = match &v {
+                        Value::Object(o) => o.0.print().map_err(|e| self.err(*line, e))?,
+                        v => v.to_string(),
+                    };
+                    self.emit(*line, &text)?;
                 }
             }
             Node::If(p, body, els, line) | Node::With(p, body, els, line) => {
@@ -284,6 +346,20 @@ impl Exec<'_, '_> {
             Value::Map(m) => Box::new(m.into_iter().map(|(k, v)| (Value::Str(k), v))),
             Value::Int(n) => Box::new((0..n).map(|i| (Value::Int(i), Value::Int(i)))),
             Value::Nil | Value::Missing => Box::new(std::iter::empty()),
+            Value::Object(o) => match o.0.items() {
+                Some(items) => Box::new(
+                    items
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, v)| (Value::Int(i as i64), v)),
+                ),
+                None => {
+                    return Err(self.err(
+                        line,
+                        format!("range can't iterate over {}", o.0.type_name()),
+                    ))
+                }
+            },
             other => return Err(self.err(line, format!("range can't iterate over {other}"))),
         };
         let mut items = items.peekable();
@@ -348,6 +424,7 @@ impl Exec<'_, '_> {
         for f in fields {
             v = match v {
                 Value::Map(mut m) => m.remove(f).unwrap_or(Value::Missing),
+                Value::Object(o) => o.0.field(f).map_err(|e| self.err(line, e))?,
                 Value::Struct(fields) => match fields.into_iter().find(|(n, _)| n == f) {
                     Some((_, v)) => v,
                     None => {

@@ -149,6 +149,10 @@ fn builtin(name: &str, a: Vec<Value>) -> Result<Value, String> {
                 Value::Str(s) => s.len(),
                 Value::List(l) => l.len(),
                 Value::Map(m) => m.len(),
+                Value::Object(o) => match o.0.length() {
+                    Some(n) => n,
+                    None => return Err(format!("len of type {}", o.0.type_name())),
+                },
                 o => return Err(format!("len of type {}", o.type_name())),
             } as i64)
         }
@@ -160,6 +164,9 @@ fn builtin(name: &str, a: Vec<Value>) -> Result<Value, String> {
             for k in &a[1..] {
                 v = match (v, k) {
                     (Value::Map(mut m), k) => m.remove(&k.to_string()).unwrap_or(Value::Missing),
+                    (Value::Object(o), k) if o.0.index(k).is_some() => {
+                        o.0.index(k).unwrap_or(Value::Missing)
+                    }
                     (Value::List(l), Value::Int(i)) => {
                         if *i < 0 || *i as usize >= l.len() {
                             return Err(format!("index out of range: {i}"));

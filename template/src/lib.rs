@@ -22,7 +22,7 @@ pub mod funcs;
 mod lex;
 mod parse;
 
-pub use exec::Value;
+pub use exec::{Obj, Object, Value};
 pub use funcs::{go_sprint, go_sprintf, query_escape, to_float, Funcs, Library};
 pub use parse::{MAX_EXEC_DEPTH, MAX_NESTING};
 
@@ -34,6 +34,9 @@ use parse::{Node, Parser, Stop};
 pub enum ErrorKind {
     /// The source is not a valid template.
     Parse,
+    /// The source calls a function that no library defines (a parse
+    /// error: Go checks function names when it parses).
+    UndefinedFunction,
     /// Execution failed (a function's error, a bad field, ...).
     Exec,
     /// Execution went past its [`Limits`].
@@ -87,7 +90,9 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (name, line, msg) = (&self.name, self.line, &self.message);
         match self.kind {
-            ErrorKind::Parse => write!(f, "template: {name}:{line}: {msg}"),
+            ErrorKind::Parse | ErrorKind::UndefinedFunction => {
+                write!(f, "template: {name}:{line}: {msg}")
+            }
             ErrorKind::Exec | ErrorKind::Budget => {
                 write!(f, "template: {name}:{line}: executing \"{name}\": {msg}")
             }
@@ -262,7 +267,10 @@ mod tests {
             "1e+21 1e-07 2.5E+30"
         );
         let e = run("x\n{{nope 1}}").unwrap_err();
-        assert_eq!((e.kind, e.line, e.offset), (ErrorKind::Parse, 2, Some(2)));
+        assert_eq!(
+            (e.kind, e.line, e.offset),
+            (ErrorKind::UndefinedFunction, 2, Some(2))
+        );
         assert_eq!(
             e.to_string(),
             "template: t:2: function \"nope\" not defined"

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use crate::exec::Value;
 use crate::funcs::Funcs;
 use crate::lex::{Piece, Tok};
-use crate::Error;
+use crate::{Error, ErrorKind};
 
 #[derive(Debug, Clone)]
 pub(crate) enum Arg {
@@ -147,7 +147,10 @@ impl<'a> Parser<'a> {
                         self.nesting -= 1;
                         self.vars = saved;
                         if !matches!(stop, Stop::End) {
-                            return Err(self.err(line, format!("unexpected EOF in {k}")));
+                            return Err(self.err(
+                                line,
+                                format!("unexpected EOF: {{{{ {k} }}}} has no {{{{ end }}}}"),
+                            ));
                         }
                         self.defines.insert(tn.clone(), body);
                         if k == "block" {
@@ -195,7 +198,12 @@ impl<'a> Parser<'a> {
         }
         let els = match stop {
             Stop::End => Vec::new(),
-            Stop::Eof => return Err(self.err(line, format!("unexpected EOF in {kind}"))),
+            Stop::Eof => {
+                return Err(self.err(
+                    line,
+                    format!("unexpected EOF: {{{{ {kind} }}}} has no {{{{ end }}}}"),
+                ))
+            }
             Stop::Else(rest, eline) => {
                 if rest.is_empty() {
                     let (els, stop) = self.parse_list()?;
@@ -323,7 +331,11 @@ impl<'a> Parser<'a> {
                 "false" => (Arg::Lit(Value::Bool(false)), 1),
                 "nil" => (Arg::Lit(Value::Nil), 1),
                 f if self.funcs.has(f) => (Arg::Func(f.to_string()), 1),
-                f => return Err(self.err(line, format!("function \"{f}\" not defined"))),
+                f => {
+                    let mut e = self.err(line, format!("function \"{f}\" not defined"));
+                    e.kind = ErrorKind::UndefinedFunction;
+                    return Err(e);
+                }
             },
             Tok::LParen => {
                 self.enter(line)?;
