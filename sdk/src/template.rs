@@ -509,4 +509,27 @@ mod tests {
         let err = render("{{ .Alerts }}", &n()).unwrap_err().0;
         assert!(err.contains("cannot print"), "{err}");
     }
+
+    /// Plugins read templates as the agent does: Go's text/template
+    /// (variables, `with`, `printf`, `and`, bytes for `len`), bounded.
+    #[test]
+    fn go_dialect_like_the_agent() {
+        assert_eq!(
+            r("{{ $n := len .Alerts }}{{ with .CommonLabels.service }}{{ . }}:{{ $n }}{{ end }}"),
+            "checkout:3"
+        );
+        assert_eq!(
+            r("{{ printf \"%d firing\" (len .Alerts.Firing) }}"),
+            "2 firing"
+        );
+        assert_eq!(
+            r("{{ if and .Alerts (eq .Status \"firing\") }}y{{ end }}"),
+            "y"
+        );
+        assert_eq!(r("{{ len \"héllo\" }}"), "6");
+        let err = render("{{ range 100000000 }}x{{ end }}", &n())
+            .unwrap_err()
+            .0;
+        assert!(err.contains("evaluation steps"), "{err}");
+    }
 }
