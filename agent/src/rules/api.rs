@@ -36,27 +36,7 @@ fn labels_obj<'a>(it: impl Iterator<Item = (&'a str, &'a str)>) -> Value {
 
 /// Go's `strconv.FormatFloat(v, 'e', -1, 64)`, as the API writes alert values.
 fn format_value(v: f64) -> String {
-    go_float_exp(v, false)
-}
-
-/// Go's `strconv.FormatFloat(v, 'e' or 'E', -1, 64)`: shortest mantissa,
-/// signed exponent of at least two digits.
-pub(crate) fn go_float_exp(v: f64, upper: bool) -> String {
-    if v.is_nan() {
-        return "NaN".into();
-    }
-    if v.is_infinite() {
-        return if v > 0.0 {
-            "+Inf".into()
-        } else {
-            "-Inf".into()
-        };
-    }
-    let s = format!("{v:e}");
-    let (m, e) = s.split_once('e').unwrap_or((&s, "0"));
-    let e: i32 = e.parse().unwrap_or(0);
-    let sep = if upper { 'E' } else { 'e' };
-    format!("{m}{sep}{}{:02}", if e < 0 { '-' } else { '+' }, e.abs())
+    wasmon_gofmt::format_float(v, 'e', -1)
 }
 
 /// One alert as the API shows it.

@@ -494,7 +494,7 @@ pub fn generator_url(external_url: &str, expr: &str) -> String {
     format!(
         "{}/graph?g0.expr={}&g0.tab=1",
         external_url.trim_end_matches('/'),
-        super::template::query_escape(expr)
+        wasmon_template::query_escape(expr)
     )
 }
 

@@ -1,7 +1,8 @@
 //! Recording and alerting rules (Prometheus' `rules/` package).
 //!
 //! - [`rulefmt`]: rule files as Prometheus writes them, validated.
-//! - [`template`]: the Go-template subset for alert labels and annotations.
+//! - [`template`]: Prometheus' template functions and the alert template data, on the
+//!   shared Go text/template engine (`wasmon-template`).
 //! - [`recording`], [`alerting`]: one rule's evaluation; alerting rules
 //!   keep the inactive → pending → firing state machine.
 //! - [`group`]: a group's rules evaluated in order at one timestamp,

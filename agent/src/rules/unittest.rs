@@ -154,35 +154,12 @@ fn go_labels(l: &Labels) -> String {
 
 /// Go's `strconv.FormatFloat(v, 'E', -1, 64)`.
 fn go_float_e(v: f64) -> String {
-    super::api::go_float_exp(v, true)
+    wasmon_gofmt::format_float(v, 'E', -1)
 }
 
 /// Go's `time.Duration.String()` of ms.
 fn go_duration(ms: i64) -> String {
-    if ms == 0 {
-        return "0s".into();
-    }
-    let neg = ms < 0;
-    let u = ms.unsigned_abs();
-    let mut out = String::new();
-    if neg {
-        out.push('-');
-    }
-    if u < 1000 {
-        out.push_str(&format!("{u}ms"));
-        return out;
-    }
-    let h = u / 3_600_000;
-    let m = (u / 60_000) % 60;
-    let s = (u % 60_000) as f64 / 1000.0;
-    if h > 0 {
-        out.push_str(&format!("{h}h"));
-    }
-    if h > 0 || m > 0 {
-        out.push_str(&format!("{m}m"));
-    }
-    out.push_str(&format!("{}s", super::template::go_fmt_g(s, None)));
-    out
+    wasmon_gofmt::format_duration(ms.saturating_mul(1_000_000))
 }
 
 fn indent_lines(s: &str, indent: &str) -> String {

@@ -18,16 +18,8 @@ const MAX_POINTS: i64 = 11_000;
 
 /// Prometheus renders sample values as strings, with these spellings.
 pub fn format_value(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v == f64::INFINITY {
-        "+Inf".into()
-    } else if v == f64::NEG_INFINITY {
-        "-Inf".into()
-    } else {
-        // Shortest round-trip, no exponent: Go's strconv 'f', -1.
-        format!("{v}")
-    }
+    // Go's strconv 'f', -1: shortest round-trip, no exponent.
+    wasmon_gofmt::format_float(v, 'f', -1)
 }
 
 fn ts(t: TimestampMs) -> Json_ {
