@@ -2,7 +2,7 @@
 //! one that calls a host outside its allow-list each fail only their own
 //! call, with a clear error, while other plugins keep serving.
 
-mod common;
+use crate::fixtures;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -37,7 +37,7 @@ fn instance(
 async fn runtime() -> (tempfile::TempDir, Arc<PluginRuntime>, Arc<Metrics>) {
     let dir = tempfile::tempdir().unwrap();
     for p in ["noop", "misbehave"] {
-        std::fs::copy(common::component(p), dir.path().join(format!("{p}.wasm"))).unwrap();
+        std::fs::copy(fixtures::component(p), dir.path().join(format!("{p}.wasm"))).unwrap();
     }
     let metrics = Arc::new(Metrics::new());
     let rt = PluginRuntime::new(
@@ -60,7 +60,7 @@ fn notification() -> wasmon::plugins::bindings::types::Notification {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn misbehaving_guests_fail_only_their_own_call() {
     let (_dir, rt, metrics) = runtime().await;
-    let server = common::Receiver::start().await;
+    let server = fixtures::Receiver::start().await;
     let n = notification();
     let url = format!("http://{}/hook", server.addr);
 
@@ -262,7 +262,7 @@ async fn plugin_failures_keep_their_kind() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn guest_blocked_on_a_slow_host_times_out() {
     let (_dir, rt, _) = runtime().await;
-    let server = common::Receiver::start().await;
+    let server = fixtures::Receiver::start().await;
     *server.delay.lock().unwrap() = Duration::from_secs(30);
     let addr = server.addr.to_string();
     let slow = instance(

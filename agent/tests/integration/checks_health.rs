@@ -3,7 +3,7 @@
 //! `wasmon_check_up` series in the query API, in `/api/v1/checks`, and an
 //! ordinary alerting rule fires on them.
 
-mod common;
+use crate::fixtures;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -82,7 +82,7 @@ async fn get_json(url: &str) -> Value {
 }
 
 /// `wasmon_check_up` by check name.
-async fn up(agent: &common::AgentProcess) -> Vec<(String, String, f64)> {
+async fn up(agent: &fixtures::AgentProcess) -> Vec<(String, String, f64)> {
     let r = get_json(&agent.url("/api/v1/query?query=wasmon_check_up")).await;
     let mut v: Vec<(String, String, f64)> = r["data"]["result"]
         .as_array()
@@ -104,13 +104,13 @@ async fn up(agent: &common::AgentProcess) -> Vec<(String, String, f64)> {
 async fn http_and_tcp_checks_become_series_and_alerts() {
     let healthy = Arc::new(AtomicBool::new(true));
     let app = app(healthy.clone()).await;
-    let dead = common::AgentProcess::free_addr();
+    let dead = fixtures::AgentProcess::free_addr();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("rules.yml"), RULES).unwrap();
     let config = CONFIG
         .replace("{{APP}}", &app.to_string())
         .replace("{{DEAD}}", &dead.to_string());
-    let agent = common::AgentProcess::start(dir, &config).await;
+    let agent = fixtures::AgentProcess::start(dir, &config).await;
 
     let url = format!("http://{app}/healthz");
     agent
@@ -275,7 +275,7 @@ async fn wasmon(args: &[&str]) -> (i32, String, String) {
 }
 
 /// How many `wasmon_check_up` samples a check has in the last hour.
-async fn runs(agent: &common::AgentProcess, check: &str) -> u64 {
+async fn runs(agent: &fixtures::AgentProcess, check: &str) -> u64 {
     let q = format!("count_over_time(wasmon_check_up{{check=\"{check}\"}}[1h])");
     let url = agent.url(&format!(
         "/api/v1/query?query={}",
@@ -291,13 +291,13 @@ async fn runs(agent: &common::AgentProcess, check: &str) -> u64 {
 async fn a_check_runs_now_through_the_api_and_the_cli() {
     let healthy = Arc::new(AtomicBool::new(true));
     let app = app(healthy.clone()).await;
-    let slow = common::Receiver::start().await;
+    let slow = fixtures::Receiver::start().await;
     *slow.delay.lock().unwrap() = Duration::from_millis(1500);
-    let dir = common::agent_dir_with(&["probe"]);
+    let dir = fixtures::agent_dir_with(&["probe"]);
     let config = RUN_NOW_CONFIG
         .replace("{{APP}}", &app.to_string())
         .replace("{{SLOW}}", &slow.addr.to_string());
-    let agent = common::AgentProcess::start(dir, &config).await;
+    let agent = fixtures::AgentProcess::start(dir, &config).await;
     let base = agent.url("");
     agent
         .eventually(

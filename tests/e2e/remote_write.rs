@@ -6,8 +6,7 @@
 //! data directories: every sample wasmon stored, before, during and after
 //! the outage, must be at Prometheus, and nothing else.
 
-#[path = "../agent/tests/common/mod.rs"]
-mod common;
+use crate::fixtures;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -34,7 +33,7 @@ impl Prometheus {
         let (dir, addr) = reuse.unwrap_or_else(|| {
             (
                 tempfile::tempdir().unwrap(),
-                common::AgentProcess::free_addr(),
+                fixtures::AgentProcess::free_addr(),
             )
         });
         let cfg = dir.path().join("prometheus.yml");
@@ -205,7 +204,7 @@ async fn remote_write_to_prometheus_survives_kill9() {
     let config = CONFIG
         .replace("{{APP}}", &app.to_string())
         .replace("{{PROM}}", &prom.addr.to_string());
-    let agent = common::AgentProcess::start(tempfile::tempdir().unwrap(), &config).await;
+    let agent = fixtures::AgentProcess::start(tempfile::tempdir().unwrap(), &config).await;
 
     // Samples arrive at Prometheus with the scrape's labels, the external
     // label, and the values the target served.
@@ -279,7 +278,7 @@ async fn remote_write_to_prometheus_survives_kill9() {
     let killed_at = chrono::Utc::now().timestamp_millis();
     let dir = agent.kill9();
     let prom = Prometheus::start(Some(prom_state)).await;
-    let agent = common::AgentProcess::start(dir, &config).await;
+    let agent = fixtures::AgentProcess::start(dir, &config).await;
     agent
         .eventually(
             "samples after the restart at prometheus",

@@ -2,7 +2,7 @@
 //! queries the agent's own store through the host `query` import, and its
 //! verdict and value become `wasmon_check_*` series.
 
-mod common;
+use crate::fixtures;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -70,7 +70,7 @@ async fn get_json(url: &str) -> Value {
     reqwest::get(url).await.unwrap().json().await.unwrap()
 }
 
-async fn check(agent: &common::AgentProcess, name: &str) -> Value {
+async fn check(agent: &fixtures::AgentProcess, name: &str) -> Value {
     let c = get_json(&agent.url("/api/v1/checks")).await;
     c["data"]
         .as_array()
@@ -88,12 +88,12 @@ async fn metric_threshold_queries_the_store() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("plugins")).unwrap();
     std::fs::copy(
-        common::component("metric-threshold"),
+        fixtures::component("metric-threshold"),
         dir.path().join("plugins/metric-threshold.wasm"),
     )
     .unwrap();
     let agent =
-        common::AgentProcess::start(dir, &CONFIG.replace("{{APP}}", &app.to_string())).await;
+        fixtures::AgentProcess::start(dir, &CONFIG.replace("{{APP}}", &app.to_string())).await;
 
     agent
         .eventually(

@@ -3,7 +3,7 @@
 //! applies the patches the way the API server does (JSON patch, strategic
 //! merge patch of a map).
 
-mod common;
+use crate::fixtures;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -232,7 +232,7 @@ async fn fake_api(api: Shared) -> std::net::SocketAddr {
 async fn runtime() -> (tempfile::TempDir, Arc<PluginRuntime>) {
     let dir = tempfile::tempdir().unwrap();
     for p in ["k8s-rollout-undo", "k8s-service-switch"] {
-        std::fs::copy(common::component(p), dir.path().join(format!("{p}.wasm"))).unwrap();
+        std::fs::copy(fixtures::component(p), dir.path().join(format!("{p}.wasm"))).unwrap();
     }
     let rt = PluginRuntime::new(
         &PluginsConfig::default(),

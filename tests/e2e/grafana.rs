@@ -10,9 +10,8 @@
 //! And PromQL answers compared with Prometheus' over thousands of series
 //! and hundreds of queries (`promql_diff`).
 
-#[path = "../agent/tests/common/mod.rs"]
-mod common;
-mod promql_diff;
+use crate::fixtures;
+use crate::promql_diff;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -47,9 +46,9 @@ async fn target() -> std::net::SocketAddr {
 }
 
 /// Debian's prometheus on 127.0.0.1, killed on drop.
-struct Prometheus {
+pub(crate) struct Prometheus {
     child: std::process::Child,
-    addr: std::net::SocketAddr,
+    pub(crate) addr: std::net::SocketAddr,
     _dir: tempfile::TempDir,
 }
 
@@ -68,7 +67,7 @@ async fn prometheus(target: std::net::SocketAddr) -> Option<Prometheus> {
 
 /// Debian's prometheus with `config` (prometheus.yml); None when it is not
 /// installed (outside CI).
-fn prometheus_with(config: &str) -> Option<Prometheus> {
+pub(crate) fn prometheus_with(config: &str) -> Option<Prometheus> {
     let bin = std::path::Path::new("/usr/bin/prometheus");
     if !bin.exists() {
         assert!(
@@ -81,7 +80,7 @@ fn prometheus_with(config: &str) -> Option<Prometheus> {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("prometheus.yml");
     std::fs::write(&cfg, config).unwrap();
-    let addr = common::AgentProcess::free_addr();
+    let addr = fixtures::AgentProcess::free_addr();
     let child = std::process::Command::new(bin)
         .arg(format!("--config.file={}", cfg.display()))
         .arg(format!(
@@ -316,7 +315,7 @@ fn members(v: &Value) -> BTreeSet<String> {
 async fn grafana_requests_answer_like_prometheus() {
     let app = target().await;
     let prom = prometheus(app).await;
-    let agent = common::AgentProcess::start(
+    let agent = fixtures::AgentProcess::start(
         tempfile::tempdir().unwrap(),
         &CONFIG.replace("{{APP}}", &app.to_string()),
     )

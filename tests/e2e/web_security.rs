@@ -3,8 +3,7 @@
 //! `WWW-Authenticate` otherwise), and secrets that never show in
 //! `/api/v1/status/config` nor in the agent's log.
 
-#[path = "../agent/tests/common/mod.rs"]
-mod common;
+use crate::fixtures;
 
 use std::time::Duration;
 
@@ -60,7 +59,7 @@ fn agent_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("plugins")).unwrap();
     std::fs::copy(
-        common::component("webhook"),
+        fixtures::component("webhook"),
         dir.path().join("plugins/webhook.wasm"),
     )
     .unwrap();
@@ -80,7 +79,7 @@ async fn status(req: reqwest::RequestBuilder) -> StatusCode {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn basic_and_bearer_auth_guard_api_and_ui_and_secrets_stay_hidden() {
     let hash = hash();
-    let agent = common::AgentProcess::start(agent_dir(), &config(&hash, "")).await;
+    let agent = fixtures::AgentProcess::start(agent_dir(), &config(&hash, "")).await;
     let c = reqwest::Client::new();
 
     // Probes stay open (AgentProcess::start already waited on /-/ready).
@@ -235,7 +234,7 @@ async fn https_with_a_self_signed_certificate() {
     let dir = agent_dir();
     std::fs::write(dir.path().join("cert.pem"), cert.cert.pem()).unwrap();
     std::fs::write(dir.path().join("key.pem"), cert.signing_key.serialize_pem()).unwrap();
-    let addr = common::AgentProcess::free_addr();
+    let addr = fixtures::AgentProcess::free_addr();
     let text = config(
         &hash(),
         "tls_cert_file = \"cert.pem\"\ntls_key_file = \"key.pem\"",
@@ -396,7 +395,7 @@ async fn bearer_token_from_the_environment() {
     // Set: the value is the token. (The child inherits the variable; no
     // other test of this binary reads it.)
     std::env::set_var(VAR, REAL);
-    let agent = common::AgentProcess::start(dir, text).await;
+    let agent = fixtures::AgentProcess::start(dir, text).await;
     let c = reqwest::Client::new();
     let url = agent.url("/api/v1/targets");
     assert_eq!(status(c.get(&url).bearer_auth(REAL)).await, StatusCode::OK);

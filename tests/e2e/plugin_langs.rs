@@ -16,8 +16,7 @@
 //! cold). Each JavaScript or Python plugin is built and compiled once per
 //! test run and shared by the tests that use it ([`shared`]).
 
-#[path = "../agent/tests/common/mod.rs"]
-mod common;
+use crate::fixtures;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -69,12 +68,12 @@ fn repo() -> PathBuf {
 
 #[test]
 fn inspect_reports_world_imports_and_capabilities_of_first_party_plugins() {
-    let webhook = inspect_json(&common::component("webhook"));
+    let webhook = inspect_json(&fixtures::component("webhook"));
     assert_eq!(webhook["world"], "receiver", "{webhook:#}");
     assert_eq!(webhook["package"], "wasmon:plugin@0.1.0");
     assert_eq!(
         webhook["size"].as_u64().unwrap(),
-        std::fs::metadata(common::component("webhook"))
+        std::fs::metadata(fixtures::component("webhook"))
             .unwrap()
             .len()
     );
@@ -104,25 +103,25 @@ fn inspect_reports_world_imports_and_capabilities_of_first_party_plugins() {
 
     // SMTP needs raw sockets; a metric check queries the store; noop asks
     // for nothing beyond the contract.
-    let email = inspect_json(&common::component("email"));
+    let email = inspect_json(&fixtures::component("email"));
     assert!(
         capability_names(&email).contains(&"network".to_string()),
         "{email:#}"
     );
-    let metric = inspect_json(&common::component("metric-threshold"));
+    let metric = inspect_json(&fixtures::component("metric-threshold"));
     assert_eq!(metric["world"], "metric-check");
     assert!(
         capability_names(&metric).contains(&"query".to_string()),
         "{metric:#}"
     );
-    let action = inspect_json(&common::component("http-action"));
+    let action = inspect_json(&fixtures::component("http-action"));
     assert_eq!(action["world"], "rollback-action");
 
     // The text form names the world and the size.
     let out = wasmon(&[
         "plugin".as_ref(),
         "inspect".as_ref(),
-        common::component("webhook").as_ref(),
+        fixtures::component("webhook").as_ref(),
     ]);
     let shown = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -453,7 +452,11 @@ fn message(common: Value) -> Value {
 }
 
 /// `POST /api/v1/receivers/NAME/test` with `body`: the status and the answer.
-async fn test_receiver(agent: &common::AgentProcess, instance: &str, body: &Value) -> (u16, Value) {
+async fn test_receiver(
+    agent: &fixtures::AgentProcess,
+    instance: &str,
+    body: &Value,
+) -> (u16, Value) {
     // Generous: a call may wait on a busy machine's scheduler.
     let r = reqwest::Client::new()
         .post(agent.url(&format!("/api/v1/receivers/{instance}/test")))
@@ -482,7 +485,7 @@ async fn same_receiver(plugin: &Shared, lang: &str) {
         .replace("{{INSTANCE}}", &instance)
         .replace("{{PLUGIN}}", &example)
         .replace("{{CACHE}}", &shared_cache().to_string_lossy());
-    let agent = common::AgentProcess::start(Shared::agent_dir(&[plugin]), &config).await;
+    let agent = fixtures::AgentProcess::start(Shared::agent_dir(&[plugin]), &config).await;
     assert!(
         agent.logs().contains("from_cache=true"),
         "the agent compiled again:\n{}",
@@ -598,7 +601,7 @@ allow_hosts = ["{{API}}"]
 config = { url = "{{URL}}", token = "s3cret" }
 "#;
 
-async fn rollout(agent: &common::AgentProcess, name: &str) -> Value {
+async fn rollout(agent: &fixtures::AgentProcess, name: &str) -> Value {
     let v: Value = reqwest::get(agent.url(&format!("/api/v1/rollouts/{name}")))
         .await
         .unwrap()
@@ -609,7 +612,7 @@ async fn rollout(agent: &common::AgentProcess, name: &str) -> Value {
 }
 
 /// The history entry `event` of rollout `name`, once it has one.
-async fn decision(agent: &common::AgentProcess, name: &str, event: &str) -> Value {
+async fn decision(agent: &fixtures::AgentProcess, name: &str, event: &str) -> Value {
     let start = std::time::Instant::now();
     loop {
         let r = rollout(agent, name).await;
@@ -638,9 +641,9 @@ async fn decision(agent: &common::AgentProcess, name: &str, event: &str) -> Valu
 async fn plugins_reach_allowed_hosts_only(lang: &str) {
     let receiver = example(&format!("{lang}-receiver"));
     let rollback = template(lang, "rollback-action");
-    let hook = common::Receiver::start().await;
-    let api = common::Receiver::start().await;
-    let outside = common::Receiver::start().await;
+    let hook = fixtures::Receiver::start().await;
+    let api = fixtures::Receiver::start().await;
+    let outside = fixtures::Receiver::start().await;
     let rollouts = [
         ("checkout", "http://{{API}}/deployments/checkout/rollback"),
         (
@@ -660,7 +663,7 @@ async fn plugins_reach_allowed_hosts_only(lang: &str) {
         .replace("{{OUTSIDE}}", &outside.addr.to_string())
         .replace("{{CACHE}}", &shared_cache().to_string_lossy());
     let agent =
-        common::AgentProcess::start(Shared::agent_dir(&[&receiver, &rollback]), &config).await;
+        fixtures::AgentProcess::start(Shared::agent_dir(&[&receiver, &rollback]), &config).await;
 
     // Allowed: the webhook JSON of the message, as sent, with its length.
     let sent = message(json!({"service": "checkout"}));
@@ -783,8 +786,8 @@ async fn js_fetch_receiver_posts_with_fetch() {
         "{}",
         receiver.shown
     );
-    let hook = common::Receiver::start().await;
-    let outside = common::Receiver::start().await;
+    let hook = fixtures::Receiver::start().await;
+    let outside = fixtures::Receiver::start().await;
     let config = HTTP_CONFIG
         .replace("{{ROLLOUTS}}", "")
         .replace("{{LANG}}", "fetch")
@@ -792,7 +795,7 @@ async fn js_fetch_receiver_posts_with_fetch() {
         .replace("{{HOOK}}", &hook.addr.to_string())
         .replace("{{OUTSIDE}}", &outside.addr.to_string())
         .replace("{{CACHE}}", &shared_cache().to_string_lossy());
-    let agent = common::AgentProcess::start(Shared::agent_dir(&[&receiver]), &config).await;
+    let agent = fixtures::AgentProcess::start(Shared::agent_dir(&[&receiver]), &config).await;
 
     let (status, body) = test_receiver(&agent, "fetch-hook", &message(json!({}))).await;
     assert_eq!(status, 200, "{body}\n{}", agent.logs());
@@ -1032,7 +1035,7 @@ fn tricky_notification() -> Value {
 }
 
 /// The request carried its exact length, not a chunked body.
-fn assert_sized(r: &common::Received) {
+fn assert_sized(r: &fixtures::Received) {
     let length = r.headers.get("content-length").map(|v| v.to_str().unwrap());
     assert_eq!(
         length,
@@ -1053,14 +1056,14 @@ fn assert_sized(r: &common::Received) {
 
 async fn new_receiver_posts_to_allowed_hosts_only(lang: &str) {
     let (dir, name) = new_and_build("receiver", lang);
-    let server = common::Receiver::start().await;
+    let server = fixtures::Receiver::start().await;
     let latin1 = latin1_server().await;
     let config = [AGENT, TEMPLATE_HTTP_CONFIG]
         .concat()
         .replace("{{PLUGIN}}", &name)
         .replace("{{SERVER}}", &server.addr.to_string())
         .replace("{{LATIN1}}", &latin1.to_string());
-    let agent = common::AgentProcess::start(dir, &config).await;
+    let agent = fixtures::AgentProcess::start(dir, &config).await;
     let client = reqwest::Client::new();
     let sent = tricky_notification();
 
@@ -1186,7 +1189,7 @@ fn events(rollout: &Value) -> Vec<(String, String)> {
 /// denied, and the rollout's history says why.
 async fn new_rollback_action_calls_the_api(lang: &str) {
     let (dir, name) = new_and_build("rollback-action", lang);
-    let api = common::Receiver::start().await;
+    let api = fixtures::Receiver::start().await;
     let rollout_with = |rollout: &str, allow: &str| {
         TEMPLATE_ROLLOUT
             .replace("{{ROLLOUT}}", rollout)
@@ -1200,7 +1203,7 @@ async fn new_rollback_action_calls_the_api(lang: &str) {
     .concat()
     .replace("{{PLUGIN}}", &name)
     .replace("{{SERVER}}", &api.addr.to_string());
-    let agent = common::AgentProcess::start(dir, &config).await;
+    let agent = fixtures::AgentProcess::start(dir, &config).await;
     let client = reqwest::Client::new();
     for rollout in ["checkout", "walled"] {
         let r = client
@@ -1324,7 +1327,7 @@ fn new_rust_health_and_metric_checks_build() {
 mod plugin_call {
     use serde_json::{json, Value};
 
-    use super::common;
+    use crate::fixtures;
 
     /// Runs `wasmon plugin call ARGS` (no compile cache): (exit code, the
     /// JSON printed, stderr).
@@ -1341,7 +1344,7 @@ mod plugin_call {
     }
 
     fn file(name: &str) -> String {
-        common::component(name).display().to_string()
+        fixtures::component(name).display().to_string()
     }
 
     const NOTIFICATION: &str = r#"{"version":"4","groupKey":"{}:{alertname=\"Down\"}",
@@ -1354,7 +1357,7 @@ mod plugin_call {
 
     #[tokio::test]
     async fn a_receiver_posts_to_an_allowed_host_and_is_denied_any_other() {
-        let server = common::Receiver::start().await;
+        let server = fixtures::Receiver::start().await;
         let addr = server.addr.to_string();
         let config = json!({"url": format!("http://{addr}/hook")}).to_string();
         let webhook = file("webhook");
@@ -1393,7 +1396,7 @@ mod plugin_call {
 
     #[tokio::test]
     async fn a_health_check_reports_and_a_loop_times_out() {
-        let server = common::Receiver::start().await;
+        let server = fixtures::Receiver::start().await;
         let addr = server.addr.to_string();
         let probe = file("probe");
         let config = json!({"mode": "http", "url": format!("http://{addr}/health"), "value": 1.5})
@@ -1450,7 +1453,7 @@ mod plugin_call {
 
     #[tokio::test]
     async fn a_rollback_action_calls_a_local_api() {
-        let api = common::Receiver::start().await;
+        let api = fixtures::Receiver::start().await;
         let addr = api.addr.to_string();
         let config = json!({
             "url": format!("http://{addr}/flags/{{{{target}}}}"),
@@ -1596,7 +1599,8 @@ mod walkthrough {
 
     use serde_json::Value;
 
-    use super::{common, repo};
+    use super::repo;
+    use crate::fixtures;
 
     /// A fenced block of the guide whose info string has `walkthrough=W`
     /// (`all` or a language): its language (`sh`, `toml`), the `file=` it
@@ -1685,7 +1689,7 @@ mod walkthrough {
         let guide = std::fs::read_to_string(repo().join("docs/plugin-guide.md")).unwrap();
         let (script, files) = script(&guide, lang);
         let dir = tempfile::tempdir().unwrap();
-        let hook = common::Receiver::start().await;
+        let hook = fixtures::Receiver::start().await;
         let bin = Path::new(env!("CARGO_BIN_EXE_wasmon")).parent().unwrap();
         let path = std::env::join_paths(std::iter::once(bin.to_path_buf()).chain(
             std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),

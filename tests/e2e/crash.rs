@@ -16,8 +16,7 @@
 //! The random delays come from a seed printed at the start (set
 //! `CRASH_SEED` to replay one).
 
-#[path = "../agent/tests/common/mod.rs"]
-mod common;
+use crate::fixtures;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -176,7 +175,7 @@ async fn get_json(url: String) -> Value {
 }
 
 /// `crash_counter_total` samples (timestamp, value) over the hour before `at`.
-async fn counter_samples(agent: &common::AgentProcess, at: f64) -> Vec<(f64, String)> {
+async fn counter_samples(agent: &fixtures::AgentProcess, at: f64) -> Vec<(f64, String)> {
     let v = get_json(agent.url(&format!(
         "/api/v1/query?query=crash_counter_total%5B1h%5D&time={at}"
     )))
@@ -193,7 +192,11 @@ async fn counter_samples(agent: &common::AgentProcess, at: f64) -> Vec<(f64, Str
         .collect()
 }
 
-async fn create_silence(client: &reqwest::Client, agent: &common::AgentProcess, n: u64) -> String {
+async fn create_silence(
+    client: &reqwest::Client,
+    agent: &fixtures::AgentProcess,
+    n: u64,
+) -> String {
     let now = chrono::Utc::now();
     let r = client
         .post(agent.url("/api/v2/silences"))
@@ -235,7 +238,7 @@ async fn kill9_under_load_loses_nothing_accepted_and_sends_nothing_twice() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("plugins")).unwrap();
     std::fs::copy(
-        common::component("webhook"),
+        fixtures::component("webhook"),
         dir.path().join("plugins/webhook.wasm"),
     )
     .unwrap();
@@ -245,7 +248,7 @@ async fn kill9_under_load_loses_nothing_accepted_and_sends_nothing_twice() {
         .replace("{{HOOK}}", &hook.to_string());
     let client = reqwest::Client::new();
 
-    let mut agent = common::AgentProcess::start(dir, &config).await;
+    let mut agent = fixtures::AgentProcess::start(dir, &config).await;
     let r = client
         .post(agent.url("/api/v1/rollouts/canary/start"))
         .json(&json!({"version": "v2", "stable_version": "v1"}))
@@ -287,7 +290,7 @@ async fn kill9_under_load_loses_nothing_accepted_and_sends_nothing_twice() {
                 .expect("rollouts.json is valid JSON after kill -9");
         assert_eq!(state["canary"]["phase"], "Progressing", "{state}");
 
-        agent = common::AgentProcess::start(dir, &config).await;
+        agent = fixtures::AgentProcess::start(dir, &config).await;
 
         // Samples.
         let mut lost = Vec::new();

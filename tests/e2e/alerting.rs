@@ -6,8 +6,7 @@
 //! Also: alerts and silences through the Alertmanager v2 API, silences
 //! surviving a restart.
 
-#[path = "../agent/tests/common/mod.rs"]
-mod common;
+use crate::fixtures;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -113,7 +112,7 @@ receiver = "team-chat"
 async fn eventually<F: FnMut() -> bool>(
     what: &str,
     limit: Duration,
-    agent: &common::AgentProcess,
+    agent: &fixtures::AgentProcess,
     mut f: F,
 ) {
     let start = Instant::now();
@@ -127,7 +126,7 @@ async fn eventually<F: FnMut() -> bool>(
     }
 }
 
-fn bodies(hook: &common::Receiver, path: &str) -> Vec<Value> {
+fn bodies(hook: &fixtures::Receiver, path: &str) -> Vec<Value> {
     hook.requests()
         .iter()
         .filter(|r| r.path == path)
@@ -139,11 +138,11 @@ fn bodies(hook: &common::Receiver, path: &str) -> Vec<Value> {
 async fn error_rate_alert_routes_silences_and_resolves() {
     let errors = Arc::new(Mutex::new(true));
     let app = app(errors.clone()).await;
-    let hook = common::Receiver::start().await;
+    let hook = fixtures::Receiver::start().await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("plugins")).unwrap();
     std::fs::copy(
-        common::component("webhook"),
+        fixtures::component("webhook"),
         dir.path().join("plugins/webhook.wasm"),
     )
     .unwrap();
@@ -151,7 +150,7 @@ async fn error_rate_alert_routes_silences_and_resolves() {
     let config = CONFIG
         .replace("{{APP}}", &app.to_string())
         .replace("{{HOOK}}", &hook.addr.to_string());
-    let agent = common::AgentProcess::start(dir, &config).await;
+    let agent = fixtures::AgentProcess::start(dir, &config).await;
     let client = reqwest::Client::new();
 
     // Firing: one grouped notification to each critical receiver, none to the default.
@@ -322,7 +321,7 @@ async fn error_rate_alert_routes_silences_and_resolves() {
         .unwrap();
     assert_eq!(s[0]["status"]["state"], "expired");
     let dir = agent.kill9();
-    let agent = common::AgentProcess::start(dir, &config).await;
+    let agent = fixtures::AgentProcess::start(dir, &config).await;
     let s: Value = reqwest::get(agent.url(&format!("/api/v2/silence/{silence_id}")))
         .await
         .unwrap()
