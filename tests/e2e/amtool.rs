@@ -5,20 +5,12 @@
 //! route tree, send the same notifications.
 
 use crate::fixtures;
+use crate::fixtures::upstream::{tool, Alertmanager};
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-
-fn tool(name: &str) -> String {
-    let path = format!("/usr/bin/{name}");
-    assert!(
-        std::path::Path::new(&path).exists(),
-        "{path} is missing: apt-get install prometheus-alertmanager (.ci/run does)"
-    );
-    path
-}
 
 fn amtool(agent: &fixtures::AgentProcess, args: &[&str]) -> (bool, String) {
     let out = Command::new(tool("amtool"))
@@ -107,69 +99,6 @@ async fn amtool_lists_alerts_and_manages_silences() {
     );
     let (_, out) = amtool(&agent, &["silence", "query", "--expired"]);
     assert!(out.contains(&id), "{out}");
-}
-
-/// A real Alertmanager on 127.0.0.1 (no clustering), stopped when dropped.
-struct Alertmanager {
-    addr: std::net::SocketAddr,
-    dir: tempfile::TempDir,
-    child: std::process::Child,
-}
-
-impl Alertmanager {
-    /// Starts it on `config` (YAML, or JSON which is YAML too) and waits
-    /// until it is ready: a send into an Alertmanager that does not listen
-    /// yet is retried only after the resend delay (1 m, as Prometheus),
-    /// longer than these tests wait.
-    async fn start(config: &str) -> Alertmanager {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("am.yml"), config).unwrap();
-        let addr = fixtures::AgentProcess::free_addr();
-        let child = Command::new(tool("prometheus-alertmanager"))
-            .arg(format!(
-                "--config.file={}",
-                dir.path().join("am.yml").display()
-            ))
-            .arg(format!(
-                "--storage.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address={addr}"))
-            .arg("--cluster.listen-address=")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("am.log")).unwrap())
-            .spawn()
-            .unwrap();
-        let am = Alertmanager { addr, dir, child };
-        let ready = Instant::now();
-        while !reqwest::get(am.url("/-/ready"))
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            assert!(
-                ready.elapsed() < Duration::from_secs(30),
-                "Alertmanager never became ready:\n{}",
-                am.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        am
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    fn logs(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("am.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Alertmanager {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -217,6 +217,7 @@ async fn create_silence(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_under_load_loses_nothing_accepted_and_sends_nothing_twice() {
+    let _heavy = fixtures::heavy();
     let seed = std::env::var("CRASH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())

@@ -222,6 +222,7 @@ repeat_interval = "1h"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousand_alerts_per_second_all_delivered() {
+    let _heavy = fixtures::heavy();
     const SECONDS: u64 = 10;
     const PER_TICK: u64 = 100; // every 100 ms: 1,000 alerts/s
     const SHARDS: u64 = 20;
@@ -339,6 +340,7 @@ receiver = "fast"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_failing_and_busy_receivers_do_not_delay_another() {
+    let _heavy = fixtures::heavy();
     const SLOW: Duration = Duration::from_secs(10);
     let hook = Recorder::start(HashMap::from([("/slow".to_string(), SLOW)])).await;
     let dir = tempfile::tempdir().unwrap();
@@ -1331,12 +1333,14 @@ fn log_summary(logs: &str) -> (BTreeMap<String, u64>, Vec<String>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn soak_under_load_with_faults() {
+    let _heavy = fixtures::heavy();
     soak(Duration::from_secs(SOAK_CI)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "the long soak (30 min by default; WASMON_SOAK_SECS sets it): run with --ignored"]
 async fn soak_long() {
+    let _heavy = fixtures::heavy();
     soak(soak_long_duration()).await
 }
 

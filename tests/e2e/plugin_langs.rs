@@ -225,6 +225,7 @@ fn inspect_and_the_loader_say_the_same_about_junk() {
 
 /// `wasmon plugin build SRC --out DIR/plugins/` and the inspection it printed.
 fn build(src: &Path, plugins: &Path) -> String {
+    let _heavy = fixtures::heavy();
     std::fs::create_dir_all(plugins).unwrap();
     let out = wasmon(&[
         "plugin".as_ref(),
@@ -289,6 +290,7 @@ impl Shared {
     /// operator warms a cache, unless that is done.
     fn compile(&self) {
         self.compiled.get_or_init(|| {
+            let _heavy = fixtures::heavy();
             let dir = self.wasm.parent().unwrap().parent().unwrap();
             let warm = dir.join("warm.toml");
             std::fs::write(
@@ -1686,6 +1688,7 @@ mod walkthrough {
     /// webhook; the hook must get `alert.json` exactly, and the config the
     /// walkthrough saves must load its plugin under `wasmon check config`.
     async fn run(lang: &str) {
+        let _heavy = fixtures::heavy();
         let guide = std::fs::read_to_string(repo().join("docs/plugin-guide.md")).unwrap();
         let (script, files) = script(&guide, lang);
         let dir = tempfile::tempdir().unwrap();

@@ -361,13 +361,13 @@ async fn bearer_token_from_the_environment() {
     let text = "[web]\nlisten_address = \"{{LISTEN}}\"\nbearer_tokens = [\"${WASMON_API_TOKEN}\"]\n\n[storage]\npath = \"data\"\n\n[plugins]\ndir = \"plugins\"\ncache_dir = \"\"\n";
 
     // Unset: refused, by the check and by the agent.
-    std::env::remove_var(VAR);
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("wasmon.toml");
     std::fs::write(&cfg, text.replace("{{LISTEN}}", "127.0.0.1:1")).unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_wasmon"))
         .args(["check", "config"])
         .arg(&cfg)
+        .env_remove(VAR)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -383,6 +383,7 @@ async fn bearer_token_from_the_environment() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_wasmon"))
         .args(["run", "--config"])
         .arg(&cfg)
+        .env_remove(VAR)
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -392,10 +393,8 @@ async fn bearer_token_from_the_environment() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    // Set: the value is the token. (The child inherits the variable; no
-    // other test of this binary reads it.)
-    std::env::set_var(VAR, REAL);
-    let agent = fixtures::AgentProcess::start(dir, text).await;
+    // Set (for the agent only): the value is the token.
+    let agent = fixtures::AgentProcess::start_with_env(dir, text, &[(VAR, REAL)]).await;
     let c = reqwest::Client::new();
     let url = agent.url("/api/v1/targets");
     assert_eq!(status(c.get(&url).bearer_auth(REAL)).await, StatusCode::OK);

@@ -31,6 +31,7 @@ async fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) ->
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn swap_under_concurrent_calls_loses_none() {
+    let _heavy = fixtures::heavy();
     let dir = tempfile::tempdir().unwrap();
     let v1 = std::fs::read(fixtures::component("noop")).unwrap();
     let v2 = std::fs::read(fixtures::component("misbehave")).unwrap();
@@ -764,6 +765,7 @@ mod watching {
     /// it compiles, is compiled and reported once.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_small_plugin_serves_while_a_large_one_compiles() {
+        let _heavy = fixtures::heavy();
         let (_keep, dir, rt, m) = watched(&[]).await;
         // Named to be looked at first: a one-at-a-time loader would make
         // the small one wait for it.

@@ -378,6 +378,7 @@ fn systemd_unit_starts_the_agent_on_the_documented_config() {
 
 #[test]
 fn plugins_seed_fills_a_plugins_dir_the_agent_then_lists() {
+    let _heavy = fixtures::heavy();
     let src = fixtures::component("webhook");
     let src_dir = src.parent().unwrap();
     let dst = tempfile::tempdir().unwrap();

@@ -105,6 +105,7 @@ fn last_synced(path: &Path) -> Option<i64> {
 
 #[test]
 fn kill_9_loses_nothing_synced() {
+    let _heavy = crate::fixtures::heavy();
     let tmp = tempfile::tempdir().unwrap();
     let seed = SystemTime::now()
         .duration_since(UNIX_EPOCH)
