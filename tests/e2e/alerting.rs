@@ -139,13 +139,7 @@ async fn error_rate_alert_routes_silences_and_resolves() {
     let errors = Arc::new(Mutex::new(true));
     let app = app(errors.clone()).await;
     let hook = fixtures::Receiver::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("plugins")).unwrap();
-    std::fs::copy(
-        fixtures::component("webhook"),
-        dir.path().join("plugins/webhook.wasm"),
-    )
-    .unwrap();
+    let dir = fixtures::agent_dir_with(&["webhook"]);
     std::fs::write(dir.path().join("rules.yml"), RULES).unwrap();
     let config = CONFIG
         .replace("{{APP}}", &app.to_string())

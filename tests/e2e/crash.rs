@@ -236,13 +236,7 @@ async fn kill9_under_load_loses_nothing_accepted_and_sends_nothing_twice() {
     let deliveries: Arc<Mutex<Vec<Delivery>>> = Arc::default();
     let hook = webhook_server(deliveries.clone()).await;
 
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("plugins")).unwrap();
-    std::fs::copy(
-        fixtures::component("webhook"),
-        dir.path().join("plugins/webhook.wasm"),
-    )
-    .unwrap();
+    let dir = fixtures::agent_dir_with(&["webhook"]);
     std::fs::write(dir.path().join("rules.yml"), RULES).unwrap();
     let config = CONFIG
         .replace("{{APP}}", &app.to_string())

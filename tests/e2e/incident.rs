@@ -7,6 +7,7 @@
 //! mid-escalation neither page again nor delay the next step.
 
 use crate::fixtures;
+use crate::fixtures::wasmon;
 
 use std::time::{Duration, Instant};
 
@@ -88,13 +89,6 @@ async fn post_alert(agent: &fixtures::AgentProcess, ends_at: DateTime<Utc>) {
     assert!(r.status().is_success(), "{}", r.status());
 }
 
-fn wasmon(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_wasmon"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
 fn secs(v: &Value) -> f64 {
     v.as_f64().unwrap_or_else(|| panic!("not a duration: {v}"))
 }
@@ -102,13 +96,7 @@ fn secs(v: &Value) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn escalation_ack_resolution_and_report() {
     let hook = fixtures::Receiver::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("plugins")).unwrap();
-    std::fs::copy(
-        fixtures::component("webhook"),
-        dir.path().join("plugins/webhook.wasm"),
-    )
-    .unwrap();
+    let dir = fixtures::agent_dir_with(&["webhook"]);
     let config = CONFIG.replace("{{HOOK}}", &hook.addr.to_string());
     let agent = fixtures::AgentProcess::start(dir, &config).await;
     let client = reqwest::Client::new();

@@ -184,17 +184,6 @@ fn latencies(sent: &HashMap<u64, Instant>, seen: &HashMap<u64, Instant>) -> Vec<
     v
 }
 
-fn copy_plugins(dir: &tempfile::TempDir, names: &[&str]) {
-    std::fs::create_dir(dir.path().join("plugins")).unwrap();
-    for n in names {
-        std::fs::copy(
-            fixtures::component(n),
-            dir.path().join(format!("plugins/{n}.wasm")),
-        )
-        .unwrap();
-    }
-}
-
 const LOAD_CONFIG: &str = r#"
 [web]
 listen_address = "{{LISTEN}}"
@@ -227,8 +216,7 @@ async fn thousand_alerts_per_second_all_delivered() {
     const PER_TICK: u64 = 100; // every 100 ms: 1,000 alerts/s
     const SHARDS: u64 = 20;
     let hook = Recorder::start(HashMap::new()).await;
-    let dir = tempfile::tempdir().unwrap();
-    copy_plugins(&dir, &["webhook"]);
+    let dir = fixtures::agent_dir_with(&["webhook"]);
     let config = LOAD_CONFIG.replace("{{HOOK}}", &hook.addr.to_string());
     let agent = fixtures::AgentProcess::start(dir, &config).await;
 
@@ -343,8 +331,7 @@ async fn slow_failing_and_busy_receivers_do_not_delay_another() {
     let _heavy = fixtures::heavy();
     const SLOW: Duration = Duration::from_secs(10);
     let hook = Recorder::start(HashMap::from([("/slow".to_string(), SLOW)])).await;
-    let dir = tempfile::tempdir().unwrap();
-    copy_plugins(&dir, &["webhook", "misbehave"]);
+    let dir = fixtures::agent_dir_with(&["webhook", "misbehave"]);
     let config = ISOLATION_CONFIG.replace("{{HOOK}}", &hook.addr.to_string());
     let agent = fixtures::AgentProcess::start(dir, &config).await;
 

@@ -17,29 +17,20 @@
 //! test run and shared by the tests that use it ([`shared`]).
 
 use crate::fixtures;
+use crate::fixtures::text;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
+/// [`fixtures::wasmon`] with arguments of one type, so that the calls
+/// below can mix paths and `"text".as_ref()`.
 fn wasmon(args: &[&std::ffi::OsStr]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wasmon"))
-        .args(args)
-        .output()
-        .expect("running wasmon")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    fixtures::wasmon(args)
 }
 
 fn inspect_json(file: &Path) -> Value {

@@ -206,15 +206,7 @@ fn config(http: &str, smtp: &Smtp, smtp_login: &Smtp, closed: &str, tls_smtp: &s
 }
 
 async fn start_agent(config: &str) -> fixtures::AgentProcess {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("plugins")).unwrap();
-    for plugin in ["slack", "pagerduty", "email"] {
-        std::fs::copy(
-            fixtures::component(plugin),
-            dir.path().join(format!("plugins/{plugin}.wasm")),
-        )
-        .unwrap();
-    }
+    let dir = fixtures::agent_dir_with(&["slack", "pagerduty", "email"]);
     fixtures::AgentProcess::start(dir, config).await
 }
 

@@ -134,17 +134,6 @@ fn notifications(hook: &fixtures::Receiver) -> Vec<Value> {
         .collect()
 }
 
-fn copy_plugins(dir: &std::path::Path) {
-    std::fs::create_dir_all(dir.join("plugins")).unwrap();
-    for p in ["webhook", "http-action"] {
-        std::fs::copy(
-            fixtures::component(p),
-            dir.join(format!("plugins/{p}.wasm")),
-        )
-        .unwrap();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_version_is_rolled_back_alerted_and_resolved() {
     let state = Arc::new(Mutex::new(App {
@@ -153,8 +142,7 @@ async fn bad_version_is_rolled_back_alerted_and_resolved() {
     }));
     let app = app(state.clone()).await;
     let hook = fixtures::Receiver::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    copy_plugins(dir.path());
+    let dir = fixtures::agent_dir_with(&["webhook", "http-action"]);
     let config = CONFIG
         .replace("{{APP}}", &app.to_string())
         .replace("{{HOOK}}", &hook.addr.to_string());

@@ -95,13 +95,7 @@ async fn web_ui_in_headless_chromium() {
     tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
     let hook = fixtures::Receiver::start().await;
 
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("plugins")).unwrap();
-    std::fs::copy(
-        fixtures::component("webhook"),
-        dir.path().join("plugins/webhook.wasm"),
-    )
-    .unwrap();
+    let dir = fixtures::agent_dir_with(&["webhook"]);
     let config = CONFIG
         .replace("{{HASH}}", &bcrypt::hash(PASSWORD, 4).unwrap())
         .replace("{{APP}}", &app_addr.to_string())

@@ -56,13 +56,7 @@ config = {{ url = "http://127.0.0.1:1/hook", token = "{PLUGIN_TOKEN}", headers =
 }
 
 fn agent_dir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("plugins")).unwrap();
-    std::fs::copy(
-        fixtures::component("webhook"),
-        dir.path().join("plugins/webhook.wasm"),
-    )
-    .unwrap();
+    let dir = fixtures::agent_dir_with(&["webhook"]);
     std::fs::write(dir.path().join("tokens.txt"), format!("\n{FILE_TOKEN}\n")).unwrap();
     dir
 }

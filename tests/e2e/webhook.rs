@@ -67,13 +67,7 @@ fn message() -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhook_plugin_posts_exact_v4_payload_and_reload_keeps_good_config() {
     let server = fixtures::Receiver::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("plugins")).unwrap();
-    std::fs::copy(
-        fixtures::component("webhook"),
-        dir.path().join("plugins/webhook.wasm"),
-    )
-    .unwrap();
+    let dir = fixtures::agent_dir_with(&["webhook"]);
     let config = CONFIG.replace("{{SERVER}}", &server.addr.to_string());
     let agent = fixtures::AgentProcess::start(dir, &config).await;
     let client = reqwest::Client::new();
@@ -283,11 +277,7 @@ fn check_config_reports_file_and_line() {
 }
 
 fn check_config(file: &std::path::Path) -> (bool, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wasmon"))
-        .args(["check", "config"])
-        .arg(file)
-        .output()
-        .unwrap();
+    let out = fixtures::wasmon(["check".as_ref(), "config".as_ref(), file.as_os_str()]);
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -376,14 +366,10 @@ fn check_config_checks_plugin_instances_against_the_plugins_dir() {
     let (ok, out) = check_config(&cfg);
     assert!(ok && out.contains("WARNING: plugins directory"), "{out}");
 
-    std::fs::create_dir(dir.path().join("plugins")).unwrap();
-    for p in ["webhook", "metric-threshold"] {
-        std::fs::copy(
-            fixtures::component(p),
-            dir.path().join(format!("plugins/{p}.wasm")),
-        )
-        .unwrap();
-    }
+    fixtures::copy_components(
+        &dir.path().join("plugins"),
+        &["webhook", "metric-threshold"],
+    );
     let (ok, out) = check_config(&cfg);
     assert!(ok, "{out}");
     assert!(

@@ -85,13 +85,7 @@ async fn check(agent: &fixtures::AgentProcess, name: &str) -> Value {
 async fn metric_threshold_queries_the_store() {
     let depth = Arc::new(AtomicU64::new(3));
     let app = app(depth.clone()).await;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("plugins")).unwrap();
-    std::fs::copy(
-        fixtures::component("metric-threshold"),
-        dir.path().join("plugins/metric-threshold.wasm"),
-    )
-    .unwrap();
+    let dir = fixtures::agent_dir_with(&["metric-threshold"]);
     let agent =
         fixtures::AgentProcess::start(dir, &CONFIG.replace("{{APP}}", &app.to_string())).await;
 

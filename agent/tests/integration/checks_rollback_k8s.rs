@@ -231,9 +231,7 @@ async fn fake_api(api: Shared) -> std::net::SocketAddr {
 
 async fn runtime() -> (tempfile::TempDir, Arc<PluginRuntime>) {
     let dir = tempfile::tempdir().unwrap();
-    for p in ["k8s-rollout-undo", "k8s-service-switch"] {
-        std::fs::copy(fixtures::component(p), dir.path().join(format!("{p}.wasm"))).unwrap();
-    }
+    fixtures::copy_components(dir.path(), &["k8s-rollout-undo", "k8s-service-switch"]);
     let rt = PluginRuntime::new(
         &PluginsConfig::default(),
         dir.path().to_path_buf(),

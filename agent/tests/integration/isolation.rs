@@ -36,9 +36,7 @@ fn instance(
 
 async fn runtime() -> (tempfile::TempDir, Arc<PluginRuntime>, Arc<Metrics>) {
     let dir = tempfile::tempdir().unwrap();
-    for p in ["noop", "misbehave"] {
-        std::fs::copy(fixtures::component(p), dir.path().join(format!("{p}.wasm"))).unwrap();
-    }
+    fixtures::copy_components(dir.path(), &["noop", "misbehave"]);
     let metrics = Arc::new(Metrics::new());
     let rt = PluginRuntime::new(
         &PluginsConfig::default(),
