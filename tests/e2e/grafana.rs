@@ -410,7 +410,7 @@ async fn promql_answers_like_prometheus() {
     );
 }
 
-/// The full size, by hand: `cargo test -p wasmon --test e2e_grafana
+/// The full size, by hand: `cargo test -p wasmon --test e2e
 /// promql_answers_like_prometheus_full_size -- --ignored --nocapture`
 /// (55,372 series, 5,000 endpoints, every query; several minutes).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -403,7 +403,7 @@ async fn slow_failing_and_busy_receivers_do_not_delay_another() {
 // (or return to) ready and lose nothing. One implementation, two lengths:
 // CI runs `soak_under_load_with_faults` for `SOAK_CI` seconds;
 // `soak_long` (ignored) runs `WASMON_SOAK_SECS` (default `SOAK_LONG`):
-//   WASMON_SOAK_SECS=1800 cargo test -p wasmon --test e2e_load soak_long \
+//   WASMON_SOAK_SECS=1800 cargo test -p wasmon --test e2e load::soak_long \
 //     -- --ignored --nocapture
 // `WASMON_BIN` runs a release build instead, `WASMON_SOAK_LOG` keeps the
 // agent's log.
