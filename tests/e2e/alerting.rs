@@ -32,14 +32,7 @@ async fn app(errors: Arc<Mutex<bool>>) -> std::net::SocketAddr {
             )
         }
     };
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(l, Router::new().route("/metrics", get(handler)))
-            .await
-            .unwrap()
-    });
-    addr
+    fixtures::serve(Router::new().route("/metrics", get(handler))).await
 }
 
 const RULES: &str = r#"

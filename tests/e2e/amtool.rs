@@ -720,12 +720,7 @@ equal = ["cluster"]
 
 /// The value of an unlabelled sample on the agent's `/metrics`.
 async fn metric(agent: &fixtures::AgentProcess, name: &str) -> f64 {
-    let text = reqwest::get(agent.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = agent.self_metrics().await;
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or_else(|| panic!("no {name} on /metrics"))

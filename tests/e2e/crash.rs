@@ -67,14 +67,7 @@ async fn target(round: Arc<AtomicU64>) -> std::net::SocketAddr {
             s
         }
     };
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(l, Router::new().route("/metrics", get(handler)))
-            .await
-            .unwrap()
-    });
-    addr
+    fixtures::serve(Router::new().route("/metrics", get(handler))).await
 }
 
 /// One delivered notification: when, and the alerts it reported firing.
@@ -103,10 +96,7 @@ async fn webhook_server(got: Arc<Mutex<Vec<Delivery>>>) -> std::net::SocketAddr 
             "ok"
         }
     }));
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
-    addr
+    fixtures::serve(app).await
 }
 
 const RULES: &str = r#"
@@ -168,15 +158,9 @@ query = "vector(0)"
 max = 1
 "#;
 
-async fn get_json(url: String) -> Value {
-    let r = reqwest::get(&url).await.unwrap();
-    assert!(r.status().is_success(), "GET {url}: {}", r.status());
-    r.json().await.unwrap()
-}
-
 /// `crash_counter_total` samples (timestamp, value) over the hour before `at`.
 async fn counter_samples(agent: &fixtures::AgentProcess, at: f64) -> Vec<(f64, String)> {
-    let v = get_json(agent.url(&format!(
+    let v = fixtures::get_ok_json(&agent.url(&format!(
         "/api/v1/query?query=crash_counter_total%5B1h%5D&time={at}"
     )))
     .await;
@@ -251,7 +235,8 @@ async fn kill9_under_load_loses_nothing_accepted_and_sends_nothing_twice() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
-    let rollout_before = get_json(agent.url("/api/v1/rollouts/canary")).await["data"].clone();
+    let rollout_before =
+        fixtures::get_ok_json(&agent.url("/api/v1/rollouts/canary")).await["data"].clone();
     assert_eq!(rollout_before["phase"], "Progressing");
 
     let mut silences: Vec<String> = Vec::new();
@@ -310,7 +295,8 @@ async fn kill9_under_load_loses_nothing_accepted_and_sends_nothing_twice() {
             assert_eq!(r.status(), 200, "silence {id} lost after kill -9");
         }
         // Rollout.
-        let rollout = get_json(agent.url("/api/v1/rollouts/canary")).await["data"].clone();
+        let rollout =
+            fixtures::get_ok_json(&agent.url("/api/v1/rollouts/canary")).await["data"].clone();
         for k in ["phase", "version", "stableVersion", "startedAt"] {
             assert_eq!(rollout[k], rollout_before[k], "rollout {k} after kill -9");
         }

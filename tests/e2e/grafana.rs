@@ -40,10 +40,7 @@ app_latency_seconds_count 100
 
 async fn target() -> std::net::SocketAddr {
     let app = Router::new().route("/metrics", get(|| async { PAGE }));
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
-    addr
+    fixtures::serve(app).await
 }
 
 /// Prometheus scraping `target` as the agent does; None when it is not

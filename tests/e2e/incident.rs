@@ -70,9 +70,7 @@ fn count(hook: &fixtures::Receiver, path: &str, status: &str) -> usize {
 }
 
 async fn get(agent: &fixtures::AgentProcess, path: &str) -> Value {
-    let r = reqwest::get(agent.url(path)).await.unwrap();
-    assert!(r.status().is_success(), "GET {path}: {}", r.status());
-    r.json().await.unwrap()
+    fixtures::get_ok_json(&agent.url(path)).await
 }
 
 async fn post_alert(agent: &fixtures::AgentProcess, ends_at: DateTime<Utc>) {

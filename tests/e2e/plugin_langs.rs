@@ -696,12 +696,7 @@ async fn plugins_reach_allowed_hosts_only(lang: &str) {
             && l.contains(&format!("target={target}"))),
         "{logs}"
     );
-    let metrics = reqwest::get(agent.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = agent.self_metrics().await;
     let denied = format!(
         "wasmon_plugin_http_requests_denied_total{{plugin=\"{}\",instance=\"{instance}\"}} 1",
         receiver.name()

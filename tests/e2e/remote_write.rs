@@ -35,10 +35,7 @@ async fn counting_target() -> std::net::SocketAddr {
             }
         }),
     );
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
-    addr
+    fixtures::serve(app).await
 }
 
 const CONFIG: &str = r#"
@@ -153,12 +150,7 @@ async fn remote_write_to_prometheus_survives_kill9() {
     };
     assert_eq!(q("up{job=\"app\"}").await, 1);
     assert_eq!(q("scrape_duration_seconds").await, 0);
-    let m = reqwest::get(agent.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = agent.self_metrics().await;
     assert!(
         metric_value(&m, "wasmon_remote_storage_samples_total") > 0.0,
         "{m}"
@@ -175,12 +167,7 @@ async fn remote_write_to_prometheus_survives_kill9() {
             "retries while prometheus is down",
             Duration::from_secs(30),
             || async {
-                let m = reqwest::get(agent.url("/metrics"))
-                    .await
-                    .unwrap()
-                    .text()
-                    .await
-                    .unwrap();
+                let m = agent.self_metrics().await;
                 metric_value(&m, "wasmon_remote_storage_samples_retried_total") > 0.0
             },
         )
@@ -234,12 +221,7 @@ async fn remote_write_to_prometheus_survives_kill9() {
         agent.logs(),
         prom.logs()
     );
-    let m = reqwest::get(agent.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = agent.self_metrics().await;
     assert_eq!(
         metric_value(&m, "wasmon_remote_storage_samples_failed_total"),
         0.0,

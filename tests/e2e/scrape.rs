@@ -4,6 +4,7 @@
 //! keeps what was written (WAL replay).
 
 use crate::fixtures;
+use crate::fixtures::get_json;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,10 +15,6 @@ use serde_json::Value;
 
 async fn metrics_server(page: &'static str) -> std::net::SocketAddr {
     fixtures::serve(Router::new().route("/metrics", get(move || async move { page }))).await
-}
-
-async fn get_json(url: &str) -> Value {
-    reqwest::get(url).await.unwrap().json().await.unwrap()
 }
 
 /// [`CONFIG`] with the "app" job scraping `target` and no file discovery.
@@ -123,12 +120,7 @@ async fn scrape_store_query_and_restart() {
     assert_eq!(bad.status(), 400);
 
     // Store and scrape figures on the agent's own /metrics.
-    let m = reqwest::get(agent.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = agent.self_metrics().await;
     let head_series: f64 = m
         .lines()
         .find_map(|l| l.strip_prefix("wasmon_tsdb_head_series "))
@@ -617,12 +609,7 @@ async fn blocks_are_merged_up_to_max_block_duration() {
     }
     // The parents are gone from disk (only the two blocks cover the old
     // range, above); the merges are counted.
-    let metrics = reqwest::get(agent.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = agent.self_metrics().await;
     let merges = metrics
         .lines()
         .find_map(|l| l.strip_prefix("wasmon_tsdb_block_merges_total "))

@@ -90,9 +90,7 @@ async fn web_ui_in_headless_chromium() {
     }
 
     let app = Router::new().route("/metrics", get(|| async { "# TYPE jobs gauge\njobs 3\n" }));
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let app_addr = l.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    let app_addr = fixtures::serve(app).await;
     let hook = fixtures::Receiver::start().await;
 
     let dir = fixtures::agent_dir_with(&["webhook"]);

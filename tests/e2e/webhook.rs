@@ -156,14 +156,7 @@ async fn webhook_plugin_posts_exact_v4_payload_and_reload_keeps_good_config() {
         .await
         .unwrap();
     assert!(r.status().is_success(), "old config should still serve");
-    let metrics = client
-        .get(agent.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = agent.self_metrics().await;
     assert!(
         metrics.contains("wasmon_config_last_reload_successful 0"),
         "{metrics}"

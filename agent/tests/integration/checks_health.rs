@@ -4,6 +4,7 @@
 //! ordinary alerting rule fires on them.
 
 use crate::fixtures;
+use crate::fixtures::get_json;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -25,14 +26,7 @@ async fn app(healthy: Arc<AtomicBool>) -> std::net::SocketAddr {
             }
         }
     };
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(l, Router::new().route("/healthz", get(handler)))
-            .await
-            .unwrap()
-    });
-    addr
+    fixtures::serve(Router::new().route("/healthz", get(handler))).await
 }
 
 const RULES: &str = r#"
@@ -76,10 +70,6 @@ target = "{{DEAD}}"
 interval = "200ms"
 timeout = "1s"
 "#;
-
-async fn get_json(url: &str) -> Value {
-    reqwest::get(url).await.unwrap().json().await.unwrap()
-}
 
 /// `wasmon_check_up` by check name.
 async fn up(agent: &fixtures::AgentProcess) -> Vec<(String, String, f64)> {
@@ -408,12 +398,7 @@ async fn a_check_runs_now_through_the_api_and_the_cli() {
     assert_eq!(code, 1);
     assert!(out.contains("plugin: timed out after 300ms"), "{out}");
     assert_eq!(runs(&agent, "spinning").await, 2);
-    let metrics = reqwest::get(agent.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = agent.self_metrics().await;
     assert!(
         metrics.contains("wasmon_plugin_circuit_state{plugin=\"probe\",instance=\"spinning\"} 1"),
         "{metrics}"

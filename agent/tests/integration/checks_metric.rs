@@ -3,6 +3,7 @@
 //! verdict and value become `wasmon_check_*` series.
 
 use crate::fixtures;
+use crate::fixtures::get_json;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -22,14 +23,7 @@ async fn app(depth: Arc<AtomicU64>) -> std::net::SocketAddr {
             )
         }
     };
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(l, Router::new().route("/metrics", get(handler)))
-            .await
-            .unwrap()
-    });
-    addr
+    fixtures::serve(Router::new().route("/metrics", get(handler))).await
 }
 
 const CONFIG: &str = r#"
@@ -65,10 +59,6 @@ plugin = "metric-threshold"
 interval = "200ms"
 config = { query = 'no_such_metric', min = 1 }
 "#;
-
-async fn get_json(url: &str) -> Value {
-    reqwest::get(url).await.unwrap().json().await.unwrap()
-}
 
 async fn check(agent: &fixtures::AgentProcess, name: &str) -> Value {
     let c = get_json(&agent.url("/api/v1/checks")).await;

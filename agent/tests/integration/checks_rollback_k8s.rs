@@ -223,10 +223,7 @@ async fn fake_api(api: Shared) -> std::net::SocketAddr {
             get(service).patch(service),
         )
         .with_state(api);
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
-    addr
+    fixtures::serve(app).await
 }
 
 async fn runtime() -> (tempfile::TempDir, Arc<PluginRuntime>) {
