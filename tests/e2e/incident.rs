@@ -161,7 +161,7 @@ async fn escalation_ack_resolution_and_report() {
 
     // The CLI acks; the manager step (9s) must not come.
     let url = agent.url("");
-    let out = wasmon(&[
+    let out = wasmon([
         "ack",
         &key,
         "--by",
@@ -315,7 +315,7 @@ async fn escalation_ack_resolution_and_report() {
 
     // The Markdown report from the CLI shows the same durations.
     let url = agent.url("");
-    let out = wasmon(&["incidents", &id, "--report", "--url", &url]);
+    let out = wasmon(["incidents", &id, "--report", "--url", &url]);
     assert!(out.status.success(), "{out:?}");
     let md = String::from_utf8(out.stdout).unwrap();
     let human = |s: f64| {
@@ -347,11 +347,11 @@ async fn escalation_ack_resolution_and_report() {
     println!("{md}");
 
     // The list from the CLI.
-    let out = wasmon(&["incidents", "--url", &url]);
+    let out = wasmon(["incidents", "--url", &url]);
     let list = String::from_utf8(out.stdout).unwrap();
     assert!(list.contains("resolved") && list.contains(&key), "{list}");
     // And unack of a gone ack is a clear error.
-    let out = wasmon(&["unack", &ack_id, "--url", &url]);
+    let out = wasmon(["unack", &ack_id, "--url", &url]);
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("no ack with id"),
@@ -435,7 +435,7 @@ async fn a_primary_that_is_down_still_gets_the_secondary_paged_on_time() {
         .as_str()
         .unwrap()
         .to_string();
-    let out = wasmon(&["incidents", &id, "--url", &agent.url("")]);
+    let out = wasmon(["incidents", &id, "--url", &agent.url("")]);
     assert!(out.status.success(), "{out:?}");
     let timeline = String::from_utf8(out.stdout).unwrap();
     let line = |kind: &str| {
@@ -454,7 +454,7 @@ async fn a_primary_that_is_down_still_gets_the_secondary_paged_on_time() {
         line("escalation").contains("-> secondary: ok"),
         "{timeline}"
     );
-    let report = wasmon(&["incidents", &id, "--report", "--url", &agent.url("")]);
+    let report = wasmon(["incidents", &id, "--report", "--url", &agent.url("")]);
     let report = String::from_utf8(report.stdout).unwrap();
     assert!(
         report.contains("(receiver primary: FAILED (retried at "),
