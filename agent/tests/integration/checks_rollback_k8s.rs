@@ -263,6 +263,7 @@ fn request(target: &str) -> RollbackRequest {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollout_undo_restores_the_previous_replicaset_template() {
+    let _heavy = fixtures::heavy();
     let (_dir, rt) = runtime().await;
     let api: Shared = Arc::new(Mutex::new(fixtures(false)));
     let addr = fake_api(api.clone()).await;
@@ -327,6 +328,7 @@ async fn rollout_undo_restores_the_previous_replicaset_template() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollout_undo_refuses_a_paused_deployment_and_unknown_revisions() {
+    let _heavy = fixtures::heavy();
     let (_dir, rt) = runtime().await;
     let api: Shared = Arc::new(Mutex::new(fixtures(true)));
     let addr = fake_api(api.clone()).await;
@@ -362,6 +364,7 @@ async fn rollout_undo_refuses_a_paused_deployment_and_unknown_revisions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn service_switch_patches_the_selector_to_the_stable_version() {
+    let _heavy = fixtures::heavy();
     let (_dir, rt) = runtime().await;
     let api: Shared = Arc::new(Mutex::new(fixtures(false)));
     let addr = fake_api(api.clone()).await;

@@ -57,6 +57,7 @@ fn notification() -> wasmon::plugins::bindings::types::Notification {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn misbehaving_guests_fail_only_their_own_call() {
+    let _heavy = fixtures::heavy();
     let (_dir, rt, metrics) = runtime().await;
     let server = fixtures::Receiver::start().await;
     let n = notification();
@@ -213,6 +214,7 @@ async fn misbehaving_guests_fail_only_their_own_call() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plugin_failures_keep_their_kind() {
+    let _heavy = fixtures::heavy();
     let (_dir, rt, _) = runtime().await;
     let n = notification();
     let t = Duration::from_secs(5);
@@ -259,6 +261,7 @@ async fn plugin_failures_keep_their_kind() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn guest_blocked_on_a_slow_host_times_out() {
+    let _heavy = fixtures::heavy();
     let (_dir, rt, _) = runtime().await;
     let server = fixtures::Receiver::start().await;
     *server.delay.lock().unwrap() = Duration::from_secs(30);
@@ -413,6 +416,7 @@ route:
     /// delivers every new notification on its first attempt.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_looping_receiver_backs_off_and_a_permanent_failure_is_called_once() {
+        let _heavy = crate::fixtures::heavy();
         let (_dir, rt, metrics) = runtime().await;
         let clock = Arc::new(TestClock {
             manual: ManualClock::new(t0()),
