@@ -745,6 +745,7 @@ async fn until_heavy_work_runs(agent: &fixtures::AgentProcess) {
 /// thread; SIGTERM stops the agent with listings in flight.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_thousand_alerts_list_without_blocking_the_agent() {
+    let _heavy = fixtures::heavy();
     const N: u64 = 50_000;
     let dir = tempfile::tempdir().unwrap();
     let mut agent = fixtures::AgentProcess::start(dir, LISTING_CONFIG).await;

@@ -366,6 +366,7 @@ async fn deep_and_malformed_queries_get_a_400_and_the_agent_stays_up() {
 /// right ones.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aggregations_over_5000_endpoints_are_exact() {
+    let _heavy = fixtures::heavy();
     const ENDPOINTS: usize = 5000;
     let mut page = String::from("# TYPE http_requests_total counter\n");
     for e in 0..ENDPOINTS {
