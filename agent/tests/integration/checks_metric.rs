@@ -2,7 +2,8 @@
 //! queries the agent's own store through the host `query` import, and its
 //! verdict and value become `wasmon_check_*` series.
 
-mod common;
+use crate::fixtures;
+use crate::fixtures::get_json;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -22,14 +23,7 @@ async fn app(depth: Arc<AtomicU64>) -> std::net::SocketAddr {
             )
         }
     };
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(l, Router::new().route("/metrics", get(handler)))
-            .await
-            .unwrap()
-    });
-    addr
+    fixtures::serve(Router::new().route("/metrics", get(handler))).await
 }
 
 const CONFIG: &str = r#"
@@ -66,11 +60,7 @@ interval = "200ms"
 config = { query = 'no_such_metric', min = 1 }
 "#;
 
-async fn get_json(url: &str) -> Value {
-    reqwest::get(url).await.unwrap().json().await.unwrap()
-}
-
-async fn check(agent: &common::AgentProcess, name: &str) -> Value {
+async fn check(agent: &fixtures::AgentProcess, name: &str) -> Value {
     let c = get_json(&agent.url("/api/v1/checks")).await;
     c["data"]
         .as_array()
@@ -85,15 +75,9 @@ async fn check(agent: &common::AgentProcess, name: &str) -> Value {
 async fn metric_threshold_queries_the_store() {
     let depth = Arc::new(AtomicU64::new(3));
     let app = app(depth.clone()).await;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("plugins")).unwrap();
-    std::fs::copy(
-        common::component("metric-threshold"),
-        dir.path().join("plugins/metric-threshold.wasm"),
-    )
-    .unwrap();
+    let dir = fixtures::agent_dir_with(&["metric-threshold"]);
     let agent =
-        common::AgentProcess::start(dir, &CONFIG.replace("{{APP}}", &app.to_string())).await;
+        fixtures::AgentProcess::start(dir, &CONFIG.replace("{{APP}}", &app.to_string())).await;
 
     agent
         .eventually(

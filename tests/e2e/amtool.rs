@@ -4,24 +4,15 @@
 //! the agent and Alertmanager, fed the same alerts and silence on the same
 //! route tree, send the same notifications.
 
-#[path = "../agent/tests/common/mod.rs"]
-mod common;
+use crate::fixtures;
+use crate::fixtures::upstream::{tool, Alertmanager};
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-fn tool(name: &str) -> String {
-    let path = format!("/usr/bin/{name}");
-    assert!(
-        std::path::Path::new(&path).exists(),
-        "{path} is missing: apt-get install prometheus-alertmanager (.ci/run does)"
-    );
-    path
-}
-
-fn amtool(agent: &common::AgentProcess, args: &[&str]) -> (bool, String) {
+fn amtool(agent: &fixtures::AgentProcess, args: &[&str]) -> (bool, String) {
     let out = Command::new(tool("amtool"))
         .arg(format!("--alertmanager.url=http://{}", agent.addr))
         .args(args)
@@ -53,7 +44,7 @@ group_wait = "1h"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn amtool_lists_alerts_and_manages_silences() {
     let dir = tempfile::tempdir().unwrap();
-    let agent = common::AgentProcess::start(dir, CONFIG).await;
+    let agent = fixtures::AgentProcess::start(dir, CONFIG).await;
 
     let (ok, out) = amtool(
         &agent,
@@ -110,69 +101,6 @@ async fn amtool_lists_alerts_and_manages_silences() {
     assert!(out.contains(&id), "{out}");
 }
 
-/// A real Alertmanager on 127.0.0.1 (no clustering), stopped when dropped.
-struct Alertmanager {
-    addr: std::net::SocketAddr,
-    dir: tempfile::TempDir,
-    child: std::process::Child,
-}
-
-impl Alertmanager {
-    /// Starts it on `config` (YAML, or JSON which is YAML too) and waits
-    /// until it is ready: a send into an Alertmanager that does not listen
-    /// yet is retried only after the resend delay (1 m, as Prometheus),
-    /// longer than these tests wait.
-    async fn start(config: &str) -> Alertmanager {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("am.yml"), config).unwrap();
-        let addr = common::AgentProcess::free_addr();
-        let child = Command::new(tool("prometheus-alertmanager"))
-            .arg(format!(
-                "--config.file={}",
-                dir.path().join("am.yml").display()
-            ))
-            .arg(format!(
-                "--storage.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address={addr}"))
-            .arg("--cluster.listen-address=")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("am.log")).unwrap())
-            .spawn()
-            .unwrap();
-        let am = Alertmanager { addr, dir, child };
-        let ready = Instant::now();
-        while !reqwest::get(am.url("/-/ready"))
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            assert!(
-                ready.elapsed() < Duration::from_secs(30),
-                "Alertmanager never became ready:\n{}",
-                am.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        am
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    fn logs(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("am.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Alertmanager {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rule_alerts_are_forwarded_to_a_real_alertmanager() {
     let am =
@@ -189,7 +117,7 @@ async fn rule_alerts_are_forwarded_to_a_real_alertmanager() {
     let config = format!(
         "rule_files = [\"rules.yml\"]\n\n[[alertmanagers]]\nurl = \"http://{am_addr}\"\n\n[web]\nlisten_address = \"{{{{LISTEN}}}}\"\n"
     );
-    let agent = common::AgentProcess::start(dir, &config).await;
+    let agent = fixtures::AgentProcess::start(dir, &config).await;
     let start = Instant::now();
     loop {
         if let Ok(r) = reqwest::get(format!("http://{am_addr}/api/v2/alerts")).await {
@@ -226,7 +154,7 @@ fn gist(body: &serde_json::Value) -> serde_json::Value {
 /// The notifications `hook` got under `prefix`, per group (receiver and
 /// group labels), in the order they came.
 fn per_group(
-    hook: &common::Receiver,
+    hook: &fixtures::Receiver,
     prefix: &str,
 ) -> std::collections::BTreeMap<String, Vec<serde_json::Value>> {
     let mut out: std::collections::BTreeMap<String, Vec<serde_json::Value>> = Default::default();
@@ -253,7 +181,7 @@ fn per_group(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notifications_match_alertmanager_side_by_side() {
     use serde_json::json;
-    let hook = common::Receiver::start().await;
+    let hook = fixtures::Receiver::start().await;
     let names = ["default", "pager", "team-api"];
     // One definition of the tree for both: Alertmanager reads it as JSON
     // (which is YAML), wasmon as TOML.
@@ -294,8 +222,8 @@ async fn notifications_match_alertmanager_side_by_side() {
             })
         })
         .collect();
-    let agent = common::AgentProcess::start(
-        common::agent_dir_with(&["webhook"]),
+    let agent = fixtures::AgentProcess::start(
+        fixtures::agent_dir_with(&["webhook"]),
         &toml::to_string(&config).unwrap(),
     )
     .await;
@@ -567,7 +495,7 @@ fn is_silence_id(s: &str) -> bool {
 async fn alert_listings_match_a_real_alertmanager() {
     let am = Alertmanager::start(SIDE_BY_SIDE_AM).await;
     let dir = tempfile::tempdir().unwrap();
-    let agent = common::AgentProcess::start(dir, SIDE_BY_SIDE_AGENT).await;
+    let agent = fixtures::AgentProcess::start(dir, SIDE_BY_SIDE_AGENT).await;
     let now = chrono::Utc::now();
     let t = |h: i64| (now + chrono::Duration::hours(h)).to_rfc3339();
     let alert = |labels: Value, extra: Value| {
@@ -665,7 +593,7 @@ async fn alert_listings_match_a_real_alertmanager() {
 async fn api_validation_matches_a_real_alertmanager() {
     let am = Alertmanager::start(SIDE_BY_SIDE_AM).await;
     let dir = tempfile::tempdir().unwrap();
-    let agent = common::AgentProcess::start(dir, SIDE_BY_SIDE_AGENT).await;
+    let agent = fixtures::AgentProcess::start(dir, SIDE_BY_SIDE_AGENT).await;
     let now = chrono::Utc::now();
     let t = |h: i64| (now + chrono::Duration::hours(h)).to_rfc3339();
     let m =
@@ -791,20 +719,15 @@ equal = ["cluster"]
 "#;
 
 /// The value of an unlabelled sample on the agent's `/metrics`.
-async fn metric(agent: &common::AgentProcess, name: &str) -> f64 {
-    let text = reqwest::get(agent.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+async fn metric(agent: &fixtures::AgentProcess, name: &str) -> f64 {
+    let text = agent.self_metrics().await;
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or_else(|| panic!("no {name} on /metrics"))
 }
 
 /// Waits until a heavy request occupies a blocking thread.
-async fn until_heavy_work_runs(agent: &common::AgentProcess) {
+async fn until_heavy_work_runs(agent: &fixtures::AgentProcess) {
     agent
         .eventually(
             "a listing to be running",
@@ -822,9 +745,10 @@ async fn until_heavy_work_runs(agent: &common::AgentProcess) {
 /// thread; SIGTERM stops the agent with listings in flight.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_thousand_alerts_list_without_blocking_the_agent() {
+    let _heavy = fixtures::heavy();
     const N: u64 = 50_000;
     let dir = tempfile::tempdir().unwrap();
-    let mut agent = common::AgentProcess::start(dir, LISTING_CONFIG).await;
+    let mut agent = fixtures::AgentProcess::start(dir, LISTING_CONFIG).await;
     let client = reqwest::Client::new();
     let start = Instant::now();
     for lo in (0..N).step_by(2500) {

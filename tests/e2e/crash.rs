@@ -16,8 +16,7 @@
 //! The random delays come from a seed printed at the start (set
 //! `CRASH_SEED` to replay one).
 
-#[path = "../agent/tests/common/mod.rs"]
-mod common;
+use crate::fixtures;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -68,14 +67,7 @@ async fn target(round: Arc<AtomicU64>) -> std::net::SocketAddr {
             s
         }
     };
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(l, Router::new().route("/metrics", get(handler)))
-            .await
-            .unwrap()
-    });
-    addr
+    fixtures::serve(Router::new().route("/metrics", get(handler))).await
 }
 
 /// One delivered notification: when, and the alerts it reported firing.
@@ -104,10 +96,7 @@ async fn webhook_server(got: Arc<Mutex<Vec<Delivery>>>) -> std::net::SocketAddr 
             "ok"
         }
     }));
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
-    addr
+    fixtures::serve(app).await
 }
 
 const RULES: &str = r#"
@@ -169,15 +158,9 @@ query = "vector(0)"
 max = 1
 "#;
 
-async fn get_json(url: String) -> Value {
-    let r = reqwest::get(&url).await.unwrap();
-    assert!(r.status().is_success(), "GET {url}: {}", r.status());
-    r.json().await.unwrap()
-}
-
 /// `crash_counter_total` samples (timestamp, value) over the hour before `at`.
-async fn counter_samples(agent: &common::AgentProcess, at: f64) -> Vec<(f64, String)> {
-    let v = get_json(agent.url(&format!(
+async fn counter_samples(agent: &fixtures::AgentProcess, at: f64) -> Vec<(f64, String)> {
+    let v = fixtures::get_ok_json(&agent.url(&format!(
         "/api/v1/query?query=crash_counter_total%5B1h%5D&time={at}"
     )))
     .await;
@@ -193,7 +176,11 @@ async fn counter_samples(agent: &common::AgentProcess, at: f64) -> Vec<(f64, Str
         .collect()
 }
 
-async fn create_silence(client: &reqwest::Client, agent: &common::AgentProcess, n: u64) -> String {
+async fn create_silence(
+    client: &reqwest::Client,
+    agent: &fixtures::AgentProcess,
+    n: u64,
+) -> String {
     let now = chrono::Utc::now();
     let r = client
         .post(agent.url("/api/v2/silences"))
@@ -214,6 +201,7 @@ async fn create_silence(client: &reqwest::Client, agent: &common::AgentProcess, 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_under_load_loses_nothing_accepted_and_sends_nothing_twice() {
+    let _heavy = fixtures::heavy();
     let seed = std::env::var("CRASH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -232,20 +220,14 @@ async fn kill9_under_load_loses_nothing_accepted_and_sends_nothing_twice() {
     let deliveries: Arc<Mutex<Vec<Delivery>>> = Arc::default();
     let hook = webhook_server(deliveries.clone()).await;
 
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("plugins")).unwrap();
-    std::fs::copy(
-        common::component("webhook"),
-        dir.path().join("plugins/webhook.wasm"),
-    )
-    .unwrap();
+    let dir = fixtures::agent_dir_with(&["webhook"]);
     std::fs::write(dir.path().join("rules.yml"), RULES).unwrap();
     let config = CONFIG
         .replace("{{APP}}", &app.to_string())
         .replace("{{HOOK}}", &hook.to_string());
     let client = reqwest::Client::new();
 
-    let mut agent = common::AgentProcess::start(dir, &config).await;
+    let mut agent = fixtures::AgentProcess::start(dir, &config).await;
     let r = client
         .post(agent.url("/api/v1/rollouts/canary/start"))
         .json(&json!({"version": "v2", "stable_version": "v1"}))
@@ -253,7 +235,8 @@ async fn kill9_under_load_loses_nothing_accepted_and_sends_nothing_twice() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
-    let rollout_before = get_json(agent.url("/api/v1/rollouts/canary")).await["data"].clone();
+    let rollout_before =
+        fixtures::get_ok_json(&agent.url("/api/v1/rollouts/canary")).await["data"].clone();
     assert_eq!(rollout_before["phase"], "Progressing");
 
     let mut silences: Vec<String> = Vec::new();
@@ -287,7 +270,7 @@ async fn kill9_under_load_loses_nothing_accepted_and_sends_nothing_twice() {
                 .expect("rollouts.json is valid JSON after kill -9");
         assert_eq!(state["canary"]["phase"], "Progressing", "{state}");
 
-        agent = common::AgentProcess::start(dir, &config).await;
+        agent = fixtures::AgentProcess::start(dir, &config).await;
 
         // Samples.
         let mut lost = Vec::new();
@@ -312,7 +295,8 @@ async fn kill9_under_load_loses_nothing_accepted_and_sends_nothing_twice() {
             assert_eq!(r.status(), 200, "silence {id} lost after kill -9");
         }
         // Rollout.
-        let rollout = get_json(agent.url("/api/v1/rollouts/canary")).await["data"].clone();
+        let rollout =
+            fixtures::get_ok_json(&agent.url("/api/v1/rollouts/canary")).await["data"].clone();
         for k in ["phase", "version", "stableVersion", "startedAt"] {
             assert_eq!(rollout[k], rollout_before[k], "rollout {k} after kill -9");
         }

@@ -6,8 +6,7 @@
 //! Also: alerts and silences through the Alertmanager v2 API, silences
 //! surviving a restart.
 
-#[path = "../agent/tests/common/mod.rs"]
-mod common;
+use crate::fixtures;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -33,14 +32,7 @@ async fn app(errors: Arc<Mutex<bool>>) -> std::net::SocketAddr {
             )
         }
     };
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(l, Router::new().route("/metrics", get(handler)))
-            .await
-            .unwrap()
-    });
-    addr
+    fixtures::serve(Router::new().route("/metrics", get(handler))).await
 }
 
 const RULES: &str = r#"
@@ -113,7 +105,7 @@ receiver = "team-chat"
 async fn eventually<F: FnMut() -> bool>(
     what: &str,
     limit: Duration,
-    agent: &common::AgentProcess,
+    agent: &fixtures::AgentProcess,
     mut f: F,
 ) {
     let start = Instant::now();
@@ -127,7 +119,7 @@ async fn eventually<F: FnMut() -> bool>(
     }
 }
 
-fn bodies(hook: &common::Receiver, path: &str) -> Vec<Value> {
+fn bodies(hook: &fixtures::Receiver, path: &str) -> Vec<Value> {
     hook.requests()
         .iter()
         .filter(|r| r.path == path)
@@ -139,19 +131,13 @@ fn bodies(hook: &common::Receiver, path: &str) -> Vec<Value> {
 async fn error_rate_alert_routes_silences_and_resolves() {
     let errors = Arc::new(Mutex::new(true));
     let app = app(errors.clone()).await;
-    let hook = common::Receiver::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("plugins")).unwrap();
-    std::fs::copy(
-        common::component("webhook"),
-        dir.path().join("plugins/webhook.wasm"),
-    )
-    .unwrap();
+    let hook = fixtures::Receiver::start().await;
+    let dir = fixtures::agent_dir_with(&["webhook"]);
     std::fs::write(dir.path().join("rules.yml"), RULES).unwrap();
     let config = CONFIG
         .replace("{{APP}}", &app.to_string())
         .replace("{{HOOK}}", &hook.addr.to_string());
-    let agent = common::AgentProcess::start(dir, &config).await;
+    let agent = fixtures::AgentProcess::start(dir, &config).await;
     let client = reqwest::Client::new();
 
     // Firing: one grouped notification to each critical receiver, none to the default.
@@ -334,7 +320,7 @@ async fn error_rate_alert_routes_silences_and_resolves() {
         .unwrap();
     assert_eq!(s[0]["status"]["state"], "expired");
     let dir = agent.kill9();
-    let agent = common::AgentProcess::start(dir, &config).await;
+    let agent = fixtures::AgentProcess::start(dir, &config).await;
     let s: Value = reqwest::get(agent.url(&format!("/api/v2/silence/{silence_id}")))
         .await
         .unwrap()

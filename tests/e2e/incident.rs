@@ -6,8 +6,8 @@
 //! A primary that is down does not hold escalation back, and config reloads
 //! mid-escalation neither page again nor delay the next step.
 
-#[path = "../agent/tests/common/mod.rs"]
-mod common;
+use crate::fixtures;
+use crate::fixtures::wasmon;
 
 use std::time::{Duration, Instant};
 
@@ -61,7 +61,7 @@ query = "vector(0)"
 max = 1
 "#;
 
-fn count(hook: &common::Receiver, path: &str, status: &str) -> usize {
+fn count(hook: &fixtures::Receiver, path: &str, status: &str) -> usize {
     hook.requests()
         .iter()
         .filter(|r| r.path == path)
@@ -69,13 +69,11 @@ fn count(hook: &common::Receiver, path: &str, status: &str) -> usize {
         .count()
 }
 
-async fn get(agent: &common::AgentProcess, path: &str) -> Value {
-    let r = reqwest::get(agent.url(path)).await.unwrap();
-    assert!(r.status().is_success(), "GET {path}: {}", r.status());
-    r.json().await.unwrap()
+async fn get(agent: &fixtures::AgentProcess, path: &str) -> Value {
+    fixtures::get_ok_json(&agent.url(path)).await
 }
 
-async fn post_alert(agent: &common::AgentProcess, ends_at: DateTime<Utc>) {
+async fn post_alert(agent: &fixtures::AgentProcess, ends_at: DateTime<Utc>) {
     let r = reqwest::Client::new()
         .post(agent.url("/api/v2/alerts"))
         .json(&json!([{
@@ -89,29 +87,16 @@ async fn post_alert(agent: &common::AgentProcess, ends_at: DateTime<Utc>) {
     assert!(r.status().is_success(), "{}", r.status());
 }
 
-fn wasmon(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_wasmon"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
 fn secs(v: &Value) -> f64 {
     v.as_f64().unwrap_or_else(|| panic!("not a duration: {v}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn escalation_ack_resolution_and_report() {
-    let hook = common::Receiver::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("plugins")).unwrap();
-    std::fs::copy(
-        common::component("webhook"),
-        dir.path().join("plugins/webhook.wasm"),
-    )
-    .unwrap();
+    let hook = fixtures::Receiver::start().await;
+    let dir = fixtures::agent_dir_with(&["webhook"]);
     let config = CONFIG.replace("{{HOOK}}", &hook.addr.to_string());
-    let agent = common::AgentProcess::start(dir, &config).await;
+    let agent = fixtures::AgentProcess::start(dir, &config).await;
     let client = reqwest::Client::new();
 
     // The deploy.
@@ -179,7 +164,7 @@ async fn escalation_ack_resolution_and_report() {
 
     // The CLI acks; the manager step (9s) must not come.
     let url = agent.url("");
-    let out = wasmon(&[
+    let out = wasmon([
         "ack",
         &key,
         "--by",
@@ -222,7 +207,7 @@ async fn escalation_ack_resolution_and_report() {
     // escalation, which starts over with the new process' first page,
     // stays held.
     let dir = agent.kill9();
-    let agent = common::AgentProcess::start(dir, &config).await;
+    let agent = fixtures::AgentProcess::start(dir, &config).await;
     post_alert(&agent, fired + chrono::Duration::hours(1)).await;
     let acks = get(&agent, "/api/v1/acks").await;
     assert_eq!(acks[0]["id"], ack_id.as_str(), "{acks}");
@@ -333,7 +318,7 @@ async fn escalation_ack_resolution_and_report() {
 
     // The Markdown report from the CLI shows the same durations.
     let url = agent.url("");
-    let out = wasmon(&["incidents", &id, "--report", "--url", &url]);
+    let out = wasmon(["incidents", &id, "--report", "--url", &url]);
     assert!(out.status.success(), "{out:?}");
     let md = String::from_utf8(out.stdout).unwrap();
     let human = |s: f64| {
@@ -365,11 +350,11 @@ async fn escalation_ack_resolution_and_report() {
     println!("{md}");
 
     // The list from the CLI.
-    let out = wasmon(&["incidents", "--url", &url]);
+    let out = wasmon(["incidents", "--url", &url]);
     let list = String::from_utf8(out.stdout).unwrap();
     assert!(list.contains("resolved") && list.contains(&key), "{list}");
     // And unack of a gone ack is a clear error.
-    let out = wasmon(&["unack", &ack_id, "--url", &url]);
+    let out = wasmon(["unack", &ack_id, "--url", &url]);
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("no ack with id"),
@@ -379,7 +364,7 @@ async fn escalation_ack_resolution_and_report() {
 
 /// Polls every 20 ms until `hook` has `n` requests to `path`; when the
 /// n-th was seen (±20 ms), or None after `limit`.
-async fn seen(hook: &common::Receiver, path: &str, n: usize, limit: Duration) -> Option<Instant> {
+async fn seen(hook: &fixtures::Receiver, path: &str, n: usize, limit: Duration) -> Option<Instant> {
     let start = Instant::now();
     loop {
         if hook.requests().iter().filter(|r| r.path == path).count() >= n {
@@ -393,10 +378,10 @@ async fn seen(hook: &common::Receiver, path: &str, n: usize, limit: Duration) ->
 }
 
 async fn start_escalation(
-    primary: &common::Receiver,
-    hook: &common::Receiver,
+    primary: &fixtures::Receiver,
+    hook: &fixtures::Receiver,
     steps: (&str, &str),
-) -> (common::AgentProcess, String) {
+) -> (fixtures::AgentProcess, String) {
     // CONFIG with the primary on its own server (so it can be down), no
     // repeats, and the steps' delays.
     let config = CONFIG
@@ -414,7 +399,8 @@ config = {{ url = "http://{0}/primary" }}"#,
         .replace(r#"delay = "3s""#, &format!(r#"delay = "{}""#, steps.0))
         .replace(r#"delay = "9s""#, &format!(r#"delay = "{}""#, steps.1));
     assert!(config.contains(&primary.addr.to_string()) && config.contains(steps.1));
-    let agent = common::AgentProcess::start(common::agent_dir_with(&["webhook"]), &config).await;
+    let agent =
+        fixtures::AgentProcess::start(fixtures::agent_dir_with(&["webhook"]), &config).await;
     post_alert(&agent, Utc::now() + chrono::Duration::hours(1)).await;
     (agent, config)
 }
@@ -425,9 +411,9 @@ config = {{ url = "http://{0}/primary" }}"#,
 /// the failed pages as failed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_primary_that_is_down_still_gets_the_secondary_paged_on_time() {
-    let primary = common::Receiver::start().await;
+    let primary = fixtures::Receiver::start().await;
     *primary.status.lock().unwrap() = reqwest::StatusCode::INTERNAL_SERVER_ERROR;
-    let hook = common::Receiver::start().await;
+    let hook = fixtures::Receiver::start().await;
     let (agent, _) = start_escalation(&primary, &hook, ("3s", "1h")).await;
     let first = seen(&primary, "/primary", 1, Duration::from_secs(10))
         .await
@@ -452,7 +438,7 @@ async fn a_primary_that_is_down_still_gets_the_secondary_paged_on_time() {
         .as_str()
         .unwrap()
         .to_string();
-    let out = wasmon(&["incidents", &id, "--url", &agent.url("")]);
+    let out = wasmon(["incidents", &id, "--url", &agent.url("")]);
     assert!(out.status.success(), "{out:?}");
     let timeline = String::from_utf8(out.stdout).unwrap();
     let line = |kind: &str| {
@@ -471,7 +457,7 @@ async fn a_primary_that_is_down_still_gets_the_secondary_paged_on_time() {
         line("escalation").contains("-> secondary: ok"),
         "{timeline}"
     );
-    let report = wasmon(&["incidents", &id, "--report", "--url", &agent.url("")]);
+    let report = wasmon(["incidents", &id, "--report", "--url", &agent.url("")]);
     let report = String::from_utf8(report.stdout).unwrap();
     assert!(
         report.contains("(receiver primary: FAILED (retried at "),
@@ -484,7 +470,7 @@ async fn a_primary_that_is_down_still_gets_the_secondary_paged_on_time() {
 /// after the first page, as it would have without them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_mid_escalation_neither_repages_nor_delays_the_next_step() {
-    let hook = common::Receiver::start().await;
+    let hook = fixtures::Receiver::start().await;
     let (agent, _) = start_escalation(&hook, &hook, ("2s", "8s")).await;
     let first = seen(&hook, "/primary", 1, Duration::from_secs(10))
         .await
@@ -535,10 +521,10 @@ async fn a_reload_mid_escalation_neither_repages_nor_delays_the_next_step() {
 /// and one per silence or ack.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acks_and_silences_accepted_while_the_disk_refuses_writes_reach_it_later() {
-    let hook = common::Receiver::start().await;
+    let hook = fixtures::Receiver::start().await;
     let config = CONFIG.replace("{{HOOK}}", &hook.addr.to_string());
-    let agent = common::AgentProcess::start_logging_through_a_pipe(
-        common::agent_dir_with(&["webhook"]),
+    let agent = fixtures::AgentProcess::start_logging_through_a_pipe(
+        fixtures::agent_dir_with(&["webhook"]),
         &config,
     )
     .await;
@@ -560,7 +546,7 @@ async fn acks_and_silences_accepted_while_the_disk_refuses_writes_reach_it_later
     let groups = get(&agent, "/api/v2/alerts/groups").await;
     let key = groups[0]["groupKey"].as_str().unwrap().to_string();
 
-    common::set_file_size_limit(agent.child.id(), Some(1));
+    fixtures::set_file_size_limit(agent.child.id(), Some(1));
     let r = client
         .post(agent.url("/api/v1/acks"))
         .json(&json!({"group_key": key, "by": "oncall"}))
@@ -599,7 +585,7 @@ async fn acks_and_silences_accepted_while_the_disk_refuses_writes_reach_it_later
     };
     assert!(!on_disk("acks.json", &ack) && !on_disk("silences.json", &silence));
 
-    common::set_file_size_limit(agent.child.id(), None);
+    fixtures::set_file_size_limit(agent.child.id(), None);
     agent
         .eventually(
             "the ack and the silence on disk",
@@ -629,7 +615,7 @@ async fn acks_and_silences_accepted_while_the_disk_refuses_writes_reach_it_later
     }
 
     let dir = agent.kill9();
-    let agent = common::AgentProcess::start(dir, &config).await;
+    let agent = fixtures::AgentProcess::start(dir, &config).await;
     let acks = get(&agent, "/api/v1/acks").await;
     assert_eq!(acks[0]["id"], ack.as_str(), "{acks}");
     let r = reqwest::get(agent.url(&format!("/api/v2/silence/{silence}")))

@@ -2,7 +2,7 @@
 //! one that calls a host outside its allow-list each fail only their own
 //! call, with a clear error, while other plugins keep serving.
 
-mod common;
+use crate::fixtures;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -36,9 +36,7 @@ fn instance(
 
 async fn runtime() -> (tempfile::TempDir, Arc<PluginRuntime>, Arc<Metrics>) {
     let dir = tempfile::tempdir().unwrap();
-    for p in ["noop", "misbehave"] {
-        std::fs::copy(common::component(p), dir.path().join(format!("{p}.wasm"))).unwrap();
-    }
+    fixtures::copy_components(dir.path(), &["noop", "misbehave"]);
     let metrics = Arc::new(Metrics::new());
     let rt = PluginRuntime::new(
         &PluginsConfig::default(),
@@ -59,8 +57,9 @@ fn notification() -> wasmon::plugins::bindings::types::Notification {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn misbehaving_guests_fail_only_their_own_call() {
+    let _heavy = fixtures::heavy();
     let (_dir, rt, metrics) = runtime().await;
-    let server = common::Receiver::start().await;
+    let server = fixtures::Receiver::start().await;
     let n = notification();
     let url = format!("http://{}/hook", server.addr);
 
@@ -215,6 +214,7 @@ async fn misbehaving_guests_fail_only_their_own_call() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plugin_failures_keep_their_kind() {
+    let _heavy = fixtures::heavy();
     let (_dir, rt, _) = runtime().await;
     let n = notification();
     let t = Duration::from_secs(5);
@@ -261,8 +261,9 @@ async fn plugin_failures_keep_their_kind() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn guest_blocked_on_a_slow_host_times_out() {
+    let _heavy = fixtures::heavy();
     let (_dir, rt, _) = runtime().await;
-    let server = common::Receiver::start().await;
+    let server = fixtures::Receiver::start().await;
     *server.delay.lock().unwrap() = Duration::from_secs(30);
     let addr = server.addr.to_string();
     let slow = instance(
@@ -408,6 +409,7 @@ route:
     /// delivers every new notification on its first attempt.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_looping_receiver_backs_off_and_a_permanent_failure_is_called_once() {
+        let _heavy = crate::fixtures::heavy();
         let (_dir, rt, metrics) = runtime().await;
         let clock = Arc::new(TestClock {
             manual: ManualClock::new(t0()),

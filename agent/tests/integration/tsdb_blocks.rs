@@ -384,6 +384,7 @@ fn copy_dir(from: &Path, to: &Path) {
 /// parent on disk.
 #[test]
 fn level_compaction_merges_blocks_and_keeps_every_sample() {
+    let _heavy = crate::fixtures::heavy();
     let tmp = tempfile::tempdir().unwrap();
     let db = Db::open(tmp.path(), Options::default()).unwrap();
     let mut want = Data::new();

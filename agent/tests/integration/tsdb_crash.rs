@@ -92,6 +92,13 @@ fn crash_child() {
     }
 }
 
+/// [`crash_child`]'s name for the test harness: its path below the test
+/// crate's root (`tsdb_crash::crash_child`).
+fn crash_child_name() -> String {
+    let module = module_path!().split_once("::").map_or("", |(_, m)| m);
+    format!("{module}::crash_child")
+}
+
 fn last_synced(path: &Path) -> Option<i64> {
     let s = fs::read_to_string(path).ok()?;
     s.lines().filter_map(|l| l.parse().ok()).next_back()
@@ -99,6 +106,7 @@ fn last_synced(path: &Path) -> Option<i64> {
 
 #[test]
 fn kill_9_loses_nothing_synced() {
+    let _heavy = crate::fixtures::heavy();
     let tmp = tempfile::tempdir().unwrap();
     let seed = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -112,7 +120,12 @@ fn kill_9_loses_nothing_synced() {
         let _ = fs::remove_file(&progress);
         File::create(&progress).unwrap();
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                &crash_child_name(),
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(CHILD_ENV, tmp.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

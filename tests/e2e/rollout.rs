@@ -6,8 +6,7 @@
 //! notification. Then: the state survives a restart, `wasmon rollouts`
 //! prints it, and a rollout started through the API soaks to `Succeeded`.
 
-#[path = "../agent/tests/common/mod.rs"]
-mod common;
+use crate::fixtures;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -118,7 +117,7 @@ allow_hosts = ["{{APP}}"]
 config = { url = "http://{{APP}}/switch?version={{stable_version}}", json = { rollout = "{{rollout}}", failed = "{{failed_version}}", reason = "{{reason}}" } }
 "#;
 
-async fn rollout(agent: &common::AgentProcess) -> Value {
+async fn rollout(agent: &fixtures::AgentProcess) -> Value {
     let v: Value = reqwest::get(agent.url("/api/v1/rollouts/checkout"))
         .await
         .unwrap()
@@ -128,18 +127,11 @@ async fn rollout(agent: &common::AgentProcess) -> Value {
     v["data"].clone()
 }
 
-fn notifications(hook: &common::Receiver) -> Vec<Value> {
+fn notifications(hook: &fixtures::Receiver) -> Vec<Value> {
     hook.requests()
         .iter()
         .map(|r| serde_json::from_slice(&r.body).unwrap())
         .collect()
-}
-
-fn copy_plugins(dir: &std::path::Path) {
-    std::fs::create_dir_all(dir.join("plugins")).unwrap();
-    for p in ["webhook", "http-action"] {
-        std::fs::copy(common::component(p), dir.join(format!("plugins/{p}.wasm"))).unwrap();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -149,13 +141,12 @@ async fn bad_version_is_rolled_back_alerted_and_resolved() {
         ..Default::default()
     }));
     let app = app(state.clone()).await;
-    let hook = common::Receiver::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    copy_plugins(dir.path());
+    let hook = fixtures::Receiver::start().await;
+    let dir = fixtures::agent_dir_with(&["webhook", "http-action"]);
     let config = CONFIG
         .replace("{{APP}}", &app.to_string())
         .replace("{{HOOK}}", &hook.addr.to_string());
-    let agent = common::AgentProcess::start(dir, &config).await;
+    let agent = fixtures::AgentProcess::start(dir, &config).await;
 
     agent
         .eventually("v1 taken as stable", Duration::from_secs(30), || async {
@@ -293,7 +284,7 @@ async fn bad_version_is_rolled_back_alerted_and_resolved() {
 
     // State survives a restart.
     let dir = agent.kill9();
-    let agent = common::AgentProcess::start(dir, &config).await;
+    let agent = fixtures::AgentProcess::start(dir, &config).await;
     let r = rollout(&agent).await;
     assert_eq!(r["phase"], "RolledBack", "{r}");
     assert_eq!(r["history"].as_array().unwrap().len(), 5);

@@ -1,7 +1,7 @@
 //! Hot reload: a plugin swapped under concurrent calls loses none of them;
 //! a broken file leaves the old version serving; a removed file unloads.
 
-mod common;
+use crate::fixtures;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,9 +31,10 @@ async fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) ->
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn swap_under_concurrent_calls_loses_none() {
+    let _heavy = fixtures::heavy();
     let dir = tempfile::tempdir().unwrap();
-    let v1 = std::fs::read(common::component("noop")).unwrap();
-    let v2 = std::fs::read(common::component("misbehave")).unwrap();
+    let v1 = std::fs::read(fixtures::component("noop")).unwrap();
+    let v2 = std::fs::read(fixtures::component("misbehave")).unwrap();
     install(dir.path(), "p.wasm", &v1);
 
     let rt = PluginRuntime::new(
@@ -151,7 +152,7 @@ async fn swap_under_concurrent_calls_loses_none() {
 async fn compile_cache_is_used_on_second_load() {
     let dir = tempfile::tempdir().unwrap();
     let cache = tempfile::tempdir().unwrap();
-    std::fs::copy(common::component("noop"), dir.path().join("noop.wasm")).unwrap();
+    std::fs::copy(fixtures::component("noop"), dir.path().join("noop.wasm")).unwrap();
     let load = || async {
         let rt = PluginRuntime::new(
             &PluginsConfig::default(),
@@ -176,8 +177,8 @@ async fn compile_cache_is_used_on_second_load() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_flight_call_finishes_on_the_old_version() {
     let dir = tempfile::tempdir().unwrap();
-    let old = std::fs::read(common::component("misbehave")).unwrap();
-    let new = std::fs::read(common::component("noop")).unwrap();
+    let old = std::fs::read(fixtures::component("misbehave")).unwrap();
+    let new = std::fs::read(fixtures::component("noop")).unwrap();
     install(dir.path(), "p.wasm", &old);
     let rt = PluginRuntime::new(
         &PluginsConfig::default(),
@@ -237,7 +238,8 @@ mod watching {
     use wasmon::selfmetrics::{Metrics, ResultLabels};
     use wasmon_plugin_tools::contract::Contract;
 
-    use super::{common, install, wait_until};
+    use super::{install, wait_until};
+    use crate::fixtures;
 
     /// The agent's log as the tests see it: one subscriber for the whole
     /// test binary (the runtime logs from its worker threads), each test
@@ -298,7 +300,7 @@ mod watching {
         std::fs::create_dir(&dir).unwrap();
         for (name, component) in plugins {
             std::fs::copy(
-                common::component(component),
+                fixtures::component(component),
                 dir.join(format!("{name}.wasm")),
             )
             .unwrap();
@@ -370,7 +372,7 @@ mod watching {
         install(
             dir,
             &format!("{name}.wasm"),
-            &std::fs::read(common::component("noop")).unwrap(),
+            &std::fs::read(fixtures::component("noop")).unwrap(),
         );
         wait_until(
             &format!("sentinel {name} to load"),
@@ -482,7 +484,7 @@ mod watching {
         let (_keep, dir, rt, m) = watched(&[("p", "noop")]).await;
         let h1 = rt.get("p").unwrap().hash.clone();
 
-        let new = std::fs::read(common::component("misbehave")).unwrap();
+        let new = std::fs::read(fixtures::component("misbehave")).unwrap();
         let mut writer = std::fs::File::create(dir.join("p.wasm")).unwrap();
         writer.write_all(&new[..new.len() / 2]).unwrap();
         // Quiet for several debounce periods with the file half written.
@@ -537,7 +539,7 @@ mod watching {
     async fn the_loader_and_inspect_say_the_same_about_each_non_plugin() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
-        let mut too_new = std::fs::read(common::component("noop")).unwrap();
+        let mut too_new = std::fs::read(fixtures::component("noop")).unwrap();
         too_new[4] = 0x0e;
         let cases: Vec<(&str, Vec<u8>, &str)> = vec![
             ("empty", Vec::new(), "empty file (0 bytes)"),
@@ -601,7 +603,7 @@ mod watching {
             ..PluginsConfig::default()
         };
         let big = tempfile::tempdir().unwrap();
-        std::fs::copy(common::component("noop"), big.path().join("noop.wasm")).unwrap();
+        std::fs::copy(fixtures::component("noop"), big.path().join("noop.wasm")).unwrap();
         let (rt, m) = runtime(big.path(), &small);
         assert_eq!(rt.load_all().await, (0, 1));
         let error = rt.list()[0].error.clone().unwrap();
@@ -647,12 +649,12 @@ mod watching {
         install(
             &dir,
             "p.wasm",
-            &std::fs::read(common::component("misbehave")).unwrap(),
+            &std::fs::read(fixtures::component("misbehave")).unwrap(),
         );
         install(
             &dir,
             "q.wasm",
-            &std::fs::read(common::component("noop")).unwrap(),
+            &std::fs::read(fixtures::component("noop")).unwrap(),
         );
         wait_until(
             "the re-created directory to load",
@@ -668,7 +670,7 @@ mod watching {
         // swap): the watch follows the name, not the old inode.
         let next = tmp.join("plugins.next");
         std::fs::create_dir(&next).unwrap();
-        std::fs::copy(common::component("noop"), next.join("p.wasm")).unwrap();
+        std::fs::copy(fixtures::component("noop"), next.join("p.wasm")).unwrap();
         std::fs::rename(&dir, tmp.join("plugins.old")).unwrap();
         std::fs::rename(&next, &dir).unwrap();
         wait_until(
@@ -678,7 +680,7 @@ mod watching {
         )
         .await;
         // Changes in the old directory are not ours any more.
-        std::fs::copy(common::component("noop"), tmp.join("plugins.old/z.wasm")).unwrap();
+        std::fs::copy(fixtures::component("noop"), tmp.join("plugins.old/z.wasm")).unwrap();
         sentinel(&rt, &dir, "s").await;
         assert!(rt.get("z").is_none());
     }
@@ -693,7 +695,7 @@ mod watching {
         let dir = tmp.path().join("plugins");
         let v1 = dir.join("..2026_01_01_00_00_00.000000001");
         std::fs::create_dir_all(&v1).unwrap();
-        std::fs::copy(common::component("noop"), v1.join("p.wasm")).unwrap();
+        std::fs::copy(fixtures::component("noop"), v1.join("p.wasm")).unwrap();
         symlink(v1.file_name().unwrap(), dir.join("..data")).unwrap();
         symlink("..data/p.wasm", dir.join("p.wasm")).unwrap();
         let (rt, m) = runtime(&dir, &PluginsConfig::default());
@@ -703,7 +705,7 @@ mod watching {
 
         let v2: PathBuf = dir.join("..2026_01_01_00_05_00.000000002");
         std::fs::create_dir(&v2).unwrap();
-        std::fs::copy(common::component("misbehave"), v2.join("p.wasm")).unwrap();
+        std::fs::copy(fixtures::component("misbehave"), v2.join("p.wasm")).unwrap();
         symlink(v2.file_name().unwrap(), dir.join("..data_tmp")).unwrap();
         std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
         std::fs::remove_dir_all(&v1).unwrap();
@@ -723,7 +725,7 @@ mod watching {
         // directory (`ln -sfn`, Capistrano style).
         let rel = tmp.path().join("release-2");
         std::fs::create_dir(&rel).unwrap();
-        std::fs::copy(common::component("noop"), rel.join("p.wasm")).unwrap();
+        std::fs::copy(fixtures::component("noop"), rel.join("p.wasm")).unwrap();
         let linked = tmp.path().join("current");
         symlink(&dir, &linked).unwrap();
         let (rt, m) = runtime(&linked, &PluginsConfig::default());
@@ -763,6 +765,7 @@ mod watching {
     /// it compiles, is compiled and reported once.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_small_plugin_serves_while_a_large_one_compiles() {
+        let _heavy = fixtures::heavy();
         let (_keep, dir, rt, m) = watched(&[]).await;
         // Named to be looked at first: a one-at-a-time loader would make
         // the small one wait for it.
@@ -770,7 +773,7 @@ mod watching {
         install(
             &dir,
             "z-small.wasm",
-            &std::fs::read(common::component("noop")).unwrap(),
+            &std::fs::read(fixtures::component("noop")).unwrap(),
         );
         wait_until("the small plugin to serve", Duration::from_secs(60), || {
             rt.get("z-small").is_some()
@@ -817,7 +820,7 @@ mod watching {
             compiling(&rt, "p")
         })
         .await;
-        let noop = std::fs::read(common::component("noop")).unwrap();
+        let noop = std::fs::read(fixtures::component("noop")).unwrap();
         install(&dir, "p.wasm", &noop);
         wait_until("the newer p to serve", Duration::from_secs(60), || {
             rt.get("p").is_some()

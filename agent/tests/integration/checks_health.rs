@@ -3,7 +3,8 @@
 //! `wasmon_check_up` series in the query API, in `/api/v1/checks`, and an
 //! ordinary alerting rule fires on them.
 
-mod common;
+use crate::fixtures;
+use crate::fixtures::get_json;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -25,14 +26,7 @@ async fn app(healthy: Arc<AtomicBool>) -> std::net::SocketAddr {
             }
         }
     };
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(l, Router::new().route("/healthz", get(handler)))
-            .await
-            .unwrap()
-    });
-    addr
+    fixtures::serve(Router::new().route("/healthz", get(handler))).await
 }
 
 const RULES: &str = r#"
@@ -77,12 +71,8 @@ interval = "200ms"
 timeout = "1s"
 "#;
 
-async fn get_json(url: &str) -> Value {
-    reqwest::get(url).await.unwrap().json().await.unwrap()
-}
-
 /// `wasmon_check_up` by check name.
-async fn up(agent: &common::AgentProcess) -> Vec<(String, String, f64)> {
+async fn up(agent: &fixtures::AgentProcess) -> Vec<(String, String, f64)> {
     let r = get_json(&agent.url("/api/v1/query?query=wasmon_check_up")).await;
     let mut v: Vec<(String, String, f64)> = r["data"]["result"]
         .as_array()
@@ -104,13 +94,13 @@ async fn up(agent: &common::AgentProcess) -> Vec<(String, String, f64)> {
 async fn http_and_tcp_checks_become_series_and_alerts() {
     let healthy = Arc::new(AtomicBool::new(true));
     let app = app(healthy.clone()).await;
-    let dead = common::AgentProcess::free_addr();
+    let dead = fixtures::AgentProcess::free_addr();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("rules.yml"), RULES).unwrap();
     let config = CONFIG
         .replace("{{APP}}", &app.to_string())
         .replace("{{DEAD}}", &dead.to_string());
-    let agent = common::AgentProcess::start(dir, &config).await;
+    let agent = fixtures::AgentProcess::start(dir, &config).await;
 
     let url = format!("http://{app}/healthz");
     agent
@@ -274,7 +264,7 @@ async fn wasmon(args: &[&str]) -> (i32, String, String) {
 }
 
 /// How many `wasmon_check_up` samples a check has in the last hour.
-async fn runs(agent: &common::AgentProcess, check: &str) -> u64 {
+async fn runs(agent: &fixtures::AgentProcess, check: &str) -> u64 {
     let q = format!("count_over_time(wasmon_check_up{{check=\"{check}\"}}[1h])");
     let url = agent.url(&format!(
         "/api/v1/query?query={}",
@@ -290,13 +280,13 @@ async fn runs(agent: &common::AgentProcess, check: &str) -> u64 {
 async fn a_check_runs_now_through_the_api_and_the_cli() {
     let healthy = Arc::new(AtomicBool::new(true));
     let app = app(healthy.clone()).await;
-    let slow = common::Receiver::start().await;
+    let slow = fixtures::Receiver::start().await;
     *slow.delay.lock().unwrap() = Duration::from_millis(1500);
-    let dir = common::agent_dir_with(&["probe"]);
+    let dir = fixtures::agent_dir_with(&["probe"]);
     let config = RUN_NOW_CONFIG
         .replace("{{APP}}", &app.to_string())
         .replace("{{SLOW}}", &slow.addr.to_string());
-    let agent = common::AgentProcess::start(dir, &config).await;
+    let agent = fixtures::AgentProcess::start(dir, &config).await;
     let base = agent.url("");
     agent
         .eventually(
@@ -407,12 +397,7 @@ async fn a_check_runs_now_through_the_api_and_the_cli() {
     assert_eq!(code, 1);
     assert!(out.contains("plugin: timed out after 300ms"), "{out}");
     assert_eq!(runs(&agent, "spinning").await, 2);
-    let metrics = reqwest::get(agent.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = agent.self_metrics().await;
     assert!(
         metrics.contains("wasmon_plugin_circuit_state{plugin=\"probe\",instance=\"spinning\"} 1"),
         "{metrics}"

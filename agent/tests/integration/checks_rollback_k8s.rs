@@ -3,7 +3,7 @@
 //! applies the patches the way the API server does (JSON patch, strategic
 //! merge patch of a map).
 
-mod common;
+use crate::fixtures;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -223,17 +223,12 @@ async fn fake_api(api: Shared) -> std::net::SocketAddr {
             get(service).patch(service),
         )
         .with_state(api);
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
-    addr
+    fixtures::serve(app).await
 }
 
 async fn runtime() -> (tempfile::TempDir, Arc<PluginRuntime>) {
     let dir = tempfile::tempdir().unwrap();
-    for p in ["k8s-rollout-undo", "k8s-service-switch"] {
-        std::fs::copy(common::component(p), dir.path().join(format!("{p}.wasm"))).unwrap();
-    }
+    fixtures::copy_components(dir.path(), &["k8s-rollout-undo", "k8s-service-switch"]);
     let rt = PluginRuntime::new(
         &PluginsConfig::default(),
         dir.path().to_path_buf(),
@@ -268,6 +263,7 @@ fn request(target: &str) -> RollbackRequest {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollout_undo_restores_the_previous_replicaset_template() {
+    let _heavy = fixtures::heavy();
     let (_dir, rt) = runtime().await;
     let api: Shared = Arc::new(Mutex::new(fixtures(false)));
     let addr = fake_api(api.clone()).await;
@@ -332,6 +328,7 @@ async fn rollout_undo_restores_the_previous_replicaset_template() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollout_undo_refuses_a_paused_deployment_and_unknown_revisions() {
+    let _heavy = fixtures::heavy();
     let (_dir, rt) = runtime().await;
     let api: Shared = Arc::new(Mutex::new(fixtures(true)));
     let addr = fake_api(api.clone()).await;
@@ -367,6 +364,7 @@ async fn rollout_undo_refuses_a_paused_deployment_and_unknown_revisions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn service_switch_patches_the_selector_to_the_stable_version() {
+    let _heavy = fixtures::heavy();
     let (_dir, rt) = runtime().await;
     let api: Shared = Arc::new(Mutex::new(fixtures(false)));
     let addr = fake_api(api.clone()).await;

@@ -8,8 +8,7 @@
 //!
 //! Run with `--nocapture` to see the figures.
 
-#[path = "../agent/tests/common/mod.rs"]
-mod common;
+use crate::fixtures;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -144,7 +143,7 @@ fn alerts(ids: std::ops::Range<u64>, shards: u64) -> Value {
 /// Posts `per_tick` alerts every `tick` for `ticks` ticks (ids from 0);
 /// returns when each id was accepted (200 returned).
 async fn post_load(
-    agent: &common::AgentProcess,
+    agent: &fixtures::AgentProcess,
     ticks: u64,
     per_tick: u64,
     tick: Duration,
@@ -185,17 +184,6 @@ fn latencies(sent: &HashMap<u64, Instant>, seen: &HashMap<u64, Instant>) -> Vec<
     v
 }
 
-fn copy_plugins(dir: &tempfile::TempDir, names: &[&str]) {
-    std::fs::create_dir(dir.path().join("plugins")).unwrap();
-    for n in names {
-        std::fs::copy(
-            common::component(n),
-            dir.path().join(format!("plugins/{n}.wasm")),
-        )
-        .unwrap();
-    }
-}
-
 const LOAD_CONFIG: &str = r#"
 [web]
 listen_address = "{{LISTEN}}"
@@ -223,14 +211,14 @@ repeat_interval = "1h"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousand_alerts_per_second_all_delivered() {
+    let _heavy = fixtures::heavy();
     const SECONDS: u64 = 10;
     const PER_TICK: u64 = 100; // every 100 ms: 1,000 alerts/s
     const SHARDS: u64 = 20;
     let hook = Recorder::start(HashMap::new()).await;
-    let dir = tempfile::tempdir().unwrap();
-    copy_plugins(&dir, &["webhook"]);
+    let dir = fixtures::agent_dir_with(&["webhook"]);
     let config = LOAD_CONFIG.replace("{{HOOK}}", &hook.addr.to_string());
-    let agent = common::AgentProcess::start(dir, &config).await;
+    let agent = fixtures::AgentProcess::start(dir, &config).await;
 
     let start = Instant::now();
     let sent = post_load(
@@ -340,12 +328,12 @@ receiver = "fast"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_failing_and_busy_receivers_do_not_delay_another() {
+    let _heavy = fixtures::heavy();
     const SLOW: Duration = Duration::from_secs(10);
     let hook = Recorder::start(HashMap::from([("/slow".to_string(), SLOW)])).await;
-    let dir = tempfile::tempdir().unwrap();
-    copy_plugins(&dir, &["webhook", "misbehave"]);
+    let dir = fixtures::agent_dir_with(&["webhook", "misbehave"]);
     let config = ISOLATION_CONFIG.replace("{{HOOK}}", &hook.addr.to_string());
-    let agent = common::AgentProcess::start(dir, &config).await;
+    let agent = fixtures::AgentProcess::start(dir, &config).await;
 
     // 6 s of 100 alerts/s over 5 groups: every group flushes several times
     // while the slow receiver's first calls are still waiting for answers.
@@ -380,7 +368,7 @@ async fn slow_failing_and_busy_receivers_do_not_delay_another() {
     let during = hook
         .requests("/fast")
         .iter()
-        .filter(|t| blocked.contains(t))
+        .filter(|t| blocked.contains(*t))
         .count();
     assert!(
         during > 0,
@@ -415,7 +403,7 @@ async fn slow_failing_and_busy_receivers_do_not_delay_another() {
 // (or return to) ready and lose nothing. One implementation, two lengths:
 // CI runs `soak_under_load_with_faults` for `SOAK_CI` seconds;
 // `soak_long` (ignored) runs `WASMON_SOAK_SECS` (default `SOAK_LONG`):
-//   WASMON_SOAK_SECS=1800 cargo test -p wasmon --test e2e_load soak_long \
+//   WASMON_SOAK_SECS=1800 cargo test -p wasmon --test e2e load::soak_long \
 //     -- --ignored --nocapture
 // `WASMON_BIN` runs a release build instead, `WASMON_SOAK_LOG` keeps the
 // agent's log.
@@ -616,20 +604,20 @@ async fn soak_targets() -> SoakTargets {
     use std::fmt::Write as _;
     let exact = Arc::new(ExactTarget::default());
     let e = exact.clone();
-    let exact_addr = common::serve(Router::new().route(
+    let exact_addr = fixtures::serve(Router::new().route(
         "/metrics",
         get(move || {
             let e = e.clone();
             async move {
                 let n = e.next.fetch_add(1, Ordering::SeqCst);
-                e.served.lock().unwrap().push((common::now_ms(), n));
+                e.served.lock().unwrap().push((fixtures::now_ms(), n));
                 format!("# TYPE soak_counter_total counter\nsoak_counter_total {n}\n")
             }
         }),
     ))
     .await;
     let scrapes = Arc::new(AtomicU64::new(0));
-    let many = common::serve(Router::new().route(
+    let many = fixtures::serve(Router::new().route(
         "/metrics",
         get(move || {
             let k = scrapes.fetch_add(1, Ordering::SeqCst);
@@ -649,7 +637,7 @@ async fn soak_targets() -> SoakTargets {
         }),
     ))
     .await;
-    let slow = common::serve(Router::new().route(
+    let slow = fixtures::serve(Router::new().route(
         "/metrics",
         get(|| async {
             tokio::time::sleep(SLOW_DELAY).await;
@@ -668,20 +656,20 @@ async fn soak_targets() -> SoakTargets {
         gz.write_all(text.as_bytes()).unwrap();
         bytes::Bytes::from(gz.finish().unwrap())
     };
-    let huge = common::serve_gzipped_metrics(huge_body).await;
-    let skewed = common::serve(Router::new().route(
+    let huge = fixtures::serve_gzipped_metrics(huge_body).await;
+    let skewed = fixtures::serve(Router::new().route(
         "/metrics",
         get(|| async {
             format!(
                 "# TYPE soak_skewed gauge\nsoak_skewed{{by=\"+1d\"}} 1 {}\nsoak_skewed{{by=\"1970\"}} 1 1000\n",
-                common::now_ms() + 86_400_000
+                fixtures::now_ms() + 86_400_000
             )
         }),
     ))
     .await;
     let switch: Arc<Mutex<BTreeSet<u64>>> = Arc::default();
     let sw = switch.clone();
-    let switch_addr = common::serve(Router::new().route(
+    let switch_addr = fixtures::serve(Router::new().route(
         "/metrics",
         get(move || {
             let on: Vec<u64> = sw.lock().unwrap().iter().copied().collect();
@@ -793,7 +781,7 @@ fn nested(depth: usize) -> String {
 /// One round of every kind of request, valid and invalid.
 fn api_round(round: u64, steady_key: &str) -> Vec<Call> {
     use Expect::*;
-    let now = common::now_ms() as f64 / 1000.0;
+    let now = fixtures::now_ms() as f64 / 1000.0;
     let json = "application/json";
     let form = "application/x-www-form-urlencoded";
     let silence = |created_by: bool| {
@@ -1066,7 +1054,7 @@ impl FaultLog {
 
 /// Files that are not plugins, as a careless deploy leaves them.
 fn junk_files(plugins: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
-    let webhook = std::fs::read(common::component("webhook")).unwrap();
+    let webhook = std::fs::read(fixtures::component("webhook")).unwrap();
     let mut noise = vec![0u8; 64 << 10];
     let mut x: u32 = 0x1234_5678;
     for b in noise.iter_mut() {
@@ -1193,17 +1181,17 @@ impl FaultDriver {
                         }
                     }
                     4 => {
-                        common::set_file_size_limit(self.pid, Some(1));
+                        fixtures::set_file_size_limit(self.pid, Some(1));
                         self.log
                             .lock()
                             .unwrap()
                             .outages
-                            .push((common::now_ms(), i64::MAX));
+                            .push((fixtures::now_ms(), i64::MAX));
                     }
                     _ => {
-                        common::set_file_size_limit(self.pid, None);
+                        fixtures::set_file_size_limit(self.pid, None);
                         if let Some(o) = self.log.lock().unwrap().outages.last_mut() {
-                            o.1 = common::now_ms();
+                            o.1 = fixtures::now_ms();
                         }
                     }
                 }
@@ -1332,12 +1320,14 @@ fn log_summary(logs: &str) -> (BTreeMap<String, u64>, Vec<String>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn soak_under_load_with_faults() {
+    let _heavy = fixtures::heavy();
     soak(Duration::from_secs(SOAK_CI)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "the long soak (30 min by default; WASMON_SOAK_SECS sets it): run with --ignored"]
 async fn soak_long() {
+    let _heavy = fixtures::heavy();
     soak(soak_long_duration()).await
 }
 
@@ -1345,13 +1335,13 @@ async fn soak(duration: Duration) {
     println!("soak: {duration:?}");
     let targets = soak_targets().await;
     let hook = Recorder::start(HashMap::new()).await;
-    let dir = common::agent_dir_with(&["webhook", "misbehave"]);
+    let dir = fixtures::agent_dir_with(&["webhook", "misbehave"]);
     std::fs::write(dir.path().join("rules.yml"), SOAK_RULES).unwrap();
     let mut config = SOAK_CONFIG.replace("{{HOOK}}", &hook.addr.to_string());
     for (k, addr) in &targets.addrs {
         config = config.replace(&format!("{{{{{k}}}}}"), &addr.to_string());
     }
-    let mut agent = common::AgentProcess::start_logging_through_a_pipe(dir, &config).await;
+    let mut agent = fixtures::AgentProcess::start_logging_through_a_pipe(dir, &config).await;
     let pid = agent.child.id();
     let base = agent.url("");
     let client = reqwest::Client::builder()
@@ -1391,7 +1381,7 @@ async fn soak(duration: Duration) {
     let steady_key = steady_key.lock().unwrap().clone();
 
     let start = Instant::now();
-    let run_started_ms = common::now_ms();
+    let run_started_ms = fixtures::now_ms();
     println!("soak: load starts at {run_started_ms} (Unix ms)");
     let until = start + duration;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -1420,7 +1410,7 @@ async fn soak(duration: Duration) {
                 .unwrap();
             while !stop.load(Ordering::SeqCst) {
                 for path in ["/-/ready", "/-/healthy"] {
-                    let (at_ms, t) = (common::now_ms(), Instant::now());
+                    let (at_ms, t) = (fixtures::now_ms(), Instant::now());
                     let (status, body) = match c.get(format!("{base}{path}")).send().await {
                         Ok(r) => {
                             let s = r.status().as_u16();
@@ -1465,7 +1455,7 @@ async fn soak(duration: Duration) {
             let mut next_on = Instant::now();
             loop {
                 tick.tick().await;
-                let now = common::now_ms();
+                let now = fixtures::now_ms();
                 let stopping = stop.load(Ordering::SeqCst);
                 let mut s = switched.lock().unwrap();
                 for (k, (on, off)) in s.iter_mut() {
@@ -1518,7 +1508,7 @@ async fn soak(duration: Duration) {
                 let before = tally.lock().unwrap().failures.len();
                 run_call(&client, &base, &call, &tally).await;
                 if tally.lock().unwrap().failures.len() == before {
-                    posted.lock().unwrap().push((id, common::now_ms()));
+                    posted.lock().unwrap().push((id, fixtures::now_ms()));
                 }
                 id += 1;
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -1639,7 +1629,7 @@ async fn soak(duration: Duration) {
     let faults = std::mem::take(&mut *faults.lock().unwrap());
     let switched = switched.lock().unwrap().clone();
     let range_s = ran.as_secs() + 300;
-    let fired = fired_switch_ids(&base, common::now_ms() as f64 / 1000.0, range_s).await;
+    let fired = fired_switch_ids(&base, fixtures::now_ms() as f64 / 1000.0, range_s).await;
     let off_in_outage = |id: &String| {
         id.parse::<u64>()
             .ok()
@@ -1684,7 +1674,7 @@ async fn soak(duration: Duration) {
         .count();
 
     // Nothing scraped while the store was writable is lost.
-    let end_s = common::now_ms() as f64 / 1000.0;
+    let end_s = fixtures::now_ms() as f64 / 1000.0;
     let stored = exact_samples(&base, end_s, range_s).await;
     let down = exact_down_at(&base, end_s, range_s).await;
     let served = targets.exact.served.lock().unwrap().clone();
@@ -1778,7 +1768,7 @@ async fn soak(duration: Duration) {
         rss.iter().find(|r| r.0 >= t).map_or(0, |r| r.1)
     };
     let metrics = agent.self_metrics().await;
-    let m = |s: &str| common::sample_value(&metrics, s).unwrap_or(f64::NAN);
+    let m = |s: &str| fixtures::sample_value(&metrics, s).unwrap_or(f64::NAN);
     let tally = std::mem::take(&mut *tally.lock().unwrap());
     let write_failed = m("wasmon_tsdb_samples_rejected_total{reason=\"write_failed\"}");
 
@@ -1819,7 +1809,7 @@ async fn soak(duration: Duration) {
     let stopped_in = agent.terminate_within(Duration::from_secs(15));
     let logs = agent.logs();
     let dir = agent.into_dir();
-    let agent = common::AgentProcess::start(dir, &config).await;
+    let agent = fixtures::AgentProcess::start(dir, &config).await;
     let after = exact_samples(&agent.url(""), end_s, range_s).await;
     let after_values: BTreeSet<u64> = after.iter().map(|s| s.1).collect();
     let lost_at_restart: Vec<u64> = stored

@@ -6,8 +6,7 @@
 //! Needs `node`, `chromium` and `npm ci` in tests/ui. Under CI=true a missing
 //! one fails the test; elsewhere it is skipped with a loud message.
 
-#[path = "../agent/tests/common/mod.rs"]
-mod common;
+use crate::fixtures;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -91,23 +90,15 @@ async fn web_ui_in_headless_chromium() {
     }
 
     let app = Router::new().route("/metrics", get(|| async { "# TYPE jobs gauge\njobs 3\n" }));
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let app_addr = l.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
-    let hook = common::Receiver::start().await;
+    let app_addr = fixtures::serve(app).await;
+    let hook = fixtures::Receiver::start().await;
 
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("plugins")).unwrap();
-    std::fs::copy(
-        common::component("webhook"),
-        dir.path().join("plugins/webhook.wasm"),
-    )
-    .unwrap();
+    let dir = fixtures::agent_dir_with(&["webhook"]);
     let config = CONFIG
         .replace("{{HASH}}", &bcrypt::hash(PASSWORD, 4).unwrap())
         .replace("{{APP}}", &app_addr.to_string())
         .replace("{{HOOK}}", &hook.addr.to_string());
-    let agent = common::AgentProcess::start(dir, &config).await;
+    let agent = fixtures::AgentProcess::start(dir, &config).await;
     let c = reqwest::Client::new();
     let get_json = |path: &str| {
         let req = c.get(agent.url(path)).basic_auth("viewer", Some(PASSWORD));

@@ -12,7 +12,7 @@ use std::process::Command;
 use wasmon::config::Config;
 use wasmon::rules::rulefmt;
 
-mod common;
+use crate::fixtures;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -378,7 +378,8 @@ fn systemd_unit_starts_the_agent_on_the_documented_config() {
 
 #[test]
 fn plugins_seed_fills_a_plugins_dir_the_agent_then_lists() {
-    let src = common::component("webhook");
+    let _heavy = fixtures::heavy();
+    let src = fixtures::component("webhook");
     let src_dir = src.parent().unwrap();
     let dst = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_wasmon"))

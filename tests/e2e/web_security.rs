@@ -3,8 +3,7 @@
 //! `WWW-Authenticate` otherwise), and secrets that never show in
 //! `/api/v1/status/config` nor in the agent's log.
 
-#[path = "../agent/tests/common/mod.rs"]
-mod common;
+use crate::fixtures;
 
 use std::time::Duration;
 
@@ -57,13 +56,7 @@ config = {{ url = "http://127.0.0.1:1/hook", token = "{PLUGIN_TOKEN}", headers =
 }
 
 fn agent_dir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("plugins")).unwrap();
-    std::fs::copy(
-        common::component("webhook"),
-        dir.path().join("plugins/webhook.wasm"),
-    )
-    .unwrap();
+    let dir = fixtures::agent_dir_with(&["webhook"]);
     std::fs::write(dir.path().join("tokens.txt"), format!("\n{FILE_TOKEN}\n")).unwrap();
     dir
 }
@@ -80,7 +73,7 @@ async fn status(req: reqwest::RequestBuilder) -> StatusCode {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn basic_and_bearer_auth_guard_api_and_ui_and_secrets_stay_hidden() {
     let hash = hash();
-    let agent = common::AgentProcess::start(agent_dir(), &config(&hash, "")).await;
+    let agent = fixtures::AgentProcess::start(agent_dir(), &config(&hash, "")).await;
     let c = reqwest::Client::new();
 
     // Probes stay open (AgentProcess::start already waited on /-/ready).
@@ -235,7 +228,7 @@ async fn https_with_a_self_signed_certificate() {
     let dir = agent_dir();
     std::fs::write(dir.path().join("cert.pem"), cert.cert.pem()).unwrap();
     std::fs::write(dir.path().join("key.pem"), cert.signing_key.serialize_pem()).unwrap();
-    let addr = common::AgentProcess::free_addr();
+    let addr = fixtures::AgentProcess::free_addr();
     let text = config(
         &hash(),
         "tls_cert_file = \"cert.pem\"\ntls_key_file = \"key.pem\"",
@@ -362,13 +355,13 @@ async fn bearer_token_from_the_environment() {
     let text = "[web]\nlisten_address = \"{{LISTEN}}\"\nbearer_tokens = [\"${WASMON_API_TOKEN}\"]\n\n[storage]\npath = \"data\"\n\n[plugins]\ndir = \"plugins\"\ncache_dir = \"\"\n";
 
     // Unset: refused, by the check and by the agent.
-    std::env::remove_var(VAR);
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("wasmon.toml");
     std::fs::write(&cfg, text.replace("{{LISTEN}}", "127.0.0.1:1")).unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_wasmon"))
         .args(["check", "config"])
         .arg(&cfg)
+        .env_remove(VAR)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -384,6 +377,7 @@ async fn bearer_token_from_the_environment() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_wasmon"))
         .args(["run", "--config"])
         .arg(&cfg)
+        .env_remove(VAR)
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -393,10 +387,8 @@ async fn bearer_token_from_the_environment() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    // Set: the value is the token. (The child inherits the variable; no
-    // other test of this binary reads it.)
-    std::env::set_var(VAR, REAL);
-    let agent = common::AgentProcess::start(dir, text).await;
+    // Set (for the agent only): the value is the token.
+    let agent = fixtures::AgentProcess::start_with_env(dir, text, &[(VAR, REAL)]).await;
     let c = reqwest::Client::new();
     let url = agent.url("/api/v1/targets");
     assert_eq!(status(c.get(&url).bearer_auth(REAL)).await, StatusCode::OK);

@@ -3,8 +3,7 @@
 //! reloads (POST /-/reload and SIGHUP) keep the old config when the new one
 //! is bad.
 
-#[path = "../agent/tests/common/mod.rs"]
-mod common;
+use crate::fixtures;
 
 use std::time::Duration;
 
@@ -67,16 +66,10 @@ fn message() -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhook_plugin_posts_exact_v4_payload_and_reload_keeps_good_config() {
-    let server = common::Receiver::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("plugins")).unwrap();
-    std::fs::copy(
-        common::component("webhook"),
-        dir.path().join("plugins/webhook.wasm"),
-    )
-    .unwrap();
+    let server = fixtures::Receiver::start().await;
+    let dir = fixtures::agent_dir_with(&["webhook"]);
     let config = CONFIG.replace("{{SERVER}}", &server.addr.to_string());
-    let agent = common::AgentProcess::start(dir, &config).await;
+    let agent = fixtures::AgentProcess::start(dir, &config).await;
     let client = reqwest::Client::new();
     // A rule file glob that matches nothing is not an error, but is logged.
     assert!(
@@ -163,14 +156,7 @@ async fn webhook_plugin_posts_exact_v4_payload_and_reload_keeps_good_config() {
         .await
         .unwrap();
     assert!(r.status().is_success(), "old config should still serve");
-    let metrics = client
-        .get(agent.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = agent.self_metrics().await;
     assert!(
         metrics.contains("wasmon_config_last_reload_successful 0"),
         "{metrics}"
@@ -307,11 +293,7 @@ fn check_config_reports_errors_of_checks_rollouts_and_remote_write() {
 }
 
 fn check_config(file: &std::path::Path) -> (bool, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wasmon"))
-        .args(["check", "config"])
-        .arg(file)
-        .output()
-        .unwrap();
+    let out = fixtures::wasmon(["check".as_ref(), "config".as_ref(), file.as_os_str()]);
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -400,14 +382,10 @@ fn check_config_checks_plugin_instances_against_the_plugins_dir() {
     let (ok, out) = check_config(&cfg);
     assert!(ok && out.contains("WARNING: plugins directory"), "{out}");
 
-    std::fs::create_dir(dir.path().join("plugins")).unwrap();
-    for p in ["webhook", "metric-threshold"] {
-        std::fs::copy(
-            common::component(p),
-            dir.path().join(format!("plugins/{p}.wasm")),
-        )
-        .unwrap();
-    }
+    fixtures::copy_components(
+        &dir.path().join("plugins"),
+        &["webhook", "metric-threshold"],
+    );
     let (ok, out) = check_config(&cfg);
     assert!(ok, "{out}");
     assert!(
@@ -456,7 +434,7 @@ fn cli_failures_exit_non_zero() {
 fn plugins_list_shows_world_and_rejects_broken_files() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(
-        common::component("webhook"),
+        fixtures::component("webhook"),
         dir.path().join("webhook.wasm"),
     )
     .unwrap();
@@ -507,7 +485,7 @@ fn plugins_compile_in_a_child_process() {
         c.wait_with_output().unwrap()
     };
     let cfg = serde_json::to_string(&wasmon::config::PluginsConfig::default()).unwrap();
-    let good = std::fs::read(common::component("webhook")).unwrap();
+    let good = std::fs::read(fixtures::component("webhook")).unwrap();
     let out = dir.path().join("webhook.cwasm");
     let r = worker(&cfg, &good, &out);
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
@@ -531,7 +509,7 @@ fn plugins_compile_in_a_child_process() {
     // reported with the child's error.
     let plugins = dir.path().join("plugins");
     std::fs::create_dir(&plugins).unwrap();
-    std::fs::copy(common::component("webhook"), plugins.join("webhook.wasm")).unwrap();
+    std::fs::copy(fixtures::component("webhook"), plugins.join("webhook.wasm")).unwrap();
     std::fs::write(plugins.join("broken.wasm"), b"\0asm\x0d\x00\x01\x00junk").unwrap();
     let out = std::process::Command::new(bin)
         .args(["--log.level", "debug", "plugins", "list", "--dir"])
@@ -713,7 +691,7 @@ impl Drop for StrictReceiver {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhook_bodies_carry_content_length() {
     let strict = StrictReceiver::start();
-    let dir = common::agent_dir_with(&["webhook"]);
+    let dir = fixtures::agent_dir_with(&["webhook"]);
     let config = format!(
         r#"
 [web]
@@ -732,7 +710,7 @@ group_interval = "1s"
 "#,
         addr = strict.addr
     );
-    let agent = common::AgentProcess::start(dir, &config).await;
+    let agent = fixtures::AgentProcess::start(dir, &config).await;
     let client = reqwest::Client::new();
 
     // A routed alert, with an annotation big enough that the body goes out

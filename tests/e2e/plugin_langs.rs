@@ -16,31 +16,21 @@
 //! cold). Each JavaScript or Python plugin is built and compiled once per
 //! test run and shared by the tests that use it ([`shared`]).
 
-#[path = "../agent/tests/common/mod.rs"]
-mod common;
+use crate::fixtures;
+use crate::fixtures::text;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
+/// [`fixtures::wasmon`] with arguments of one type, so that the calls
+/// below can mix paths and `"text".as_ref()`.
 fn wasmon(args: &[&std::ffi::OsStr]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wasmon"))
-        .args(args)
-        .output()
-        .expect("running wasmon")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    fixtures::wasmon(args)
 }
 
 fn inspect_json(file: &Path) -> Value {
@@ -69,12 +59,12 @@ fn repo() -> PathBuf {
 
 #[test]
 fn inspect_reports_world_imports_and_capabilities_of_first_party_plugins() {
-    let webhook = inspect_json(&common::component("webhook"));
+    let webhook = inspect_json(&fixtures::component("webhook"));
     assert_eq!(webhook["world"], "receiver", "{webhook:#}");
     assert_eq!(webhook["package"], "wasmon:plugin@0.1.0");
     assert_eq!(
         webhook["size"].as_u64().unwrap(),
-        std::fs::metadata(common::component("webhook"))
+        std::fs::metadata(fixtures::component("webhook"))
             .unwrap()
             .len()
     );
@@ -104,25 +94,25 @@ fn inspect_reports_world_imports_and_capabilities_of_first_party_plugins() {
 
     // SMTP needs raw sockets; a metric check queries the store; noop asks
     // for nothing beyond the contract.
-    let email = inspect_json(&common::component("email"));
+    let email = inspect_json(&fixtures::component("email"));
     assert!(
         capability_names(&email).contains(&"network".to_string()),
         "{email:#}"
     );
-    let metric = inspect_json(&common::component("metric-threshold"));
+    let metric = inspect_json(&fixtures::component("metric-threshold"));
     assert_eq!(metric["world"], "metric-check");
     assert!(
         capability_names(&metric).contains(&"query".to_string()),
         "{metric:#}"
     );
-    let action = inspect_json(&common::component("http-action"));
+    let action = inspect_json(&fixtures::component("http-action"));
     assert_eq!(action["world"], "rollback-action");
 
     // The text form names the world and the size.
     let out = wasmon(&[
         "plugin".as_ref(),
         "inspect".as_ref(),
-        common::component("webhook").as_ref(),
+        fixtures::component("webhook").as_ref(),
     ]);
     let shown = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -226,6 +216,7 @@ fn inspect_and_the_loader_say_the_same_about_junk() {
 
 /// `wasmon plugin build SRC --out DIR/plugins/` and the inspection it printed.
 fn build(src: &Path, plugins: &Path) -> String {
+    let _heavy = fixtures::heavy();
     std::fs::create_dir_all(plugins).unwrap();
     let out = wasmon(&[
         "plugin".as_ref(),
@@ -290,6 +281,7 @@ impl Shared {
     /// operator warms a cache, unless that is done.
     fn compile(&self) {
         self.compiled.get_or_init(|| {
+            let _heavy = fixtures::heavy();
             let dir = self.wasm.parent().unwrap().parent().unwrap();
             let warm = dir.join("warm.toml");
             std::fs::write(
@@ -453,7 +445,11 @@ fn message(common: Value) -> Value {
 }
 
 /// `POST /api/v1/receivers/NAME/test` with `body`: the status and the answer.
-async fn test_receiver(agent: &common::AgentProcess, instance: &str, body: &Value) -> (u16, Value) {
+async fn test_receiver(
+    agent: &fixtures::AgentProcess,
+    instance: &str,
+    body: &Value,
+) -> (u16, Value) {
     // Generous: a call may wait on a busy machine's scheduler.
     let r = reqwest::Client::new()
         .post(agent.url(&format!("/api/v1/receivers/{instance}/test")))
@@ -482,7 +478,7 @@ async fn same_receiver(plugin: &Shared, lang: &str) {
         .replace("{{INSTANCE}}", &instance)
         .replace("{{PLUGIN}}", &example)
         .replace("{{CACHE}}", &shared_cache().to_string_lossy());
-    let agent = common::AgentProcess::start(Shared::agent_dir(&[plugin]), &config).await;
+    let agent = fixtures::AgentProcess::start(Shared::agent_dir(&[plugin]), &config).await;
     assert!(
         agent.logs().contains("from_cache=true"),
         "the agent compiled again:\n{}",
@@ -598,7 +594,7 @@ allow_hosts = ["{{API}}"]
 config = { url = "{{URL}}", token = "s3cret" }
 "#;
 
-async fn rollout(agent: &common::AgentProcess, name: &str) -> Value {
+async fn rollout(agent: &fixtures::AgentProcess, name: &str) -> Value {
     let v: Value = reqwest::get(agent.url(&format!("/api/v1/rollouts/{name}")))
         .await
         .unwrap()
@@ -609,7 +605,7 @@ async fn rollout(agent: &common::AgentProcess, name: &str) -> Value {
 }
 
 /// The history entry `event` of rollout `name`, once it has one.
-async fn decision(agent: &common::AgentProcess, name: &str, event: &str) -> Value {
+async fn decision(agent: &fixtures::AgentProcess, name: &str, event: &str) -> Value {
     let start = std::time::Instant::now();
     loop {
         let r = rollout(agent, name).await;
@@ -638,9 +634,9 @@ async fn decision(agent: &common::AgentProcess, name: &str, event: &str) -> Valu
 async fn plugins_reach_allowed_hosts_only(lang: &str) {
     let receiver = example(&format!("{lang}-receiver"));
     let rollback = template(lang, "rollback-action");
-    let hook = common::Receiver::start().await;
-    let api = common::Receiver::start().await;
-    let outside = common::Receiver::start().await;
+    let hook = fixtures::Receiver::start().await;
+    let api = fixtures::Receiver::start().await;
+    let outside = fixtures::Receiver::start().await;
     let rollouts = [
         ("checkout", "http://{{API}}/deployments/checkout/rollback"),
         (
@@ -660,7 +656,7 @@ async fn plugins_reach_allowed_hosts_only(lang: &str) {
         .replace("{{OUTSIDE}}", &outside.addr.to_string())
         .replace("{{CACHE}}", &shared_cache().to_string_lossy());
     let agent =
-        common::AgentProcess::start(Shared::agent_dir(&[&receiver, &rollback]), &config).await;
+        fixtures::AgentProcess::start(Shared::agent_dir(&[&receiver, &rollback]), &config).await;
 
     // Allowed: the webhook JSON of the message, as sent, with its length.
     let sent = message(json!({"service": "checkout"}));
@@ -700,12 +696,7 @@ async fn plugins_reach_allowed_hosts_only(lang: &str) {
             && l.contains(&format!("target={target}"))),
         "{logs}"
     );
-    let metrics = reqwest::get(agent.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = agent.self_metrics().await;
     let denied = format!(
         "wasmon_plugin_http_requests_denied_total{{plugin=\"{}\",instance=\"{instance}\"}} 1",
         receiver.name()
@@ -783,8 +774,8 @@ async fn js_fetch_receiver_posts_with_fetch() {
         "{}",
         receiver.shown
     );
-    let hook = common::Receiver::start().await;
-    let outside = common::Receiver::start().await;
+    let hook = fixtures::Receiver::start().await;
+    let outside = fixtures::Receiver::start().await;
     let config = HTTP_CONFIG
         .replace("{{ROLLOUTS}}", "")
         .replace("{{LANG}}", "fetch")
@@ -792,7 +783,7 @@ async fn js_fetch_receiver_posts_with_fetch() {
         .replace("{{HOOK}}", &hook.addr.to_string())
         .replace("{{OUTSIDE}}", &outside.addr.to_string())
         .replace("{{CACHE}}", &shared_cache().to_string_lossy());
-    let agent = common::AgentProcess::start(Shared::agent_dir(&[&receiver]), &config).await;
+    let agent = fixtures::AgentProcess::start(Shared::agent_dir(&[&receiver]), &config).await;
 
     let (status, body) = test_receiver(&agent, "fetch-hook", &message(json!({}))).await;
     assert_eq!(status, 200, "{body}\n{}", agent.logs());
@@ -1032,7 +1023,7 @@ fn tricky_notification() -> Value {
 }
 
 /// The request carried its exact length, not a chunked body.
-fn assert_sized(r: &common::Received) {
+fn assert_sized(r: &fixtures::Received) {
     let length = r.headers.get("content-length").map(|v| v.to_str().unwrap());
     assert_eq!(
         length,
@@ -1053,14 +1044,14 @@ fn assert_sized(r: &common::Received) {
 
 async fn new_receiver_posts_to_allowed_hosts_only(lang: &str) {
     let (dir, name) = new_and_build("receiver", lang);
-    let server = common::Receiver::start().await;
+    let server = fixtures::Receiver::start().await;
     let latin1 = latin1_server().await;
     let config = [AGENT, TEMPLATE_HTTP_CONFIG]
         .concat()
         .replace("{{PLUGIN}}", &name)
         .replace("{{SERVER}}", &server.addr.to_string())
         .replace("{{LATIN1}}", &latin1.to_string());
-    let agent = common::AgentProcess::start(dir, &config).await;
+    let agent = fixtures::AgentProcess::start(dir, &config).await;
     let client = reqwest::Client::new();
     let sent = tricky_notification();
 
@@ -1186,7 +1177,7 @@ fn events(rollout: &Value) -> Vec<(String, String)> {
 /// denied, and the rollout's history says why.
 async fn new_rollback_action_calls_the_api(lang: &str) {
     let (dir, name) = new_and_build("rollback-action", lang);
-    let api = common::Receiver::start().await;
+    let api = fixtures::Receiver::start().await;
     let rollout_with = |rollout: &str, allow: &str| {
         TEMPLATE_ROLLOUT
             .replace("{{ROLLOUT}}", rollout)
@@ -1200,7 +1191,7 @@ async fn new_rollback_action_calls_the_api(lang: &str) {
     .concat()
     .replace("{{PLUGIN}}", &name)
     .replace("{{SERVER}}", &api.addr.to_string());
-    let agent = common::AgentProcess::start(dir, &config).await;
+    let agent = fixtures::AgentProcess::start(dir, &config).await;
     let client = reqwest::Client::new();
     for rollout in ["checkout", "walled"] {
         let r = client
@@ -1324,7 +1315,7 @@ fn new_rust_health_and_metric_checks_build() {
 mod plugin_call {
     use serde_json::{json, Value};
 
-    use super::common;
+    use crate::fixtures;
 
     /// Runs `wasmon plugin call ARGS` (no compile cache): (exit code, the
     /// JSON printed, stderr).
@@ -1341,7 +1332,7 @@ mod plugin_call {
     }
 
     fn file(name: &str) -> String {
-        common::component(name).display().to_string()
+        fixtures::component(name).display().to_string()
     }
 
     const NOTIFICATION: &str = r#"{"version":"4","groupKey":"{}:{alertname=\"Down\"}",
@@ -1354,7 +1345,7 @@ mod plugin_call {
 
     #[tokio::test]
     async fn a_receiver_posts_to_an_allowed_host_and_is_denied_any_other() {
-        let server = common::Receiver::start().await;
+        let server = fixtures::Receiver::start().await;
         let addr = server.addr.to_string();
         let config = json!({"url": format!("http://{addr}/hook")}).to_string();
         let webhook = file("webhook");
@@ -1393,7 +1384,7 @@ mod plugin_call {
 
     #[tokio::test]
     async fn a_health_check_reports_and_a_loop_times_out() {
-        let server = common::Receiver::start().await;
+        let server = fixtures::Receiver::start().await;
         let addr = server.addr.to_string();
         let probe = file("probe");
         let config = json!({"mode": "http", "url": format!("http://{addr}/health"), "value": 1.5})
@@ -1450,7 +1441,7 @@ mod plugin_call {
 
     #[tokio::test]
     async fn a_rollback_action_calls_a_local_api() {
-        let api = common::Receiver::start().await;
+        let api = fixtures::Receiver::start().await;
         let addr = api.addr.to_string();
         let config = json!({
             "url": format!("http://{addr}/flags/{{{{target}}}}"),
@@ -1596,7 +1587,8 @@ mod walkthrough {
 
     use serde_json::Value;
 
-    use super::{common, repo};
+    use super::repo;
+    use crate::fixtures;
 
     /// A fenced block of the guide whose info string has `walkthrough=W`
     /// (`all` or a language): its language (`sh`, `toml`), the `file=` it
@@ -1682,10 +1674,11 @@ mod walkthrough {
     /// webhook; the hook must get `alert.json` exactly, and the config the
     /// walkthrough saves must load its plugin under `wasmon check config`.
     async fn run(lang: &str) {
+        let _heavy = fixtures::heavy();
         let guide = std::fs::read_to_string(repo().join("docs/plugin-guide.md")).unwrap();
         let (script, files) = script(&guide, lang);
         let dir = tempfile::tempdir().unwrap();
-        let hook = common::Receiver::start().await;
+        let hook = fixtures::Receiver::start().await;
         let bin = Path::new(env!("CARGO_BIN_EXE_wasmon")).parent().unwrap();
         let path = std::env::join_paths(std::iter::once(bin.to_path_buf()).chain(
             std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),

@@ -6,11 +6,10 @@
 //! data directories: every sample wasmon stored, before, during and after
 //! the outage, must be at Prometheus, and nothing else.
 
-#[path = "../agent/tests/common/mod.rs"]
-mod common;
+use crate::fixtures;
+use crate::fixtures::upstream::{prometheus_installed, Prometheus};
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,93 +18,9 @@ use axum::routing::get;
 use axum::Router;
 use serde_json::Value;
 
-const PROMETHEUS: &str = "/usr/bin/prometheus";
-
-/// A Prometheus server on 127.0.0.1, killed on drop.
-struct Prometheus {
-    child: std::process::Child,
-    addr: std::net::SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Prometheus {
-    /// Starts on a fresh directory and port, or on those of a stopped one.
-    async fn start(reuse: Option<(tempfile::TempDir, std::net::SocketAddr)>) -> Prometheus {
-        let (dir, addr) = reuse.unwrap_or_else(|| {
-            (
-                tempfile::tempdir().unwrap(),
-                common::AgentProcess::free_addr(),
-            )
-        });
-        let cfg = dir.path().join("prometheus.yml");
-        // No scrape jobs: everything it holds came through remote write.
-        std::fs::write(&cfg, "global:\n  scrape_interval: 1m\n").unwrap();
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.path().join("prometheus.log"))
-            .unwrap();
-        let child = std::process::Command::new(PROMETHEUS)
-            .arg("--web.enable-remote-write-receiver")
-            .arg(format!("--web.listen-address={addr}"))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--config.file={}", cfg.display()))
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let mut p = Prometheus {
-            child,
-            addr,
-            _dir: dir,
-        };
-        let start = std::time::Instant::now();
-        loop {
-            if let Some(st) = p.child.try_wait().unwrap() {
-                panic!("prometheus exited ({st}):\n{}", p.logs());
-            }
-            if let Ok(r) = reqwest::get(format!("http://{addr}/-/ready")).await {
-                if r.status().is_success() {
-                    break;
-                }
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "prometheus not ready:\n{}",
-                p.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        p
-    }
-
-    /// SIGTERM (a clean shutdown), then hand back its directory and port.
-    fn stop(mut self) -> (tempfile::TempDir, std::net::SocketAddr) {
-        let ok = std::process::Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill -TERM prometheus failed");
-        self.child.wait().unwrap();
-        let dir = std::mem::replace(&mut self._dir, tempfile::tempdir().unwrap());
-        (dir, self.addr)
-    }
-
-    fn logs(&self) -> String {
-        std::fs::read_to_string(self._dir.path().join("prometheus.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+/// No scrape jobs: everything Prometheus holds came through remote write.
+const PROMETHEUS_CONFIG: &str = "global:\n  scrape_interval: 1m\n";
+const PROMETHEUS_ARGS: &[&str] = &["--web.enable-remote-write-receiver"];
 
 /// A target whose counter goes up by one on every scrape.
 async fn counting_target() -> std::net::SocketAddr {
@@ -120,10 +35,7 @@ async fn counting_target() -> std::net::SocketAddr {
             }
         }),
     );
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
-    addr
+    fixtures::serve(app).await
 }
 
 const CONFIG: &str = r#"
@@ -191,21 +103,16 @@ fn metric_value(text: &str, name: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn remote_write_to_prometheus_survives_kill9() {
-    if !Path::new(PROMETHEUS).exists() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{PROMETHEUS} is missing: CI must install Debian's `prometheus` package (.ci/run)"
-        );
-        eprintln!("\n!!!!!!!! SKIPPED e2e_remote_write: {PROMETHEUS} is missing (apt-get install prometheus) !!!!!!!!\n");
+    if !prometheus_installed("remote_write") {
         return;
     }
-    let prom = Prometheus::start(None).await;
+    let prom = Prometheus::start(PROMETHEUS_CONFIG, PROMETHEUS_ARGS, None).await;
     let prom_url = format!("http://{}", prom.addr);
     let app = counting_target().await;
     let config = CONFIG
         .replace("{{APP}}", &app.to_string())
         .replace("{{PROM}}", &prom.addr.to_string());
-    let agent = common::AgentProcess::start(tempfile::tempdir().unwrap(), &config).await;
+    let agent = fixtures::AgentProcess::start(tempfile::tempdir().unwrap(), &config).await;
 
     // Samples arrive at Prometheus with the scrape's labels, the external
     // label, and the values the target served.
@@ -243,12 +150,7 @@ async fn remote_write_to_prometheus_survives_kill9() {
     };
     assert_eq!(q("up{job=\"app\"}").await, 1);
     assert_eq!(q("scrape_duration_seconds").await, 0);
-    let m = reqwest::get(agent.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = agent.self_metrics().await;
     assert!(
         metric_value(&m, "wasmon_remote_storage_samples_total") > 0.0,
         "{m}"
@@ -265,12 +167,7 @@ async fn remote_write_to_prometheus_survives_kill9() {
             "retries while prometheus is down",
             Duration::from_secs(30),
             || async {
-                let m = reqwest::get(agent.url("/metrics"))
-                    .await
-                    .unwrap()
-                    .text()
-                    .await
-                    .unwrap();
+                let m = agent.self_metrics().await;
                 metric_value(&m, "wasmon_remote_storage_samples_retried_total") > 0.0
             },
         )
@@ -278,8 +175,8 @@ async fn remote_write_to_prometheus_survives_kill9() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let killed_at = chrono::Utc::now().timestamp_millis();
     let dir = agent.kill9();
-    let prom = Prometheus::start(Some(prom_state)).await;
-    let agent = common::AgentProcess::start(dir, &config).await;
+    let prom = Prometheus::start(PROMETHEUS_CONFIG, PROMETHEUS_ARGS, Some(prom_state)).await;
+    let agent = fixtures::AgentProcess::start(dir, &config).await;
     agent
         .eventually(
             "samples after the restart at prometheus",
@@ -324,12 +221,7 @@ async fn remote_write_to_prometheus_survives_kill9() {
         agent.logs(),
         prom.logs()
     );
-    let m = reqwest::get(agent.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = agent.self_metrics().await;
     assert_eq!(
         metric_value(&m, "wasmon_remote_storage_samples_failed_total"),
         0.0,

@@ -3,8 +3,8 @@
 //! agent's own metrics; file SD changes apply live; a kill -9 and restart
 //! keeps what was written (WAL replay).
 
-#[path = "../agent/tests/common/mod.rs"]
-mod common;
+use crate::fixtures;
+use crate::fixtures::get_json;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,11 +14,7 @@ use axum::Router;
 use serde_json::Value;
 
 async fn metrics_server(page: &'static str) -> std::net::SocketAddr {
-    common::serve(Router::new().route("/metrics", get(move || async move { page }))).await
-}
-
-async fn get_json(url: &str) -> Value {
-    reqwest::get(url).await.unwrap().json().await.unwrap()
+    fixtures::serve(Router::new().route("/metrics", get(move || async move { page }))).await
 }
 
 /// [`CONFIG`] with the "app" job scraping `target` and no file discovery.
@@ -30,7 +26,7 @@ fn app_only(target: std::net::SocketAddr) -> String {
 }
 
 /// The value of an instant query's first result (None without one).
-async fn query_value(agent: &common::AgentProcess, expr: &str) -> Option<f64> {
+async fn query_value(agent: &fixtures::AgentProcess, expr: &str) -> Option<f64> {
     let r: Value = reqwest::Client::new()
         .get(agent.url("/api/v1/query"))
         .query(&[("query", expr)])
@@ -80,7 +76,7 @@ async fn scrape_store_query_and_restart() {
     )
     .unwrap();
     let config = CONFIG.replace("{{APP}}", &app.to_string());
-    let agent = common::AgentProcess::start(dir, &config).await;
+    let agent = fixtures::AgentProcess::start(dir, &config).await;
 
     // Both targets come up.
     agent
@@ -124,12 +120,7 @@ async fn scrape_store_query_and_restart() {
     assert_eq!(bad.status(), 400);
 
     // Store and scrape figures on the agent's own /metrics.
-    let m = reqwest::get(agent.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = agent.self_metrics().await;
     let head_series: f64 = m
         .lines()
         .find_map(|l| l.strip_prefix("wasmon_tsdb_head_series "))
@@ -155,7 +146,7 @@ async fn scrape_store_query_and_restart() {
     // kill -9, restart on the same data: the series are still there.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let dir = agent.kill9();
-    let agent = common::AgentProcess::start(dir, &config).await;
+    let agent = fixtures::AgentProcess::start(dir, &config).await;
     let s = get_json(&agent.url("/api/v1/series?match[]=queue_depth")).await;
     assert_eq!(
         s["data"].as_array().unwrap().len(),
@@ -170,7 +161,7 @@ async fn prometheus_query_api_over_scraped_data() {
     let app = metrics_server("# TYPE http_requests_total counter\nhttp_requests_total{path=\"/\"} 7\nhttp_requests_total{path=\"/x\"} 3\n").await;
     let dir = tempfile::tempdir().unwrap();
     let config = app_only(app);
-    let agent = common::AgentProcess::start(dir, &config).await;
+    let agent = fixtures::AgentProcess::start(dir, &config).await;
     // Over 3.6 s of scrapes, so a 3 s range query has data at every step.
     agent
         .eventually("a dozen scrapes", Duration::from_secs(30), || async {
@@ -267,7 +258,7 @@ async fn deep_and_malformed_queries_get_a_400_and_the_agent_stays_up() {
         "file_sd_configs = [{ files = [\"targets/*.json\"], refresh_interval = \"1m\" }]",
         "",
     );
-    let agent = common::AgentProcess::start(dir, &config).await;
+    let agent = fixtures::AgentProcess::start(dir, &config).await;
     let client = reqwest::Client::new();
     let post = |path: &'static str, form: Vec<(&'static str, String)>| {
         let req = client.post(agent.url(path)).form(&form);
@@ -375,6 +366,7 @@ async fn deep_and_malformed_queries_get_a_400_and_the_agent_stays_up() {
 /// right ones.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aggregations_over_5000_endpoints_are_exact() {
+    let _heavy = fixtures::heavy();
     const ENDPOINTS: usize = 5000;
     let mut page = String::from("# TYPE http_requests_total counter\n");
     for e in 0..ENDPOINTS {
@@ -394,7 +386,7 @@ async fn aggregations_over_5000_endpoints_are_exact() {
         )
         .replace("\"300ms\"", "\"1s\"")
         .replace("\"250ms\"", "\"900ms\"");
-    let agent = common::AgentProcess::start(tempfile::tempdir().unwrap(), &config).await;
+    let agent = fixtures::AgentProcess::start(tempfile::tempdir().unwrap(), &config).await;
     let query = |q: &str| {
         let url = agent.url("/api/v1/query");
         let q = q.to_string();
@@ -469,7 +461,7 @@ async fn aggregations_over_5000_endpoints_are_exact() {
 async fn one_minute_blocks(
     target: std::net::SocketAddr,
     storage_extra: &str,
-) -> common::AgentProcess {
+) -> fixtures::AgentProcess {
     short_blocks_jobs(&[("app", target)], "1m", storage_extra).await
 }
 
@@ -481,7 +473,7 @@ async fn short_blocks_jobs(
     jobs: &[(&str, std::net::SocketAddr)],
     block: &str,
     storage_extra: &str,
-) -> common::AgentProcess {
+) -> fixtures::AgentProcess {
     let mut config = format!(
         r#"
 [global]
@@ -503,7 +495,7 @@ compaction_interval = "1s"
             "\n[[scrape_configs]]\njob_name = \"{job}\"\nstatic_configs = [{{ targets = [\"{target}\"] }}]\n"
         );
     }
-    common::AgentProcess::start(tempfile::tempdir().unwrap(), &config).await
+    fixtures::AgentProcess::start(tempfile::tempdir().unwrap(), &config).await
 }
 
 /// meta.json of every block in `data`.
@@ -528,7 +520,7 @@ fn block_metas(data: &std::path::Path) -> Vec<Value> {
 /// the newest sample, out of bounds, as Prometheus would.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn block_duration_sets_the_persisted_block_range() {
-    let old = common::now_ms() - 10 * 60_000;
+    let old = fixtures::now_ms() - 10 * 60_000;
     let page: &'static str = Box::leak(
         format!("# TYPE old_gauge gauge\nold_gauge 1 {old}\n# TYPE cur_gauge gauge\ncur_gauge 2\n")
             .into_boxed_str(),
@@ -577,7 +569,7 @@ async fn blocks_are_merged_up_to_max_block_duration() {
     const B: i64 = 10_000;
     const R: i64 = 3 * B;
     // Aligned to the windows the merges use.
-    let a = (common::now_ms() - 30 * 60_000).div_euclid(R) * R;
+    let a = (fixtures::now_ms() - 30 * 60_000).div_euclid(R) * R;
     let mut page = String::from("# TYPE old_gauge gauge\n");
     for k in 0..6 {
         page += &format!("old_gauge{{k=\"{k}\"}} {k} {}\n", a + k * B + 1_000);
@@ -618,12 +610,7 @@ async fn blocks_are_merged_up_to_max_block_duration() {
     }
     // The parents are gone from disk (only the two blocks cover the old
     // range, above); the merges are counted.
-    let metrics = reqwest::get(agent.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = agent.self_metrics().await;
     let merges = metrics
         .lines()
         .find_map(|l| l.strip_prefix("wasmon_tsdb_block_merges_total "))
@@ -640,11 +627,11 @@ async fn blocks_are_merged_up_to_max_block_duration() {
 
 /// A target whose page is built on each request.
 async fn dynamic_server(page: fn() -> String) -> std::net::SocketAddr {
-    common::serve(Router::new().route("/metrics", get(move || async move { page() }))).await
+    fixtures::serve(Router::new().route("/metrics", get(move || async move { page() }))).await
 }
 
 /// The target of `job` in `/api/v1/targets`.
-async fn target_of(agent: &common::AgentProcess, job: &str) -> Value {
+async fn target_of(agent: &fixtures::AgentProcess, job: &str) -> Value {
     let t = get_json(&agent.url("/api/v1/targets")).await;
     t["data"]["activeTargets"]
         .as_array()
@@ -670,18 +657,18 @@ async fn skewed_target_clocks_do_not_stop_ingestion() {
     let ahead = dynamic_server(|| {
         format!(
             "# TYPE skewed_gauge gauge\nskewed_gauge{{by=\"+1d\"}} 1 {}\n",
-            common::now_ms() + 86_400_000
+            fixtures::now_ms() + 86_400_000
         )
     })
     .await;
     let old = dynamic_server(|| {
         format!(
             "# TYPE skewed_gauge gauge\nskewed_gauge{{by=\"1970\"}} 1 1000\nskewed_gauge{{by=\"-10y\"}} 1 {}\n",
-            common::now_ms() - 10 * 365 * 86_400_000
+            fixtures::now_ms() - 10 * 365 * 86_400_000
         )
     })
     .await;
-    let started = common::now_ms();
+    let started = fixtures::now_ms();
     let mut agent = short_blocks_jobs(
         &[("normal", normal), ("ahead", ahead), ("old", old)],
         "10s",
@@ -736,7 +723,7 @@ async fn skewed_target_clocks_do_not_stop_ingestion() {
             },
         )
         .await;
-    let since = common::now_ms();
+    let since = fixtures::now_ms();
     agent
         .eventually(
             "normal samples after the compactions",
@@ -760,7 +747,7 @@ async fn skewed_target_clocks_do_not_stop_ingestion() {
         "wasmon_tsdb_samples_rejected_total{reason=\"out_of_bounds\"}",
     ] {
         assert!(
-            common::sample_value(&m, series) >= Some(10.0),
+            fixtures::sample_value(&m, series) >= Some(10.0),
             "{series}\n{m}"
         );
     }
@@ -787,9 +774,9 @@ async fn a_gzip_bomb_stops_at_the_default_body_size_limit() {
         gz.write_all(&zeros).unwrap();
     }
     let bomb = bytes::Bytes::from(gz.finish().unwrap());
-    let target = common::serve_gzipped_metrics(bomb).await;
+    let target = fixtures::serve_gzipped_metrics(bomb).await;
     let config = app_only(target);
-    let agent = common::AgentProcess::start(tempfile::tempdir().unwrap(), &config).await;
+    let agent = fixtures::AgentProcess::start(tempfile::tempdir().unwrap(), &config).await;
     agent
         .eventually(
             "the bomb's scrape error",
@@ -833,7 +820,7 @@ async fn a_scrape_over_its_sample_limit_leaves_no_series() {
     }
     let page = Arc::new(std::sync::Mutex::new(big));
     let served = page.clone();
-    let target = common::serve(Router::new().route(
+    let target = fixtures::serve(Router::new().route(
         "/metrics",
         get(move || {
             let page = served.lock().unwrap().clone();
@@ -845,7 +832,7 @@ async fn a_scrape_over_its_sample_limit_leaves_no_series() {
         "static_configs = [{ targets",
         "sample_limit = 9999\nstatic_configs = [{ targets",
     );
-    let agent = common::AgentProcess::start(tempfile::tempdir().unwrap(), &config).await;
+    let agent = fixtures::AgentProcess::start(tempfile::tempdir().unwrap(), &config).await;
     agent
         .eventually("three failed scrapes", Duration::from_secs(30), || async {
             query_value(&agent, "count_over_time(up[1m])").await >= Some(3.0)
@@ -868,7 +855,7 @@ async fn a_scrape_over_its_sample_limit_leaves_no_series() {
     let m = agent.self_metrics().await;
     // The five report series (`up`, `scrape_*`) and `small`.
     assert_eq!(
-        common::sample_value(&m, "wasmon_tsdb_head_series"),
+        fixtures::sample_value(&m, "wasmon_tsdb_head_series"),
         Some(6.0),
         "{m}"
     );
@@ -888,7 +875,7 @@ async fn a_wal_that_cannot_be_written_makes_the_agent_unready_until_it_recovers(
     let app = metrics_server("# TYPE g gauge\ng 1\n").await;
     let config = app_only(app);
     let agent =
-        common::AgentProcess::start_logging_through_a_pipe(tempfile::tempdir().unwrap(), &config)
+        fixtures::AgentProcess::start_logging_through_a_pipe(tempfile::tempdir().unwrap(), &config)
             .await;
     let pid = agent.child.id();
     agent
@@ -899,7 +886,7 @@ async fn a_wal_that_cannot_be_written_makes_the_agent_unready_until_it_recovers(
         })
         .await;
 
-    common::set_file_size_limit(pid, Some(1));
+    fixtures::set_file_size_limit(pid, Some(1));
     let body = std::sync::Mutex::new(String::new());
     agent
         .eventually("not ready", Duration::from_secs(20), || async {
@@ -918,17 +905,17 @@ async fn a_wal_that_cannot_be_written_makes_the_agent_unready_until_it_recovers(
     tokio::time::sleep(Duration::from_secs(3)).await;
     let m = agent.self_metrics().await;
     let failures =
-        common::sample_value(&m, "wasmon_tsdb_write_failures_total{kind=\"wal\"}").unwrap();
+        fixtures::sample_value(&m, "wasmon_tsdb_write_failures_total{kind=\"wal\"}").unwrap();
     assert!(failures >= 10.0, "{m}");
     let last =
-        common::sample_value(&m, "wasmon_tsdb_last_write_failure_timestamp_seconds").unwrap();
-    assert!((last * 1000.0) as i64 > common::now_ms() - 10_000, "{m}");
+        fixtures::sample_value(&m, "wasmon_tsdb_last_write_failure_timestamp_seconds").unwrap();
+    assert!((last * 1000.0) as i64 > fixtures::now_ms() - 10_000, "{m}");
     assert_eq!(
         reqwest::get(agent.url("/-/ready")).await.unwrap().status(),
         503
     );
 
-    common::set_file_size_limit(pid, None);
+    fixtures::set_file_size_limit(pid, None);
     agent
         .eventually("ready again", Duration::from_secs(20), || async {
             reqwest::get(agent.url("/-/ready"))
@@ -948,12 +935,12 @@ async fn a_wal_that_cannot_be_written_makes_the_agent_unready_until_it_recovers(
 
     // Everything scraped up to now, the failing seconds included, is in
     // the WAL: after the next sync a kill -9 and a restart keep it all.
-    let t = common::now_ms() as f64 / 1000.0;
+    let t = fixtures::now_ms() as f64 / 1000.0;
     let q = format!("/api/v1/query?query=count_over_time(g[10m])&time={t}");
     let before = get_json(&agent.url(&q)).await["data"]["result"][0]["value"][1].clone();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let dir = agent.kill9();
-    let agent = common::AgentProcess::start(dir, &config).await;
+    let agent = fixtures::AgentProcess::start(dir, &config).await;
     let after = get_json(&agent.url(&q)).await["data"]["result"][0]["value"][1].clone();
     assert_eq!(before, after, "{}", agent.logs());
     assert!(!agent.logs().contains("torn"), "{}", agent.logs());

@@ -5,8 +5,7 @@
 //! checking the exact payloads, resolved notifications, failure classes,
 //! the socket allow-list and certificate verification.
 
-#[path = "../agent/tests/common/mod.rs"]
-mod common;
+use crate::fixtures;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -206,22 +205,18 @@ fn config(http: &str, smtp: &Smtp, smtp_login: &Smtp, closed: &str, tls_smtp: &s
         .replace("{{TLS_SMTP}}", tls_smtp)
 }
 
-async fn start_agent(config: &str) -> common::AgentProcess {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("plugins")).unwrap();
-    for plugin in ["slack", "pagerduty", "email"] {
-        std::fs::copy(
-            common::component(plugin),
-            dir.path().join(format!("plugins/{plugin}.wasm")),
-        )
-        .unwrap();
-    }
-    common::AgentProcess::start(dir, config).await
+async fn start_agent(config: &str) -> fixtures::AgentProcess {
+    let dir = fixtures::agent_dir_with(&["slack", "pagerduty", "email"]);
+    fixtures::AgentProcess::start(dir, config).await
 }
 
 /// POSTs `body` to the test endpoint of `receiver`; returns the status and
 /// the JSON answer.
-async fn test_receiver(agent: &common::AgentProcess, receiver: &str, body: &Value) -> (u16, Value) {
+async fn test_receiver(
+    agent: &fixtures::AgentProcess,
+    receiver: &str,
+    body: &Value,
+) -> (u16, Value) {
     let r = reqwest::Client::new()
         .post(agent.url(&format!("/api/v1/receivers/{receiver}/test")))
         .json(body)
@@ -232,7 +227,7 @@ async fn test_receiver(agent: &common::AgentProcess, receiver: &str, body: &Valu
     (status, r.json().await.unwrap())
 }
 
-async fn ok(agent: &common::AgentProcess, receiver: &str, body: &Value) {
+async fn ok(agent: &fixtures::AgentProcess, receiver: &str, body: &Value) {
     let (status, answer) = test_receiver(agent, receiver, body).await;
     assert_eq!(status, 200, "{receiver}: {answer}\n{}", agent.logs());
 }
@@ -250,7 +245,7 @@ fn text_alert_list(pods: &[&str]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slack_and_pagerduty_payloads() {
-    let server = common::Receiver::start().await;
+    let server = fixtures::Receiver::start().await;
     let smtp = Smtp::start("PLAIN LOGIN").await;
     let smtp_login = Smtp::start("LOGIN").await;
     let http = server.addr.to_string();
@@ -409,11 +404,11 @@ async fn slack_and_pagerduty_payloads() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn email_over_smtp() {
-    let server = common::Receiver::start().await;
+    let server = fixtures::Receiver::start().await;
     let smtp = Smtp::start("PLAIN LOGIN").await;
     let smtp_login = Smtp::start("LOGIN").await;
     // A port that was free a moment ago and on which nobody listens.
-    let closed = common::AgentProcess::free_addr().to_string();
+    let closed = fixtures::AgentProcess::free_addr().to_string();
     let agent = start_agent(&config(
         &server.addr.to_string(),
         &smtp,
@@ -694,7 +689,7 @@ impl Drop for TlsSmtp {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn email_starttls() {
-    let server = common::Receiver::start().await;
+    let server = fixtures::Receiver::start().await;
     let smtp = Smtp::start("PLAIN LOGIN").await;
     let smtp_login = Smtp::start("LOGIN").await;
     let tls = TlsSmtp::start();

@@ -40,6 +40,8 @@ use axum::Router;
 use futures::StreamExt;
 use serde_json::Value;
 
+use crate::fixtures::upstream::{prometheus_installed, Prometheus};
+
 /// How big a run is.
 #[derive(Debug, Clone, Copy)]
 pub struct Size {
@@ -754,11 +756,19 @@ pub async fn run(size: Size) -> Option<Report> {
     };
     let ms = size.interval.as_millis();
     let timeout = ms * 9 / 10;
-    let prom = super::prometheus_with(&format!(
-        "global:\n  scrape_interval: {ms}ms\n  scrape_timeout: {timeout}ms\nscrape_configs:\n  - job_name: demo\n    metrics_path: /prom/metrics\n    static_configs:\n      - targets: [{}]\n",
-        list("'")
-    ))?;
-    let agent = super::common::AgentProcess::start(
+    if !prometheus_installed("the PromQL comparison") {
+        return None;
+    }
+    let prom = Prometheus::start(
+        &format!(
+            "global:\n  scrape_interval: {ms}ms\n  scrape_timeout: {timeout}ms\nscrape_configs:\n  - job_name: demo\n    metrics_path: /prom/metrics\n    static_configs:\n      - targets: [{}]\n",
+            list("'")
+        ),
+        &[],
+        None,
+    )
+    .await;
+    let agent = crate::fixtures::AgentProcess::start(
         tempfile::tempdir().unwrap(),
         &format!(
             "[global]\nscrape_interval = \"{ms}ms\"\nscrape_timeout = \"{timeout}ms\"\n\n[web]\nlisten_address = \"{{{{LISTEN}}}}\"\n\n[storage]\npath = \"data\"\n\n[[scrape_configs]]\njob_name = \"demo\"\nmetrics_path = \"/wasmon/metrics\"\nstatic_configs = [{{ targets = [{}] }}]\n",

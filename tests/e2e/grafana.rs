@@ -10,9 +10,9 @@
 //! And PromQL answers compared with Prometheus' over thousands of series
 //! and hundreds of queries (`promql_diff`).
 
-#[path = "../agent/tests/common/mod.rs"]
-mod common;
-mod promql_diff;
+use crate::fixtures;
+use crate::fixtures::upstream::{prometheus_installed, Prometheus};
+use crate::promql_diff;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -40,64 +40,19 @@ app_latency_seconds_count 100
 
 async fn target() -> std::net::SocketAddr {
     let app = Router::new().route("/metrics", get(|| async { PAGE }));
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
-    addr
+    fixtures::serve(app).await
 }
 
-/// Debian's prometheus on 127.0.0.1, killed on drop.
-struct Prometheus {
-    child: std::process::Child,
-    addr: std::net::SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn prometheus(target: std::net::SocketAddr) -> Option<Prometheus> {
-    prometheus_with(&format!(
-        "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\nscrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: ['{target}']\n"
-    ))
-}
-
-/// Debian's prometheus with `config` (prometheus.yml); None when it is not
+/// Prometheus scraping `target` as the agent does; None when it is not
 /// installed (outside CI).
-fn prometheus_with(config: &str) -> Option<Prometheus> {
-    let bin = std::path::Path::new("/usr/bin/prometheus");
-    if !bin.exists() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must install Debian's prometheus (see .ci/run)"
-        );
-        eprintln!("SKIPPING the Prometheus comparison: /usr/bin/prometheus is not installed");
+async fn prometheus(target: std::net::SocketAddr) -> Option<Prometheus> {
+    if !prometheus_installed("the Prometheus comparison") {
         return None;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("prometheus.yml");
-    std::fs::write(&cfg, config).unwrap();
-    let addr = common::AgentProcess::free_addr();
-    let child = std::process::Command::new(bin)
-        .arg(format!("--config.file={}", cfg.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("data").display()
-        ))
-        .arg(format!("--web.listen-address={addr}"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(dir.path().join("prometheus.log")).unwrap())
-        .spawn()
-        .unwrap();
-    Some(Prometheus {
-        child,
-        addr,
-        _dir: dir,
-    })
+    let config = format!(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\nscrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: ['{target}']\n"
+    );
+    Some(Prometheus::start(&config, &[], None).await)
 }
 
 const CONFIG: &str = r#"
@@ -316,7 +271,7 @@ fn members(v: &Value) -> BTreeSet<String> {
 async fn grafana_requests_answer_like_prometheus() {
     let app = target().await;
     let prom = prometheus(app).await;
-    let agent = common::AgentProcess::start(
+    let agent = fixtures::AgentProcess::start(
         tempfile::tempdir().unwrap(),
         &CONFIG.replace("{{APP}}", &app.to_string()),
     )
@@ -438,6 +393,7 @@ async fn grafana_requests_answer_like_prometheus() {
 /// full size is the ignored test below).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn promql_answers_like_prometheus() {
+    let _heavy = fixtures::heavy();
     let Some(report) = promql_diff::run(promql_diff::Size::CI).await else {
         return;
     };
@@ -451,12 +407,13 @@ async fn promql_answers_like_prometheus() {
     );
 }
 
-/// The full size, by hand: `cargo test -p wasmon --test e2e_grafana
+/// The full size, by hand: `cargo test -p wasmon --test e2e
 /// promql_answers_like_prometheus_full_size -- --ignored --nocapture`
 /// (55,372 series, 5,000 endpoints, every query; several minutes).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore]
 async fn promql_answers_like_prometheus_full_size() {
+    let _heavy = fixtures::heavy();
     let Some(report) = promql_diff::run(promql_diff::Size::FULL).await else {
         panic!("/usr/bin/prometheus is needed");
     };
