@@ -11,7 +11,8 @@
 use std::time::Instant;
 
 use wasmon::model::Labels;
-use wasmon::promql::{parse, Engine, MemStorage, Value};
+use wasmon::promql::{parse, Engine, Value};
+use wasmon::storage::MemStorage;
 
 const STEP_MS: i64 = 15_000;
 const HOUR_MS: i64 = 3_600_000;

@@ -66,6 +66,12 @@ impl Prepared {
     /// Checks and prepares `config`. `plugins`: the loaded plugins to check
     /// every plugin instance against (None: no plugins directory to check).
     pub fn new(config: Config, plugins: Option<&PluginRuntime>) -> Result<Prepared> {
+        // What `Config::parse` leaves to the modules that own the sections,
+        // in the order it used to check them.
+        let at = |span| config.at(span);
+        crate::checks::validate_all(&config.checks, &at)?;
+        crate::rollout::validate_all(&config.rollouts, &at)?;
+        crate::remote::validate_all(&config.remote_write, &at)?;
         let mut warnings = Vec::new();
         let receivers = config
             .receivers
@@ -189,7 +195,7 @@ fn rule_parse_opts() -> crate::rules::rulefmt::ParseOpts {
 /// Every plugin instance of the config: what uses it (for messages), the
 /// instance, and the world its use needs.
 fn plugin_uses(config: &Config) -> Vec<(String, crate::config::InstanceConfig, PluginKind)> {
-    use crate::checks::CheckKind;
+    use crate::config::checks::CheckKind;
     let mut uses = Vec::new();
     for r in &config.receivers {
         let what = format!("receiver {:?}", r.name());

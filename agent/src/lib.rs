@@ -19,6 +19,7 @@ pub mod rollout;
 pub mod rules;
 pub mod scrape;
 pub mod selfmetrics;
+pub mod storage;
 pub mod textparse;
 pub mod tsdb;
 pub mod web;

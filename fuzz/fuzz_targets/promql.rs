@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use wasmon::model::Labels;
-use wasmon::promql::{parse, Engine, EngineOpts, MemStorage};
+use wasmon::promql::{parse, Engine, EngineOpts};
+use wasmon::storage::MemStorage;
 
 fn store() -> &'static MemStorage {
     static S: OnceLock<MemStorage> = OnceLock::new();

@@ -1,14 +1,16 @@
-//! A small text-template language for notification titles and bodies.
-//!
-//! Not Go's `text/template`: a little subset with the same look, enough for
-//! the templates people write for Alertmanager receivers, evaluated against
-//! a [`Notification`]. Parse once with [`Template::parse`] (errors name the
-//! offset), render with [`Template::render`].
+//! Notification titles and bodies: Go's `text/template` (the
+//! `wasmon-template` engine the agent uses too) with Alertmanager's data
+//! model and functions, evaluated against a [`Notification`]. Parse once
+//! with [`Template::parse`] (parse errors name the offset), render with
+//! [`Template::render`]; a render is bounded in output and steps.
 //!
 //! # Syntax
 //!
-//! Text is copied as is; `{{ ... }}` is an action. `{{-` trims the white
-//! space before the action, `-}}` the white space after it.
+//! Go's: text is copied as is; `{{ ... }}` is an action. `{{-` trims the
+//! white space before the action, `-}}` the white space after it. Besides
+//! the table below, variables, `with`, `define`/`template`, `break`/
+//! `continue` and Go's builtins (`and`, `or`, `printf`, `html`, `slice`...)
+//! work as in Go.
 //!
 //! | action | what |
 //! |---|---|
@@ -37,10 +39,11 @@
 //! not identifiers); printed whole it reads `a=1, b=2` (sorted by name);
 //! `range` over it gives pairs with `.Name` and `.Value`, sorted by name.
 //!
-//! Functions: `len X` (alerts, labels or string length), `toUpper`,
-//! `toLower`, `title` (first letter of each word upper-cased),
-//! `index LABELS "name"`, `eq A B`, `ne A B`, `gt A B`, `lt A B` (numbers or
-//! strings), `not X`, `join SEP LABELS` (the values, sorted by name).
+//! Functions: Go's builtins (`len X` of alerts, labels or a string in
+//! bytes, `index LABELS "name"`, `eq`, `ne`, `gt`, `lt`, `ge`, `le`, `not`,
+//! ...) and Alertmanager's `toUpper`, `toLower`, `title` (first letter of
+//! each word upper-cased), `trimSpace`, `join SEP LABELS` (the values,
+//! sorted by name).
 //!
 //! ```text
 //! [{{ .Status | toUpper }}{{ if eq .Status "firing" }}:{{ len .Alerts.Firing }}{{ end }}] {{ .GroupLabels.alertname }}
@@ -48,8 +51,10 @@
 //! {{ end }}
 //! ```
 
-use std::borrow::Cow;
+use std::any::Any;
 use std::fmt;
+
+use wasmon_template::{ErrorKind, Funcs, Library, Object, Value};
 
 use crate::alertmanager;
 use crate::types::{Alert, AlertStatus, Label, Notification};
@@ -66,62 +71,42 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+impl From<wasmon_template::Error> for Error {
+    fn from(e: wasmon_template::Error) -> Error {
+        let at = e
+            .offset
+            .map(|o| format!(" at offset {o}"))
+            .unwrap_or_default();
+        Error(match e.kind {
+            ErrorKind::UndefinedFunction => format!("unknown function: {e}{at}"),
+            _ => format!("{e}{at}"),
+        })
+    }
+}
+
+/// The name parse and render errors give the template.
+const NAME: &str = "notification";
+
 /// A parsed template.
 #[derive(Debug, Clone)]
 pub struct Template {
-    nodes: Vec<Node>,
+    tree: wasmon_template::Template,
 }
-
-#[derive(Debug, Clone)]
-enum Node {
-    Text(String),
-    Print(Pipeline),
-    If(Pipeline, Vec<Node>, Vec<Node>),
-    Range(Pipeline, Vec<Node>, Vec<Node>),
-}
-
-type Pipeline = Vec<Command>;
-
-#[derive(Debug, Clone)]
-enum Command {
-    Value(Operand),
-    Call(String, Vec<Operand>),
-}
-
-#[derive(Debug, Clone)]
-enum Operand {
-    /// A field path from `.` (root = false) or from `$` (root = true).
-    Field {
-        root: bool,
-        path: Vec<String>,
-    },
-    Str(String),
-    Int(i64),
-    Sub(Pipeline),
-}
-
-const FUNCTIONS: &[&str] = &[
-    "len", "toUpper", "toLower", "title", "index", "eq", "ne", "gt", "lt", "not", "join",
-];
 
 impl Template {
     /// Parses `text`.
     pub fn parse(text: &str) -> Result<Template, Error> {
-        let actions = split(text)?;
-        let mut it = actions.into_iter().peekable();
-        let (nodes, end) = parse_block(&mut it)?;
-        match end {
-            None => Ok(Template { nodes }),
-            Some((kw, at)) => Err(Error(format!("unexpected {{{{ {kw} }}}} at offset {at}"))),
-        }
+        let funcs = Funcs::builtins().with(&Alertmanager);
+        Ok(Template {
+            tree: wasmon_template::Template::parse(NAME, text, &[], &funcs)?,
+        })
     }
 
     /// Renders the template against `notification`.
     pub fn render(&self, notification: &Notification) -> Result<String, Error> {
-        let mut out = String::new();
-        let root = Value::Root(notification);
-        exec(&self.nodes, &root, notification, &mut out)?;
-        Ok(out)
+        let funcs = Funcs::builtins().with(&Alertmanager);
+        let root = Value::object(Root(notification.clone()));
+        Ok(self.tree.execute(&root, &[], &funcs)?)
     }
 }
 
@@ -171,541 +156,230 @@ fn sorted(labels: &[Label]) -> Vec<&Label> {
     alertmanager::sorted_pairs(labels)
 }
 
-// ---- lexing and parsing ----
+// ---- Alertmanager's data model ----
 
-enum Piece {
-    Text(String),
-    Action(String, usize),
+/// `.` at the top: the notification (Alertmanager's `template.Data`).
+#[derive(Debug)]
+struct Root(Notification);
+
+/// `.Alerts`, `.Alerts.Firing`...: a list of alerts.
+#[derive(Debug)]
+struct Alerts(Vec<Alert>);
+
+/// One alert.
+#[derive(Debug)]
+struct AlertValue(Alert);
+
+/// A label set (Alertmanager's `KV`): `.NAME` is a value, "" if absent.
+#[derive(Debug)]
+struct Labels(Vec<Label>);
+
+/// A label set's element in `range`: `.Name` and `.Value`.
+#[derive(Debug)]
+struct Pair(Label);
+
+fn no_field(what: &str, name: &str) -> String {
+    format!("{what} has no field {name:?}")
 }
 
-/// Splits the template into text and action pieces, applying trim markers.
-fn split(text: &str) -> Result<Vec<Piece>, Error> {
-    let mut pieces = Vec::new();
-    let mut rest = text;
-    let mut offset = 0;
-    let mut trim_next = false;
-    while let Some(start) = rest.find("{{") {
-        let mut before = &rest[..start];
-        if trim_next {
-            before = before.trim_start();
-        }
-        let inner_start = start + 2;
-        let end = rest[inner_start..]
-            .find("}}")
-            .ok_or_else(|| Error(format!("unclosed action at offset {}", offset + start)))?;
-        let mut inner = &rest[inner_start..inner_start + end];
-        if let Some(s) = inner.strip_prefix('-') {
-            before = before.trim_end();
-            inner = s;
-        }
-        trim_next = false;
-        if let Some(s) = inner.strip_suffix('-') {
-            trim_next = true;
-            inner = s;
-        }
-        if !before.is_empty() {
-            pieces.push(Piece::Text(before.to_string()));
-        }
-        pieces.push(Piece::Action(inner.trim().to_string(), offset + start));
-        let consumed = inner_start + end + 2;
-        rest = &rest[consumed..];
-        offset += consumed;
-    }
-    let last = if trim_next { rest.trim_start() } else { rest };
-    if !last.is_empty() {
-        pieces.push(Piece::Text(last.to_string()));
-    }
-    Ok(pieces)
+fn str_value(s: &str) -> Value {
+    Value::Str(s.to_string())
 }
 
-type Pieces = std::iter::Peekable<std::vec::IntoIter<Piece>>;
-
-/// Parses nodes until `else`/`end` (returned with its offset) or the end.
-/// The keyword that closed a block (`else` or `end`) and its offset.
-type Closer = Option<(String, usize)>;
-
-fn parse_block(it: &mut Pieces) -> Result<(Vec<Node>, Closer), Error> {
-    let mut nodes = Vec::new();
-    while let Some(piece) = it.next() {
-        let (action, at) = match piece {
-            Piece::Text(t) => {
-                nodes.push(Node::Text(t));
-                continue;
-            }
-            Piece::Action(a, at) => (a, at),
-        };
-        let (keyword, rest) = match action.split_once(char::is_whitespace) {
-            Some((k, r)) => (k, r.trim()),
-            None => (action.as_str(), ""),
-        };
-        match keyword {
-            "else" | "end" => {
-                if !rest.is_empty() {
-                    return Err(Error(format!(
-                        "{{{{ {keyword} }}}} takes nothing at offset {at}"
-                    )));
-                }
-                return Ok((nodes, Some((keyword.to_string(), at))));
-            }
-            "if" | "range" => {
-                let pipe = parse_pipeline(rest, at)?;
-                let (body, end) = parse_block(it)?;
-                let els = match end {
-                    Some((ref k, _)) if k == "else" => {
-                        let (els, end) = parse_block(it)?;
-                        match end {
-                            Some((ref k, _)) if k == "end" => els,
-                            Some((k, at)) => {
-                                return Err(Error(format!(
-                                    "unexpected {{{{ {k} }}}} at offset {at}"
-                                )))
-                            }
-                            None => {
-                                return Err(Error(format!(
-                                    "{{{{ {keyword} }}}} at offset {at} has no {{{{ end }}}}"
-                                )))
-                            }
-                        }
-                    }
-                    Some(_) => Vec::new(),
-                    None => {
-                        return Err(Error(format!(
-                            "{{{{ {keyword} }}}} at offset {at} has no {{{{ end }}}}"
-                        )))
-                    }
-                };
-                nodes.push(if keyword == "if" {
-                    Node::If(pipe, body, els)
-                } else {
-                    Node::Range(pipe, body, els)
-                });
-            }
-            _ => nodes.push(Node::Print(parse_pipeline(&action, at)?)),
-        }
+impl Object for Root {
+    fn type_name(&self) -> &'static str {
+        "the notification"
     }
-    Ok((nodes, None))
-}
-
-#[derive(Debug, Clone, PartialEq)]
-enum Token {
-    Field(bool, Vec<String>),
-    Str(String),
-    Int(i64),
-    Ident(String),
-    Pipe,
-    Open,
-    Close,
-}
-
-fn lex(s: &str, at: usize) -> Result<Vec<Token>, Error> {
-    let err = |m: &str| Error(format!("{m} in the action at offset {at}"));
-    let chars: Vec<char> = s.chars().collect();
-    let mut tokens = Vec::new();
-    let mut i = 0;
-    let ident_char = |c: char| c.is_alphanumeric() || c == '_';
-    while i < chars.len() {
-        let c = chars[i];
-        if c.is_whitespace() {
-            i += 1;
-        } else if c == '|' {
-            tokens.push(Token::Pipe);
-            i += 1;
-        } else if c == '(' {
-            tokens.push(Token::Open);
-            i += 1;
-        } else if c == ')' {
-            tokens.push(Token::Close);
-            i += 1;
-        } else if c == '.' || c == '$' {
-            let root = c == '$';
-            if root {
-                i += 1;
-            }
-            let mut path = Vec::new();
-            while i < chars.len() && chars[i] == '.' {
-                i += 1;
-                let start = i;
-                while i < chars.len() && ident_char(chars[i]) {
-                    i += 1;
-                }
-                if i > start {
-                    path.push(chars[start..i].iter().collect());
-                } else if !path.is_empty() || (i < chars.len() && chars[i] == '.') {
-                    return Err(err("empty field name"));
-                }
-            }
-            tokens.push(Token::Field(root, path));
-        } else if c == '"' {
-            i += 1;
-            let mut out = String::new();
-            loop {
-                match chars.get(i) {
-                    None => return Err(err("unterminated string")),
-                    Some('"') => break,
-                    Some('\\') => {
-                        i += 1;
-                        out.push(match chars.get(i) {
-                            Some('n') => '\n',
-                            Some('t') => '\t',
-                            Some('"') => '"',
-                            Some('\\') => '\\',
-                            _ => return Err(err("bad escape")),
-                        });
-                    }
-                    Some(&c) => out.push(c),
-                }
-                i += 1;
-            }
-            i += 1;
-            tokens.push(Token::Str(out));
-        } else if c.is_ascii_digit() || c == '-' {
-            let start = i;
-            i += 1;
-            while i < chars.len() && chars[i].is_ascii_digit() {
-                i += 1;
-            }
-            let n: String = chars[start..i].iter().collect();
-            tokens.push(Token::Int(n.parse().map_err(|_| err("bad number"))?));
-        } else if ident_char(c) {
-            let start = i;
-            while i < chars.len() && ident_char(chars[i]) {
-                i += 1;
-            }
-            tokens.push(Token::Ident(chars[start..i].iter().collect()));
-        } else {
-            return Err(err(&format!("unexpected {c:?}")));
-        }
-    }
-    Ok(tokens)
-}
-
-fn parse_pipeline(s: &str, at: usize) -> Result<Pipeline, Error> {
-    let tokens = lex(s, at)?;
-    let mut pos = 0;
-    let pipe = pipeline(&tokens, &mut pos, at)?;
-    if pos != tokens.len() {
-        return Err(Error(format!(
-            "unexpected ')' in the action at offset {at}"
-        )));
-    }
-    Ok(pipe)
-}
-
-fn pipeline(tokens: &[Token], pos: &mut usize, at: usize) -> Result<Pipeline, Error> {
-    let err = |m: String| Error(format!("{m} in the action at offset {at}"));
-    let mut commands = Vec::new();
-    loop {
-        let mut words = Vec::new();
-        let mut func = None;
-        while let Some(t) = tokens.get(*pos) {
-            match t {
-                Token::Pipe | Token::Close => break,
-                Token::Ident(name) if words.is_empty() && func.is_none() => {
-                    if !FUNCTIONS.contains(&name.as_str()) {
-                        return Err(err(format!("unknown function {name:?}")));
-                    }
-                    func = Some(name.clone());
-                    *pos += 1;
-                }
-                Token::Ident(name) => return Err(err(format!("unexpected {name:?}"))),
-                Token::Field(root, path) => {
-                    words.push(Operand::Field {
-                        root: *root,
-                        path: path.clone(),
-                    });
-                    *pos += 1;
-                }
-                Token::Str(s) => {
-                    words.push(Operand::Str(s.clone()));
-                    *pos += 1;
-                }
-                Token::Int(n) => {
-                    words.push(Operand::Int(*n));
-                    *pos += 1;
-                }
-                Token::Open => {
-                    *pos += 1;
-                    let sub = pipeline(tokens, pos, at)?;
-                    if tokens.get(*pos) != Some(&Token::Close) {
-                        return Err(err("unclosed '('".into()));
-                    }
-                    *pos += 1;
-                    words.push(Operand::Sub(sub));
-                }
-            }
-        }
-        let command = match func {
-            Some(f) => Command::Call(f, words),
-            None if words.len() == 1 => Command::Value(words.pop().expect("one word")),
-            None if words.is_empty() => return Err(err("empty command".into())),
-            None => return Err(err("a value cannot take arguments".into())),
-        };
-        commands.push(command);
-        if tokens.get(*pos) == Some(&Token::Pipe) {
-            *pos += 1;
-            if !matches!(tokens.get(*pos), Some(Token::Ident(_))) {
-                return Err(err("'|' must be followed by a function".into()));
-            }
-        } else {
-            return Ok(commands);
-        }
-    }
-}
-
-// ---- evaluation ----
-
-#[derive(Debug, Clone)]
-enum Value<'a> {
-    Root(&'a Notification),
-    Alerts(Vec<&'a Alert>),
-    Alert(&'a Alert),
-    Labels(&'a [Label]),
-    Label(&'a Label),
-    Str(Cow<'a, str>),
-    Int(i64),
-    Bool(bool),
-}
-
-impl Value<'_> {
-    fn truthy(&self) -> bool {
-        match self {
-            Value::Root(_) | Value::Alert(_) | Value::Label(_) => true,
-            Value::Alerts(a) => !a.is_empty(),
-            Value::Labels(l) => !l.is_empty(),
-            Value::Str(s) => !s.is_empty(),
-            Value::Int(n) => *n != 0,
-            Value::Bool(b) => *b,
-        }
-    }
-
-    fn kind(&self) -> &'static str {
-        match self {
-            Value::Root(_) => "the notification",
-            Value::Alerts(_) => "a list of alerts",
-            Value::Alert(_) => "an alert",
-            Value::Labels(_) => "a label set",
-            Value::Label(_) => "a label",
-            Value::Str(_) => "a string",
-            Value::Int(_) => "a number",
-            Value::Bool(_) => "a boolean",
-        }
-    }
-
-    fn print(&self, out: &mut String) -> Result<(), Error> {
-        match self {
-            Value::Str(s) => out.push_str(s),
-            Value::Int(n) => out.push_str(&n.to_string()),
-            Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-            Value::Labels(l) => {
-                let pairs: Vec<String> = sorted(l)
-                    .iter()
-                    .map(|l| format!("{}={}", l.name, l.value))
-                    .collect();
-                out.push_str(&pairs.join(", "));
-            }
-            Value::Label(l) => {
-                out.push_str(&l.name);
-                out.push('=');
-                out.push_str(&l.value);
-            }
-            other => return Err(Error(format!("cannot print {}", other.kind()))),
-        }
-        Ok(())
-    }
-
-    fn as_str(&self) -> Option<Cow<'_, str>> {
-        match self {
-            Value::Str(s) => Some(Cow::Borrowed(s)),
-            Value::Int(n) => Some(Cow::Owned(n.to_string())),
-            Value::Bool(b) => Some(Cow::Borrowed(if *b { "true" } else { "false" })),
-            _ => None,
-        }
-    }
-}
-
-fn field<'a>(v: Value<'a>, name: &str) -> Result<Value<'a>, Error> {
-    let s = |x: &'a str| Value::Str(Cow::Borrowed(x));
-    let unknown = |v: &Value| Err(Error(format!("{} has no field {name:?}", v.kind())));
-    Ok(match v {
-        Value::Root(n) => match name {
-            "Status" => s(alertmanager::status(n.status)),
-            "Receiver" => s(&n.receiver),
-            "GroupKey" => s(&n.group_key),
-            "ExternalURL" => s(&n.external_url),
+    fn field(&self, name: &str) -> Result<Value, String> {
+        let n = &self.0;
+        Ok(match name {
+            "Status" => str_value(alertmanager::status(n.status)),
+            "Receiver" => str_value(&n.receiver),
+            "GroupKey" => str_value(&n.group_key),
+            "ExternalURL" => str_value(&n.external_url),
             "TruncatedAlerts" => Value::Int(i64::from(n.truncated_alerts)),
-            "Alerts" => Value::Alerts(n.alerts.iter().collect()),
-            "GroupLabels" => Value::Labels(&n.group_labels),
-            "CommonLabels" => Value::Labels(&n.common_labels),
-            "CommonAnnotations" => Value::Labels(&n.common_annotations),
-            "Subject" => Value::Str(Cow::Owned(subject(n))),
-            _ => return unknown(&v),
-        },
-        Value::Alerts(ref alerts) => match name {
-            "Firing" | "Resolved" => {
-                let want = if name == "Firing" {
-                    AlertStatus::Firing
-                } else {
-                    AlertStatus::Resolved
-                };
-                Value::Alerts(
-                    alerts
-                        .iter()
-                        .copied()
-                        .filter(|a| a.status == want)
-                        .collect(),
-                )
-            }
-            _ => return unknown(&v),
-        },
-        Value::Alert(a) => match name {
-            "Status" => s(alertmanager::status(a.status)),
-            "Labels" => Value::Labels(&a.labels),
-            "Annotations" => Value::Labels(&a.annotations),
-            "StartsAt" => s(&a.starts_at),
-            "EndsAt" => s(&a.ends_at),
-            "GeneratorURL" => s(&a.generator_url),
-            "Fingerprint" => s(&a.fingerprint),
-            _ => return unknown(&v),
-        },
-        Value::Labels(l) => s(alertmanager::label(l, name).unwrap_or("")),
-        Value::Label(l) => match name {
-            "Name" => s(&l.name),
-            "Value" => s(&l.value),
-            _ => return unknown(&v),
-        },
-        _ => return unknown(&v),
-    })
-}
-
-fn eval_operand<'a>(
-    op: &Operand,
-    dot: &Value<'a>,
-    root: &'a Notification,
-) -> Result<Value<'a>, Error> {
-    match op {
-        Operand::Field {
-            root: from_root,
-            path,
-        } => {
-            let mut v = if *from_root {
-                Value::Root(root)
-            } else {
-                dot.clone()
-            };
-            for name in path {
-                v = field(v, name)?;
-            }
-            Ok(v)
-        }
-        Operand::Str(s) => Ok(Value::Str(Cow::Owned(s.clone()))),
-        Operand::Int(n) => Ok(Value::Int(*n)),
-        Operand::Sub(p) => eval_pipeline(p, dot, root),
+            "Alerts" => Value::object(Alerts(n.alerts.clone())),
+            "GroupLabels" => Value::object(Labels(n.group_labels.clone())),
+            "CommonLabels" => Value::object(Labels(n.common_labels.clone())),
+            "CommonAnnotations" => Value::object(Labels(n.common_annotations.clone())),
+            "Subject" => Value::Str(subject(n)),
+            _ => return Err(no_field(self.type_name(), name)),
+        })
+    }
+    fn print(&self) -> Result<String, String> {
+        Err(format!("cannot print {}", self.type_name()))
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
     }
 }
 
-fn eval_pipeline<'a>(
-    pipe: &Pipeline,
-    dot: &Value<'a>,
-    root: &'a Notification,
-) -> Result<Value<'a>, Error> {
-    let mut last: Option<Value<'a>> = None;
-    for command in pipe {
-        let value = match command {
-            Command::Value(op) => {
-                if last.is_some() {
-                    return Err(Error("a value cannot take a piped argument".into()));
-                }
-                eval_operand(op, dot, root)?
-            }
-            Command::Call(name, args) => {
-                let mut values = args
-                    .iter()
-                    .map(|a| eval_operand(a, dot, root))
-                    .collect::<Result<Vec<_>, _>>()?;
-                values.extend(last.take());
-                call(name, values)?
-            }
+impl Object for Alerts {
+    fn type_name(&self) -> &'static str {
+        "a list of alerts"
+    }
+    fn field(&self, name: &str) -> Result<Value, String> {
+        let status = match name {
+            "Firing" => AlertStatus::Firing,
+            "Resolved" => AlertStatus::Resolved,
+            _ => return Err(no_field(self.type_name(), name)),
         };
-        last = Some(value);
+        let alerts = with_status(&self.0, status).into_iter().cloned().collect();
+        Ok(Value::object(Alerts(alerts)))
     }
-    last.ok_or_else(|| Error("empty pipeline".into()))
+    fn print(&self) -> Result<String, String> {
+        Err(format!("cannot print {}", self.type_name()))
+    }
+    fn truthy(&self) -> bool {
+        !self.0.is_empty()
+    }
+    fn length(&self) -> Option<usize> {
+        Some(self.0.len())
+    }
+    fn items(&self) -> Option<Vec<Value>> {
+        Some(
+            self.0
+                .iter()
+                .map(|a| Value::object(AlertValue(a.clone())))
+                .collect(),
+        )
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
 }
 
-fn call<'a>(name: &str, args: Vec<Value<'a>>) -> Result<Value<'a>, Error> {
-    let arity = |n: usize| {
-        if args.len() == n {
-            Ok(())
-        } else {
-            Err(Error(format!(
-                "{name} takes {n} argument(s), got {}",
-                args.len()
-            )))
+impl Object for AlertValue {
+    fn type_name(&self) -> &'static str {
+        "an alert"
+    }
+    fn field(&self, name: &str) -> Result<Value, String> {
+        let a = &self.0;
+        Ok(match name {
+            "Status" => str_value(alertmanager::status(a.status)),
+            "Labels" => Value::object(Labels(a.labels.clone())),
+            "Annotations" => Value::object(Labels(a.annotations.clone())),
+            "StartsAt" => str_value(&a.starts_at),
+            "EndsAt" => str_value(&a.ends_at),
+            "GeneratorURL" => str_value(&a.generator_url),
+            "Fingerprint" => str_value(&a.fingerprint),
+            _ => return Err(no_field(self.type_name(), name)),
+        })
+    }
+    fn print(&self) -> Result<String, String> {
+        Err(format!("cannot print {}", self.type_name()))
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+impl Object for Labels {
+    fn type_name(&self) -> &'static str {
+        "a label set"
+    }
+    fn field(&self, name: &str) -> Result<Value, String> {
+        Ok(str_value(alertmanager::label(&self.0, name).unwrap_or("")))
+    }
+    /// `a=1, b=2`, sorted by name.
+    fn print(&self) -> Result<String, String> {
+        let pairs: Vec<String> = sorted(&self.0)
+            .iter()
+            .map(|l| format!("{}={}", l.name, l.value))
+            .collect();
+        Ok(pairs.join(", "))
+    }
+    fn truthy(&self) -> bool {
+        !self.0.is_empty()
+    }
+    fn length(&self) -> Option<usize> {
+        Some(sorted(&self.0).len())
+    }
+    fn items(&self) -> Option<Vec<Value>> {
+        Some(
+            sorted(&self.0)
+                .into_iter()
+                .map(|l| Value::object(Pair(l.clone())))
+                .collect(),
+        )
+    }
+    fn index(&self, key: &Value) -> Option<Value> {
+        let Value::Str(key) = key else {
+            return None;
+        };
+        Some(str_value(alertmanager::label(&self.0, key).unwrap_or("")))
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+impl Object for Pair {
+    fn type_name(&self) -> &'static str {
+        "a label"
+    }
+    fn field(&self, name: &str) -> Result<Value, String> {
+        match name {
+            "Name" => Ok(str_value(&self.0.name)),
+            "Value" => Ok(str_value(&self.0.value)),
+            _ => Err(no_field(self.type_name(), name)),
         }
-    };
-    let string = |v: &Value| {
-        v.as_str()
-            .map(Cow::into_owned)
-            .ok_or_else(|| Error(format!("{name} needs a string, got {}", v.kind())))
-    };
-    Ok(match name {
-        "len" => {
-            arity(1)?;
-            Value::Int(match &args[0] {
-                Value::Alerts(a) => a.len() as i64,
-                Value::Labels(l) => sorted(l).len() as i64,
-                Value::Str(s) => s.chars().count() as i64,
-                other => return Err(Error(format!("len of {}", other.kind()))),
-            })
-        }
-        "toUpper" | "toLower" | "title" => {
-            arity(1)?;
-            let s = string(&args[0])?;
-            Value::Str(Cow::Owned(match name {
-                "toUpper" => s.to_uppercase(),
-                "toLower" => s.to_lowercase(),
-                _ => title(&s),
-            }))
-        }
-        "index" => {
-            arity(2)?;
-            let key = string(&args[1])?;
-            match &args[0] {
-                Value::Labels(l) => {
-                    Value::Str(Cow::Borrowed(alertmanager::label(l, &key).unwrap_or("")))
-                }
-                other => return Err(Error(format!("index of {}", other.kind()))),
+    }
+    fn print(&self) -> Result<String, String> {
+        Ok(format!("{}={}", self.0.name, self.0.value))
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+// ---- Alertmanager's functions ----
+
+/// The functions Alertmanager adds to Go's builtins (the ones wasmon
+/// plugins use; no regular expressions, to keep plugins small).
+struct Alertmanager;
+
+const FUNCTIONS: &[&str] = &["toUpper", "toLower", "title", "trimSpace", "join"];
+
+impl Library for Alertmanager {
+    fn has(&self, name: &str) -> bool {
+        FUNCTIONS.contains(&name)
+    }
+
+    fn call(&self, name: &str, args: Vec<Value>) -> Result<Value, String> {
+        let arity = |n: usize| wasmon_template::funcs::arity(name, &args, n);
+        let string = |v: &Value| match v {
+            Value::Str(s) => Ok(s.clone()),
+            Value::Int(_) | Value::Bool(_) | Value::Float(_) => Ok(v.to_string()),
+            other => Err(format!("{name} needs a string, got {}", other.type_name())),
+        };
+        Ok(match name {
+            "toUpper" | "toLower" | "title" | "trimSpace" => {
+                arity(1)?;
+                let s = string(&args[0])?;
+                Value::Str(match name {
+                    "toUpper" => s.to_uppercase(),
+                    "toLower" => s.to_lowercase(),
+                    "trimSpace" => s.trim().to_string(),
+                    _ => title(&s),
+                })
             }
-        }
-        "eq" | "ne" | "gt" | "lt" => {
-            arity(2)?;
-            let ord = match (&args[0], &args[1]) {
-                (Value::Int(a), Value::Int(b)) => a.cmp(b),
-                (a, b) => string(a)?.cmp(&string(b)?),
-            };
-            Value::Bool(match name {
-                "eq" => ord.is_eq(),
-                "ne" => ord.is_ne(),
-                "gt" => ord.is_gt(),
-                _ => ord.is_lt(),
-            })
-        }
-        "not" => {
-            arity(1)?;
-            Value::Bool(!args[0].truthy())
-        }
-        "join" => {
-            arity(2)?;
-            let sep = string(&args[0])?;
-            match &args[1] {
-                Value::Labels(l) => {
-                    let values: Vec<&str> = sorted(l).iter().map(|l| l.value.as_str()).collect();
-                    Value::Str(Cow::Owned(values.join(&sep)))
-                }
-                other => return Err(Error(format!("join of {}", other.kind()))),
+            "join" => {
+                arity(2)?;
+                let sep = string(&args[0])?;
+                let labels = match &args[1] {
+                    Value::Object(o) => o.0.as_any().downcast_ref::<Labels>(),
+                    _ => None,
+                };
+                let Some(Labels(l)) = labels else {
+                    return Err(format!("join of {}", args[1].type_name()));
+                };
+                let values: Vec<&str> = sorted(l).iter().map(|l| l.value.as_str()).collect();
+                Value::Str(values.join(&sep))
             }
-        }
-        _ => return Err(Error(format!("unknown function {name:?}"))),
-    })
+            other => return Err(format!("unknown function {other:?}")),
+        })
+    }
 }
 
 fn title(s: &str) -> String {
@@ -720,42 +394,6 @@ fn title(s: &str) -> String {
         start = !c.is_alphanumeric();
     }
     out
-}
-
-fn exec<'a>(
-    nodes: &[Node],
-    dot: &Value<'a>,
-    root: &'a Notification,
-    out: &mut String,
-) -> Result<(), Error> {
-    for node in nodes {
-        match node {
-            Node::Text(t) => out.push_str(t),
-            Node::Print(p) => eval_pipeline(p, dot, root)?.print(out)?,
-            Node::If(p, then, els) => {
-                let branch = if eval_pipeline(p, dot, root)?.truthy() {
-                    then
-                } else {
-                    els
-                };
-                exec(branch, dot, root, out)?;
-            }
-            Node::Range(p, body, els) => {
-                let items: Vec<Value<'a>> = match eval_pipeline(p, dot, root)? {
-                    Value::Alerts(a) => a.into_iter().map(Value::Alert).collect(),
-                    Value::Labels(l) => sorted(l).into_iter().map(Value::Label).collect(),
-                    other => return Err(Error(format!("cannot range over {}", other.kind()))),
-                };
-                if items.is_empty() {
-                    exec(els, dot, root, out)?;
-                }
-                for item in &items {
-                    exec(body, item, root, out)?;
-                }
-            }
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -870,5 +508,28 @@ mod tests {
         assert!(err.contains("no field \"Nope\""), "{err}");
         let err = render("{{ .Alerts }}", &n()).unwrap_err().0;
         assert!(err.contains("cannot print"), "{err}");
+    }
+
+    /// Plugins read templates as the agent does: Go's text/template
+    /// (variables, `with`, `printf`, `and`, bytes for `len`), bounded.
+    #[test]
+    fn go_dialect_like_the_agent() {
+        assert_eq!(
+            r("{{ $n := len .Alerts }}{{ with .CommonLabels.service }}{{ . }}:{{ $n }}{{ end }}"),
+            "checkout:3"
+        );
+        assert_eq!(
+            r("{{ printf \"%d firing\" (len .Alerts.Firing) }}"),
+            "2 firing"
+        );
+        assert_eq!(
+            r("{{ if and .Alerts (eq .Status \"firing\") }}y{{ end }}"),
+            "y"
+        );
+        assert_eq!(r("{{ len \"héllo\" }}"), "6");
+        let err = render("{{ range 100000000 }}x{{ end }}", &n())
+            .unwrap_err()
+            .0;
+        assert!(err.contains("evaluation steps"), "{err}");
     }
 }

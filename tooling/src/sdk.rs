@@ -21,6 +21,10 @@
 //! (`0.1.0+<hash>`), so two wasmon builds with different SDK sources never
 //! share artifacts.
 //!
+//! The SDK's own path dependencies, the template engine (`template/`) and
+//! Go's number spellings (`gofmt/`), travel inside it, at [`DEPS_DIR`]
+//! below the SDK, so the plugin still depends on one directory.
+//!
 //! The first-party plugins keep building from `sdk/` in the repository.
 
 use std::path::Path;
@@ -54,6 +58,41 @@ const SOURCES: &[(&str, &str)] = &[
     ("src/template.rs", include_str!("../../sdk/src/template.rs")),
 ];
 
+/// Where the SDK's path dependencies go, relative to the SDK.
+pub const DEPS_DIR: &str = "deps";
+
+/// A crate of the workspace the SDK depends on by path: its package name,
+/// the directory it is written to below [`DEPS_DIR`], its manifest and its
+/// sources by path inside the crate. A test checks that these list every
+/// file of their `src`.
+struct Dep {
+    name: &'static str,
+    dir: &'static str,
+    manifest: &'static str,
+    sources: &'static [(&'static str, &'static str)],
+}
+
+const DEPS: &[Dep] = &[
+    Dep {
+        name: "wasmon-template",
+        dir: "template",
+        manifest: include_str!("../../template/Cargo.toml"),
+        sources: &[
+            ("src/exec.rs", include_str!("../../template/src/exec.rs")),
+            ("src/funcs.rs", include_str!("../../template/src/funcs.rs")),
+            ("src/lex.rs", include_str!("../../template/src/lex.rs")),
+            ("src/lib.rs", include_str!("../../template/src/lib.rs")),
+            ("src/parse.rs", include_str!("../../template/src/parse.rs")),
+        ],
+    },
+    Dep {
+        name: "wasmon-gofmt",
+        dir: "gofmt",
+        manifest: include_str!("../../gofmt/Cargo.toml"),
+        sources: &[("src/lib.rs", include_str!("../../gofmt/src/lib.rs"))],
+    },
+];
+
 const SDK_MANIFEST: &str = include_str!("../../sdk/Cargo.toml");
 const WORKSPACE_MANIFEST: &str = include_str!("../../Cargo.toml");
 
@@ -80,10 +119,27 @@ pub fn files() -> Result<Vec<(String, String)>> {
         files.push((path.to_string(), text));
     }
     files.push(("wit/plugin.wit".into(), crate::PLUGIN_WIT.into()));
+    for dep in DEPS {
+        for (path, text) in dep.sources {
+            files.push((format!("{DEPS_DIR}/{}/{path}", dep.dir), text.to_string()));
+        }
+    }
 
+    // Every manifest, unversioned, is hashed with the sources; each gets
+    // the hash in its version.
+    let manifests = |hash: Option<&str>| -> Result<Vec<(String, String)>> {
+        let mut out = vec![("Cargo.toml".to_string(), manifest(SDK_MANIFEST, "", hash)?)];
+        for dep in DEPS {
+            let at = format!("{DEPS_DIR}/{}", dep.dir);
+            out.push((
+                format!("{at}/Cargo.toml"),
+                manifest(dep.manifest, &at, hash)?,
+            ));
+        }
+        Ok(out)
+    };
     let mut hash = Sha256::new();
-    let unversioned = manifest(None)?;
-    for (path, text) in files.iter().chain([&("Cargo.toml".into(), unversioned)]) {
+    for (path, text) in files.iter().chain(&manifests(None)?) {
         hash.update((path.len() as u64).to_le_bytes());
         hash.update(path);
         hash.update((text.len() as u64).to_le_bytes());
@@ -91,15 +147,17 @@ pub fn files() -> Result<Vec<(String, String)>> {
     }
     let digest = hash.finalize();
     let short: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
-    files.push(("Cargo.toml".into(), manifest(Some(&short))?));
+    files.extend(manifests(Some(&short))?);
     Ok(files)
 }
 
-/// `sdk/Cargo.toml` made standalone: the `workspace = true` entries
-/// resolved from the workspace's manifest, so the dependency versions have
-/// one home. With `hash`, the version gets it as build metadata.
-fn manifest(hash: Option<&str>) -> Result<String> {
-    let sdk: Table = SDK_MANIFEST.parse().context("parsing sdk/Cargo.toml")?;
+/// A manifest of the SDK or of one of its [`DEPS`] (written at `at`
+/// below the SDK, "" for the SDK) made standalone: the `workspace = true`
+/// entries resolved from the workspace's manifest, so the dependency
+/// versions have one home, and the path dependencies pointed at the copies
+/// in [`DEPS_DIR`]. With `hash`, the version gets it as build metadata.
+fn manifest(text: &str, at: &str, hash: Option<&str>) -> Result<String> {
+    let sdk: Table = text.parse().context("parsing the SDK's manifests")?;
     let workspace: Table = WORKSPACE_MANIFEST
         .parse()
         .context("parsing the workspace Cargo.toml")?;
@@ -135,7 +193,7 @@ fn manifest(hash: Option<&str>) -> Result<String> {
             "dependencies" | "build-dependencies" => {
                 let mut deps = Table::new();
                 for (name, dep) in value.as_table().cloned().unwrap_or_default() {
-                    deps.insert(name.clone(), resolve_dependency(&name, dep, &ws_deps)?);
+                    deps.insert(name.clone(), resolve_dependency(&name, dep, &ws_deps, at)?);
                 }
                 out.insert(key, Value::Table(deps));
             }
@@ -158,10 +216,20 @@ fn is_inherited(v: &Value) -> bool {
 }
 
 /// A dependency with `workspace = true` replaced by the workspace's entry
-/// (its own `features` and `optional` kept).
-fn resolve_dependency(name: &str, dep: Value, workspace: &Table) -> Result<Value> {
+/// (its own `features` and `optional` kept); one of [`DEPS`] becomes a path
+/// to its copy, relative to `at` (where the depending manifest is written).
+fn resolve_dependency(name: &str, dep: Value, workspace: &Table, at: &str) -> Result<Value> {
     if !is_inherited(&dep) {
         return Ok(dep);
+    }
+    if let Some(shipped) = DEPS.iter().find(|d| d.name == name) {
+        let up = "../".repeat(at.split('/').filter(|c| !c.is_empty()).count());
+        let mut t = Table::new();
+        t.insert(
+            "path".into(),
+            Value::String(format!("{up}{DEPS_DIR}/{}", shipped.dir)),
+        );
+        return Ok(Value::Table(t));
     }
     let base = workspace
         .get(name)
@@ -265,6 +333,19 @@ mod tests {
         on_disk.sort();
         let shipped: Vec<String> = SOURCES.iter().map(|(p, _)| p.to_string()).collect();
         assert_eq!(shipped, on_disk, "update SOURCES in tooling/src/sdk.rs");
+        for dep in DEPS {
+            let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join(dep.dir)
+                .join("src");
+            let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+                .unwrap()
+                .map(|e| format!("src/{}", e.unwrap().file_name().to_string_lossy()))
+                .collect();
+            on_disk.sort();
+            let shipped: Vec<String> = dep.sources.iter().map(|(p, _)| p.to_string()).collect();
+            assert_eq!(shipped, on_disk, "update DEPS in tooling/src/sdk.rs");
+        }
     }
 
     #[test]
@@ -297,6 +378,27 @@ mod tests {
         }
         let lib = &files.iter().find(|(p, _)| p == "src/lib.rs").unwrap().1;
         assert!(!lib.contains(REPO_WIT_PATH) && lib.contains(SHIPPED_WIT_PATH));
+        // The path dependencies point at the copies inside the SDK, with the
+        // same content hash in their versions.
+        assert_eq!(
+            m["dependencies"]["wasmon-template"]["path"].as_str(),
+            Some("deps/template")
+        );
+        let get = |path: &str| -> Table {
+            let text = &files.iter().find(|(p, _)| p == path).unwrap().1;
+            assert!(!text.contains("workspace"), "{text}");
+            text.parse().unwrap()
+        };
+        let template = get("deps/template/Cargo.toml");
+        assert_eq!(
+            template["dependencies"]["wasmon-gofmt"]["path"].as_str(),
+            Some("../../deps/gofmt")
+        );
+        assert_eq!(template["package"]["version"].as_str(), Some(version));
+        assert_eq!(
+            get("deps/gofmt/Cargo.toml")["package"]["name"].as_str(),
+            Some("wasmon-gofmt")
+        );
     }
 
     #[test]

@@ -8,12 +8,12 @@
 //! [`AlertingConfig::validate`].
 
 use std::collections::{BTreeMap, HashSet};
-use std::fmt;
 
 use chrono::{DateTime, Datelike, Local, TimeZone, Timelike, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::matcher::{parse_matchers_fallback, Matcher, MatcherError};
+use crate::model::Duration;
 
 /// Why an alerting config is refused: Alertmanager's texts, each naming
 /// the field, label, receiver or interval at fault.
@@ -99,113 +99,6 @@ enum TimeSpecError {
     /// A range whose ends are the wrong way round.
     #[error("{0}")]
     Order(&'static str),
-}
-
-// ---------------------------------------------------------------------------
-// Durations.
-
-/// A duration in Prometheus' `model.Duration` syntax: `1y2w3d4h5m6s7ms`
-/// (y = 365d, w = 7d), or `0`. Printed the same way, largest units first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct Duration(pub std::time::Duration);
-
-impl Duration {
-    pub const fn from_secs(s: u64) -> Duration {
-        Duration(std::time::Duration::from_secs(s))
-    }
-
-    pub fn parse(s: &str) -> Result<Duration, ConfigError> {
-        let bad = || ConfigError::BadDuration(s.to_string());
-        if s == "0" {
-            return Ok(Duration::default());
-        }
-        if s.is_empty() {
-            return Err(bad());
-        }
-        const UNITS: [(&str, u64); 7] = [
-            ("y", 365 * 24 * 3600 * 1000),
-            ("w", 7 * 24 * 3600 * 1000),
-            ("d", 24 * 3600 * 1000),
-            ("h", 3600 * 1000),
-            ("m", 60 * 1000),
-            ("s", 1000),
-            ("ms", 1),
-        ];
-        let mut rest = s;
-        let mut next_unit = 0;
-        let mut total: u64 = 0;
-        while !rest.is_empty() {
-            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-            if digits == 0 {
-                return Err(bad());
-            }
-            let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
-            rest = &rest[digits..];
-            let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
-            let unit = &rest[..unit_len];
-            rest = &rest[unit_len..];
-            let idx = UNITS[next_unit..]
-                .iter()
-                .position(|(u, _)| *u == unit)
-                .ok_or_else(bad)?
-                + next_unit;
-            next_unit = idx + 1;
-            total = n
-                .checked_mul(UNITS[idx].1)
-                .and_then(|v| total.checked_add(v))
-                .ok_or(ConfigError::DurationOutOfRange)?;
-        }
-        Ok(Duration(std::time::Duration::from_millis(total)))
-    }
-
-    pub fn as_std(self) -> std::time::Duration {
-        self.0
-    }
-
-    pub fn is_zero(self) -> bool {
-        self.0.is_zero()
-    }
-
-    pub fn to_chrono(self) -> chrono::Duration {
-        chrono::Duration::from_std(self.0).unwrap_or(chrono::Duration::MAX)
-    }
-}
-
-impl fmt::Display for Duration {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut ms = self.0.as_millis() as u64;
-        if ms == 0 {
-            return f.write_str("0s");
-        }
-        for (u, mult) in [
-            ("y", 365 * 24 * 3600 * 1000u64),
-            ("w", 7 * 24 * 3600 * 1000),
-            ("d", 24 * 3600 * 1000),
-            ("h", 3600 * 1000),
-            ("m", 60 * 1000),
-            ("s", 1000),
-            ("ms", 1),
-        ] {
-            if ms >= mult {
-                write!(f, "{}{u}", ms / mult)?;
-                ms %= mult;
-            }
-        }
-        Ok(())
-    }
-}
-
-impl Serialize for Duration {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Duration {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let s = String::deserialize(d)?;
-        Duration::parse(&s).map_err(serde::de::Error::custom)
-    }
 }
 
 // ---------------------------------------------------------------------------

@@ -19,7 +19,10 @@ use toml::Spanned;
 use crate::model::relabel::Relabeler;
 use crate::plugins::policy::HostPattern;
 
+pub mod checks;
 pub mod env;
+pub mod remote;
+pub mod rollout;
 pub mod scrape;
 pub mod secret;
 pub use scrape::ScrapeConfig;
@@ -66,13 +69,13 @@ pub struct Config {
     pub mute_time_intervals: Vec<crate::alerting::config::TimeIntervalConfig>,
     /// Health checks: results are stored as `wasmon_check_*` series.
     #[serde(default)]
-    pub checks: Vec<crate::checks::CheckConfig>,
+    pub checks: Vec<checks::CheckConfig>,
     /// Canary analyses with automated rollback.
     #[serde(default)]
-    pub rollouts: Vec<crate::rollout::RolloutConfig>,
+    pub rollouts: Vec<rollout::RolloutConfig>,
     /// Prometheus remote-write receivers the WAL is streamed to.
     #[serde(default)]
-    pub remote_write: Vec<crate::remote::RemoteWriteConfig>,
+    pub remote_write: Vec<remote::RemoteWriteConfig>,
 
     /// The file this config came from (None for the built-in default); relative
     /// paths in the config are resolved against its directory.
@@ -139,7 +142,7 @@ pub struct GlobalConfig {
     pub evaluation_interval: Duration,
     /// End time given to alerts posted without one (Alertmanager's default: 5m).
     #[serde(default = "default_resolve_timeout")]
-    pub resolve_timeout: crate::alerting::config::Duration,
+    pub resolve_timeout: crate::model::Duration,
 }
 
 impl Default for GlobalConfig {
@@ -203,8 +206,8 @@ pub(crate) fn deserialize_label_map<'de, D: serde::Deserializer<'de>>(
     Ok(m.into_iter().map(|(k, v)| (k.0, v)).collect())
 }
 
-fn default_resolve_timeout() -> crate::alerting::config::Duration {
-    crate::alerting::config::Duration(Duration::from_secs(300))
+fn default_resolve_timeout() -> crate::model::Duration {
+    crate::model::Duration(Duration::from_secs(300))
 }
 
 fn default_scrape_interval() -> Duration {
@@ -714,9 +717,6 @@ impl Config {
             }
         }
         crate::web::auth::validate(&self.web).with_context(|| format!("{origin}: [web]"))?;
-        crate::checks::validate_all(&self.checks, &at)?;
-        crate::rollout::validate_all(&self.rollouts, &at)?;
-        crate::remote::validate_all(&self.remote_write, &at)?;
         if self.route.is_some() {
             let names: Vec<&str> = self.receivers.iter().map(|r| r.name()).collect();
             self.alerting()
@@ -781,6 +781,18 @@ impl InstanceConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The error `wasmon check config` reports: the config's own, else the
+    /// one of the module that owns the section (checks, rollouts,
+    /// remote_write validate where they are built, in `Prepared::new`).
+    fn check_config_err(text: &str, origin: &str) -> anyhow::Error {
+        match Config::parse(text, origin) {
+            Err(e) => e,
+            Ok(c) => crate::app::Prepared::new(c, None)
+                .err()
+                .expect("the config is accepted"),
+        }
+    }
 
     #[test]
     fn builtin_default_is_valid() {
@@ -1098,11 +1110,11 @@ receiver = "pager"
                     .rposition(|l| l.starts_with("name = "))
                     .unwrap()
                     + 1;
-                let msg = format!("{:#}", Config::parse(&text, "e.toml").unwrap_err());
+                let msg = format!("{:#}", check_config_err(&text, "e.toml"));
                 assert!(msg.contains(": config."), "{what}: no key path in: {msg}");
             }
             std::env::remove_var(&var);
-            let msg = format!("{:#}", Config::parse(&text, "e.toml").unwrap_err());
+            let msg = format!("{:#}", check_config_err(&text, "e.toml"));
             assert!(
                 msg.contains(&format!("e.toml:{line}"))
                     || msg.contains(&format!("e.toml: TOML parse error at line {line},")),
@@ -1144,11 +1156,10 @@ receiver = "pager"
         }
         let msg = format!(
             "{:#}",
-            Config::parse(
+            check_config_err(
                 "[[rollouts]]\nname = \"r\"\nversion_label = \"0v\"\n",
                 "l.toml"
             )
-            .unwrap_err()
         );
         assert!(
             msg.contains("l.toml:2") && msg.contains("version_label"),

@@ -74,7 +74,7 @@ pub async fn post_ack(State(api): State<IncidentApi>, body: Bytes) -> Response {
     };
     let expires_in = match req.expires_in.as_deref() {
         None | Some("") => None,
-        Some(s) => match crate::alerting::config::Duration::parse(s) {
+        Some(s) => match crate::model::Duration::parse(s) {
             Ok(d) => Some(d.as_std()),
             Err(e) => return ApiError::bad_data(format!("expires_in: {e}")).into_response(),
         },

@@ -1,9 +1,11 @@
 //! The data model shared by scrape, tsdb, promql and rules (Prometheus'
 //! `model/` package): label sets, samples, metric metadata.
 
+pub mod duration;
 pub mod labels;
 pub mod relabel;
 
+pub use duration::{Duration, DurationError};
 pub use labels::{
     hash_labels, hash_pairs, is_legacy_label_name, Label, Labels, LabelsBuilder, METRIC_NAME,
 };

@@ -29,7 +29,7 @@ pub trait QueryApi: Send + Sync {
 /// agent's, or `wasmon plugin call`'s fixture) on a blocking thread,
 /// results as WIT samples (a scalar is one unlabeled sample).
 pub struct PromqlQueries {
-    pub store: Arc<dyn crate::promql::storage::Queryable>,
+    pub store: Arc<dyn crate::storage::Queryable>,
     /// The running config's engine, read per query.
     pub engine: crate::promql::SharedEngine,
 }

@@ -17,9 +17,9 @@ use promql_parser::parser::{
 
 use super::columnar::{merge, Grid};
 use super::error::{err, EvalError, ParseError};
-use super::storage::{Matcher, Queryable};
 use super::value::*;
 use crate::model::{is_stale_nan, Labels, TimestampMs, METRIC_NAME};
+use crate::storage::{MatchOp, Matcher, Queryable};
 
 /// Engine settings (Prometheus' flags of the same meaning).
 #[derive(Debug, Clone)]
@@ -547,7 +547,7 @@ impl<'a> Evaluator<'a> {
             let mut ms = Vec::new();
             if let Some(n) = &vs.name {
                 ms.push(
-                    Matcher::new(super::storage::MatchOp::Equal, METRIC_NAME, n.clone())
+                    Matcher::new(MatchOp::Equal, METRIC_NAME, n.clone())
                         .map_err(|e| EvalError::Eval(format!("{e:#}")))?,
                 );
             }

@@ -149,7 +149,8 @@ pub(crate) mod tests {
     use std::cell::Cell;
 
     use super::*;
-    use crate::promql::{Engine, MemStorage, Value};
+    use crate::promql::{Engine, Value};
+    use crate::storage::MemStorage;
 
     thread_local! {
         /// Every group hash is 0 while set: each lookup is a collision

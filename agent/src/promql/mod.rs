@@ -1,10 +1,10 @@
 //! The PromQL engine: evaluates queries parsed by `promql-parser` against a
-//! [`Queryable`] store with Prometheus 3.x semantics (lookback delta,
+//! [`Queryable`](crate::storage::Queryable) store with Prometheus 3.x semantics (lookback delta,
 //! staleness markers, left-open range windows, `offset`, `@`, subqueries).
 //!
 //! Layout: [`engine`] drives evaluation (selection, steps, subqueries);
 //! `functions`, `aggregate`, `binary` and `histogram` implement the
-//! operators; [`storage`] is the read interface; [`value`] the result
+//! operators; [`storage`] turns the parser's matchers into the store's; [`value`] the result
 //! types; [`promqltest`] runs Prometheus' conformance script format.
 
 pub mod engine;
@@ -25,5 +25,4 @@ mod histogram;
 pub use engine::{parse, parse_query, Engine, EngineOpts};
 pub use error::{EvalError, ParseError};
 pub use shared::SharedEngine;
-pub use storage::{MatchOp, Matcher, MemStorage, Queryable, SeriesData};
 pub use value::{Annotations, QueryResult, Sample, Series, Value};

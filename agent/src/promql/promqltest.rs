@@ -12,9 +12,9 @@ use regex::Regex;
 
 use super::engine::{parse, Engine, EngineOpts};
 use super::error::ParseError;
-use super::storage::MemStorage;
 use super::value::{QueryResult, Value};
 use crate::model::{stale_nan, Labels, LabelsBuilder};
+use crate::storage::MemStorage;
 
 /// One failed case.
 #[derive(Debug, Clone)]
@@ -45,49 +45,20 @@ pub enum Point {
     Histogram,
 }
 
-/// Parses a Prometheus duration like `1h30m`, `10s53ms`, or plain seconds.
+/// A script time or interval: a Prometheus duration (`1h30m`, `10s53ms`)
+/// or plain seconds, either possibly negative.
 pub fn parse_duration_ms(s: &str) -> Option<i64> {
     let s = s.trim();
     let (neg, s) = match s.strip_prefix('-') {
         Some(r) => (true, r),
         None => (false, s),
     };
-    if let Ok(v) = s.parse::<f64>() {
-        let ms = (v * 1000.0).round() as i64;
-        return Some(if neg { -ms } else { ms });
-    }
-    let mut total = 0i64;
-    let b = s.as_bytes();
-    let mut i = 0;
-    if b.is_empty() {
-        return None;
-    }
-    while i < b.len() {
-        let st = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        if st == i {
-            return None;
-        }
-        let n: i64 = s[st..i].parse().ok()?;
-        let us = i;
-        while i < b.len() && b[i].is_ascii_alphabetic() {
-            i += 1;
-        }
-        let mult = match &s[us..i] {
-            "ms" => 1,
-            "s" => 1000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            "w" => 7 * 86_400_000,
-            "y" => 365 * 86_400_000,
-            _ => return None,
-        };
-        total += n * mult;
-    }
-    Some(if neg { -total } else { total })
+    let ms = match s.parse::<f64>() {
+        Ok(v) => (v * 1000.0).round() as i64,
+        // At most ~292 years in milliseconds: fits an i64.
+        Err(_) => crate::model::duration::parse(s).ok()?.as_millis() as i64,
+    };
+    Some(if neg { -ms } else { ms })
 }
 
 fn parse_float(s: &str) -> Option<f64> {

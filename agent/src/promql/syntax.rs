@@ -169,8 +169,8 @@ fn duration_in_range(text: &str) -> bool {
         .split(|c: char| !c.is_ascii_digit())
         .any(|digits| !digits.is_empty() && digits.parse::<u32>().is_err());
     let sum_too_big = matches!(
-        crate::rules::rulefmt::parse_duration(text),
-        Err(e) if e.contains("out of range")
+        crate::model::duration::parse(text),
+        Err(crate::model::DurationError::OutOfRange)
     );
     !(too_big || sum_too_big)
 }
@@ -483,7 +483,8 @@ fn syntax_error(q: &str, tokens: &[(u16, usize, usize)]) -> ParseError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::promql::{parse_query, Engine, EngineOpts, MemStorage};
+    use crate::promql::{parse_query, Engine, EngineOpts};
+    use crate::storage::MemStorage;
 
     fn nested(open: &str, inner: &str, close: &str, n: usize) -> String {
         format!("{}{inner}{}", open.repeat(n), close.repeat(n))

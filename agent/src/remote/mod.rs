@@ -32,8 +32,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-pub use config::{validate_all, QueueConfig, RemoteWriteConfig};
+pub use config::validate_all;
 
+use crate::config::remote::RemoteWriteConfig;
 use crate::model::Labels;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

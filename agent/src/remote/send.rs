@@ -18,7 +18,7 @@ pub(super) struct Sender {
     pub(super) client: reqwest::Client,
     pub(super) url: String,
     pub(super) headers: reqwest::header::HeaderMap,
-    pub(super) cfg: super::QueueConfig,
+    pub(super) cfg: crate::config::remote::QueueConfig,
     pub(super) labels: QueueLabels,
     pub(super) metrics: Arc<RemoteMetricsRef>,
 }

@@ -1,84 +1,15 @@
-//! What a rollout is: its `[[rollouts]]` configuration, checked at load
-//! (names, thresholds, PromQL, plugin instances) and prepared to run.
+//! What a rollout is: its `[[rollouts]]` entry (the schema is
+//! `config::rollout`), checked where rollouts are built (names,
+//! thresholds, PromQL, plugin instances) and prepared to run.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{bail, Result};
-use serde::{Deserialize, Serialize};
-use toml::Spanned;
 
-use crate::config::{InstanceConfig, PluginsConfig};
+use crate::config::rollout::{MetricConfig, RolloutConfig};
+use crate::config::PluginsConfig;
 use crate::plugins::Instance;
-
-/// One `[[rollouts]]` entry.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct RolloutConfig {
-    pub name: Spanned<String>,
-    /// What the rollback action acts on (a Deployment, a Service, a flag...).
-    #[serde(default)]
-    pub target: String,
-    /// How often the checks are evaluated.
-    #[serde(default = "default_interval", with = "humantime_serde")]
-    pub interval: Duration,
-    /// Failed evaluations before rolling back (Flagger's `threshold`).
-    #[serde(default = "default_threshold")]
-    pub threshold: u32,
-    /// A rollout that stays under the threshold this long is stable.
-    #[serde(default = "default_soak", with = "humantime_serde")]
-    pub soak: Duration,
-    /// After a rollback, how long the checks have to pass again.
-    #[serde(default = "default_verify", with = "humantime_serde")]
-    pub verify: Duration,
-    /// PromQL whose result carries the running version in `version_label`;
-    /// a change starts a rollout.
-    #[serde(default)]
-    pub version_query: Option<String>,
-    #[serde(default = "default_version_label")]
-    pub version_label: String,
-    /// Extra labels of the rollout's alerts.
-    #[serde(default, deserialize_with = "crate::config::deserialize_label_map")]
-    pub labels: BTreeMap<String, String>,
-    /// PromQL checks (Flagger's metrics with a thresholdRange).
-    #[serde(default)]
-    pub metrics: Vec<MetricConfig>,
-    /// `metric-check` plugin instances.
-    #[serde(default)]
-    pub metric_checks: Vec<InstanceConfig>,
-    /// The `rollback-action` plugin instance. Without one a failed rollout
-    /// only alerts.
-    #[serde(default)]
-    pub rollback: Option<InstanceConfig>,
-}
-
-/// A PromQL check: the query must return one value inside `[min, max]`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct MetricConfig {
-    pub name: String,
-    pub query: String,
-    #[serde(default)]
-    pub min: Option<f64>,
-    #[serde(default)]
-    pub max: Option<f64>,
-}
-
-fn default_interval() -> Duration {
-    Duration::from_secs(60)
-}
-fn default_threshold() -> u32 {
-    5
-}
-fn default_soak() -> Duration {
-    Duration::from_secs(600)
-}
-fn default_verify() -> Duration {
-    Duration::from_secs(300)
-}
-fn default_version_label() -> String {
-    "version".to_string()
-}
 
 impl RolloutConfig {
     pub fn name(&self) -> &str {
@@ -203,24 +134,28 @@ impl Rollout {
 mod tests {
     #[test]
     fn config_validation_names_the_line() {
+        // What `wasmon check config` reports (the config parses;
+        // `validate_all` refuses it).
+        let invalid = |text: &str| {
+            let c = crate::config::Config::parse(text, "r.toml").unwrap();
+            format!(
+                "{:#}",
+                super::validate_all(&c.rollouts, &|s| c.at(s)).unwrap_err()
+            )
+        };
         let text =
             "[[rollouts]]\nname = \"a\"\n[[rollouts.metrics]]\nname = \"x\"\nquery = \"up\"\n";
-        let msg = format!(
-            "{:#}",
-            crate::config::Config::parse(text, "r.toml").unwrap_err()
-        );
+        let msg = invalid(text);
         assert!(
             msg.contains("r.toml:2") && msg.contains("needs min, max"),
             "{msg}"
         );
         let text = "[[rollouts]]\nname = \"a\"\nversion_query = \"sum(\"\n";
-        let msg = format!(
-            "{:#}",
-            crate::config::Config::parse(text, "r.toml").unwrap_err()
-        );
+        let msg = invalid(text);
         assert!(msg.contains("version_query"), "{msg}");
         let ok = "[[rollouts]]\nname = \"a\"\ninterval = \"1s\"\nthreshold = 2\n[[rollouts.metrics]]\nname = \"x\"\nquery = \"up\"\nmax = 1\n[rollouts.rollback]\nname = \"undo\"\nplugin = \"http-action\"\nallow_hosts = [\"127.0.0.1\"]\n";
         let c = crate::config::Config::parse(ok, "r.toml").unwrap();
+        super::validate_all(&c.rollouts, &|s| c.at(s)).unwrap();
         assert_eq!(c.rollouts[0].threshold, 2);
     }
 }

@@ -25,7 +25,7 @@
 //! State (phase, versions, failures, decision history) is written to
 //! `rollouts.json` in the data dir on every change and read back at start.
 //!
-//! Files: `config.rs` (the `[[rollouts]]` entry, validated and prepared),
+//! Files: `config.rs` (a `[[rollouts]]` entry validated and prepared),
 //! `state.rs` (the persisted state and decision history), this file (the
 //! manager: the state machine above, driven every interval), `checks.rs`
 //! (evaluating the checks), `alerts.rs` (the alerts built from the state),
@@ -50,7 +50,7 @@ mod config;
 mod incident_hook;
 mod state;
 
-pub use config::{validate_all, MetricConfig, Rollout, RolloutConfig};
+pub use config::{validate_all, Rollout};
 pub use state::{Decision, Evaluation, Phase, RolloutState, Verdict};
 
 /// Runs the configured rollouts and keeps their state.

@@ -351,7 +351,7 @@ impl AlertingRule {
         outage_tolerance: i64,
         grace: i64,
     ) {
-        use crate::promql::{MatchOp, Matcher};
+        use crate::storage::{MatchOp, Matcher};
         if self.hold_ms < grace {
             self.set_restored(true);
             return;

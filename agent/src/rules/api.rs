@@ -6,7 +6,7 @@ use serde_json::{json, Map, Value};
 use super::alerting::{Alert, AlertingRule};
 use super::group::{ms_to_time, Group, Rule, RuleStatus};
 use super::manager::RuleManager;
-use super::rulefmt::format_duration;
+use crate::model::duration;
 use crate::web::response::{success_body, ApiError};
 
 /// `/api/v1/rules` query parameters.
@@ -36,27 +36,7 @@ fn labels_obj<'a>(it: impl Iterator<Item = (&'a str, &'a str)>) -> Value {
 
 /// Go's `strconv.FormatFloat(v, 'e', -1, 64)`, as the API writes alert values.
 fn format_value(v: f64) -> String {
-    go_float_exp(v, false)
-}
-
-/// Go's `strconv.FormatFloat(v, 'e' or 'E', -1, 64)`: shortest mantissa,
-/// signed exponent of at least two digits.
-pub(crate) fn go_float_exp(v: f64, upper: bool) -> String {
-    if v.is_nan() {
-        return "NaN".into();
-    }
-    if v.is_infinite() {
-        return if v > 0.0 {
-            "+Inf".into()
-        } else {
-            "-Inf".into()
-        };
-    }
-    let s = format!("{v:e}");
-    let (m, e) = s.split_once('e').unwrap_or((&s, "0"));
-    let e: i32 = e.parse().unwrap_or(0);
-    let sep = if upper { 'E' } else { 'e' };
-    format!("{m}{sep}{}{:02}", if e < 0 { '-' } else { '+' }, e.abs())
+    wasmon_gofmt::format_float(v, 'e', -1)
 }
 
 /// One alert as the API shows it.
@@ -205,7 +185,7 @@ impl RuleManager {
 
 /// A human-readable duration as rule files write it (for UIs).
 pub fn duration_text(ms: i64) -> String {
-    format_duration(std::time::Duration::from_millis(ms.max(0) as u64))
+    duration::format(std::time::Duration::from_millis(ms.max(0) as u64))
 }
 
 #[cfg(test)]

@@ -47,10 +47,11 @@ mod tests {
     use super::*;
     use crate::alerting::sink::NoopSink;
     use crate::model::Labels;
-    use crate::promql::{Engine, EngineOpts, MemStorage};
-    use crate::rules::group::{EvalCtx, Group, MemStorageAppendable, RuleOpts};
+    use crate::promql::{Engine, EngineOpts};
+    use crate::rules::group::{EvalCtx, Group, RuleOpts};
     use crate::rules::recording::RecordingRule;
     use crate::rules::rulefmt::{parse, ParseOpts};
+    use crate::storage::MemStorage;
 
     /// A definition that did not come through rulefmt's check names its
     /// group and rule, and keeps the parse error's position.
@@ -60,11 +61,7 @@ mod tests {
         let mut rg = parse(text, "t.yml", &ParseOpts::default()).unwrap();
         rg.groups[0].rules[0].expr = "sum(".into();
         let store = Arc::new(MemStorage::new());
-        let opts = RuleOpts::new(
-            store.clone(),
-            Arc::new(MemStorageAppendable(store)),
-            Arc::new(NoopSink),
-        );
+        let opts = RuleOpts::new(store.clone(), store, Arc::new(NoopSink));
         let err = Group::new("t.yml", &rg.groups[0], 60_000, Arc::new(opts), true).unwrap_err();
         assert_eq!((err.group.as_str(), err.rule.as_str()), ("g", "r"));
         assert_eq!((err.error.line, err.error.column), (1, 5));

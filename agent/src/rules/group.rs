@@ -17,8 +17,8 @@ use super::recording::RecordingRule;
 use super::rulefmt::{RuleDef, RuleGroup, RuleKind};
 use crate::alerting::sink::{AlertSink, OutgoingAlert};
 use crate::model::{stale_nan, Labels};
-use crate::promql::{Engine, ParseError, Queryable, SharedEngine, Value};
-use crate::scrape::append::Appendable;
+use crate::promql::{Engine, ParseError, SharedEngine, Value};
+use crate::storage::{Appendable, Queryable};
 
 /// What evaluating rules needs; shared by all groups of a manager.
 #[derive(Clone)]
@@ -461,47 +461,10 @@ pub fn generator_url(external_url: &str, expr: &str) -> String {
     format!(
         "{}/graph?g0.expr={}&g0.tab=1",
         external_url.trim_end_matches('/'),
-        super::template::query_escape(expr)
+        wasmon_template::query_escape(expr)
     )
 }
 
 pub fn ms_to_time(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
-}
-
-/// Writes rule output into a [`MemStorage`](crate::promql::MemStorage) so
-/// the same store can be queried (tests, `wasmon test rules`).
-pub struct MemStorageAppendable(pub Arc<crate::promql::MemStorage>);
-
-struct MemStorageAppender<'a> {
-    store: &'a crate::promql::MemStorage,
-    pending: Vec<(Labels, i64, f64)>,
-}
-
-impl crate::scrape::append::SampleAppender for MemStorageAppender<'_> {
-    fn append(
-        &mut self,
-        labels: &Labels,
-        t: i64,
-        v: f64,
-    ) -> Result<(), crate::scrape::append::AppendRejection> {
-        self.pending.push((labels.clone(), t, v));
-        Ok(())
-    }
-    fn commit(self: Box<Self>) -> anyhow::Result<()> {
-        for (l, t, v) in self.pending {
-            self.store.append(l, t, v);
-        }
-        Ok(())
-    }
-    fn rollback(self: Box<Self>) {}
-}
-
-impl Appendable for MemStorageAppendable {
-    fn appender(&self) -> Box<dyn crate::scrape::append::SampleAppender + '_> {
-        Box::new(MemStorageAppender {
-            store: &self.0,
-            pending: Vec::new(),
-        })
-    }
 }

@@ -1,11 +1,12 @@
 //! Recording and alerting rules (Prometheus' `rules/` package).
 //!
 //! - [`rulefmt`]: rule files as Prometheus writes them, validated.
-//! - [`template`]: the Go-template subset for alert labels and annotations.
+//! - [`template`]: Prometheus' template functions and the alert template data, on the
+//!   shared Go text/template engine (`wasmon-template`).
 //! - [`recording`], [`alerting`]: one rule's evaluation; alerting rules
 //!   keep the inactive → pending → firing state machine.
 //! - [`group`]: a group's rules evaluated in order at one timestamp,
-//!   results written back through an [`Appendable`](crate::scrape::append::Appendable)
+//!   results written back through an [`Appendable`](crate::storage::Appendable)
 //!   (stale markers when a series disappears), alerts handed to an
 //!   [`AlertSink`](crate::alerting::sink::AlertSink).
 //! - [`manager`]: loads files, runs each group on its interval (aligned like
@@ -26,5 +27,5 @@ pub mod unittest;
 
 pub use alerting::{Alert, AlertState, AlertingRule};
 pub use error::{BuildError, RuleEvalError};
-pub use group::{Group, MemStorageAppendable, Rule, RuleOpts};
+pub use group::{Group, Rule, RuleOpts};
 pub use manager::{ManagerOpts, RuleManager};

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::template;
+use crate::model::duration;
 
 /// How strictly names are checked.
 #[derive(Debug, Clone, Default)]
@@ -148,82 +149,6 @@ struct RawRule {
     labels: Option<BTreeMap<String, String>>,
     #[serde(default)]
     annotations: Option<BTreeMap<String, String>>,
-}
-
-/// Prometheus' `model.ParseDuration`: `1h30m`, `5m`, `10s`, `100ms`, `2d`,
-/// `1w`, `1y`, or `0`; units in decreasing order, integers only.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("not a valid duration string: {s:?}");
-    if s == "0" {
-        return Ok(Duration::ZERO);
-    }
-    if s.is_empty() {
-        return Err("empty duration string".into());
-    }
-    let units: [(&str, u64); 7] = [
-        ("y", 365 * 86_400_000),
-        ("w", 7 * 86_400_000),
-        ("d", 86_400_000),
-        ("h", 3_600_000),
-        ("m", 60_000),
-        ("s", 1000),
-        ("ms", 1),
-    ];
-    let b = s.as_bytes();
-    let mut i = 0;
-    let mut total: u64 = 0;
-    let mut last_unit = 0usize;
-    while i < b.len() {
-        let st = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        if st == i {
-            return Err(bad());
-        }
-        let n: u64 = s[st..i].parse().map_err(|_| bad())?;
-        let us = i;
-        while i < b.len() && b[i].is_ascii_alphabetic() {
-            i += 1;
-        }
-        let u = &s[us..i];
-        let Some(pos) = units.iter().position(|(name, _)| *name == u) else {
-            return Err(bad());
-        };
-        if pos < last_unit || (pos == last_unit && total > 0) {
-            return Err(bad());
-        }
-        last_unit = pos;
-        total = n
-            .checked_mul(units[pos].1)
-            .and_then(|v| v.checked_add(total))
-            .ok_or_else(|| "duration out of range".to_string())?;
-    }
-    Ok(Duration::from_millis(total))
-}
-
-/// Formats a duration the way Prometheus prints `model.Duration`.
-pub fn format_duration(d: Duration) -> String {
-    let mut ms = d.as_millis() as u64;
-    if ms == 0 {
-        return "0s".into();
-    }
-    let mut out = String::new();
-    for (unit, mult) in [
-        ("y", 365 * 86_400_000u64),
-        ("w", 7 * 86_400_000),
-        ("d", 86_400_000),
-        ("h", 3_600_000),
-        ("m", 60_000),
-        ("s", 1000),
-        ("ms", 1),
-    ] {
-        if ms >= mult {
-            out.push_str(&format!("{}{unit}", ms / mult));
-            ms %= mult;
-        }
-    }
-    out
 }
 
 fn legacy_metric_name(n: &str) -> bool {
@@ -431,7 +356,7 @@ pub fn parse(text: &str, file: &str, opts: &ParseOpts) -> Result<RuleGroups, Rul
         }
         let dur = |s: &Option<String>, what: &str, errs: &mut Vec<RuleError>| match s {
             None => None,
-            Some(s) => match parse_duration(s) {
+            Some(s) => match duration::parse(s) {
                 Ok(d) => Some(d),
                 Err(e) => {
                     errs.push(RuleError {
@@ -567,7 +492,7 @@ pub fn parse(text: &str, file: &str, opts: &ParseOpts) -> Result<RuleGroups, Rul
             }
             let parse_d = |s: &Option<String>| match s {
                 None => Ok(Duration::ZERO),
-                Some(s) => parse_duration(s),
+                Some(s) => duration::parse(s),
             };
             let for_ = parse_d(&r.for_).unwrap_or_else(|e| {
                 fail(format!("for: {e}"));
@@ -599,19 +524,6 @@ pub fn parse(text: &str, file: &str, opts: &ParseOpts) -> Result<RuleGroups, Rul
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
-        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
-        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
-        assert_eq!(parse_duration("100ms").unwrap(), Duration::from_millis(100));
-        assert!(parse_duration("5").is_err());
-        assert!(parse_duration("1m1h").is_err());
-        assert!(parse_duration("1.5h").is_err());
-        assert_eq!(format_duration(Duration::from_secs(5400)), "1h30m");
-        assert_eq!(format_duration(Duration::ZERO), "0s");
-    }
 
     #[test]
     fn errors_have_positions() {

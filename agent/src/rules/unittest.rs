@@ -16,12 +16,14 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use super::group::{query_vector, EvalCtx, Group, MemStorageAppendable, RuleOpts};
-use super::rulefmt::{self, format_duration, parse_duration, ParseOpts};
+use super::group::{query_vector, EvalCtx, Group, RuleOpts};
+use super::rulefmt::{self, ParseOpts};
 use crate::alerting::sink::NoopSink;
+use crate::model::duration;
 use crate::model::Labels;
 use crate::promql::promqltest::{parse_metric, parse_points, Point};
-use crate::promql::{Engine, EngineOpts, MemStorage, SharedEngine};
+use crate::promql::{Engine, EngineOpts, SharedEngine};
+use crate::storage::MemStorage;
 
 type YVal = serde_norway::Value;
 
@@ -126,7 +128,7 @@ fn yval_str(v: &YVal) -> String {
 fn duration_ms(v: &Option<YVal>) -> Result<Option<i64>, String> {
     match v {
         None | Some(YVal::Null) => Ok(None),
-        Some(v) => parse_duration(&yval_str(v))
+        Some(v) => duration::parse(&yval_str(v))
             .map(|d| Some(d.as_millis() as i64))
             .map_err(|e| e.to_string()),
     }
@@ -153,35 +155,12 @@ fn go_labels(l: &Labels) -> String {
 
 /// Go's `strconv.FormatFloat(v, 'E', -1, 64)`.
 fn go_float_e(v: f64) -> String {
-    super::api::go_float_exp(v, true)
+    wasmon_gofmt::format_float(v, 'E', -1)
 }
 
 /// Go's `time.Duration.String()` of ms.
 fn go_duration(ms: i64) -> String {
-    if ms == 0 {
-        return "0s".into();
-    }
-    let neg = ms < 0;
-    let u = ms.unsigned_abs();
-    let mut out = String::new();
-    if neg {
-        out.push('-');
-    }
-    if u < 1000 {
-        out.push_str(&format!("{u}ms"));
-        return out;
-    }
-    let h = u / 3_600_000;
-    let m = (u / 60_000) % 60;
-    let s = (u % 60_000) as f64 / 1000.0;
-    if h > 0 {
-        out.push_str(&format!("{h}h"));
-    }
-    if h > 0 || m > 0 {
-        out.push_str(&format!("{m}m"));
-    }
-    out.push_str(&format!("{}s", super::template::go_fmt_g(s, None)));
-    out
+    wasmon_gofmt::format_duration(ms.saturating_mul(1_000_000))
 }
 
 fn indent_lines(s: &str, indent: &str) -> String {
@@ -327,11 +306,7 @@ fn run_group(
         inputs.push((labels, samples));
     }
     let store = Arc::new(MemStorage::new());
-    let mut ropts = RuleOpts::new(
-        store.clone(),
-        Arc::new(MemStorageAppendable(store.clone())),
-        Arc::new(NoopSink),
-    );
+    let mut ropts = RuleOpts::new(store.clone(), store.clone(), Arc::new(NoopSink));
     ropts.engine = SharedEngine::new(Engine::new(EngineOpts {
         default_subquery_step_ms: eval_interval,
         ..EngineOpts::default()
@@ -484,7 +459,7 @@ fn run_group(
             errs.push(format!(
                 "{test_name}    alertname: {}, time: {}, \n        exp:{}, \n        got:{}",
                 at.alertname,
-                format_duration(std::time::Duration::from_millis(*t as u64)),
+                duration::format(std::time::Duration::from_millis(*t as u64)),
                 indent_lines(&la_string(&exp), "            "),
                 indent_lines(&la_string(&got_alerts), "            ")
             ));
@@ -499,7 +474,7 @@ fn run_group(
         external_url: &ropts.external_url,
     };
     'outer: for (t, pt) in &promql_tests {
-        let tstr = format_duration(std::time::Duration::from_millis(*t as u64));
+        let tstr = duration::format(std::time::Duration::from_millis(*t as u64));
         let got = match crate::promql::parse_query(&pt.expr)
             .map_err(|e| e.to_string())
             .and_then(|e| query_vector(&ctx, &e, *t).map_err(|e| e.to_string()))

@@ -10,11 +10,11 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
-use super::append::Appendable;
 use super::discovery::{self, Group, FILEPATH_LABEL};
 use super::scrape_loop::{Health, ScrapeLoop, ScrapeStats, TargetState};
 use super::target::{group_labels, Job, Target};
 use crate::model::labels::Labels;
+use crate::storage::Appendable;
 
 struct LoopHandle {
     target: Arc<Target>,
@@ -62,8 +62,8 @@ impl PoolView {
                     .unwrap_or_else(|| "0001-01-01T00:00:00Z".into()),
                 last_scrape_duration: s.last_duration.as_secs_f64(),
                 health: s.health,
-                scrape_interval: humantime::format_duration(self.job.interval).to_string(),
-                scrape_timeout: humantime::format_duration(self.job.timeout).to_string(),
+                scrape_interval: crate::model::duration::format(self.job.interval),
+                scrape_timeout: crate::model::duration::format(self.job.timeout),
             });
         }
         dropped.extend(st.dropped.iter().map(|l| (self.name.clone(), l.clone())));

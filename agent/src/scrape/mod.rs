@@ -1,12 +1,10 @@
 //! Scraping: jobs and targets from config and discovery, relabeling, and one
 //! loop per target appending to the store (Prometheus' `scrape/` package).
 
-pub mod append;
 pub mod discovery;
 pub mod manager;
 pub mod scrape_loop;
 pub mod target;
 
-pub use append::{AppendRejection, Appendable, MemoryStore, SampleAppender};
 pub use manager::{ScrapeManager, TargetStatus};
 pub use target::{Job, Target};

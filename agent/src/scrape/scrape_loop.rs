@@ -7,11 +7,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use futures::StreamExt;
 
-use super::append::{AppendRejection, Appendable};
 use super::target::{Job, Target};
 use crate::model::labels::{Labels, LabelsBuilder};
 use crate::model::relabel::process_builder;
 use crate::model::{stale_nan, TimestampMs, METRIC_NAME};
+use crate::storage::{AppendRejection, Appendable, Appender};
 use crate::textparse;
 
 /// The Accept header Prometheus sends: OpenMetrics preferred, text format next.
@@ -351,7 +351,7 @@ impl SeriesCache {
 
     /// After a good scrape: markers for the previous scrape's series that
     /// this one lacks, then forget them.
-    fn finish(&mut self, app: &mut dyn super::append::SampleAppender, t: TimestampMs) {
+    fn finish(&mut self, app: &mut dyn Appender, t: TimestampMs) {
         let g = self.generation;
         self.by_ref.retain(|&r, e| {
             if e.seen != g && !e.explicit {
@@ -373,7 +373,7 @@ impl SeriesCache {
 
     /// After a failed scrape (or at the end): markers for every series of
     /// the last good scrape, then forget everything.
-    fn all_stale(&mut self, app: &mut dyn super::append::SampleAppender, t: TimestampMs) {
+    fn all_stale(&mut self, app: &mut dyn Appender, t: TimestampMs) {
         let g = self.generation;
         // The last good scrape: this one if it completed, else the one before.
         let good = if self.done { g } else { g.wrapping_sub(1) };
@@ -596,7 +596,7 @@ impl ScrapeLoop {
                 Some(ts) if cfg.honor_timestamps => ts,
                 _ => t,
             };
-            let h = crate::tsdb::series::hash_labels(labels);
+            let h = crate::model::hash_labels(labels);
             let (mut handle, mut refused) = (None, true);
             match app.append_hashed(labels, h, ts, s.value) {
                 Ok(r) => {
@@ -737,7 +737,7 @@ enum StaleTarget<'a> {
     Labels(&'a Labels),
 }
 
-fn append_stale(app: &mut dyn super::append::SampleAppender, s: StaleTarget, t: TimestampMs) {
+fn append_stale(app: &mut dyn Appender, s: StaleTarget, t: TimestampMs) {
     let _ = match s {
         StaleTarget::Ref(r) => app.append_ref(r, t, stale_nan()),
         StaleTarget::Labels(l) => app.append(l, t, stale_nan()),

@@ -108,11 +108,11 @@ impl Target {
             (METRICS_PATH_LABEL, sc.metrics_path.clone()),
             (
                 SCRAPE_INTERVAL_LABEL,
-                humantime::format_duration(job.interval).to_string(),
+                crate::model::duration::format(job.interval),
             ),
             (
                 SCRAPE_TIMEOUT_LABEL,
-                humantime::format_duration(job.timeout).to_string(),
+                crate::model::duration::format(job.timeout),
             ),
         ];
         for (k, v) in defaults {
@@ -226,6 +226,20 @@ mod tests {
         );
         assert_eq!(t.url, "http://10.0.0.1:9100/metrics?module=http_2xx");
         assert_eq!(t.discovered.get(SCRAPE_INTERVAL_LABEL), Some("15s"));
+    }
+
+    /// Prometheus prints the job's durations as `model.Duration` does
+    /// (`1m30s`, not `1m 30s`).
+    #[test]
+    fn internal_duration_labels_print_like_prometheus() {
+        let text = "[[scrape_configs]]\njob_name = \"app\"\nscrape_interval = \"90s\"\nscrape_timeout = \"1500ms\"\n";
+        let c = Config::parse(text, "t.toml").unwrap();
+        let j = Job::from_config(&c.scrape_configs[0], &c).unwrap();
+        let t = Target::populate(&j, Labels::from_pairs([(ADDRESS_LABEL, "h:1")]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(t.discovered.get(SCRAPE_INTERVAL_LABEL), Some("1m30s"));
+        assert_eq!(t.discovered.get(SCRAPE_TIMEOUT_LABEL), Some("1s500ms"));
     }
 
     #[test]

@@ -141,65 +141,12 @@ fn seconds_to_ms(s: &str, secs: f64) -> i64 {
 /// two digits), plus `.0` when the result has neither `.` nor `e`;
 /// `+Inf`/`-Inf`/`NaN` for the non-finite values.
 pub(crate) fn format_om_float(f: f64) -> String {
-    if f.is_nan() {
-        return "NaN".into();
-    }
-    if f.is_infinite() {
-        return if f > 0.0 {
-            "+Inf".into()
-        } else {
-            "-Inf".into()
-        };
-    }
     if f == 0.0 {
         return "0.0".into();
     }
-    // Rust's `{:e}` gives the shortest round-tripping digits, like Go's -1
-    // precision: "d[.ddd]e[-]x".
-    let sci = format!("{f:e}");
-    let (mantissa, exp) = sci
-        .split_once('e')
-        .expect("LowerExp output has an exponent");
-    let exp: i32 = exp.parse().expect("LowerExp exponent is an integer");
-    let (neg, mantissa) = match mantissa.strip_prefix('-') {
-        Some(m) => (true, m),
-        None => (false, mantissa),
-    };
-    let digits: String = mantissa.chars().filter(|&c| c != '.').collect();
-    let nd = digits.len() as i32;
-    let mut out = String::with_capacity(24);
-    if neg {
-        out.push('-');
-    }
-    if !(-4..6).contains(&exp) {
-        out.push_str(&digits[..1]);
-        if nd > 1 {
-            out.push('.');
-            out.push_str(&digits[1..]);
-        }
-        out.push('e');
-        out.push(if exp < 0 { '-' } else { '+' });
-        let a = exp.unsigned_abs();
-        if a < 10 {
-            out.push('0');
-        }
-        out.push_str(&a.to_string());
-        return out;
-    }
-    // Fixed notation; `dp` is the position of the decimal point in `digits`.
-    let dp = exp + 1;
-    if dp <= 0 {
-        out.push_str("0.");
-        out.extend(std::iter::repeat_n('0', (-dp) as usize));
-        out.push_str(&digits);
-    } else if dp >= nd {
-        out.push_str(&digits);
-        out.extend(std::iter::repeat_n('0', (dp - nd) as usize));
+    let mut out = wasmon_gofmt::format_float(f, 'g', -1);
+    if f.is_finite() && !out.contains(['.', 'e']) {
         out.push_str(".0");
-    } else {
-        out.push_str(&digits[..dp as usize]);
-        out.push('.');
-        out.push_str(&digits[dp as usize..]);
     }
     out
 }

@@ -12,9 +12,9 @@ use serde::Serialize;
 
 use super::block::{self, Block};
 use super::chunkenc::ChunkIter;
-use super::matcher::{MatchOp, Matcher};
 use super::packed::{self, ENCODING_PACKED};
 use super::postings::postings_for_matchers;
+use crate::storage::{MatchOp, Matcher};
 
 /// One block's figures.
 #[derive(Debug, Clone, Serialize)]

@@ -30,7 +30,6 @@ use super::head::Head;
 use super::head_chunks::HeadChunks;
 use super::health::{WriteHealth, WriteKind};
 use super::levels;
-use super::matcher::Matcher;
 use super::postings::postings_for_matchers;
 use super::record::{self, Record, RefSample};
 use super::series::{MemSeries, SeriesRef, SeriesState};
@@ -38,6 +37,7 @@ use super::wal::{self, Wal};
 use super::AppendError;
 use crate::model::Labels;
 use crate::scrape::scrape_loop::now_ms;
+use crate::storage::Matcher;
 
 /// Storage options (`[storage]` in the agent config maps onto these).
 #[derive(Debug, Clone)]

@@ -21,7 +21,6 @@ use hashbrown::HashTable;
 use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 
 use super::head_chunks::HeadChunks;
-use super::matcher::Matcher;
 use super::postings::{postings_for_matchers, MemPostings};
 use super::record;
 use super::series::{
@@ -32,6 +31,7 @@ use super::symbols::{SymLabels, Symbols};
 use super::wal::Wal;
 use super::AppendError;
 use crate::model::Labels;
+use crate::storage::Matcher;
 
 type RefMap<V> = hashbrown::HashMap<SeriesRef, V, foldhash::fast::FixedState>;
 

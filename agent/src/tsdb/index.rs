@@ -687,7 +687,7 @@ impl PostingsSource for IndexReader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tsdb::matcher::{MatchOp, Matcher};
+    use crate::storage::{MatchOp, Matcher};
     use crate::tsdb::postings::postings_for_matchers;
 
     #[test]

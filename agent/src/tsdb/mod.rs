@@ -18,8 +18,8 @@
 //! data at compaction), [`series`] (one in-memory series), [`symbols`]
 //! (the head's interned label strings), [`head`]
 //! (the in-memory store) and [`head_chunks`] (closed head chunks offloaded
-//! to files), [`postings`] and [`matcher`] (the inverted index and label
-//! matchers), [`record`] and [`wal`] (write-ahead log, snappy per record), [`chunks`], [`index`]
+//! to files), [`postings`] (the inverted index, selected by
+//! [`crate::storage::Matcher`]s), [`record`] and [`wal`] (write-ahead log, snappy per record), [`chunks`], [`index`]
 //! and [`block`] (the on-disk block format), [`levels`] (which blocks
 //! to merge), [`health`] (failed writes: counted, logged rate-limited,
 //! readiness), [`analyze`] (where a block's
@@ -51,16 +51,15 @@ pub mod head_chunks;
 pub mod health;
 pub mod index;
 pub mod levels;
-pub mod matcher;
 pub mod packed;
 pub mod postings;
 pub mod record;
 pub mod series;
+mod storage;
 pub mod symbols;
 pub mod wal;
 
 pub use db::{Appender, Db, Maintenance, Options, Series, Stats};
-pub use matcher::{MatchOp, Matcher};
 pub use series::SeriesRef;
 
 /// Why a sample was not accepted. Callers branch on these (the scrape loop

@@ -7,8 +7,8 @@
 //! list when sizes differ a lot (the common `{__name__="x", job="y"}` case
 //! intersects a short list with a long one).
 
-use super::matcher::{MatchOp, Matcher};
 use super::symbols::{SymbolId, Symbols};
+use crate::storage::{MatchOp, Matcher};
 
 /// What the matcher algorithm needs from an index (head or block).
 pub trait PostingsSource {

@@ -14,7 +14,7 @@ pub use super::response::{success, ApiError};
 use super::work::DEFAULT_TIMEOUT;
 use super::Api;
 use crate::model::{Labels, TimestampMs};
-use crate::tsdb::{MatchOp, Matcher};
+use crate::storage::{MatchOp, Matcher};
 
 /// Request parameters from the query string and, for POST, a form body —
 /// Prometheus accepts both and so does Grafana's "POST" method setting.

@@ -18,16 +18,8 @@ const MAX_POINTS: i64 = 11_000;
 
 /// Prometheus renders sample values as strings, with these spellings.
 pub fn format_value(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v == f64::INFINITY {
-        "+Inf".into()
-    } else if v == f64::NEG_INFINITY {
-        "-Inf".into()
-    } else {
-        // Shortest round-trip, no exponent: Go's strconv 'f', -1.
-        format!("{v}")
-    }
+    // Go's strconv 'f', -1: shortest round-trip, no exponent.
+    wasmon_gofmt::format_float(v, 'f', -1)
 }
 
 fn ts(t: TimestampMs) -> Json_ {
@@ -79,7 +71,7 @@ fn parse_duration_ms(s: &str) -> Result<i64, String> {
             (secs * 1000.0).round() as i64
         });
     }
-    crate::rules::rulefmt::parse_duration(s)
+    crate::model::duration::parse(s)
         .map(|d| d.as_millis() as i64)
         .map_err(|_| format!("cannot parse {s:?} to a valid duration"))
 }

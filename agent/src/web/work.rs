@@ -322,7 +322,8 @@ mod tests {
     /// deadline: a cancelled query stops with `Cancelled`.
     #[tokio::test]
     async fn queries_stop_when_the_request_is_cancelled() {
-        use crate::promql::{error::EvalError, parse, Engine, MemStorage};
+        use crate::promql::{error::EvalError, parse, Engine};
+        use crate::storage::MemStorage;
         let db = Arc::new(MemStorage::new());
         for i in 0..100 {
             db.append(
