@@ -767,10 +767,10 @@ group_interval = "1s"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_applies_query_limits_globals_and_alertmanagers_to_rules() {
     let (am_before, am_after) = (
-        common::Receiver::start().await,
-        common::Receiver::start().await,
+        fixtures::Receiver::start().await,
+        fixtures::Receiver::start().await,
     );
-    let config = |am: &common::Receiver, dc: &str, url: &str, interval: &str, max: u64| {
+    let config = |am: &fixtures::Receiver, dc: &str, url: &str, interval: &str, max: u64| {
         format!(
             r#"
 rule_files = ["rules/*.yml"]
@@ -800,7 +800,7 @@ url = "http://{addr}"
         "groups:\n  - name: reload\n    rules:\n      - record: subquery_points\n        expr: count_over_time(vector(1)[1m:1s])\n      - alert: Before\n        expr: vector(1)\n",
     )
     .unwrap();
-    let agent = common::AgentProcess::start(
+    let agent = fixtures::AgentProcess::start(
         dir,
         &config(&am_before, "one", "http://before.example", "1s", 1_000_000),
     )
@@ -824,7 +824,7 @@ url = "http://{addr}"
             .unwrap()
     };
     // Alerts forwarded: (alertname, dc label, generatorURL) of each.
-    let forwarded = |am: &common::Receiver| {
+    let forwarded = |am: &fixtures::Receiver| {
         am.requests()
             .iter()
             .flat_map(|r| serde_json::from_slice::<Vec<serde_json::Value>>(&r.body).unwrap())
