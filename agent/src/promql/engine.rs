@@ -552,7 +552,7 @@ impl<'a> Evaluator<'a> {
                 );
             }
             for m in g {
-                ms.push(super::storage::matcher_from_parser(m).map_err(EvalError::Eval)?);
+                ms.push(super::storage::matcher_from_parser(m)?);
             }
             // Left-open window: (lo, hi].
             let data = self
