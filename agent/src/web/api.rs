@@ -60,11 +60,24 @@ impl Params {
     }
 }
 
+/// A time or duration parameter that does not read, in Prometheus' words
+/// (the caller adds `invalid parameter "NAME": `).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParamError {
+    #[error("cannot parse {0:?} to a valid timestamp")]
+    Timestamp(String),
+    #[error("cannot parse {0:?} to a valid duration")]
+    Duration(String),
+    /// Past what Prometheus holds in int64 nanoseconds.
+    #[error("cannot parse {0:?} to a valid duration. It overflows int64")]
+    DurationOverflow(String),
+}
+
 /// Prometheus' time formats.
-pub fn parse_time(s: &str) -> Result<TimestampMs, String> {
+pub fn parse_time(s: &str) -> Result<TimestampMs, ParamError> {
     if let Ok(f) = s.parse::<f64>() {
         if !f.is_finite() {
-            return Err(format!("cannot parse {s:?} to a valid timestamp"));
+            return Err(ParamError::Timestamp(s.to_string()));
         }
         return Ok((f * 1000.0).round() as i64);
     }
@@ -73,7 +86,7 @@ pub fn parse_time(s: &str) -> Result<TimestampMs, String> {
             Ok(d) => d.as_millis() as i64,
             Err(e) => -(e.duration().as_millis() as i64),
         })
-        .map_err(|_| format!("cannot parse {s:?} to a valid timestamp"))
+        .map_err(|_| ParamError::Timestamp(s.to_string()))
 }
 
 /// Prometheus' defaults for an open time range.
