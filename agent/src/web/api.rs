@@ -93,17 +93,20 @@ pub fn parse_time(s: &str) -> Result<TimestampMs, ParamError> {
 pub const MIN_TIME: TimestampMs = i64::MIN / 2;
 pub const MAX_TIME: TimestampMs = i64::MAX / 2;
 
-/// Parses a series selector (`up{job="x"}`) into store matchers.
-pub fn parse_selector(s: &str) -> Result<Vec<Matcher>, String> {
-    let expr = crate::promql::parse_query(s).map_err(|e| e.to_string())?;
+/// Parses a series selector (`up{job="x"}`) into store matchers; errors
+/// are `bad_data`.
+pub fn parse_selector(s: &str) -> Result<Vec<Matcher>, ApiError> {
+    let expr = crate::promql::parse_query(s).map_err(ApiError::bad_data)?;
     let promql_parser::parser::Expr::VectorSelector(vs) = expr else {
-        return Err(format!("{s:?} is not a series selector"));
+        return Err(ApiError::bad_data(format!(
+            "{s:?} is not a series selector"
+        )));
     };
     let mut out = Vec::new();
     if let Some(name) = &vs.name {
         out.push(
             Matcher::new(MatchOp::Equal, crate::model::METRIC_NAME, name.clone())
-                .map_err(|e| e.to_string())?,
+                .map_err(ApiError::bad_data)?,
         );
     }
     for m in &vs.matchers.matchers {
@@ -113,10 +116,12 @@ pub fn parse_selector(s: &str) -> Result<Vec<Matcher>, String> {
             promql_parser::label::MatchOp::Re(_) => MatchOp::Regex,
             promql_parser::label::MatchOp::NotRe(_) => MatchOp::NotRegex,
         };
-        out.push(Matcher::new(op, m.name.clone(), m.value.clone()).map_err(|e| e.to_string())?);
+        out.push(Matcher::new(op, m.name.clone(), m.value.clone()).map_err(ApiError::bad_data)?);
     }
     if out.iter().all(|m| m.matches("")) {
-        return Err("match[] must contain at least one non-empty matcher".to_string());
+        return Err(ApiError::bad_data(
+            "match[] must contain at least one non-empty matcher",
+        ));
     }
     Ok(out)
 }
@@ -130,10 +135,7 @@ fn labels_json(l: &Labels) -> serde_json::Value {
 }
 
 fn selectors(p: &Params) -> Result<Vec<Vec<Matcher>>, ApiError> {
-    p.all("match[]")
-        .into_iter()
-        .map(|s| parse_selector(s).map_err(ApiError::bad_data))
-        .collect()
+    p.all("match[]").into_iter().map(parse_selector).collect()
 }
 
 /// GET/POST /api/v1/series
