@@ -54,7 +54,7 @@
 use std::any::Any;
 use std::fmt;
 
-use wasmon_template::{ErrorKind, Funcs, Library, Object, Value};
+use wasmon_template::{ErrorKind, FuncError, Funcs, Library, Object, Value};
 
 use crate::alertmanager;
 use crate::types::{Alert, AlertStatus, Label, Notification};
@@ -178,8 +178,16 @@ struct Labels(Vec<Label>);
 #[derive(Debug)]
 struct Pair(Label);
 
-fn no_field(what: &str, name: &str) -> String {
-    format!("{what} has no field {name:?}")
+fn no_field(type_name: &'static str, field: &str) -> FuncError {
+    FuncError::NoField {
+        type_name,
+        field: field.to_string(),
+    }
+}
+
+/// Alertmanager's data objects other than label sets have no `String()`.
+fn unprintable(type_name: &str) -> FuncError {
+    FuncError::Message(format!("cannot print {type_name}"))
 }
 
 fn str_value(s: &str) -> Value {
@@ -190,7 +198,7 @@ impl Object for Root {
     fn type_name(&self) -> &'static str {
         "the notification"
     }
-    fn field(&self, name: &str) -> Result<Value, String> {
+    fn field(&self, name: &str) -> Result<Value, FuncError> {
         let n = &self.0;
         Ok(match name {
             "Status" => str_value(alertmanager::status(n.status)),
@@ -206,8 +214,8 @@ impl Object for Root {
             _ => return Err(no_field(self.type_name(), name)),
         })
     }
-    fn print(&self) -> Result<String, String> {
-        Err(format!("cannot print {}", self.type_name()))
+    fn print(&self) -> Result<String, FuncError> {
+        Err(unprintable(self.type_name()))
     }
     fn as_any(&self) -> &dyn Any {
         self
@@ -218,7 +226,7 @@ impl Object for Alerts {
     fn type_name(&self) -> &'static str {
         "a list of alerts"
     }
-    fn field(&self, name: &str) -> Result<Value, String> {
+    fn field(&self, name: &str) -> Result<Value, FuncError> {
         let status = match name {
             "Firing" => AlertStatus::Firing,
             "Resolved" => AlertStatus::Resolved,
@@ -227,8 +235,8 @@ impl Object for Alerts {
         let alerts = with_status(&self.0, status).into_iter().cloned().collect();
         Ok(Value::object(Alerts(alerts)))
     }
-    fn print(&self) -> Result<String, String> {
-        Err(format!("cannot print {}", self.type_name()))
+    fn print(&self) -> Result<String, FuncError> {
+        Err(unprintable(self.type_name()))
     }
     fn truthy(&self) -> bool {
         !self.0.is_empty()
@@ -253,7 +261,7 @@ impl Object for AlertValue {
     fn type_name(&self) -> &'static str {
         "an alert"
     }
-    fn field(&self, name: &str) -> Result<Value, String> {
+    fn field(&self, name: &str) -> Result<Value, FuncError> {
         let a = &self.0;
         Ok(match name {
             "Status" => str_value(alertmanager::status(a.status)),
@@ -266,8 +274,8 @@ impl Object for AlertValue {
             _ => return Err(no_field(self.type_name(), name)),
         })
     }
-    fn print(&self) -> Result<String, String> {
-        Err(format!("cannot print {}", self.type_name()))
+    fn print(&self) -> Result<String, FuncError> {
+        Err(unprintable(self.type_name()))
     }
     fn as_any(&self) -> &dyn Any {
         self
@@ -278,11 +286,11 @@ impl Object for Labels {
     fn type_name(&self) -> &'static str {
         "a label set"
     }
-    fn field(&self, name: &str) -> Result<Value, String> {
+    fn field(&self, name: &str) -> Result<Value, FuncError> {
         Ok(str_value(alertmanager::label(&self.0, name).unwrap_or("")))
     }
     /// `a=1, b=2`, sorted by name.
-    fn print(&self) -> Result<String, String> {
+    fn print(&self) -> Result<String, FuncError> {
         let pairs: Vec<String> = sorted(&self.0)
             .iter()
             .map(|l| format!("{}={}", l.name, l.value))
@@ -318,14 +326,14 @@ impl Object for Pair {
     fn type_name(&self) -> &'static str {
         "a label"
     }
-    fn field(&self, name: &str) -> Result<Value, String> {
+    fn field(&self, name: &str) -> Result<Value, FuncError> {
         match name {
             "Name" => Ok(str_value(&self.0.name)),
             "Value" => Ok(str_value(&self.0.value)),
             _ => Err(no_field(self.type_name(), name)),
         }
     }
-    fn print(&self) -> Result<String, String> {
+    fn print(&self) -> Result<String, FuncError> {
         Ok(format!("{}={}", self.0.name, self.0.value))
     }
     fn as_any(&self) -> &dyn Any {
@@ -346,12 +354,15 @@ impl Library for Alertmanager {
         FUNCTIONS.contains(&name)
     }
 
-    fn call(&self, name: &str, args: Vec<Value>) -> Result<Value, String> {
+    fn call(&self, name: &str, args: Vec<Value>) -> Result<Value, FuncError> {
         let arity = |n: usize| wasmon_template::funcs::arity(name, &args, n);
         let string = |v: &Value| match v {
             Value::Str(s) => Ok(s.clone()),
             Value::Int(_) | Value::Bool(_) | Value::Float(_) => Ok(v.to_string()),
-            other => Err(format!("{name} needs a string, got {}", other.type_name())),
+            other => Err(FuncError::Message(format!(
+                "{name} needs a string, got {}",
+                other.type_name()
+            ))),
         };
         Ok(match name {
             "toUpper" | "toLower" | "title" | "trimSpace" => {
@@ -372,12 +383,15 @@ impl Library for Alertmanager {
                     _ => None,
                 };
                 let Some(Labels(l)) = labels else {
-                    return Err(format!("join of {}", args[1].type_name()));
+                    return Err(FuncError::Message(format!(
+                        "join of {}",
+                        args[1].type_name()
+                    )));
                 };
                 let values: Vec<&str> = sorted(l).iter().map(|l| l.value.as_str()).collect();
                 Value::Str(values.join(&sep))
             }
-            other => return Err(format!("unknown function {other:?}")),
+            other => return Err(FuncError::Message(format!("unknown function {other:?}"))),
         })
     }
 }

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use crate::funcs::Funcs;
+use crate::funcs::{FuncError, Funcs};
 use crate::parse::{Arg, Cmd, Node, Pipe, MAX_EXEC_DEPTH};
 use crate::{Error, Limits, Template};
 
@@ -40,9 +40,9 @@ pub trait Object: fmt::Debug + Send + Sync {
     /// The type name errors use.
     fn type_name(&self) -> &'static str;
     /// `.Name` on the value (a field or a method without arguments).
-    fn field(&self, name: &str) -> Result<Value, String>;
+    fn field(&self, name: &str) -> Result<Value, FuncError>;
     /// How `{{ . }}` prints it (Go's `String()` method, or an error).
-    fn print(&self) -> Result<String, String>;
+    fn print(&self) -> Result<String, FuncError>;
     /// Go's `if` truth.
     fn truthy(&self) -> bool {
         true

@@ -2,9 +2,68 @@
 //! len/index/slice, print/printf/println, html/js/urlquery, eq/ne/lt/le/
 //! gt/ge) and the registry a host adds its library to.
 
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 
 use crate::exec::Value;
+
+/// Why a host's function or value failed: the message after `error
+/// calling NAME: ` (functions) or `executing "NAME": ` (an [`Object`]'s
+/// fields and printing), in Go's words where Go has them.
+///
+/// Hand-written rather than derived: this crate is shipped into every Rust
+/// plugin and depends on nothing but the Go formatting crate.
+///
+/// [`Object`]: crate::exec::Object
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FuncError {
+    /// Called with `got` arguments where `name` takes `want`.
+    Arity {
+        name: String,
+        want: usize,
+        got: usize,
+    },
+    /// A string argument that is not a number (Go's `strconv.ParseFloat`).
+    ParseFloat(String),
+    /// A value that cannot be used as a number (Go's type name).
+    NotANumber(&'static str),
+    /// `.field` on a host value that has no such field.
+    NoField {
+        type_name: &'static str,
+        field: String,
+    },
+    /// A function no library or builtin defines.
+    Undefined(String),
+    /// Any other failure, in the function's own words.
+    Message(String),
+}
+
+impl FuncError {
+    /// A failure in the function's own words.
+    pub fn message(msg: impl Into<String>) -> FuncError {
+        FuncError::Message(msg.into())
+    }
+}
+
+impl fmt::Display for FuncError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FuncError::Arity { name, want, got } => {
+                write!(f, "wrong number of args for {name}: want {want} got {got}")
+            }
+            FuncError::ParseFloat(s) => {
+                write!(f, "strconv.ParseFloat: parsing {s:?}: invalid syntax")
+            }
+            FuncError::NotANumber(type_name) => write!(f, "can't convert {type_name} to float"),
+            FuncError::NoField { type_name, field } => {
+                write!(f, "{type_name} has no field {field:?}")
+            }
+            FuncError::Undefined(name) => write!(f, "function \"{name}\" not defined"),
+            FuncError::Message(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for FuncError {}
 
 /// The functions `and`/`or` (short-circuited by the executor) and the
 /// others of [`builtin`].
@@ -20,7 +79,7 @@ pub trait Library {
     fn has(&self, name: &str) -> bool;
     /// Calls `name`, which [`Library::has`] said is defined. The error is
     /// the message after `error calling NAME: `.
-    fn call(&self, name: &str, args: Vec<Value>) -> Result<Value, String>;
+    fn call(&self, name: &str, args: Vec<Value>) -> Result<Value, FuncError>;
 }
 
 /// The functions a template sees: the builtins plus the hosts' libraries,
@@ -48,7 +107,7 @@ impl<'a> Funcs<'a> {
     }
 
     /// Calls `name` with evaluated arguments (`and`/`or` are the executor's).
-    pub fn call(&self, name: &str, args: Vec<Value>) -> Result<Value, String> {
+    pub fn call(&self, name: &str, args: Vec<Value>) -> Result<Value, FuncError> {
         match self.libraries.iter().find(|l| l.has(name)) {
             Some(l) => l.call(name, args),
             None => builtin(name, args),
@@ -57,13 +116,12 @@ impl<'a> Funcs<'a> {
 }
 
 /// A number argument as float64 (Prometheus' functions take strings too).
-pub fn to_float(v: &Value) -> Result<f64, String> {
+pub fn to_float(v: &Value) -> Result<f64, FuncError> {
     match v {
         Value::Float(f) => Ok(*f),
         Value::Int(i) => Ok(*i as f64),
-        Value::Str(s) => parse_go_float(s)
-            .ok_or_else(|| format!("strconv.ParseFloat: parsing {s:?}: invalid syntax")),
-        other => Err(format!("can't convert {} to float", other.type_name())),
+        Value::Str(s) => parse_go_float(s).ok_or_else(|| FuncError::ParseFloat(s.clone())),
+        other => Err(FuncError::NotANumber(other.type_name())),
     }
 }
 
@@ -94,12 +152,13 @@ pub fn query_escape(s: &str) -> String {
 }
 
 /// Go's error for a call with `args.len() != n`.
-pub fn arity(name: &str, args: &[Value], n: usize) -> Result<(), String> {
+pub fn arity(name: &str, args: &[Value], n: usize) -> Result<(), FuncError> {
     if args.len() != n {
-        return Err(format!(
-            "wrong number of args for {name}: want {n} got {}",
-            args.len()
-        ));
+        return Err(FuncError::Arity {
+            name: name.to_string(),
+            want: n,
+            got: args.len(),
+        });
     }
     Ok(())
 }
@@ -113,7 +172,7 @@ pub fn html_escape(s: &str) -> String {
         .replace('\'', "&#39;")
 }
 
-fn builtin(name: &str, a: Vec<Value>) -> Result<Value, String> {
+fn builtin(name: &str, a: Vec<Value>) -> Result<Value, FuncError> {
     let want = |n: usize| arity(name, &a, n);
     let s = |v: &Value| -> String { v.to_string() };
     Ok(match name {
@@ -123,7 +182,7 @@ fn builtin(name: &str, a: Vec<Value>) -> Result<Value, String> {
         }
         "eq" => {
             if a.len() < 2 {
-                return Err("missing argument for comparison".into());
+                return Err(FuncError::message("missing argument for comparison"));
             }
             Value::Bool(
                 a[1..]
@@ -133,7 +192,8 @@ fn builtin(name: &str, a: Vec<Value>) -> Result<Value, String> {
         }
         "ne" | "lt" | "le" | "gt" | "ge" => {
             want(2)?;
-            let o = compare(&a[0], &a[1]).ok_or("incompatible types for comparison")?;
+            let o = compare(&a[0], &a[1])
+                .ok_or_else(|| FuncError::message("incompatible types for comparison"))?;
             use std::cmp::Ordering::*;
             Value::Bool(match name {
                 "ne" => o != Equal,
@@ -151,14 +211,19 @@ fn builtin(name: &str, a: Vec<Value>) -> Result<Value, String> {
                 Value::Map(m) => m.len(),
                 Value::Object(o) => match o.0.length() {
                     Some(n) => n,
-                    None => return Err(format!("len of type {}", o.0.type_name())),
+                    None => {
+                        return Err(FuncError::Message(format!(
+                            "len of type {}",
+                            o.0.type_name()
+                        )))
+                    }
                 },
-                o => return Err(format!("len of type {}", o.type_name())),
+                o => return Err(FuncError::Message(format!("len of type {}", o.type_name()))),
             } as i64)
         }
         "index" => {
             if a.is_empty() {
-                return Err("wrong number of args for index".into());
+                return Err(FuncError::message("wrong number of args for index"));
             }
             let mut v = a[0].clone();
             for k in &a[1..] {
@@ -169,12 +234,19 @@ fn builtin(name: &str, a: Vec<Value>) -> Result<Value, String> {
                     }
                     (Value::List(l), Value::Int(i)) => {
                         if *i < 0 || *i as usize >= l.len() {
-                            return Err(format!("index out of range: {i}"));
+                            return Err(FuncError::Message(format!("index out of range: {i}")));
                         }
                         l[*i as usize].clone()
                     }
-                    (Value::Nil | Value::Missing, _) => return Err("index of untyped nil".into()),
-                    (o, _) => return Err(format!("can't index item of type {}", o.type_name())),
+                    (Value::Nil | Value::Missing, _) => {
+                        return Err(FuncError::message("index of untyped nil"))
+                    }
+                    (o, _) => {
+                        return Err(FuncError::Message(format!(
+                            "can't index item of type {}",
+                            o.type_name()
+                        )))
+                    }
                 };
             }
             v
@@ -188,7 +260,7 @@ fn builtin(name: &str, a: Vec<Value>) -> Result<Value, String> {
                 };
                 let (from, to) = (at(1, 0), at(2, len));
                 if from > to || to > len {
-                    return Err("index out of range".to_string());
+                    return Err(FuncError::message("index out of range"));
                 }
                 Ok(from..to)
             };
@@ -196,10 +268,10 @@ fn builtin(name: &str, a: Vec<Value>) -> Result<Value, String> {
                 Some(Value::List(l)) => Value::List(l[bounds(l.len())?].to_vec()),
                 Some(Value::Str(st)) => Value::Str(
                     st.get(bounds(st.len())?)
-                        .ok_or("index out of range")?
+                        .ok_or_else(|| FuncError::message("index out of range"))?
                         .to_string(),
                 ),
-                _ => return Err("can't slice item".into()),
+                _ => return Err(FuncError::message("can't slice item")),
             }
         }
         "print" => Value::Str(go_sprint(&a)),
@@ -210,7 +282,7 @@ fn builtin(name: &str, a: Vec<Value>) -> Result<Value, String> {
         }
         "printf" => {
             let Some(Value::Str(f)) = a.first() else {
-                return Err("wrong type for value; expected string".into());
+                return Err(FuncError::message("wrong type for value; expected string"));
             };
             Value::Str(go_sprintf(f, &a[1..]))
         }
@@ -224,8 +296,8 @@ fn builtin(name: &str, a: Vec<Value>) -> Result<Value, String> {
                 .replace('>', "\\u003E"),
         ),
         "urlquery" => Value::Str(query_escape(&go_sprint(&a))),
-        "call" => return Err("call is not supported".into()),
-        other => return Err(format!("function \"{other}\" not defined")),
+        "call" => return Err(FuncError::message("call is not supported")),
+        other => return Err(FuncError::Undefined(other.to_string())),
     })
 }
 

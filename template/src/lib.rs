@@ -23,7 +23,7 @@ mod lex;
 mod parse;
 
 pub use exec::{Obj, Object, Value};
-pub use funcs::{go_sprint, go_sprintf, query_escape, to_float, Funcs, Library};
+pub use funcs::{go_sprint, go_sprintf, query_escape, to_float, FuncError, Funcs, Library};
 pub use parse::{MAX_EXEC_DEPTH, MAX_NESTING};
 
 use exec::Exec;
@@ -277,6 +277,45 @@ mod tests {
         );
     }
 
+    /// A function's error is typed for the hosts and reads as Go's inside
+    /// the executor's `error calling NAME: `.
+    #[test]
+    fn function_errors_are_typed_with_gos_text() {
+        let e = funcs::arity("humanize", &[], 1).unwrap_err();
+        assert_eq!(
+            e,
+            FuncError::Arity {
+                name: "humanize".into(),
+                want: 1,
+                got: 0
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            "wrong number of args for humanize: want 1 got 0"
+        );
+        assert_eq!(
+            to_float(&Value::Str("x".into())),
+            Err(FuncError::ParseFloat("x".into()))
+        );
+        assert_eq!(
+            to_float(&Value::Str("x".into())).unwrap_err().to_string(),
+            "strconv.ParseFloat: parsing \"x\": invalid syntax"
+        );
+        assert_eq!(
+            to_float(&Value::Nil).unwrap_err().to_string(),
+            "can't convert nil to float"
+        );
+        assert_eq!(
+            run("{{not}}").unwrap_err().to_string(),
+            "template: t:1: executing \"t\": error calling not: wrong number of args for not: want 1 got 0"
+        );
+        assert_eq!(
+            run("{{index 1 2}}").unwrap_err().message,
+            "error calling index: can't index item of type int"
+        );
+    }
+
     /// A library's function is found by name; it shadows a builtin.
     #[test]
     fn libraries_register_functions() {
@@ -285,11 +324,11 @@ mod tests {
             fn has(&self, name: &str) -> bool {
                 name == "double" || name == "len"
             }
-            fn call(&self, name: &str, args: Vec<Value>) -> Result<Value, String> {
+            fn call(&self, name: &str, args: Vec<Value>) -> Result<Value, FuncError> {
                 match (name, args.as_slice()) {
                     ("double", [Value::Int(i)]) => Ok(Value::Int(i * 2)),
                     ("len", _) => Ok(Value::Str("mine".into())),
-                    _ => Err("bad args".into()),
+                    _ => Err(FuncError::message("bad args")),
                 }
             }
         }

@@ -26,7 +26,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::bindings::types as wit;
-use super::host::{PromqlQueries, QueryApi};
+use super::host::{PromqlQueries, QueryApi, QueryError};
 use super::policy::HostPattern;
 use super::{CallError, CallInfo, Instance, PluginKind, PluginRuntime, Policy};
 use crate::alerting::message::WebhookMessage;
@@ -362,12 +362,8 @@ impl QueryApi for NoFixture {
         &self,
         expr: String,
         _time_ms: i64,
-    ) -> futures::future::BoxFuture<'static, Result<Vec<wit::Sample>, String>> {
-        Box::pin(async move {
-            Err(format!(
-                "no series to query {expr:?}: give `wasmon plugin call` a --query-fixture"
-            ))
-        })
+    ) -> futures::future::BoxFuture<'static, Result<Vec<wit::Sample>, QueryError>> {
+        Box::pin(async move { Err(QueryError::NoFixture(expr)) })
     }
 }
 

@@ -22,7 +22,28 @@ pub trait QueryApi: Send + Sync {
         &self,
         expr: String,
         time_ms: i64,
-    ) -> futures::future::BoxFuture<'static, Result<Vec<Sample>, String>>;
+    ) -> futures::future::BoxFuture<'static, Result<Vec<Sample>, QueryError>>;
+}
+
+/// Why a plugin's (or a rollout's) instant query failed. The guest gets
+/// the text (the WIT `query` import's error is a string).
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The query does not parse, or its evaluation failed.
+    #[error(transparent)]
+    Eval(#[from] crate::promql::EvalError),
+    /// The result is a range vector or a string (its type name).
+    #[error("expected an instant vector or scalar, got a {0}")]
+    NotInstant(&'static str),
+    /// The blocking task running the query panicked or was cancelled.
+    #[error("query task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    /// No query engine is attached to the runtime.
+    #[error("this agent has no query engine attached")]
+    NoEngine,
+    /// `wasmon plugin call` without `--query-fixture` (the expression).
+    #[error("no series to query {0:?}: give `wasmon plugin call` a --query-fixture")]
+    NoFixture(String),
 }
 
 /// Instant queries for metric-check plugins: PromQL over a store (the
@@ -39,14 +60,12 @@ impl QueryApi for PromqlQueries {
         &self,
         expr: String,
         time_ms: i64,
-    ) -> futures::future::BoxFuture<'static, Result<Vec<Sample>, String>> {
+    ) -> futures::future::BoxFuture<'static, Result<Vec<Sample>, QueryError>> {
         let (store, engine) = (self.store.clone(), self.engine.get());
         Box::pin(async move {
             tokio::task::spawn_blocking(move || {
-                let parsed = crate::promql::parse(&expr).map_err(|e| e.to_string())?;
-                let r = engine
-                    .instant(&*store, &parsed, time_ms)
-                    .map_err(|e| e.to_string())?;
+                let parsed = crate::promql::parse(&expr)?;
+                let r = engine.instant(&*store, &parsed, time_ms)?;
                 let sample = |labels: &crate::model::Labels, t: i64, v: f64| Sample {
                     labels: labels
                         .iter()
@@ -65,14 +84,10 @@ impl QueryApi for PromqlQueries {
                     crate::promql::Value::Vector(v) => {
                         Ok(v.iter().map(|s| sample(&s.labels, s.t, s.v)).collect())
                     }
-                    other => Err(format!(
-                        "expected an instant vector or scalar, got a {}",
-                        other.type_name()
-                    )),
+                    other => Err(QueryError::NotInstant(other.type_name())),
                 }
             })
-            .await
-            .map_err(|e| format!("query task failed: {e}"))?
+            .await?
         })
     }
 }
@@ -247,10 +262,12 @@ impl clock::Host for HostState {
 impl super::bindings::receiver::wasmon::plugin::types::Host for HostState {}
 
 impl query::Host for HostState {
+    /// The WIT import's error is the text.
     async fn instant(&mut self, expr: String, time_ms: i64) -> Result<Vec<Sample>, String> {
         match &self.env.query {
             Some(q) => q.instant(expr, time_ms).await,
-            None => Err("this agent has no query engine attached".to_string()),
+            None => Err(QueryError::NoEngine),
         }
+        .map_err(|e| e.to_string())
     }
 }

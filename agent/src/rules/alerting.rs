@@ -155,10 +155,9 @@ impl AlertingRule {
         limit: usize,
     ) -> Result<Vec<(Labels, f64)>, RuleEvalError> {
         let res = query_vector(ctx, &self.expr, ts - query_offset)?;
-        // The template's `query` function takes its errors as text.
         let tquery = |q: &str| {
-            let e = crate::promql::parse_query(q).map_err(|e| e.to_string())?;
-            query_vector(ctx, &e, ts).map_err(|e| e.to_string())
+            let e = crate::promql::parse_query(q).map_err(crate::promql::EvalError::from)?;
+            query_vector(ctx, &e, ts)
         };
         let funcs = FuncContext {
             query: Some(&tquery),

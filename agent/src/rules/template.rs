@@ -13,8 +13,11 @@
 use std::collections::BTreeMap;
 
 use wasmon_template::funcs::{arity, html_escape};
-use wasmon_template::{go_sprint, query_escape, to_float, Funcs, Library, Template, Value};
+use wasmon_template::{
+    go_sprint, query_escape, to_float, FuncError, Funcs, Library, Template, Value,
+};
 
+use super::error::RuleEvalError;
 use crate::model::Labels;
 
 /// A template error (parse or execution), with Go's text.
@@ -111,14 +114,17 @@ fn humanize_duration(v: f64) -> String {
 }
 
 /// Go's `time.Time.String()` of a UTC time from float seconds.
-fn go_time_string(v: f64) -> Result<String, String> {
+fn go_time_string(v: f64) -> Result<String, FuncError> {
     if v.is_nan() || v.is_infinite() {
         return Ok(g4(v));
     }
     // Prometheus goes through model.Time: millisecond precision.
     let ms = ((v * 1e9) as i64) / 1_000_000;
-    let t = chrono::DateTime::from_timestamp_millis(ms)
-        .ok_or_else(|| format!("{v} cannot be represented as a nanoseconds timestamp"))?;
+    let t = chrono::DateTime::from_timestamp_millis(ms).ok_or_else(|| {
+        FuncError::Message(format!(
+            "{v} cannot be represented as a nanoseconds timestamp"
+        ))
+    })?;
     let mut s = t.format("%Y-%m-%d %H:%M:%S").to_string();
     let ns = t.timestamp_subsec_nanos();
     if ns != 0 {
@@ -170,7 +176,7 @@ const PROM_FUNCS: &[&str] = &[
 pub struct FuncContext<'a> {
     /// Runs an instant query at the evaluation time: (labels, value) pairs.
     #[allow(clippy::type_complexity)]
-    pub query: Option<&'a dyn Fn(&str) -> Result<Vec<(Labels, f64)>, String>>,
+    pub query: Option<&'a dyn Fn(&str) -> Result<Vec<(Labels, f64)>, RuleEvalError>>,
     /// The external URL (for `externalURL`, `pathPrefix`, links).
     pub external_url: String,
     /// Evaluation time in ms (for `now`).
@@ -182,7 +188,7 @@ impl Library for FuncContext<'_> {
         PROM_FUNCS.contains(&name)
     }
 
-    fn call(&self, name: &str, a: Vec<Value>) -> Result<Value, String> {
+    fn call(&self, name: &str, a: Vec<Value>) -> Result<Value, FuncError> {
         let want = |n: usize| arity(name, &a, n);
         let s = |v: &Value| -> String { v.to_string() };
         Ok(match name {
@@ -193,9 +199,9 @@ impl Library for FuncContext<'_> {
                 want(1)?;
                 let q = s(&a[0]);
                 let Some(f) = self.query else {
-                    return Err("query is not available in this context".into());
+                    return Err(FuncError::message("query is not available in this context"));
                 };
-                let res = f(&q)?;
+                let res = f(&q).map_err(|e| FuncError::Message(e.to_string()))?;
                 Value::List(res.iter().map(|(l, v)| sample_value(l, *v)).collect())
             }
             "first" => {
@@ -203,13 +209,15 @@ impl Library for FuncContext<'_> {
                 match &a[0] {
                     Value::List(l) if !l.is_empty() => l[0].clone(),
                     Value::List(_) => {
-                        return Err("first() called on vector with no elements".into())
+                        return Err(FuncError::message(
+                            "first() called on vector with no elements",
+                        ))
                     }
                     o => {
-                        return Err(format!(
+                        return Err(FuncError::Message(format!(
                             "wrong type for value; expected queryResult; got {}",
                             o.type_name()
-                        ))
+                        )))
                     }
                 }
             }
@@ -223,14 +231,22 @@ impl Library for FuncContext<'_> {
                         }
                         _ => Value::Str(String::new()),
                     },
-                    _ => return Err("wrong type for value; expected *template.sample".into()),
+                    _ => {
+                        return Err(FuncError::message(
+                            "wrong type for value; expected *template.sample",
+                        ))
+                    }
                 }
             }
             "value" => {
                 want(1)?;
                 match &a[0] {
                     v @ Value::Struct(_) => v.field("Value").cloned().unwrap_or(Value::Nil),
-                    _ => return Err("wrong type for value; expected *template.sample".into()),
+                    _ => {
+                        return Err(FuncError::message(
+                            "wrong type for value; expected *template.sample",
+                        ))
+                    }
                 }
             }
             "strvalue" => {
@@ -243,14 +259,20 @@ impl Library for FuncContext<'_> {
                             .unwrap_or(Value::Str(String::new())),
                         _ => Value::Str(String::new()),
                     },
-                    _ => return Err("wrong type for value; expected *template.sample".into()),
+                    _ => {
+                        return Err(FuncError::message(
+                            "wrong type for value; expected *template.sample",
+                        ))
+                    }
                 }
             }
             "sortByLabel" => {
                 want(2)?;
                 let l = s(&a[0]);
                 let Value::List(mut v) = a[1].clone() else {
-                    return Err("wrong type for value; expected queryResult".into());
+                    return Err(FuncError::message(
+                        "wrong type for value; expected queryResult",
+                    ));
                 };
                 let key = |x: &Value| -> String {
                     if let Some(Value::Map(lm)) = x.field("Labels") {
@@ -337,12 +359,14 @@ impl Library for FuncContext<'_> {
             }
             "match" => {
                 want(2)?;
-                let re = regex::Regex::new(&s(&a[0])).map_err(|e| e.to_string())?;
+                let re =
+                    regex::Regex::new(&s(&a[0])).map_err(|e| FuncError::Message(e.to_string()))?;
                 Value::Bool(re.is_match(&s(&a[1])))
             }
             "reReplaceAll" => {
                 want(3)?;
-                let re = regex::Regex::new(&s(&a[0])).map_err(|e| e.to_string())?;
+                let re =
+                    regex::Regex::new(&s(&a[0])).map_err(|e| FuncError::Message(e.to_string()))?;
                 Value::Str(re.replace_all(&s(&a[2]), s(&a[1]).as_str()).into_owned())
             }
             "graphLink" => {
@@ -361,7 +385,8 @@ impl Library for FuncContext<'_> {
             }
             "parseDuration" => {
                 want(1)?;
-                let d = crate::model::duration::parse(&s(&a[0])).map_err(|e| e.to_string())?;
+                let d = crate::model::duration::parse(&s(&a[0]))
+                    .map_err(|e| FuncError::Message(e.to_string()))?;
                 Value::Float(d.as_secs_f64())
             }
             "args" => {
@@ -384,8 +409,8 @@ impl Library for FuncContext<'_> {
                     .unwrap_or("");
                 Value::Str(path.to_string())
             }
-            "tmpl" => return Err("tmpl is only available in consoles".into()),
-            other => return Err(format!("function \"{other}\" not defined")),
+            "tmpl" => return Err(FuncError::message("tmpl is only available in consoles")),
+            other => return Err(FuncError::Undefined(other.to_string())),
         })
     }
 }
@@ -483,7 +508,7 @@ mod tests {
             external_url: "http://prom.example/x".into(),
             value,
         };
-        let q = |q: &str| -> Result<Vec<(Labels, f64)>, String> {
+        let q = |q: &str| -> Result<Vec<(Labels, f64)>, RuleEvalError> {
             match q {
                 "up" => Ok(vec![
                     (

@@ -60,11 +60,24 @@ impl Params {
     }
 }
 
+/// A time or duration parameter that does not read, in Prometheus' words
+/// (the caller adds `invalid parameter "NAME": `).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParamError {
+    #[error("cannot parse {0:?} to a valid timestamp")]
+    Timestamp(String),
+    #[error("cannot parse {0:?} to a valid duration")]
+    Duration(String),
+    /// Past what Prometheus holds in int64 nanoseconds.
+    #[error("cannot parse {0:?} to a valid duration. It overflows int64")]
+    DurationOverflow(String),
+}
+
 /// Prometheus' time formats.
-pub fn parse_time(s: &str) -> Result<TimestampMs, String> {
+pub fn parse_time(s: &str) -> Result<TimestampMs, ParamError> {
     if let Ok(f) = s.parse::<f64>() {
         if !f.is_finite() {
-            return Err(format!("cannot parse {s:?} to a valid timestamp"));
+            return Err(ParamError::Timestamp(s.to_string()));
         }
         return Ok((f * 1000.0).round() as i64);
     }
@@ -73,24 +86,27 @@ pub fn parse_time(s: &str) -> Result<TimestampMs, String> {
             Ok(d) => d.as_millis() as i64,
             Err(e) => -(e.duration().as_millis() as i64),
         })
-        .map_err(|_| format!("cannot parse {s:?} to a valid timestamp"))
+        .map_err(|_| ParamError::Timestamp(s.to_string()))
 }
 
 /// Prometheus' defaults for an open time range.
 pub const MIN_TIME: TimestampMs = i64::MIN / 2;
 pub const MAX_TIME: TimestampMs = i64::MAX / 2;
 
-/// Parses a series selector (`up{job="x"}`) into store matchers.
-pub fn parse_selector(s: &str) -> Result<Vec<Matcher>, String> {
-    let expr = crate::promql::parse_query(s).map_err(|e| e.to_string())?;
+/// Parses a series selector (`up{job="x"}`) into store matchers; errors
+/// are `bad_data`.
+pub fn parse_selector(s: &str) -> Result<Vec<Matcher>, ApiError> {
+    let expr = crate::promql::parse_query(s).map_err(ApiError::bad_data)?;
     let promql_parser::parser::Expr::VectorSelector(vs) = expr else {
-        return Err(format!("{s:?} is not a series selector"));
+        return Err(ApiError::bad_data(format!(
+            "{s:?} is not a series selector"
+        )));
     };
     let mut out = Vec::new();
     if let Some(name) = &vs.name {
         out.push(
             Matcher::new(MatchOp::Equal, crate::model::METRIC_NAME, name.clone())
-                .map_err(|e| e.to_string())?,
+                .map_err(ApiError::bad_data)?,
         );
     }
     for m in &vs.matchers.matchers {
@@ -100,10 +116,12 @@ pub fn parse_selector(s: &str) -> Result<Vec<Matcher>, String> {
             promql_parser::label::MatchOp::Re(_) => MatchOp::Regex,
             promql_parser::label::MatchOp::NotRe(_) => MatchOp::NotRegex,
         };
-        out.push(Matcher::new(op, m.name.clone(), m.value.clone()).map_err(|e| e.to_string())?);
+        out.push(Matcher::new(op, m.name.clone(), m.value.clone()).map_err(ApiError::bad_data)?);
     }
     if out.iter().all(|m| m.matches("")) {
-        return Err("match[] must contain at least one non-empty matcher".to_string());
+        return Err(ApiError::bad_data(
+            "match[] must contain at least one non-empty matcher",
+        ));
     }
     Ok(out)
 }
@@ -117,10 +135,7 @@ fn labels_json(l: &Labels) -> serde_json::Value {
 }
 
 fn selectors(p: &Params) -> Result<Vec<Vec<Matcher>>, ApiError> {
-    p.all("match[]")
-        .into_iter()
-        .map(|s| parse_selector(s).map_err(ApiError::bad_data))
-        .collect()
+    p.all("match[]").into_iter().map(parse_selector).collect()
 }
 
 /// GET/POST /api/v1/series

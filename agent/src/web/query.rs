@@ -7,7 +7,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use serde_json::{json, Value as Json_};
 
-use super::api::Params;
+use super::api::{ParamError, Params};
 use super::response::{success_with, ApiError};
 use super::Api;
 use crate::model::{Labels, TimestampMs};
@@ -57,13 +57,11 @@ pub fn value_json(v: &Value) -> Json_ {
 /// `model.ParseDuration` (`15s`, `1m30s`). Zero and negative values are
 /// returned (NaN as zero, as Go converts it): each caller says what it
 /// accepts.
-fn parse_duration_ms(s: &str) -> Result<i64, String> {
+fn parse_duration_ms(s: &str) -> Result<i64, ParamError> {
     if let Ok(secs) = s.parse::<f64>() {
         // Prometheus holds it in int64 nanoseconds.
         if secs.abs() * 1e9 >= i64::MAX as f64 {
-            return Err(format!(
-                "cannot parse {s:?} to a valid duration. It overflows int64"
-            ));
+            return Err(ParamError::DurationOverflow(s.to_string()));
         }
         return Ok(if secs.is_nan() {
             0
@@ -73,7 +71,7 @@ fn parse_duration_ms(s: &str) -> Result<i64, String> {
     }
     crate::model::duration::parse(s)
         .map(|d| d.as_millis() as i64)
-        .map_err(|_| format!("cannot parse {s:?} to a valid duration"))
+        .map_err(|_| ParamError::Duration(s.to_string()))
 }
 
 /// The `query` parameter parsed; errors in Prometheus' words.
@@ -221,11 +219,13 @@ mod tests {
         assert_eq!(parse_duration_ms("NaN"), Ok(0));
         assert_eq!(parse_duration_ms("1w"), Ok(7 * 86_400_000));
         for s in ["1e30", "Inf", "-1e30"] {
-            let e = parse_duration_ms(s).unwrap_err();
+            let e = parse_duration_ms(s).unwrap_err().to_string();
             assert!(e.ends_with("It overflows int64"), "{s}: {e}");
         }
         assert_eq!(
-            parse_duration_ms("99999999999999y").unwrap_err(),
+            parse_duration_ms("99999999999999y")
+                .unwrap_err()
+                .to_string(),
             "cannot parse \"99999999999999y\" to a valid duration"
         );
     }
