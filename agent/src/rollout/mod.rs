@@ -42,7 +42,6 @@ use crate::plugins::host::QueryApi;
 use crate::plugins::{Instance, PluginRuntime};
 use crate::rules::group::{AlertSink, OutgoingAlert};
 
-pub mod api;
 mod incident_hook;
 
 /// How many decisions a rollout's history keeps.

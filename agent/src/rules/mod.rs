@@ -14,7 +14,6 @@
 //! - [`unittest`]: promtool's rule unit-test format (`wasmon test rules`).
 
 pub mod alerting;
-pub mod api;
 pub mod group;
 mod incident_hook;
 pub mod manager;
