@@ -13,7 +13,6 @@
 //! - [`list`]: `wasmon plugins list`'s table.
 
 pub mod bindings;
-pub mod call;
 pub mod circuit;
 pub mod engine;
 pub mod file;

@@ -25,12 +25,12 @@ use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::bindings::types as wit;
-use super::host::{PromqlQueries, QueryApi};
-use super::{CallError, CallInfo, Instance, PluginKind, PluginRuntime, Policy};
 use crate::alerting::message::WebhookMessage;
 use crate::config::hosts::HostPattern;
 use crate::config::{InstanceConfig, PluginsConfig};
+use crate::plugins::bindings::types as wit;
+use crate::plugins::host::{PromqlQueries, QueryApi};
+use crate::plugins::{CallError, CallInfo, Instance, PluginKind, PluginRuntime, Policy};
 use crate::selfmetrics::Metrics;
 
 /// Exit code: the call failed in a way worth retrying (or timed out).
