@@ -740,8 +740,8 @@ struct AlertSinkToDispatcher {
     forwarder: arc_swap::ArcSwapOption<crate::alerting::forward::Forwarder>,
 }
 
-impl crate::rules::group::AlertSink for AlertSinkToDispatcher {
-    fn send(&self, alerts: Vec<crate::rules::group::OutgoingAlert>) {
+impl crate::alerting::sink::AlertSink for AlertSinkToDispatcher {
+    fn send(&self, alerts: Vec<crate::alerting::sink::OutgoingAlert>) {
         if let Some(f) = &*self.forwarder.load() {
             f.send(
                 alerts

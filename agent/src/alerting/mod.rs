@@ -16,4 +16,5 @@ pub mod notify;
 pub mod plugin_notifier;
 pub mod route;
 pub mod silence;
+pub mod sink;
 pub mod types;

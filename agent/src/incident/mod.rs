@@ -114,14 +114,15 @@ impl Event {
         }
     }
     /// A send to receiver `r` and its result; a failure is not retried
-    /// unless [`Event::retry_at`] says when.
-    pub fn receiver(mut self, r: &str, result: Result<(), String>) -> Event {
+    /// unless [`Event::retry_at`] says when. Any error type the sender has:
+    /// the timeline keeps its text.
+    pub fn receiver<E: std::fmt::Display>(mut self, r: &str, result: Result<(), E>) -> Event {
         self.receiver = Some(r.to_string());
         match result {
             Ok(()) => self.result = Some(RESULT_OK.to_string()),
             Err(e) => {
                 self.result = Some(RESULT_FAILED.to_string());
-                self.error = Some(e);
+                self.error = Some(e.to_string());
             }
         }
         self

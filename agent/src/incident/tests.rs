@@ -26,7 +26,7 @@ fn story(inc: &Incidents) {
     inc.alert_firing(KEY, &group(), &alert(), t(100));
     inc.record_group(
         KEY,
-        Event::new(t(130), "notification", "firing").receiver("oncall", Ok(())),
+        Event::new(t(130), "notification", "firing").receiver("oncall", Ok::<(), String>(())),
     );
     inc.ack(KEY, "alice", "on it", None, t(190)).unwrap();
     inc.record_global(Event::new(t(220), "rollback", "rolled back to v1").data(
@@ -178,7 +178,7 @@ fn failed_sends_read_as_failed_with_their_retry() {
             "notification",
             "firing notification of 1 alert(s) to oncall",
         )
-        .receiver("oncall", Err("failed after 3 attempt(s): HTTP 503".into()))
+        .receiver("oncall", Err("failed after 3 attempt(s): HTTP 503"))
         .retry_at(t(430)),
     );
     inc.record_group(
@@ -188,13 +188,13 @@ fn failed_sends_read_as_failed_with_their_retry() {
             "notification",
             "firing notification of 1 alert(s) to oncall",
         )
-        .receiver("oncall", Ok(()))
+        .receiver("oncall", Ok::<(), String>(()))
         .retry_at(t(730)),
     );
     inc.record_group(
         KEY,
         Event::new(t(400), "escalation", "escalation 1/1: paged boss")
-            .receiver("boss", Err("failed permanently: HTTP 400".into())),
+            .receiver("boss", Err("failed permanently: HTTP 400")),
     );
     let i = inc.list().remove(0);
     let sends: Vec<(Option<&str>, Option<DateTime<Utc>>)> = i

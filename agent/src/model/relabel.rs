@@ -25,6 +25,14 @@ pub enum Action {
     Uppercase,
 }
 
+/// The action's name as written in the config (`keepequal`, `hashmod`).
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = format!("{self:?}").to_lowercase();
+        f.write_str(&name)
+    }
+}
+
 /// One relabel rule as written in the config.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -68,6 +76,25 @@ fn relabel_target(s: &str) -> bool {
     .is_match(s)
 }
 
+/// Why a relabel rule is invalid; the texts are Prometheus'.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RelabelError {
+    #[error("invalid regex {regex:?}: {error}")]
+    Regex { regex: String, error: regex::Error },
+    #[error("relabel configuration for {action} action requires 'target_label' value")]
+    TargetLabelMissing { action: Action },
+    #[error("relabel configuration for hashmod requires non-zero modulus")]
+    ZeroModulus,
+    #[error("{label:?} is invalid 'target_label' for {action} action")]
+    InvalidTargetLabel { label: String, action: Action },
+    #[error("{replacement:?} is invalid 'replacement' for {action} action")]
+    InvalidReplacement { replacement: String, action: Action },
+    #[error("{action} action requires only 'regex', and no other fields")]
+    OnlyRegex { action: Action },
+    #[error("{action} action requires only 'source_labels' and 'target_label'")]
+    OnlySourceAndTarget { action: Action },
+}
+
 /// A validated rule with its regex compiled.
 #[derive(Debug, Clone)]
 pub struct Relabeler {
@@ -77,66 +104,58 @@ pub struct Relabeler {
 
 impl Relabeler {
     /// Validates like Prometheus does (same conditions, similar messages).
-    pub fn new(cfg: RelabelConfig) -> Result<Relabeler, String> {
+    pub fn new(cfg: RelabelConfig) -> Result<Relabeler, RelabelError> {
         // Prometheus anchors at both ends and lets `.` match newlines.
-        let regex = Regex::new(&format!("^(?s:{})$", cfg.regex))
-            .map_err(|e| format!("invalid regex {:?}: {e}", cfg.regex))?;
-        let a = cfg.action;
+        let regex =
+            Regex::new(&format!("^(?s:{})$", cfg.regex)).map_err(|error| RelabelError::Regex {
+                regex: cfg.regex.clone(),
+                error,
+            })?;
+        let action = cfg.action;
         use Action::*;
         if matches!(
-            a,
+            action,
             Replace | HashMod | Lowercase | Uppercase | KeepEqual | DropEqual
         ) && cfg.target_label.is_empty()
         {
-            return Err(format!(
-                "relabel configuration for {a:?} action requires 'target_label' value"
-            )
-            .to_lowercase());
+            return Err(RelabelError::TargetLabelMissing { action });
         }
-        if a == HashMod && cfg.modulus == 0 {
-            return Err("relabel configuration for hashmod requires non-zero modulus".into());
+        if action == HashMod && cfg.modulus == 0 {
+            return Err(RelabelError::ZeroModulus);
         }
         // Label names the rule writes, as Prometheus checks them: `replace`
         // may build the name from `$1`/`${name}` references; the others
         // write the name as it is.
-        let action = format!("{a:?}").to_lowercase();
-        if a == Replace && !relabel_target(&cfg.target_label) {
-            return Err(format!(
-                "{:?} is invalid 'target_label' for {action} action",
-                cfg.target_label
-            ));
+        let bad_target = match action {
+            Replace => !relabel_target(&cfg.target_label),
+            HashMod | Lowercase | Uppercase | KeepEqual | DropEqual => {
+                !super::is_legacy_label_name(&cfg.target_label)
+            }
+            _ => false,
+        };
+        if bad_target {
+            return Err(RelabelError::InvalidTargetLabel {
+                label: cfg.target_label.clone(),
+                action,
+            });
         }
-        if matches!(a, HashMod | Lowercase | Uppercase | KeepEqual | DropEqual)
-            && !super::is_legacy_label_name(&cfg.target_label)
-        {
-            return Err(format!(
-                "{:?} is invalid 'target_label' for {action} action",
-                cfg.target_label
-            ));
+        if action == LabelMap && !relabel_target(&cfg.replacement) {
+            return Err(RelabelError::InvalidReplacement {
+                replacement: cfg.replacement.clone(),
+                action,
+            });
         }
-        if a == LabelMap && !relabel_target(&cfg.replacement) {
-            return Err(format!(
-                "{:?} is invalid 'replacement' for {action} action",
-                cfg.replacement
-            ));
-        }
-        if matches!(a, LabelDrop | LabelKeep)
+        if matches!(action, LabelDrop | LabelKeep)
             && (!cfg.source_labels.is_empty()
                 || !cfg.target_label.is_empty()
                 || cfg.modulus != 0
                 || cfg.separator != default_separator()
                 || cfg.replacement != default_replacement())
         {
-            return Err(format!(
-                "{} action requires only 'regex', and no other fields",
-                format!("{a:?}").to_lowercase()
-            ));
+            return Err(RelabelError::OnlyRegex { action });
         }
-        if matches!(a, KeepEqual | DropEqual) && cfg.regex != default_regex() {
-            return Err(format!(
-                "{} action requires only 'source_labels' and 'target_label'",
-                format!("{a:?}").to_lowercase()
-            ));
+        if matches!(action, KeepEqual | DropEqual) && cfg.regex != default_regex() {
+            return Err(RelabelError::OnlySourceAndTarget { action });
         }
         Ok(Relabeler { cfg, regex })
     }
@@ -349,11 +368,18 @@ mod tests {
 
     #[test]
     fn invalid_rules_rejected() {
-        let bad = |t: &str| Relabeler::new(toml::from_str(t).unwrap()).unwrap_err();
+        let bad = |t: &str| {
+            Relabeler::new(toml::from_str(t).unwrap())
+                .unwrap_err()
+                .to_string()
+        };
         assert!(bad("action = \"replace\"\nsource_labels=[\"a\"]").contains("target_label"));
         assert!(bad("action = \"hashmod\"\ntarget_label=\"a\"").contains("modulus"));
         assert!(bad("action = \"labeldrop\"\nsource_labels=[\"a\"]").contains("only 'regex'"));
         assert!(bad("regex = \"(\"\ntarget_label=\"a\"").contains("invalid regex"));
+        // Typed, for callers that branch on what is wrong.
+        let e = Relabeler::new(toml::from_str("action = \"hashmod\"\ntarget_label=\"a\"").unwrap());
+        assert_eq!(e.unwrap_err(), RelabelError::ZeroModulus);
     }
 
     /// The label names a rule writes are checked as Prometheus 2.x checks
@@ -387,7 +413,7 @@ mod tests {
                 "\"0$1\" is invalid 'replacement' for labelmap action",
             ),
         ] {
-            let err = new(t).unwrap_err();
+            let err = new(t).unwrap_err().to_string();
             assert!(err.contains(msg), "{t}: {err}");
         }
         for ok in [

@@ -16,7 +16,7 @@ use promql_parser::parser::{
 };
 
 use super::columnar::{merge, Grid};
-use super::error::{err, EvalError};
+use super::error::{err, EvalError, ParseError};
 use super::value::*;
 use crate::model::{is_stale_nan, Labels, TimestampMs, METRIC_NAME};
 use crate::storage::{MatchOp, Matcher, Queryable};
@@ -70,7 +70,7 @@ pub fn parse(q: &str) -> Result<Expr, EvalError> {
 /// Prometheus does (`1:5: parse error: ...`). Every PromQL text from
 /// outside goes through here: bad input must be an error, never a panic
 /// or a stack overflow.
-pub fn parse_query(q: &str) -> Result<Expr, String> {
+pub fn parse_query(q: &str) -> Result<Expr, ParseError> {
     super::syntax::check(q)?;
     super::syntax::parse_unpositioned(q).map_err(|e| super::syntax::locate(q, &e))
 }
@@ -545,7 +545,7 @@ impl<'a> Evaluator<'a> {
                 );
             }
             for m in g {
-                ms.push(super::storage::matcher_from_parser(m).map_err(EvalError::Eval)?);
+                ms.push(super::storage::matcher_from_parser(m)?);
             }
             // Left-open window: (lo, hi].
             let data = self

@@ -2,12 +2,24 @@
 //! and `TooManySamples` to their own status codes); everything else carries
 //! Prometheus' message text so clients see familiar errors.
 
+/// A query text that does not parse, positioned as Prometheus reports it
+/// (`2:5: parse error: unexpected end of input`; clients and tests match
+/// these texts). Line and column are 1-based; columns count bytes.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[error("{line}:{column}: parse error: {message}")]
+pub struct ParseError {
+    pub line: usize,
+    pub column: usize,
+    /// Prometheus' (or promql-parser's) words, without the position.
+    pub message: String,
+}
+
 /// Why a query failed.
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]
 pub enum EvalError {
     /// The query text does not parse.
-    #[error("{0}")]
-    Parse(String),
+    #[error(transparent)]
+    Parse(#[from] ParseError),
     /// The deadline passed during evaluation.
     #[error("query timed out in {0}")]
     Timeout(&'static str),

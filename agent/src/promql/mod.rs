@@ -23,6 +23,6 @@ mod grouping;
 mod histogram;
 
 pub use engine::{parse, parse_query, Engine, EngineOpts};
-pub use error::EvalError;
+pub use error::{EvalError, ParseError};
 pub use shared::SharedEngine;
 pub use value::{Annotations, QueryResult, Sample, Series, Value};

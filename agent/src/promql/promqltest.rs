@@ -11,6 +11,7 @@ use std::time::Duration;
 use regex::Regex;
 
 use super::engine::{parse, Engine, EngineOpts};
+use super::error::ParseError;
 use super::value::{QueryResult, Value};
 use crate::model::{stale_nan, Labels, LabelsBuilder};
 use crate::storage::MemStorage;
@@ -74,15 +75,74 @@ fn parse_float(s: &str) -> Option<f64> {
     s.parse().ok()
 }
 
+/// What is wrong with a series line (`metric{labels} 1+2x3`).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum NotationError {
+    #[error("expands to more than {MAX_POINTS} points ({0})")]
+    TooManyPoints(usize),
+    #[error("bad value {0:?}")]
+    BadValue(String),
+    /// A repeat count (`1+0x99999999999999999999`) that does not fit.
+    #[error("{0}")]
+    BadCount(std::num::ParseIntError),
+    #[error("bad metric {metric:?}: {error}")]
+    BadMetric { metric: String, error: ParseError },
+    #[error("bad metric {0:?}")]
+    NotASelector(String),
+}
+
+/// An error in a script (or a `--query-fixture`), with its line.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("line {line}: {kind}")]
+pub struct ScriptError {
+    pub line: usize,
+    pub kind: ScriptErrorKind,
+}
+
+/// What [`ScriptError`] found.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ScriptErrorKind {
+    #[error("bad load interval")]
+    BadLoadInterval,
+    #[error("unknown command {0}")]
+    UnknownCommand(String),
+    #[error("expected 'at'")]
+    ExpectedAt,
+    #[error("no query")]
+    NoQuery,
+    #[error("bad time {0}")]
+    BadTime(String),
+    #[error("bad range eval")]
+    BadRangeEval,
+    #[error("bad eval")]
+    BadEval,
+    #[error("bad expect range vector")]
+    BadExpectRangeVector,
+    #[error("unknown expectation {0}")]
+    UnknownExpectation(String),
+    #[error("only `load` blocks belong here, not `eval`")]
+    EvalInFixture,
+    #[error("more than {0} samples in all")]
+    TooManySamples(usize),
+    #[error(transparent)]
+    Notation(#[from] NotationError),
+}
+
+impl ScriptErrorKind {
+    fn at(self, line: usize) -> ScriptError {
+        ScriptError { line, kind: self }
+    }
+}
+
 /// The most points one series line may expand to: `0+1x99999999999`
 /// must be an error, not an allocation that takes the machine down.
 pub const MAX_POINTS: usize = 1_000_000;
 
 /// Expands the value notation (`1+2x3`, `_x2`, `stale`, `{{...}}`), at most
 /// [`MAX_POINTS`] points.
-pub fn parse_points(s: &str) -> Result<Vec<Point>, String> {
+pub fn parse_points(s: &str) -> Result<Vec<Point>, NotationError> {
     let mut out = Vec::new();
-    let too_many = |n: usize| format!("expands to more than {MAX_POINTS} points ({n})");
+    let too_many = NotationError::TooManyPoints;
     let mut rest = s.trim();
     while !rest.is_empty() {
         if rest.starts_with("{{") {
@@ -134,7 +194,11 @@ pub fn parse_points(s: &str) -> Result<Vec<Point>, String> {
             {
                 (
                     &tok[..i],
-                    Some(tok[i + 1..].parse::<usize>().map_err(|e| e.to_string())?),
+                    Some(
+                        tok[i + 1..]
+                            .parse::<usize>()
+                            .map_err(NotationError::BadCount)?,
+                    ),
                 )
             }
             _ => (tok, None),
@@ -167,12 +231,14 @@ pub fn parse_points(s: &str) -> Result<Vec<Point>, String> {
         }
         let (start, inc) = match split {
             Some(i) => {
-                let a = parse_float(&base[..i]).ok_or_else(|| format!("bad value {tok:?}"))?;
-                let d = parse_float(&base[i + 1..]).ok_or_else(|| format!("bad value {tok:?}"))?;
+                let a = parse_float(&base[..i])
+                    .ok_or_else(|| NotationError::BadValue(tok.to_string()))?;
+                let d = parse_float(&base[i + 1..])
+                    .ok_or_else(|| NotationError::BadValue(tok.to_string()))?;
                 (a, if bb[i] == b'-' { -d } else { d })
             }
             None => (
-                parse_float(base).ok_or_else(|| format!("bad value {tok:?}"))?,
+                parse_float(base).ok_or_else(|| NotationError::BadValue(tok.to_string()))?,
                 0.0,
             ),
         };
@@ -192,7 +258,7 @@ pub fn parse_points(s: &str) -> Result<Vec<Point>, String> {
 
 /// Splits `metric{labels} values` into labels and the value text. A line
 /// with only a value (scalar result) gives `None` labels.
-pub fn parse_series_line(line: &str) -> Result<(Option<Labels>, String), String> {
+pub fn parse_series_line(line: &str) -> Result<(Option<Labels>, String), NotationError> {
     let line = line.trim();
     let first = line.split_whitespace().next().unwrap_or("");
     if !first.contains('{') && (parse_float(first).is_some() || first == "_") {
@@ -227,13 +293,16 @@ pub fn parse_series_line(line: &str) -> Result<(Option<Labels>, String), String>
 }
 
 /// Parses `name{a="b"}` into labels using the PromQL parser.
-pub fn parse_metric(m: &str) -> Result<Labels, String> {
+pub fn parse_metric(m: &str) -> Result<Labels, NotationError> {
     if m == "{}" {
         return Ok(Labels::new());
     }
-    let e = crate::promql::parse_query(m).map_err(|e| format!("bad metric {m:?}: {e}"))?;
+    let e = crate::promql::parse_query(m).map_err(|error| NotationError::BadMetric {
+        metric: m.to_string(),
+        error,
+    })?;
     let promql_parser::parser::Expr::VectorSelector(vs) = e else {
-        return Err(format!("bad metric {m:?}"));
+        return Err(NotationError::NotASelector(m.to_string()));
     };
     let mut b = LabelsBuilder::default();
     if let Some(n) = vs.name {
@@ -306,7 +375,7 @@ fn unquote(s: &str) -> String {
     s.to_string()
 }
 
-fn parse_script(text: &str) -> Result<Vec<Cmd>, String> {
+fn parse_script(text: &str) -> Result<Vec<Cmd>, ScriptError> {
     let lines: Vec<&str> = text.lines().collect();
     let mut cmds = Vec::new();
     let mut i = 0;
@@ -337,7 +406,7 @@ fn parse_script(text: &str) -> Result<Vec<Cmd>, String> {
                 let iv = words
                     .next()
                     .and_then(parse_duration_ms)
-                    .ok_or(format!("line {lineno}: bad load interval"))?;
+                    .ok_or(ScriptErrorKind::BadLoadInterval.at(lineno))?;
                 cmds.push(Cmd::Load {
                     interval: iv,
                     lines: body,
@@ -351,27 +420,29 @@ fn parse_script(text: &str) -> Result<Vec<Cmd>, String> {
                     "eval_warn" => expect.warn.push(None),
                     "eval_info" => expect.info.push(None),
                     "eval_ordered" => expect.ordered = true,
-                    _ => return Err(format!("line {lineno}: unknown command {c}")),
+                    _ => return Err(ScriptErrorKind::UnknownCommand(c.to_string()).at(lineno)),
                 }
                 let rest = l[c.len()..].trim_start();
                 let (start, end, step, query) = if let Some(r) = rest.strip_prefix("instant") {
                     let r = r
                         .trim_start()
                         .strip_prefix("at")
-                        .ok_or(format!("line {lineno}: expected 'at'"))?
+                        .ok_or(ScriptErrorKind::ExpectedAt.at(lineno))?
                         .trim_start();
                     let (ts, q) = r
                         .split_once(char::is_whitespace)
-                        .ok_or(format!("line {lineno}: no query"))?;
-                    let t = parse_duration_ms(ts).ok_or(format!("line {lineno}: bad time {ts}"))?;
+                        .ok_or(ScriptErrorKind::NoQuery.at(lineno))?;
+                    let t = parse_duration_ms(ts)
+                        .ok_or_else(|| ScriptErrorKind::BadTime(ts.to_string()).at(lineno))?;
                     (t, t, 0, q.trim().to_string())
                 } else if let Some(r) = rest.strip_prefix("range") {
                     let w: Vec<&str> = r.split_whitespace().collect();
                     if w.len() < 7 || w[0] != "from" || w[2] != "to" || w[4] != "step" {
-                        return Err(format!("line {lineno}: bad range eval"));
+                        return Err(ScriptErrorKind::BadRangeEval.at(lineno));
                     }
                     let p = |s: &str| {
-                        parse_duration_ms(s).ok_or(format!("line {lineno}: bad time {s}"))
+                        parse_duration_ms(s)
+                            .ok_or_else(|| ScriptErrorKind::BadTime(s.to_string()).at(lineno))
                     };
                     let mut q = r;
                     for word in &w[..6] {
@@ -379,7 +450,7 @@ fn parse_script(text: &str) -> Result<Vec<Cmd>, String> {
                     }
                     (p(w[1])?, p(w[3])?, p(w[5])?, q.trim().to_string())
                 } else {
-                    return Err(format!("line {lineno}: bad eval"));
+                    return Err(ScriptErrorKind::BadEval.at(lineno));
                 };
                 let mut results = Vec::new();
                 for (ln, b) in body {
@@ -403,15 +474,20 @@ fn parse_script(text: &str) -> Result<Vec<Cmd>, String> {
                                     && w[5] == "step"
                                 {
                                     let p = |s: &str| {
-                                        parse_duration_ms(s)
-                                            .ok_or(format!("line {ln}: bad time {s}"))
+                                        parse_duration_ms(s).ok_or_else(|| {
+                                            ScriptErrorKind::BadTime(s.to_string()).at(ln)
+                                        })
                                     };
                                     expect.range_vector = Some((p(w[2])?, p(w[4])?, p(w[6])?));
                                 } else {
-                                    return Err(format!("line {ln}: bad expect range vector"));
+                                    return Err(ScriptErrorKind::BadExpectRangeVector.at(ln));
                                 }
                             }
-                            _ => return Err(format!("line {ln}: unknown expectation {kind}")),
+                            _ => {
+                                return Err(
+                                    ScriptErrorKind::UnknownExpectation(kind.to_string()).at(ln)
+                                )
+                            }
                         }
                     } else if let Some(r) = b.strip_prefix("expected_fail_message") {
                         expect.fail = Some(Some((false, r.trim().to_string())));
@@ -431,7 +507,7 @@ fn parse_script(text: &str) -> Result<Vec<Cmd>, String> {
                     results,
                 })));
             }
-            other => return Err(format!("line {lineno}: unknown command {other:?}")),
+            other => return Err(ScriptErrorKind::UnknownCommand(format!("{other:?}")).at(lineno)),
         }
     }
     Ok(cmds)
@@ -460,7 +536,11 @@ pub fn almost_equal(a: f64, b: f64) -> bool {
 /// Loads one series line of a `load` block (`metric{labels} 1+2x3`) at
 /// `interval` steps from time 0; returns how many samples it added and the
 /// time of its last one.
-fn load_line(storage: &MemStorage, interval: i64, line: &str) -> Result<(usize, i64), String> {
+fn load_line(
+    storage: &MemStorage,
+    interval: i64,
+    line: &str,
+) -> Result<(usize, i64), NotationError> {
     let (labels, vals) = parse_series_line(line)?;
     let points = parse_points(&vals)?;
     let Some(labels) = labels else {
@@ -481,26 +561,21 @@ fn load_line(storage: &MemStorage, interval: i64, line: &str) -> Result<(usize, 
 /// `clear`), as promqltest loads them: sample `i` of a series at `i *
 /// interval` from time 0. This is the format of `wasmon plugin call
 /// --query-fixture`. Returns the store and the time of its latest sample.
-pub fn load_fixture(text: &str, max_samples: usize) -> Result<(MemStorage, i64), String> {
+pub fn load_fixture(text: &str, max_samples: usize) -> Result<(MemStorage, i64), ScriptError> {
     let storage = MemStorage::new();
     let (mut total, mut latest) = (0usize, 0i64);
     for cmd in parse_script(text)? {
         match cmd {
             Cmd::Clear => storage.clear(),
-            Cmd::Eval(ev) => {
-                return Err(format!(
-                    "line {}: only `load` blocks belong here, not `eval`",
-                    ev.line
-                ))
-            }
+            Cmd::Eval(ev) => return Err(ScriptErrorKind::EvalInFixture.at(ev.line)),
             Cmd::Load { interval, lines } => {
                 for (ln, l) in lines {
-                    let (added, last) =
-                        load_line(&storage, interval, &l).map_err(|e| format!("line {ln}: {e}"))?;
+                    let (added, last) = load_line(&storage, interval, &l)
+                        .map_err(|e| ScriptErrorKind::from(e).at(ln))?;
                     total += added;
                     latest = latest.max(last);
                     if total > max_samples {
-                        return Err(format!("line {ln}: more than {max_samples} samples in all"));
+                        return Err(ScriptErrorKind::TooManySamples(max_samples).at(ln));
                     }
                 }
             }
@@ -913,5 +988,39 @@ mod tests {
         assert_eq!(p[11], Point::Value(1000.0));
         assert_eq!(parse_duration_ms("10s53ms"), Some(10053));
         assert_eq!(parse_duration_ms("1h"), Some(3_600_000));
+    }
+
+    /// Fixture and script errors carry their line and what is wrong; the
+    /// texts `wasmon plugin call --query-fixture` prints stay the same.
+    #[test]
+    fn errors_name_line_and_what() {
+        let load_fixture = |text: &str, max: usize| match load_fixture(text, max) {
+            Ok(_) => panic!("{text:?} loaded"),
+            Err(e) => Err::<(), _>(e),
+        };
+        let e = load_fixture("load 1m\n  up 1\n\neval instant at 0 up\n", 10).unwrap_err();
+        assert_eq!(e, ScriptErrorKind::EvalInFixture.at(4));
+        assert_eq!(
+            e.to_string(),
+            "line 4: only `load` blocks belong here, not `eval`"
+        );
+        let e = load_fixture("load 1m\n  up 0+1x99999999\n", 10).unwrap_err();
+        assert_eq!(e.line, 2);
+        assert!(matches!(
+            e.kind,
+            ScriptErrorKind::Notation(NotationError::TooManyPoints(99999999))
+        ));
+        let e = load_fixture("load 1m\n  up{ 1\n", 10).unwrap_err();
+        assert!(
+            matches!(&e.kind, ScriptErrorKind::Notation(NotationError::BadMetric { error, .. }) if error.column == 4),
+            "{e:?}"
+        );
+        assert!(
+            e.to_string()
+                .starts_with("line 2: bad metric \"up{\": 1:4: parse error:"),
+            "{e}"
+        );
+        let e = load_fixture("load 1m\n  a 1\n  b 2\n", 1).unwrap_err();
+        assert_eq!(e.to_string(), "line 3: more than 1 samples in all");
     }
 }

@@ -17,6 +17,8 @@ use promql_parser::parser::token::{
 };
 use promql_parser::parser::Expr;
 
+use super::error::ParseError;
+
 /// The deepest nesting a query may have, counted on its tokens: each open
 /// parenthesis (a call, an aggregation or a group), operator and `[` on the
 /// way from the outside to the innermost token counts one level, and
@@ -55,16 +57,20 @@ pub fn line_col(q: &str, at: usize) -> (usize, usize) {
     (line, at - line_start + 1)
 }
 
-/// `msg` at byte offset `at` of `q`, in Prometheus' form.
-pub fn positioned(q: &str, at: usize, msg: &str) -> String {
-    let (line, col) = line_col(q, at);
-    format!("{line}:{col}: parse error: {msg}")
+/// `msg` at byte offset `at` of `q`.
+pub fn positioned(q: &str, at: usize, msg: &str) -> ParseError {
+    let (line, column) = line_col(q, at);
+    ParseError {
+        line,
+        column,
+        message: msg.to_string(),
+    }
 }
 
 /// Checks what promql-parser would choke on or misread, before it runs:
 /// nesting deeper than [`MAX_DEPTH`] and duration literals out of range.
 /// Text the lexer rejects passes: the parser reports that itself.
-pub fn check(q: &str) -> Result<(), String> {
+pub fn check(q: &str) -> Result<(), ParseError> {
     let Ok(lexer) = promql_parser::parser::lex::lexer(q) else {
         return Ok(());
     };
@@ -103,8 +109,8 @@ pub fn check(q: &str) -> Result<(), String> {
                 }
                 deepest_closed = deepest_closed.max(value);
             }
-            T_DURATION => {
-                check_duration(lexer.span_str(span)).map_err(|e| positioned(q, span.start(), &e))?
+            T_DURATION if !duration_in_range(lexer.span_str(span)) => {
+                return Err(positioned(q, span.start(), "duration out of range"));
             }
             // Seconds as a plain number (`[300]`): promql-parser's
             // `Duration::from_secs_f64` panics on one out of range.
@@ -158,7 +164,7 @@ pub fn check(q: &str) -> Result<(), String> {
 /// that does not fit as zero (`[99999999999999y]` "must be greater than
 /// 0", `[5000000000s1m]` silently one minute); Prometheus' own rule for
 /// the sum is `model.ParseDuration`'s.
-fn check_duration(text: &str) -> Result<(), String> {
+fn duration_in_range(text: &str) -> bool {
     let too_big = text
         .split(|c: char| !c.is_ascii_digit())
         .any(|digits| !digits.is_empty() && digits.parse::<u32>().is_err());
@@ -166,10 +172,7 @@ fn check_duration(text: &str) -> Result<(), String> {
         crate::model::duration::parse(text),
         Err(crate::model::DurationError::OutOfRange)
     );
-    if too_big || sum_too_big {
-        return Err("duration out of range".into());
-    }
-    Ok(())
+    !(too_big || sum_too_big)
 }
 
 /// The depth of `e`'s tree, walked without recursion.
@@ -237,7 +240,9 @@ const SYNTAX_ERROR: &str = "invalid promql query";
 /// promql-parser's `parse`, with a panic inside it made an error: 0.11
 /// panics on some out-of-range literals (a range of `11e400` goes through
 /// `Duration::from_secs_f64`; found by fuzzing). [`check`] rejects those
-/// it knows of first; this is the net for the rest.
+/// it knows of first; this is the net for the rest. The error is
+/// promql-parser's own message (a `String`, its API's type), which
+/// [`locate`] positions.
 pub(crate) fn parse_unpositioned(q: &str) -> Result<Expr, String> {
     std::panic::catch_unwind(|| promql_parser::parser::parse(q))
         .unwrap_or_else(|_| Err("a number or duration is out of range".into()))
@@ -245,7 +250,7 @@ pub(crate) fn parse_unpositioned(q: &str) -> Result<Expr, String> {
 
 /// promql-parser's error `msg` for `q` (which carries no position) in
 /// Prometheus' form, with the position of what it is about.
-pub fn locate(q: &str, msg: &str) -> String {
+pub fn locate(q: &str, msg: &str) -> ParseError {
     if msg.starts_with("no expression found in input") {
         return positioned(q, 0, "no expression found in input");
     }
@@ -443,7 +448,7 @@ fn grammar() -> Option<&'static Grammar> {
 /// A query the grammar rejects (promql-parser says only "invalid promql
 /// query"): the token the LR parser stopped at, as Prometheus words it
 /// (`unexpected identifier "bar"`, `unexpected end of input`).
-fn syntax_error(q: &str, tokens: &[(u16, usize, usize)]) -> String {
+fn syntax_error(q: &str, tokens: &[(u16, usize, usize)]) -> ParseError {
     let Some(g) = grammar() else {
         return positioned(q, 0, SYNTAX_ERROR);
     };
@@ -535,7 +540,7 @@ mod tests {
             ),
         ];
         for (q, at) in over {
-            let e = parse_query(&q).unwrap_err();
+            let e = parse_query(&q).unwrap_err().to_string();
             assert!(e.starts_with(at), "{at} {e}");
             assert!(
                 e.ends_with("parse error: query is nested too deeply: more than 1000 levels of parentheses, brackets and operators"),
@@ -609,8 +614,23 @@ mod tests {
             ("sum(abs(up, up))", "1:5: parse error: expected 1 argument(s) in call to 'abs', got 2"),
             ("up{a!~\"(\"}", "1:4: parse error: illegal regex for ("),
         ] {
-            assert_eq!(parse_query(q).unwrap_err(), want, "{q:?}");
+            assert_eq!(parse_query(q).unwrap_err().to_string(), want, "{q:?}");
         }
+    }
+
+    /// The position is data, not only text: callers (an editor, the API)
+    /// read line and column; the engine's error wraps the same value.
+    #[test]
+    fn parse_errors_are_typed() {
+        let e = parse_query("1 +\n  )").unwrap_err();
+        assert_eq!(
+            (e.line, e.column, e.message.as_str()),
+            (2, 3, "unexpected right parenthesis ')'")
+        );
+        assert_eq!(
+            crate::promql::parse("1 +\n  )").unwrap_err(),
+            crate::promql::EvalError::Parse(e)
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@ use anyhow::{bail, Result};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};
 
 use crate::config::remote::RemoteWriteConfig;
-use crate::model::relabel::Relabeler;
+use crate::model::relabel::{RelabelError, Relabeler};
 
 impl RemoteWriteConfig {
     /// The queue's name: the configured one or `url-<8 hex of sha256(url)>`.
@@ -22,7 +22,7 @@ impl RemoteWriteConfig {
         }
     }
 
-    pub fn relabelers(&self) -> Result<Vec<Relabeler>, String> {
+    pub fn relabelers(&self) -> Result<Vec<Relabeler>, RelabelError> {
         self.write_relabel_configs
             .iter()
             .cloned()

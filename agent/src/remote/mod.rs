@@ -16,8 +16,12 @@
 //! always go to the same shard (a stable hash), which keeps them in order.
 
 pub mod config;
+mod progress;
 pub mod proto;
 mod queue;
+mod send;
+mod shard;
+mod wal_reader;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

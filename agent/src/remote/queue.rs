@@ -1,131 +1,23 @@
-//! One remote-write queue: the WAL reader thread, the shards and the
-//! progress file. See the module docs of [`super`] for the design.
+//! One remote-write queue: starts and stops its WAL reader thread
+//! (`wal_reader.rs`), its shards (`shard.rs`, sending through `send.rs`)
+//! and the progress file (`progress.rs`). See the module docs of
+//! [`super`] for the design.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use parking_lot::Mutex;
-use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
-use super::proto;
+use super::progress::Tracker;
+use super::send::Sender;
+use super::shard::run_shard;
+use super::wal_reader::Reader;
 use super::{QueueLabels, QueueSpec, RemoteMetrics};
-use crate::model::relabel::{self, Relabeler};
-use crate::model::Labels;
-use crate::tsdb::record::{self, Record};
-use crate::tsdb::wal;
-
-/// A place in the WAL: just past a record of `segment`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Pos {
-    pub segment: u32,
-    pub offset: u64,
-}
-
-/// What `DATA/remote_write/<name>.json` holds.
-#[derive(Debug, Serialize, Deserialize)]
-struct ProgressFile {
-    url: String,
-    /// Samples older than this (ms) are never sent: a new queue starts at
-    /// "now", like Prometheus', instead of replaying the whole WAL.
-    min_t: i64,
-    /// Per shard: everything of that shard up to here was acknowledged.
-    shards: Vec<Pos>,
-}
-
-/// The per-shard positions and where they are persisted.
-struct Tracker {
-    path: PathBuf,
-    url: String,
-    min_t: i64,
-    shards: Vec<Pos>,
-    dirty: bool,
-}
-
-impl Tracker {
-    /// Loads the progress file; a missing or unreadable one starts fresh
-    /// at `now_ms`. A different shard count keeps the oldest position for
-    /// every shard (more duplicates, never a loss).
-    fn load(path: PathBuf, url: &str, n: usize, now_ms: i64) -> Tracker {
-        let loaded = std::fs::read(&path).ok().and_then(|b| {
-            serde_json::from_slice::<ProgressFile>(&b)
-                .map_err(|e| {
-                    tracing::warn!(path = %path.display(), error = %e, "unreadable remote-write progress file; starting from now")
-                })
-                .ok()
-        });
-        let (min_t, shards) = match loaded {
-            Some(p) if !p.shards.is_empty() => {
-                let shards = if p.shards.len() == n {
-                    p.shards
-                } else {
-                    vec![*p.shards.iter().min().unwrap(); n]
-                };
-                (p.min_t, shards)
-            }
-            _ => (now_ms, vec![Pos::default(); n]),
-        };
-        Tracker {
-            path,
-            url: url.to_string(),
-            min_t,
-            shards,
-            dirty: true,
-        }
-    }
-
-    fn committed(&self) -> Pos {
-        self.shards.iter().copied().min().unwrap_or_default()
-    }
-
-    fn set(&mut self, shard: usize, pos: Pos) {
-        if pos > self.shards[shard] {
-            self.shards[shard] = pos;
-            self.dirty = true;
-        }
-    }
-
-    /// Writes the file (temp + rename: a crash leaves the old or the new
-    /// one). No fsync: a kill -9 keeps the page cache, and after a power
-    /// loss the WAL's own tail is gone too.
-    fn persist(&mut self) {
-        if !self.dirty {
-            return;
-        }
-        let p = ProgressFile {
-            url: self.url.clone(),
-            min_t: self.min_t,
-            shards: self.shards.clone(),
-        };
-        let tmp = self.path.with_extension("json.tmp");
-        let r = serde_json::to_vec(&p)
-            .map_err(std::io::Error::other)
-            .and_then(|b| std::fs::write(&tmp, b))
-            .and_then(|_| std::fs::rename(&tmp, &self.path));
-        match r {
-            Ok(()) => self.dirty = false,
-            Err(e) => {
-                tracing::error!(path = %self.path.display(), error = %e, "writing remote-write progress")
-            }
-        }
-    }
-}
-
-/// A series as the queue sends it.
-struct SeriesInfo {
-    labels: Labels,
-    shard: usize,
-}
-
-enum Item {
-    Sample(Arc<SeriesInfo>, i64, f64),
-    /// Everything this shard has of the WAL up to here has been handed over.
-    Mark(Pos),
-}
 
 pub struct Queue {
     name: String,
@@ -136,49 +28,21 @@ pub struct Queue {
     tracker: Arc<Mutex<Tracker>>,
 }
 
-/// A stable 64-bit FNV-1a over the label pairs: shard assignment must not
-/// change across restarts (std's hasher makes no such promise).
-fn stable_hash(l: &Labels) -> u64 {
-    let mut h: u64 = 0xcbf29ce484222325;
-    for l in l.iter() {
-        for b in l
-            .name
-            .bytes()
-            .chain([0xff])
-            .chain(l.value.bytes())
-            .chain([0xff])
-        {
-            h ^= b as u64;
-            h = h.wrapping_mul(0x100000001b3);
-        }
-    }
-    h
-}
-
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// What a shard needs to send.
-struct Sender {
-    client: reqwest::Client,
-    url: String,
-    headers: reqwest::header::HeaderMap,
-    cfg: crate::config::remote::QueueConfig,
-    labels: QueueLabels,
-    metrics: Arc<RemoteMetricsRef>,
-}
-
 /// The metric children of one queue, resolved once.
-struct RemoteMetricsRef {
-    samples: prometheus_client::metrics::counter::Counter,
-    failed: prometheus_client::metrics::counter::Counter,
-    retried: prometheus_client::metrics::counter::Counter,
-    dropped: prometheus_client::metrics::counter::Counter,
-    pending: prometheus_client::metrics::gauge::Gauge,
-    highest_sent: prometheus_client::metrics::gauge::Gauge<f64, std::sync::atomic::AtomicU64>,
-    sent_bytes: prometheus_client::metrics::counter::Counter,
-    wal_gaps: prometheus_client::metrics::counter::Counter,
+pub(super) struct RemoteMetricsRef {
+    pub(super) samples: prometheus_client::metrics::counter::Counter,
+    pub(super) failed: prometheus_client::metrics::counter::Counter,
+    pub(super) retried: prometheus_client::metrics::counter::Counter,
+    pub(super) dropped: prometheus_client::metrics::counter::Counter,
+    pub(super) pending: prometheus_client::metrics::gauge::Gauge,
+    pub(super) highest_sent:
+        prometheus_client::metrics::gauge::Gauge<f64, std::sync::atomic::AtomicU64>,
+    pub(super) sent_bytes: prometheus_client::metrics::counter::Counter,
+    pub(super) wal_gaps: prometheus_client::metrics::counter::Counter,
 }
 
 impl Queue {
@@ -244,7 +108,7 @@ impl Queue {
                 stop_rx.clone(),
             )));
         }
-        let relabelers = cfg.relabelers().map_err(|e| anyhow::anyhow!(e))?;
+        let relabelers = cfg.relabelers()?;
         let (start, min_t) = {
             let t = tracker.lock();
             (t.shards.clone(), t.min_t)
@@ -307,454 +171,6 @@ impl Queue {
     }
 }
 
-struct Reader {
-    name: String,
-    dir: PathBuf,
-    txs: Vec<mpsc::Sender<Item>>,
-    /// Per shard: samples in records ending at or before this were sent by
-    /// an earlier run.
-    start: Vec<Pos>,
-    min_t: i64,
-    external: Labels,
-    relabelers: Vec<Relabeler>,
-    /// Series ref → the series as sent (None: dropped by relabeling).
-    refs: HashMap<u64, Option<Arc<SeriesInfo>>>,
-    stop: Arc<AtomicBool>,
-    metrics: Arc<RemoteMetricsRef>,
-}
-
-/// Why the reader stopped handing out records.
-enum Halt {
-    Stop,
-}
-
-impl Reader {
-    fn run(mut self) {
-        if let Err(Halt::Stop) = self.run_inner() {
-            tracing::debug!(remote_name = %self.name, "remote write reader stopped");
-        }
-    }
-
-    fn stopping(&self) -> bool {
-        self.stop.load(Ordering::Relaxed)
-    }
-
-    fn series(&mut self, list: Vec<(u64, Labels)>) {
-        for (r, l) in list {
-            let mut lb = l.to_builder();
-            for e in self.external.iter() {
-                if l.get(&e.name).is_none() {
-                    lb.set(e.name.clone(), e.value.clone());
-                }
-            }
-            let info = relabel::process(&lb.build(), &self.relabelers)
-                .filter(|l| !l.is_empty())
-                .map(|labels| {
-                    let shard = (stable_hash(&labels) % self.txs.len() as u64) as usize;
-                    Arc::new(SeriesInfo { labels, shard })
-                });
-            self.refs.insert(r, info);
-        }
-    }
-
-    /// Reads only the series records of a file up to `upto` (or the end).
-    fn load_series(&mut self, path: &Path, upto: Option<u64>) {
-        let mut found = Vec::new();
-        let r = wal::read_file_from(path, 0, &mut |p, end| {
-            if upto.is_some_and(|u| end > u) {
-                return false;
-            }
-            if let Ok(Record::Series(list)) = record::decode(p) {
-                found.push(list);
-            }
-            true
-        });
-        if let Err(e) = r {
-            tracing::warn!(remote_name = %self.name, path = %path.display(), error = %e, "reading WAL series for remote write");
-        }
-        for list in found {
-            self.series(list);
-        }
-    }
-
-    /// Series from the checkpoint (if any) and the segments in `range`.
-    fn load_history(&mut self, listing: &wal::Listing, before: Pos) {
-        if let Some(cp) = listing.checkpoint {
-            self.load_series(&self.dir.join(wal::checkpoint_name(cp)), None);
-        }
-        let first = listing.checkpoint.map_or(0, |c| c + 1);
-        for &s in listing
-            .segments
-            .iter()
-            .filter(|&&s| s >= first && s <= before.segment)
-        {
-            let upto = (s == before.segment).then_some(before.offset);
-            self.load_series(&self.dir.join(wal::segment_name(s)), upto);
-        }
-    }
-
-    fn run_inner(&mut self) -> Result<(), Halt> {
-        let start = self.start.iter().copied().min().unwrap_or_default();
-        let listing = wal::list(&self.dir).unwrap_or_default();
-        self.load_history(&listing, start);
-        let first = listing.checkpoint.map_or(0, |c| c + 1);
-        let first = listing.segments.iter().copied().find(|&s| s >= first);
-        let mut pos = start;
-        if let Some(f) = first {
-            if pos.segment < f {
-                if pos != Pos::default() {
-                    self.gap(pos.segment, f);
-                }
-                pos = Pos {
-                    segment: f,
-                    offset: 0,
-                };
-            }
-        }
-        let mut buf: Vec<Vec<u8>> = Vec::new();
-        loop {
-            if self.stopping() {
-                return Err(Halt::Stop);
-            }
-            // List before reading: the writer creates the next segment only
-            // after flushing this one, so "nothing new here and a next one
-            // was listed" means this one is complete.
-            let listing = wal::list(&self.dir).unwrap_or_default();
-            let next = listing.segments.iter().copied().find(|&s| s > pos.segment);
-            let path = self.dir.join(wal::segment_name(pos.segment));
-            buf.clear();
-            let mut ends = Vec::new();
-            let r = wal::read_file_from(&path, pos.offset, &mut |p, end| {
-                buf.push(p.to_vec());
-                ends.push(end);
-                buf.len() < 256
-            });
-            let (end, err) = match r {
-                Ok(x) => x,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    match next {
-                        // Removed under us by a checkpoint: the series of the
-                        // lost segments are in that checkpoint.
-                        Some(n) => {
-                            self.gap(pos.segment, n);
-                            if let Some(cp) = listing.checkpoint {
-                                self.load_series(&self.dir.join(wal::checkpoint_name(cp)), None);
-                            }
-                            pos = Pos {
-                                segment: n,
-                                offset: 0,
-                            };
-                        }
-                        None => std::thread::sleep(Duration::from_millis(100)),
-                    }
-                    continue;
-                }
-                Err(e) => {
-                    tracing::warn!(remote_name = %self.name, path = %path.display(), error = %e, "reading the WAL for remote write");
-                    std::thread::sleep(Duration::from_secs(1));
-                    continue;
-                }
-            };
-            let records = std::mem::take(&mut buf);
-            let got = !records.is_empty();
-            for (p, rec_end) in records.iter().zip(ends) {
-                let here = Pos {
-                    segment: pos.segment,
-                    offset: rec_end,
-                };
-                self.handle(p, here)?;
-            }
-            buf = records;
-            pos.offset = end.max(pos.offset);
-            if !got {
-                match next {
-                    Some(n) => {
-                        if let Some(err) = err {
-                            tracing::warn!(remote_name = %self.name, segment = pos.segment, offset = pos.offset, %err, "WAL segment ends in a bad record; remote write goes on with the next");
-                        }
-                        pos = Pos {
-                            segment: n,
-                            offset: 0,
-                        };
-                    }
-                    None => std::thread::sleep(Duration::from_millis(50)),
-                }
-            }
-        }
-    }
-
-    fn gap(&self, from: u32, to: u32) {
-        self.metrics.wal_gaps.inc();
-        tracing::warn!(remote_name = %self.name, from_segment = from, to_segment = to,
-            "WAL segments were checkpointed away before remote write read them: their samples are not sent");
-    }
-
-    fn handle(&mut self, payload: &[u8], here: Pos) -> Result<(), Halt> {
-        match record::decode(payload) {
-            Ok(Record::Series(list)) => self.series(list),
-            Ok(Record::Samples(list)) => {
-                for s in list {
-                    if s.t < self.min_t {
-                        continue;
-                    }
-                    let Some(info) = self.refs.get(&s.r) else {
-                        tracing::debug!(remote_name = %self.name, r = s.r, "sample of an unknown series ref in the WAL");
-                        continue;
-                    };
-                    let Some(info) = info else {
-                        self.metrics.dropped.inc();
-                        continue;
-                    };
-                    if here <= self.start[info.shard] {
-                        continue;
-                    }
-                    self.metrics.pending.inc();
-                    self.send(info.shard, Item::Sample(info.clone(), s.t, s.v))?;
-                }
-                for i in 0..self.txs.len() {
-                    self.send(i, Item::Mark(here))?;
-                }
-            }
-            Err(e) => {
-                tracing::warn!(remote_name = %self.name, ?here, error = %e, "undecodable WAL record skipped by remote write")
-            }
-        }
-        Ok(())
-    }
-
-    /// Blocks while the shard is full (the WAL is the buffer), but wakes up
-    /// to notice a stop.
-    fn send(&self, shard: usize, mut item: Item) -> Result<(), Halt> {
-        loop {
-            match self.txs[shard].try_send(item) {
-                Ok(()) => return Ok(()),
-                Err(mpsc::error::TrySendError::Closed(_)) => return Err(Halt::Stop),
-                Err(mpsc::error::TrySendError::Full(it)) => {
-                    if self.stopping() {
-                        return Err(Halt::Stop);
-                    }
-                    item = it;
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-            }
-        }
-    }
-}
-
-async fn run_shard(
-    shard: usize,
-    mut rx: mpsc::Receiver<Item>,
-    sender: Arc<Sender>,
-    tracker: Arc<Mutex<Tracker>>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let cfg = &sender.cfg;
-    let mut batch: Vec<(Arc<SeriesInfo>, i64, f64)> = Vec::with_capacity(cfg.max_samples_per_send);
-    let mut mark: Option<Pos> = None;
-    // An item read ahead while looking for marks (see below).
-    let mut carry: Option<Item> = None;
-    loop {
-        let deadline = tokio::time::sleep(cfg.batch_send_deadline);
-        tokio::pin!(deadline);
-        // Gather a batch: up to max_samples_per_send, or what arrived within
-        // batch_send_deadline of the first sample.
-        loop {
-            let item = match carry.take() {
-                Some(it) => Some(it),
-                None => tokio::select! {
-                    item = rx.recv() => item,
-                    _ = &mut deadline, if !batch.is_empty() => break,
-                    _ = stop.changed() => {
-                        // Marks already queued behind acknowledged batches
-                        // still count: fewer re-sends after the restart.
-                        if batch.is_empty() {
-                            while let Ok(Item::Mark(p)) = rx.try_recv() {
-                                tracker.lock().set(shard, p);
-                            }
-                        }
-                        return;
-                    }
-                },
-            };
-            match item {
-                None => return,
-                Some(Item::Sample(s, t, v)) => {
-                    if batch.is_empty() {
-                        deadline
-                            .as_mut()
-                            .reset(tokio::time::Instant::now() + cfg.batch_send_deadline);
-                    }
-                    batch.push((s, t, v));
-                    if batch.len() >= cfg.max_samples_per_send {
-                        break;
-                    }
-                }
-                Some(Item::Mark(p)) => {
-                    if batch.is_empty() {
-                        tracker.lock().set(shard, p);
-                    } else {
-                        mark = Some(p);
-                    }
-                }
-            }
-        }
-        // The mark closing the batch's last record usually follows right
-        // behind its samples: take it along, so that acknowledging the batch
-        // records the whole record as sent.
-        loop {
-            match rx.try_recv() {
-                Ok(Item::Mark(p)) => mark = Some(p),
-                Ok(other) => {
-                    carry = Some(other);
-                    break;
-                }
-                Err(_) => break,
-            }
-        }
-        if !sender.send_with_retries(&batch, &mut stop).await {
-            return;
-        }
-        sender.metrics.pending.dec_by(batch.len() as i64);
-        batch.clear();
-        if let Some(p) = mark.take() {
-            let mut t = tracker.lock();
-            t.set(shard, p);
-            t.persist();
-        }
-    }
-}
-
-/// How one attempt ended.
-enum Outcome {
-    Ok,
-    Retry(Option<Duration>),
-    Drop,
-}
-
-impl Sender {
-    /// Sends until the receiver accepts or rejects for good; false when
-    /// stopped first.
-    async fn send_with_retries(
-        &self,
-        batch: &[(Arc<SeriesInfo>, i64, f64)],
-        stop: &mut watch::Receiver<bool>,
-    ) -> bool {
-        let body = match proto::encode(&build_request(batch)) {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::error!(remote_name = %self.labels.remote_name, error = %e, "snappy compression failed; batch dropped");
-                self.metrics.failed.inc_by(batch.len() as u64);
-                return true;
-            }
-        };
-        let n = batch.len() as u64;
-        let mut backoff = self.cfg.min_backoff;
-        loop {
-            let started = Instant::now();
-            self.metrics.sent_bytes.inc_by(body.len() as u64);
-            // A stop abandons the request in flight: the batch is not
-            // recorded as sent, so the next run sends it again.
-            let outcome = tokio::select! {
-                o = self.attempt(body.clone()) => o,
-                _ = stop.changed() => return false,
-            };
-            match outcome {
-                Outcome::Ok => {
-                    self.metrics.samples.inc_by(n);
-                    let max_t = batch.iter().map(|b| b.1).max().unwrap_or(0);
-                    let secs = max_t as f64 / 1000.0;
-                    if secs > self.metrics.highest_sent.get() {
-                        self.metrics.highest_sent.set(secs);
-                    }
-                    tracing::trace!(samples = n, took = ?started.elapsed(), "remote write batch sent");
-                    return true;
-                }
-                Outcome::Drop => {
-                    self.metrics.failed.inc_by(n);
-                    return true;
-                }
-                Outcome::Retry(after) => {
-                    self.metrics.retried.inc_by(n);
-                    let wait = after
-                        .unwrap_or(backoff)
-                        .min(self.cfg.max_backoff.max(backoff));
-                    tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
-                        _ = stop.changed() => return false,
-                    }
-                    backoff = (backoff * 2).min(self.cfg.max_backoff);
-                }
-            }
-        }
-    }
-
-    async fn attempt(&self, body: Vec<u8>) -> Outcome {
-        let name = &self.labels.remote_name;
-        let resp = self
-            .client
-            .post(&self.url)
-            .headers(self.headers.clone())
-            .body(body)
-            .send()
-            .await;
-        let resp = match resp {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(remote_name = %name, error = %e, "remote write request failed; retrying");
-                return Outcome::Retry(None);
-            }
-        };
-        let status = resp.status();
-        if status.is_success() {
-            return Outcome::Ok;
-        }
-        let retry_after = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
-        let text = resp.text().await.unwrap_or_default();
-        let text: String = text.chars().take(256).collect();
-        let retry = status.is_server_error()
-            || (status == reqwest::StatusCode::TOO_MANY_REQUESTS && self.cfg.retry_on_http_429);
-        if retry {
-            tracing::warn!(remote_name = %name, %status, body = %text.trim(), "remote write got a recoverable error; retrying");
-            Outcome::Retry(retry_after)
-        } else {
-            tracing::error!(remote_name = %name, %status, body = %text.trim(), "remote write rejected a batch; dropping it");
-            Outcome::Drop
-        }
-    }
-}
-
-/// Groups a batch by series (samples of a series stay in WAL order).
-fn build_request(batch: &[(Arc<SeriesInfo>, i64, f64)]) -> proto::WriteRequest {
-    let mut index: HashMap<*const SeriesInfo, usize> = HashMap::new();
-    let mut ts: Vec<proto::TimeSeries> = Vec::new();
-    for (s, t, v) in batch {
-        let i = *index.entry(Arc::as_ptr(s)).or_insert_with(|| {
-            ts.push(proto::TimeSeries {
-                labels: s
-                    .labels
-                    .iter()
-                    .map(|l| proto::Label {
-                        name: l.name.clone(),
-                        value: l.value.clone(),
-                    })
-                    .collect(),
-                samples: Vec::new(),
-            });
-            ts.len() - 1
-        });
-        ts[i].samples.push(proto::Sample {
-            value: *v,
-            timestamp: *t,
-        });
-    }
-    proto::WriteRequest { timeseries: ts }
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -764,9 +180,13 @@ mod tests {
 
     use super::*;
     use crate::config::Config;
+    use crate::model::Labels;
+    use crate::remote::proto;
     use crate::remote::RemoteWrite;
     use crate::selfmetrics::Metrics;
+    use crate::tsdb::record;
     use crate::tsdb::{Db, Options};
+    use std::time::Instant;
 
     /// A 127.0.0.1 receiver answering from a script of statuses (the last
     /// one repeats), decoding and recording what it accepted (2xx only).
@@ -1166,13 +586,5 @@ max_shards = 2
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(rx2.accepted.lock().unwrap().len(), 5);
         rw.stop().await;
-    }
-
-    #[test]
-    fn shard_hash_is_stable() {
-        // Pinned: shard assignment must survive restarts and upgrades.
-        let l = Labels::from_pairs([("__name__", "up"), ("job", "a")]);
-        assert_eq!(stable_hash(&l), stable_hash(&l.clone()));
-        assert_eq!(stable_hash(&Labels::new()), 0xcbf29ce484222325);
     }
 }

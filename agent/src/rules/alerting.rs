@@ -18,9 +18,11 @@ use std::collections::{BTreeMap, HashMap};
 
 use promql_parser::parser::Expr;
 
+use super::error::RuleEvalError;
 use super::group::{query_vector, EvalCtx, RuleStatus};
 use super::template::{self, AlertTemplateData, FuncContext};
 use crate::model::{Labels, LabelsBuilder, METRIC_NAME};
+use crate::promql::ParseError;
 
 /// Removed alerts are kept and resent this long after they resolve.
 pub const RESOLVED_RETENTION_MS: i64 = 15 * 60 * 1000;
@@ -117,7 +119,7 @@ impl AlertingRule {
         labels: BTreeMap<String, String>,
         annotations: BTreeMap<String, String>,
         restored: bool,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ParseError> {
         let expr = crate::promql::parse_query(expr_text)?;
         Ok(AlertingRule {
             name: name.to_string(),
@@ -151,11 +153,12 @@ impl AlertingRule {
         ts: i64,
         query_offset: i64,
         limit: usize,
-    ) -> Result<Vec<(Labels, f64)>, String> {
+    ) -> Result<Vec<(Labels, f64)>, RuleEvalError> {
         let res = query_vector(ctx, &self.expr, ts - query_offset)?;
-        let tquery = |q: &str| -> Result<Vec<(Labels, f64)>, String> {
-            let e = crate::promql::parse_query(q)?;
-            query_vector(ctx, &e, ts)
+        // The template's `query` function takes its errors as text.
+        let tquery = |q: &str| {
+            let e = crate::promql::parse_query(q).map_err(|e| e.to_string())?;
+            query_vector(ctx, &e, ts).map_err(|e| e.to_string())
         };
         let funcs = FuncContext {
             query: Some(&tquery),
@@ -185,10 +188,7 @@ impl AlertingRule {
                 .collect();
             let labels = lb.build();
             if fresh.contains_key(&labels) {
-                return Err(
-                    "vector contains metrics with the same labelset after applying alert labels"
-                        .into(),
-                );
+                return Err(RuleEvalError::DuplicateLabelset { by: "alert" });
             }
             fresh.insert(
                 labels.clone(),
@@ -270,9 +270,11 @@ impl AlertingRule {
         let _ = t_out;
         if limit > 0 && num_active > limit {
             active.clear();
-            return Err(format!(
-                "exceeded limit of {limit} with {num_active} alerts"
-            ));
+            return Err(RuleEvalError::Limit {
+                limit,
+                got: num_active,
+                what: "alerts",
+            });
         }
         Ok(out)
     }

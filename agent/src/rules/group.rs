@@ -1,7 +1,8 @@
 //! A rule group: its rules evaluated in order at one timestamp. Each
 //! rule's output is committed before the next rule runs (so later rules see
 //! it); a series a rule produced last time but not this time gets a
-//! staleness marker; alerts due for sending go to the [`AlertSink`].
+//! staleness marker; alerts due for sending go to the [`AlertSink`]
+//! (`alerting::sink`).
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -11,54 +12,13 @@ use chrono::{DateTime, Utc};
 use promql_parser::parser::Expr;
 
 use super::alerting::{Alert, AlertingRule};
+use super::error::{BuildError, RuleEvalError};
 use super::recording::RecordingRule;
 use super::rulefmt::{RuleDef, RuleGroup, RuleKind};
+use crate::alerting::sink::{AlertSink, OutgoingAlert};
 use crate::model::{stale_nan, Labels};
-use crate::promql::{Engine, SharedEngine, Value};
+use crate::promql::{Engine, ParseError, SharedEngine, Value};
 use crate::storage::{Appendable, Queryable};
-
-/// An alert as handed to the notifier/dispatcher (Alertmanager's
-/// `postableAlert` fields).
-#[derive(Debug, Clone, PartialEq)]
-pub struct OutgoingAlert {
-    pub labels: Labels,
-    pub annotations: BTreeMap<String, String>,
-    pub starts_at: DateTime<Utc>,
-    pub ends_at: DateTime<Utc>,
-    pub generator_url: String,
-}
-
-/// Where alerts go; the host connects it to the dispatcher (or an
-/// Alertmanager client). Called from the group's evaluation, so it should
-/// not block for long.
-pub trait AlertSink: Send + Sync {
-    fn send(&self, alerts: Vec<OutgoingAlert>);
-}
-
-/// A sink that drops everything.
-pub struct NoopSink;
-
-impl AlertSink for NoopSink {
-    fn send(&self, _alerts: Vec<OutgoingAlert>) {}
-}
-
-/// A sink that keeps everything (tests).
-#[derive(Default)]
-pub struct MemorySink {
-    pub sent: parking_lot::Mutex<Vec<OutgoingAlert>>,
-}
-
-impl AlertSink for MemorySink {
-    fn send(&self, alerts: Vec<OutgoingAlert>) {
-        self.sent.lock().extend(alerts);
-    }
-}
-
-impl MemorySink {
-    pub fn take(&self) -> Vec<OutgoingAlert> {
-        std::mem::take(&mut *self.sent.lock())
-    }
-}
 
 /// What evaluating rules needs; shared by all groups of a manager.
 #[derive(Clone)]
@@ -113,15 +73,16 @@ pub struct EvalCtx<'a> {
 
 /// Runs an instant query the way rules do: a vector as is, a scalar as a
 /// one-element vector without labels, anything else an error.
-pub fn query_vector(ctx: &EvalCtx<'_>, e: &Expr, t: i64) -> Result<Vec<(Labels, f64)>, String> {
-    let r = ctx
-        .engine
-        .instant(ctx.queryable, e, t)
-        .map_err(|e| e.to_string())?;
+pub fn query_vector(
+    ctx: &EvalCtx<'_>,
+    e: &Expr,
+    t: i64,
+) -> Result<Vec<(Labels, f64)>, RuleEvalError> {
+    let r = ctx.engine.instant(ctx.queryable, e, t)?;
     match r.value {
         Value::Vector(v) => Ok(v.into_iter().map(|s| (s.labels, s.v)).collect()),
         Value::Scalar { v, .. } => Ok(vec![(Labels::new(), v)]),
-        _ => Err("rule result is not a vector or scalar".into()),
+        _ => Err(RuleEvalError::NotVector),
     }
 }
 
@@ -194,7 +155,7 @@ impl Rule {
         def: &RuleDef,
         group_labels: &BTreeMap<String, String>,
         restored: bool,
-    ) -> Result<Rule, String> {
+    ) -> Result<Rule, ParseError> {
         let mut labels = group_labels.clone();
         labels.extend(def.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
         Ok(match &def.kind {
@@ -253,11 +214,17 @@ impl Group {
         default_interval_ms: i64,
         opts: Arc<RuleOpts>,
         restored: bool,
-    ) -> Result<Group, String> {
+    ) -> Result<Group, BuildError> {
         let rules = def
             .rules
             .iter()
-            .map(|r| Rule::from_def(r, &def.labels, restored))
+            .map(|r| {
+                Rule::from_def(r, &def.labels, restored).map_err(|error| BuildError {
+                    group: def.name.clone(),
+                    rule: r.name().to_string(),
+                    error,
+                })
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let n = rules.len();
         Ok(Group {
@@ -351,7 +318,7 @@ impl Group {
                     }
                     Err(e) => {
                         st.health = Health::Bad;
-                        st.last_error = Some(e.clone());
+                        st.last_error = Some(e.to_string());
                     }
                 }
             }

@@ -7,13 +7,15 @@
 //!   keep the inactive → pending → firing state machine.
 //! - [`group`]: a group's rules evaluated in order at one timestamp,
 //!   results written back through an [`Appendable`](crate::storage::Appendable)
-//!   (stale markers when a series disappears), alerts handed to an [`AlertSink`].
+//!   (stale markers when a series disappears), alerts handed to an
+//!   [`AlertSink`](crate::alerting::sink::AlertSink).
 //! - [`manager`]: loads files, runs each group on its interval (aligned like
 //!   Prometheus), reloads, restores `for` state from `ALERTS_FOR_STATE`.
 //! - (`/api/v1/rules` and `/api/v1/alerts` JSON is the HTTP API's, in `web/rules.rs`.)
 //! - [`unittest`]: promtool's rule unit-test format (`wasmon test rules`).
 
 pub mod alerting;
+pub mod error;
 pub mod group;
 mod incident_hook;
 pub mod manager;
@@ -23,5 +25,6 @@ pub mod template;
 pub mod unittest;
 
 pub use alerting::{Alert, AlertState, AlertingRule};
-pub use group::{AlertSink, Group, MemorySink, NoopSink, OutgoingAlert, Rule, RuleOpts};
+pub use error::{BuildError, RuleEvalError};
+pub use group::{Group, Rule, RuleOpts};
 pub use manager::{ManagerOpts, RuleManager};

@@ -5,8 +5,10 @@ use std::collections::{BTreeMap, HashSet};
 
 use promql_parser::parser::Expr;
 
+use super::error::RuleEvalError;
 use super::group::{query_vector, EvalCtx, RuleStatus};
 use crate::model::{Labels, METRIC_NAME};
+use crate::promql::ParseError;
 
 /// One recording rule.
 #[derive(Debug)]
@@ -24,7 +26,7 @@ impl RecordingRule {
         name: &str,
         expr_text: &str,
         labels: BTreeMap<String, String>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ParseError> {
         let expr = crate::promql::parse_query(expr_text)?;
         Ok(RecordingRule {
             name: name.to_string(),
@@ -43,7 +45,7 @@ impl RecordingRule {
         ts: i64,
         query_offset: i64,
         limit: usize,
-    ) -> Result<Vec<(Labels, f64)>, String> {
+    ) -> Result<Vec<(Labels, f64)>, RuleEvalError> {
         let res = query_vector(ctx, &self.expr, ts - query_offset)?;
         let mut out = Vec::with_capacity(res.len());
         let mut seen = HashSet::with_capacity(res.len());
@@ -55,18 +57,16 @@ impl RecordingRule {
             }
             let l = b.build();
             if !seen.insert(l.clone()) {
-                return Err(
-                    "vector contains metrics with the same labelset after applying rule labels"
-                        .into(),
-                );
+                return Err(RuleEvalError::DuplicateLabelset { by: "rule" });
             }
             out.push((l, v));
         }
         if limit > 0 && out.len() > limit {
-            return Err(format!(
-                "exceeded limit of {limit} with {} series",
-                out.len()
-            ));
+            return Err(RuleEvalError::Limit {
+                limit,
+                got: out.len(),
+                what: "series",
+            });
         }
         Ok(out)
     }

@@ -16,8 +16,9 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use super::group::{query_vector, EvalCtx, Group, NoopSink, RuleOpts};
+use super::group::{query_vector, EvalCtx, Group, RuleOpts};
 use super::rulefmt::{self, ParseOpts};
+use crate::alerting::sink::NoopSink;
 use crate::model::duration;
 use crate::model::Labels;
 use crate::promql::promqltest::{parse_metric, parse_points, Point};
@@ -476,7 +477,7 @@ fn run_group(
         let tstr = duration::format(std::time::Duration::from_millis(*t as u64));
         let got = match crate::promql::parse_query(&pt.expr)
             .map_err(|e| e.to_string())
-            .and_then(|e| query_vector(&ctx, &e, *t))
+            .and_then(|e| query_vector(&ctx, &e, *t).map_err(|e| e.to_string()))
         {
             Ok(v) => v,
             Err(e) => {
@@ -489,7 +490,7 @@ fn run_group(
             let l = if s.labels.trim().is_empty() {
                 Ok(Labels::new())
             } else {
-                parse_metric(&s.labels)
+                parse_metric(&s.labels).map_err(|e| e.to_string())
             };
             let v = parse_value(&s.value);
             match (l, v) {

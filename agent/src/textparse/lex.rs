@@ -168,10 +168,24 @@ pub(super) enum Escapes {
     Keep,
 }
 
+/// What is wrong inside a quoted string or a label set; the parsers add
+/// the line (and what the string was: a label value, a HELP text).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(super) enum LexError {
+    #[error("unterminated quoted string (a label value must close on its line)")]
+    Unterminated,
+    #[error("invalid escape sequence '\\{}'", .0.escape_debug())]
+    InvalidEscape(char),
+    #[error("backslash at the end of the line")]
+    TrailingBackslash,
+    #[error("duplicate label name {0:?}")]
+    DuplicateLabel(String),
+}
+
 /// Scans the double-quoted string whose opening quote is at `i`. Returns the
 /// unescaped content and the index just after the closing quote. The string
 /// must close on the same line: a raw line feed cannot appear in it.
-pub(super) fn quoted(s: &str, i: usize, esc: Escapes) -> Result<(Cow<'_, str>, usize), String> {
+pub(super) fn quoted(s: &str, i: usize, esc: Escapes) -> Result<(Cow<'_, str>, usize), LexError> {
     let b = s.as_bytes();
     debug_assert_eq!(b[i], b'"');
     let start = i + 1;
@@ -179,11 +193,7 @@ pub(super) fn quoted(s: &str, i: usize, esc: Escapes) -> Result<(Cow<'_, str>, u
     let mut escaped = false;
     loop {
         match b.get(j) {
-            None => {
-                return Err(
-                    "unterminated quoted string (a label value must close on its line)".into(),
-                )
-            }
+            None => return Err(LexError::Unterminated),
             Some(b'"') => break,
             Some(b'\\') => {
                 escaped = true;
@@ -201,7 +211,7 @@ pub(super) fn quoted(s: &str, i: usize, esc: Escapes) -> Result<(Cow<'_, str>, u
 
 /// Resolves `\\`, `\"` and `\n`; other escapes per `esc`. A trailing lone
 /// backslash is an error.
-pub(super) fn unescape(raw: &str, esc: Escapes) -> Result<String, String> {
+pub(super) fn unescape(raw: &str, esc: Escapes) -> Result<String, LexError> {
     let b = raw.as_bytes();
     let mut out = String::with_capacity(raw.len());
     let mut run = 0;
@@ -225,9 +235,9 @@ pub(super) fn unescape(raw: &str, esc: Escapes) -> Result<String, String> {
             }
             Some(_) => {
                 let c = raw[k + 1..].chars().next().unwrap_or_default();
-                return Err(format!("invalid escape sequence '\\{}'", c.escape_debug()));
+                return Err(LexError::InvalidEscape(c));
             }
-            None => return Err("backslash at the end of the line".into()),
+            None => return Err(LexError::TrailingBackslash),
         }
         k += 2;
         run = k;
@@ -277,7 +287,10 @@ mod tests {
             unescape(r#"a\\b\"c\nd"#, Escapes::Strict).unwrap(),
             "a\\b\"c\nd"
         );
-        assert!(unescape(r"a\tb", Escapes::Strict).is_err());
+        assert_eq!(
+            unescape(r"a\tb", Escapes::Strict).unwrap_err().to_string(),
+            r"invalid escape sequence '\t'"
+        );
         assert_eq!(unescape(r"a\tb\☃", Escapes::Keep).unwrap(), r"a\tb\☃");
         assert!(unescape("a\\", Escapes::Keep).is_err());
     }

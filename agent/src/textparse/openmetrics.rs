@@ -63,8 +63,8 @@ pub(super) fn parse(text: &str, sink: &mut Sink<'_>) -> Result<Vec<Metadata>, In
     .into())
 }
 
-fn err(line: usize, msg: impl Into<String>) -> ParseError {
-    ParseError::new(line, msg)
+fn err(line: usize, msg: impl std::fmt::Display) -> ParseError {
+    ParseError::new(line, msg.to_string())
 }
 
 /// What a sample is within its family, from its name's suffix.

@@ -20,7 +20,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-use super::lex::{self, Escapes, Line, Lines};
+use super::lex::{self, Escapes, LexError, Line, Lines};
 use super::number;
 use super::series::{self, Canonical, RawLabel, SeriesBuilder};
 use super::{Interrupted, Metadata, MetricType, ParseError, SampleRef, Sink};
@@ -66,8 +66,8 @@ struct Parser<'a> {
     canonical: Canonical<'a>,
 }
 
-fn err(line: usize, msg: impl Into<String>) -> ParseError {
-    ParseError::new(line, msg)
+fn err(line: usize, msg: impl std::fmt::Display) -> ParseError {
+    ParseError::new(line, msg.to_string())
 }
 
 impl<'a> Parser<'a> {
@@ -389,7 +389,7 @@ impl<'a> Parser<'a> {
 
 /// A metric name at `i` in a HELP/TYPE line: bare, or quoted (UTF-8).
 /// `Ok(None)` when there is no name there.
-fn read_name(s: &str, i: usize) -> Result<Option<(Cow<'_, str>, usize)>, String> {
+fn read_name(s: &str, i: usize) -> Result<Option<(Cow<'_, str>, usize)>, LexError> {
     let b = s.as_bytes();
     if b[i] == b'"' {
         let (n, j) = lex::quoted(s, i, Escapes::Strict)?;

@@ -4,6 +4,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
+use super::lex::LexError;
 use super::number;
 use crate::model::{Labels, LabelsBuilder};
 
@@ -15,11 +16,11 @@ pub(super) struct RawLabel<'a> {
 }
 
 /// Sorts `pairs` by name and rejects a name given twice.
-pub(super) fn sort_and_check(pairs: &mut [RawLabel<'_>]) -> Result<(), String> {
+pub(super) fn sort_and_check(pairs: &mut [RawLabel<'_>]) -> Result<(), LexError> {
     pairs.sort_unstable_by(|a, b| a.name.cmp(&b.name));
     for w in pairs.windows(2) {
         if w[0].name == w[1].name {
-            return Err(format!("duplicate label name {:?}", w[0].name));
+            return Err(LexError::DuplicateLabel(w[0].name.to_string()));
         }
     }
     Ok(())

@@ -79,7 +79,7 @@ pub const MAX_TIME: TimestampMs = i64::MAX / 2;
 
 /// Parses a series selector (`up{job="x"}`) into store matchers.
 pub fn parse_selector(s: &str) -> Result<Vec<Matcher>, String> {
-    let expr = crate::promql::parse_query(s)?;
+    let expr = crate::promql::parse_query(s).map_err(|e| e.to_string())?;
     let promql_parser::parser::Expr::VectorSelector(vs) = expr else {
         return Err(format!("{s:?} is not a series selector"));
     };

@@ -4,11 +4,12 @@
 
 use std::sync::Arc;
 
+use wasmon::alerting::sink::MemorySink;
 use wasmon::incident::Incidents;
 use wasmon::model::Labels;
 use wasmon::rules::group::ms_to_time;
 use wasmon::rules::rulefmt::{parse, ParseOpts};
-use wasmon::rules::{Group, MemorySink, RuleOpts};
+use wasmon::rules::{Group, RuleOpts};
 use wasmon::storage::MemStorage;
 
 const M: i64 = 60_000;

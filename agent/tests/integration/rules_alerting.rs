@@ -6,10 +6,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use wasmon::alerting::sink::MemorySink;
 use wasmon::model::{is_stale_nan, Labels};
 use wasmon::rules::group::ms_to_time;
 use wasmon::rules::rulefmt::{parse, ParseOpts};
-use wasmon::rules::{AlertState, Group, ManagerOpts, MemorySink, Rule, RuleManager, RuleOpts};
+use wasmon::rules::{AlertState, Group, ManagerOpts, Rule, RuleManager, RuleOpts};
 use wasmon::storage::{MatchOp, Matcher, MemStorage, Queryable};
 
 const M: i64 = 60_000;
