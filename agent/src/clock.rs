@@ -11,6 +11,21 @@ use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use tokio::sync::watch;
 
+/// Wall-clock now, ms since the epoch: for the parts that stamp with real
+/// time and are not driven by a [`Clock`] (the TSDB's bounds, scrapes, the
+/// query API's default time, plugin calls).
+pub fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+/// A `SystemTime` as ms since the epoch, negative before it.
+pub fn system_time_ms(t: std::time::SystemTime) -> i64 {
+    match t.duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => d.as_millis() as i64,
+        Err(e) => -(e.duration().as_millis() as i64),
+    }
+}
+
 /// Now, and a sleep until an instant of the same clock.
 pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> DateTime<Utc>;

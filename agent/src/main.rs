@@ -438,7 +438,7 @@ async fn run(cmd: Command) -> Result<ExitCode> {
         }
         Command::Plugin {
             what: wasmon::author::PluginCommand::Call(args),
-        } => wasmon::plugins::call::run(args).await,
+        } => wasmon::author::call::run(args).await,
         Command::Plugin { what } => wasmon::author::run(what),
         Command::Rollouts { url, json } => {
             wasmon::client::rollouts::status(&url, json).await?;

@@ -39,6 +39,76 @@ pub struct BuildLabels {
     pub wasmtime: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueueLabels {
+    pub remote_name: String,
+    pub url: String,
+}
+
+/// `wasmon_remote_storage_*`, after Prometheus' `prometheus_remote_storage_*`.
+#[derive(Default)]
+pub struct RemoteMetrics {
+    pub samples: Family<QueueLabels, Counter>,
+    pub failed: Family<QueueLabels, Counter>,
+    pub retried: Family<QueueLabels, Counter>,
+    pub dropped: Family<QueueLabels, Counter>,
+    pub pending: Family<QueueLabels, Gauge>,
+    pub highest_sent: Family<QueueLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    pub shards: Family<QueueLabels, Gauge>,
+    pub sent_bytes: Family<QueueLabels, Counter>,
+    pub wal_gaps: Family<QueueLabels, Counter>,
+}
+
+impl RemoteMetrics {
+    pub fn register(&self, r: &mut Registry) {
+        r.register(
+            "remote_storage_samples",
+            "Samples successfully sent to the remote storage",
+            self.samples.clone(),
+        );
+        r.register(
+            "remote_storage_samples_failed",
+            "Samples that failed to send and were dropped (non-recoverable errors such as HTTP 4xx)",
+            self.failed.clone(),
+        );
+        r.register(
+            "remote_storage_samples_retried",
+            "Samples that failed to send and were retried (HTTP 5xx, 429 when enabled, network errors)",
+            self.retried.clone(),
+        );
+        r.register(
+            "remote_storage_samples_dropped",
+            "Samples not sent because write_relabel_configs dropped their series",
+            self.dropped.clone(),
+        );
+        r.register(
+            "remote_storage_samples_pending",
+            "Samples read from the WAL and waiting in a shard",
+            self.pending.clone(),
+        );
+        r.register(
+            "remote_storage_queue_highest_sent_timestamp_seconds",
+            "Newest sample timestamp the remote storage accepted",
+            self.highest_sent.clone(),
+        );
+        r.register(
+            "remote_storage_shards",
+            "Shards the queue runs",
+            self.shards.clone(),
+        );
+        r.register(
+            "remote_storage_sent_bytes",
+            "Compressed request bytes sent, retries included",
+            self.sent_bytes.clone(),
+        );
+        r.register(
+            "remote_storage_wal_gaps",
+            "Times the queue fell behind a WAL checkpoint and skipped deleted segments",
+            self.wal_gaps.clone(),
+        );
+    }
+}
+
 /// Every metric the agent exports about itself.
 pub struct Metrics {
     registry: Mutex<Registry>,
@@ -58,7 +128,7 @@ pub struct Metrics {
     pub config_last_reload_successful: Gauge,
     pub config_last_reload_success_timestamp: Gauge,
     /// `wasmon_remote_storage_*` (remote write queues).
-    pub remote: crate::remote::RemoteMetrics,
+    pub remote: RemoteMetrics,
 }
 
 impl Default for Metrics {

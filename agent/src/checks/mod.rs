@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
@@ -23,8 +23,6 @@ use crate::model::Labels;
 use crate::plugins::bindings::types as wit;
 use crate::plugins::{Instance, PluginRuntime, Policy};
 use crate::storage::Appendable;
-
-pub mod api;
 
 impl StatusList {
     fn codes(&self) -> Vec<u16> {
@@ -556,10 +554,7 @@ pub async fn evaluate_metric_check(
     check: &str,
     policy: Policy,
 ) -> Result<wit::CheckResult, crate::plugins::CallError> {
-    let time_ms = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
+    let time_ms = crate::clock::now_ms();
     let req = wit::MetricCheckRequest {
         check: check.to_string(),
         time_ms,
@@ -616,7 +611,7 @@ pub(crate) fn validate_instance(
 ) -> Result<()> {
     i.validate(what).with_context(|| at(i.name.span()))?;
     for h in &i.allow_hosts {
-        crate::plugins::policy::HostPattern::parse(h.get_ref())
+        crate::config::hosts::HostPattern::parse(h.get_ref())
             .with_context(|| format!("{}: {what}: allow_hosts", at(h.span())))?;
     }
     Ok(())

@@ -17,16 +17,19 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use crate::model::relabel::Relabeler;
-use crate::plugins::policy::HostPattern;
 
 pub mod checks;
 pub mod env;
+pub mod hosts;
 pub mod remote;
 pub mod rollout;
 pub mod scrape;
 pub mod secret;
+pub mod web;
+use hosts::HostPattern;
 pub use scrape::ScrapeConfig;
 pub use secret::Secret;
+pub use web::WebConfig;
 
 /// The built-in default configuration (`wasmon run` without `--config`).
 pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
@@ -409,50 +412,6 @@ fn default_external_url() -> String {
     "http://localhost:9930".to_string()
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebConfig {
-    /// host:port the HTTP API listens on.
-    #[serde(default = "default_listen")]
-    pub listen_address: String,
-    /// PEM certificate chain: with `tls_key_file`, the API is served over
-    /// HTTPS only (see `crate::web::tls`). Read at startup.
-    #[serde(default)]
-    pub tls_cert_file: Option<PathBuf>,
-    /// PEM private key of `tls_cert_file`.
-    #[serde(default)]
-    pub tls_key_file: Option<PathBuf>,
-    /// User name -> bcrypt hash, as Prometheus' web config `basic_auth_users`.
-    /// With any user or token set, every path but /-/healthy and /-/ready
-    /// needs credentials (see `crate::web::auth`).
-    #[serde(default)]
-    pub basic_auth_users: BTreeMap<String, Secret>,
-    /// Accepted `Authorization: Bearer` tokens.
-    #[serde(default)]
-    pub bearer_tokens: Vec<Secret>,
-    /// A file of accepted bearer tokens, one a line, read on every request
-    /// so tokens rotate without a reload.
-    #[serde(default)]
-    pub bearer_token_file: Option<PathBuf>,
-}
-
-impl Default for WebConfig {
-    fn default() -> Self {
-        Self {
-            listen_address: default_listen(),
-            tls_cert_file: None,
-            tls_key_file: None,
-            basic_auth_users: BTreeMap::new(),
-            bearer_tokens: Vec::new(),
-            bearer_token_file: None,
-        }
-    }
-}
-
-fn default_listen() -> String {
-    "127.0.0.1:9930".to_string()
-}
-
 /// How instances get their memory: fresh mmap per call, or slots reserved up front.
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "kebab-case")]
@@ -716,7 +675,9 @@ impl Config {
                     .with_context(|| format!("{}: {what}: allow_hosts", at(h.span())))?;
             }
         }
-        crate::web::auth::validate(&self.web).with_context(|| format!("{origin}: [web]"))?;
+        self.web
+            .validate()
+            .with_context(|| format!("{origin}: [web]"))?;
         if self.route.is_some() {
             let names: Vec<&str> = self.receivers.iter().map(|r| r.name()).collect();
             self.alerting()
@@ -781,18 +742,6 @@ impl InstanceConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The error `wasmon check config` reports: the config's own, else the
-    /// one of the module that owns the section (checks, rollouts,
-    /// remote_write validate where they are built, in `Prepared::new`).
-    fn check_config_err(text: &str, origin: &str) -> anyhow::Error {
-        match Config::parse(text, origin) {
-            Err(e) => e,
-            Ok(c) => crate::app::Prepared::new(c, None)
-                .err()
-                .expect("the config is accepted"),
-        }
-    }
 
     #[test]
     fn builtin_default_is_valid() {
@@ -1037,104 +986,6 @@ receiver = "pager"
         }
     }
 
-    /// Every field that can hold a credential takes `${VAR}` from the
-    /// environment, and a reference that cannot be expanded fails the load
-    /// naming the file, the line and the variable (never the value).
-    #[test]
-    fn env_references_expand_in_every_credential_field() {
-        type Get = fn(&Config) -> String;
-        let cases: [(&str, &str, Get); 14] = [
-            ("web bearer_tokens", "[web]\nbearer_tokens = [\"ok-token\", \"{V}\"]\n", |c| {
-                c.web.bearer_tokens[1].expose().into()
-            }),
-            ("web basic_auth_users", "[web]\n\n[web.basic_auth_users]\nadmin = \"{V}\"\n", |c| {
-                c.web.basic_auth_users["admin"].expose().into()
-            }),
-            ("scrape basic_auth.password", "[[scrape_configs]]\njob_name = \"a\"\nbasic_auth = { username = \"u\", password = \"{V}\" }\n", |c| {
-                c.scrape_configs[0].basic_auth.as_ref().unwrap().password.expose().into()
-            }),
-            ("scrape basic_auth.username", "[[scrape_configs]]\njob_name = \"a\"\n[scrape_configs.basic_auth]\nusername = \"{V}\"\n", |c| {
-                c.scrape_configs[0].basic_auth.as_ref().unwrap().username.clone()
-            }),
-            ("scrape bearer_token", "[[scrape_configs]]\njob_name = \"a\"\nbearer_token = \"{V}\"\n", |c| {
-                c.scrape_configs[0].bearer_token.as_ref().unwrap().expose().into()
-            }),
-            ("remote_write bearer_token", "[[remote_write]]\nurl = \"http://a/\"\nbearer_token = \"{V}\"\n", |c| {
-                c.remote_write[0].bearer_token.as_ref().unwrap().expose().into()
-            }),
-            ("remote_write basic_auth", "[[remote_write]]\nurl = \"http://a/\"\nbasic_auth = { username = \"u\", password = \"{V}\" }\n", |c| {
-                c.remote_write[0].basic_auth.as_ref().unwrap().password.expose().into()
-            }),
-            ("remote_write headers", "[[remote_write]]\nurl = \"http://a/\"\nheaders = { X-Api-Key = \"{V}\" }\n", |c| {
-                c.remote_write[0].headers["X-Api-Key"].expose().into()
-            }),
-            ("check headers", "[[checks]]\nname = \"c\"\nkind = \"http\"\nurl = \"http://a/\"\n[checks.headers]\nX-Api-Key = \"{V}\"\n", |c| {
-                c.checks[0].headers["X-Api-Key"].expose().into()
-            }),
-            ("receiver config", "[[receivers]]\nname = \"r\"\nplugin = \"webhook\"\nconfig = { url = \"http://a/\", headers = { Authorization = \"{V}\" } }\n", |c| {
-                json_at(&c.receivers[0].config_json().unwrap(), "/headers/Authorization")
-            }),
-            ("receiver config table", "[[receivers]]\nname = \"r\"\nplugin = \"webhook\"\n[receivers.config]\nurl = \"http://a/\"\ntoken = \"{V}\"\n", |c| {
-                json_at(&c.receivers[0].config_json().unwrap(), "/token")
-            }),
-            ("check plugin config", "[[checks]]\nname = \"c\"\nkind = \"plugin\"\nplugin = \"probe\"\nconfig = { token = \"{V}\" }\n", |c| {
-                json_at(&c.checks[0].instance().unwrap().config_json().unwrap(), "/token")
-            }),
-            ("rollout metric check config", "[[rollouts]]\nname = \"r\"\n[[rollouts.metric_checks]]\nname = \"m\"\nplugin = \"metric-threshold\"\nconfig = { token = \"{V}\" }\n", |c| {
-                json_at(&c.rollouts[0].metric_checks[0].config_json().unwrap(), "/token")
-            }),
-            ("rollout rollback config", "[[rollouts]]\nname = \"r\"\n[rollouts.rollback]\nname = \"undo\"\nplugin = \"http-action\"\nconfig = { token = \"{V}\" }\n", |c| {
-                json_at(&c.rollouts[0].rollback.as_ref().unwrap().config_json().unwrap(), "/token")
-            }),
-        ];
-        fn json_at(text: &str, ptr: &str) -> String {
-            let v: serde_json::Value = serde_json::from_str(text).unwrap();
-            v.pointer(ptr).unwrap().as_str().unwrap().to_string()
-        }
-        for (i, (what, template, get)) in cases.iter().enumerate() {
-            let var = format!("WASMON_T17_ENV_{i}");
-            // A bcrypt hash must be one, so it comes whole from the variable.
-            let (prefix, value) = if what.contains("basic_auth_users") {
-                ("", bcrypt::hash("pw", 4).unwrap())
-            } else {
-                ("pre-", "s3cret-value".to_string())
-            };
-            let text = template.replace("{V}", &format!("{prefix}${{{var}}}"));
-            let lines: Vec<&str> = text.lines().collect();
-            let mut line = lines.iter().position(|l| l.contains(&var)).unwrap() + 1;
-            if what.contains(" config") {
-                // Plugin configs are free-form tables without spans: the
-                // error cites the instance's name line and the key path.
-                line = lines[..line]
-                    .iter()
-                    .rposition(|l| l.starts_with("name = "))
-                    .unwrap()
-                    + 1;
-                let msg = format!("{:#}", check_config_err(&text, "e.toml"));
-                assert!(msg.contains(": config."), "{what}: no key path in: {msg}");
-            }
-            std::env::remove_var(&var);
-            let msg = format!("{:#}", check_config_err(&text, "e.toml"));
-            assert!(
-                msg.contains(&format!("e.toml:{line}"))
-                    || msg.contains(&format!("e.toml: TOML parse error at line {line},")),
-                "{what}: no file:line {line} in: {msg}"
-            );
-            assert!(msg.contains(&var), "{what}: variable not named: {msg}");
-            assert!(!msg.contains("ok-token"), "{what}: {msg}");
-            std::env::set_var(&var, &value);
-            let c = Config::parse(&text, "e.toml").unwrap_or_else(|e| panic!("{what}: {e:#}"));
-            assert_eq!(get(&c), format!("{prefix}{value}"), "{what}");
-            // `$${` is the literal spelling.
-            if prefix.is_empty() {
-                continue;
-            }
-            let literal = template.replace("{V}", &format!("$${{{var}}}"));
-            let c = Config::parse(&literal, "e.toml").unwrap_or_else(|e| panic!("{what}: {e:#}"));
-            assert_eq!(get(&c), format!("${{{var}}}"), "{what}");
-        }
-    }
-
     /// Label names from the config are checked as Prometheus 2.x checks
     /// them, at the line of the name.
     #[test]
@@ -1154,17 +1005,6 @@ receiver = "pager"
             );
             assert!(msg.contains("not a valid label name") || msg.contains("invalid 'target_label'"), "{msg}");
         }
-        let msg = format!(
-            "{:#}",
-            check_config_err(
-                "[[rollouts]]\nname = \"r\"\nversion_label = \"0v\"\n",
-                "l.toml"
-            )
-        );
-        assert!(
-            msg.contains("l.toml:2") && msg.contains("version_label"),
-            "{msg}"
-        );
         let c = Config::parse(
             "[global]\nexternal_labels = { cluster = \"eu1\", __replica__ = \"a\" }\n",
             "l.toml",

@@ -25,7 +25,6 @@
 //!
 //! [`Clock`]: crate::clock::Clock
 
-pub mod api;
 mod oncall;
 pub mod report;
 

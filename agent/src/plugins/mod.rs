@@ -3,17 +3,17 @@
 //! - [`bindings`]: host bindings generated from `wit/plugin.wit`.
 //! - [`engine`]: the wasmtime engine, epoch ticker and compile cache.
 //! - [`host`]: per-call store state and the host imports (log, config, clock, query).
-//! - [`policy`]: the per-instance outbound HTTP allow-list.
+//! - [`policy`]: the per-instance outbound HTTP allow-list (entries are
+//!   [`HostPattern`](crate::config::hosts::HostPattern)s, parsed by config).
 //! - [`circuit`]: the per-instance failure policy (circuit breaker, permanent failures).
 //! - [`file`](mod@file): a plugin file's stamp, and reading it header first under a size cap.
 //! - [`loader`]: compile + type-check one file against its world.
 //! - [`runtime`]: the set of loaded plugins and calls under limits.
 //! - [`watch`]: hot reload from the plugins directory.
-//! - [`call`]: `wasmon plugin call`, one call without an agent.
+//!   (`wasmon plugin call`, one call without an agent, is in `author/call.rs`.)
 //! - [`list`]: `wasmon plugins list`'s table.
 
 pub mod bindings;
-pub mod call;
 pub mod circuit;
 pub mod engine;
 pub mod file;

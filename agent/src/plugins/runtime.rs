@@ -22,8 +22,9 @@ use super::engine::{build_engine, Cancel, CompileCache};
 use super::file;
 use super::host::{CallEnv, HostState, Limits, MemoryLimitExceeded, QueryApi};
 use super::loader::{load_component, plugin_name, Linkers, LoadedPlugin, PluginKind, Pre};
-use super::policy::{HostPattern, OutboundPolicy, PolicyCounters};
+use super::policy::{OutboundPolicy, PolicyCounters};
 use crate::clock::{Clock, SystemClock};
+use crate::config::hosts::HostPattern;
 use crate::config::{InstanceConfig, PluginsConfig};
 use crate::selfmetrics::{CallLabels, InstanceLabels, Metrics, PluginLabels, ResultLabels};
 

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use promql_parser::parser::{
     AtModifier, Expr, MatrixSelector, Offset, SubqueryExpr, VectorSelector,
@@ -84,13 +84,6 @@ pub(crate) fn offset_ms(o: &Option<Offset>) -> i64 {
         None => 0,
         Some(Offset::Pos(d)) => dur_ms(d),
         Some(Offset::Neg(d)) => -dur_ms(d),
-    }
-}
-
-fn system_time_ms(t: &SystemTime) -> i64 {
-    match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => d.as_millis() as i64,
-        Err(e) => -(e.duration().as_millis() as i64),
     }
 }
 
@@ -440,7 +433,7 @@ impl<'a> Evaluator<'a> {
             None => None,
             Some(AtModifier::Start) => Some(self.start),
             Some(AtModifier::End) => Some(self.end),
-            Some(AtModifier::At(t)) => Some(system_time_ms(t)),
+            Some(AtModifier::At(t)) => Some(crate::clock::system_time_ms(*t)),
         }
     }
 

@@ -18,6 +18,7 @@ use super::send::Sender;
 use super::shard::run_shard;
 use super::wal_reader::Reader;
 use super::{QueueLabels, QueueSpec, RemoteMetrics};
+use crate::clock::now_ms;
 
 pub struct Queue {
     name: String,
@@ -26,10 +27,6 @@ pub struct Queue {
     shards: Vec<tokio::task::JoinHandle<()>>,
     reader: Option<std::thread::JoinHandle<()>>,
     tracker: Arc<Mutex<Tracker>>,
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 /// The metric children of one queue, resolved once.

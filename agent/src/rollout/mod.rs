@@ -44,7 +44,6 @@ use crate::plugins::host::QueryApi;
 use crate::plugins::PluginRuntime;
 
 mod alerts;
-pub mod api;
 mod checks;
 mod config;
 mod incident_hook;
@@ -438,7 +437,7 @@ impl RolloutManager {
     /// Follows `version_query`: a new version (not the stable one) starts
     /// a rollout; the first one ever seen is taken as stable.
     async fn watch_version(&self, r: &Rollout, q: &str) {
-        let now_ms = Utc::now().timestamp_millis();
+        let now_ms = crate::clock::now_ms();
         let samples = match self.query.instant(q.to_string(), now_ms).await {
             Ok(s) => s,
             Err(e) => {

@@ -11,11 +11,10 @@
 //!   [`AlertSink`](crate::alerting::sink::AlertSink).
 //! - [`manager`]: loads files, runs each group on its interval (aligned like
 //!   Prometheus), reloads, restores `for` state from `ALERTS_FOR_STATE`.
-//! - [`api`]: `/api/v1/rules` and `/api/v1/alerts` JSON.
+//! - (`/api/v1/rules` and `/api/v1/alerts` JSON is the HTTP API's, in `web/rules.rs`.)
 //! - [`unittest`]: promtool's rule unit-test format (`wasmon test rules`).
 
 pub mod alerting;
-pub mod api;
 pub mod error;
 pub mod group;
 mod incident_hook;

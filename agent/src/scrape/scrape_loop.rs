@@ -8,6 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 use futures::StreamExt;
 
 use super::target::{Job, Target};
+use crate::clock::now_ms;
 use crate::model::labels::{Labels, LabelsBuilder};
 use crate::model::relabel::process_builder;
 use crate::model::{stale_nan, TimestampMs, METRIC_NAME};
@@ -821,13 +822,6 @@ fn format_reqwest(e: &reqwest::Error) -> String {
         msg = format!("context deadline exceeded ({msg})");
     }
     msg
-}
-
-pub fn now_ms() -> TimestampMs {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

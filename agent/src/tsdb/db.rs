@@ -35,8 +35,8 @@ use super::record::{self, Record, RefSample};
 use super::series::{MemSeries, SeriesRef, SeriesState};
 use super::wal::{self, Wal};
 use super::AppendError;
+use crate::clock::now_ms;
 use crate::model::Labels;
-use crate::scrape::scrape_loop::now_ms;
 use crate::storage::Matcher;
 
 /// Storage options (`[storage]` in the agent config maps onto these).

@@ -58,7 +58,7 @@ impl WriteHealth {
     /// Records a failed write (and logs it, rate-limited).
     pub fn failed(&self, k: WriteKind, error: &anyhow::Error) {
         self.last_failure_ms
-            .store(crate::scrape::scrape_loop::now_ms(), Ordering::Relaxed);
+            .store(crate::clock::now_ms(), Ordering::Relaxed);
         self.kind(k).failed(k.what(), &format!("{error:#}"));
     }
 

@@ -82,10 +82,7 @@ pub fn parse_time(s: &str) -> Result<TimestampMs, ParamError> {
         return Ok((f * 1000.0).round() as i64);
     }
     humantime::parse_rfc3339_weak(s)
-        .map(|t| match t.duration_since(std::time::UNIX_EPOCH) {
-            Ok(d) => d.as_millis() as i64,
-            Err(e) => -(e.duration().as_millis() as i64),
-        })
+        .map(crate::clock::system_time_ms)
         .map_err(|_| ParamError::Timestamp(s.to_string()))
 }
 
@@ -365,7 +362,7 @@ pub async fn rules(State(api): State<Api>, RawQuery(q): RawQuery) -> Response {
         // answers 400.
         return ApiError::bad_data(format!("unsupported type {t:?}")).into_response();
     }
-    let f = crate::rules::api::RulesFilter {
+    let f = super::rules::RulesFilter {
         rule_type: p.get("type").map(str::to_string),
         rule_names: p
             .all("rule_name[]")

@@ -20,8 +20,12 @@ use serde_json::json;
 pub mod alertmanager;
 pub mod api;
 pub mod auth;
+pub mod checks;
+pub mod incidents;
 pub mod query;
 pub mod response;
+pub mod rollouts;
+pub mod rules;
 pub mod status;
 pub mod tls;
 pub mod ui;
@@ -78,7 +82,7 @@ pub struct Api {
     pub plugins: Arc<crate::plugins::PluginRuntime>,
     pub checks: Arc<crate::checks::CheckManager>,
     pub rollouts: Arc<crate::rollout::RolloutManager>,
-    pub incidents: crate::incident::api::IncidentApi,
+    pub incidents: incidents::IncidentApi,
     pub metrics: Arc<crate::selfmetrics::Metrics>,
     /// Heavy work (listings, PromQL): bounded, deadlined, stopped at shutdown.
     pub work: work::WorkPool,
@@ -96,7 +100,7 @@ impl FromRef<Api> for Arc<crate::rollout::RolloutManager> {
     }
 }
 
-impl FromRef<Api> for crate::incident::api::IncidentApi {
+impl FromRef<Api> for incidents::IncidentApi {
     fn from_ref(api: &Api) -> Self {
         api.incidents.clone()
     }
@@ -140,15 +144,12 @@ pub fn router(api: Api) -> Router {
         .route("/api/v2/receivers", get(alertmanager::get_receivers))
         .route("/api/v2/status", get(alertmanager::get_status))
         .route("/api/v1/receivers/{name}/test", post(test_receiver))
-        .route("/api/v1/checks", get(crate::checks::api::list))
-        .route("/api/v1/checks/{name}/run", post(crate::checks::api::run))
-        .merge(crate::incident::api::routes())
-        .route("/api/v1/rollouts", get(crate::rollout::api::list))
-        .route("/api/v1/rollouts/{name}", get(crate::rollout::api::get))
-        .route(
-            "/api/v1/rollouts/{name}/start",
-            post(crate::rollout::api::start),
-        )
+        .route("/api/v1/checks", get(checks::list))
+        .route("/api/v1/checks/{name}/run", post(checks::run))
+        .merge(incidents::routes())
+        .route("/api/v1/rollouts", get(rollouts::list))
+        .route("/api/v1/rollouts/{name}", get(rollouts::get))
+        .route("/api/v1/rollouts/{name}/start", post(rollouts::start))
         .route("/api/v1/status/config", get(status::config))
         .merge(ui::routes())
         .layer(axum::middleware::from_fn_with_state(

@@ -80,10 +80,6 @@ fn parse_query_param(query: &str) -> Result<promql_parser::parser::Expr, ApiErro
         .map_err(|e| ApiError::bad_data(format!("invalid parameter \"query\": {e}")))
 }
 
-fn now_ms() -> TimestampMs {
-    crate::scrape::scrape_loop::now_ms()
-}
-
 fn engine(api: &Api, p: &Params) -> Result<promql::Engine, ApiError> {
     let mut e = promql::Engine::clone(&api.engine.get());
     if let Some(t) = p.get("timeout") {
@@ -128,7 +124,7 @@ pub async fn instant(
 ) -> Result<Response, ApiError> {
     let p = Params::from_request(q, &headers, &body);
     let query = p.get("query").unwrap_or("").to_string();
-    let t = p.time("time", now_ms())?;
+    let t = p.time("time", crate::clock::now_ms())?;
     let engine = engine(&api, &p)?;
     let expr = parse_query_param(&query)?;
     let db = api.store.clone();

@@ -16,9 +16,9 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
+use wasmon::config::hosts::HostPattern;
 use wasmon::config::PluginsConfig;
 use wasmon::plugins::bindings::types::RollbackRequest;
-use wasmon::plugins::policy::HostPattern;
 use wasmon::plugins::{CallError, Instance, PluginRuntime};
 use wasmon::selfmetrics::Metrics;
 

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use wasmon::alerting::message::WebhookMessage;
+use wasmon::config::hosts::HostPattern;
 use wasmon::config::PluginsConfig;
-use wasmon::plugins::policy::HostPattern;
 use wasmon::plugins::{CallError, Instance, PluginRuntime};
 use wasmon::selfmetrics::Metrics;
 

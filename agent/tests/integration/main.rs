@@ -19,6 +19,7 @@ mod hot_reload;
 mod incident_escalation;
 mod incident_rules;
 mod isolation;
+mod layers;
 mod packaging;
 mod promqltest;
 mod rules_alerting;

@@ -446,7 +446,7 @@ fn api_json_shapes() {
     up(&store, 0, 0.0);
     g.eval(0);
     let groups = vec![Arc::new(g)];
-    let v = wasmon::rules::api::rules_json(&groups, &Default::default());
+    let v = wasmon::web::rules::rules_json(&groups, &Default::default());
     assert_eq!(v["status"], "success");
     let grp = &v["data"]["groups"][0];
     assert_eq!(grp["name"], "g");
@@ -469,12 +469,12 @@ fn api_json_shapes() {
     assert_eq!(a["value"], "0e+00");
     assert_eq!(a["labels"]["alertname"], "Down");
     assert_eq!(a["annotations"]["summary"], "a down (0)");
-    let f = wasmon::rules::api::RulesFilter {
+    let f = wasmon::web::rules::RulesFilter {
         rule_type: Some("record".into()),
         ..Default::default()
     };
-    let v = wasmon::rules::api::rules_json(&groups, &f);
+    let v = wasmon::web::rules::rules_json(&groups, &f);
     assert_eq!(v["data"]["groups"].as_array().unwrap().len(), 0);
-    let v = wasmon::rules::api::alerts_json(&groups);
+    let v = wasmon::web::rules::alerts_json(&groups);
     assert_eq!(v["data"]["alerts"][0]["labels"]["job"], "a");
 }

@@ -1,6 +1,9 @@
-//! `wasmon plugin new|build|inspect`: the plugin author's workflow. The work
+//! `wasmon plugin new|build|inspect|call`: the plugin author's workflow.
+//! `call` ([`call`]) runs a plugin file in the agent's sandbox; the rest
 //! is done by the `wasmon-plugin-tools` crate, which `cargo xtask plugins`
 //! shares, so the CLI and CI check components the same way.
+
+pub mod call;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -44,7 +47,7 @@ pub enum PluginCommand {
     },
     /// Run one call of a component in the agent's sandbox and print the
     /// result as JSON (exit 0 ok, 3 retryable, 4 permanent, 5 trap, 1 no call).
-    Call(crate::plugins::call::CallArgs),
+    Call(call::CallArgs),
 }
 
 /// Runs one `wasmon plugin` command. Exit code 1 when the component
@@ -100,7 +103,7 @@ pub fn run(command: PluginCommand) -> Result<ExitCode> {
         }
         // Async (it runs the plugin): the binary's `main` runs it.
         PluginCommand::Call(_) => {
-            anyhow::bail!("plugin call runs on the async runtime: use plugins::call::run")
+            anyhow::bail!("plugin call runs on the async runtime: use author::call::run")
         }
     }
 }

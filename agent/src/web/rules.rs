@@ -3,11 +3,11 @@
 
 use serde_json::{json, Map, Value};
 
-use super::alerting::{Alert, AlertingRule};
-use super::group::{ms_to_time, Group, Rule, RuleStatus};
-use super::manager::RuleManager;
+use super::response::{success_body, ApiError};
 use crate::model::duration;
-use crate::web::response::{success_body, ApiError};
+use crate::rules::alerting::{Alert, AlertingRule};
+use crate::rules::group::{ms_to_time, Group, Rule, RuleStatus};
+use crate::rules::manager::RuleManager;
 
 /// `/api/v1/rules` query parameters.
 #[derive(Debug, Clone, Default)]

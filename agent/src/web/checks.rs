@@ -7,8 +7,8 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::response::Response;
 
-use super::CheckManager;
-use crate::web::response::{success, ApiError};
+use super::response::{success, ApiError};
+use crate::checks::CheckManager;
 
 pub async fn list(State(checks): State<Arc<CheckManager>>) -> Response {
     success(checks.statuses())

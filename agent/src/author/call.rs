@@ -25,12 +25,12 @@ use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::bindings::types as wit;
-use super::host::{PromqlQueries, QueryApi, QueryError};
-use super::policy::HostPattern;
-use super::{CallError, CallInfo, Instance, PluginKind, PluginRuntime, Policy};
 use crate::alerting::message::WebhookMessage;
+use crate::config::hosts::HostPattern;
 use crate::config::{InstanceConfig, PluginsConfig};
+use crate::plugins::bindings::types as wit;
+use crate::plugins::host::{PromqlQueries, QueryApi, QueryError};
+use crate::plugins::{CallError, CallInfo, Instance, PluginKind, PluginRuntime, Policy};
 use crate::selfmetrics::Metrics;
 
 /// Exit code: the call failed in a way worth retrying (or timed out).
@@ -282,7 +282,7 @@ async fn prepare(args: &CallArgs) -> Result<Prepared> {
                 check: r.check.unwrap_or_else(|| name.clone()),
                 // By default the fixture's last sample: where its series
                 // have data (a `rate(x[5m])` needs the minutes before).
-                time_ms: r.time_ms.or(latest).unwrap_or_else(now_ms),
+                time_ms: r.time_ms.or(latest).unwrap_or_else(crate::clock::now_ms),
             })
         }
     };
@@ -293,13 +293,6 @@ async fn prepare(args: &CallArgs) -> Result<Prepared> {
         inst,
         request,
     })
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// `check-request` as JSON: WIT names, with snake_case and camelCase

@@ -2,9 +2,9 @@
 //! are clients, in [`crate::client::incidents`]).
 //!
 //! Answers are bare JSON (the ack, the list, the incident); errors are the
-//! API's error envelope ([`crate::web::response::ApiError`], whose `error`
+//! API's error envelope ([`super::response::ApiError`], whose `error`
 //! is the message) with a 4xx/5xx status. Every handler runs on the
-//! API's bounded blocking pool ([`crate::web::work`]): acks write and
+//! API's bounded blocking pool ([`super::work`]): acks write and
 //! fsync `acks.json`, listings walk every incident with its timeline, and
 //! the async workers must stay free for `/-/ready`, scrapes and signals.
 
@@ -18,11 +18,11 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{AckError, Incident, Incidents};
+use super::response::{bare, ApiError};
+use super::work::{Stopped, Work, WorkPool, DEFAULT_TIMEOUT};
 use crate::alerting::dispatch::Dispatcher;
 use crate::clock::Clock;
-use crate::web::response::{bare, ApiError};
-use crate::web::work::{Stopped, Work, WorkPool, DEFAULT_TIMEOUT};
+use crate::incident::{AckError, Incident, Incidents};
 
 /// What these handlers serve from.
 #[derive(Clone)]
@@ -191,7 +191,7 @@ pub async fn get_report(State(api): State<IncidentApi>, Path(id): Path<String>) 
         Ok(match a.incidents.get(&id) {
             Some(i) => Ok((
                 [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
-                super::report::markdown(&i),
+                crate::incident::report::markdown(&i),
             )
                 .into_response()),
             None => Err(ApiError::not_found(format!("no incident {id:?}"))),

@@ -10,8 +10,8 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{Rollout, RolloutManager, RolloutState, StartError};
-use crate::web::response::{success, ApiError};
+use super::response::{success, ApiError};
+use crate::rollout::{Rollout, RolloutManager, RolloutState, StartError};
 
 fn view(r: &Rollout, s: &RolloutState) -> Value {
     let mut v = serde_json::to_value(s).unwrap_or(Value::Null);
