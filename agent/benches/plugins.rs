@@ -95,9 +95,12 @@ async fn call_latency(label: &str, cfg: &PluginsConfig) {
     let rt = runtime(cfg, dir.path(), None);
     rt.load_all().await;
     let inst = noop_instance();
-    let n = WebhookMessage::test_message("bench", "http://localhost", "2026-01-01T00:00:00Z")
-        .to_wit()
-        .unwrap();
+    let n = wasmon::plugins::notifier::wit_notification(&WebhookMessage::test_message(
+        "bench",
+        "http://localhost",
+        "2026-01-01T00:00:00Z",
+    ))
+    .unwrap();
     for _ in 0..200 {
         rt.notify(&inst, &n).await.unwrap();
     }

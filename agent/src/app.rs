@@ -13,9 +13,9 @@ use anyhow::{Context, Result};
 use arc_swap::ArcSwap;
 
 use crate::alerting::dispatch::{Dispatcher, ReceiverSettings, Shared};
-use crate::alerting::plugin_notifier::PluginNotifier;
 use crate::config::Config;
 use crate::plugins::host::PromqlQueries;
+use crate::plugins::notifier::PluginNotifier;
 use crate::plugins::{watch, Instance, PluginKind, PluginRuntime};
 use crate::promql::Engine;
 use crate::scrape::{Job, ScrapeManager};

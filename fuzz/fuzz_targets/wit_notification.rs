@@ -1,5 +1,5 @@
 //! The host-side conversion of a notification into the plugins' WIT types
-//! (`WebhookMessage::to_wit`), from any JSON that deserialises as a webhook
+//! (`plugins::notifier::wit_notification`), from any JSON that deserialises as a webhook
 //! message: it must either convert faithfully or say what is wrong.
 #![no_main]
 
@@ -10,7 +10,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(msg) = serde_json::from_slice::<WebhookMessage>(data) else {
         return;
     };
-    if let Ok(n) = msg.to_wit() {
+    if let Ok(n) = wasmon::plugins::notifier::wit_notification(&msg) {
         // Nothing is lost or reordered on the way.
         assert_eq!(n.alerts.len(), msg.alerts.len());
         assert_eq!(n.group_key, msg.group_key);

@@ -9,8 +9,6 @@ use serde::{Deserialize, Serialize};
 use super::types::{fingerprint_hex, rfc3339, Alert};
 use crate::model::Labels;
 
-use crate::plugins::bindings::types as wit;
-
 /// Alertmanager's zero time, rendered for alerts without an end.
 pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 
@@ -72,58 +70,7 @@ pub enum MessageError {
     AlertStatus { index: usize, status: String },
 }
 
-fn status(s: &str) -> Option<wit::AlertStatus> {
-    match s {
-        "firing" => Some(wit::AlertStatus::Firing),
-        "resolved" => Some(wit::AlertStatus::Resolved),
-        _ => None,
-    }
-}
-
-fn labels(m: &BTreeMap<String, String>) -> Vec<wit::Label> {
-    m.iter()
-        .map(|(n, v)| wit::Label {
-            name: n.clone(),
-            value: v.clone(),
-        })
-        .collect()
-}
-
 impl WebhookMessage {
-    /// The WIT notification for this message.
-    pub fn to_wit(&self) -> Result<wit::Notification, MessageError> {
-        Ok(wit::Notification {
-            receiver: self.receiver.clone(),
-            status: status(&self.status)
-                .ok_or_else(|| MessageError::Status(self.status.clone()))?,
-            alerts: self
-                .alerts
-                .iter()
-                .enumerate()
-                .map(|(i, a)| {
-                    Ok(wit::Alert {
-                        status: status(&a.status).ok_or_else(|| MessageError::AlertStatus {
-                            index: i,
-                            status: a.status.clone(),
-                        })?,
-                        labels: labels(&a.labels),
-                        annotations: labels(&a.annotations),
-                        starts_at: a.starts_at.clone(),
-                        ends_at: a.ends_at.clone(),
-                        generator_url: a.generator_url.clone(),
-                        fingerprint: a.fingerprint.clone(),
-                    })
-                })
-                .collect::<Result<_, MessageError>>()?,
-            group_labels: labels(&self.group_labels),
-            common_labels: labels(&self.common_labels),
-            common_annotations: labels(&self.common_annotations),
-            external_url: self.external_url.clone(),
-            group_key: self.group_key.clone(),
-            truncated_alerts: self.truncated_alerts,
-        })
-    }
-
     /// A synthetic alert for `POST /api/v1/receivers/NAME/test`, like the
     /// "test notification" button of other tools.
     pub fn test_message(receiver: &str, external_url: &str, now_rfc3339: &str) -> WebhookMessage {

@@ -13,7 +13,6 @@ pub mod matcher;
 pub mod message;
 pub mod nflog;
 pub mod notify;
-pub mod plugin_notifier;
 pub mod route;
 pub mod silence;
 pub mod sink;

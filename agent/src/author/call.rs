@@ -232,7 +232,8 @@ async fn prepare(args: &CallArgs) -> Result<Prepared> {
             let msg: WebhookMessage = serde_json::from_value(input)
                 .context("--input is not an Alertmanager webhook v4 message")?;
             Request::Notify(Box::new(
-                msg.to_wit().map_err(|e| anyhow::anyhow!("--input: {e}"))?,
+                crate::plugins::notifier::wit_notification(&msg)
+                    .map_err(|e| anyhow::anyhow!("--input: {e}"))?,
             ))
         }
         PluginKind::HealthCheck => {

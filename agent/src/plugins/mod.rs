@@ -20,6 +20,7 @@ pub mod file;
 pub mod host;
 pub mod list;
 pub mod loader;
+pub mod notifier;
 pub mod policy;
 pub mod runtime;
 mod seed;

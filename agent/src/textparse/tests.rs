@@ -1,5 +1,5 @@
 //! One test per rule; the upstream corpora run in
-//! `agent/tests/textparse_conformance.rs`.
+//! `agent/tests/integration/textparse_conformance.rs`.
 
 use super::*;
 use crate::model::{is_stale_nan, Labels};

@@ -78,7 +78,7 @@ pub struct Api {
     pub rules: crate::rules::manager::RuleManager,
     pub alerts: alertmanager::Alerts,
     /// The receivers of the running config (and the plugins they call).
-    pub receivers: Arc<crate::alerting::plugin_notifier::PluginNotifier>,
+    pub receivers: Arc<crate::plugins::notifier::PluginNotifier>,
     pub plugins: Arc<crate::plugins::PluginRuntime>,
     pub checks: Arc<crate::checks::CheckManager>,
     pub rollouts: Arc<crate::rollout::RolloutManager>,
@@ -398,7 +398,8 @@ async fn test_receiver(
         serde_json::from_slice::<WebhookMessage>(&body)
             .map_err(|e| ApiError::bad_data(format!("request body: {e}")))?
     };
-    let notification = msg.to_wit().map_err(ApiError::bad_data)?;
+    let notification =
+        crate::plugins::notifier::wit_notification(&msg).map_err(ApiError::bad_data)?;
     // A person's test: not refused by an open circuit, and closes it when
     // the receiver works again.
     match api

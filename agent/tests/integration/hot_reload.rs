@@ -57,9 +57,12 @@ async fn swap_under_concurrent_calls_loses_none() {
         timeout: Duration::from_secs(10),
         memory_limit: 32 << 20,
     };
-    let n = WebhookMessage::test_message("p", "http://localhost", "2026-01-01T00:00:00Z")
-        .to_wit()
-        .unwrap();
+    let n = wasmon::plugins::notifier::wit_notification(&WebhookMessage::test_message(
+        "p",
+        "http://localhost",
+        "2026-01-01T00:00:00Z",
+    ))
+    .unwrap();
 
     let stop = Arc::new(AtomicBool::new(false));
     let seen: Arc<Mutex<Vec<Result<String, CallError>>>> = Arc::default();
@@ -198,9 +201,12 @@ async fn in_flight_call_finishes_on_the_old_version() {
         timeout: Duration::from_secs(20),
         memory_limit: 32 << 20,
     };
-    let n = WebhookMessage::test_message("p", "http://localhost", "2026-01-01T00:00:00Z")
-        .to_wit()
-        .unwrap();
+    let n = wasmon::plugins::notifier::wit_notification(&WebhookMessage::test_message(
+        "p",
+        "http://localhost",
+        "2026-01-01T00:00:00Z",
+    ))
+    .unwrap();
     let call = {
         let (rt, inst, n) = (rt.clone(), inst.clone(), n.clone());
         tokio::spawn(async move { rt.notify(&inst, &n).await })

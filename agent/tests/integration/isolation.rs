@@ -50,9 +50,12 @@ async fn runtime() -> (tempfile::TempDir, Arc<PluginRuntime>, Arc<Metrics>) {
 }
 
 fn notification() -> wasmon::plugins::bindings::types::Notification {
-    WebhookMessage::test_message("test", "http://localhost", "2026-01-01T00:00:00Z")
-        .to_wit()
-        .unwrap()
+    wasmon::plugins::notifier::wit_notification(&WebhookMessage::test_message(
+        "test",
+        "http://localhost",
+        "2026-01-01T00:00:00Z",
+    ))
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -297,11 +300,11 @@ mod failure_policy {
     use wasmon::alerting::dispatch::{Dispatcher, Notifier, NotifyError, ReceiverSettings, Shared};
     use wasmon::alerting::message::WebhookMessage;
     use wasmon::alerting::nflog::NotificationLog;
-    use wasmon::alerting::plugin_notifier::PluginNotifier;
     use wasmon::alerting::silence::{Silences, DEFAULT_RETENTION};
     use wasmon::alerting::types::{AlertStore, PostableAlert};
     use wasmon::clock::{Clock, ManualClock};
     use wasmon::plugins::circuit::State;
+    use wasmon::plugins::notifier::PluginNotifier;
     use wasmon::plugins::CallError;
     use wasmon::selfmetrics::{CallLabels, Metrics};
 
