@@ -95,10 +95,20 @@ pub struct Target {
     pub url: String,
 }
 
+/// Why a discovered label set is no target (after relabeling); the scrape
+/// manager logs it and drops the set, as Prometheus does.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TargetError {
+    #[error("no address")]
+    NoAddress,
+    #[error("{0:?} is not a valid hostname")]
+    InvalidAddress(String),
+}
+
 impl Target {
     /// Builds a target from one discovered label set; Ok(None) when
     /// `relabel_configs` dropped it.
-    pub fn populate(job: &Job, discovered: Labels) -> Result<Option<Target>, String> {
+    pub fn populate(job: &Job, discovered: Labels) -> Result<Option<Target>, TargetError> {
         let sc = &job.config;
         let mut lb = discovered.to_builder();
         // Job-level defaults go in only where discovery did not set them.
@@ -131,10 +141,10 @@ impl Target {
             return Ok(None);
         }
         let Some(addr) = lb.get(ADDRESS_LABEL).map(str::to_string) else {
-            return Err("no address".to_string());
+            return Err(TargetError::NoAddress);
         };
         if addr.contains('/') {
-            return Err(format!("{addr:?} is not a valid hostname"));
+            return Err(TargetError::InvalidAddress(addr));
         }
         let scheme = lb.get(SCHEME_LABEL).unwrap_or("http").to_string();
         let path = lb.get(METRICS_PATH_LABEL).unwrap_or("/metrics").to_string();
@@ -260,5 +270,20 @@ mod tests {
             .unwrap();
         assert_eq!(t.labels.get("instance"), Some("host"));
         assert_eq!(t.url, "http://host:9100/probe");
+    }
+
+    /// A set relabeling leaves without an address, or with a path in it, is
+    /// no target; the error says which (the manager logs it per set).
+    #[test]
+    fn sets_without_a_usable_address_are_errors() {
+        let j = job(
+            "[[scrape_configs.relabel_configs]]\nregex = \"__address__\"\naction = \"labeldrop\"\n",
+        );
+        let e = Target::populate(&j, Labels::from_pairs([(ADDRESS_LABEL, "h:1")])).unwrap_err();
+        assert_eq!(e, TargetError::NoAddress);
+        let j = job("");
+        let e = Target::populate(&j, Labels::from_pairs([(ADDRESS_LABEL, "h:1/x")])).unwrap_err();
+        assert_eq!(e, TargetError::InvalidAddress("h:1/x".into()));
+        assert_eq!(e.to_string(), "\"h:1/x\" is not a valid hostname");
     }
 }
