@@ -775,7 +775,7 @@ mod watching {
         let (_keep, dir, rt, m) = watched(&[]).await;
         // Named to be looked at first: a one-at-a-time loader would make
         // the small one wait for it.
-        install(&dir, "a-slow.wasm", &super::slow_component(40_000));
+        install(&dir, "a-slow.wasm", &super::slow_component(12_000));
         install(
             &dir,
             "z-small.wasm",
