@@ -329,6 +329,20 @@ pub struct PluginRuntime {
     clock: std::sync::RwLock<Arc<dyn Clock>>,
     query: ArcSwap<Option<Arc<dyn QueryApi>>>,
     circuits: Circuits,
+    /// Compiles held by [`PluginRuntime::hold_compile`], by plugin name.
+    holds: Mutex<BTreeMap<String, Arc<tokio::sync::Semaphore>>>,
+}
+
+/// Holds the compiles of one plugin after they took their compile slot,
+/// until dropped: a test's stand-in for a compile that takes long, so
+/// what happens meanwhile is not left to the machine's speed.
+pub struct CompileHold(Arc<tokio::sync::Semaphore>);
+
+impl Drop for CompileHold {
+    fn drop(&mut self) {
+        // A closed semaphore releases every waiter, and later ones at once.
+        self.0.close();
+    }
 }
 
 impl PluginRuntime {
@@ -361,7 +375,21 @@ impl PluginRuntime {
             metrics,
             clock: std::sync::RwLock::new(Arc::new(SystemClock)),
             query: ArcSwap::from_pointee(None),
+            holds: Mutex::new(BTreeMap::new()),
         }))
+    }
+
+    /// Holds every compile of plugin `name` that starts from now on, after
+    /// it took its compile slot, until the returned hold is dropped. For
+    /// tests that need a compile in progress for as long as they look.
+    #[doc(hidden)]
+    pub fn hold_compile(&self, name: &str) -> CompileHold {
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        self.holds
+            .lock()
+            .unwrap()
+            .insert(name.to_string(), gate.clone());
+        CompileHold(gate)
     }
 
     pub fn dir(&self) -> &Path {
@@ -688,6 +716,17 @@ impl PluginRuntime {
                 return;
             }
         };
+        let hold = self.holds.lock().unwrap().get(&name).cloned();
+        if let Some(hold) = hold {
+            tokio::select! {
+                // Err once the hold is dropped (closed): the compile goes on.
+                _ = hold.acquire() => {}
+                () = cancel.cancelled() => {
+                    self.count_superseded();
+                    return;
+                }
+            }
+        }
         let (engine, linkers, cache) = (
             self.engine.clone(),
             self.linkers.clone(),

@@ -766,16 +766,22 @@ mod watching {
             .any(|p| p.name == name && p.loading.is_some())
     }
 
-    /// A plugin copied in next to one that takes seconds to compile serves
-    /// while the other is still compiling, and the slow one, touched while
-    /// it compiles, is compiled and reported once.
+    /// A plugin copied in next to one still compiling serves meanwhile,
+    /// and the compiling one, touched while it compiles, is compiled and
+    /// reported once. The slow compile is held by the test, not guessed
+    /// from a component's size: how long a compile takes depends on what
+    /// else the machine runs.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_small_plugin_serves_while_a_large_one_compiles() {
-        let _heavy = fixtures::heavy();
         let (_keep, dir, rt, m) = watched(&[]).await;
+        let hold = rt.hold_compile("a-slow");
         // Named to be looked at first: a one-at-a-time loader would make
         // the small one wait for it.
-        install(&dir, "a-slow.wasm", &super::slow_component(12_000));
+        install(&dir, "a-slow.wasm", &super::slow_component(2_000));
+        wait_until("a-slow to be compiling", Duration::from_secs(30), || {
+            compiling(&rt, "a-slow")
+        })
+        .await;
         install(
             &dir,
             "z-small.wasm",
@@ -795,6 +801,7 @@ mod watching {
         touch(&dir.join("a-slow.wasm"));
         sentinel(&rt, &dir, "s").await;
         assert!(compiling(&rt, "a-slow"), "{:#?}", rt.list());
+        drop(hold);
         wait_until(
             "the slow one to be refused",
             Duration::from_secs(120),
