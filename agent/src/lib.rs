@@ -9,6 +9,7 @@ pub mod checks;
 pub mod client;
 pub mod clock;
 pub mod config;
+pub mod discovery;
 pub mod fsutil;
 pub mod incident;
 pub mod model;

@@ -114,6 +114,15 @@ pub fn deserialize_expanded<'de, D: serde::Deserializer<'de>>(d: D) -> Result<St
     expand(&raw).map_err(serde::de::Error::custom)
 }
 
+/// [`deserialize_expanded`] for an optional string.
+pub fn deserialize_expanded_opt<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<String>, D::Error> {
+    let raw = <Option<String> as serde::Deserialize>::deserialize(d)?;
+    raw.map(|r| expand(&r).map_err(serde::de::Error::custom))
+        .transpose()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

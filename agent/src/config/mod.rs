@@ -19,8 +19,10 @@ use toml::Spanned;
 use crate::model::relabel::Relabeler;
 
 pub mod checks;
+pub mod discovery;
 pub mod env;
 pub mod hosts;
+pub mod http_client;
 pub mod remote;
 pub mod rollout;
 pub mod scrape;

@@ -7,11 +7,14 @@ use std::time::Duration;
 use bytesize::ByteSize;
 use serde::{Deserialize, Serialize};
 
+use super::discovery::{DnsSdConfig, HttpSdConfig, KubernetesSdConfig};
+use super::http_client::with_http_client_config;
 use super::Secret;
 use toml::Spanned;
 
 use crate::model::relabel::RelabelConfig;
 
+with_http_client_config! {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ScrapeConfig {
@@ -32,12 +35,6 @@ pub struct ScrapeConfig {
     pub honor_labels: bool,
     #[serde(default = "default_true")]
     pub honor_timestamps: bool,
-    #[serde(default)]
-    pub basic_auth: Option<BasicAuth>,
-    #[serde(default)]
-    pub bearer_token: Option<Secret>,
-    #[serde(default)]
-    pub bearer_token_file: Option<PathBuf>,
     /// Per-scrape limit on samples after metric relabeling; 0 = none.
     /// Exceeding it fails the whole scrape, as in Prometheus.
     #[serde(default)]
@@ -59,9 +56,16 @@ pub struct ScrapeConfig {
     #[serde(default)]
     pub file_sd_configs: Vec<FileSdConfig>,
     #[serde(default)]
+    pub http_sd_configs: Vec<HttpSdConfig>,
+    #[serde(default)]
+    pub dns_sd_configs: Vec<DnsSdConfig>,
+    #[serde(default)]
+    pub kubernetes_sd_configs: Vec<KubernetesSdConfig>,
+    #[serde(default)]
     pub relabel_configs: Vec<RelabelConfig>,
     #[serde(default)]
     pub metric_relabel_configs: Vec<RelabelConfig>,
+}
 }
 
 /// The default `body_size_limit`: 64 MiB, some 400k series in the text

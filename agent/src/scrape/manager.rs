@@ -10,9 +10,9 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
-use super::discovery::{self, Group, FILEPATH_LABEL};
 use super::scrape_loop::{Health, ScrapeLoop, ScrapeStats, TargetState};
 use super::target::{group_labels, Job, Target};
+use crate::discovery;
 use crate::model::labels::Labels;
 use crate::storage::Appendable;
 
@@ -32,6 +32,8 @@ struct PoolState {
 struct Pool {
     job: Arc<Job>,
     state: Arc<Mutex<PoolState>>,
+    /// How each discovery mechanism of the job last went.
+    discovery: Vec<Arc<discovery::Status>>,
     sync_task: JoinHandle<()>,
 }
 
@@ -40,9 +42,19 @@ pub struct PoolView {
     name: String,
     job: Arc<Job>,
     state: Arc<Mutex<PoolState>>,
+    discovery: Vec<Arc<discovery::Status>>,
 }
 
 impl PoolView {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The job's discovery mechanisms and how each last went.
+    pub fn discovery(&self) -> &[Arc<discovery::Status>] {
+        &self.discovery
+    }
+
     /// Adds the pool's active targets to `active` and its dropped ones to
     /// `dropped`.
     pub fn targets(&self, active: &mut Vec<TargetStatus>, dropped: &mut Vec<(String, Labels)>) {
@@ -160,12 +172,9 @@ impl ScrapeManager {
 
     fn start_pool(&self, job: Arc<Job>, base: PathBuf) -> Pool {
         let state: Arc<Mutex<PoolState>> = Arc::default();
-        let mut sd: Vec<watch::Receiver<Vec<Group>>> = job
-            .config
-            .file_sd_configs
-            .iter()
-            .map(|c| discovery::watch_files(base.clone(), c.clone()))
-            .collect();
+        let providers = discovery::start(&job.config, &base);
+        let mut sd: Vec<watch::Receiver<discovery::Groups>> =
+            providers.iter().map(|p| p.groups.clone()).collect();
         let (store, client, stats) = (self.store.clone(), self.client.clone(), self.stats.clone());
         let (job2, state2) = (job.clone(), state.clone());
         let sync_task = tokio::spawn(async move {
@@ -175,9 +184,10 @@ impl ScrapeManager {
                     .iter()
                     .flat_map(|g| group_labels(g, &[]))
                     .collect();
-                for rx in &sd {
-                    for g in rx.borrow().iter() {
-                        discovered.extend(group_labels(&g.group, &[(FILEPATH_LABEL, &g.source)]));
+                for rx in &mut sd {
+                    let groups = rx.borrow_and_update().clone();
+                    for g in groups.iter() {
+                        discovered.extend(g.label_sets().map(Labels::from_pairs));
                     }
                 }
                 sync(&job2, &state2, discovered, &store, &client, &stats);
@@ -196,6 +206,7 @@ impl ScrapeManager {
         Pool {
             job,
             state,
+            discovery: providers.iter().map(|p| p.status.clone()).collect(),
             sync_task,
         }
     }
@@ -211,6 +222,7 @@ impl ScrapeManager {
                 name: name.clone(),
                 job: p.job.clone(),
                 state: p.state.clone(),
+                discovery: p.discovery.clone(),
             })
             .collect()
     }

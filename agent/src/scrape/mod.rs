@@ -1,7 +1,6 @@
 //! Scraping: jobs and targets from config and discovery, relabeling, and one
 //! loop per target appending to the store (Prometheus' `scrape/` package).
 
-pub mod discovery;
 pub mod manager;
 pub mod scrape_loop;
 pub mod target;

@@ -1,28 +1,26 @@
-//! Target discovery: static groups and file-based discovery (JSON/YAML
-//! files matched by globs, re-read on change and every refresh_interval).
+//! File-based discovery (`file_sd_configs`): JSON/YAML files matched by
+//! globs, re-read on change and every refresh_interval.
 //!
 //! A file that fails to parse is reported and its previous targets are kept,
 //! so a half-written file never empties a job.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::watch;
 
+use super::{publish, Groups, Provider, Status, TargetGroup};
 use crate::config::scrape::{FileSdConfig, StaticConfig};
 
 /// The label file SD adds to every target: the file it came from.
 pub const FILEPATH_LABEL: &str = "__meta_filepath";
 
-/// A target group and the extra labels its source adds.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Group {
-    pub group: StaticConfig,
-    pub source: String,
-}
+/// The `__address__` label every target has.
+const ADDRESS_LABEL: &str = "__address__";
 
 /// Parses a file SD file: a list of `{targets, labels}` groups.
 pub fn parse_file(path: &Path, bytes: &[u8]) -> Result<Vec<StaticConfig>> {
@@ -48,19 +46,23 @@ pub fn parse_file(path: &Path, bytes: &[u8]) -> Result<Vec<StaticConfig>> {
 }
 
 /// Reads every file the config's globs match. `last_good` keeps each file's
-/// last parsable content.
+/// last parsable content; the error is the first file that did not parse.
 fn read_all(
     base: &Path,
     sd: &FileSdConfig,
     last_good: &mut BTreeMap<PathBuf, Vec<StaticConfig>>,
-) -> Vec<Group> {
+) -> (Vec<TargetGroup>, Option<String>) {
+    let mut error = None;
     let mut present = Vec::new();
     for pattern in &sd.files {
         let full = base.join(pattern);
         let Some(full) = full.to_str() else { continue };
         match glob::glob(full) {
             Ok(paths) => present.extend(paths.filter_map(|p| p.ok())),
-            Err(e) => tracing::error!(pattern = %full, error = %e, "bad file_sd pattern"),
+            Err(e) => {
+                tracing::error!(pattern = %full, error = %e, "bad file_sd pattern");
+                error.get_or_insert_with(|| format!("bad pattern {full:?}: {e}"));
+            }
         }
     }
     present.sort();
@@ -75,27 +77,56 @@ fn read_all(
                 last_good.insert(p.clone(), groups);
             }
             Err(e) => {
-                tracing::error!(file = %p.display(), error = %format!("{e:#}"), "file_sd: keeping the file's previous targets")
+                tracing::error!(file = %p.display(), error = %format!("{e:#}"), "file_sd: keeping the file's previous targets");
+                error.get_or_insert_with(|| format!("{e:#}"));
             }
         }
     }
-    last_good
+    let groups = last_good
         .iter()
         .flat_map(|(p, gs)| {
-            gs.iter().map(move |g| Group {
-                group: g.clone(),
-                source: p.display().to_string(),
-            })
+            let file = p.display().to_string();
+            gs.iter()
+                .enumerate()
+                .map(move |(i, g)| to_group(&file, i, g))
         })
-        .collect()
+        .collect();
+    (groups, error)
 }
 
-/// Watches one file SD config; the receiver sees the current groups.
-/// The task ends when the receiver is dropped.
-pub fn watch_files(base: PathBuf, sd: FileSdConfig) -> watch::Receiver<Vec<Group>> {
+/// Group `i` of `file`, as Prometheus' file SD makes it: source `file:i`,
+/// `__meta_filepath` among the group's labels.
+fn to_group(file: &str, i: usize, g: &StaticConfig) -> TargetGroup {
+    let mut labels = g.labels.clone();
+    labels.insert(FILEPATH_LABEL.into(), file.into());
+    TargetGroup {
+        source: format!("{file}:{i}"),
+        targets: g
+            .targets
+            .iter()
+            .map(|t| BTreeMap::from([(ADDRESS_LABEL.to_string(), t.clone())]))
+            .collect(),
+        labels,
+    }
+}
+
+fn report(status: &Status, groups: &[TargetGroup], error: Option<String>) {
+    match error {
+        Some(e) => status.failed(e),
+        None => status.succeeded(groups.iter().map(|g| g.targets.len()).sum()),
+    }
+}
+
+/// Watches one file SD config. The task ends when the receiver is dropped.
+pub fn start(base: PathBuf, sd: FileSdConfig, status: Arc<Status>) -> Provider {
     let mut last_good = BTreeMap::new();
-    let initial = read_all(&base, &sd, &mut last_good);
-    let (tx, rx) = watch::channel(initial);
+    let (initial, error) = read_all(&base, &sd, &mut last_good);
+    report(&status, &initial, error);
+    let (tx, rx) = watch::channel::<Groups>(Arc::new(initial));
+    let provider = Provider {
+        groups: rx,
+        status: status.clone(),
+    };
     let (ev_tx, mut ev_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     // Watch the directories holding the patterns (files come and go).
     let mut dirs: Vec<PathBuf> = sd
@@ -137,18 +168,12 @@ pub fn watch_files(base: PathBuf, sd: FileSdConfig) -> watch::Receiver<Vec<Group
                 }
                 _ = tx.closed() => return,
             }
-            let groups = read_all(&base, &sd, &mut last_good);
-            tx.send_if_modified(|cur| {
-                if *cur != groups {
-                    *cur = groups;
-                    true
-                } else {
-                    false
-                }
-            });
+            let (groups, error) = read_all(&base, &sd, &mut last_good);
+            report(&status, &groups, error);
+            publish(&tx, groups);
         }
     });
-    rx
+    provider
 }
 
 #[cfg(test)]

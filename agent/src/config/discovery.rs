@@ -1,0 +1,142 @@
+//! Service discovery configs of a scrape job, with Prometheus' keys:
+//! `kubernetes_sd_configs`, `http_sd_configs`, `dns_sd_configs` (file SD is
+//! in [`super::scrape::FileSdConfig`]). What they do is in `crate::discovery`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::http_client::with_http_client_config;
+
+/// A Kubernetes object kind discovered as targets.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum KubernetesRole {
+    Pod,
+    Service,
+    Endpoints,
+    #[serde(rename = "endpointslice")]
+    EndpointSlice,
+    Node,
+    Ingress,
+}
+
+impl KubernetesRole {
+    /// As written in the config and in `__meta_kubernetes_*` docs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KubernetesRole::Pod => "pod",
+            KubernetesRole::Service => "service",
+            KubernetesRole::Endpoints => "endpoints",
+            KubernetesRole::EndpointSlice => "endpointslice",
+            KubernetesRole::Node => "node",
+            KubernetesRole::Ingress => "ingress",
+        }
+    }
+}
+
+with_http_client_config! {
+    /// One `kubernetes_sd_configs` entry. The HTTP client keys apply to the
+    /// API server when `api_server` is given.
+    #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    pub struct KubernetesSdConfig {
+        pub role: KubernetesRole,
+        /// The API server's URL; without it (and without `kubeconfig_file`)
+        /// the in-cluster config is used.
+        #[serde(default)]
+        pub api_server: Option<String>,
+        #[serde(default)]
+        pub kubeconfig_file: Option<PathBuf>,
+        #[serde(default)]
+        pub namespaces: NamespaceDiscovery,
+        #[serde(default)]
+        pub selectors: Vec<SelectorConfig>,
+        #[serde(default)]
+        pub attach_metadata: AttachMetadata,
+    }
+}
+
+/// `namespaces`: none named and not `own_namespace` means all namespaces.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct NamespaceDiscovery {
+    #[serde(default)]
+    pub own_namespace: bool,
+    #[serde(default)]
+    pub names: Vec<String>,
+}
+
+/// One `selectors` entry: label and field selectors for the watches of
+/// one role (the `endpoints` role also watches pods and services).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SelectorConfig {
+    pub role: KubernetesRole,
+    /// `${VAR}` is expanded (a node agent's `spec.nodeName=${NODE_NAME}`).
+    #[serde(default, deserialize_with = "super::env::deserialize_expanded_opt")]
+    pub label: Option<String>,
+    #[serde(default, deserialize_with = "super::env::deserialize_expanded_opt")]
+    pub field: Option<String>,
+}
+
+/// `attach_metadata`: add the labels of the target's node (roles pod,
+/// endpoints, endpointslice) or namespace (every namespaced role).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AttachMetadata {
+    #[serde(default)]
+    pub node: bool,
+    #[serde(default)]
+    pub namespace: bool,
+}
+
+with_http_client_config! {
+    /// One `http_sd_configs` entry: a URL serving a JSON list of target
+    /// groups (Prometheus' HTTP SD).
+    #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    pub struct HttpSdConfig {
+        pub url: String,
+        #[serde(default = "default_http_refresh", with = "crate::model::duration::serde_std")]
+        pub refresh_interval: Duration,
+    }
+}
+
+fn default_http_refresh() -> Duration {
+    Duration::from_secs(60)
+}
+
+/// A DNS record type `dns_sd_configs` looks up.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum DnsRecordType {
+    #[default]
+    Srv,
+    A,
+    Aaaa,
+    Mx,
+    Ns,
+}
+
+/// One `dns_sd_configs` entry.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DnsSdConfig {
+    pub names: Vec<String>,
+    #[serde(default, rename = "type")]
+    pub record_type: DnsRecordType,
+    /// Required for every type but SRV, whose records carry a port.
+    #[serde(default)]
+    pub port: Option<u16>,
+    #[serde(
+        default = "default_dns_refresh",
+        with = "crate::model::duration::serde_std"
+    )]
+    pub refresh_interval: Duration,
+}
+
+fn default_dns_refresh() -> Duration {
+    Duration::from_secs(30)
+}
