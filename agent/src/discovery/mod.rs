@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use crate::config::ScrapeConfig;
 
 pub mod file;
+pub mod kubernetes;
 
 /// A label set of a discovered target, `__address__` included.
 pub type LabelSet = BTreeMap<String, String>;
