@@ -33,14 +33,14 @@ pub enum Resolver {
     /// refresh as Prometheus does, so a changed resolv.conf is followed.
     System,
     /// A fixed resolver (a given nameserver, in tests).
-    Fixed(TokioResolver),
+    Fixed(Box<TokioResolver>),
 }
 
 impl Resolver {
     /// A resolver asking only `server` (UDP, then TCP on truncation), one
     /// attempt with a one-second timeout so a dead server fails a refresh
     /// quickly.
-    pub fn at(server: SocketAddr) -> Resolver {
+    pub fn at(server: SocketAddr) -> anyhow::Result<Resolver> {
         let mut udp = ConnectionConfig::udp();
         udp.port = server.port();
         let mut tcp = ConnectionConfig::tcp();
@@ -54,10 +54,7 @@ impl Resolver {
         o.timeout = Duration::from_secs(1);
         o.attempts = 1;
         o.use_hosts_file = hickory_resolver::config::ResolveHosts::Never;
-        Resolver::Fixed(
-            b.build()
-                .expect("a resolver with one nameserver and no TLS builds"),
-        )
+        Ok(Resolver::Fixed(Box::new(b.build()?)))
     }
 
     fn get(&self) -> anyhow::Result<TokioResolver> {
@@ -71,7 +68,7 @@ impl Resolver {
                 // Every refresh asks the DNS, as Prometheus does; the
                 // resolver's cache would hide changes until the TTL ends.
                 r.clear_cache();
-                Ok(r.clone())
+                Ok((**r).clone())
             }
         }
     }

@@ -23,7 +23,11 @@ fn sd(names: &[&str], t: DnsRecordType, port: Option<u16>) -> DnsSdConfig {
 }
 
 fn start(server: &FakeDns, c: DnsSdConfig) -> Provider {
-    dns::start(c, dns::Resolver::at(server.addr), Status::new("dns", 0))
+    dns::start(
+        c,
+        dns::Resolver::at(server.addr).unwrap(),
+        Status::new("dns", 0),
+    )
 }
 
 /// Waits (bounded) until the published groups satisfy `ok`.
