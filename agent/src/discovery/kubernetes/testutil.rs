@@ -1,0 +1,92 @@
+//! Test helpers for the roles: an in-memory [`Lookup`], objects built from
+//! `serde_json::json!` as the API server would send them, and `labels!`
+//! for expected label sets.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
+use serde::de::DeserializeOwned;
+
+use super::Lookup;
+
+/// An object from its JSON form (what the API server sends); panics on a
+/// typo in the test's JSON.
+pub fn obj<T: DeserializeOwned>(json: serde_json::Value) -> T {
+    serde_json::from_value(json).expect("test object JSON")
+}
+
+/// The objects a role may look up, keyed as the watches key them.
+#[derive(Default)]
+pub struct FakeLookup {
+    pub pods: BTreeMap<(String, String), Pod>,
+    pub services: BTreeMap<(String, String), Service>,
+    pub nodes: BTreeMap<String, Node>,
+    pub namespaces: BTreeMap<String, Namespace>,
+}
+
+fn key(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> (String, String) {
+    (
+        meta.namespace.clone().unwrap_or_default(),
+        meta.name.clone().unwrap_or_default(),
+    )
+}
+
+impl FakeLookup {
+    #[allow(dead_code)]
+    pub fn with_pod(mut self, pod: Pod) -> Self {
+        self.pods.insert(key(&pod.metadata), pod);
+        self
+    }
+    pub fn with_service(mut self, svc: Service) -> Self {
+        self.services.insert(key(&svc.metadata), svc);
+        self
+    }
+    pub fn with_node(mut self, node: Node) -> Self {
+        self.nodes
+            .insert(node.metadata.name.clone().unwrap_or_default(), node);
+        self
+    }
+    pub fn with_namespace(mut self, ns: Namespace) -> Self {
+        self.namespaces
+            .insert(ns.metadata.name.clone().unwrap_or_default(), ns);
+        self
+    }
+}
+
+impl Lookup for FakeLookup {
+    fn pod(&self, namespace: &str, name: &str) -> Option<&Pod> {
+        self.pods.get(&(namespace.to_string(), name.to_string()))
+    }
+    fn service(&self, namespace: &str, name: &str) -> Option<&Service> {
+        self.services
+            .get(&(namespace.to_string(), name.to_string()))
+    }
+    fn node(&self, name: &str) -> Option<&Node> {
+        self.nodes.get(name)
+    }
+    fn namespace(&self, name: &str) -> Option<&Namespace> {
+        self.namespaces.get(name)
+    }
+}
+
+/// Prometheus' `makeNamespace`.
+pub fn namespace(
+    name: &str,
+    labels: serde_json::Value,
+    annotations: serde_json::Value,
+) -> Namespace {
+    obj(serde_json::json!({
+        "metadata": {"name": name, "labels": labels, "annotations": annotations}
+    }))
+}
+
+/// A label set from `"name" => "value"` pairs.
+macro_rules! labels {
+    ($($k:expr => $v:expr),* $(,)?) => {{
+        #[allow(unused_mut)]
+        let mut set = $crate::discovery::LabelSet::new();
+        $(set.insert(String::from($k), String::from($v));)*
+        set
+    }};
+}
+pub(crate) use labels;
