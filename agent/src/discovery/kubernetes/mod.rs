@@ -12,6 +12,7 @@ use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
 pub mod meta;
 
 // The roles of services, ingresses, endpoints and endpoint slices.
+pub mod endpoints;
 pub mod ingress;
 pub mod service;
 #[cfg(test)]

@@ -32,7 +32,6 @@ fn key(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> (St
 }
 
 impl FakeLookup {
-    #[allow(dead_code)]
     pub fn with_pod(mut self, pod: Pod) -> Self {
         self.pods.insert(key(&pod.metadata), pod);
         self
@@ -90,3 +89,24 @@ macro_rules! labels {
     }};
 }
 pub(crate) use labels;
+
+/// Prometheus' `makeNode` as the endpoint tests use it: a name and labels.
+pub fn node(name: &str, labels: serde_json::Value) -> Node {
+    obj(serde_json::json!({
+        "metadata": {"name": name, "labels": labels},
+        "status": {"addresses": [{"type": "InternalIP", "address": ""}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}}}
+    }))
+}
+
+/// A pod named `testpod` in `ns` with UID `deadbeef` on node `testnode`, its
+/// `containers` and `status` as given: the pod of the endpoint tests.
+pub fn testpod(ns: &str, spec: serde_json::Value, status: serde_json::Value) -> Pod {
+    let mut spec = spec;
+    spec["nodeName"] = "testnode".into();
+    obj(serde_json::json!({
+        "metadata": {"name": "testpod", "namespace": ns, "uid": "deadbeef"},
+        "spec": spec,
+        "status": status,
+    }))
+}
