@@ -238,12 +238,12 @@ impl<'a> SeenPods<'a> {
 /// EmptyPodStatus (it checks that an unwatched namespace yields nothing).
 #[cfg(test)]
 mod tests {
-    use k8s_openapi::api::core::v1::Service;
     use serde_json::{json, Value};
 
     use super::*;
     use crate::discovery::kubernetes::testutil::{
-        labels, namespace, node, obj, testpod, FakeLookup,
+        endpoints_service, labels, mainport_pod, namespace, node, obj, sidecar_pod, testpod_labels,
+        two_container_pod, with, FakeLookup,
     };
 
     fn make_endpoints(ns: &str) -> Endpoints {
@@ -318,30 +318,8 @@ mod tests {
         }))
     }
 
-    fn service(ns: &str, labels: Value) -> Service {
-        obj(json!({"metadata": {"name": "testendpoints", "namespace": ns, "labels": labels}}))
-    }
-
     fn none() -> AttachMetadata {
         AttachMetadata::default()
-    }
-
-    /// The pod labels of `testpod` with no phase nor conditions.
-    fn testpod_labels(pod_ip: &str) -> LabelSet {
-        labels! {
-            "__meta_kubernetes_pod_name" => "testpod",
-            "__meta_kubernetes_pod_ip" => pod_ip,
-            "__meta_kubernetes_pod_ready" => "unknown",
-            "__meta_kubernetes_pod_phase" => "",
-            "__meta_kubernetes_pod_node_name" => "testnode",
-            "__meta_kubernetes_pod_host_ip" => "2.3.4.5",
-            "__meta_kubernetes_pod_uid" => "deadbeef",
-        }
-    }
-
-    fn with(mut set: LabelSet, more: LabelSet) -> LabelSet {
-        set.extend(more);
-        set
     }
 
     #[test]
@@ -352,16 +330,7 @@ mod tests {
 
     #[test]
     fn test_endpoints_discovery_add() {
-        let pod = testpod(
-            "default",
-            json!({"containers": [
-                {"name": "c1", "image": "c1:latest",
-                 "ports": [{"name": "mainport", "containerPort": 9000, "protocol": "TCP"}]},
-                {"name": "c2", "image": "c2:latest",
-                 "ports": [{"name": "sideport", "containerPort": 9001, "protocol": "TCP"}]}
-            ]}),
-            json!({"hostIP": "2.3.4.5", "podIP": "1.2.3.4"}),
-        );
+        let pod = two_container_pod();
         let eps = pod_endpoints(
             "default",
             json!([{"name": "testport", "port": 9000, "protocol": "TCP"}]),
@@ -462,8 +431,8 @@ mod tests {
 
     #[test]
     fn test_endpoints_discovery_with_service() {
-        let lookup =
-            FakeLookup::default().with_service(service("default", json!({"app/name": "test"})));
+        let lookup = FakeLookup::default()
+            .with_service(endpoints_service("default", json!({"app/name": "test"})));
         let mut want = make_endpoints_group("default");
         want.labels.extend(labels! {
             "__meta_kubernetes_service_label_app_name" => "test",
@@ -475,7 +444,7 @@ mod tests {
 
     #[test]
     fn test_endpoints_discovery_with_service_update() {
-        let lookup = FakeLookup::default().with_service(service(
+        let lookup = FakeLookup::default().with_service(endpoints_service(
             "default",
             json!({"app/name": "svc", "component": "testing"}),
         ));
@@ -496,7 +465,7 @@ mod tests {
         let lookup = FakeLookup::default()
             .with_node(node("foobar", json!({"az": "us-east1"})))
             .with_node(node("barbaz", json!({"az": "us-west2"})))
-            .with_service(service("default", json!({"app/name": "test"})));
+            .with_service(endpoints_service("default", json!({"app/name": "test"})));
         let attach = AttachMetadata {
             node: true,
             ..Default::default()
@@ -536,21 +505,12 @@ mod tests {
         assert_eq!(got, want);
     }
 
-    fn mainport_pod(ns: &str, container: &str, status: Value) -> Pod {
-        testpod(
-            ns,
-            json!({"containers": [{"name": container, "image": format!("{container}:latest"),
-                "ports": [{"name": "mainport", "containerPort": 9000, "protocol": "TCP"}]}]}),
-            status,
-        )
-    }
-
     #[test]
     fn test_endpoints_discovery_namespaces() {
         let mut ep_one = make_endpoints("default");
         ep_one.metadata.namespace = Some("ns1".into());
         let lookup = FakeLookup::default()
-            .with_service(service("ns1", json!({"app": "app1"})))
+            .with_service(endpoints_service("ns1", json!({"app": "app1"})))
             .with_pod(mainport_pod(
                 "ns2",
                 "c1",
@@ -665,22 +625,7 @@ mod tests {
                    {"name": "initport", "port": 9111, "protocol": "TCP"}]),
         );
         eps.metadata.name = Some("testsidecar".into());
-        let pod = testpod(
-            "default",
-            json!({
-                "initContainers": [
-                    {"name": "ic1", "image": "ic1:latest",
-                     "ports": [{"name": "initport", "containerPort": 1111, "protocol": "TCP"}]},
-                    {"name": "ic2", "image": "ic2:latest",
-                     "ports": [{"name": "initport", "containerPort": 9111, "protocol": "TCP"}]}
-                ],
-                "containers": [
-                    {"name": "c1", "image": "c1:latest",
-                     "ports": [{"name": "mainport", "containerPort": 9000, "protocol": "TCP"}]}
-                ]
-            }),
-            json!({"hostIP": "2.3.4.5", "podIP": "4.3.2.1"}),
-        );
+        let pod = sidecar_pod();
         let want = TargetGroup {
             source: "endpoints/default/testsidecar".into(),
             targets: vec![

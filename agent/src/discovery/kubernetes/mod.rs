@@ -13,6 +13,7 @@ pub mod meta;
 
 // The roles of services, ingresses, endpoints and endpoint slices.
 pub mod endpoints;
+pub mod endpointslice;
 pub mod ingress;
 pub mod service;
 #[cfg(test)]

@@ -6,8 +6,10 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
 use serde::de::DeserializeOwned;
+use serde_json::json;
 
 use super::Lookup;
+use crate::discovery::LabelSet;
 
 /// An object from its JSON form (what the API server sends); panics on a
 /// typo in the test's JSON.
@@ -109,4 +111,74 @@ pub fn testpod(ns: &str, spec: serde_json::Value, status: serde_json::Value) -> 
         "spec": spec,
         "status": status,
     }))
+}
+
+/// `set` with `more` added.
+pub fn with(mut set: LabelSet, more: LabelSet) -> LabelSet {
+    set.extend(more);
+    set
+}
+
+/// The pod labels of `testpod` with no phase nor conditions.
+pub fn testpod_labels(pod_ip: &str) -> LabelSet {
+    labels! {
+        "__meta_kubernetes_pod_name" => "testpod",
+        "__meta_kubernetes_pod_ip" => pod_ip,
+        "__meta_kubernetes_pod_ready" => "unknown",
+        "__meta_kubernetes_pod_phase" => "",
+        "__meta_kubernetes_pod_node_name" => "testnode",
+        "__meta_kubernetes_pod_host_ip" => "2.3.4.5",
+        "__meta_kubernetes_pod_uid" => "deadbeef",
+    }
+}
+
+/// The service `testendpoints` of the endpoint tests, with `labels`.
+pub fn endpoints_service(ns: &str, labels: serde_json::Value) -> Service {
+    obj(json!({"metadata": {"name": "testendpoints", "namespace": ns, "labels": labels}}))
+}
+
+/// `testpod` with one container serving `mainport` 9000.
+pub fn mainport_pod(ns: &str, container: &str, status: serde_json::Value) -> Pod {
+    testpod(
+        ns,
+        json!({"containers": [{"name": container, "image": format!("{container}:latest"),
+            "ports": [{"name": "mainport", "containerPort": 9000, "protocol": "TCP"}]}]}),
+        status,
+    )
+}
+
+/// `testpod` at 1.2.3.4 with containers c1 (mainport 9000) and c2
+/// (sideport 9001): the pod of the endpoint tests' Add cases.
+pub fn two_container_pod() -> Pod {
+    testpod(
+        "default",
+        json!({"containers": [
+            {"name": "c1", "image": "c1:latest",
+             "ports": [{"name": "mainport", "containerPort": 9000, "protocol": "TCP"}]},
+            {"name": "c2", "image": "c2:latest",
+             "ports": [{"name": "sideport", "containerPort": 9001, "protocol": "TCP"}]}
+        ]}),
+        json!({"hostIP": "2.3.4.5", "podIP": "1.2.3.4"}),
+    )
+}
+
+/// `testpod` at 4.3.2.1 with init containers ic1 (1111) and ic2 (9111)
+/// and container c1 (9000): the pod of the SidecarContainer cases.
+pub fn sidecar_pod() -> Pod {
+    testpod(
+        "default",
+        json!({
+            "initContainers": [
+                {"name": "ic1", "image": "ic1:latest",
+                 "ports": [{"name": "initport", "containerPort": 1111, "protocol": "TCP"}]},
+                {"name": "ic2", "image": "ic2:latest",
+                 "ports": [{"name": "initport", "containerPort": 9111, "protocol": "TCP"}]}
+            ],
+            "containers": [
+                {"name": "c1", "image": "c1:latest",
+                 "ports": [{"name": "mainport", "containerPort": 9000, "protocol": "TCP"}]}
+            ]
+        }),
+        json!({"hostIP": "2.3.4.5", "podIP": "4.3.2.1"}),
+    )
 }
