@@ -4,6 +4,8 @@
 //! name, of the pod an address points at, and one more target for each
 //! port of that pod's containers no endpoint port covered.
 
+use std::collections::{HashMap, HashSet};
+
 use k8s_openapi::api::core::v1::{EndpointAddress, EndpointPort, Endpoints, ObjectReference, Pod};
 
 use super::meta::{self, join_host_port, NAMESPACE_LABEL, PREFIX};
@@ -139,10 +141,12 @@ pub(super) enum ProtocolFrom<'p> {
 }
 
 /// The pods an object's endpoints pointed at, in the order first seen,
-/// each with the endpoint ports they were given a target for.
+/// each with the endpoint ports they were given a target for. Indexed by
+/// namespace and name, so an Endpoints of a thousand pods stays linear.
 #[derive(Default)]
 pub(super) struct SeenPods<'a> {
-    pods: Vec<(&'a Pod, Vec<i32>)>,
+    pods: Vec<(&'a Pod, HashSet<i32>)>,
+    index: HashMap<(&'a str, &'a str), usize>,
 }
 
 impl<'a> SeenPods<'a> {
@@ -177,18 +181,16 @@ impl<'a> SeenPods<'a> {
                 }
             }
         }
-        let same = |p: &&mut (&Pod, Vec<i32>)| {
-            p.0.metadata.namespace == pod.metadata.namespace
-                && p.0.metadata.name == pod.metadata.name
-        };
-        let entry = match self.pods.iter_mut().find(same) {
-            Some(entry) => entry,
-            None => {
-                self.pods.push((pod, Vec::new()));
-                self.pods.last_mut().expect("just pushed")
-            }
-        };
-        entry.1.extend(port);
+        let key = (
+            pod.metadata.namespace.as_deref().unwrap_or_default(),
+            pod.metadata.name.as_deref().unwrap_or_default(),
+        );
+        let pods = &mut self.pods;
+        let i = *self.index.entry(key).or_insert_with(|| {
+            pods.push((pod, HashSet::new()));
+            pods.len() - 1
+        });
+        self.pods[i].1.extend(port);
     }
 
     /// One target per container port of a seen pod that no endpoint port
@@ -739,5 +741,49 @@ mod tests {
             "__meta_kubernetes_namespace_labelpresent_region" => "true",
         });
         assert_eq!(with_namespace_metadata(ns), want);
+    }
+
+    #[test]
+    fn empty_endpoints_map_to_an_empty_group() {
+        let want = TargetGroup {
+            source: "endpoints//".into(),
+            targets: vec![],
+            labels: labels! {
+                "__meta_kubernetes_namespace" => "",
+                "__meta_kubernetes_endpoints_name" => "",
+            },
+        };
+        let all = AttachMetadata {
+            node: true,
+            namespace: true,
+        };
+        let got = group(&Endpoints::default(), &FakeLookup::default(), &all);
+        assert_eq!(got, want);
+    }
+
+    /// A pod not (yet) seen by the pod watch: the address is a target of
+    /// its own, without pod labels, as in Prometheus.
+    #[test]
+    fn an_address_of_an_unknown_pod_has_no_pod_labels() {
+        let eps = pod_endpoints(
+            "default",
+            json!([{"name": "testport", "port": 9000, "protocol": "TCP"}]),
+        );
+        let want = TargetGroup {
+            source: "endpoints/default/testendpoints".into(),
+            targets: vec![labels! {
+                "__address__" => "4.3.2.1:9000",
+                "__meta_kubernetes_endpoint_port_name" => "testport",
+                "__meta_kubernetes_endpoint_port_protocol" => "TCP",
+                "__meta_kubernetes_endpoint_ready" => "true",
+                "__meta_kubernetes_endpoint_address_target_kind" => "Pod",
+                "__meta_kubernetes_endpoint_address_target_name" => "testpod",
+            }],
+            labels: labels! {
+                "__meta_kubernetes_namespace" => "default",
+                "__meta_kubernetes_endpoints_name" => "testendpoints",
+            },
+        };
+        assert_eq!(group(&eps, &FakeLookup::default(), &none()), want);
     }
 }

@@ -755,4 +755,23 @@ mod tests {
             dual_stack_group("testsvc-ipv4", "IPv4", None)
         );
     }
+
+    #[test]
+    fn an_empty_slice_maps_to_an_empty_group() {
+        let want = TargetGroup {
+            source: "endpointslice//".into(),
+            targets: vec![],
+            labels: labels! {
+                "__meta_kubernetes_namespace" => "",
+                "__meta_kubernetes_endpointslice_address_type" => "",
+                "__meta_kubernetes_endpointslice_name" => "",
+            },
+        };
+        let all = AttachMetadata {
+            node: true,
+            namespace: true,
+        };
+        let got = group(&EndpointSlice::default(), &FakeLookup::default(), &all);
+        assert_eq!(got, want);
+    }
 }

@@ -295,4 +295,22 @@ mod tests {
         assert!(!matches_hostname_pattern("a.*.com", "a.b.com"));
         assert!(!matches_hostname_pattern("", "example.com"));
     }
+
+    #[test]
+    fn an_empty_ingress_maps_to_an_empty_group() {
+        let want = TargetGroup {
+            source: "ingress//".into(),
+            targets: vec![],
+            labels: labels! {
+                "__meta_kubernetes_namespace" => "",
+                "__meta_kubernetes_ingress_name" => "",
+            },
+        };
+        let got = group(
+            &Ingress::default(),
+            &FakeLookup::default(),
+            &AttachMetadata::default(),
+        );
+        assert_eq!(got, want);
+    }
 }

@@ -358,4 +358,17 @@ pub(crate) mod tests {
         });
         assert_eq!(with_namespace_metadata(ns), want);
     }
+
+    #[test]
+    fn an_empty_service_maps_to_an_empty_group() {
+        let want = TargetGroup {
+            source: "svc//".into(),
+            targets: vec![],
+            labels: labels! {
+                "__meta_kubernetes_namespace" => "",
+                "__meta_kubernetes_service_name" => "",
+            },
+        };
+        assert_eq!(build(&Service::default()), want);
+    }
 }
