@@ -56,32 +56,6 @@ pub fn add_object_meta(set: &mut LabelSet, meta: &ObjectMeta, role: &str) {
     add_labels_and_annotations(set, meta, role);
 }
 
-/// `attach_metadata.namespace`: the labels and annotations of the
-/// object's namespace, if it is known (`__meta_kubernetes_namespace_label_*`).
-pub fn add_namespace_meta(set: &mut LabelSet, lookup: &dyn Lookup, namespace: &str) {
-    if let Some(ns) = lookup.namespace(namespace) {
-        add_labels_and_annotations(set, &ns.metadata, "namespace");
-    }
-}
-
-/// `attach_metadata.node`: `__meta_kubernetes_node_name` and the node's
-/// labels and annotations, if the node is known.
-pub fn add_node_meta(set: &mut LabelSet, lookup: &dyn Lookup, node: &str) {
-    if let Some(n) = lookup.node(node) {
-        add_object_meta(set, &n.metadata, "node");
-    }
-}
-
-/// `host:port` as Go's `net.JoinHostPort` forms `__address__`: an IPv6
-/// host (any host with a `:`) goes in brackets.
-pub fn join_host_port(host: &str, port: impl std::fmt::Display) -> String {
-    if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    }
-}
-
 /// The pod labels an endpoint (or the pod role) carries (Prometheus'
 /// `podLabels`): IP, readiness, phase, node, host IP, UID, the pod's name,
 /// labels and annotations, and its controller's kind and name if it has one.
@@ -161,6 +135,31 @@ pub fn add_container_port_meta(
     );
 }
 
+/// `attach_metadata.namespace`: the labels and annotations of the
+/// object's namespace, if it is known (`__meta_kubernetes_namespace_label_*`).
+pub fn add_namespace_meta(set: &mut LabelSet, lookup: &dyn Lookup, namespace: &str) {
+    if let Some(ns) = lookup.namespace(namespace) {
+        add_labels_and_annotations(set, &ns.metadata, "namespace");
+    }
+}
+
+/// `attach_metadata.node`: `__meta_kubernetes_node_name` and the node's
+/// labels and annotations, if the node is known.
+pub fn add_node_meta(set: &mut LabelSet, lookup: &dyn Lookup, node: &str) {
+    if let Some(n) = lookup.node(node) {
+        add_object_meta(set, &n.metadata, "node");
+    }
+}
+
+/// `host:port`, an IPv6 host in brackets (Go's `net.JoinHostPort`).
+pub fn join_host_port(host: &str, port: &str) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,8 +180,8 @@ mod tests {
 
     #[test]
     fn ipv6_hosts_are_bracketed_like_go_join_host_port() {
-        assert_eq!(join_host_port("1.2.3.4", 80), "1.2.3.4:80");
-        assert_eq!(join_host_port("2001:db8::1", 80), "[2001:db8::1]:80");
+        assert_eq!(join_host_port("1.2.3.4", "80"), "1.2.3.4:80");
+        assert_eq!(join_host_port("2001:db8::1", "80"), "[2001:db8::1]:80");
         assert_eq!(join_host_port("svc.ns.svc", "9090"), "svc.ns.svc:9090");
     }
 }
