@@ -160,6 +160,15 @@ pub fn join_host_port(host: &str, port: &str) -> String {
     }
 }
 
+/// A label set from pairs, for the roles' tests.
+#[cfg(test)]
+pub fn test_label_set(pairs: &[(&str, &str)]) -> LabelSet {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
