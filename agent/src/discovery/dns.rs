@@ -17,7 +17,7 @@ use hickory_resolver::proto::rr::{RData, Record, RecordType};
 use hickory_resolver::TokioResolver;
 use tokio::sync::watch;
 
-use super::{publish, Groups, LabelSet, Provider, Status, TargetGroup};
+use super::{join_host_port, publish, Groups, LabelSet, Provider, Status, TargetGroup};
 use crate::config::discovery::{DnsRecordType, DnsSdConfig};
 
 pub const NAME_LABEL: &str = "__meta_dns_name";
@@ -81,15 +81,6 @@ fn record_type(t: DnsRecordType) -> RecordType {
         DnsRecordType::Aaaa => RecordType::AAAA,
         DnsRecordType::Mx => RecordType::MX,
         DnsRecordType::Ns => RecordType::NS,
-    }
-}
-
-/// `host:port`, IPv6 literals in brackets (Go's `net.JoinHostPort`).
-pub fn join_host_port(host: &str, port: u16) -> String {
-    if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
     }
 }
 
@@ -296,12 +287,5 @@ mod tests {
             vec!["this should be discarded".into()],
         )));
         assert_eq!(record_target(name, 80, &txt), None);
-    }
-
-    #[test]
-    fn join_host_port_brackets_ipv6() {
-        assert_eq!(join_host_port("::1", 80), "[::1]:80");
-        assert_eq!(join_host_port("10.0.0.1", 80), "10.0.0.1:80");
-        assert_eq!(join_host_port("db", 5432), "db:5432");
     }
 }

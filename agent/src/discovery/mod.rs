@@ -148,6 +148,16 @@ pub fn start(job: &ScrapeConfig, base: &Path) -> Vec<Provider> {
     providers
 }
 
+/// `host:port`, an IPv6 host in brackets (Go's `net.JoinHostPort`), as
+/// every mechanism forms `__address__`.
+pub fn join_host_port(host: &str, port: impl std::fmt::Display) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
 /// Publishes `groups` if they differ from what `tx` holds; true if they did.
 pub fn publish(tx: &watch::Sender<Groups>, groups: Vec<TargetGroup>) -> bool {
     tx.send_if_modified(|cur| {
@@ -158,4 +168,16 @@ pub fn publish(tx: &watch::Sender<Groups>, groups: Vec<TargetGroup>) -> bool {
             false
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn join_host_port_brackets_ipv6() {
+        assert_eq!(join_host_port("::1", 80), "[::1]:80");
+        assert_eq!(join_host_port("10.0.0.1", "80"), "10.0.0.1:80");
+        assert_eq!(join_host_port("db", 5432u16), "db:5432");
+    }
 }

@@ -78,7 +78,7 @@ fn address_target(
     let mut t = LabelSet::new();
     t.insert(
         "__address__".to_string(),
-        join_host_port(&addr.ip, &port.port.to_string()),
+        join_host_port(&addr.ip, port.port),
     );
     for (label, value) in [
         ("endpoint_port_name", port.name.as_deref()),
@@ -214,7 +214,7 @@ impl<'a> SeenPods<'a> {
                     let mut t = LabelSet::new();
                     t.insert(
                         "__address__".to_string(),
-                        join_host_port(ip, &cport.container_port.to_string()),
+                        join_host_port(ip, cport.container_port),
                     );
                     meta::add_container_port_meta(
                         &mut t,

@@ -82,7 +82,7 @@ fn endpoint_target(
 ) -> LabelSet {
     let mut t = LabelSet::new();
     let address = match port.port {
-        Some(p) => join_host_port(addr, &p.to_string()),
+        Some(p) => join_host_port(addr, p),
         None => addr.to_string(),
     };
     t.insert("__address__".to_string(), address);

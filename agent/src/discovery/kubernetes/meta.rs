@@ -151,14 +151,7 @@ pub fn add_node_meta(set: &mut LabelSet, lookup: &dyn Lookup, node: &str) {
     }
 }
 
-/// `host:port`, an IPv6 host in brackets (Go's `net.JoinHostPort`).
-pub fn join_host_port(host: &str, port: &str) -> String {
-    if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    }
-}
+pub use crate::discovery::join_host_port;
 
 /// A label set from pairs, for the roles' tests.
 #[cfg(test)]

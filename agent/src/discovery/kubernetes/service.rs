@@ -42,7 +42,7 @@ pub fn group(svc: &Service, lookup: &dyn Lookup, attach: &AttachMetadata) -> Tar
             let mut t = LabelSet::new();
             t.insert(
                 "__address__".to_string(),
-                join_host_port(&format!("{name}.{namespace}.svc"), &port.port.to_string()),
+                join_host_port(&format!("{name}.{namespace}.svc"), port.port),
             );
             for (label, value) in [
                 ("service_port_name", port.name.clone().unwrap_or_default()),
