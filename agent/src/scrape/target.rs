@@ -109,71 +109,114 @@ impl Target {
     /// Builds a target from one discovered label set; Ok(None) when
     /// `relabel_configs` dropped it.
     pub fn populate(job: &Job, discovered: Labels) -> Result<Option<Target>, TargetError> {
-        let sc = &job.config;
-        let mut lb = discovered.to_builder();
-        // Job-level defaults go in only where discovery did not set them.
-        let defaults: [(&str, String); 5] = [
-            ("job", job.name.clone()),
-            (SCHEME_LABEL, sc.scheme.clone()),
-            (METRICS_PATH_LABEL, sc.metrics_path.clone()),
-            (
-                SCRAPE_INTERVAL_LABEL,
-                crate::model::duration::format(job.interval),
-            ),
-            (
-                SCRAPE_TIMEOUT_LABEL,
-                crate::model::duration::format(job.timeout),
-            ),
-        ];
-        for (k, v) in defaults {
-            if lb.get(k).is_none() {
-                lb.set(k, v);
-            }
-        }
-        for (k, vs) in &sc.params {
-            let name = format!("{PARAM_PREFIX}{k}");
-            if let (None, Some(v)) = (lb.get(&name), vs.first()) {
-                lb.set(name, v.clone());
-            }
-        }
+        let mut lb = with_job_defaults(job, &discovered);
         let discovered_full = lb.build();
         if !process_builder(&mut lb, &job.relabel) {
             return Ok(None);
         }
-        let Some(addr) = lb.get(ADDRESS_LABEL).map(str::to_string) else {
-            return Err(TargetError::NoAddress);
-        };
-        if addr.contains('/') {
-            return Err(TargetError::InvalidAddress(addr));
-        }
-        let scheme = lb.get(SCHEME_LABEL).unwrap_or("http").to_string();
-        let path = lb.get(METRICS_PATH_LABEL).unwrap_or("/metrics").to_string();
-        let mut params: BTreeMap<String, String> = BTreeMap::new();
-        for l in lb.iter() {
-            if let Some(p) = l.name.strip_prefix(PARAM_PREFIX) {
-                params.insert(p.to_string(), l.value.clone());
-            }
-        }
-        if lb.get("instance").is_none() {
-            lb.set("instance", addr.clone());
-        }
-        // Labels starting with "__" are internal: gone after relabeling.
-        lb.retain(|l| !l.name.starts_with("__"));
-        let mut url = format!("{scheme}://{addr}{path}");
-        if !params.is_empty() {
-            let q: Vec<String> = params
-                .iter()
-                .map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v)))
-                .collect();
-            url.push(if url.contains('?') { '&' } else { '?' });
-            url.push_str(&q.join("&"));
-        }
-        Ok(Some(Target {
-            labels: lb.build(),
-            discovered: discovered_full,
-            url,
-        }))
+        finish(lb, discovered_full).map(Some)
     }
+
+    /// What [`Target::populate`] does to one discovered label set, step by
+    /// step (the same code): the job's defaults, each relabel rule, and
+    /// the target (or why there is none).
+    pub fn trace(job: &Job, discovered: Labels) -> TargetTrace {
+        let mut lb = with_job_defaults(job, &discovered);
+        let relabel = crate::model::relabel::trace(&mut lb, &job.relabel);
+        let target = match relabel.dropped_by {
+            Some(_) => None,
+            None => Some(finish(lb, relabel.input.clone())),
+        };
+        TargetTrace {
+            discovered,
+            relabel,
+            target,
+        }
+    }
+}
+
+/// A discovered label set's way to a target: see [`Target::trace`].
+#[derive(Debug, Clone)]
+pub struct TargetTrace {
+    /// As discovery gave it.
+    pub discovered: Labels,
+    /// The rules' steps; its `input` is `discovered` with the job's
+    /// defaults (`job`, `__scheme__`, `__metrics_path__`,
+    /// `__scrape_interval__`, `__scrape_timeout__`, `__param_*`).
+    pub relabel: crate::model::relabel::Trace,
+    /// None when a rule dropped the set; else the target, or why the
+    /// labels left are no target.
+    pub target: Option<Result<Target, TargetError>>,
+}
+
+/// The discovered labels with the job-level defaults put in where
+/// discovery did not set them: what the relabel rules see.
+fn with_job_defaults(job: &Job, discovered: &Labels) -> LabelsBuilder {
+    let sc = &job.config;
+    let mut lb = discovered.to_builder();
+    let defaults: [(&str, String); 5] = [
+        ("job", job.name.clone()),
+        (SCHEME_LABEL, sc.scheme.clone()),
+        (METRICS_PATH_LABEL, sc.metrics_path.clone()),
+        (
+            SCRAPE_INTERVAL_LABEL,
+            crate::model::duration::format(job.interval),
+        ),
+        (
+            SCRAPE_TIMEOUT_LABEL,
+            crate::model::duration::format(job.timeout),
+        ),
+    ];
+    for (k, v) in defaults {
+        if lb.get(k).is_none() {
+            lb.set(k, v);
+        }
+    }
+    for (k, vs) in &sc.params {
+        let name = format!("{PARAM_PREFIX}{k}");
+        if let (None, Some(v)) = (lb.get(&name), vs.first()) {
+            lb.set(name, v.clone());
+        }
+    }
+    lb
+}
+
+/// The relabeled labels made a target: the URL from the `__` labels,
+/// `instance` defaulted to the address, the `__` labels removed.
+fn finish(mut lb: LabelsBuilder, discovered_full: Labels) -> Result<Target, TargetError> {
+    let Some(addr) = lb.get(ADDRESS_LABEL).map(str::to_string) else {
+        return Err(TargetError::NoAddress);
+    };
+    if addr.contains('/') {
+        return Err(TargetError::InvalidAddress(addr));
+    }
+    let scheme = lb.get(SCHEME_LABEL).unwrap_or("http").to_string();
+    let path = lb.get(METRICS_PATH_LABEL).unwrap_or("/metrics").to_string();
+    let mut params: BTreeMap<String, String> = BTreeMap::new();
+    for l in lb.iter() {
+        if let Some(p) = l.name.strip_prefix(PARAM_PREFIX) {
+            params.insert(p.to_string(), l.value.clone());
+        }
+    }
+    if lb.get("instance").is_none() {
+        lb.set("instance", addr.clone());
+    }
+    // Labels starting with "__" are internal: gone after relabeling.
+    lb.retain(|l| !l.name.starts_with("__"));
+    let mut url = format!("{scheme}://{addr}{path}");
+    if !params.is_empty() {
+        let q: Vec<String> = params
+            .iter()
+            .map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v)))
+            .collect();
+        url.push(if url.contains('?') { '&' } else { '?' });
+        url.push_str(&q.join("&"));
+    }
+    Ok(Target {
+        labels: lb.build(),
+        discovered: discovered_full,
+        url,
+    })
 }
 
 fn urlencode(s: &str) -> String {
@@ -270,6 +313,69 @@ mod tests {
             .unwrap();
         assert_eq!(t.labels.get("instance"), Some("host"));
         assert_eq!(t.url, "http://host:9100/probe");
+    }
+
+    /// The trace is the real relabeling, step by step: over many
+    /// discovered sets (kept, dropped by different rules, left without an
+    /// address) it ends where `populate` does.
+    #[test]
+    fn trace_agrees_with_populate() {
+        let j = job(
+            "params = { module = [\"m\"] }\n\
+             [[scrape_configs.relabel_configs]]\nsource_labels = [\"__meta_scrape\"]\nregex = \"true\"\naction = \"keep\"\n\
+             [[scrape_configs.relabel_configs]]\nsource_labels = [\"__meta_env\"]\nregex = \"dev|test\"\naction = \"drop\"\n\
+             [[scrape_configs.relabel_configs]]\nsource_labels = [\"__address__\", \"__meta_port\"]\nregex = \"([^:]+)(?::\\\\d+)?;(\\\\d+)\"\nreplacement = \"$1:$2\"\ntarget_label = \"__address__\"\n\
+             [[scrape_configs.relabel_configs]]\nsource_labels = [\"__meta_path\"]\nregex = \"(.+)\"\ntarget_label = \"__metrics_path__\"\n\
+             [[scrape_configs.relabel_configs]]\naction = \"labelmap\"\nregex = \"__meta_label_(.+)\"\n\
+             [[scrape_configs.relabel_configs]]\nsource_labels = [\"__address__\"]\nmodulus = 4\ntarget_label = \"shard\"\naction = \"hashmod\"\n\
+             [[scrape_configs.relabel_configs]]\nsource_labels = [\"__meta_gone\"]\nregex = \"yes\"\ntarget_label = \"__address__\"\nreplacement = \"\"\n",
+        );
+        let (mut kept, mut dropped, mut errors) = (0, 0, 0);
+        for i in 0..600u32 {
+            let mut pairs = vec![(
+                ADDRESS_LABEL.to_string(),
+                format!("10.0.{}.{}:80", i / 250, i % 250),
+            )];
+            let pick = |n: u32, of: &[&str]| of[(i / n) as usize % of.len()].to_string();
+            pairs.push((
+                "__meta_scrape".into(),
+                pick(1, &["true", "true", "false", ""]),
+            ));
+            pairs.push((
+                "__meta_env".into(),
+                pick(4, &["prod", "dev", "", "staging", "test"]),
+            ));
+            pairs.push(("__meta_port".into(), pick(3, &["", "9100", "8080"])));
+            pairs.push(("__meta_path".into(), pick(7, &["", "/m", "/x/y"])));
+            pairs.push(("__meta_label_app".into(), pick(5, &["", "web", "db"])));
+            pairs.push(("__meta_gone".into(), pick(11, &["", "", "yes"])));
+            let d = Labels::from_pairs(pairs);
+            let t = Target::trace(&j, d.clone());
+            let p = Target::populate(&j, d.clone());
+            assert_eq!(t.target.clone().transpose(), p, "{d}");
+            assert_eq!(t.discovered, d);
+            assert_eq!(t.relabel.steps.len(), j.relabel.len());
+            match &p {
+                Ok(Some(target)) => {
+                    kept += 1;
+                    assert_eq!(target.discovered, t.relabel.input);
+                }
+                Ok(None) => {
+                    dropped += 1;
+                    let by = t.relabel.dropped_by.expect("dropped by a rule");
+                    assert!(t.relabel.steps[..by].iter().all(|s| s.keep));
+                    assert!(t.relabel.steps[by..]
+                        .iter()
+                        .all(|s| !s.keep && s.output.is_empty()));
+                }
+                Err(_) => errors += 1,
+            }
+        }
+        // The sets cover every outcome.
+        assert!(
+            kept > 50 && dropped > 50 && errors > 5,
+            "{kept} {dropped} {errors}"
+        );
     }
 
     /// A set relabeling leaves without an address, or with a path in it, is
