@@ -945,3 +945,127 @@ async fn a_wal_that_cannot_be_written_makes_the_agent_unready_until_it_recovers(
     assert_eq!(before, after, "{}", agent.logs());
     assert!(!agent.logs().contains("torn"), "{}", agent.logs());
 }
+
+/// A node agent's usual pod rules (Prometheus' example
+/// kubernetes-pods job): keep annotated pods, honour their port and path.
+const POD_RULES: &str = r#"
+[[scrape_configs]]
+job_name = "kubernetes-pods"
+params = { module = ["m1"] }
+
+[[scrape_configs.relabel_configs]]
+source_labels = ["__meta_kubernetes_pod_annotation_prometheus_io_scrape"]
+action = "keep"
+regex = "true"
+
+[[scrape_configs.relabel_configs]]
+source_labels = ["__meta_kubernetes_pod_annotation_prometheus_io_path"]
+target_label = "__metrics_path__"
+regex = "(.+)"
+
+[[scrape_configs.relabel_configs]]
+source_labels = ["__address__", "__meta_kubernetes_pod_annotation_prometheus_io_port"]
+regex = '([^:]+)(?::\d+)?;(\d+)'
+replacement = "$1:$2"
+target_label = "__address__"
+
+[[scrape_configs.relabel_configs]]
+action = "labelmap"
+regex = "__meta_kubernetes_pod_label_(.+)"
+
+[[scrape_configs]]
+job_name = "node"
+static_configs = [{ targets = ["127.0.0.1:9100"] }]
+"#;
+
+/// `wasmon relabel test` through the binary: each rule's step, the
+/// verdict and the exit code (0 kept, 1 dropped, 2 error), and JSON with
+/// Prometheus' relabel_steps shape.
+#[test]
+fn relabel_test_prints_each_step_and_the_verdict() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("wasmon.toml");
+    std::fs::write(&config, POD_RULES).unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_wasmon"))
+            .args(["relabel", "test", "--config"])
+            .arg(&config)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    let (code, out, err) = run(&[
+        "--job",
+        "kubernetes-pods",
+        r#"{__meta_kubernetes_pod_annotation_prometheus_io_scrape="true", __address__="10.0.0.1:8080", __meta_kubernetes_pod_annotation_prometheus_io_port="9102", __meta_kubernetes_pod_label_app="web"}"#,
+    ]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    for want in [
+        "+ job=\"kubernetes-pods\"",
+        "+ __param_module=\"m1\"",
+        "rule 0 action=keep",
+        "~ __address__=\"10.0.0.1:8080\" -> \"10.0.0.1:9102\"",
+        "rule 3 action=labelmap",
+        "+ app=\"web\"",
+        "verdict: KEPT",
+        "target labels: {app=\"web\", instance=\"10.0.0.1:9102\", job=\"kubernetes-pods\"}",
+        "scrape URL: http://10.0.0.1:9102/metrics?module=m1",
+    ] {
+        assert!(out.contains(want), "{want:?} not in:\n{out}");
+    }
+
+    // Not annotated: dropped by the keep rule; the rest not applied.
+    let (code, out, _) = run(&[
+        "--job",
+        "kubernetes-pods",
+        r#"{"__address__": "10.0.0.2:80"}"#,
+    ]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("DROPPED by this rule (source value \"\")"),
+        "{out}"
+    );
+    assert!(out.contains("(not applied: dropped by rule 0)"), "{out}");
+    assert!(out.contains("verdict: DROPPED by rule 0"), "{out}");
+
+    let (code, out, err) = run(&[
+        "--job",
+        "kubernetes-pods",
+        "--output",
+        "json",
+        r#"{__address__="10.0.0.2:80"}"#,
+    ]);
+    assert_eq!(code, Some(1), "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let steps = v["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 4);
+    assert_eq!(steps[0]["keep"], false);
+    assert_eq!(steps[0]["output"], serde_json::json!({}));
+    assert_eq!(steps[0]["rule"]["action"], "keep");
+    assert_eq!(v["droppedBy"], 0);
+    assert_eq!(v["input"]["__scheme__"], "http");
+
+    // Errors say what and where, exit 2.
+    let (code, _, err) = run(&["--job", "pods", r#"{__address__="a:1"}"#]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("no job \"pods\"") && err.contains("\"kubernetes-pods\", \"node\""),
+        "{err}"
+    );
+    let (code, _, err) = run(&["--job", "node", r#"{__address__="a:1", x=~"y"}"#]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("only name=\"value\" pairs"), "{err}");
+    let (code, _, err) = run(&["--job", "node", r#"{__address__="a:1"#]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("label set: 1:"), "{err}");
+    std::fs::write(&config, "[[scrape_configs]]\njob_name = 3\n").unwrap();
+    let (code, _, err) = run(&["--job", "node", r#"{__address__="a:1"}"#]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("wasmon.toml"), "{err}");
+}

@@ -123,7 +123,7 @@ pub fn parse_selector(s: &str) -> Result<Vec<Matcher>, ApiError> {
     Ok(out)
 }
 
-fn labels_json(l: &Labels) -> serde_json::Value {
+pub(super) fn labels_json(l: &Labels) -> serde_json::Value {
     let m: BTreeMap<&str, &str> = l
         .iter()
         .map(|l| (l.name.as_str(), l.value.as_str()))
