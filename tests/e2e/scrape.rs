@@ -1069,3 +1069,100 @@ fn relabel_test_prints_each_step_and_the_verdict() {
     assert_eq!(code, Some(2));
     assert!(err.contains("wasmon.toml"), "{err}");
 }
+
+/// `/api/v1/targets/relabel_steps` on the running agent: for a dropped
+/// and a kept discovered set of a file-SD job, Prometheus' steps (one per
+/// rule, output empty from the dropping rule on) agreeing with what the
+/// agent did with them; bad parameters are a 400 saying which.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relabel_steps_api_traces_dropped_and_kept_targets() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("targets")).unwrap();
+    std::fs::write(
+        dir.path().join("targets/pods.json"),
+        r#"[{"targets": ["127.0.0.1:1"], "labels": {"__meta_kubernetes_pod_annotation_prometheus_io_scrape": "true", "__meta_kubernetes_pod_annotation_prometheus_io_port": "2", "__meta_kubernetes_pod_label_app": "web"}},
+            {"targets": ["127.0.0.1:3"], "labels": {"__meta_kubernetes_pod_label_app": "db"}}]"#,
+    )
+    .unwrap();
+    let rules = POD_RULES
+        .replace(
+            "job_name = \"kubernetes-pods\"",
+            "job_name = \"kubernetes-pods\"\nscrape_interval = \"1h\"\nfile_sd_configs = [{ files = [\"targets/*.json\"] }]",
+        )
+        .replace(
+            "static_configs = [{ targets = [\"127.0.0.1:9100\"] }]",
+            "static_configs = []",
+        );
+    let config =
+        format!("[web]\nlisten_address = \"{{{{LISTEN}}}}\"\n[storage]\npath = \"data\"\n{rules}");
+    let agent = fixtures::AgentProcess::start(dir, &config).await;
+    let targets = || async { get_json(&agent.url("/api/v1/targets")).await["data"].clone() };
+    agent
+        .eventually(
+            "one active, one dropped",
+            Duration::from_secs(30),
+            || async {
+                let t = targets().await;
+                t["activeTargets"].as_array().is_some_and(|a| a.len() == 1)
+                    && t["droppedTargets"].as_array().is_some_and(|d| d.len() == 1)
+            },
+        )
+        .await;
+    let t = targets().await;
+    let steps = |labels: &Value| {
+        let url = reqwest::Url::parse_with_params(
+            &agent.url("/api/v1/targets/relabel_steps"),
+            [
+                ("scrapePool", "kubernetes-pods"),
+                ("labels", &labels.to_string()),
+            ],
+        )
+        .unwrap();
+        async move { fixtures::get_ok_json(url.as_str()).await["data"].clone() }
+    };
+
+    let dropped = steps(&t["droppedTargets"][0]["discoveredLabels"]).await;
+    let keeps: Vec<&Value> = dropped["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| &s["keep"])
+        .collect();
+    assert_eq!(keeps, [false, false, false, false], "{dropped}");
+    assert_eq!(
+        dropped["steps"][0]["rule"],
+        serde_json::json!({"source_labels": ["__meta_kubernetes_pod_annotation_prometheus_io_scrape"],
+            "separator": ";", "regex": "true", "replacement": "$1", "action": "keep"})
+    );
+    assert_eq!(dropped["steps"][1]["output"], serde_json::json!({}));
+    assert_eq!(dropped["droppedBy"], 0);
+    assert_eq!(dropped["target"], Value::Null);
+
+    let active = &t["activeTargets"][0];
+    let kept = steps(&active["discoveredLabels"]).await;
+    assert_eq!(kept["keep"], true, "{kept}");
+    assert_eq!(kept["steps"][2]["output"]["__address__"], "127.0.0.1:2");
+    assert_eq!(kept["steps"][3]["output"]["app"], "web");
+    assert_eq!(kept["target"]["scrapeUrl"], active["scrapeUrl"]);
+    assert_eq!(kept["target"]["labels"], active["labels"]);
+
+    for (query, says) in [
+        ("labels={}", "no scrapePool parameter provided"),
+        ("scrapePool=kubernetes-pods", "no labels parameter provided"),
+        (
+            "scrapePool=nope&labels={}",
+            "scrape pool \\\"nope\\\" not found",
+        ),
+        (
+            "scrapePool=kubernetes-pods&labels=[1]",
+            "error parsing labels",
+        ),
+    ] {
+        let r = reqwest::get(agent.url(&format!("/api/v1/targets/relabel_steps?{query}")))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{query}");
+        let body = r.text().await.unwrap();
+        assert!(body.contains(says), "{query}: {body}");
+    }
+}
