@@ -13,7 +13,8 @@ use clap::{Args, ValueEnum};
 
 use crate::config::Config;
 use crate::model::labels::Labels;
-use crate::scrape::target::{Job, Target, TargetTrace};
+use crate::scrape::target::{Job, Target};
+use crate::scrape::trace::TargetTrace;
 
 /// Exit codes, as `--help` documents them.
 pub const EXIT_KEPT: u8 = 0;
@@ -72,7 +73,7 @@ pub enum LabelSetError {
 pub fn parse_label_set(s: &str) -> Result<Labels, LabelSetError> {
     let t = s.trim();
     if t.trim_start_matches('{').trim_start().starts_with('"') {
-        return Ok(crate::web::relabel::parse_json_labels(t)?);
+        return Ok(crate::scrape::trace::labels_from_json(t)?);
     }
     let inner = t.strip_prefix('{').and_then(|t| t.strip_suffix('}'));
     if t.is_empty() || inner.is_some_and(|i| i.trim().is_empty()) {
@@ -115,10 +116,7 @@ pub fn test(args: TestArgs) -> Result<ExitCode> {
         }
     };
     match args.output {
-        Output::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&crate::web::relabel::trace_json(&job.name, &trace))?
-        ),
+        Output::Json => println!("{}", serde_json::to_string_pretty(&trace)?),
         Output::Text => print!("{}", render(&job, &trace)),
     }
     Ok(ExitCode::from(match trace.target {

@@ -116,42 +116,11 @@ impl Target {
         }
         finish(lb, discovered_full).map(Some)
     }
-
-    /// What [`Target::populate`] does to one discovered label set, step by
-    /// step (the same code): the job's defaults, each relabel rule, and
-    /// the target (or why there is none).
-    pub fn trace(job: &Job, discovered: Labels) -> TargetTrace {
-        let mut lb = with_job_defaults(job, &discovered);
-        let relabel = crate::model::relabel::trace(&mut lb, &job.relabel);
-        let target = match relabel.dropped_by {
-            Some(_) => None,
-            None => Some(finish(lb, relabel.input.clone())),
-        };
-        TargetTrace {
-            discovered,
-            relabel,
-            target,
-        }
-    }
-}
-
-/// A discovered label set's way to a target: see [`Target::trace`].
-#[derive(Debug, Clone)]
-pub struct TargetTrace {
-    /// As discovery gave it.
-    pub discovered: Labels,
-    /// The rules' steps; its `input` is `discovered` with the job's
-    /// defaults (`job`, `__scheme__`, `__metrics_path__`,
-    /// `__scrape_interval__`, `__scrape_timeout__`, `__param_*`).
-    pub relabel: crate::model::relabel::Trace,
-    /// None when a rule dropped the set; else the target, or why the
-    /// labels left are no target.
-    pub target: Option<Result<Target, TargetError>>,
 }
 
 /// The discovered labels with the job-level defaults put in where
 /// discovery did not set them: what the relabel rules see.
-fn with_job_defaults(job: &Job, discovered: &Labels) -> LabelsBuilder {
+pub(super) fn with_job_defaults(job: &Job, discovered: &Labels) -> LabelsBuilder {
     let sc = &job.config;
     let mut lb = discovered.to_builder();
     let defaults: [(&str, String); 5] = [
@@ -183,7 +152,10 @@ fn with_job_defaults(job: &Job, discovered: &Labels) -> LabelsBuilder {
 
 /// The relabeled labels made a target: the URL from the `__` labels,
 /// `instance` defaulted to the address, the `__` labels removed.
-fn finish(mut lb: LabelsBuilder, discovered_full: Labels) -> Result<Target, TargetError> {
+pub(super) fn finish(
+    mut lb: LabelsBuilder,
+    discovered_full: Labels,
+) -> Result<Target, TargetError> {
     let Some(addr) = lb.get(ADDRESS_LABEL).map(str::to_string) else {
         return Err(TargetError::NoAddress);
     };
@@ -313,69 +285,6 @@ mod tests {
             .unwrap();
         assert_eq!(t.labels.get("instance"), Some("host"));
         assert_eq!(t.url, "http://host:9100/probe");
-    }
-
-    /// The trace is the real relabeling, step by step: over many
-    /// discovered sets (kept, dropped by different rules, left without an
-    /// address) it ends where `populate` does.
-    #[test]
-    fn trace_agrees_with_populate() {
-        let j = job(
-            "params = { module = [\"m\"] }\n\
-             [[scrape_configs.relabel_configs]]\nsource_labels = [\"__meta_scrape\"]\nregex = \"true\"\naction = \"keep\"\n\
-             [[scrape_configs.relabel_configs]]\nsource_labels = [\"__meta_env\"]\nregex = \"dev|test\"\naction = \"drop\"\n\
-             [[scrape_configs.relabel_configs]]\nsource_labels = [\"__address__\", \"__meta_port\"]\nregex = \"([^:]+)(?::\\\\d+)?;(\\\\d+)\"\nreplacement = \"$1:$2\"\ntarget_label = \"__address__\"\n\
-             [[scrape_configs.relabel_configs]]\nsource_labels = [\"__meta_path\"]\nregex = \"(.+)\"\ntarget_label = \"__metrics_path__\"\n\
-             [[scrape_configs.relabel_configs]]\naction = \"labelmap\"\nregex = \"__meta_label_(.+)\"\n\
-             [[scrape_configs.relabel_configs]]\nsource_labels = [\"__address__\"]\nmodulus = 4\ntarget_label = \"shard\"\naction = \"hashmod\"\n\
-             [[scrape_configs.relabel_configs]]\nsource_labels = [\"__meta_gone\"]\nregex = \"yes\"\ntarget_label = \"__address__\"\nreplacement = \"\"\n",
-        );
-        let (mut kept, mut dropped, mut errors) = (0, 0, 0);
-        for i in 0..600u32 {
-            let mut pairs = vec![(
-                ADDRESS_LABEL.to_string(),
-                format!("10.0.{}.{}:80", i / 250, i % 250),
-            )];
-            let pick = |n: u32, of: &[&str]| of[(i / n) as usize % of.len()].to_string();
-            pairs.push((
-                "__meta_scrape".into(),
-                pick(1, &["true", "true", "false", ""]),
-            ));
-            pairs.push((
-                "__meta_env".into(),
-                pick(4, &["prod", "dev", "", "staging", "test"]),
-            ));
-            pairs.push(("__meta_port".into(), pick(3, &["", "9100", "8080"])));
-            pairs.push(("__meta_path".into(), pick(7, &["", "/m", "/x/y"])));
-            pairs.push(("__meta_label_app".into(), pick(5, &["", "web", "db"])));
-            pairs.push(("__meta_gone".into(), pick(11, &["", "", "yes"])));
-            let d = Labels::from_pairs(pairs);
-            let t = Target::trace(&j, d.clone());
-            let p = Target::populate(&j, d.clone());
-            assert_eq!(t.target.clone().transpose(), p, "{d}");
-            assert_eq!(t.discovered, d);
-            assert_eq!(t.relabel.steps.len(), j.relabel.len());
-            match &p {
-                Ok(Some(target)) => {
-                    kept += 1;
-                    assert_eq!(target.discovered, t.relabel.input);
-                }
-                Ok(None) => {
-                    dropped += 1;
-                    let by = t.relabel.dropped_by.expect("dropped by a rule");
-                    assert!(t.relabel.steps[..by].iter().all(|s| s.keep));
-                    assert!(t.relabel.steps[by..]
-                        .iter()
-                        .all(|s| !s.keep && s.output.is_empty()));
-                }
-                Err(_) => errors += 1,
-            }
-        }
-        // The sets cover every outcome.
-        assert!(
-            kept > 50 && dropped > 50 && errors > 5,
-            "{kept} {dropped} {errors}"
-        );
     }
 
     /// A set relabeling leaves without an address, or with a path in it, is

@@ -123,7 +123,7 @@ pub fn parse_selector(s: &str) -> Result<Vec<Matcher>, ApiError> {
     Ok(out)
 }
 
-pub(super) fn labels_json(l: &Labels) -> serde_json::Value {
+fn labels_json(l: &Labels) -> serde_json::Value {
     let m: BTreeMap<&str, &str> = l
         .iter()
         .map(|l| (l.name.as_str(), l.value.as_str()))
