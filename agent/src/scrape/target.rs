@@ -226,10 +226,11 @@ pub fn group_labels(group: &StaticConfig, extra: &[(&str, &str)]) -> Vec<Labels>
 pub type SharedJob = Arc<Job>;
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn job(extra: &str) -> Job {
+    /// A job "app" (15s interval) with `extra` TOML lines in its table.
+    pub(in crate::scrape) fn job(extra: &str) -> Job {
         let text =
             format!("[[scrape_configs]]\njob_name = \"app\"\nscrape_interval = \"15s\"\n{extra}");
         let c = Config::parse(&text, "t.toml").unwrap();

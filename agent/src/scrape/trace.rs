@@ -100,15 +100,8 @@ pub fn labels_from_json(s: &str) -> Result<Labels, serde_json::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
+    use crate::scrape::target::tests::job;
     use crate::scrape::target::ADDRESS_LABEL;
-
-    fn job(extra: &str) -> Job {
-        let text =
-            format!("[[scrape_configs]]\njob_name = \"app\"\nscrape_interval = \"15s\"\n{extra}");
-        let c = Config::parse(&text, "t.toml").unwrap();
-        Job::from_config(&c.scrape_configs[0], &c).unwrap()
-    }
 
     /// The trace is the real relabeling, step by step: over many
     /// discovered sets (kept, dropped by different rules, left without an
