@@ -79,7 +79,7 @@ try {
   const trace = page.locator('#dropped-table tr.trace-row .trace');
   await trace.locator('.trace-out', { hasText: 'DROPPED by rule 0 (keep)' }).waitFor();
   // Rule 0 is where it was dropped; the rules after it were not applied.
-  assert.match(await trace.locator('tr.step.dropping').textContent(), /rule 0.*action: keep.*__meta_pod_annotation_scrape.*dropped here/);
+  assert.match(await trace.locator('tr.step.dropping').textContent(), /rule 0.*action: keep.*__meta_pod_annotation_scrape.*source value "false"dropped here/);
   assert.equal(await trace.locator('tr.step.skipped').count(), 3);
   // The job defaults went in before the rules.
   assert.match(await trace.locator('tr.step.defaults').textContent(), /\+ __scrape_interval__="1h".*\+ job="pods"/);

@@ -129,6 +129,9 @@ function ruleText(r) {
   return parts.join('  ');
 }
 
+// What a rule compared: its source labels' values joined by its separator.
+const sourceValue = (r, labels) => (r.source_labels || []).map((n) => labels[n] || '').join(r.separator);
+
 function renderTrace(t) {
   const rows = [h('tr', { class: 'step defaults' },
     h('td', {}, 'job defaults'),
@@ -143,7 +146,8 @@ function renderTrace(t) {
     rows.push(h('tr', { class: `step${applied ? '' : ' skipped'}${t.droppedBy === i ? ' dropping' : ''}` },
       h('td', {}, `rule ${i}`),
       h('td', { class: 'mono' }, ruleText(s.rule)),
-      h('td', {}, applied && s.keep ? labelDiff(before, s.output) : ''),
+      h('td', {}, applied && s.keep ? labelDiff(before, s.output)
+        : t.droppedBy === i ? h('span', { class: 'muted' }, `source value ${JSON.stringify(sourceValue(s.rule, before))}`) : ''),
       h('td', {}, verdict)));
     if (applied && s.keep) before = s.output;
   });
