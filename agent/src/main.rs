@@ -76,6 +76,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Work with a scrape job's relabel rules.
+    Relabel {
+        #[command(subcommand)]
+        what: RelabelWhat,
+    },
     /// Work with the alert route tree (like `amtool config routes`).
     Routes {
         #[command(subcommand)]
@@ -156,6 +161,14 @@ enum TestWhat {
         #[arg(long)]
         run: Option<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum RelabelWhat {
+    /// Show what a job's relabel_configs do to one discovered label set,
+    /// rule by rule: labels before and after, kept or dropped and by which
+    /// rule, the target's labels and URL (the agent's own relabeling).
+    Test(wasmon::author::relabel::TestArgs),
 }
 
 #[derive(Subcommand)]
@@ -384,6 +397,9 @@ async fn run(cmd: Command) -> Result<ExitCode> {
             })
         }
         Command::Routes { what } => routes(what),
+        Command::Relabel {
+            what: RelabelWhat::Test(args),
+        } => wasmon::author::relabel::test(args),
         Command::Tsdb {
             what: TsdbWhat::Analyze { dirs, json },
         } => {

@@ -1053,3 +1053,224 @@ async fn target_of_opt(agent: &fixtures::AgentProcess, job: &str) -> Option<Valu
         .find(|t| t["scrapePool"] == job)
         .cloned()
 }
+
+/// A node agent's usual pod rules (Prometheus' example
+/// kubernetes-pods job): keep annotated pods, honour their port and path.
+const POD_RULES: &str = r#"
+[[scrape_configs]]
+job_name = "kubernetes-pods"
+params = { module = ["m1"] }
+
+[[scrape_configs.relabel_configs]]
+source_labels = ["__meta_kubernetes_pod_annotation_prometheus_io_scrape"]
+action = "keep"
+regex = "true"
+
+[[scrape_configs.relabel_configs]]
+source_labels = ["__meta_kubernetes_pod_annotation_prometheus_io_path"]
+target_label = "__metrics_path__"
+regex = "(.+)"
+
+[[scrape_configs.relabel_configs]]
+source_labels = ["__address__", "__meta_kubernetes_pod_annotation_prometheus_io_port"]
+regex = '([^:]+)(?::\d+)?;(\d+)'
+replacement = "$1:$2"
+target_label = "__address__"
+
+[[scrape_configs.relabel_configs]]
+action = "labelmap"
+regex = "__meta_kubernetes_pod_label_(.+)"
+
+[[scrape_configs]]
+job_name = "node"
+static_configs = [{ targets = ["127.0.0.1:9100"] }]
+"#;
+
+/// `wasmon relabel test` through the binary: each rule's step, the
+/// verdict and the exit code (0 kept, 1 dropped, 2 error), and JSON with
+/// Prometheus' relabel_steps shape.
+#[test]
+fn relabel_test_prints_each_step_and_the_verdict() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("wasmon.toml");
+    std::fs::write(&config, POD_RULES).unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_wasmon"))
+            .args(["relabel", "test", "--config"])
+            .arg(&config)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    let (code, out, err) = run(&[
+        "--job",
+        "kubernetes-pods",
+        r#"{__meta_kubernetes_pod_annotation_prometheus_io_scrape="true", __address__="10.0.0.1:8080", __meta_kubernetes_pod_annotation_prometheus_io_port="9102", __meta_kubernetes_pod_label_app="web"}"#,
+    ]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    for want in [
+        "+ job=\"kubernetes-pods\"",
+        "+ __param_module=\"m1\"",
+        "rule 0 action=keep",
+        "~ __address__=\"10.0.0.1:8080\" -> \"10.0.0.1:9102\"",
+        "rule 3 action=labelmap",
+        "+ app=\"web\"",
+        "verdict: KEPT",
+        "target labels: {app=\"web\", instance=\"10.0.0.1:9102\", job=\"kubernetes-pods\"}",
+        "scrape URL: http://10.0.0.1:9102/metrics?module=m1",
+    ] {
+        assert!(out.contains(want), "{want:?} not in:\n{out}");
+    }
+
+    // Not annotated: dropped by the keep rule; the rest not applied.
+    let (code, out, _) = run(&[
+        "--job",
+        "kubernetes-pods",
+        r#"{"__address__": "10.0.0.2:80"}"#,
+    ]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("DROPPED by this rule (source value \"\")"),
+        "{out}"
+    );
+    assert!(out.contains("(not applied: dropped by rule 0)"), "{out}");
+    assert!(out.contains("verdict: DROPPED by rule 0"), "{out}");
+
+    let (code, out, err) = run(&[
+        "--job",
+        "kubernetes-pods",
+        "--output",
+        "json",
+        r#"{__address__="10.0.0.2:80"}"#,
+    ]);
+    assert_eq!(code, Some(1), "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let steps = v["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 4);
+    assert_eq!(steps[0]["keep"], false);
+    assert_eq!(steps[0]["output"], serde_json::json!({}));
+    assert_eq!(steps[0]["rule"]["action"], "keep");
+    assert_eq!(v["droppedBy"], 0);
+    assert_eq!(v["input"]["__scheme__"], "http");
+
+    // Errors say what and where, exit 2.
+    let (code, _, err) = run(&["--job", "pods", r#"{__address__="a:1"}"#]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("no job \"pods\"") && err.contains("\"kubernetes-pods\", \"node\""),
+        "{err}"
+    );
+    let (code, _, err) = run(&["--job", "node", r#"{__address__="a:1", x=~"y"}"#]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("only name=\"value\" pairs"), "{err}");
+    let (code, _, err) = run(&["--job", "node", r#"{__address__="a:1"#]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("label set: 1:"), "{err}");
+    std::fs::write(&config, "[[scrape_configs]]\njob_name = 3\n").unwrap();
+    let (code, _, err) = run(&["--job", "node", r#"{__address__="a:1"}"#]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("wasmon.toml"), "{err}");
+}
+
+/// `/api/v1/targets/relabel_steps` on the running agent: for a dropped
+/// and a kept discovered set of a file-SD job, Prometheus' steps (one per
+/// rule, output empty from the dropping rule on) agreeing with what the
+/// agent did with them; bad parameters are a 400 saying which.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relabel_steps_api_traces_dropped_and_kept_targets() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("targets")).unwrap();
+    std::fs::write(
+        dir.path().join("targets/pods.json"),
+        r#"[{"targets": ["127.0.0.1:1"], "labels": {"__meta_kubernetes_pod_annotation_prometheus_io_scrape": "true", "__meta_kubernetes_pod_annotation_prometheus_io_port": "2", "__meta_kubernetes_pod_label_app": "web"}},
+            {"targets": ["127.0.0.1:3"], "labels": {"__meta_kubernetes_pod_label_app": "db"}}]"#,
+    )
+    .unwrap();
+    let rules = POD_RULES
+        .replace(
+            "job_name = \"kubernetes-pods\"",
+            "job_name = \"kubernetes-pods\"\nscrape_interval = \"1h\"\nfile_sd_configs = [{ files = [\"targets/*.json\"] }]",
+        )
+        .replace(
+            "static_configs = [{ targets = [\"127.0.0.1:9100\"] }]",
+            "static_configs = []",
+        );
+    let config =
+        format!("[web]\nlisten_address = \"{{{{LISTEN}}}}\"\n[storage]\npath = \"data\"\n{rules}");
+    let agent = fixtures::AgentProcess::start(dir, &config).await;
+    let targets = || async { get_json(&agent.url("/api/v1/targets")).await["data"].clone() };
+    agent
+        .eventually(
+            "one active, one dropped",
+            Duration::from_secs(30),
+            || async {
+                let t = targets().await;
+                t["activeTargets"].as_array().is_some_and(|a| a.len() == 1)
+                    && t["droppedTargets"].as_array().is_some_and(|d| d.len() == 1)
+            },
+        )
+        .await;
+    let t = targets().await;
+    let steps = |labels: &Value| {
+        let url = reqwest::Url::parse_with_params(
+            &agent.url("/api/v1/targets/relabel_steps"),
+            [
+                ("scrapePool", "kubernetes-pods"),
+                ("labels", &labels.to_string()),
+            ],
+        )
+        .unwrap();
+        async move { fixtures::get_ok_json(url.as_str()).await["data"].clone() }
+    };
+
+    let dropped = steps(&t["droppedTargets"][0]["discoveredLabels"]).await;
+    let keeps: Vec<&Value> = dropped["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| &s["keep"])
+        .collect();
+    assert_eq!(keeps, [false, false, false, false], "{dropped}");
+    assert_eq!(
+        dropped["steps"][0]["rule"],
+        serde_json::json!({"source_labels": ["__meta_kubernetes_pod_annotation_prometheus_io_scrape"],
+            "separator": ";", "regex": "true", "replacement": "$1", "action": "keep"})
+    );
+    assert_eq!(dropped["steps"][1]["output"], serde_json::json!({}));
+    assert_eq!(dropped["droppedBy"], 0);
+    assert_eq!(dropped["target"], Value::Null);
+
+    let active = &t["activeTargets"][0];
+    let kept = steps(&active["discoveredLabels"]).await;
+    assert_eq!(kept["keep"], true, "{kept}");
+    assert_eq!(kept["steps"][2]["output"]["__address__"], "127.0.0.1:2");
+    assert_eq!(kept["steps"][3]["output"]["app"], "web");
+    assert_eq!(kept["target"]["scrapeUrl"], active["scrapeUrl"]);
+    assert_eq!(kept["target"]["labels"], active["labels"]);
+
+    for (query, says) in [
+        ("labels={}", "no scrapePool parameter provided"),
+        ("scrapePool=kubernetes-pods", "no labels parameter provided"),
+        (
+            "scrapePool=nope&labels={}",
+            "scrape pool \\\"nope\\\" not found",
+        ),
+        (
+            "scrapePool=kubernetes-pods&labels=[1]",
+            "error parsing labels",
+        ),
+    ] {
+        let r = reqwest::get(agent.url(&format!("/api/v1/targets/relabel_steps?{query}")))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{query}");
+        let body = r.text().await.unwrap();
+        assert!(body.contains(says), "{query}: {body}");
+    }
+}

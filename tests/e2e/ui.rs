@@ -38,6 +38,34 @@ cache_dir = ""
 job_name = "app"
 static_configs = [{ targets = ["{{APP}}"] }]
 
+# Hundreds of discovered pods, half not annotated for scraping (dropped):
+# what the targets page and its relabel trace are for. Scraped rarely (their
+# ports refuse connections).
+[[scrape_configs]]
+job_name = "pods"
+scrape_interval = "1h"
+scrape_timeout = "1s"
+file_sd_configs = [{ files = ["targets/*.json"], refresh_interval = "1m" }]
+
+[[scrape_configs.relabel_configs]]
+source_labels = ["__meta_pod_annotation_scrape"]
+regex = "true"
+action = "keep"
+
+[[scrape_configs.relabel_configs]]
+source_labels = ["__meta_pod_annotation_port", "__address__"]
+regex = '(\d+);([^:]+):.*'
+replacement = "$2:$1"
+target_label = "__address__"
+
+[[scrape_configs.relabel_configs]]
+action = "labelmap"
+regex = "__meta_pod_label_(.+)"
+
+[[scrape_configs.relabel_configs]]
+source_labels = ["__meta_pod_name"]
+target_label = "pod"
+
 [[receivers]]
 name = "ops"
 plugin = "webhook"
@@ -76,6 +104,28 @@ fn missing_tools(chromium: &Path) -> Option<String> {
     None
 }
 
+/// The file-SD pods of the "pods" job; every odd one is not annotated
+/// for scraping and so dropped by the first rule.
+const PODS: usize = 300;
+
+fn write_pods(dir: &Path, n: usize) {
+    std::fs::create_dir_all(dir).unwrap();
+    let groups: Vec<Value> = (0..n)
+        .map(|i| {
+            json!({
+                "targets": [format!("127.0.0.1:{}", 20000 + i)],
+                "labels": {
+                    "__meta_pod_name": format!("web-{i}"),
+                    "__meta_pod_label_app": if i % 3 == 0 { "api" } else { "web" },
+                    "__meta_pod_annotation_scrape": if i % 2 == 0 { "true" } else { "false" },
+                    "__meta_pod_annotation_port": (30000 + i).to_string(),
+                }
+            })
+        })
+        .collect();
+    std::fs::write(dir.join("pods.json"), serde_json::to_vec(&groups).unwrap()).unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn web_ui_in_headless_chromium() {
     let chromium = PathBuf::from(
@@ -94,6 +144,7 @@ async fn web_ui_in_headless_chromium() {
     let hook = fixtures::Receiver::start().await;
 
     let dir = fixtures::agent_dir_with(&["webhook"]);
+    write_pods(&dir.path().join("targets"), PODS);
     let config = CONFIG
         .replace("{{HASH}}", &bcrypt::hash(PASSWORD, 4).unwrap())
         .replace("{{APP}}", &app_addr.to_string())
@@ -144,6 +195,7 @@ async fn web_ui_in_headless_chromium() {
         .env("WASMON_URL", format!("http://{}", agent.addr))
         .env("WASMON_USER", "viewer")
         .env("WASMON_PASSWORD", PASSWORD)
+        .env("WASMON_PODS", PODS.to_string())
         .env("CHROMIUM", &chromium)
         // playwright-core never downloads, but make sure nothing tries.
         .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")

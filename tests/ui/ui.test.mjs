@@ -52,6 +52,12 @@ try {
   const answers = [];
   page.on('dialog', (d) => (answers.length ? d.accept(answers.shift()) : d.dismiss()));
   const shot = async (name) => { if (shots) await page.screenshot({ path: join(shots, `${name}.png`), fullPage: true }); };
+  // One part of a long page (hundreds of targets), as a person scrolled to it sees it.
+  const shotOf = async (locator, name) => {
+    if (!shots) return;
+    await locator.scrollIntoViewIfNeeded();
+    await page.screenshot({ path: join(shots, `${name}.png`) });
+  };
 
   step('targets page shows the scrape target up');
   await page.goto(`${base}/#targets`);
@@ -59,6 +65,65 @@ try {
   await target.locator('.health', { hasText: 'up' }).waitFor();
   assert.match(await target.textContent(), /127\.0\.0\.1:\d+\/metrics/);
   await shot('targets');
+
+  const pods = Number(process.env.WASMON_PODS || 0);
+  step(`targets page lists ${pods} discovered pods, half dropped, and says why one was dropped`);
+  const dropped = page.locator('#dropped-table tr.dropped[data-job="pods"]');
+  await page.locator('#dropped summary').click();
+  await dropped.first().waitFor();
+  assert.equal(await dropped.count(), pods / 2);
+  assert.equal(await page.locator('#targets-table tr.target[data-job="pods"]').count(), pods / 2);
+  assert.equal(await page.locator('#dropped-count').textContent(), `(${pods / 2})`);
+  const one = dropped.filter({ hasText: '"web-1"' });
+  await one.locator('button.trace').click();
+  const trace = page.locator('#dropped-table tr.trace-row .trace');
+  await trace.locator('.trace-out', { hasText: 'DROPPED by rule 0 (keep)' }).waitFor();
+  // Rule 0 is where it was dropped; the rules after it were not applied.
+  assert.match(await trace.locator('tr.step.dropping').textContent(), /rule 0.*action: keep.*__meta_pod_annotation_scrape.*source value "false"dropped here/);
+  assert.equal(await trace.locator('tr.step.skipped').count(), 3);
+  // The job defaults went in before the rules.
+  assert.match(await trace.locator('tr.step.defaults').textContent(), /\+ __scrape_interval__="1h".*\+ job="pods"/);
+  // The page shows what the API says.
+  const droppedLabels = (await apiGet('/api/v1/targets?state=dropped')).data.droppedTargets
+    .find((t) => t.discoveredLabels.__meta_pod_name === 'web-1').discoveredLabels;
+  const steps = (await apiGet(`/api/v1/targets/relabel_steps?${new URLSearchParams({ scrapePool: 'pods', labels: JSON.stringify(droppedLabels) })}`)).data;
+  assert.deepEqual(steps.steps.map((s) => s.keep), [false, false, false, false]);
+  assert.equal(steps.droppedBy, 0);
+  await shotOf(trace, 'targets-dropped-trace');
+  await one.locator('button.trace').click();
+  assert.equal(await page.locator('#dropped-table tr.trace-row').count(), 0);
+
+  step('a kept pod\'s trace shows each change and the scrape URL');
+  const kept = page.locator('#targets-table tr.target[data-job="pods"]', { hasText: 'pod="web-2"' });
+  await kept.locator('button.trace').click();
+  const ktrace = page.locator('#targets-table tr.trace-row .trace');
+  await ktrace.locator('.trace-out', { hasText: 'KEPT' }).waitFor();
+  assert.match(await ktrace.locator('.trace-out').textContent(), /scraped at http:\/\/127\.0\.0\.1:30002\/metrics with app="web"instance="127\.0\.0\.1:30002"/);
+  assert.match(await ktrace.locator('tr.step').nth(2).textContent(), /~ __address__="127\.0\.0\.1:20002" → "127\.0\.0\.1:30002"/);
+  assert.match(await ktrace.locator('tr.step').nth(3).textContent(), /\+ app="web"/);
+  assert.equal(await ktrace.locator('tr.step.skipped').count(), 0);
+  await shotOf(ktrace, 'targets-kept-trace');
+
+  step('discovery status is shown per job, with the error of a mechanism that is down');
+  assert.equal(await page.locator('#discovery').isHidden(), true);
+  await page.route('**/api/v1/targets', async (route) => {
+    const r = await route.fetch();
+    const body = await r.json();
+    body.data.discoveryStatus = [
+      { scrapePool: 'pods', config: 0, mechanism: 'file', health: 'up', lastError: '', lastSuccess: new Date().toISOString(), targets: pods },
+      { scrapePool: 'k8s', config: 0, mechanism: 'kubernetes', health: 'down', lastError: 'list pods: 403 Forbidden: add get/list/watch on pods to the ClusterRole', lastSuccess: null, targets: 0 },
+    ];
+    await route.fulfill({ response: r, json: body });
+  });
+  await page.click('#nav a[href="#targets"]');
+  const down = page.locator('#discovery-table tr.mechanism.down[data-job="k8s"]');
+  await down.waitFor();
+  assert.match(await down.textContent(), /kubernetes.*down.*403 Forbidden: add get\/list\/watch on pods/);
+  const up = page.locator('#discovery-table tr.mechanism.up[data-job="pods"]');
+  assert.match(await up.textContent(), new RegExp(`file.*up${pods}`));
+  assert.equal(await up.locator('.error').textContent(), '');
+  await shotOf(page.locator('#page-targets h1'), 'targets-discovery');
+  await page.unroute('**/api/v1/targets');
 
   step('alerts page shows the firing alert in its group');
   await page.click('#nav a[href="#alerts"]');

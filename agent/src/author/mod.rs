@@ -1,9 +1,11 @@
-//! `wasmon plugin new|build|inspect|call`: the plugin author's workflow.
+//! `wasmon plugin new|build|inspect|call`: the plugin author's workflow;
+//! `wasmon relabel test` ([`relabel`]): a job's relabel rules, step by step.
 //! `call` ([`call`]) runs a plugin file in the agent's sandbox; the rest
 //! is done by the `wasmon-plugin-tools` crate, which `cargo xtask plugins`
 //! shares, so the CLI and CI check components the same way.
 
 pub mod call;
+pub mod relabel;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -160,6 +160,11 @@ impl Relabeler {
         Ok(Relabeler { cfg, regex })
     }
 
+    /// The rule as written in the config.
+    pub fn config(&self) -> &RelabelConfig {
+        &self.cfg
+    }
+
     /// Applies the rule; false means the whole label set is dropped.
     fn apply(&self, lb: &mut LabelsBuilder) -> bool {
         let c = &self.cfg;
@@ -263,7 +268,123 @@ pub fn process(labels: &Labels, rules: &[Relabeler]) -> Option<Labels> {
 
 /// Like [`process`], on a builder the caller already has.
 pub fn process_builder(lb: &mut LabelsBuilder, rules: &[Relabeler]) -> bool {
-    rules.iter().all(|r| r.apply(lb))
+    run(lb, rules, |_, _, _| {})
+}
+
+/// The one loop over the rules, for [`process_builder`] and [`trace`]
+/// alike: `seen(index, rule, kept)` is called after each rule applied, with
+/// the builder as that rule left it. Stops at the first rule that drops.
+fn run(
+    lb: &mut LabelsBuilder,
+    rules: &[Relabeler],
+    mut seen: impl FnMut(usize, &LabelsBuilder, bool),
+) -> bool {
+    for (i, r) in rules.iter().enumerate() {
+        let keep = r.apply(lb);
+        seen(i, lb, keep);
+        if !keep {
+            return false;
+        }
+    }
+    true
+}
+
+/// One rule's effect on a label set, as a [`trace`] records it. Its JSON
+/// is Prometheus' `RelabelStep` (`/api/v1/targets/relabel_steps`):
+/// `{"rule": {...}, "output": {...}, "keep": bool}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Step {
+    /// The rule's position in `relabel_configs` (from 0).
+    #[serde(skip)]
+    pub index: usize,
+    #[serde(serialize_with = "prometheus_rule")]
+    pub rule: RelabelConfig,
+    /// The labels the rule left; empty when the set was dropped at or
+    /// before this rule (as Prometheus' relabel_steps reports it).
+    #[serde(serialize_with = "label_map")]
+    pub output: Labels,
+    /// False from the rule that dropped the set on (the rules after it
+    /// were not applied).
+    pub keep: bool,
+}
+
+/// What the rules did to one label set, rule by rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Trace {
+    pub input: Labels,
+    /// One per rule, applied or not.
+    pub steps: Vec<Step>,
+    /// The index of the rule that dropped the set.
+    pub dropped_by: Option<usize>,
+}
+
+impl Trace {
+    /// The labels after the last rule; None when dropped.
+    pub fn output(&self) -> Option<&Labels> {
+        match (self.dropped_by, self.steps.last()) {
+            (Some(_), _) => None,
+            (None, Some(s)) => Some(&s.output),
+            (None, None) => Some(&self.input),
+        }
+    }
+}
+
+/// A rule as Prometheus' `relabel.Config` marshals to JSON: empty
+/// `source_labels`, `modulus` and `target_label` left out.
+fn prometheus_rule<S: serde::Serializer>(c: &RelabelConfig, s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut m = s.serialize_map(None)?;
+    if !c.source_labels.is_empty() {
+        m.serialize_entry("source_labels", &c.source_labels)?;
+    }
+    m.serialize_entry("separator", &c.separator)?;
+    m.serialize_entry("regex", &c.regex)?;
+    if c.modulus != 0 {
+        m.serialize_entry("modulus", &c.modulus)?;
+    }
+    if !c.target_label.is_empty() {
+        m.serialize_entry("target_label", &c.target_label)?;
+    }
+    m.serialize_entry("replacement", &c.replacement)?;
+    m.serialize_entry("action", &c.action)?;
+    m.end()
+}
+
+/// Labels as a JSON object, as Prometheus marshals `labels.Labels`.
+pub fn label_map<S: serde::Serializer>(l: &Labels, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_map(l.iter().map(|l| (&l.name, &l.value)))
+}
+
+/// Applies the rules to `lb` as [`process_builder`] does (the same loop)
+/// and records each rule's step; the builder ends as `process_builder`
+/// would leave it.
+pub fn trace(lb: &mut LabelsBuilder, rules: &[Relabeler]) -> Trace {
+    let input = lb.build();
+    let mut steps = Vec::with_capacity(rules.len());
+    let mut dropped_by = None;
+    run(lb, rules, |index, lb, keep| {
+        if !keep {
+            dropped_by = Some(index);
+        }
+        steps.push(Step {
+            index,
+            rule: rules[index].cfg.clone(),
+            output: if keep { lb.build() } else { Labels::new() },
+            keep,
+        });
+    });
+    let applied = steps.len();
+    steps.extend(rules[applied..].iter().enumerate().map(|(i, r)| Step {
+        index: applied + i,
+        rule: r.cfg.clone(),
+        output: Labels::new(),
+        keep: false,
+    }));
+    Trace {
+        input,
+        steps,
+        dropped_by,
+    }
 }
 
 #[cfg(test)]
@@ -424,6 +545,42 @@ mod tests {
         ] {
             new(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
         }
+    }
+
+    /// Each step shows what its rule left; the dropping rule and those
+    /// after it show keep=false and no labels, as Prometheus' relabel_steps.
+    #[test]
+    fn trace_records_each_step() {
+        let rules = [
+            rule("source_labels = [\"a\"]\ntarget_label = \"b\"\nreplacement = \"x$1\""),
+            rule("source_labels = [\"b\"]\nregex = \"xdrop\"\naction = \"drop\""),
+            rule("target_label = \"c\"\nreplacement = \"never\""),
+        ];
+        let mut lb = l(&[("a", "1")]).to_builder();
+        let t = trace(&mut lb, &rules);
+        assert_eq!(t.input, l(&[("a", "1")]));
+        assert_eq!(t.dropped_by, None);
+        assert_eq!(t.steps[0].output, l(&[("a", "1"), ("b", "x1")]));
+        assert_eq!(
+            t.steps[2].output,
+            l(&[("a", "1"), ("b", "x1"), ("c", "never")])
+        );
+        assert_eq!(t.output(), Some(&lb.build()));
+        assert_eq!(Some(lb.build()), process(&l(&[("a", "1")]), &rules));
+
+        let t = trace(&mut l(&[("a", "drop")]).to_builder(), &rules);
+        assert_eq!(t.dropped_by, Some(1));
+        assert_eq!(t.output(), None);
+        let keeps: Vec<bool> = t.steps.iter().map(|s| s.keep).collect();
+        assert_eq!(keeps, [true, false, false]);
+        assert!(t.steps[1].output.is_empty() && t.steps[2].output.is_empty());
+        assert_eq!(t.steps[2].index, 2);
+        // Prometheus' JSON: empty fields of the rule left out.
+        assert_eq!(
+            serde_json::to_value(&t.steps[1]).unwrap(),
+            serde_json::json!({"rule": {"source_labels": ["b"], "separator": ";", "regex": "xdrop",
+                "replacement": "$1", "action": "drop"}, "output": {}, "keep": false})
+        );
     }
 
     #[test]

@@ -238,6 +238,12 @@ impl ScrapeManager {
             .collect()
     }
 
+    /// The running job of a pool (its config and compiled rules): what
+    /// tracing a label set through its relabeling needs.
+    pub async fn job(&self, pool: &str) -> Option<Arc<Job>> {
+        self.pools.lock().await.get(pool).map(|p| p.job.clone())
+    }
+
     /// The active targets (sorted by pool and URL) and the dropped ones of
     /// every job.
     pub async fn targets(&self) -> (Vec<TargetStatus>, Vec<(String, Labels)>) {

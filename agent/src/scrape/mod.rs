@@ -4,6 +4,7 @@
 pub mod manager;
 pub mod scrape_loop;
 pub mod target;
+pub mod trace;
 
 pub use manager::{ScrapeManager, TargetStatus};
 pub use target::{Job, Target};

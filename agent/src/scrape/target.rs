@@ -109,71 +109,86 @@ impl Target {
     /// Builds a target from one discovered label set; Ok(None) when
     /// `relabel_configs` dropped it.
     pub fn populate(job: &Job, discovered: Labels) -> Result<Option<Target>, TargetError> {
-        let sc = &job.config;
-        let mut lb = discovered.to_builder();
-        // Job-level defaults go in only where discovery did not set them.
-        let defaults: [(&str, String); 5] = [
-            ("job", job.name.clone()),
-            (SCHEME_LABEL, sc.scheme.clone()),
-            (METRICS_PATH_LABEL, sc.metrics_path.clone()),
-            (
-                SCRAPE_INTERVAL_LABEL,
-                crate::model::duration::format(job.interval),
-            ),
-            (
-                SCRAPE_TIMEOUT_LABEL,
-                crate::model::duration::format(job.timeout),
-            ),
-        ];
-        for (k, v) in defaults {
-            if lb.get(k).is_none() {
-                lb.set(k, v);
-            }
-        }
-        for (k, vs) in &sc.params {
-            let name = format!("{PARAM_PREFIX}{k}");
-            if let (None, Some(v)) = (lb.get(&name), vs.first()) {
-                lb.set(name, v.clone());
-            }
-        }
+        let mut lb = with_job_defaults(job, &discovered);
         let discovered_full = lb.build();
         if !process_builder(&mut lb, &job.relabel) {
             return Ok(None);
         }
-        let Some(addr) = lb.get(ADDRESS_LABEL).map(str::to_string) else {
-            return Err(TargetError::NoAddress);
-        };
-        if addr.contains('/') {
-            return Err(TargetError::InvalidAddress(addr));
-        }
-        let scheme = lb.get(SCHEME_LABEL).unwrap_or("http").to_string();
-        let path = lb.get(METRICS_PATH_LABEL).unwrap_or("/metrics").to_string();
-        let mut params: BTreeMap<String, String> = BTreeMap::new();
-        for l in lb.iter() {
-            if let Some(p) = l.name.strip_prefix(PARAM_PREFIX) {
-                params.insert(p.to_string(), l.value.clone());
-            }
-        }
-        if lb.get("instance").is_none() {
-            lb.set("instance", addr.clone());
-        }
-        // Labels starting with "__" are internal: gone after relabeling.
-        lb.retain(|l| !l.name.starts_with("__"));
-        let mut url = format!("{scheme}://{addr}{path}");
-        if !params.is_empty() {
-            let q: Vec<String> = params
-                .iter()
-                .map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v)))
-                .collect();
-            url.push(if url.contains('?') { '&' } else { '?' });
-            url.push_str(&q.join("&"));
-        }
-        Ok(Some(Target {
-            labels: lb.build(),
-            discovered: discovered_full,
-            url,
-        }))
+        finish(lb, discovered_full).map(Some)
     }
+}
+
+/// The discovered labels with the job-level defaults put in where
+/// discovery did not set them: what the relabel rules see.
+pub(super) fn with_job_defaults(job: &Job, discovered: &Labels) -> LabelsBuilder {
+    let sc = &job.config;
+    let mut lb = discovered.to_builder();
+    let defaults: [(&str, String); 5] = [
+        ("job", job.name.clone()),
+        (SCHEME_LABEL, sc.scheme.clone()),
+        (METRICS_PATH_LABEL, sc.metrics_path.clone()),
+        (
+            SCRAPE_INTERVAL_LABEL,
+            crate::model::duration::format(job.interval),
+        ),
+        (
+            SCRAPE_TIMEOUT_LABEL,
+            crate::model::duration::format(job.timeout),
+        ),
+    ];
+    for (k, v) in defaults {
+        if lb.get(k).is_none() {
+            lb.set(k, v);
+        }
+    }
+    for (k, vs) in &sc.params {
+        let name = format!("{PARAM_PREFIX}{k}");
+        if let (None, Some(v)) = (lb.get(&name), vs.first()) {
+            lb.set(name, v.clone());
+        }
+    }
+    lb
+}
+
+/// The relabeled labels made a target: the URL from the `__` labels,
+/// `instance` defaulted to the address, the `__` labels removed.
+pub(super) fn finish(
+    mut lb: LabelsBuilder,
+    discovered_full: Labels,
+) -> Result<Target, TargetError> {
+    let Some(addr) = lb.get(ADDRESS_LABEL).map(str::to_string) else {
+        return Err(TargetError::NoAddress);
+    };
+    if addr.contains('/') {
+        return Err(TargetError::InvalidAddress(addr));
+    }
+    let scheme = lb.get(SCHEME_LABEL).unwrap_or("http").to_string();
+    let path = lb.get(METRICS_PATH_LABEL).unwrap_or("/metrics").to_string();
+    let mut params: BTreeMap<String, String> = BTreeMap::new();
+    for l in lb.iter() {
+        if let Some(p) = l.name.strip_prefix(PARAM_PREFIX) {
+            params.insert(p.to_string(), l.value.clone());
+        }
+    }
+    if lb.get("instance").is_none() {
+        lb.set("instance", addr.clone());
+    }
+    // Labels starting with "__" are internal: gone after relabeling.
+    lb.retain(|l| !l.name.starts_with("__"));
+    let mut url = format!("{scheme}://{addr}{path}");
+    if !params.is_empty() {
+        let q: Vec<String> = params
+            .iter()
+            .map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v)))
+            .collect();
+        url.push(if url.contains('?') { '&' } else { '?' });
+        url.push_str(&q.join("&"));
+    }
+    Ok(Target {
+        labels: lb.build(),
+        discovered: discovered_full,
+        url,
+    })
 }
 
 fn urlencode(s: &str) -> String {
@@ -211,10 +226,11 @@ pub fn group_labels(group: &StaticConfig, extra: &[(&str, &str)]) -> Vec<Labels>
 pub type SharedJob = Arc<Job>;
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn job(extra: &str) -> Job {
+    /// A job "app" (15s interval) with `extra` TOML lines in its table.
+    pub(in crate::scrape) fn job(extra: &str) -> Job {
         let text =
             format!("[[scrape_configs]]\njob_name = \"app\"\nscrape_interval = \"15s\"\n{extra}");
         let c = Config::parse(&text, "t.toml").unwrap();

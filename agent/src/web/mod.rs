@@ -23,6 +23,7 @@ pub mod auth;
 pub mod checks;
 pub mod incidents;
 pub mod query;
+pub mod relabel;
 pub mod response;
 pub mod rollouts;
 pub mod rules;
@@ -117,6 +118,7 @@ pub fn router(api: Api) -> Router {
         .route("/api/v1/query", get(query::instant).post(query::instant))
         .route("/api/v1/query_range", get(query::range).post(query::range))
         .route("/api/v1/targets", get(api::targets))
+        .route("/api/v1/targets/relabel_steps", get(relabel::relabel_steps))
         .route("/api/v1/rules", get(api::rules))
         .route("/api/v1/alerts", get(api::alerts))
         .route("/api/v1/series", get(api::series).post(api::series))

@@ -36,24 +36,136 @@ async function api(path, opts = {}) {
 }
 
 const labelChips = (labels) => Object.entries(labels || {}).map(([k, v]) => h('span', { class: 'label' }, `${k}="${v}"`));
-const fmtTime = (t) => t ? new Date(t).toLocaleString() : '';
+// Go's zero time (`0001-01-01T00:00:00Z`, a target not scraped yet) is no time.
+const fmtTime = (t) => t && !String(t).startsWith('0001-') ? new Date(t).toLocaleString() : '';
 const emptyRow = (cols, msg) => h('tr', {}, h('td', { class: 'empty', colspan: cols }, msg));
 function fill(tbody, rows, cols, empty) {
   tbody.replaceChildren(...(rows.length ? rows : [emptyRow(cols, empty)]));
 }
 
 // ---- Targets ----
+// Discovery status per job (`discoveryStatus`, when the agent reports it),
+// active and dropped targets; any target's relabeling can be traced rule by
+// rule (/api/v1/targets/relabel_steps), dropped ones included.
 async function targets() {
   const d = (await api('/api/v1/targets')).data;
-  const rows = (d.activeTargets || []).map((t) => h('tr', { 'data-job': t.scrapePool },
+  renderDiscovery(d.discoveryStatus);
+  const active = d.activeTargets || [];
+  const rows = active.map((t) => h('tr', { 'data-job': t.scrapePool, class: 'target' },
     h('td', {}, t.scrapePool),
     h('td', { class: 'mono' }, t.scrapeUrl),
     h('td', {}, h('span', { class: `badge health ${t.health}` }, t.health)),
     h('td', {}, labelChips(t.labels)),
     h('td', {}, fmtTime(t.lastScrape)),
     h('td', {}, t.lastScrapeDuration != null ? `${(t.lastScrapeDuration * 1000).toFixed(1)} ms` : ''),
-    h('td', { class: 'error' }, t.lastError || '')));
-  fill($('#targets-table tbody'), rows, 7, 'No targets.');
+    h('td', { class: 'error' }, t.lastError || ''),
+    h('td', {}, traceButton(t.scrapePool, t.discoveredLabels, 8))));
+  fill($('#targets-table tbody'), rows, 8, 'No targets.');
+  $('#targets-count').textContent = `(${active.length})`;
+
+  const dropped = d.droppedTargets || [];
+  const counts = d.droppedTargetCounts || {};
+  const total = Object.values(counts).reduce((a, b) => a + b, 0) || dropped.length;
+  $('#dropped-count').textContent = `(${total})`;
+  const drows = dropped.map((t) => h('tr', { 'data-job': t.scrapePool, class: 'dropped' },
+    h('td', {}, t.scrapePool),
+    h('td', { class: 'mono' }, (t.discoveredLabels || {}).__address__ || ''),
+    h('td', {}, labelChips(t.discoveredLabels)),
+    h('td', {}, traceButton(t.scrapePool, t.discoveredLabels, 4, 'Why dropped?'))));
+  fill($('#dropped-table tbody'), drows, 4, 'No dropped targets.');
+}
+
+function renderDiscovery(status) {
+  const box = $('#discovery');
+  if (!Array.isArray(status) || !status.length) { box.hidden = true; return; }
+  box.hidden = false;
+  const rows = status.map((s) => h('tr', { 'data-job': s.scrapePool, class: `mechanism ${s.health}` },
+    h('td', {}, s.scrapePool),
+    h('td', {}, s.mechanism),
+    h('td', { class: 'mono' }, s.config != null ? String(s.config) : ''),
+    h('td', {}, h('span', { class: `badge health ${s.health}` }, s.health)),
+    h('td', {}, s.targets != null ? String(s.targets) : ''),
+    h('td', {}, fmtTime(s.lastSuccess)),
+    h('td', { class: 'error' }, s.health === 'down' ? (s.lastError || 'down (no error given)') : '')));
+  fill($('#discovery-table tbody'), rows, 7, '');
+}
+
+// A button that opens (or closes) the trace under its row.
+function traceButton(pool, labels, cols, text = 'Relabeling') {
+  return h('button', { class: 'secondary trace', type: 'button',
+    onclick: (ev) => toggleTrace(ev.target.closest('tr'), pool, labels, cols).catch(showError) }, text);
+}
+
+async function toggleTrace(tr, pool, labels, cols) {
+  const next = tr.nextElementSibling;
+  if (next && next.classList.contains('trace-row')) { next.remove(); return; }
+  const q = new URLSearchParams({ scrapePool: pool, labels: JSON.stringify(labels || {}) });
+  const t = (await api(`/api/v1/targets/relabel_steps?${q}`)).data;
+  tr.after(h('tr', { class: 'trace-row' }, h('td', { colspan: cols }, renderTrace(t))));
+}
+
+// Labels after a step, each marked against the labels before it:
+// added, changed (old value shown) or removed.
+function labelDiff(before, after) {
+  const out = [];
+  for (const [k, v] of Object.entries(after)) {
+    if (!(k in before)) out.push(h('span', { class: 'label added', title: 'added' }, `+ ${k}="${v}"`));
+    else if (before[k] !== v) out.push(h('span', { class: 'label changed', title: 'changed' }, `~ ${k}="${before[k]}" → "${v}"`));
+  }
+  for (const [k, v] of Object.entries(before)) {
+    if (!(k in after)) out.push(h('span', { class: 'label removed', title: 'removed' }, `- ${k}="${v}"`));
+  }
+  return out.length ? out : [h('span', { class: 'muted' }, 'no change')];
+}
+
+function ruleText(r) {
+  const parts = [`action: ${r.action}`];
+  if (r.source_labels) parts.push(`source_labels: [${r.source_labels.join(', ')}]`);
+  if (r.separator !== ';') parts.push(`separator: ${JSON.stringify(r.separator)}`);
+  parts.push(`regex: ${r.regex}`);
+  if (r.modulus) parts.push(`modulus: ${r.modulus}`);
+  if (r.target_label) parts.push(`target_label: ${r.target_label}`);
+  if (['replace', 'labelmap'].includes(r.action)) parts.push(`replacement: ${r.replacement}`);
+  return parts.join('  ');
+}
+
+// What a rule compared: its source labels' values joined by its separator.
+const sourceValue = (r, labels) => (r.source_labels || []).map((n) => labels[n] || '').join(r.separator);
+
+function renderTrace(t) {
+  const rows = [h('tr', { class: 'step defaults' },
+    h('td', {}, 'job defaults'),
+    h('td', { class: 'mono' }, 'job, __scheme__, __metrics_path__, __scrape_interval__, __scrape_timeout__, __param_*'),
+    h('td', {}, labelDiff(t.discoveredLabels, t.input)),
+    h('td', {}, ''))];
+  let before = t.input;
+  t.steps.forEach((s, i) => {
+    const applied = t.droppedBy == null || i <= t.droppedBy;
+    const verdict = !applied ? h('span', { class: 'muted' }, 'not applied')
+      : s.keep ? h('span', { class: 'badge up' }, 'kept') : h('span', { class: 'badge down' }, 'dropped here');
+    rows.push(h('tr', { class: `step${applied ? '' : ' skipped'}${t.droppedBy === i ? ' dropping' : ''}` },
+      h('td', {}, `rule ${i}`),
+      h('td', { class: 'mono' }, ruleText(s.rule)),
+      h('td', {}, applied && s.keep ? labelDiff(before, s.output)
+        : t.droppedBy === i ? h('span', { class: 'muted' }, `source value ${JSON.stringify(sourceValue(s.rule, before))}`) : ''),
+      h('td', {}, verdict)));
+    if (applied && s.keep) before = s.output;
+  });
+  let result;
+  if (t.target) {
+    result = [h('span', { class: 'badge up' }, 'KEPT'), ' scraped at ', h('span', { class: 'mono' }, t.target.scrapeUrl),
+      ' with ', ...labelChips(t.target.labels)];
+  } else if (t.droppedBy != null) {
+    result = [h('span', { class: 'badge down' }, 'DROPPED'), ` by rule ${t.droppedBy} (${t.steps[t.droppedBy].rule.action})`];
+  } else {
+    result = [h('span', { class: 'badge down' }, 'NO TARGET'), ` ${t.error || ''}`];
+  }
+  return h('div', { class: 'trace' },
+    h('div', { class: 'trace-in' }, 'Discovered: ', labelChips(t.discoveredLabels)),
+    h('table', { class: 'steps' },
+      h('thead', {}, h('tr', {}, h('th', {}, 'Step'), h('th', {}, 'Rule'), h('th', {}, 'Labels changed'), h('th', {}, 'Result'))),
+      h('tbody', {}, rows)),
+    h('div', { class: 'trace-out' }, result));
 }
 
 // ---- Alerts ----
