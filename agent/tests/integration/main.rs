@@ -26,6 +26,7 @@ mod rules_alerting;
 mod rules_rulefmt;
 mod rules_unittest;
 mod scrape;
+mod scrape_client;
 mod textparse_conformance;
 mod tsdb_blocks;
 mod tsdb_crash;
