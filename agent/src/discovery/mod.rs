@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use crate::config::ScrapeConfig;
 
 pub mod file;
+pub mod http;
 pub mod kubernetes;
 
 /// A label set of a discovered target, `__address__` included.
@@ -118,6 +119,13 @@ pub fn start(job: &ScrapeConfig, base: &Path) -> Vec<Provider> {
             base.to_path_buf(),
             c.clone(),
             Status::new("file", i),
+        ));
+    }
+    for (i, c) in job.http_sd_configs.iter().enumerate() {
+        providers.push(http::start(
+            base.to_path_buf(),
+            c.clone(),
+            Status::new("http", i),
         ));
     }
     providers
