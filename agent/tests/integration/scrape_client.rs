@@ -391,3 +391,46 @@ fn bad_client_keys_are_config_errors_naming_the_job_and_the_key() {
         assert!(err.contains(want), "{extra}: want {want:?} in {err}");
     }
 }
+
+#[tokio::test]
+async fn a_reload_changing_a_client_key_restarts_the_pool_with_the_new_client() {
+    let seen = Seen::default();
+    let addr = crate::fixtures::serve(metrics_app(seen.clone())).await;
+    let manager = wasmon::scrape::ScrapeManager::new(Arc::new(MemStorage::new())).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for token in ["old", "new"] {
+        let extra = format!(
+            "scrape_interval = \"1s\"\nbearer_token = \"{token}\"\nstatic_configs = [{{ targets = [\"{addr}\"] }}]\n"
+        );
+        let text = format!("[[scrape_configs]]\njob_name = \"app\"\n{extra}");
+        let c = Config::parse(&text, "t.toml").unwrap();
+        let job = Job::from_config(&c.scrape_configs[0], &c).unwrap();
+        manager.apply(vec![job], dir.path().to_path_buf()).await;
+        let want = format!("Bearer {token}");
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while seen.0.lock().unwrap().last().map(|r| r.1.clone()) != Some(Some(want.clone())) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no scrape with {want}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+    manager.stop().await;
+}
+
+/// The errors a user sees for a target that fails TLS, printed by
+/// `cargo test -p wasmon --test integration scrape_client::tls_errors -- --nocapture`.
+#[tokio::test]
+async fn tls_errors_name_the_cause() {
+    let srv = https(&["127.0.0.1"], true, true).await;
+    for (tls, why) in [
+        (", min_version = \"TLS13\"", "version"),
+        ("", "certificate"),
+    ] {
+        let (h, err) = srv.scrape(tls, "").await;
+        println!("{tls:?}: {err}");
+        assert_eq!(h, Health::Down);
+        assert!(err.to_lowercase().contains(why), "{err}");
+    }
+}
