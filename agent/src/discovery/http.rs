@@ -51,6 +51,24 @@ pub enum HttpSdError {
     Json(#[from] serde_json::Error),
     #[error("group {group}: target {target:?} must be host:port")]
     Target { group: usize, target: String },
+    #[error("url {url:?}: {why}")]
+    Url { url: String, why: &'static str },
+}
+
+/// Prometheus' checks of `url` at config load: http or https, with a host.
+pub fn check_url(url: &str) -> Result<(), HttpSdError> {
+    let bad = |why| HttpSdError::Url {
+        url: url.to_string(),
+        why,
+    };
+    let parsed = reqwest::Url::parse(url).map_err(|_| bad("not a URL"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(bad("the scheme must be http or https"));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(bad("no host"));
+    }
+    Ok(())
 }
 
 /// True if `content_type` is one Prometheus accepts.

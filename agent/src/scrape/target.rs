@@ -64,10 +64,12 @@ impl Job {
             .check()
             .with_context(|| format!("job {name:?}"))?;
         for (i, sd) in sc.http_sd_configs.iter().enumerate() {
+            let at = || format!("job {name:?}: http_sd_configs[{i}]");
+            crate::discovery::http::check_url(&sd.url).with_context(at)?;
             let keys = sd.http_client();
             keys.build(&resolve)
                 .and_then(|_| keys.credentials().resolved(&resolve).check())
-                .with_context(|| format!("job {name:?}: http_sd_configs[{i}]"))?;
+                .with_context(at)?;
         }
         Ok(Job {
             name,

@@ -384,6 +384,10 @@ fn bad_client_keys_are_config_errors_naming_the_job_and_the_key() {
             "[[scrape_configs.http_sd_configs]]\nurl = \"http://127.0.0.1:1/sd\"\nbearer_token = \"a\"\nbearer_token_file = \"b\"\n".to_string(),
             "job \"app\": http_sd_configs[0]: at most one of",
         ),
+        (
+            "[[scrape_configs.http_sd_configs]]\nurl = \"ftp://127.0.0.1/sd\"\n".to_string(),
+            "job \"app\": http_sd_configs[0]: url \"ftp://127.0.0.1/sd\": the scheme must be http or https",
+        ),
     ];
     for (extra, want) in cases {
         let err = format!("{:#}", job(&extra).unwrap_err());
