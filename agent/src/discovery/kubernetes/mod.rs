@@ -11,6 +11,14 @@ use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
 
 pub mod meta;
 
+// The roles of services, ingresses, endpoints and endpoint slices.
+pub mod endpoints;
+pub mod endpointslice;
+pub mod ingress;
+pub mod service;
+#[cfg(test)]
+pub(crate) mod testutil;
+
 /// The objects a role's group may refer to beyond its own: an endpoint's
 /// pod and service, a pod's node, an object's namespace. Answered from the
 /// watches' current state; `None` when not watched or not (yet) seen.
