@@ -21,6 +21,7 @@ use crate::config::ScrapeConfig;
 
 pub mod dns;
 pub mod file;
+pub mod http;
 pub mod kubernetes;
 
 /// A label set of a discovered target, `__address__` included.
@@ -136,6 +137,13 @@ pub fn start(job: &ScrapeConfig, base: &Path) -> Vec<Provider> {
             base.to_path_buf(),
             c.clone(),
             Status::new("file", i),
+        ));
+    }
+    for (i, c) in job.http_sd_configs.iter().enumerate() {
+        providers.push(http::start(
+            base.to_path_buf(),
+            c.clone(),
+            Status::new("http", i),
         ));
     }
     for (i, c) in job.dns_sd_configs.iter().enumerate() {

@@ -126,19 +126,14 @@ pub struct TargetStatus {
 
 pub struct ScrapeManager {
     store: Arc<dyn Appendable>,
-    client: reqwest::Client,
     pub stats: Arc<ScrapeStats>,
     pools: tokio::sync::Mutex<BTreeMap<String, Pool>>,
 }
 
 impl ScrapeManager {
     pub fn new(store: Arc<dyn Appendable>) -> anyhow::Result<ScrapeManager> {
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("wasmon/", env!("CARGO_PKG_VERSION")))
-            .build()?;
         Ok(ScrapeManager {
             store,
-            client,
             stats: Arc::default(),
             pools: tokio::sync::Mutex::new(BTreeMap::new()),
         })
@@ -151,9 +146,9 @@ impl ScrapeManager {
         let stale: Vec<String> = pools
             .iter()
             .filter(|(name, p)| {
-                wanted.get(*name).is_none_or(|j| {
-                    j.config != p.job.config || j.authorization != p.job.authorization
-                })
+                // The client keys are part of the config: changing them
+                // restarts the pool with the new client.
+                wanted.get(*name).is_none_or(|j| j.config != p.job.config)
             })
             .map(|(n, _)| n.clone())
             .collect();
@@ -186,7 +181,7 @@ impl ScrapeManager {
         let providers = discovery::start(&job.config, &base);
         let mut sd: Vec<watch::Receiver<discovery::Groups>> =
             providers.iter().map(|p| p.groups.clone()).collect();
-        let (store, client, stats) = (self.store.clone(), self.client.clone(), self.stats.clone());
+        let (store, stats) = (self.store.clone(), self.stats.clone());
         let (job2, state2) = (job.clone(), state.clone());
         let sync_task = tokio::spawn(async move {
             loop {
@@ -201,7 +196,7 @@ impl ScrapeManager {
                         discovered.extend(g.label_sets().map(Labels::from_pairs));
                     }
                 }
-                sync(&job2, &state2, discovered, &store, &client, &stats);
+                sync(&job2, &state2, discovered, &store, &stats);
                 if sd.is_empty() {
                     return;
                 }
@@ -278,7 +273,6 @@ fn sync(
     state: &Mutex<PoolState>,
     discovered: Vec<Labels>,
     store: &Arc<dyn Appendable>,
-    client: &reqwest::Client,
     stats: &Arc<ScrapeStats>,
 ) {
     let mut targets: Vec<Arc<Target>> = Vec::new();
@@ -328,13 +322,7 @@ fn sync(
         {
             continue;
         }
-        let sl = ScrapeLoop::new(
-            job.clone(),
-            t.clone(),
-            client.clone(),
-            store.clone(),
-            stats.clone(),
-        );
+        let sl = ScrapeLoop::new(job.clone(), t.clone(), store.clone(), stats.clone());
         let state = sl.state.clone();
         let (stop, rx) = oneshot::channel();
         let task = tokio::spawn(sl.run(rx));

@@ -411,15 +411,14 @@ impl ScrapeLoop {
     pub fn new(
         job: Arc<Job>,
         target: Arc<Target>,
-        client: reqwest::Client,
         store: Arc<dyn Appendable>,
         stats: Arc<ScrapeStats>,
     ) -> ScrapeLoop {
         ScrapeLoop {
+            client: job.client.clone(),
             job,
             target,
             state: Arc::default(),
-            client,
             store,
             stats,
             cache: SeriesCache::default(),
@@ -519,8 +518,15 @@ impl ScrapeLoop {
                 "X-Prometheus-Scrape-Timeout-Seconds",
                 format!("{}", self.job.timeout.as_secs_f64()),
             );
-        if let Some(auth) = &self.job.authorization {
-            req = req.header("Authorization", auth);
+        // Read per scrape: a rotated token file is used at once.
+        if let Some(auth) = self
+            .job
+            .credentials
+            .header_value()
+            .await
+            .map_err(|e| ScrapeError::Http(e.to_string()))?
+        {
+            req = req.header(reqwest::header::AUTHORIZATION, auth);
         }
         let resp = req
             .send()

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
+use crate::config::http_client::Credentials;
 use crate::config::scrape::StaticConfig;
 use crate::config::{Config, ScrapeConfig};
 use crate::model::labels::{Labels, LabelsBuilder};
@@ -29,8 +30,11 @@ pub struct Job {
     pub config: ScrapeConfig,
     pub relabel: Vec<Relabeler>,
     pub metric_relabel: Vec<Relabeler>,
-    /// Resolved auth header value, if any (`Basic ...` / `Bearer ...`).
-    pub authorization: Option<String>,
+    /// The job's own client, from its HTTP client keys (TLS, proxy,
+    /// redirects, HTTP/2).
+    pub client: reqwest::Client,
+    /// Where each scrape's `Authorization` header comes from.
+    pub credentials: Credentials,
 }
 
 impl Job {
@@ -48,26 +52,25 @@ impl Job {
                 .map(|r| Relabeler::new(r.clone()).map_err(anyhow::Error::msg))
                 .collect::<Result<Vec<_>>>()
         };
-        let authorization = match (&sc.basic_auth, &sc.bearer_token, &sc.bearer_token_file) {
-            (Some(auth), None, None) => Some(
-                auth.header_value(|f| config.resolve(f))
-                    .with_context(|| format!("job {name:?}"))?,
-            ),
-            (None, Some(t), None) => Some(format!("Bearer {}", t.expose())),
-            (None, None, Some(f)) => Some(format!(
-                "Bearer {}",
-                std::fs::read_to_string(config.resolve(f))
-                    .with_context(|| format!(
-                        "job {name:?}: reading bearer_token_file {}",
-                        f.display()
-                    ))?
-                    .trim_end()
-            )),
-            (None, None, None) => None,
-            _ => anyhow::bail!(
-                "job {name:?}: at most one of basic_auth, bearer_token and bearer_token_file"
-            ),
-        };
+        // Prometheus' HTTP client keys, checked at load (files read once
+        // here; credentials files again on every request).
+        let resolve = |p: &std::path::Path| config.resolve(p);
+        let keys = sc.http_client();
+        let client = keys
+            .build(&resolve)
+            .with_context(|| format!("job {name:?}"))?;
+        let credentials = keys.credentials().resolved(&resolve);
+        credentials
+            .check()
+            .with_context(|| format!("job {name:?}"))?;
+        for (i, sd) in sc.http_sd_configs.iter().enumerate() {
+            let at = || format!("job {name:?}: http_sd_configs[{i}]");
+            crate::discovery::http::check_url(&sd.url).with_context(at)?;
+            let keys = sd.http_client();
+            keys.build(&resolve)
+                .and_then(|_| keys.credentials().resolved(&resolve).check())
+                .with_context(at)?;
+        }
         Ok(Job {
             name,
             interval,
@@ -75,7 +78,8 @@ impl Job {
             relabel: compile(&sc.relabel_configs)?,
             metric_relabel: compile(&sc.metric_relabel_configs)?,
             config: sc.clone(),
-            authorization,
+            client,
+            credentials,
         })
     }
 

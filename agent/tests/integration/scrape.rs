@@ -86,7 +86,6 @@ fn scrape_loop(job: Job, addr: std::net::SocketAddr, store: Arc<MemStorage>) -> 
     ScrapeLoop::new(
         job,
         Arc::new(target),
-        reqwest::Client::new(),
         store,
         Arc::new(ScrapeStats::default()),
     )
@@ -109,7 +108,6 @@ fn tsdb_scrape_loop(
     let sl = ScrapeLoop::new(
         job,
         Arc::new(target),
-        reqwest::Client::new(),
         db.clone(),
         Arc::new(ScrapeStats::default()),
     );
@@ -377,13 +375,7 @@ async fn a_scrape_failing_half_way_marks_the_last_good_scrape_stale() {
         .unwrap();
         let store: Arc<dyn wasmon::storage::Appendable> =
             if use_db { db.clone() } else { mem.clone() };
-        let mut sl = ScrapeLoop::new(
-            j,
-            Arc::new(target),
-            reqwest::Client::new(),
-            store,
-            Arc::new(ScrapeStats::default()),
-        );
+        let mut sl = ScrapeLoop::new(j, Arc::new(target), store, Arc::new(ScrapeStats::default()));
         srv.page.lock().unwrap().body = good.as_bytes().to_vec();
         sl.scrape_once(1000).await;
         srv.page.lock().unwrap().body = failing.as_bytes().to_vec();
