@@ -7,7 +7,7 @@
 //! outage, a file that does not parse, a DNS timeout): a failed refresh
 //! never empties a job. It records why in its [`Status`] instead.
 //!
-//! Mechanisms: `file` (file_sd_configs). Each is a file of this module.
+//! Mechanisms: `file` (file_sd_configs), `kubernetes` (kubernetes_sd_configs). Each is a file of this module.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -118,6 +118,16 @@ pub fn start(job: &ScrapeConfig, base: &Path) -> Vec<Provider> {
             base.to_path_buf(),
             c.clone(),
             Status::new("file", i),
+        ));
+    }
+    for (i, c) in job.kubernetes_sd_configs.iter().enumerate() {
+        providers.push(kubernetes::start(
+            job.job_name.get_ref(),
+            c.clone(),
+            base.to_path_buf(),
+            Status::new("kubernetes", i),
+            kubernetes::client::InCluster::from_env(),
+            kubernetes::watch::Tuning::default(),
         ));
     }
     providers

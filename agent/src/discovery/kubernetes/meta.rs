@@ -71,6 +71,24 @@ pub fn add_node_meta(set: &mut LabelSet, lookup: &dyn Lookup, node: &str) {
     }
 }
 
+/// `host:port`, an IPv6 host in brackets (Go's `net.JoinHostPort`).
+pub fn join_host_port(host: &str, port: &str) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// A label set from pairs, for the roles' tests.
+#[cfg(test)]
+pub fn test_label_set(pairs: &[(&str, &str)]) -> LabelSet {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
