@@ -649,6 +649,11 @@ impl Config {
                     }
                 }
             }
+            for (i, sd) in j.kubernetes_sd_configs.iter().enumerate() {
+                sd.validate().map_err(|e| {
+                    anyhow::anyhow!("{here}: job {name:?}: kubernetes_sd_configs[{i}]: {e}")
+                })?;
+            }
             for sc in &j.static_configs {
                 for t in &sc.targets {
                     if t.is_empty() || t.contains('/') {

@@ -202,6 +202,9 @@ pub async fn connect(
     };
     // A watch is long-lived: no read timeout (kube's default too).
     config.read_timeout = None;
+    // The streams retry with their own bounded backoff and record each
+    // failure in the Status; kube's retries of 503s would hide an outage.
+    config.default_retry = false;
     let auth = Arc::new(auth);
     let layer = tower::util::MapRequestLayer::new(move |mut req: Request<Body>| {
         if let Some(v) = auth.header() {
