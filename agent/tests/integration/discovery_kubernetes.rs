@@ -385,3 +385,55 @@ async fn node_role_discovers_kubelets() {
     assert_eq!(l["instance"], "node-b");
     assert_eq!(l["__meta_kubernetes_node_condition_ready"], "true");
 }
+
+#[tokio::test]
+async fn in_cluster_uses_the_ca_the_rotated_token_and_own_namespace() {
+    let dir = tempfile::tempdir().unwrap();
+    let sa = dir.path().join("serviceaccount");
+    std::fs::create_dir(&sa).unwrap();
+    let api = KubeApi::start_tls(Some("sa-1"), &sa).await;
+    std::fs::write(sa.join("token"), "sa-1").unwrap();
+    std::fs::write(sa.join("namespace"), "monitoring\n").unwrap();
+    api.apply(
+        "pods",
+        pod("monitoring", "a", "node-a", "10.1.0.1", json!({})),
+    );
+    api.apply("pods", pod("default", "b", "node-a", "10.1.0.2", json!({})));
+    let incluster = InCluster {
+        host: Some("127.0.0.1".into()),
+        port: Some(api.addr.port().to_string()),
+        dir: sa.clone(),
+    };
+    let sd = sd_config(
+        "role = \"pod\"\n[scrape_configs.kubernetes_sd_configs.namespaces]\nown_namespace = true\n",
+    );
+    let mut p = kubernetes::start(
+        "pods",
+        sd,
+        dir.path().to_path_buf(),
+        Status::new("kubernetes", 0),
+        incluster,
+        tuning(),
+    );
+    wait_addresses(&mut p, &["10.1.0.1:9100"]).await;
+    assert!(
+        api.requests()
+            .iter()
+            .all(|r| r.starts_with("/api/v1/namespaces/monitoring/pods")),
+        "{:?}",
+        api.requests()
+    );
+
+    // The kubelet rotates the projected token: the next request carries it.
+    std::fs::write(sa.join("token"), "sa-2").unwrap();
+    api.set_token("sa-2");
+    let before = api.seen_auth().len();
+    api.close_watches();
+    api.apply(
+        "pods",
+        pod("monitoring", "c", "node-a", "10.1.0.3", json!({})),
+    );
+    wait_addresses(&mut p, &["10.1.0.1:9100", "10.1.0.3:9100"]).await;
+    assert_eq!(api.seen_auth()[before], "Bearer sa-2");
+    assert_eq!(p.status.get().last_error, None);
+}

@@ -138,3 +138,30 @@ impl Stored for Node {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn stored_pods_keep_what_roles_read_and_drop_the_rest() {
+        let mut pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "a", "namespace": "n", "annotations": {"k": "v"},
+                "managedFields": [{"manager": "kubelet", "operation": "Update"}]},
+            "spec": {"nodeName": "node-a", "volumes": [{"name": "v"}], "containers": [{
+                "name": "app", "image": "app:1", "env": [{"name": "E", "value": "x"}],
+                "ports": [{"containerPort": 9100}]}]},
+            "status": {"podIP": "10.0.0.1"}
+        }))
+        .unwrap();
+        let before = super::super::pod::group(&pod, &Store::default(), &Default::default());
+        pod.slim();
+        assert_eq!(pod.metadata.managed_fields, None);
+        let spec = pod.spec.as_ref().unwrap();
+        assert_eq!(spec.volumes, None);
+        assert_eq!(spec.containers[0].env, None);
+        let after = super::super::pod::group(&pod, &Store::default(), &Default::default());
+        assert_eq!(before, after, "slimming changes no label");
+    }
+}
