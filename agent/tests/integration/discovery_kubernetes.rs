@@ -21,6 +21,7 @@ fn tuning() -> Tuning {
         backoff_max: Duration::from_millis(200),
         watch_timeout: Duration::from_secs(30),
         page_size: 500,
+        request_timeout: Duration::from_millis(500),
     }
 }
 
@@ -436,4 +437,26 @@ async fn in_cluster_uses_the_ca_the_rotated_token_and_own_namespace() {
     wait_addresses(&mut p, &["10.1.0.1:9100", "10.1.0.3:9100"]).await;
     assert_eq!(api.seen_auth()[before], "Bearer sa-2");
     assert_eq!(p.status.get().last_error, None);
+}
+
+#[tokio::test]
+async fn a_hung_api_server_is_a_failure_not_a_hang() {
+    let api = KubeApi::start(None).await;
+    api.apply("pods", pod("default", "a", "node-a", "10.1.0.1", json!({})));
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = start(
+        sd_config(&format!("role = \"pod\"\napi_server = \"{}\"\n", api.url())),
+        dir.path(),
+    );
+    wait_addresses(&mut p, &["10.1.0.1:9100"]).await;
+    api.set_mode(Mode::Hang);
+    let s = wait_status(&p, "timed out", |s| s.last_error.is_some()).await;
+    assert!(s
+        .last_error
+        .unwrap()
+        .contains("pods: no answer from the API server within 500ms"));
+    assert_eq!(addresses(&p), ["10.1.0.1:9100"]);
+    api.set_mode(Mode::Ok);
+    api.apply("pods", pod("default", "b", "node-a", "10.1.0.2", json!({})));
+    wait_addresses(&mut p, &["10.1.0.1:9100", "10.1.0.2:9100"]).await;
 }

@@ -34,6 +34,9 @@ pub struct Tuning {
     pub watch_timeout: Duration,
     /// Objects per list page.
     pub page_size: u32,
+    /// A list page not answered in this long is a failure (the client has
+    /// no read timeout: watches are long-lived).
+    pub request_timeout: Duration,
 }
 
 impl Default for Tuning {
@@ -44,6 +47,7 @@ impl Default for Tuning {
             backoff_max: Duration::from_secs(30),
             watch_timeout: Duration::from_secs(290),
             page_size: 500,
+            request_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -247,6 +251,14 @@ impl<K: Stored> Stream<K> {
         }
     }
 
+    fn no_answer(&self, verb: &str) -> String {
+        format!(
+            "{verb} {}: no answer from the API server within {:?}",
+            Self::plural(),
+            self.tuning.request_timeout
+        )
+    }
+
     /// Lists every page; sends the whole list as one replacement.
     async fn list(&self) -> Result<String, End> {
         let mut items = Vec::new();
@@ -257,10 +269,9 @@ impl<K: Stored> Stream<K> {
             ..Default::default()
         };
         let rv = loop {
-            let page = self
-                .api
-                .list(&lp)
+            let page = tokio::time::timeout(self.tuning.request_timeout, self.api.list(&lp))
                 .await
+                .map_err(|_| End::Failed(self.no_answer("list")))?
                 .map_err(|e| end_of(&e, "list", &Self::plural()))?;
             items.extend(page.items.into_iter().map(|mut o| {
                 o.slim();
@@ -302,12 +313,24 @@ impl<K: Stored> Stream<K> {
                 bookmarks: true,
                 ..Default::default()
             };
-            let events = match self.api.watch(&wp, &rv).await {
-                Ok(s) => s,
-                Err(e) => return end_of(&e, "watch", &Self::plural()),
-            };
+            let events =
+                match tokio::time::timeout(self.tuning.request_timeout, self.api.watch(&wp, &rv))
+                    .await
+                {
+                    Err(_) => return End::Failed(self.no_answer("watch")),
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => return end_of(&e, "watch", &Self::plural()),
+                };
             let mut events = std::pin::pin!(events);
-            while let Some(ev) = events.next().await {
+            // The server ends the watch at its timeout; silence well past it
+            // is a dead connection.
+            let idle = self.tuning.watch_timeout + self.tuning.request_timeout;
+            loop {
+                let ev = match tokio::time::timeout(idle, events.next()).await {
+                    Err(_) => return End::Failed(self.no_answer("watch")),
+                    Ok(None) => break,
+                    Ok(Some(ev)) => ev,
+                };
                 let ev = match ev {
                     Ok(ev) => ev,
                     Err(e) => return end_of(&e, "watch", &Self::plural()),
