@@ -95,6 +95,20 @@ async fn wait_status(p: &Provider, what: &str, ok: impl Fn(&StatusState) -> bool
     panic!("status never {what}: {:?}", p.status.get());
 }
 
+/// A fake API with pod `default/a` at 10.1.0.1:9100, and a role `pod`
+/// provider that has published it.
+async fn watching_one_pod() -> (KubeApi, tempfile::TempDir, Provider) {
+    let api = KubeApi::start(None).await;
+    api.apply("pods", pod("default", "a", "node-a", "10.1.0.1", json!({})));
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = start(
+        sd_config(&format!("role = \"pod\"\napi_server = \"{}\"\n", api.url())),
+        dir.path(),
+    );
+    wait_addresses(&mut p, &["10.1.0.1:9100"]).await;
+    (api, dir, p)
+}
+
 #[tokio::test]
 async fn pods_appear_change_and_disappear_with_their_labels() {
     let api = KubeApi::start(None).await;
@@ -215,14 +229,7 @@ async fn gone_410_relists_and_loses_nothing() {
 
 #[tokio::test]
 async fn forbidden_unauthorized_and_outage_keep_the_last_good_set_and_say_why() {
-    let api = KubeApi::start(None).await;
-    api.apply("pods", pod("default", "a", "node-a", "10.1.0.1", json!({})));
-    let dir = tempfile::tempdir().unwrap();
-    let mut p = start(
-        sd_config(&format!("role = \"pod\"\napi_server = \"{}\"\n", api.url())),
-        dir.path(),
-    );
-    wait_addresses(&mut p, &["10.1.0.1:9100"]).await;
+    let (api, _dir, mut p) = watching_one_pod().await;
 
     api.set_mode(Mode::Fail {
         code: 403,
@@ -441,14 +448,7 @@ async fn in_cluster_uses_the_ca_the_rotated_token_and_own_namespace() {
 
 #[tokio::test]
 async fn a_hung_api_server_is_a_failure_not_a_hang() {
-    let api = KubeApi::start(None).await;
-    api.apply("pods", pod("default", "a", "node-a", "10.1.0.1", json!({})));
-    let dir = tempfile::tempdir().unwrap();
-    let mut p = start(
-        sd_config(&format!("role = \"pod\"\napi_server = \"{}\"\n", api.url())),
-        dir.path(),
-    );
-    wait_addresses(&mut p, &["10.1.0.1:9100"]).await;
+    let (api, _dir, mut p) = watching_one_pod().await;
     api.set_mode(Mode::Hang);
     let s = wait_status(&p, "timed out", |s| s.last_error.is_some()).await;
     assert!(s
