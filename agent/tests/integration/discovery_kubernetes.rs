@@ -394,6 +394,28 @@ async fn node_role_discovers_kubelets() {
     assert_eq!(l["__meta_kubernetes_node_condition_ready"], "true");
 }
 
+/// A role `pod` provider with `own_namespace`, in a "cluster" whose API
+/// is `api` and whose service account is `dir/serviceaccount`.
+fn start_in_cluster(api: &KubeApi, dir: &Path) -> Provider {
+    let incluster = InCluster {
+        host: Some("127.0.0.1".into()),
+        port: Some(api.addr.port().to_string()),
+        dir: dir.join("serviceaccount"),
+    };
+    let sd = sd_config(
+        "role = \"pod\"\n[scrape_configs.kubernetes_sd_configs.namespaces]\nown_namespace = true\n",
+    );
+    let base = dir.to_path_buf();
+    kubernetes::start(
+        "pods",
+        sd,
+        base,
+        Status::new("kubernetes", 0),
+        incluster,
+        tuning(),
+    )
+}
+
 #[tokio::test]
 async fn in_cluster_uses_the_ca_the_rotated_token_and_own_namespace() {
     let dir = tempfile::tempdir().unwrap();
@@ -407,22 +429,7 @@ async fn in_cluster_uses_the_ca_the_rotated_token_and_own_namespace() {
         pod("monitoring", "a", "node-a", "10.1.0.1", json!({})),
     );
     api.apply("pods", pod("default", "b", "node-a", "10.1.0.2", json!({})));
-    let incluster = InCluster {
-        host: Some("127.0.0.1".into()),
-        port: Some(api.addr.port().to_string()),
-        dir: sa.clone(),
-    };
-    let sd = sd_config(
-        "role = \"pod\"\n[scrape_configs.kubernetes_sd_configs.namespaces]\nown_namespace = true\n",
-    );
-    let mut p = kubernetes::start(
-        "pods",
-        sd,
-        dir.path().to_path_buf(),
-        Status::new("kubernetes", 0),
-        incluster,
-        tuning(),
-    );
+    let mut p = start_in_cluster(&api, dir.path());
     wait_addresses(&mut p, &["10.1.0.1:9100"]).await;
     assert!(
         api.requests()
@@ -459,4 +466,27 @@ async fn a_hung_api_server_is_a_failure_not_a_hang() {
     api.set_mode(Mode::Ok);
     api.apply("pods", pod("default", "b", "node-a", "10.1.0.2", json!({})));
     wait_addresses(&mut p, &["10.1.0.1:9100", "10.1.0.2:9100"]).await;
+}
+
+#[tokio::test]
+async fn own_namespace_without_the_namespace_file_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let sa = dir.path().join("serviceaccount");
+    std::fs::create_dir(&sa).unwrap();
+    let api = KubeApi::start_tls(None, &sa).await;
+    std::fs::write(sa.join("token"), "t").unwrap();
+    let p = start_in_cluster(&api, dir.path());
+    let s = wait_status(&p, "failed", |s| s.last_error.is_some()).await;
+    let why = s.last_error.unwrap();
+    assert!(
+        why.starts_with(
+            "job \"pods\": kubernetes_sd_configs[0]: namespaces.own_namespace: reading "
+        ),
+        "{why}"
+    );
+    assert!(
+        api.requests().is_empty(),
+        "no namespace guessed: {:?}",
+        api.requests()
+    );
 }

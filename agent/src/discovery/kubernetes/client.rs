@@ -189,7 +189,13 @@ pub async fn connect(
             let token = incluster.dir.join("token");
             std::fs::metadata(&token)
                 .with_context(|| format!("in-cluster service-account token {}", token.display()))?;
-            let ns = incluster.namespace().unwrap_or_else(|_| "default".into());
+            // Asked for, the namespace file must be there; otherwise it only
+            // names the default.
+            let ns = if sd.namespaces.own_namespace {
+                incluster.namespace()?
+            } else {
+                incluster.namespace().unwrap_or_else(|_| "default".into())
+            };
             (
                 config,
                 Auth::File {
