@@ -271,10 +271,10 @@ pub struct Extra {
     name: &'static str,
     help: &'static str,
     counter: bool,
-    /// One label (name, value), for families such as
-    /// `..._total{reason="..."}`; consecutive `Extra`s of one name share
-    /// their HELP and TYPE lines.
-    label: Option<(&'static str, &'static str)>,
+    /// Labels (name, value), for families such as `..._total{reason="..."}`
+    /// or `{job="...",config="..."}`; consecutive `Extra`s of one name
+    /// share their HELP and TYPE lines.
+    labels: Vec<(&'static str, String)>,
     value: f64,
 }
 
@@ -284,7 +284,7 @@ impl Extra {
             name,
             help,
             counter: false,
-            label: None,
+            labels: Vec::new(),
             value,
         }
     }
@@ -294,14 +294,15 @@ impl Extra {
             name,
             help,
             counter: true,
-            label: None,
+            labels: Vec::new(),
             value,
         }
     }
 
-    /// This metric with a label (its value is not escaped: constants only).
-    pub fn with_label(mut self, name: &'static str, value: &'static str) -> Extra {
-        self.label = Some((name, value));
+    /// This metric with one more label; the value is escaped when
+    /// rendered, so it may come from config (a job name).
+    pub fn with_label(mut self, name: &'static str, value: impl Into<String>) -> Extra {
+        self.labels.push((name, value.into()));
         self
     }
 }
@@ -322,14 +323,29 @@ impl Metrics {
                 let _ = writeln!(out, "# TYPE {} {kind}", e.name);
                 family = e.name;
             }
-            let labels = e
-                .label
-                .map_or(String::new(), |(n, v)| format!("{{{n}=\"{v}\"}}"));
+            let labels = if e.labels.is_empty() {
+                String::new()
+            } else {
+                let pairs: Vec<String> = e
+                    .labels
+                    .iter()
+                    .map(|(n, v)| format!("{n}=\"{}\"", escape_label_value(v)))
+                    .collect();
+                format!("{{{}}}", pairs.join(","))
+            };
             let _ = writeln!(out, "{}{suffix}{labels} {}", e.name, e.value);
         }
         out.push_str("# EOF\n");
         out
     }
+}
+
+/// A label value as the text format writes it: `\`, `"` and newlines
+/// escaped.
+fn escape_label_value(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// VmRSS of this process, from /proc (Linux only).
@@ -379,4 +395,30 @@ pub fn allocator_report() -> Option<String> {
     opts.skip_per_arena = true;
     tikv_jemalloc_ctl::stats_print::stats_print(&mut buf, opts).ok()?;
     String::from_utf8(buf).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Label values from config (a job name) are escaped, so a quote in a
+    /// job name cannot break the exposition text.
+    #[test]
+    fn extra_label_values_are_escaped() {
+        let page = Metrics::new().encode_with(&[
+            Extra::counter("wasmon_x", "X", 1.0)
+                .with_label("job", "a\"b\\c\nd")
+                .with_label("config", "dns_sd_configs[0]"),
+            Extra::counter("wasmon_x", "X", 2.0).with_label("job", "e"),
+        ]);
+        assert!(
+            page.contains(
+                "wasmon_x_total{job=\"a\\\"b\\\\c\\nd\",config=\"dns_sd_configs[0]\"} 1\n"
+            ),
+            "{page}"
+        );
+        assert!(page.contains("wasmon_x_total{job=\"e\"} 2\n"), "{page}");
+        assert_eq!(page.matches("# TYPE wasmon_x counter").count(), 1, "{page}");
+        assert!(page.ends_with("# EOF\n"));
+    }
 }

@@ -632,14 +632,9 @@ async fn dynamic_server(page: fn() -> String) -> std::net::SocketAddr {
 
 /// The target of `job` in `/api/v1/targets`.
 async fn target_of(agent: &fixtures::AgentProcess, job: &str) -> Value {
-    let t = get_json(&agent.url("/api/v1/targets")).await;
-    t["data"]["activeTargets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["scrapePool"] == job)
-        .cloned()
-        .unwrap_or_else(|| panic!("no target of job {job}: {t}"))
+    target_of_opt(agent, job)
+        .await
+        .unwrap_or_else(|| panic!("no target of job {job}"))
 }
 
 /// Issue 17, item 3: targets exporting timestamps a day ahead and from
@@ -944,4 +939,117 @@ async fn a_wal_that_cannot_be_written_makes_the_agent_unready_until_it_recovers(
     let after = get_json(&agent.url(&q)).await["data"]["result"][0]["value"][1].clone();
     assert_eq!(before, after, "{}", agent.logs());
     assert!(!agent.logs().contains("torn"), "{}", agent.logs());
+}
+
+/// The value of the sample `series` (name and labels as rendered) on the
+/// agent's /metrics.
+fn metric_value(page: &str, series: &str) -> Option<f64> {
+    page.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// The `discoveryStatus` row of `job` on /api/v1/targets.
+async fn discovery_row(agent: &fixtures::AgentProcess, job: &str) -> Value {
+    let t = get_json(&agent.url("/api/v1/targets")).await;
+    t["data"]["discoveryStatus"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["scrapePool"] == job).cloned())
+        .unwrap_or_else(|| panic!("no discoveryStatus row for {job}: {t}"))
+}
+
+/// Issue 20: a file SD file that turns invalid keeps the job's targets and
+/// says so on /api/v1/targets (`discoveryStatus`) and /metrics
+/// (`wasmon_sd_*`, `prometheus_sd_discovered_targets`); fixed, it is up
+/// again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_discovery_file_keeps_its_targets_and_says_why() {
+    let app = metrics_server("# TYPE up_gauge gauge\nup_gauge 1\n").await;
+    let other = metrics_server("# TYPE queue_depth gauge\nqueue_depth 3\n").await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("targets")).unwrap();
+    let good = format!(r#"[{{"targets": ["{other}"]}}]"#);
+    std::fs::write(dir.path().join("targets/a.json"), &good).unwrap();
+    let agent =
+        fixtures::AgentProcess::start(dir, &CONFIG.replace("{{APP}}", &app.to_string())).await;
+    let file = agent.dir.path().join("targets/a.json");
+    agent
+        .eventually("the discovered target", Duration::from_secs(30), || async {
+            target_of_opt(&agent, "discovered").await.is_some()
+        })
+        .await;
+    let row = discovery_row(&agent, "discovered").await;
+    assert_eq!(row["config"], "file_sd_configs[0]", "{row}");
+    assert_eq!(row["mechanism"], "file", "{row}");
+    assert_eq!(row["health"], "up", "{row}");
+    assert_eq!(row["lastError"], "", "{row}");
+    assert_eq!(row["targets"], 1, "{row}");
+    assert!(
+        humantime::parse_rfc3339(row["lastSuccess"].as_str().unwrap()).is_ok(),
+        "{row}"
+    );
+    let m = agent.self_metrics().await;
+    let failed = r#"wasmon_sd_last_refresh_failed{job="discovered",config="file_sd_configs[0]"}"#;
+    let failures =
+        r#"wasmon_sd_refresh_failures_total{job="discovered",config="file_sd_configs[0]"}"#;
+    assert_eq!(metric_value(&m, failed), Some(0.0), "{m}");
+    assert_eq!(metric_value(&m, failures), Some(0.0), "{m}");
+    for job in ["app", "discovered"] {
+        let s = format!(r#"prometheus_sd_discovered_targets{{config="{job}",name="scrape"}}"#);
+        assert_eq!(metric_value(&m, &s), Some(1.0), "{s}\n{m}");
+    }
+
+    // Half-written: the file no longer parses.
+    std::fs::write(&file, &good[..good.len() / 2]).unwrap();
+    agent
+        .eventually(
+            "the failure on discoveryStatus",
+            Duration::from_secs(30),
+            || async { discovery_row(&agent, "discovered").await["health"] == "down" },
+        )
+        .await;
+    let row = discovery_row(&agent, "discovered").await;
+    let err = row["lastError"].as_str().unwrap();
+    assert!(
+        err.contains("a.json") && err.contains("invalid JSON"),
+        "{row}"
+    );
+    assert_eq!(row["targets"], 1, "{row}");
+    let m = agent.self_metrics().await;
+    assert_eq!(metric_value(&m, failed), Some(1.0), "{m}");
+    assert!(metric_value(&m, failures).unwrap() >= 1.0, "{m}");
+    let s = r#"prometheus_sd_discovered_targets{config="discovered",name="scrape"}"#;
+    assert_eq!(metric_value(&m, s), Some(1.0), "{m}");
+    // The target is kept and still scraped.
+    let t = target_of(&agent, "discovered").await;
+    assert_eq!(t["scrapeUrl"], format!("http://{other}/metrics"));
+    let before = t["lastScrape"].clone();
+    agent
+        .eventually(
+            "another scrape of the kept target",
+            Duration::from_secs(30),
+            || async { target_of(&agent, "discovered").await["lastScrape"] != before },
+        )
+        .await;
+
+    // Fixed: up again.
+    std::fs::write(&file, &good).unwrap();
+    agent
+        .eventually(
+            "the job to be up again",
+            Duration::from_secs(30),
+            || async { discovery_row(&agent, "discovered").await["health"] == "up" },
+        )
+        .await;
+    let m = agent.self_metrics().await;
+    assert_eq!(metric_value(&m, failed), Some(0.0), "{m}");
+}
+
+/// The target of `job` in `/api/v1/targets`, if it has one.
+async fn target_of_opt(agent: &fixtures::AgentProcess, job: &str) -> Option<Value> {
+    let t = get_json(&agent.url("/api/v1/targets")).await;
+    t["data"]["activeTargets"]
+        .as_array()?
+        .iter()
+        .find(|t| t["scrapePool"] == job)
+        .cloned()
 }

@@ -218,6 +218,19 @@ pub enum DnsRecordType {
     Ns,
 }
 
+impl DnsRecordType {
+    /// As written in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DnsRecordType::Srv => "SRV",
+            DnsRecordType::A => "A",
+            DnsRecordType::Aaaa => "AAAA",
+            DnsRecordType::Mx => "MX",
+            DnsRecordType::Ns => "NS",
+        }
+    }
+}
+
 /// One `dns_sd_configs` entry.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -233,6 +246,26 @@ pub struct DnsSdConfig {
         with = "crate::model::duration::serde_std"
     )]
     pub refresh_interval: Duration,
+}
+
+impl DnsSdConfig {
+    /// What Prometheus refuses at load: no names, or no port for a type
+    /// whose records carry none.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.names.is_empty() {
+            anyhow::bail!("names must list at least one DNS name");
+        }
+        if let Some(n) = self.names.iter().find(|n| n.trim().is_empty()) {
+            anyhow::bail!("names: {n:?} is not a DNS name");
+        }
+        if self.record_type != DnsRecordType::Srv && self.port.unwrap_or(0) == 0 {
+            anyhow::bail!(
+                "port is required for type {} (only SRV records carry a port)",
+                self.record_type.as_str()
+            );
+        }
+        Ok(())
+    }
 }
 
 fn default_dns_refresh() -> Duration {

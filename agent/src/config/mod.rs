@@ -654,6 +654,11 @@ impl Config {
                     anyhow::anyhow!("{here}: job {name:?}: kubernetes_sd_configs[{i}]: {e}")
                 })?;
             }
+            for (i, sd) in j.dns_sd_configs.iter().enumerate() {
+                sd.validate().map_err(|e| {
+                    anyhow::anyhow!("{here}: job {name:?}: dns_sd_configs[{i}]: {e:#}")
+                })?;
+            }
             for sc in &j.static_configs {
                 for t in &sc.targets {
                     if t.is_empty() || t.contains('/') {

@@ -112,7 +112,7 @@ fn to_group(file: &str, i: usize, g: &StaticConfig) -> TargetGroup {
 
 fn report(status: &Status, groups: &[TargetGroup], error: Option<String>) {
     match error {
-        Some(e) => status.failed(e),
+        Some(e) => status.failed_with(e, groups.iter().map(|g| g.targets.len()).sum()),
         None => status.succeeded(groups.iter().map(|g| g.targets.len()).sum()),
     }
 }

@@ -7,7 +7,8 @@
 //! outage, a file that does not parse, a DNS timeout): a failed refresh
 //! never empties a job. It records why in its [`Status`] instead.
 //!
-//! Mechanisms: `file` (file_sd_configs), `kubernetes` (kubernetes_sd_configs). Each is a file of this module.
+//! Mechanisms: `file` (file_sd_configs), `dns` (dns_sd_configs),
+//! `kubernetes` (kubernetes_sd_configs). Each is a file of this module.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -18,6 +19,7 @@ use tokio::sync::watch;
 
 use crate::config::ScrapeConfig;
 
+pub mod dns;
 pub mod file;
 pub mod kubernetes;
 
@@ -54,6 +56,10 @@ pub struct StatusState {
     pub last_success: Option<SystemTime>,
     /// How many targets the published groups hold.
     pub targets: usize,
+    /// Looks made (each refresh, watch event or re-list), failed or not.
+    pub refreshes: u64,
+    /// Looks that failed.
+    pub failures: u64,
 }
 
 /// One mechanism of one job: `kubernetes_sd_configs[0]` of job `pods`.
@@ -90,11 +96,23 @@ impl Status {
         s.last_error = None;
         s.last_success = Some(SystemTime::now());
         s.targets = targets;
+        s.refreshes += 1;
     }
 
     /// Records a failed look; the published groups stay as they were.
     pub fn failed(&self, error: impl std::fmt::Display) {
-        self.state.lock().unwrap().last_error = Some(error.to_string());
+        let mut s = self.state.lock().unwrap();
+        s.last_error = Some(error.to_string());
+        s.refreshes += 1;
+        s.failures += 1;
+    }
+
+    /// Records a look that failed in part (some DNS names, some files): the
+    /// failed parts kept their last good targets, the rest were refreshed,
+    /// and the groups now published hold `targets` targets.
+    pub fn failed_with(&self, error: impl std::fmt::Display, targets: usize) {
+        self.failed(error);
+        self.state.lock().unwrap().targets = targets;
     }
 }
 
@@ -130,7 +148,24 @@ pub fn start(job: &ScrapeConfig, base: &Path) -> Vec<Provider> {
             kubernetes::watch::Tuning::default(),
         ));
     }
+    for (i, c) in job.dns_sd_configs.iter().enumerate() {
+        providers.push(dns::start(
+            c.clone(),
+            dns::Resolver::System,
+            Status::new("dns", i),
+        ));
+    }
     providers
+}
+
+/// `host:port`, an IPv6 host in brackets (Go's `net.JoinHostPort`), as
+/// every mechanism forms `__address__`.
+pub fn join_host_port(host: &str, port: impl std::fmt::Display) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
 }
 
 /// Publishes `groups` if they differ from what `tx` holds; true if they did.
@@ -143,4 +178,16 @@ pub fn publish(tx: &watch::Sender<Groups>, groups: Vec<TargetGroup>) -> bool {
             false
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn join_host_port_brackets_ipv6() {
+        assert_eq!(join_host_port("::1", 80), "[::1]:80");
+        assert_eq!(join_host_port("10.0.0.1", "80"), "10.0.0.1:80");
+        assert_eq!(join_host_port("db", 5432u16), "db:5432");
+    }
 }

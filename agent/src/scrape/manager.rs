@@ -55,6 +55,17 @@ impl PoolView {
         &self.discovery
     }
 
+    /// Targets the job's `static_configs` list (Prometheus counts them
+    /// among the job's discovered targets).
+    pub fn static_targets(&self) -> usize {
+        self.job
+            .config
+            .static_configs
+            .iter()
+            .map(|g| g.targets.len())
+            .sum()
+    }
+
     /// Adds the pool's active targets to `active` and its dropped ones to
     /// `dropped`.
     pub fn targets(&self, active: &mut Vec<TargetStatus>, dropped: &mut Vec<(String, Labels)>) {

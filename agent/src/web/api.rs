@@ -253,10 +253,40 @@ pub async fn targets(State(api): State<Api>, RawQuery(q): RawQuery) -> Result<Re
                     shown.push(json!({"discoveredLabels": labels_json(l), "scrapePool": job}));
                 }
             }
-            Ok(json!({"activeTargets": active, "droppedTargets": shown, "droppedTargetCounts": counts}))
+            Ok(json!({
+                "activeTargets": active,
+                "droppedTargets": shown,
+                "droppedTargetCounts": counts,
+                "discoveryStatus": discovery_status(&views),
+            }))
         })
         .await?;
     Ok(success(data))
+}
+
+/// `discoveryStatus` (a wasmon addition to `/api/v1/targets`): one row per
+/// discovery mechanism config of each job, saying how its last look went.
+/// `health` is `down` while the last look failed (its targets are then the
+/// last good ones), `up` otherwise.
+fn discovery_status(views: &[crate::scrape::manager::PoolView]) -> Vec<serde_json::Value> {
+    let mut rows = Vec::new();
+    for v in views {
+        for s in v.discovery() {
+            let st = s.get();
+            rows.push(json!({
+                "scrapePool": v.name(),
+                "config": s.name(),
+                "mechanism": s.mechanism,
+                "health": if st.last_error.is_some() { "down" } else { "up" },
+                "lastError": st.last_error.unwrap_or_default(),
+                "lastSuccess": st
+                    .last_success
+                    .map(|t| humantime::format_rfc3339_millis(t).to_string()),
+                "targets": st.targets,
+            }));
+        }
+    }
+    rows
 }
 
 /// The Prometheus release whose query API wasmon implements. Grafana reads

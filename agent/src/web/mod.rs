@@ -188,14 +188,61 @@ async fn reload(State(api): State<Api>) -> Response {
 }
 
 async fn metrics(State(api): State<Api>) -> Response {
+    let mut extra = store_and_scrape_metrics(&api);
+    extra.extend(discovery_metrics(&api.targets.pool_views().await));
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        api.metrics.encode_with(&store_and_scrape_metrics(&api)),
+        api.metrics.encode_with(&extra),
     )
         .into_response()
+}
+
+/// Discovery figures: Prometheus' `prometheus_sd_discovered_targets` per
+/// job (static targets included, as Prometheus counts them), and per
+/// mechanism config of a job how its refreshes went.
+fn discovery_metrics(views: &[crate::scrape::manager::PoolView]) -> Vec<crate::selfmetrics::Extra> {
+    use crate::selfmetrics::Extra;
+    let mut discovered = Vec::new();
+    let (mut refreshes, mut failures, mut failed) = (Vec::new(), Vec::new(), Vec::new());
+    for v in views {
+        let mut n = v.static_targets();
+        for s in v.discovery() {
+            let st = s.get();
+            n += st.targets;
+            let labelled = |e: Extra| e.with_label("job", v.name()).with_label("config", s.name());
+            refreshes.push(labelled(Extra::counter(
+                "wasmon_sd_refreshes",
+                "Looks a discovery mechanism made (refreshes, watch events, re-lists), failed or not",
+                st.refreshes as f64,
+            )));
+            failures.push(labelled(Extra::counter(
+                "wasmon_sd_refresh_failures",
+                "Looks a discovery mechanism made that failed (its last good targets were kept)",
+                st.failures as f64,
+            )));
+            failed.push(labelled(Extra::gauge(
+                "wasmon_sd_last_refresh_failed",
+                "Whether the last look of a discovery mechanism failed (1: its targets are the last good ones; /api/v1/targets' discoveryStatus says why)",
+                if st.last_error.is_some() { 1.0 } else { 0.0 },
+            )));
+        }
+        discovered.push(
+            Extra::gauge(
+                "prometheus_sd_discovered_targets",
+                "Current number of discovered targets",
+                n as f64,
+            )
+            .with_label("config", v.name())
+            .with_label("name", "scrape"),
+        );
+    }
+    discovered.extend(refreshes);
+    discovered.extend(failures);
+    discovered.extend(failed);
+    discovered
 }
 
 /// Figures owned by the store and the scrape manager, read at scrape time.

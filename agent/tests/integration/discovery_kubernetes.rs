@@ -490,3 +490,41 @@ async fn own_namespace_without_the_namespace_file_says_so() {
         api.requests()
     );
 }
+
+#[tokio::test]
+async fn service_and_endpoints_roles_are_watched_and_published() {
+    let api = KubeApi::start(None).await;
+    api.apply(
+        "services",
+        json!({"metadata": {"name": "web", "namespace": "default"},
+            "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.10",
+                "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}}),
+    );
+    api.apply(
+        "pods",
+        pod("default", "web-1", "node-a", "10.1.0.1", json!({})),
+    );
+    api.apply(
+        "endpoints",
+        json!({"metadata": {"name": "web", "namespace": "default"},
+            "subsets": [{"addresses": [{"ip": "10.1.0.1", "nodeName": "node-a",
+                "targetRef": {"kind": "Pod", "name": "web-1", "namespace": "default"}}],
+                "ports": [{"name": "http", "port": 9100, "protocol": "TCP"}]}]}),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let url = api.url();
+    let mut svc = start(
+        sd_config(&format!("role = \"service\"\napi_server = \"{url}\"\n")),
+        dir.path(),
+    );
+    wait_addresses(&mut svc, &["web.default.svc:80"]).await;
+    let mut eps = start(
+        sd_config(&format!("role = \"endpoints\"\napi_server = \"{url}\"\n")),
+        dir.path(),
+    );
+    wait_addresses(&mut eps, &["10.1.0.1:9100"]).await;
+    let l = eps.groups.borrow()[0].label_sets().next().unwrap();
+    // The endpoint's pod and service come from the other watches.
+    assert_eq!(l["__meta_kubernetes_pod_name"], "web-1");
+    assert_eq!(l["__meta_kubernetes_service_name"], "web");
+}

@@ -15,6 +15,7 @@ mod alerting_routes;
 mod checks_health;
 mod checks_metric;
 mod checks_rollback_k8s;
+mod discovery_dns;
 mod discovery_kubernetes;
 mod hot_reload;
 mod incident_escalation;

@@ -9,6 +9,7 @@ use serde_norway::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use wasmon::config::discovery::{KubernetesRole, KubernetesSdConfig};
 use wasmon::config::Config;
 use wasmon::rules::rulefmt;
 
@@ -147,8 +148,17 @@ fn check_manifest(file: &str) -> usize {
             .unwrap();
         let text = s(cm, &["data", key])
             .unwrap_or_else(|| panic!("{ctx}: ConfigMap {cm_name} has no key {key}"));
-        let config = Config::parse(text, &format!("{file}:{cm_name}/{key}"))
+        // Every `${VAR}` the config names is set in the container (the
+        // node agent's NODE_NAME from the downward API); the test gives
+        // them values here rather than in its own process environment.
+        let env: BTreeSet<&str> = seq(wasmon, &["env"])
+            .into_iter()
+            .map(|e| s(e, &["name"]).unwrap())
+            .collect();
+        let text = fill_env(text, &env, &ctx);
+        let config = Config::parse(&text, &format!("{file}:{cm_name}/{key}"))
             .unwrap_or_else(|e| panic!("{ctx}: embedded config does not load: {e:#}"));
+        check_rbac(&docs, pod, &config, &ctx);
         // Every rule file it names is in the same ConfigMap and loads.
         assert!(
             !config.rule_files.is_empty(),
@@ -239,6 +249,134 @@ fn check_manifest(file: &str) -> usize {
     workloads
 }
 
+/// `text` with each `${VAR}` replaced by a stand-in value, after checking
+/// that the container sets VAR.
+fn fill_env(text: &str, env: &BTreeSet<&str>, ctx: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("${") {
+        out.push_str(&rest[..i]);
+        let end = rest[i..]
+            .find('}')
+            .unwrap_or_else(|| panic!("{ctx}: unterminated ${{"));
+        let var = &rest[i + 2..i + end];
+        // Relabel replacements use `${1}`: a group, not the environment.
+        if var.chars().all(|c| c.is_ascii_digit()) {
+            out.push_str(&rest[i..=i + end]);
+        } else {
+            assert!(
+                env.contains(var),
+                "{ctx}: the config uses ${{{var}}} but the container does not set {var}"
+            );
+            out.push_str("stand-in-value");
+        }
+        rest = &rest[i + end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// What a `kubernetes_sd_configs` role lists and watches: (API group,
+/// resource). As Prometheus' discovery/kubernetes watches them.
+fn role_resources(sd: &KubernetesSdConfig) -> Vec<(&'static str, &'static str)> {
+    let mut r = match sd.role {
+        KubernetesRole::Pod => vec![("", "pods")],
+        KubernetesRole::Node => vec![("", "nodes")],
+        KubernetesRole::Service => vec![("", "services")],
+        KubernetesRole::Endpoints => vec![("", "endpoints"), ("", "services"), ("", "pods")],
+        KubernetesRole::EndpointSlice => vec![
+            ("discovery.k8s.io", "endpointslices"),
+            ("", "services"),
+            ("", "pods"),
+        ],
+        KubernetesRole::Ingress => vec![("networking.k8s.io", "ingresses")],
+    };
+    if sd.attach_metadata.node {
+        r.push(("", "nodes"));
+    }
+    if sd.attach_metadata.namespace {
+        r.push(("", "namespaces"));
+    }
+    r
+}
+
+/// The workload's service account may get, list and watch everything its
+/// config's Kubernetes discovery reads, through a ClusterRole bound to it
+/// in the same file (a missing grant is a 403 on the node, not here).
+fn check_rbac(docs: &[Value], pod: &Value, config: &Config, ctx: &str) {
+    let needed: BTreeSet<(&str, &str)> = config
+        .scrape_configs
+        .iter()
+        .flat_map(|j| &j.kubernetes_sd_configs)
+        .flat_map(role_resources)
+        .collect();
+    if needed.is_empty() {
+        return;
+    }
+    let sa = s(pod, &["serviceAccountName"]).unwrap_or("default");
+    assert!(
+        docs.iter()
+            .any(|d| s(d, &["kind"]) == Some("ServiceAccount")
+                && s(d, &["metadata", "name"]) == Some(sa)),
+        "{ctx}: ServiceAccount {sa} not in the file"
+    );
+    let roles: BTreeSet<&str> = docs
+        .iter()
+        .filter(|d| s(d, &["kind"]) == Some("ClusterRoleBinding"))
+        .filter(|d| {
+            seq(d, &["subjects"])
+                .iter()
+                .any(|x| s(x, &["kind"]) == Some("ServiceAccount") && s(x, &["name"]) == Some(sa))
+        })
+        .filter_map(|d| s(d, &["roleRef", "name"]))
+        .collect();
+    let rules: Vec<&Value> = docs
+        .iter()
+        .filter(|d| {
+            s(d, &["kind"]) == Some("ClusterRole")
+                && s(d, &["metadata", "name"]).is_some_and(|n| roles.contains(n))
+        })
+        .flat_map(|d| seq(d, &["rules"]))
+        .collect();
+    let has = |rule: &Value, key: &str, want: &str| {
+        seq(rule, &[key])
+            .iter()
+            .any(|v| v.as_str() == Some(want) || v.as_str() == Some("*"))
+    };
+    for (group, resource) in needed {
+        for verb in ["get", "list", "watch"] {
+            assert!(
+                rules.iter().any(|r| has(r, "apiGroups", group)
+                    && has(r, "resources", resource)
+                    && has(r, "verbs", verb)),
+                "{ctx}: service account {sa} may not {verb} {resource} (API group {group:?}), which kubernetes_sd_configs reads"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_rbac_check_fails_on_a_missing_grant() {
+    let manifest = "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: w}\n---\n\
+        apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: w}\n\
+        rules: [{apiGroups: [''], resources: [pods], verbs: [get, list]}]\n---\n\
+        apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: w}\n\
+        roleRef: {kind: ClusterRole, name: w}\nsubjects: [{kind: ServiceAccount, name: w}]\n";
+    let docs: Vec<Value> = serde_norway::Deserializer::from_str(manifest)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .collect();
+    let pod: Value = serde_norway::from_str("serviceAccountName: w").unwrap();
+    let config = Config::parse(
+        "[[scrape_configs]]\njob_name = \"p\"\n[[scrape_configs.kubernetes_sd_configs]]\nrole = \"pod\"\n",
+        "t.toml",
+    )
+    .unwrap();
+    let err = std::panic::catch_unwind(|| check_rbac(&docs, &pod, &config, "t"))
+        .expect_err("watch on pods is not granted");
+    let msg = err.downcast_ref::<String>().unwrap();
+    assert!(msg.contains("may not watch pods"), "{msg}");
+}
+
 #[test]
 fn kubernetes_sidecar_manifest_is_consistent_with_the_agent() {
     assert_eq!(check_manifest("sidecar.yaml"), 1);
@@ -247,6 +385,96 @@ fn kubernetes_sidecar_manifest_is_consistent_with_the_agent() {
 #[test]
 fn kubernetes_daemonset_manifest_is_consistent_with_the_agent() {
     assert_eq!(check_manifest("daemonset.yaml"), 1);
+}
+
+/// The node agent's pod job keeps the pods annotated
+/// `prometheus.io/scrape: "true"` and honours `prometheus.io/port`, `path`
+/// and `scheme`, as the Prometheus convention has it.
+#[test]
+fn the_daemonset_pod_job_follows_the_prometheus_io_annotations() {
+    use wasmon::model::labels::Labels;
+    use wasmon::scrape::{Job, Target};
+    let docs = docs(&repo().join("deploy/kubernetes/daemonset.yaml"));
+    let cm = docs
+        .iter()
+        .find(|d| s(d, &["metadata", "name"]) == Some("wasmon-node-config"))
+        .unwrap();
+    let text = fill_env(
+        s(cm, &["data", "wasmon.toml"]).unwrap(),
+        &BTreeSet::from(["NODE_NAME"]),
+        "daemonset",
+    );
+    let config = Config::parse(&text, "daemonset.yaml").unwrap();
+    let sc = config
+        .scrape_configs
+        .iter()
+        .find(|j| j.job_name.get_ref() == "kubernetes-pods")
+        .unwrap();
+    let job = Job::from_config(sc, &config).unwrap();
+    let pod = |extra: &[(&str, &str)]| {
+        let mut l = vec![
+            ("__address__", "10.1.2.3:8080"),
+            ("__meta_kubernetes_namespace", "shop"),
+            ("__meta_kubernetes_pod_name", "cart-7d9"),
+            ("__meta_kubernetes_pod_phase", "Running"),
+            ("__meta_kubernetes_pod_label_app", "cart"),
+        ];
+        l.extend_from_slice(extra);
+        Target::populate(&job, Labels::from_pairs(l)).unwrap()
+    };
+    assert!(
+        pod(&[]).is_none(),
+        "a pod without the annotation is scraped"
+    );
+    assert!(pod(&[(
+        "__meta_kubernetes_pod_annotation_prometheus_io_scrape",
+        "false"
+    )])
+    .is_none());
+    let t = pod(&[
+        (
+            "__meta_kubernetes_pod_annotation_prometheus_io_scrape",
+            "true",
+        ),
+        (
+            "__meta_kubernetes_pod_annotation_prometheus_io_port",
+            "9102",
+        ),
+        (
+            "__meta_kubernetes_pod_annotation_prometheus_io_path",
+            "/stats/prometheus",
+        ),
+        (
+            "__meta_kubernetes_pod_annotation_prometheus_io_scheme",
+            "https",
+        ),
+    ])
+    .unwrap();
+    assert_eq!(t.url, "https://10.1.2.3:9102/stats/prometheus");
+    assert_eq!(
+        t.labels,
+        Labels::from_pairs([
+            ("app", "cart"),
+            ("instance", "10.1.2.3:9102"),
+            ("job", "kubernetes-pods"),
+            ("namespace", "shop"),
+            ("pod", "cart-7d9"),
+        ])
+    );
+    let t = pod(&[(
+        "__meta_kubernetes_pod_annotation_prometheus_io_scrape",
+        "true",
+    )])
+    .unwrap();
+    assert_eq!(t.url, "http://10.1.2.3:8080/metrics");
+    assert!(pod(&[
+        (
+            "__meta_kubernetes_pod_annotation_prometheus_io_scrape",
+            "true"
+        ),
+        ("__meta_kubernetes_pod_phase", "Succeeded"),
+    ])
+    .is_none());
 }
 
 #[test]

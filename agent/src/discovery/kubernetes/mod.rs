@@ -22,6 +22,14 @@ pub mod pod;
 pub mod store;
 pub mod watch;
 
+// The roles of services, ingresses, endpoints and endpoint slices.
+pub mod endpoints;
+pub mod endpointslice;
+pub mod ingress;
+pub mod service;
+#[cfg(test)]
+pub(crate) mod testutil;
+
 /// The objects a role's group may refer to beyond its own: an endpoint's
 /// pod and service, a pod's node, an object's namespace. Answered from the
 /// watches' current state; `None` when not watched or not (yet) seen.

@@ -72,7 +72,7 @@ pub fn group(node: &Node, _lookup: &dyn Lookup, _attach: &AttachMetadata) -> Tar
     let mut t = LabelSet::new();
     t.insert(
         "__address__".into(),
-        join_host_port(addr, &port.to_string()),
+        join_host_port(addr, port),
     );
     t.insert("instance".into(), name.clone());
     for (kind, a) in first {

@@ -388,31 +388,26 @@ fn explain(code: u16, message: &str, verb: &str, plural: &str) -> String {
     }
 }
 
-/// The groups of `role` from the store; Err for a role this build lacks.
-pub fn groups(
-    role: KubernetesRole,
-    store: &Store,
-    attach: &AttachMetadata,
-) -> Result<Vec<TargetGroup>, String> {
+/// The groups of `role` from the store, one per object of the role.
+pub fn groups(role: KubernetesRole, store: &Store, attach: &AttachMetadata) -> Vec<TargetGroup> {
+    use super::{endpoints, endpointslice, ingress, node, pod, service};
     use KubernetesRole as R;
-    Ok(match role {
-        R::Pod => store
-            .pods
-            .values()
-            .map(|p| super::pod::group(p, store, attach))
-            .collect(),
-        R::Node => store
-            .nodes
-            .values()
-            .map(|n| super::node::group(n, store, attach))
-            .collect(),
-        other => {
-            return Err(format!(
-                "role {} not available in this build",
-                other.as_str()
-            ))
-        }
-    })
+    fn each<T>(
+        objects: &BTreeMap<super::store::Key, T>,
+        store: &Store,
+        attach: &AttachMetadata,
+        f: fn(&T, &dyn super::Lookup, &AttachMetadata) -> TargetGroup,
+    ) -> Vec<TargetGroup> {
+        objects.values().map(|o| f(o, store, attach)).collect()
+    }
+    match role {
+        R::Pod => each(&store.pods, store, attach, pod::group),
+        R::Node => each(&store.nodes, store, attach, node::group),
+        R::Service => each(&store.services, store, attach, service::group),
+        R::Endpoints => each(&store.endpoints, store, attach, endpoints::group),
+        R::EndpointSlice => each(&store.endpointslices, store, attach, endpointslice::group),
+        R::Ingress => each(&store.ingresses, store, attach, ingress::group),
+    }
 }
 
 async fn aggregate(
@@ -446,15 +441,11 @@ async fn aggregate(
         }
         let all_listed = listed.iter().all(|l| *l);
         if all_listed {
-            match groups(plan.role, &store, &plan.attach) {
-                Ok(g) => {
-                    let n = g.iter().map(|g| g.targets.len()).sum();
-                    publish(&tx, g);
-                    if errors.is_empty() {
-                        status.succeeded(n);
-                    }
-                }
-                Err(e) => status.failed(e),
+            let g = groups(plan.role, &store, &plan.attach);
+            let n = g.iter().map(|g| g.targets.len()).sum();
+            publish(&tx, g);
+            if errors.is_empty() {
+                status.succeeded(n);
             }
         }
         if let Some(why) = errors.values().next() {
