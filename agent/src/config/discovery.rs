@@ -58,6 +58,104 @@ with_http_client_config! {
     }
 }
 
+impl KubernetesRole {
+    /// The roles whose selectors a config of this role may carry: the
+    /// kinds its watches list (Prometheus' `allowedSelectors`).
+    pub fn allowed_selectors(self) -> &'static [KubernetesRole] {
+        use KubernetesRole as R;
+        match self {
+            R::Pod => &[R::Pod, R::Node],
+            R::Service => &[R::Service],
+            R::EndpointSlice => &[R::Pod, R::Service, R::EndpointSlice],
+            R::Endpoints => &[R::Pod, R::Service, R::Endpoints],
+            R::Node => &[R::Node],
+            R::Ingress => &[R::Ingress],
+        }
+    }
+}
+
+impl KubernetesSdConfig {
+    /// Prometheus' checks of an `SDConfig` (kubernetes.go `UnmarshalYAML`);
+    /// the error says what to change, the caller says where.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        use anyhow::bail;
+        let custom_http = self.http_client()
+            != super::http_client::HttpClientConfig {
+                follow_redirects: true,
+                enable_http2: true,
+                ..Default::default()
+            };
+        match (&self.api_server, &self.kubeconfig_file) {
+            (Some(_), Some(_)) => {
+                bail!("cannot use 'kubeconfig_file' and 'api_server' simultaneously")
+            }
+            (None, Some(_)) if custom_http => bail!(
+                "cannot use a custom HTTP client configuration together with 'kubeconfig_file'"
+            ),
+            (None, None) if custom_http => bail!(
+                "to use custom HTTP client configuration please provide the 'api_server' URL explicitly"
+            ),
+            (Some(url), None) => {
+                let ok = url
+                    .parse::<http::Uri>()
+                    .is_ok_and(|u| u.scheme().is_some() && u.host().is_some());
+                if !ok {
+                    bail!("api_server {url:?} must be a URL such as https://host:6443");
+                }
+                if self.namespaces.own_namespace {
+                    bail!("cannot use 'api_server' and 'namespaces.own_namespace' simultaneously");
+                }
+            }
+            (None, Some(_)) if self.namespaces.own_namespace => bail!(
+                "cannot use 'kubeconfig_file' and 'namespaces.own_namespace' simultaneously"
+            ),
+            _ => {}
+        }
+        let allowed = self.role.allowed_selectors();
+        let mut seen = Vec::new();
+        for (i, sel) in self.selectors.iter().enumerate() {
+            if seen.contains(&sel.role) {
+                bail!(
+                    "selectors[{i}]: duplicated selector role: {}",
+                    sel.role.as_str()
+                );
+            }
+            seen.push(sel.role);
+            if !allowed.contains(&sel.role) {
+                let names: Vec<&str> = allowed.iter().map(|r| r.as_str()).collect();
+                bail!(
+                    "selectors[{i}]: {} role supports only {} selectors, not {}",
+                    self.role.as_str(),
+                    names.join(", "),
+                    sel.role.as_str()
+                );
+            }
+            if let Some(f) = &sel.field {
+                check_field_selector(f)
+                    .map_err(|e| anyhow::anyhow!("selectors[{i}]: field {f:?}: {e}"))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A field selector is comma-separated `key=value`, `key==value` or
+/// `key!=value` terms (Kubernetes' `fields.ParseSelector`).
+fn check_field_selector(s: &str) -> Result<(), &'static str> {
+    for term in s.split(',').filter(|t| !t.trim().is_empty()) {
+        let key = term
+            .split_once("!=")
+            .or_else(|| term.split_once("=="))
+            .or_else(|| term.split_once('='))
+            .map(|(k, _)| k.trim());
+        match key {
+            Some(k) if !k.is_empty() => {}
+            _ => return Err("each term must be key=value, key==value or key!=value"),
+        }
+    }
+    Ok(())
+}
+
 /// `namespaces`: none named and not `own_namespace` means all namespaces.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
 #[serde(deny_unknown_fields)]

@@ -649,6 +649,11 @@ impl Config {
                     }
                 }
             }
+            for (i, sd) in j.kubernetes_sd_configs.iter().enumerate() {
+                sd.validate().map_err(|e| {
+                    anyhow::anyhow!("{here}: job {name:?}: kubernetes_sd_configs[{i}]: {e}")
+                })?;
+            }
             for (i, sd) in j.dns_sd_configs.iter().enumerate() {
                 sd.validate().map_err(|e| {
                     anyhow::anyhow!("{here}: job {name:?}: dns_sd_configs[{i}]: {e:#}")

@@ -7,8 +7,8 @@
 //! outage, a file that does not parse, a DNS timeout): a failed refresh
 //! never empties a job. It records why in its [`Status`] instead.
 //!
-//! Mechanisms: `file` (file_sd_configs), `dns` (dns_sd_configs). Each is a
-//! file of this module.
+//! Mechanisms: `file` (file_sd_configs), `dns` (dns_sd_configs),
+//! `kubernetes` (kubernetes_sd_configs). Each is a file of this module.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -144,6 +144,16 @@ pub fn start(job: &ScrapeConfig, base: &Path) -> Vec<Provider> {
             base.to_path_buf(),
             c.clone(),
             Status::new("http", i),
+        ));
+    }
+    for (i, c) in job.kubernetes_sd_configs.iter().enumerate() {
+        providers.push(kubernetes::start(
+            job.job_name.get_ref(),
+            c.clone(),
+            base.to_path_buf(),
+            Status::new("kubernetes", i),
+            kubernetes::client::InCluster::from_env(),
+            kubernetes::watch::Tuning::default(),
         ));
     }
     for (i, c) in job.dns_sd_configs.iter().enumerate() {

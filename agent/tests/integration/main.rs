@@ -17,6 +17,7 @@ mod checks_metric;
 mod checks_rollback_k8s;
 mod discovery_dns;
 mod discovery_http;
+mod discovery_kubernetes;
 mod hot_reload;
 mod incident_escalation;
 mod incident_rules;
