@@ -70,10 +70,7 @@ pub fn group(node: &Node, _lookup: &dyn Lookup, _attach: &AttachMetadata) -> Tar
         .and_then(|d| d.kubelet_endpoint.as_ref())
         .map_or(0, |k| k.port);
     let mut t = LabelSet::new();
-    t.insert(
-        "__address__".into(),
-        join_host_port(addr, port),
-    );
+    t.insert("__address__".into(), join_host_port(addr, port));
     t.insert("instance".into(), name.clone());
     for (kind, a) in first {
         t.insert(
