@@ -20,6 +20,7 @@ mod amtool;
 mod crash;
 mod grafana;
 mod incident;
+mod kubernetes;
 mod load;
 mod plugin_langs;
 mod promql_diff;

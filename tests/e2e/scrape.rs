@@ -4,7 +4,7 @@
 //! keeps what was written (WAL replay).
 
 use crate::fixtures;
-use crate::fixtures::get_json;
+use crate::fixtures::{get_json, metrics_server, query_value};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,32 +13,12 @@ use axum::routing::get;
 use axum::Router;
 use serde_json::Value;
 
-async fn metrics_server(page: &'static str) -> std::net::SocketAddr {
-    fixtures::serve(Router::new().route("/metrics", get(move || async move { page }))).await
-}
-
 /// [`CONFIG`] with the "app" job scraping `target` and no file discovery.
 fn app_only(target: std::net::SocketAddr) -> String {
     CONFIG.replace("{{APP}}", &target.to_string()).replace(
         "file_sd_configs = [{ files = [\"targets/*.json\"], refresh_interval = \"1m\" }]",
         "",
     )
-}
-
-/// The value of an instant query's first result (None without one).
-async fn query_value(agent: &fixtures::AgentProcess, expr: &str) -> Option<f64> {
-    let r: Value = reqwest::Client::new()
-        .get(agent.url("/api/v1/query"))
-        .query(&[("query", expr)])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    r["data"]["result"][0]["value"][1]
-        .as_str()
-        .and_then(|v| v.parse().ok())
 }
 
 const CONFIG: &str = r#"

@@ -528,3 +528,177 @@ async fn service_and_endpoints_roles_are_watched_and_published() {
     assert_eq!(l["__meta_kubernetes_pod_name"], "web-1");
     assert_eq!(l["__meta_kubernetes_service_name"], "web");
 }
+
+/// Prometheus' own example Kubernetes config (prometheus-kubernetes.yml,
+/// as wasmon TOML in examples/kubernetes/), pointed at the fake API: every
+/// job loads and discovers the targets Prometheus would scrape, with the
+/// labels its relabel rules make.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_example_config_discovers_every_job() {
+    use std::collections::BTreeMap;
+    use wasmon::model::labels::Labels;
+    use wasmon::scrape::{Job, Target};
+
+    let api = KubeApi::start(None).await;
+    api.apply("nodes", node("n1", "10.0.0.1"));
+    api.apply(
+        "services",
+        json!({"metadata": {"name": "kubernetes", "namespace": "default",
+                "labels": {"component": "apiserver"}},
+            "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.1",
+                "ports": [{"name": "https", "port": 443, "protocol": "TCP"}]}}),
+    );
+    api.apply(
+        "endpoints",
+        json!({"metadata": {"name": "kubernetes", "namespace": "default"},
+            "subsets": [{"addresses": [{"ip": "10.0.0.9"}],
+                "ports": [{"name": "https", "port": 6443, "protocol": "TCP"}]}]}),
+    );
+    api.apply(
+        "services",
+        json!({"metadata": {"name": "cart", "namespace": "shop", "labels": {"tier": "backend"}},
+            "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.20",
+                "ports": [{"name": "metrics", "port": 8080, "protocol": "TCP"}]}}),
+    );
+    api.apply("pods", pod("shop", "cart-1", "n1", "10.1.0.5", json!({})));
+    api.apply(
+        "endpoints",
+        json!({"metadata": {"name": "cart", "namespace": "shop"},
+            "subsets": [{"addresses": [{"ip": "10.1.0.5", "nodeName": "n1",
+                "targetRef": {"kind": "Pod", "name": "cart-1", "namespace": "shop"}}],
+                "ports": [{"name": "metrics", "port": 9100, "protocol": "TCP"}]}]}),
+    );
+    api.apply(
+        "ingresses",
+        json!({"metadata": {"name": "web", "namespace": "shop", "labels": {"app": "web"}},
+            "spec": {"rules": [{"host": "example.com", "http": {"paths": [{"path": "/",
+                "pathType": "Prefix", "backend": {"service": {"name": "cart",
+                "port": {"number": 8080}}}}]}}]}}),
+    );
+
+    // The service account's files, where the example expects them.
+    let sa = tempfile::tempdir().unwrap();
+    let pki = crate::fixtures::tls::Pki::new("cluster");
+    std::fs::copy(&pki.ca_file, sa.path().join("ca.crt")).unwrap();
+    std::fs::write(sa.path().join("token"), "t").unwrap();
+    let example = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/kubernetes/prometheus-kubernetes.toml");
+    let text = std::fs::read_to_string(&example)
+        .unwrap()
+        .replace(
+            "role = \"",
+            &format!("api_server = \"{}\"\nrole = \"", api.url()),
+        )
+        .replace(
+            "/var/run/secrets/kubernetes.io/serviceaccount/",
+            &format!("{}/", sa.path().display()),
+        );
+    let config = Config::parse(&text, &example.display().to_string()).unwrap();
+
+    let mut got: BTreeMap<String, Vec<(String, Labels)>> = BTreeMap::new();
+    for sc in &config.scrape_configs {
+        let job = Job::from_config(sc, &config).unwrap();
+        let providers = wasmon::discovery::start(sc, sa.path());
+        assert_eq!(providers.len(), 1, "{}", job.name);
+        let p = &providers[0];
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while p.status.get().last_success.is_none() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{}: {:?}",
+                job.name,
+                p.status.get()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mut targets: Vec<(String, Labels)> = p
+            .groups
+            .borrow()
+            .iter()
+            .flat_map(|g| g.label_sets())
+            .filter_map(|set| Target::populate(&job, Labels::from_pairs(set)).unwrap())
+            .map(|t| (t.url, t.labels))
+            .collect();
+        targets.sort_by(|a, b| a.0.cmp(&b.0));
+        got.insert(job.name.clone(), targets);
+    }
+    let urls = |job: &str| -> Vec<&str> { got[job].iter().map(|(u, _)| u.as_str()).collect() };
+    let labels = |job: &str, i: usize| got[job][i].1.clone();
+
+    assert_eq!(
+        urls("kubernetes-apiservers"),
+        ["https://10.0.0.9:6443/metrics"]
+    );
+    assert_eq!(urls("kubernetes-nodes"), ["https://10.0.0.1:10250/metrics"]);
+    assert_eq!(
+        labels("kubernetes-nodes", 0),
+        Labels::from_pairs([
+            ("instance", "n1"),
+            ("job", "kubernetes-nodes"),
+            ("kubernetes_io_hostname", "n1"),
+        ])
+    );
+    assert_eq!(
+        urls("kubernetes-cadvisor"),
+        ["https://10.0.0.1:10250/metrics/cadvisor"]
+    );
+    assert_eq!(
+        urls("kubernetes-service-endpoints"),
+        [
+            "http://10.0.0.9:6443/metrics",
+            "http://10.1.0.5:9100/metrics"
+        ]
+    );
+    assert_eq!(
+        labels("kubernetes-service-endpoints", 1),
+        Labels::from_pairs([
+            ("instance", "10.1.0.5:9100"),
+            ("job", "kubernetes-service-endpoints"),
+            ("namespace", "shop"),
+            ("service", "cart"),
+            ("tier", "backend"),
+        ])
+    );
+    assert_eq!(
+        urls("kubernetes-services"),
+        [
+            "http://blackbox-exporter.example.com:9115/probe?module=http_2xx&target=cart.shop.svc%3A8080",
+            "http://blackbox-exporter.example.com:9115/probe?module=http_2xx&target=kubernetes.default.svc%3A443",
+        ]
+    );
+    assert_eq!(
+        labels("kubernetes-services", 0),
+        Labels::from_pairs([
+            ("instance", "cart.shop.svc:8080"),
+            ("job", "kubernetes-services"),
+            ("namespace", "shop"),
+            ("service", "cart"),
+            ("tier", "backend"),
+        ])
+    );
+    assert_eq!(
+        urls("kubernetes-ingresses"),
+        ["http://blackbox-exporter.example.com:9115/probe?module=http_2xx&target=http%3A%2F%2Fexample.com%2F"]
+    );
+    assert_eq!(
+        labels("kubernetes-ingresses", 0),
+        Labels::from_pairs([
+            ("app", "web"),
+            ("ingress", "web"),
+            ("instance", "http://example.com/"),
+            ("job", "kubernetes-ingresses"),
+            ("namespace", "shop"),
+        ])
+    );
+    assert_eq!(urls("kubernetes-pods"), ["http://10.1.0.5:9100/metrics"]);
+    assert_eq!(
+        labels("kubernetes-pods", 0),
+        Labels::from_pairs([
+            ("app", "cart-1"),
+            ("instance", "10.1.0.5:9100"),
+            ("job", "kubernetes-pods"),
+            ("namespace", "shop"),
+            ("pod", "cart-1"),
+        ])
+    );
+}
