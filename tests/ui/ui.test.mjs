@@ -105,7 +105,11 @@ try {
   await shotOf(ktrace, 'targets-kept-trace');
 
   step('discovery status is shown per job, with the error of a mechanism that is down');
-  assert.equal(await page.locator('#discovery').isHidden(), true);
+  // The agent's own status first: the file SD of job pods, up, with its targets.
+  const real = page.locator('#discovery-table tr.mechanism.up[data-job="pods"]');
+  await real.waitFor();
+  assert.match(await real.textContent(), new RegExp(`file_sd_configs\\[0\\].*up${pods}`));
+  // Then a mechanism that is down, as the API would report it.
   await page.route('**/api/v1/targets', async (route) => {
     const r = await route.fetch();
     const body = await r.json();

@@ -608,13 +608,14 @@ impl rustls::client::danger::ServerCertVerifier for Verifier {
 /// (`authorization.credentials_file`, `bearer_token_file`,
 /// `basic_auth.password_file`) are read on every request, as Prometheus
 /// does, so a rotated service-account token is used at once.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Credentials {
     source: Source,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 enum Source {
+    #[default]
     None,
     /// The whole header value.
     Inline(String),
@@ -650,24 +651,48 @@ impl Credentials {
         }
     }
 
+    /// A bearer token read from `path` on every request: the in-cluster
+    /// service account's, which the kubelet rotates. `key` names it in
+    /// errors.
+    pub fn bearer_file(key: &'static str, path: PathBuf) -> Credentials {
+        Credentials {
+            source: Source::File {
+                kind: "Bearer".into(),
+                key,
+                path,
+            },
+        }
+    }
+
     /// The header value for the next request (None: no header). Reads
     /// the credentials file on the blocking pool, bounded in size.
     pub async fn header_value(
         &self,
     ) -> Result<Option<reqwest::header::HeaderValue>, HttpClientError> {
-        let text = match &self.source {
-            Source::None => return Ok(None),
-            Source::Inline(v) => v.clone(),
+        match &self.source {
+            Source::None | Source::Inline(_) => self.header_value_now(),
             Source::File { .. } | Source::BasicFile { .. } => {
                 let me = self.clone();
-                tokio::task::spawn_blocking(move || me.read_now())
+                tokio::task::spawn_blocking(move || me.header_value_now())
                     .await
                     .map_err(|e| HttpClientError::Invalid {
                         key: "credentials",
                         why: e.to_string(),
-                    })??
+                    })?
             }
-        };
+        }
+    }
+
+    /// [`Credentials::header_value`] read on the calling thread, for a
+    /// caller that cannot await (the Kubernetes client's request layer);
+    /// a credentials file is small and read with a bound.
+    pub fn header_value_now(
+        &self,
+    ) -> Result<Option<reqwest::header::HeaderValue>, HttpClientError> {
+        if self.source == Source::None {
+            return Ok(None);
+        }
+        let text = self.read_now()?;
         let mut v = reqwest::header::HeaderValue::from_str(&text).map_err(|_| {
             HttpClientError::Invalid {
                 key: "credentials",

@@ -10,11 +10,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context as _, Result};
-use http::{HeaderValue, Request};
+use http::Request;
 use kube::client::{Body, ClientBuilder};
 
 use crate::config::discovery::KubernetesSdConfig;
-use crate::config::http_client::HttpClientConfig;
+use crate::config::http_client::{Credentials, HttpClientConfig};
 
 /// Where the in-cluster config comes from: the service's env and the
 /// service-account directory. Injectable so tests need no real pod.
@@ -59,87 +59,6 @@ pub struct ApiClient {
     pub own_namespace: String,
 }
 
-/// How each request is authenticated; files are re-read per request.
-#[derive(Clone)]
-enum Auth {
-    None,
-    Header(String),
-    /// `<scheme> <file's content>`.
-    File {
-        scheme: String,
-        path: PathBuf,
-    },
-    Basic(crate::config::scrape::BasicAuth, PathBuf),
-}
-
-impl Auth {
-    fn from_http(h: &HttpClientConfig, base: &Path) -> Result<Auth> {
-        let n = [
-            h.basic_auth.is_some(),
-            h.authorization.is_some(),
-            h.bearer_token.is_some(),
-            h.bearer_token_file.is_some(),
-        ]
-        .iter()
-        .filter(|b| **b)
-        .count();
-        if n > 1 {
-            bail!("at most one of basic_auth, authorization, bearer_token and bearer_token_file");
-        }
-        let resolve = |p: &Path| base.join(p);
-        Ok(if let Some(b) = &h.basic_auth {
-            Auth::Basic(b.clone(), base.to_path_buf())
-        } else if let Some(a) = &h.authorization {
-            match (&a.credentials, &a.credentials_file) {
-                (Some(_), Some(_)) => {
-                    bail!("authorization: at most one of credentials and credentials_file")
-                }
-                (Some(c), None) => Auth::Header(format!("{} {}", a.kind, c.expose())),
-                (None, Some(f)) => Auth::File {
-                    scheme: a.kind.clone(),
-                    path: resolve(f),
-                },
-                (None, None) => Auth::None,
-            }
-        } else if let Some(t) = &h.bearer_token {
-            Auth::Header(format!("Bearer {}", t.expose()))
-        } else if let Some(f) = &h.bearer_token_file {
-            Auth::File {
-                scheme: "Bearer".into(),
-                path: resolve(f),
-            }
-        } else {
-            Auth::None
-        })
-    }
-
-    /// The header for the next request; None when there is none or its
-    /// file cannot be read (logged: the API's 401 then says the rest).
-    fn header(&self) -> Option<HeaderValue> {
-        let value = match self {
-            Auth::None => return None,
-            Auth::Header(h) => h.clone(),
-            Auth::File { scheme, path } => match std::fs::read_to_string(path) {
-                Ok(t) => format!("{scheme} {}", t.trim()),
-                Err(e) => {
-                    tracing::warn!(file = %path.display(), error = %e, "kubernetes_sd: reading token file");
-                    return None;
-                }
-            },
-            Auth::Basic(b, base) => match b.header_value(|p| base.join(p)) {
-                Ok(h) => h,
-                Err(e) => {
-                    tracing::warn!(error = %e, "kubernetes_sd: basic_auth");
-                    return None;
-                }
-            },
-        };
-        let mut v = HeaderValue::from_str(&value).ok()?;
-        v.set_sensitive(true);
-        Some(v)
-    }
-}
-
 /// Builds the client of `sd`. `base` resolves relative paths (the config
 /// file's directory). Errors say what to fix; the caller adds the job.
 pub async fn connect(
@@ -159,7 +78,7 @@ pub async fn connect(
                 .with_context(|| format!("kubeconfig_file {}", path.display()))?;
             let ns = config.default_namespace.clone();
             // kube authenticates from the kubeconfig itself.
-            (config, Auth::None, ns)
+            (config, Credentials::default(), ns)
         }
         (Some(url), None) => {
             let uri: http::Uri = url
@@ -167,7 +86,9 @@ pub async fn connect(
                 .with_context(|| format!("api_server {url:?} is not a URL"))?;
             let mut config = kube::Config::new(uri);
             apply_http_client(&mut config, &http, base)?;
-            (config, Auth::from_http(&http, base)?, "default".to_string())
+            http.validate()?;
+            let credentials = http.credentials().resolved(&|p| base.join(p));
+            (config, credentials, "default".to_string())
         }
         (None, None) => {
             let (Some(host), Some(port)) = (&incluster.host, &incluster.port) else {
@@ -198,10 +119,7 @@ pub async fn connect(
             };
             (
                 config,
-                Auth::File {
-                    scheme: "Bearer".into(),
-                    path: token,
-                },
+                Credentials::bearer_file("in-cluster service-account token", token),
                 ns,
             )
         }
@@ -211,10 +129,17 @@ pub async fn connect(
     // The streams retry with their own bounded backoff and record each
     // failure in the Status; kube's retries of 503s would hide an outage.
     config.default_retry = false;
+    // Credentials go on each request here, read anew each time (kube's own
+    // token file handling caches a token for a minute).
     let auth = Arc::new(auth);
     let layer = tower::util::MapRequestLayer::new(move |mut req: Request<Body>| {
-        if let Some(v) = auth.header() {
-            req.headers_mut().insert(http::header::AUTHORIZATION, v);
+        match auth.header_value_now() {
+            Ok(Some(v)) => {
+                req.headers_mut().insert(http::header::AUTHORIZATION, v);
+            }
+            Ok(None) => {}
+            // Sent without: the API's 401 then says the rest.
+            Err(e) => tracing::warn!(error = %e, "kubernetes_sd: credentials"),
         }
         req
     });
