@@ -71,6 +71,12 @@ impl Job {
                 .and_then(|_| keys.credentials().resolved(&resolve).check())
                 .with_context(at)?;
         }
+        for (i, sd) in sc.kubernetes_sd_configs.iter().enumerate() {
+            if let Some(file) = &sd.kubeconfig_file {
+                crate::discovery::kubernetes::client::check_kubeconfig(&resolve(file))
+                    .with_context(|| format!("job {name:?}: kubernetes_sd_configs[{i}]"))?;
+            }
+        }
         Ok(Job {
             name,
             interval,

@@ -315,6 +315,34 @@ async fn a_kubeconfig_that_does_not_parse_is_the_jobs_error() {
     assert!(why.contains("kc.yaml"), "{why}");
 }
 
+/// The same file fails the config at load (`wasmon check config`, a
+/// reload), naming the job, before any discovery starts.
+#[test]
+fn a_kubeconfig_that_does_not_parse_fails_the_config_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("kc.yaml"), "clusters: [this is: not: yaml").unwrap();
+    let path = dir.path().join("wasmon.toml");
+    std::fs::write(
+        &path,
+        "[[scrape_configs]]\njob_name = \"pods\"\n[[scrape_configs.kubernetes_sd_configs]]\nrole = \"pod\"\nkubeconfig_file = \"kc.yaml\"\n",
+    )
+    .unwrap();
+    let config = Config::load(&path).unwrap();
+    let err = wasmon::scrape::Job::from_config(&config.scrape_configs[0], &config).unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(
+        msg.starts_with("job \"pods\": kubernetes_sd_configs[0]: kubeconfig_file ")
+            && msg.contains("kc.yaml"),
+        "{msg}"
+    );
+    std::fs::write(
+        dir.path().join("kc.yaml"),
+        "apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n",
+    )
+    .unwrap();
+    wasmon::scrape::Job::from_config(&config.scrape_configs[0], &config).unwrap();
+}
+
 #[tokio::test]
 async fn no_api_server_and_not_in_a_cluster_says_so() {
     let dir = tempfile::tempdir().unwrap();

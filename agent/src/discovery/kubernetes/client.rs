@@ -59,6 +59,15 @@ pub struct ApiClient {
     pub own_namespace: String,
 }
 
+/// Reads and parses a kubeconfig file, for the check at config load (a
+/// file that does not parse fails `wasmon check config` and a reload);
+/// discovery reads it again each time it connects.
+pub fn check_kubeconfig(path: &Path) -> Result<()> {
+    kube::config::Kubeconfig::read_from(path)
+        .with_context(|| format!("kubeconfig_file {}", path.display()))?;
+    Ok(())
+}
+
 /// Builds the client of `sd`. `base` resolves relative paths (the config
 /// file's directory). Errors say what to fix; the caller adds the job.
 pub async fn connect(
