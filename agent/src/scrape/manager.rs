@@ -333,6 +333,41 @@ fn sync(
     }
 }
 
+/// One pool's target set run outside a manager, for the discovery bench:
+/// [`DetachedPool::sync`] is what a pool does on every discovery publish.
+#[doc(hidden)]
+pub struct DetachedPool {
+    job: Arc<Job>,
+    state: Mutex<PoolState>,
+    store: Arc<dyn Appendable>,
+    stats: Arc<ScrapeStats>,
+}
+
+impl DetachedPool {
+    pub fn new(job: Arc<Job>, store: Arc<dyn Appendable>) -> DetachedPool {
+        DetachedPool {
+            job,
+            state: Mutex::default(),
+            store,
+            stats: Arc::default(),
+        }
+    }
+
+    /// Syncs the loops to `discovered`; the number of targets kept.
+    pub fn sync(&self, discovered: Vec<Labels>) -> usize {
+        sync(&self.job, &self.state, discovered, &self.store, &self.stats);
+        self.state.lock().unwrap().loops.len()
+    }
+
+    /// Stops every loop (on the current runtime).
+    pub fn stop(&self) {
+        for (_, h) in self.state.lock().unwrap().loops.drain() {
+            let _ = h.stop.send(());
+            h.task.abort();
+        }
+    }
+}
+
 async fn stop_pool(p: Pool) {
     p.sync_task.abort();
     let loops: Vec<LoopHandle> = {
