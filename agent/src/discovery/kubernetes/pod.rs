@@ -3,10 +3,10 @@
 //! (the pod IP alone: the user's relabeling adds a port).
 
 use k8s_openapi::api::core::v1::{Container, ContainerStatus, Pod};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::meta::{
-    add_namespace_meta, add_node_meta, add_object_meta, join_host_port, NAMESPACE_LABEL, PREFIX,
+    add_namespace_meta, add_node_meta, add_pod_meta, join_host_port, pod_containers,
+    NAMESPACE_LABEL, PREFIX,
 };
 use super::Lookup;
 use crate::config::discovery::AttachMetadata;
@@ -27,89 +27,56 @@ pub fn group(pod: &Pod, lookup: &dyn Lookup, attach: &AttachMetadata) -> TargetG
         source: source(namespace, name),
         ..Default::default()
     };
-    let status = pod.status.clone().unwrap_or_default();
-    let spec = pod.spec.clone().unwrap_or_default();
-    let pod_ip = status.pod_ip.clone().unwrap_or_default();
-    if pod_ip.is_empty() {
+    let Some(pod_ip) = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.pod_ip.as_deref())
+        .filter(|ip| !ip.is_empty())
+    else {
         return tg;
-    }
-    let node_name = spec.node_name.clone().unwrap_or_default();
-    if attach.node && lookup.node(&node_name).is_none() {
+    };
+    let node_name = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .unwrap_or_default();
+    if attach.node && lookup.node(node_name).is_none() {
         return tg;
     }
 
     let l = &mut tg.labels;
-    let ready = status
-        .conditions
-        .iter()
-        .flatten()
-        .find(|c| c.type_ == "Ready")
-        .map(|c| c.status.to_lowercase())
-        .unwrap_or_else(|| "unknown".into());
-    l.insert(format!("{PREFIX}pod_ip"), pod_ip.clone());
-    l.insert(format!("{PREFIX}pod_ready"), ready);
-    l.insert(
-        format!("{PREFIX}pod_phase"),
-        status.phase.clone().unwrap_or_default(),
-    );
-    l.insert(format!("{PREFIX}pod_node_name"), node_name.clone());
-    l.insert(
-        format!("{PREFIX}pod_host_ip"),
-        status.host_ip.clone().unwrap_or_default(),
-    );
-    l.insert(
-        format!("{PREFIX}pod_uid"),
-        pod.metadata.uid.clone().unwrap_or_default(),
-    );
-    add_object_meta(l, &pod.metadata, "pod");
-    if let Some(owner) = controller_of(&pod.metadata) {
-        if !owner.kind.is_empty() {
-            l.insert(format!("{PREFIX}pod_controller_kind"), owner.kind.clone());
-        }
-        if !owner.name.is_empty() {
-            l.insert(format!("{PREFIX}pod_controller_name"), owner.name.clone());
-        }
-    }
+    add_pod_meta(l, pod);
     l.insert(NAMESPACE_LABEL.to_string(), namespace.to_string());
     if attach.node {
-        add_node_meta(l, lookup, &node_name);
+        add_node_meta(l, lookup, node_name);
     }
     if attach.namespace {
         add_namespace_meta(l, lookup, namespace);
     }
 
-    let containers = spec.containers.iter().map(|c| (c, false));
-    let inits = spec.init_containers.iter().flatten().map(|c| (c, true));
-    for (c, init) in containers.chain(inits) {
-        let statuses = if init {
-            &status.init_container_statuses
-        } else {
-            &status.container_statuses
-        };
+    let status = pod.status.as_ref();
+    for (c, init) in pod_containers(pod) {
+        let statuses = status.and_then(|s| {
+            if init {
+                s.init_container_statuses.as_ref()
+            } else {
+                s.container_statuses.as_ref()
+            }
+        });
         tg.targets
-            .extend(container_targets(c, init, &pod_ip, statuses));
+            .extend(container_targets(c, init, pod_ip, statuses));
     }
     tg
-}
-
-/// The owner reference marked `controller: true`, as Kubernetes' `GetControllerOf`.
-fn controller_of(
-    meta: &ObjectMeta,
-) -> Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference> {
-    meta.owner_references
-        .iter()
-        .flatten()
-        .find(|o| o.controller == Some(true))
 }
 
 fn container_targets(
     c: &Container,
     init: bool,
     pod_ip: &str,
-    statuses: &Option<Vec<ContainerStatus>>,
+    statuses: Option<&Vec<ContainerStatus>>,
 ) -> Vec<LabelSet> {
     let id = statuses
-        .iter()
+        .into_iter()
         .flatten()
         .find(|s| s.name == c.name)
         .and_then(|s| s.container_id.clone())
