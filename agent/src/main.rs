@@ -47,6 +47,11 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Work with config files (import a prometheus.yml / alertmanager.yml).
+    Config {
+        #[command(subcommand)]
+        what: ConfigWhat,
+    },
     /// Check files for errors without running anything.
     Check {
         #[command(subcommand)]
@@ -206,6 +211,22 @@ enum TsdbWhat {
 }
 
 #[derive(Subcommand)]
+enum ConfigWhat {
+    /// Turn a prometheus.yml and/or an alertmanager.yml into one wasmon
+    /// TOML config. What cannot be carried is printed with file:line and
+    /// why; the written TOML is checked as `check config` checks it.
+    Import {
+        #[arg(long)]
+        prometheus: Option<PathBuf>,
+        #[arg(long)]
+        alertmanager: Option<PathBuf>,
+        /// Write here instead of standard output.
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
 enum CheckWhat {
     /// Check config files with everything `run` checks before it starts: the
     /// config, its rule files, credential and certificate files, and plugin
@@ -335,6 +356,40 @@ async fn run(cmd: Command) -> Result<ExitCode> {
                 }
             };
             run_agent(config).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config {
+            what:
+                ConfigWhat::Import {
+                    prometheus,
+                    alertmanager,
+                    out,
+                },
+        } => {
+            let sources = wasmon::config::import::Sources {
+                prometheus,
+                alertmanager,
+                out_dir: out
+                    .as_ref()
+                    .map(|o| o.parent().map(PathBuf::from).unwrap_or_default()),
+            };
+            let imported = wasmon::config::import::import(&sources)?;
+            for f in &imported.findings {
+                eprintln!("{f}");
+            }
+            let origin = out
+                .as_ref()
+                .map(|o| o.display().to_string())
+                .unwrap_or_else(|| "imported config".into());
+            imported
+                .config(&origin)
+                .context("the imported config does not check (a bug in the importer)")?;
+            let text = format!("{}{}", imported.header(), imported.toml);
+            match out {
+                Some(o) => wasmon::fsutil::write_atomic(&o, text.as_bytes())
+                    .with_context(|| format!("writing {}", o.display()))?,
+                None => print!("{text}"),
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Check {

@@ -223,6 +223,7 @@ async fn prepare(args: &CallArgs) -> Result<Prepared> {
         timeout: None,
         memory_limit: None,
         send_resolved: None,
+        http_config: None,
     };
     let mut inst = Instance::prepare(&instance_config, &cfg)?;
     inst.allow = allow.into();

@@ -50,6 +50,7 @@ impl CheckConfig {
             timeout: Some(self.timeout),
             memory_limit: self.memory_limit,
             send_resolved: None,
+            http_config: None,
         })
     }
 

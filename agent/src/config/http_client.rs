@@ -138,6 +138,14 @@ macro_rules! with_http_client_config {
 }
 pub(crate) use with_http_client_config;
 
+with_http_client_config! {
+    /// The HTTP client keys in a section of their own, as Alertmanager's
+    /// receivers write them (`http_config:`).
+    #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    pub struct HttpConfigSection {}
+}
+
 // ---------------------------------------------------------------------------
 // Making the keys work: the one place an `HttpClientConfig` becomes a
 // `reqwest::Client` and an `Authorization` header. Scrape jobs and the

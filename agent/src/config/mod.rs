@@ -23,6 +23,7 @@ pub mod discovery;
 pub mod env;
 pub mod hosts;
 pub mod http_client;
+pub mod import;
 pub mod remote;
 pub mod rollout;
 pub mod scrape;
@@ -59,6 +60,10 @@ pub struct Config {
     /// Prometheus rule files (globs, relative to this file), loaded unchanged.
     #[serde(default)]
     pub rule_files: Vec<String>,
+    /// Alertmanager notification template files (globs, relative to this
+    /// file): their `define`s are available to every receiver's templates.
+    #[serde(default)]
+    pub templates: Vec<String>,
     /// External Alertmanagers every alert is also sent to.
     #[serde(default)]
     pub alertmanagers: Vec<AlertmanagerTarget>,
@@ -521,6 +526,10 @@ pub struct InstanceConfig {
     /// Receivers only: also notify when alerts resolve (default true).
     #[serde(default)]
     pub send_resolved: Option<bool>,
+    /// How the plugin's outbound HTTP is made (Alertmanager's receiver
+    /// `http_config`: TLS, basic auth, authorization, proxy).
+    #[serde(default)]
+    pub http_config: Option<http_client::HttpConfigSection>,
 }
 
 impl Config {
