@@ -463,12 +463,15 @@ impl Location {
             _ if name.starts_with('/') || name.split('/').any(|p| p == "..") => {
                 Err(UnknownTimeZone(name.to_string()))
             }
-            _ => jiff::tz::TimeZone::get(name)
-                .map(|tz| Location::Named {
+            // The database is searched without regard to case; Go reads
+            // the zone's file, so `europe/berlin` is unknown there, and here.
+            _ => match jiff::tz::TimeZone::get(name) {
+                Ok(tz) if tz.iana_name().is_none_or(|n| n == name) => Ok(Location::Named {
                     name: name.to_string(),
                     tz,
-                })
-                .map_err(|_| UnknownTimeZone(name.to_string())),
+                }),
+                _ => Err(UnknownTimeZone(name.to_string())),
+            },
         }
     }
 
@@ -1264,7 +1267,13 @@ location = "Local"
             "{e}"
         );
         assert!(e.span().is_some(), "{e}");
-        for bad in ["../../etc/passwd", "/etc/localtime", "Europe/Nowhere"] {
+        for bad in [
+            "../../etc/passwd",
+            "/etc/localtime",
+            "Europe/Nowhere",
+            "europe/berlin",
+            "utc",
+        ] {
             assert_eq!(Location::parse(bad), Err(UnknownTimeZone(bad.into())));
         }
         for ok in [
