@@ -1236,6 +1236,15 @@ location = "Local"
         assert!(!last.contains(utc("2024-02-01T05:00:00Z")));
     }
 
+    #[test]
+    fn unknown_keys_are_still_refused() {
+        let e = serde_norway::from_str::<TimeInterval>("{weekday: [monday]}").unwrap_err();
+        assert!(e.to_string().contains("unknown field `weekday`"), "{e}");
+        let e =
+            serde_norway::from_str::<TimeIntervalConfig>("{name: a, intervals: []}").unwrap_err();
+        assert!(e.to_string().contains("unknown field `intervals`"), "{e}");
+    }
+
     /// A container without /usr/share/zoneinfo (distroless) still knows
     /// the zones: the database is built in.
     #[test]
