@@ -58,6 +58,7 @@ fn noop_instance() -> Instance {
         allow: Arc::new([]),
         timeout: Duration::from_secs(10),
         memory_limit: 64 << 20,
+        http: None,
     }
 }
 

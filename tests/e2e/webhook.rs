@@ -899,3 +899,90 @@ url = "http://{addr}"
         forwarded(&am_before)
     );
 }
+
+/// A receiver's `http_config` through the binary: its `ca_file`, relative
+/// to the config's directory, makes a private CA's HTTPS server trusted and
+/// its `basic_auth` reaches that server; a reload whose `ca_file` is
+/// missing is refused naming the receiver and the key, and the old config
+/// keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receivers_http_config_is_honoured_and_a_bad_one_refused_on_reload() {
+    use fixtures::tls::{serve_https, HttpsOptions, Pki};
+    let pki = Pki::new("hooks");
+    let seen: std::sync::Arc<std::sync::Mutex<Vec<Option<String>>>> = Default::default();
+    let log = seen.clone();
+    let app = axum::Router::new().fallback(move |headers: axum::http::HeaderMap| {
+        let log = log.clone();
+        async move {
+            let auth = headers
+                .get("authorization")
+                .map(|v| v.to_str().unwrap().to_string());
+            log.lock().unwrap().push(auth);
+            "ok"
+        }
+    });
+    let opts = HttpsOptions {
+        leaf: pki.issue("hook", &["127.0.0.1"]),
+        client_ca: None,
+        tls12_only: false,
+    };
+    let addr = serve_https(opts, app).await;
+    let dir = fixtures::agent_dir_with(&["webhook"]);
+    std::fs::copy(&pki.ca_file, dir.path().join("ca.pem")).unwrap();
+    let config = format!(
+        r#"
+[web]
+listen_address = "{{{{LISTEN}}}}"
+
+[plugins]
+dir = "plugins"
+cache_dir = "cache"
+
+[[receivers]]
+name = "private"
+plugin = "webhook"
+allow_hosts = ["{addr}"]
+config = {{ url = "https://{addr}/hook" }}
+http_config = {{ tls_config = {{ ca_file = "ca.pem" }}, basic_auth = {{ username = "am", password = "s3cret" }} }}
+"#
+    );
+    let agent = fixtures::AgentProcess::start(dir, &config).await;
+    let client = reqwest::Client::new();
+    let test = || async {
+        client
+            .post(agent.url("/api/v1/receivers/private/test"))
+            .send()
+            .await
+            .unwrap()
+    };
+    let r = test().await;
+    assert!(
+        r.status().is_success(),
+        "{}\n{}",
+        r.text().await.unwrap(),
+        agent.logs()
+    );
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [Some("Basic YW06czNjcmV0".to_string())]
+    );
+
+    std::fs::write(
+        agent.config_path(),
+        config.replace("ca_file = \"ca.pem\"", "ca_file = \"gone.pem\""),
+    )
+    .unwrap();
+    let r = client.post(agent.url("/-/reload")).send().await.unwrap();
+    assert_eq!(r.status(), 500);
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains("instance \"private\": http_config")
+            && text.contains("tls_config.ca_file")
+            && text.contains("gone.pem"),
+        "{text}"
+    );
+    assert!(!text.contains("s3cret") && !agent.logs().contains("s3cret"));
+    let r = test().await;
+    assert!(r.status().is_success(), "the old config keeps serving");
+    assert_eq!(seen.lock().unwrap().len(), 2);
+}

@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use chrono::{DateTime, Datelike, Local, TimeZone, Timelike, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::matcher::{parse_matchers_fallback, Matcher, MatcherError};
@@ -324,11 +324,54 @@ impl InhibitRuleConfig {
 
 /// A named set of time intervals (`time_intervals:` / `mute_time_intervals:`).
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "RawTimeIntervalConfig")]
 pub struct TimeIntervalConfig {
     pub name: String,
     #[serde(default)]
     pub time_intervals: Vec<TimeInterval>,
+}
+
+/// A [`TimeIntervalConfig`] as written: its intervals' locations are still
+/// names, so an unknown one is reported with the interval's name (and, by
+/// the format's deserializer, its line).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTimeIntervalConfig {
+    name: String,
+    #[serde(default)]
+    time_intervals: Vec<RawTimeInterval>,
+}
+
+/// An interval of a named set that cannot be used, and which one.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("time interval {name:?}: time_intervals[{index}]: {source}")]
+pub struct TimeIntervalError {
+    pub name: String,
+    pub index: usize,
+    pub source: UnknownTimeZone,
+}
+
+impl TryFrom<RawTimeIntervalConfig> for TimeIntervalConfig {
+    type Error = TimeIntervalError;
+
+    fn try_from(raw: RawTimeIntervalConfig) -> Result<TimeIntervalConfig, TimeIntervalError> {
+        let time_intervals = raw
+            .time_intervals
+            .into_iter()
+            .enumerate()
+            .map(|(index, ti)| {
+                TimeInterval::try_from(ti).map_err(|source| TimeIntervalError {
+                    name: raw.name.clone(),
+                    index,
+                    source,
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(TimeIntervalConfig {
+            name: raw.name,
+            time_intervals,
+        })
+    }
 }
 
 impl TimeIntervalConfig {
@@ -340,7 +383,7 @@ impl TimeIntervalConfig {
 
 /// `<time_interval_spec>`: every non-empty field must match.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "RawTimeInterval")]
 pub struct TimeInterval {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub times: Vec<TimeRange>,
@@ -356,32 +399,109 @@ pub struct TimeInterval {
     pub location: Option<Location>,
 }
 
-/// The time zone of a time interval. `UTC` and `Local` are supported.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A [`TimeInterval`] with its `location` not yet looked up.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTimeInterval {
+    #[serde(default)]
+    times: Vec<TimeRange>,
+    #[serde(default)]
+    weekdays: Vec<WeekdayRange>,
+    #[serde(default)]
+    days_of_month: Vec<DayOfMonthRange>,
+    #[serde(default)]
+    months: Vec<MonthRange>,
+    #[serde(default)]
+    years: Vec<YearRange>,
+    #[serde(default)]
+    location: Option<String>,
+}
+
+impl TryFrom<RawTimeInterval> for TimeInterval {
+    type Error = UnknownTimeZone;
+
+    fn try_from(raw: RawTimeInterval) -> Result<TimeInterval, UnknownTimeZone> {
+        Ok(TimeInterval {
+            times: raw.times,
+            weekdays: raw.weekdays,
+            days_of_month: raw.days_of_month,
+            months: raw.months,
+            years: raw.years,
+            location: raw.location.as_deref().map(Location::parse).transpose()?,
+        })
+    }
+}
+
+/// The time zone of a time interval (Alertmanager's `location`, Go's
+/// `time.LoadLocation`): `UTC` (or empty), `Local` (the agent's own zone),
+/// or a name in the IANA tz database such as `Europe/Berlin`. Names are
+/// looked up in the system's database and, when it lacks them (a
+/// distroless image has none), in the copy built into the binary.
+#[derive(Debug, Clone, PartialEq)]
 pub enum Location {
     Utc,
     Local,
+    Named {
+        /// As written in the config (and printed back).
+        name: String,
+        tz: jiff::tz::TimeZone,
+    },
+}
+
+/// A `location` that is neither `UTC`, `Local` nor a known IANA name.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("location: unknown time zone {0}")]
+pub struct UnknownTimeZone(pub String);
+
+impl Location {
+    /// Looks a `location` up as Alertmanager does.
+    pub fn parse(name: &str) -> Result<Location, UnknownTimeZone> {
+        match name {
+            "UTC" | "" => Ok(Location::Utc),
+            "Local" => Ok(Location::Local),
+            // Go refuses paths out of the database; so do we, before any lookup.
+            _ if name.starts_with('/') || name.split('/').any(|p| p == "..") => {
+                Err(UnknownTimeZone(name.to_string()))
+            }
+            // The database is searched without regard to case; Go reads
+            // the zone's file, so `europe/berlin` is unknown there, and here.
+            _ => match jiff::tz::TimeZone::get(name) {
+                Ok(tz) if tz.iana_name().is_none_or(|n| n == name) => Ok(Location::Named {
+                    name: name.to_string(),
+                    tz,
+                }),
+                _ => Err(UnknownTimeZone(name.to_string())),
+            },
+        }
+    }
+
+    /// The name as written in a config.
+    pub fn name(&self) -> &str {
+        match self {
+            Location::Utc => "UTC",
+            Location::Local => "Local",
+            Location::Named { name, .. } => name,
+        }
+    }
+
+    fn time_zone(&self) -> jiff::tz::TimeZone {
+        match self {
+            Location::Utc => jiff::tz::TimeZone::UTC,
+            Location::Local => jiff::tz::TimeZone::system(),
+            Location::Named { tz, .. } => tz.clone(),
+        }
+    }
 }
 
 impl<'de> Deserialize<'de> for Location {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Location, D::Error> {
-        let s = String::deserialize(d)?;
-        match s.as_str() {
-            "UTC" | "" => Ok(Location::Utc),
-            "Local" => Ok(Location::Local),
-            other => Err(serde::de::Error::custom(format!(
-                "unknown time zone {other}: only \"UTC\" and \"Local\" are supported"
-            ))),
-        }
+        Location::parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
     }
 }
 
 impl Serialize for Location {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(match self {
-            Location::Utc => "UTC",
-            Location::Local => "Local",
-        })
+        s.serialize_str(self.name())
     }
 }
 
@@ -616,28 +736,59 @@ range_type!(
     |i| i.to_string()
 );
 
-fn days_in_month(year: i32, month: u32) -> i32 {
-    let (ny, nm) = if month == 12 {
-        (year + 1, 1)
-    } else {
-        (year, month + 1)
-    };
-    let first_next = chrono::NaiveDate::from_ymd_opt(ny, nm, 1).unwrap();
-    first_next.pred_opt().unwrap().day() as i32
+/// The fields of an instant in an interval's zone that its ranges test.
+struct Civil {
+    year: i32,
+    /// 1..=12.
+    month: i32,
+    day: i32,
+    days_in_month: i32,
+    /// 0 is Sunday, as Go's `time.Weekday`.
+    weekday: i32,
+    minute_of_day: u32,
+}
+
+impl Civil {
+    /// `t` on the wall clock of `tz`: in a DST gap no instant reads as the
+    /// skipped times, and in a repeated hour two instants read the same,
+    /// as with Go's `t.In(loc)`.
+    fn of(t: DateTime<Utc>, tz: jiff::tz::TimeZone) -> Civil {
+        let ts = jiff::Timestamp::new(t.timestamp(), t.timestamp_subsec_nanos() as i32)
+            .unwrap_or_else(|_| {
+                // Outside jiff's range (years -9999..=9999): clamp, as no
+                // interval can name such a year anyway.
+                if t.timestamp() < 0 {
+                    jiff::Timestamp::MIN
+                } else {
+                    jiff::Timestamp::MAX
+                }
+            });
+        let z = ts.to_zoned(tz);
+        Civil {
+            year: i32::from(z.year()),
+            month: i32::from(z.month()),
+            day: i32::from(z.day()),
+            days_in_month: i32::from(z.days_in_month()),
+            weekday: i32::from(z.weekday().to_sunday_zero_offset()),
+            minute_of_day: z.hour() as u32 * 60 + z.minute() as u32,
+        }
+    }
 }
 
 impl TimeInterval {
-    /// Alertmanager's `ContainsTime`.
+    /// Alertmanager's `ContainsTime`: `t` read in the interval's location
+    /// (UTC without one).
     pub fn contains(&self, t: DateTime<Utc>) -> bool {
-        match self.location {
-            Some(Location::Local) => self.contains_in(&Local.from_utc_datetime(&t.naive_utc())),
-            _ => self.contains_in(&t),
-        }
+        let tz = self
+            .location
+            .as_ref()
+            .map_or(jiff::tz::TimeZone::UTC, Location::time_zone);
+        self.contains_civil(&Civil::of(t, tz))
     }
 
-    fn contains_in<Tz: TimeZone>(&self, t: &DateTime<Tz>) -> bool {
+    fn contains_civil(&self, t: &Civil) -> bool {
         if !self.times.is_empty() {
-            let m = t.hour() * 60 + t.minute();
+            let m = t.minute_of_day;
             if !self
                 .times
                 .iter()
@@ -647,8 +798,8 @@ impl TimeInterval {
             }
         }
         if !self.days_of_month.is_empty() {
-            let dim = days_in_month(t.year(), t.month());
-            let day = t.day() as i32;
+            let dim = t.days_in_month;
+            let day = t.day;
             let ok = self.days_of_month.iter().any(|r| {
                 let begin = if r.begin < 0 {
                     dim + r.begin + 1
@@ -668,19 +819,19 @@ impl TimeInterval {
             }
         }
         if !self.months.is_empty() {
-            let m = t.month() as i32;
+            let m = t.month;
             if !self.months.iter().any(|r| m >= r.begin && m <= r.end) {
                 return false;
             }
         }
         if !self.weekdays.is_empty() {
-            let w = t.weekday().num_days_from_sunday() as i32;
+            let w = t.weekday;
             if !self.weekdays.iter().any(|r| w >= r.begin && w <= r.end) {
                 return false;
             }
         }
         if !self.years.is_empty() {
-            let y = t.year();
+            let y = t.year;
             if !self.years.iter().any(|r| y >= r.begin && y <= r.end) {
                 return false;
             }
@@ -938,5 +1089,211 @@ location = "Local"
         assert!(!ti.contains(t("2024-03-31T10:00:00Z")));
         let feb: TimeInterval = serde_norway::from_str("{days_of_month: ['1:31']}").unwrap();
         assert!(feb.contains(t("2024-02-29T00:00:00Z")));
+    }
+
+    /// A time as Alertmanager's tests write them (`"06 Apr 21 13:00 +1000"`).
+    fn go_time(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_str(s, "%d %b %y %H:%M %z")
+            .unwrap_or_else(|e| panic!("{s}: {e}"))
+            .with_timezone(&Utc)
+    }
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn interval(yaml: &str) -> TimeInterval {
+        serde_norway::from_str(yaml).unwrap_or_else(|e| panic!("{yaml}: {e}"))
+    }
+
+    /// Alertmanager's `timeinterval_test.go` cases with a location.
+    #[test]
+    fn upstream_location_cases() {
+        let cases: &[(&str, &[&str], &[&str])] = &[
+            // AEST 9AM to 5PM, Monday to Friday.
+            (
+                "{times: [{start_time: '09:00', end_time: '17:00'}], weekdays: ['monday:friday'], location: Australia/Sydney}",
+                &["06 Apr 21 13:00 +1000"],
+                &["06 Apr 21 13:00 +0000"],
+            ),
+            // An alternative time zone during daylight saving time.
+            (
+                "{times: [{start_time: '09:00', end_time: '17:00'}], weekdays: ['monday:friday'], months: [november], location: Australia/Sydney}",
+                &["01 Nov 21 09:00 +1100", "31 Oct 21 22:00 +0000"],
+                &["31 Oct 21 21:00 +0000"],
+            ),
+            // Last-day mutes do not shift during spring-forward months.
+            (
+                "{days_of_month: ['-1'], location: America/New_York}",
+                &["31 Mar 21 12:00 -0400"],
+                &["30 Mar 21 12:00 -0400"],
+            ),
+        ];
+        for (yaml, inside, outside) in cases {
+            let ti = interval(yaml);
+            for t in *inside {
+                assert!(ti.contains(go_time(t)), "{yaml} should contain {t}");
+            }
+            for t in *outside {
+                assert!(!ti.contains(go_time(t)), "{yaml} should not contain {t}");
+            }
+        }
+        let parsed = interval("{years: ['2020:2022'], location: 'Australia/Sydney'}");
+        assert_eq!(parsed.location.as_ref().unwrap().name(), "Australia/Sydney");
+        assert_eq!(
+            serde_norway::to_string(&parsed).unwrap(),
+            "years:\n- 2020:2022\nlocation: Australia/Sydney\n"
+        );
+    }
+
+    /// `TestIntervener_Mutes`: evenings and weekends in Sydney.
+    #[test]
+    fn upstream_intervener_sydney() {
+        let evenings: TimeIntervalConfig = serde_norway::from_str(
+            "{name: evenings, time_intervals: [{times: [{start_time: '00:00', end_time: '09:00'}, {start_time: '17:00', end_time: '24:00'}], location: Australia/Sydney}]}",
+        )
+        .unwrap();
+        let weekends: TimeIntervalConfig = serde_norway::from_str(
+            "{name: weekends, time_intervals: [{weekdays: [saturday, sunday], location: Australia/Sydney}]}",
+        )
+        .unwrap();
+        // Sydney is UTC+11 in January.
+        for (now, e, w) in [
+            ("2024-01-01T00:00:00+11:00", true, false),
+            ("2024-01-01T09:00:00+11:00", false, false),
+            ("2024-01-06T10:00:00+11:00", false, true),
+            ("2024-01-06T17:00:00+11:00", true, true),
+            ("2024-01-01T10:00:00Z", true, false),
+            ("2024-01-06T10:00:00Z", true, true),
+        ] {
+            assert_eq!(evenings.contains(utc(now)), e, "evenings at {now}");
+            assert_eq!(weekends.contains(utc(now)), w, "weekends at {now}");
+        }
+    }
+
+    /// Europe/Berlin: 2024-03-31 02:00 CET jumps to 03:00 CEST (01:00 UTC);
+    /// 2024-10-27 03:00 CEST falls back to 02:00 CET (01:00 UTC).
+    #[test]
+    fn dst_edges_berlin() {
+        let two_to_three = interval(
+            "{times: [{start_time: '02:00', end_time: '03:00'}], location: Europe/Berlin}",
+        );
+        // The day before: 02:30 CET is 01:30 UTC.
+        assert!(two_to_three.contains(utc("2024-03-30T01:30:00Z")));
+        // Spring forward: no instant of the day reads 02:xx.
+        let day = utc("2024-03-30T23:00:00Z");
+        for minute in 0..24 * 60 {
+            let t = day + chrono::Duration::minutes(minute);
+            assert!(!two_to_three.contains(t), "{t} reads as 02:xx in Berlin");
+        }
+        // Fall back: 02:00-03:00 happens twice, two hours of real time.
+        for (t, inside) in [
+            ("2024-10-26T23:59:00Z", false), // 01:59 CEST
+            ("2024-10-27T00:00:00Z", true),  // 02:00 CEST
+            ("2024-10-27T00:59:00Z", true),  // 02:59 CEST
+            ("2024-10-27T01:00:00Z", true),  // 02:00 CET, again
+            ("2024-10-27T01:59:00Z", true),  // 02:59 CET
+            ("2024-10-27T02:00:00Z", false), // 03:00 CET
+        ] {
+            assert_eq!(two_to_three.contains(utc(t)), inside, "{t}");
+        }
+        // Weekday and day of month follow the zone's midnight, not UTC's.
+        let sunday =
+            interval("{weekdays: [sunday], days_of_month: ['-1'], location: Europe/Berlin}");
+        // 2024-03-30T23:30Z is Sunday 31 March 00:30 CET in Berlin.
+        assert!(sunday.contains(utc("2024-03-30T23:30:00Z")));
+        assert!(!interval("{weekdays: [sunday]}").contains(utc("2024-03-30T23:30:00Z")));
+    }
+
+    /// America/New_York: 2021-03-14 02:00 EST jumps to 03:00 EDT (07:00
+    /// UTC); 2021-11-07 02:00 EDT falls back to 01:00 EST (06:00 UTC).
+    #[test]
+    fn dst_edges_new_york() {
+        let skipped = interval(
+            "{times: [{start_time: '02:30', end_time: '02:31'}], location: America/New_York}",
+        );
+        // 02:30 on the spring-forward day does not exist.
+        let day = utc("2021-03-14T05:00:00Z");
+        for minute in 0..24 * 60 {
+            let t = day + chrono::Duration::minutes(minute);
+            assert!(!skipped.contains(t), "{t} reads as 02:30 in New York");
+        }
+        assert!(skipped.contains(utc("2021-03-13T07:30:00Z")));
+        let one_to_two = interval(
+            "{times: [{start_time: '01:00', end_time: '02:00'}], location: America/New_York}",
+        );
+        for (t, inside) in [
+            ("2021-11-07T04:59:00Z", false), // 00:59 EDT
+            ("2021-11-07T05:00:00Z", true),  // 01:00 EDT
+            ("2021-11-07T06:30:00Z", true),  // 01:30 EST, the repeated hour
+            ("2021-11-07T07:00:00Z", false), // 02:00 EST
+        ] {
+            assert_eq!(one_to_two.contains(utc(t)), inside, "{t}");
+        }
+        // The last day of January ends at 05:00 UTC on 1 February.
+        let last = interval("{days_of_month: ['-1'], location: America/New_York}");
+        assert!(last.contains(utc("2024-02-01T04:30:00Z")));
+        assert!(!last.contains(utc("2024-02-01T05:00:00Z")));
+    }
+
+    #[test]
+    fn unknown_keys_are_still_refused() {
+        let e = serde_norway::from_str::<TimeInterval>("{weekday: [monday]}").unwrap_err();
+        assert!(e.to_string().contains("unknown field `weekday`"), "{e}");
+        let e =
+            serde_norway::from_str::<TimeIntervalConfig>("{name: a, intervals: []}").unwrap_err();
+        assert!(e.to_string().contains("unknown field `intervals`"), "{e}");
+    }
+
+    /// A container without /usr/share/zoneinfo (distroless) still knows
+    /// the zones: the database is built in.
+    #[test]
+    fn tz_database_is_bundled() {
+        let db = jiff::tz::TimeZoneDatabase::bundled();
+        for name in ["Europe/Berlin", "America/New_York", "Australia/Sydney"] {
+            db.get(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+    }
+
+    #[test]
+    fn unknown_location_names_the_interval() {
+        let e = serde_norway::from_str::<AlertingConfig>(
+            "time_intervals:\n- name: offhours\n  time_intervals:\n  - times: [{start_time: '09:00', end_time: '17:00'}]\n    location: Mars/Olympus_Mons\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("time interval \"offhours\": time_intervals[0]: location: unknown time zone Mars/Olympus_Mons"),
+            "{e}"
+        );
+        assert!(e.contains("line 2"), "the interval's line: {e}");
+        let e = toml::from_str::<AlertingConfig>(
+            "[[time_intervals]]\nname = \"offhours\"\n[[time_intervals.time_intervals]]\nlocation = \"Mars/Olympus_Mons\"\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.message().contains("time interval \"offhours\": time_intervals[0]: location: unknown time zone Mars/Olympus_Mons"),
+            "{e}"
+        );
+        assert!(e.span().is_some(), "{e}");
+        for bad in [
+            "../../etc/passwd",
+            "/etc/localtime",
+            "Europe/Nowhere",
+            "europe/berlin",
+            "utc",
+        ] {
+            assert_eq!(Location::parse(bad), Err(UnknownTimeZone(bad.into())));
+        }
+        for ok in [
+            "UTC",
+            "",
+            "Local",
+            "Europe/Berlin",
+            "America/New_York",
+            "Etc/GMT+5",
+        ] {
+            Location::parse(ok).unwrap();
+        }
     }
 }

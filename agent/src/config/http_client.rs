@@ -279,6 +279,18 @@ impl HttpClientConfig {
         &self,
         resolve: &dyn Fn(&Path) -> PathBuf,
     ) -> Result<reqwest::Client, HttpClientError> {
+        self.builder(resolve)?
+            .build()
+            .map_err(HttpClientError::Build)
+    }
+
+    /// [`HttpClientConfig::build`] before its last step, for a caller that
+    /// adds to it (plugins replace the redirect policy with one that also
+    /// checks the instance's `allow_hosts`).
+    pub fn builder(
+        &self,
+        resolve: &dyn Fn(&Path) -> PathBuf,
+    ) -> Result<reqwest::ClientBuilder, HttpClientError> {
         self.validate()?;
         let tls = self.rustls_config(resolve)?;
         let mut b = reqwest::Client::builder()
@@ -320,7 +332,7 @@ impl HttpClientConfig {
             // Prometheus uses HTTP(S)_PROXY only when told to.
             b = b.no_proxy();
         }
-        b.build().map_err(HttpClientError::Build)
+        Ok(b)
     }
 
     fn rustls_config(

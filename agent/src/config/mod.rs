@@ -457,6 +457,21 @@ pub struct PluginsConfig {
     /// Python runtimes, are under 20 MB).
     #[serde(default = "default_max_plugin_size")]
     pub max_plugin_size: ByteSize,
+    /// The config file's directory, against which instances' relative
+    /// paths (`http_config` files) resolve, as [`Config::resolve`] does;
+    /// None: the working directory. Set by [`Config::load`].
+    #[serde(skip)]
+    pub config_dir: Option<PathBuf>,
+}
+
+impl PluginsConfig {
+    /// An instance's file path, relative ones against the config's directory.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        match &self.config_dir {
+            Some(dir) if p.is_relative() => dir.join(p),
+            _ => p.to_path_buf(),
+        }
+    }
 }
 
 impl Default for PluginsConfig {
@@ -470,6 +485,7 @@ impl Default for PluginsConfig {
             allocator: Allocator::default(),
             pool_instances: default_pool_instances(),
             max_plugin_size: default_max_plugin_size(),
+            config_dir: None,
         }
     }
 }
@@ -559,6 +575,7 @@ impl Config {
             .with_context(|| format!("reading config file {}", path.display()))?;
         let mut config = Config::parse(&text, &path.display().to_string())?;
         config.source = Some(path.to_path_buf());
+        config.plugins.config_dir = path.parent().map(Path::to_path_buf);
         Ok(config)
     }
 
@@ -742,6 +759,13 @@ impl InstanceConfig {
         }
         // Fail on a missing ${ENV} now rather than at the first notification.
         self.config_json().with_context(|| what.to_string())?;
+        if let Some(h) = &self.http_config {
+            // The checks that need no file; files are read when the
+            // instance is prepared (`plugins::Instance::prepare`).
+            h.http_client()
+                .validate()
+                .with_context(|| format!("{what}: http_config"))?;
+        }
         Ok(())
     }
 

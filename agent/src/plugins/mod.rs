@@ -5,6 +5,8 @@
 //! - [`host`]: per-call store state and the host imports (log, config, clock, query).
 //! - [`policy`]: the per-instance outbound HTTP allow-list (entries are
 //!   [`HostPattern`](crate::config::hosts::HostPattern)s, parsed by config).
+//! - [`outbound`]: an instance's requests sent as its `http_config` says
+//!   (TLS, auth, proxy, redirects checked against `allow_hosts`).
 //! - [`circuit`]: the per-instance failure policy (circuit breaker, permanent failures).
 //! - [`file`](mod@file): a plugin file's stamp, and reading it header first under a size cap.
 //! - [`loader`]: compile + type-check one file against its world.
@@ -21,6 +23,7 @@ pub mod host;
 pub mod list;
 pub mod loader;
 pub mod notifier;
+pub mod outbound;
 pub mod policy;
 pub mod runtime;
 mod seed;

@@ -105,6 +105,8 @@ pub struct OutboundPolicy {
     pub plugin: Arc<str>,
     pub instance: Arc<str>,
     pub counters: Arc<PolicyCounters>,
+    /// The instance's `http_config` client; None: wasmtime's own sender.
+    pub http: Option<Arc<super::outbound::OutboundHttp>>,
 }
 
 impl WasiHttpHooks for OutboundPolicy {
@@ -138,6 +140,27 @@ impl WasiHttpHooks for OutboundPolicy {
         self.counters.allowed.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(plugin = %self.plugin, instance = %self.instance, target = %target, "outbound HTTP request");
         let request = request.map(|body| DrainOnDrop(Some(body)));
+        if let Some(http) = self.http.clone() {
+            let (plugin, instance) = (self.plugin.clone(), self.instance.clone());
+            let counters = self.counters.clone();
+            return Box::new(async move {
+                let res = http
+                    .send(request, options, |target| {
+                        counters.denied.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(
+                            plugin = %plugin,
+                            instance = %instance,
+                            target = %target,
+                            "denied outbound HTTP redirect: host not in the instance's allow_hosts"
+                        );
+                    })
+                    .await?;
+                Ok((
+                    res,
+                    Box::new(async { Ok(()) }) as Box<dyn Future<Output = _> + Send>,
+                ))
+            });
+        }
         Box::new(async move {
             let (res, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
             Ok((

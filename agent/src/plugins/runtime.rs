@@ -37,10 +37,24 @@ pub struct Instance {
     pub allow: Arc<[HostPattern]>,
     pub timeout: Duration,
     pub memory_limit: usize,
+    /// How its wasi:http requests are sent when it has `http_config`.
+    pub http: Option<Arc<super::outbound::OutboundHttp>>,
 }
 
 impl Instance {
     pub fn prepare(cfg: &InstanceConfig, defaults: &PluginsConfig) -> Result<Instance> {
+        let allow: Arc<[HostPattern]> = cfg.allow_hosts().into();
+        let http = cfg
+            .http_config
+            .as_ref()
+            .map(|h| {
+                super::outbound::OutboundHttp::new(&h.http_client(), allow.clone(), &|p| {
+                    defaults.resolve(p)
+                })
+                .map(Arc::new)
+                .with_context(|| format!("instance {:?}: http_config", cfg.name()))
+            })
+            .transpose()?;
         Ok(Instance {
             name: cfg.name().into(),
             plugin: cfg.plugin.clone(),
@@ -48,9 +62,10 @@ impl Instance {
                 .config_json()
                 .with_context(|| format!("instance {:?}", cfg.name()))?
                 .into(),
-            allow: cfg.allow_hosts().into(),
+            allow,
             timeout: cfg.timeout.unwrap_or(defaults.call_timeout),
             memory_limit: cfg.memory_limit.unwrap_or(defaults.memory_limit).as_u64() as usize,
+            http,
         })
     }
 }
@@ -998,6 +1013,7 @@ impl PluginRuntime {
             plugin: plugin.name.as_str().into(),
             instance: inst.name.clone(),
             counters,
+            http: inst.http.clone(),
         };
         let limits = Limits {
             memory_bytes: inst.memory_limit,

@@ -535,3 +535,54 @@ async fn an_injected_stage_runs_in_the_flush_pipeline() {
     assert_eq!(sent[0].2.alerts.len(), 1, "the stage dropped one alert");
     assert_eq!(sent[0].2.alerts[0].labels["instance"], "a");
 }
+
+/// A route muted by an interval in Europe/Berlin (UTC+1 in January) is
+/// muted from 22:00 to midnight Berlin time — 21:00 to 23:00 UTC — and
+/// notifies at the first group flush after that, not by UTC's clock.
+#[tokio::test]
+async fn a_time_interval_in_a_named_zone_mutes_by_that_zone() {
+    let config = r#"
+route:
+  receiver: team
+  group_by: [alertname]
+  group_wait: 30s
+  group_interval: 5m
+  repeat_interval: 4h
+  routes:
+  - matchers: [team="berlin"]
+    receiver: team
+    mute_time_intervals: [berlin-evenings]
+time_intervals:
+- name: berlin-evenings
+  time_intervals:
+  - times: [{start_time: '22:00', end_time: '24:00'}]
+    location: Europe/Berlin
+"#;
+    let start = DateTime::parse_from_rfc3339("2024-01-03T21:00:30Z")
+        .unwrap()
+        .with_timezone(&Utc);
+    let clock = ManualClock::new(start);
+    let e = env_config(
+        config,
+        Arc::new(NotificationLog::in_memory(DEFAULT_RETENTION)),
+        Arc::new(AlertStore::new()),
+        clock.clone(),
+    );
+    let berlin: &[(&str, &str)] = &[("alertname", "Late"), ("team", "berlin")];
+    let end = start + chrono::Duration::hours(2) + chrono::Duration::minutes(5);
+    let mut sent = Vec::new();
+    while clock.now() < end {
+        // Re-sent every minute as a rule evaluator would (resolve_timeout 5m).
+        if (clock.now() - start).num_seconds() % 60 == 0 {
+            e.refresh(&[berlin]);
+        }
+        clock.advance(Duration::from_secs(1));
+        e.d.flush_due().await;
+        sent.extend(e.rec.take());
+    }
+    let times: Vec<String> = sent.iter().map(|(t, _, _)| t.to_rfc3339()).collect();
+    // Flushes run at 21:01:00Z and every 5 minutes after; 23:01:00Z is the
+    // first one past Berlin's midnight (23:00Z).
+    assert_eq!(times, ["2024-01-03T23:01:00+00:00"]);
+    assert_eq!(sent[0].2.alerts[0].labels["team"], "berlin");
+}

@@ -248,6 +248,7 @@ fn instance(plugin: &str, config: Value, allow: &str) -> Instance {
         allow: vec![HostPattern::parse(allow).unwrap()].into(),
         timeout: Duration::from_secs(10),
         memory_limit: 32 << 20,
+        http: None,
     }
 }
 

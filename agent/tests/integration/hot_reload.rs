@@ -56,6 +56,7 @@ async fn swap_under_concurrent_calls_loses_none() {
         allow: Arc::new([]),
         timeout: Duration::from_secs(10),
         memory_limit: 32 << 20,
+        http: None,
     };
     let n = wasmon::plugins::notifier::wit_notification(&WebhookMessage::test_message(
         "p",
@@ -200,6 +201,7 @@ async fn in_flight_call_finishes_on_the_old_version() {
         allow: Arc::new([]),
         timeout: Duration::from_secs(20),
         memory_limit: 32 << 20,
+        http: None,
     };
     let n = wasmon::plugins::notifier::wit_notification(&WebhookMessage::test_message(
         "p",

@@ -31,6 +31,7 @@ fn instance(
             .collect(),
         timeout,
         memory_limit: 32 << 20,
+        http: None,
     }
 }
 

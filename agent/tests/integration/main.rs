@@ -24,6 +24,7 @@ mod incident_rules;
 mod isolation;
 mod layers;
 mod packaging;
+mod plugin_http_config;
 mod promqltest;
 mod rules_alerting;
 mod rules_rulefmt;
