@@ -93,6 +93,8 @@ pub enum RelabelError {
     OnlyRegex { action: Action },
     #[error("{action} action requires only 'source_labels' and 'target_label'")]
     OnlySourceAndTarget { action: Action },
+    #[error("'replacement' can not be set for {action} action")]
+    ReplacementSet { action: Action },
 }
 
 /// A validated rule with its regex compiled.
@@ -138,6 +140,11 @@ impl Relabeler {
                 label: cfg.target_label.clone(),
                 action,
             });
+        }
+        if matches!(action, Lowercase | Uppercase | KeepEqual | DropEqual)
+            && cfg.replacement != default_replacement()
+        {
+            return Err(RelabelError::ReplacementSet { action });
         }
         if action == LabelMap && !relabel_target(&cfg.replacement) {
             return Err(RelabelError::InvalidReplacement {

@@ -144,6 +144,19 @@ impl Ctx {
         });
     }
 
+    /// A path from the source, as the reading process must open it
+    /// (relative to the source's directory).
+    pub fn source_path(&self, p: &str) -> PathBuf {
+        self.source_dir.join(p)
+    }
+
+    /// The directory the output's relative paths are relative to.
+    pub fn out_dir(&self) -> PathBuf {
+        self.out_dir
+            .clone()
+            .unwrap_or_else(|| self.source_dir.clone())
+    }
+
     /// An error at `node` (what upstream refuses).
     pub fn error(&self, node: &yaml::Node, message: impl Into<String>) -> ImportError {
         ImportError {
