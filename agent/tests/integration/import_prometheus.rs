@@ -452,3 +452,41 @@ fn errors_never_quote_secrets() {
         "{e}"
     );
 }
+
+/// `run --config` / `check config` on YAML: each file told apart by its
+/// content, at most one of each, never mixed with a TOML config.
+#[test]
+fn load_files_tells_the_yaml_files_apart() {
+    use wasmon::config::Config;
+    let dir = tempfile::tempdir().unwrap();
+    let prom = dir.path().join("prometheus.yml");
+    let prom2 = dir.path().join("other.yaml");
+    let am = dir.path().join("alertmanager.yml");
+    let toml = dir.path().join("wasmon.toml");
+    std::fs::write(&prom, "scrape_configs:\n  - job_name: a\n").unwrap();
+    std::fs::write(&prom2, "global:\n  scrape_interval: 5s\n").unwrap();
+    std::fs::write(&am, "route:\n  receiver: x\nreceivers:\n  - name: x\n").unwrap();
+    std::fs::write(&toml, "").unwrap();
+
+    assert!(!wasmon::config::import::is_alertmanager_yaml(&prom).unwrap());
+    assert!(wasmon::config::import::is_alertmanager_yaml(&am).unwrap());
+
+    let c = Config::load_files(std::slice::from_ref(&prom)).unwrap();
+    assert_eq!(c.scrape_configs[0].job_name.get_ref(), "a");
+    assert_eq!(c.sources, std::slice::from_ref(&prom));
+    assert_eq!(c.source.as_deref(), Some(prom.as_path()));
+
+    let e = format!(
+        "{:#}",
+        Config::load_files(&[prom.clone(), prom2.clone()]).unwrap_err()
+    );
+    assert!(e.contains("both are prometheus.yml files"), "{e}");
+    let e = format!(
+        "{:#}",
+        Config::load_files(&[toml.clone(), prom.clone()]).unwrap_err()
+    );
+    assert!(e.contains("not both"), "{e}");
+    // A TOML file alone is loaded as it always was.
+    let c = Config::load_files(std::slice::from_ref(&toml)).unwrap();
+    assert_eq!(c.sources, [toml]);
+}

@@ -197,6 +197,23 @@ fn same_dir(a: &Path, b: &Path) -> bool {
     norm(a) == norm(b)
 }
 
+/// Is the YAML file at `path` an alertmanager.yml (a top-level `route` or
+/// `receivers`) rather than a prometheus.yml?
+pub fn is_alertmanager_yaml(path: &Path) -> Result<bool, ImportError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ImportError {
+        file: file.clone(),
+        line: 0,
+        message: format!("reading: {e}"),
+    })?;
+    let doc = yaml::parse(&text).map_err(|e| ImportError {
+        file,
+        line: e.line,
+        message: e.message,
+    })?;
+    Ok(doc.get("route").is_some() || doc.get("receivers").is_some())
+}
+
 /// Reads and converts the sources into one TOML config.
 pub fn import(sources: &Sources) -> Result<Imported, ImportError> {
     if sources.prometheus.is_none() && sources.alertmanager.is_none() {
