@@ -109,10 +109,6 @@ const UNSUPPORTED: &[(&str, &[&str])] = &[
         &["global.convert_classic_histograms_to_nhcb"],
     ),
     (
-        "global_enable_always_scrape_classic_hist.good.yml",
-        &["global.always_scrape_classic_histograms"],
-    ),
-    (
         "global_enable_extra_scrape_metrics.good.yml",
         &["global.extra_scrape_metrics"],
     ),
@@ -133,10 +129,6 @@ const UNSUPPORTED: &[(&str, &[&str])] = &[
         &["scrape_configs[0].convert_classic_histograms_to_nhcb"],
     ),
     (
-        "local_disable_always_scrape_classic_hist.good.yml",
-        &["global.always_scrape_classic_histograms"],
-    ),
-    (
         "local_disable_convert_classic_hist_to_nhcb.good.yml",
         &["global.convert_classic_histograms_to_nhcb"],
     ),
@@ -147,10 +139,6 @@ const UNSUPPORTED: &[(&str, &[&str])] = &[
     (
         "local_disable_scrape_native_hist.good.yml",
         &["global.scrape_native_histograms"],
-    ),
-    (
-        "local_enable_always_scrape_classic_hist.good.yml",
-        &["scrape_configs[0].always_scrape_classic_histograms"],
     ),
     (
         "local_enable_extra_scrape_metrics.good.yml",

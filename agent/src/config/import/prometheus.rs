@@ -745,11 +745,21 @@ fn map(
         } else {
             format!("{path}.{key}")
         };
-        if let K::Unsupported(why) = kind {
-            if !e.value.is_null() && !is_default(&e.value) {
-                ctx.unsupported(&e.key, full, *why);
+        match kind {
+            K::Unsupported(why) => {
+                if !is_default(&e.value) {
+                    ctx.unsupported(&e.key, full, *why);
+                }
+                continue;
             }
-            continue;
+            K::UnsupportedUnless(same, why) => {
+                let v = e.value.as_str().unwrap_or_default();
+                if !is_default(&e.value) && v != *same {
+                    ctx.unsupported(&e.key, full, *why);
+                }
+                continue;
+            }
+            _ => {}
         }
         if e.value.is_null() {
             continue;
@@ -905,7 +915,7 @@ fn value(ctx: &mut Ctx, node: &Node, path: &str, kind: &K) -> Result<Option<Valu
             }
         }
         K::Checked => return Ok(None),
-        K::Unsupported(_) => return Ok(None),
+        K::Unsupported(_) | K::UnsupportedUnless(..) => return Ok(None),
     }))
 }
 

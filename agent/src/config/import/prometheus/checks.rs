@@ -194,7 +194,8 @@ pub fn queue(ctx: &Ctx, q: &Node) -> Result<(), ImportError> {
         if v <= 0 {
             return Err(ctx.error(n, "remote write queue min_shards must be positive"));
         }
-        let max = int("max_shards").map(|(_, v)| v).unwrap_or(50);
+        // 2.42's default (and wasmon's); 3.x lowered it to 50.
+        let max = int("max_shards").map(|(_, v)| v).unwrap_or(200);
         if v > max {
             return Err(ctx.error(
                 n,

@@ -41,6 +41,9 @@ pub enum K {
     /// Checked by the caller, not written as it is.
     Checked,
     Unsupported(&'static str),
+    /// Unsupported, but the value given (as written) is what wasmon does
+    /// anyway: reported only for another value.
+    UnsupportedUnless(&'static str, &'static str),
 }
 
 use K::*;
@@ -97,7 +100,10 @@ pub const GLOBAL: Spec = &[
     ),
     (
         "metric_name_validation_scheme",
-        Unsupported("wasmon accepts legacy metric and label names only"),
+        UnsupportedUnless(
+            "legacy",
+            "wasmon accepts legacy metric and label names only",
+        ),
     ),
     (
         "metric_name_escaping_scheme",
@@ -113,7 +119,10 @@ pub const GLOBAL: Spec = &[
     ),
     (
         "always_scrape_classic_histograms",
-        Unsupported("wasmon always scrapes classic histograms (it has no native ones)"),
+        UnsupportedUnless(
+            "true",
+            "wasmon always scrapes classic histograms (it has no native ones)",
+        ),
     ),
     (
         "extra_scrape_metrics",
@@ -160,7 +169,10 @@ pub const JOB: Spec = &[
     ),
     (
         "always_scrape_classic_histograms",
-        Unsupported("wasmon always scrapes classic histograms (it has no native ones)"),
+        UnsupportedUnless(
+            "true",
+            "wasmon always scrapes classic histograms (it has no native ones)",
+        ),
     ),
     (
         "convert_classic_histograms_to_nhcb",
@@ -178,7 +190,7 @@ pub const JOB: Spec = &[
     ("scheme", Str),
     (
         "enable_compression",
-        Unsupported("wasmon always accepts gzip from targets"),
+        UnsupportedUnless("true", "wasmon always asks targets for gzip"),
     ),
     ("body_size_limit", Bytes),
     ("sample_limit", Uint),
@@ -203,7 +215,10 @@ pub const JOB: Spec = &[
     ),
     (
         "metric_name_validation_scheme",
-        Unsupported("wasmon accepts legacy metric and label names only"),
+        UnsupportedUnless(
+            "legacy",
+            "wasmon accepts legacy metric and label names only",
+        ),
     ),
     (
         "metric_name_escaping_scheme",
