@@ -406,6 +406,22 @@ mod tests {
         Labels::from_pairs(pairs.iter().copied())
     }
 
+    /// Prometheus refuses a `replacement` on the actions that ignore it.
+    #[test]
+    fn replacement_is_refused_where_it_is_ignored() {
+        for action in ["lowercase", "uppercase", "keepequal", "dropequal"] {
+            let text = format!(
+                "action = \"{action}\"\nsource_labels = [\"a\"]\ntarget_label = \"b\"\nreplacement = \"x\""
+            );
+            let e = Relabeler::new(toml::from_str(&text).unwrap()).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!("'replacement' can not be set for {action} action")
+            );
+            rule(&text.replace("\nreplacement = \"x\"", ""));
+        }
+    }
+
     // Cases follow Prometheus' model/relabel/relabel_test.go.
     #[test]
     fn replace() {
