@@ -478,3 +478,35 @@ fn load_files_tells_the_yaml_files_apart() {
     let c = Config::load_files(std::slice::from_ref(&toml)).unwrap();
     assert_eq!(c.sources, [toml]);
 }
+
+/// Written elsewhere (`--out`), relative paths stay right: rule files,
+/// file SD files and credential files become absolute against the source.
+#[test]
+fn relative_paths_are_rewritten_for_another_output_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let yml = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &yml,
+        "rule_files: [r.yml]\nscrape_configs:\n  - job_name: a\n    bearer_token_file: tok\n    file_sd_configs: [{files: [sd/*.json]}]\n",
+    )
+    .unwrap();
+    let imported = import(&Sources {
+        prometheus: Some(yml),
+        out_dir: Some(out.path().to_path_buf()),
+        ..Default::default()
+    })
+    .unwrap();
+    let c = imported.config("x").unwrap();
+    let src = std::path::absolute(dir.path()).unwrap();
+    assert_eq!(c.rule_files, [src.join("r.yml").display().to_string()]);
+    let job = &c.scrape_configs[0];
+    assert_eq!(
+        job.bearer_token_file.as_deref(),
+        Some(src.join("tok").as_path())
+    );
+    assert_eq!(
+        job.file_sd_configs[0].files,
+        [src.join("sd/*.json").display().to_string()]
+    );
+}

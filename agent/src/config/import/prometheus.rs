@@ -827,6 +827,16 @@ fn value(ctx: &mut Ctx, node: &Node, path: &str, kind: &K) -> Result<Option<Valu
             }
             Value::Array(a)
         }
+        K::PathList => {
+            let Some(Value::Array(a)) = value(ctx, node, path, &K::StrList)? else {
+                return Ok(None);
+            };
+            let paths = a
+                .iter()
+                .map(|v| Value::String(ctx.path(v.as_str().unwrap_or_default())))
+                .collect();
+            Value::Array(paths)
+        }
         K::LabelMap => {
             let mut t = Table::new();
             for e in node.map_entries() {

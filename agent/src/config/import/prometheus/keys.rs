@@ -25,6 +25,8 @@ pub enum K {
     /// `units.Base2Bytes` (`10MB` = 10 MiB), written as bytes.
     Bytes,
     StrList,
+    /// A list of file paths or globs, each made right from the output's directory.
+    PathList,
     /// Label names to values, names checked.
     LabelMap,
     /// A string map; `true`: its values are credentials.
@@ -274,7 +276,7 @@ pub const JOB: Spec = &[
 
 pub const STATIC: Spec = &[("targets", StrList), ("labels", LabelMap)];
 
-pub const FILE_SD: Spec = &[("files", StrList), ("refresh_interval", Dur)];
+pub const FILE_SD: Spec = &[("files", PathList), ("refresh_interval", Dur)];
 
 pub const HTTP_SD: Spec = &[("url", Str), ("refresh_interval", PromDur)];
 
