@@ -148,7 +148,7 @@ impl Prepared {
     /// of its plugins dir when that dir exists (without creating it or the
     /// compile cache), and prepare.
     pub async fn check_file(path: &std::path::Path) -> Result<Prepared> {
-        let config = Config::load(path)?;
+        let config = Config::load_files(&[path.to_path_buf()])?;
         if plugin_uses(&config).is_empty() {
             return Prepared::new(config, None);
         }
@@ -250,7 +250,9 @@ fn check_plugin_uses(config: &Config, plugins: &PluginRuntime) -> Result<Vec<Str
 
 pub struct Agent {
     current: ArcSwap<Loaded>,
-    config_path: Option<PathBuf>,
+    /// The files the config is read from again on reload (none: the
+    /// built-in default).
+    config_paths: Vec<PathBuf>,
     pub plugins: Arc<PluginRuntime>,
     pub metrics: Arc<Metrics>,
     pub db: Arc<tsdb::Db>,
@@ -307,7 +309,7 @@ impl Agent {
         } else {
             None
         };
-        let config_path = config.source.clone();
+        let config_paths = config.sources.clone();
         let Prepared {
             loaded,
             jobs,
@@ -394,7 +396,7 @@ impl Agent {
         metrics.config_last_reload_success_timestamp.set(unix_now());
         let agent = Arc::new(Agent {
             current: ArcSwap::from_pointee(loaded),
-            config_path,
+            config_paths,
             plugins,
             metrics,
             db,
@@ -455,11 +457,12 @@ impl Agent {
     }
 
     async fn try_reload(&self) -> Result<()> {
-        let Some(path) = &self.config_path else {
+        if self.config_paths.is_empty() {
             anyhow::bail!("running on the built-in default config: there is no file to reload");
-        };
-        let config = Config::load(path)?;
+        }
         let old = self.current();
+        let config =
+            Config::load_files(&self.config_paths)?.with_overrides(old.config.overrides.clone());
         if config.web.listen_address != old.config.web.listen_address
             || config.plugins.dir != old.config.plugins.dir
             || config.plugins.allocator != old.config.plugins.allocator

@@ -44,8 +44,18 @@ enum LogFormat {
 enum Command {
     /// Run the agent (on the built-in default config when --config is not given).
     Run {
+        /// A TOML config; or a prometheus.yml and/or an alertmanager.yml
+        /// (repeat the flag for both), imported as `config import` does.
         #[arg(long, short)]
-        config: Option<PathBuf>,
+        config: Vec<PathBuf>,
+        /// Listen here instead of the config's `web.listen_address`
+        /// (Prometheus' flag, for a prometheus.yml, which has no such key).
+        #[arg(long = "web.listen-address")]
+        listen_address: Option<String>,
+        /// Keep the store here instead of the config's `storage.path`
+        /// (Prometheus' `--storage.tsdb.path`).
+        #[arg(long = "storage.tsdb.path")]
+        storage_path: Option<PathBuf>,
     },
     /// Work with config files (import a prometheus.yml / alertmanager.yml).
     Config {
@@ -347,14 +357,22 @@ fn init_logging(level: &str, format: LogFormat) {
 
 async fn run(cmd: Command) -> Result<ExitCode> {
     match cmd {
-        Command::Run { config } => {
-            let config = match config {
-                Some(path) => Config::load(&path)?,
-                None => {
-                    tracing::info!("no --config given: running on the built-in default config");
-                    Config::builtin()
-                }
+        Command::Run {
+            config,
+            listen_address,
+            storage_path,
+        } => {
+            let config = if config.is_empty() {
+                tracing::info!("no --config given: running on the built-in default config");
+                Config::builtin()
+            } else {
+                Config::load_files(&config)?
             };
+            let storage_path = storage_path.map(|p| std::path::absolute(&p).unwrap_or(p));
+            let config = config.with_overrides(wasmon::config::Overrides {
+                listen_address,
+                storage_path,
+            });
             run_agent(config).await?;
             Ok(ExitCode::SUCCESS)
         }

@@ -92,10 +92,29 @@ pub struct Config {
     #[serde(skip)]
     pub source: Option<PathBuf>,
 
+    /// Every file this config was read from (one TOML file, or the
+    /// prometheus.yml and/or alertmanager.yml it was imported from): what
+    /// a reload reads again.
+    #[serde(skip)]
+    pub sources: Vec<PathBuf>,
+
+    /// Command-line settings that win over the file's, kept across reloads.
+    #[serde(skip)]
+    pub overrides: Overrides,
+
     /// Turns spans back into `file:line` for checks made after parsing
     /// (plugin instances against the loaded plugins).
     #[serde(skip)]
     locator: Locator,
+}
+
+/// Settings given on `wasmon run`'s command line, which win over the
+/// config file's (a prometheus.yml has no place for them): Prometheus'
+/// `--web.listen-address` and `--storage.tsdb.path`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Overrides {
+    pub listen_address: Option<String>,
+    pub storage_path: Option<PathBuf>,
 }
 
 /// Where the config text came from and where its lines start.
@@ -576,7 +595,82 @@ impl Config {
         let mut config = Config::parse(&text, &path.display().to_string())?;
         config.source = Some(path.to_path_buf());
         config.plugins.config_dir = path.parent().map(Path::to_path_buf);
+        config.sources = vec![path.to_path_buf()];
         Ok(config)
+    }
+
+    /// Loads the config `run --config` (repeatable) and `check config`
+    /// name: one TOML file, or Prometheus' and/or Alertmanager's YAML files
+    /// (`.yml`/`.yaml`), imported as `wasmon config import` does, each
+    /// recognised by its content (top-level `route` or `receivers`: an
+    /// alertmanager.yml). What the import does not carry is logged as
+    /// warnings with file:line.
+    pub fn load_files(paths: &[PathBuf]) -> Result<Config> {
+        let is_yaml = |p: &Path| {
+            p.extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("yml") || e.eq_ignore_ascii_case("yaml"))
+        };
+        match paths {
+            [] => bail!("no config file given"),
+            [one] if !is_yaml(one) => return Config::load(one),
+            _ => {}
+        }
+        if let Some(p) = paths.iter().find(|p| !is_yaml(p)) {
+            bail!(
+                "{}: give either one TOML config or Prometheus/Alertmanager YAML files (.yml, .yaml), not both",
+                p.display()
+            );
+        }
+        let mut sources = import::Sources::default();
+        for p in paths {
+            let (slot, other) = if import::is_alertmanager_yaml(p)? {
+                (&mut sources.alertmanager, "alertmanager.yml")
+            } else {
+                (&mut sources.prometheus, "prometheus.yml")
+            };
+            if let Some(first) = slot.replace(p.clone()) {
+                bail!(
+                    "{} and {}: both are {other} files; give one of each at most",
+                    first.display(),
+                    p.display()
+                );
+            }
+        }
+        // Relative paths are resolved against the first file's directory
+        // (the Prometheus one when both are given); the importer rewrites
+        // the other file's to stay right from there.
+        let main = sources
+            .prometheus
+            .clone()
+            .or_else(|| sources.alertmanager.clone())
+            .expect("at least one file");
+        sources.out_dir = Some(main.parent().map(Path::to_path_buf).unwrap_or_default());
+        let imported = import::import(&sources)?;
+        for f in &imported.findings {
+            tracing::warn!("{f}");
+        }
+        let origin = paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" + ");
+        let mut config = imported.config(&format!("{origin} (imported)"))?;
+        config.plugins.config_dir = main.parent().map(Path::to_path_buf);
+        config.source = Some(main);
+        config.sources = paths.to_vec();
+        Ok(config)
+    }
+
+    /// This config with `o` applied (and remembered, for reloads).
+    pub fn with_overrides(mut self, o: Overrides) -> Config {
+        if let Some(a) = &o.listen_address {
+            self.web.listen_address = a.clone();
+        }
+        if let Some(p) = &o.storage_path {
+            self.storage.path = p.clone();
+        }
+        self.overrides = o;
+        self
     }
 
     /// The built-in default config.

@@ -93,6 +93,8 @@ pub enum RelabelError {
     OnlyRegex { action: Action },
     #[error("{action} action requires only 'source_labels' and 'target_label'")]
     OnlySourceAndTarget { action: Action },
+    #[error("'replacement' can not be set for {action} action")]
+    ReplacementSet { action: Action },
 }
 
 /// A validated rule with its regex compiled.
@@ -138,6 +140,11 @@ impl Relabeler {
                 label: cfg.target_label.clone(),
                 action,
             });
+        }
+        if matches!(action, Lowercase | Uppercase | KeepEqual | DropEqual)
+            && cfg.replacement != default_replacement()
+        {
+            return Err(RelabelError::ReplacementSet { action });
         }
         if action == LabelMap && !relabel_target(&cfg.replacement) {
             return Err(RelabelError::InvalidReplacement {
@@ -397,6 +404,22 @@ mod tests {
 
     fn l(pairs: &[(&str, &str)]) -> Labels {
         Labels::from_pairs(pairs.iter().copied())
+    }
+
+    /// Prometheus refuses a `replacement` on the actions that ignore it.
+    #[test]
+    fn replacement_is_refused_where_it_is_ignored() {
+        for action in ["lowercase", "uppercase", "keepequal", "dropequal"] {
+            let text = format!(
+                "action = \"{action}\"\nsource_labels = [\"a\"]\ntarget_label = \"b\"\nreplacement = \"x\""
+            );
+            let e = Relabeler::new(toml::from_str(&text).unwrap()).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!("'replacement' can not be set for {action} action")
+            );
+            rule(&text.replace("\nreplacement = \"x\"", ""));
+        }
     }
 
     // Cases follow Prometheus' model/relabel/relabel_test.go.

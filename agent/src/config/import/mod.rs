@@ -144,6 +144,19 @@ impl Ctx {
         });
     }
 
+    /// A path from the source, as the reading process must open it
+    /// (relative to the source's directory).
+    pub fn source_path(&self, p: &str) -> PathBuf {
+        self.source_dir.join(p)
+    }
+
+    /// The directory the output's relative paths are relative to.
+    pub fn out_dir(&self) -> PathBuf {
+        self.out_dir
+            .clone()
+            .unwrap_or_else(|| self.source_dir.clone())
+    }
+
     /// An error at `node` (what upstream refuses).
     pub fn error(&self, node: &yaml::Node, message: impl Into<String>) -> ImportError {
         ImportError {
@@ -182,6 +195,23 @@ fn same_dir(a: &Path, b: &Path) -> bool {
         std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
     };
     norm(a) == norm(b)
+}
+
+/// Is the YAML file at `path` an alertmanager.yml (a top-level `route` or
+/// `receivers`) rather than a prometheus.yml?
+pub fn is_alertmanager_yaml(path: &Path) -> Result<bool, ImportError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ImportError {
+        file: file.clone(),
+        line: 0,
+        message: format!("reading: {e}"),
+    })?;
+    let doc = yaml::parse(&text).map_err(|e| ImportError {
+        file,
+        line: e.line,
+        message: e.message,
+    })?;
+    Ok(doc.get("route").is_some() || doc.get("receivers").is_some())
 }
 
 /// Reads and converts the sources into one TOML config.

@@ -270,8 +270,30 @@ impl MarkedEventReceiver for Builder {
         // yaml-rust2's marker lines are 1-based.
         let line = mark.line().max(1);
         match ev {
-            Event::Scalar(text, style, anchor, _tag) => {
+            Event::Scalar(text, style, anchor, tag) => {
                 let quoted = style != TScalarStyle::Plain;
+                // `!!binary`: base64 bytes, read as text the way Go's
+                // string conversion keeps them (invalid UTF-8 shows as
+                // U+FFFD, which label checks then refuse).
+                let binary = tag.as_ref().is_some_and(|t| {
+                    t.suffix == "binary" && matches!(t.handle.as_str(), "!!" | "tag:yaml.org,2002:")
+                });
+                let text = if binary {
+                    use base64::Engine as _;
+                    match base64::engine::general_purpose::STANDARD.decode(text.trim()) {
+                        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+                        Err(_) => {
+                            self.error.get_or_insert(YamlError {
+                                line,
+                                message: "!!binary value is not valid base64".into(),
+                            });
+                            text
+                        }
+                    }
+                } else {
+                    text
+                };
+                let quoted = quoted || binary;
                 let value =
                     if !quoted && matches!(text.as_str(), "~" | "null" | "Null" | "NULL" | "") {
                         Value::Null
