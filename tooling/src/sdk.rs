@@ -48,6 +48,11 @@ const SOURCES: &[(&str, &str)] = &[
         "src/alertmanager.rs",
         include_str!("../../sdk/src/alertmanager.rs"),
     ),
+    (
+        "src/default.tmpl",
+        include_str!("../../sdk/src/default.tmpl"),
+    ),
+    ("src/email.tmpl", include_str!("../../sdk/src/email.tmpl")),
     ("src/http.rs", include_str!("../../sdk/src/http.rs")),
     ("src/k8s.rs", include_str!("../../sdk/src/k8s.rs")),
     ("src/lib.rs", include_str!("../../sdk/src/lib.rs")),
@@ -89,7 +94,10 @@ const DEPS: &[Dep] = &[
         name: "wasmon-gofmt",
         dir: "gofmt",
         manifest: include_str!("../../gofmt/Cargo.toml"),
-        sources: &[("src/lib.rs", include_str!("../../gofmt/src/lib.rs"))],
+        sources: &[
+            ("src/lib.rs", include_str!("../../gofmt/src/lib.rs")),
+            ("src/time.rs", include_str!("../../gofmt/src/time.rs")),
+        ],
     },
 ];
 
