@@ -12,6 +12,7 @@
 //! - [`watch`]: hot reload from the plugins directory.
 //!   (`wasmon plugin call`, one call without an agent, is in `author/call.rs`.)
 //! - [`list`]: `wasmon plugins list`'s table.
+//! - [`templates`]: the `templates` files, handed to receiver instances.
 
 pub mod bindings;
 pub mod circuit;
@@ -24,6 +25,7 @@ pub mod notifier;
 pub mod policy;
 pub mod runtime;
 mod seed;
+pub mod templates;
 pub mod watch;
 
 pub use circuit::Policy;
