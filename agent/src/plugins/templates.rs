@@ -19,6 +19,11 @@ use wasmon_template::{FuncError, Funcs, Library, Template, Value};
 /// `template::CONFIG_KEY`).
 pub const CONFIG_KEY: &str = "__templates";
 
+/// The most template text handed to receivers, all files together: it
+/// travels with every call of every receiver and lives in the plugin's
+/// memory (Alertmanager's own defaults are 15 kB).
+pub const MAX_TOTAL_BYTES: u64 = 1 << 20;
+
 /// Why the template files could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum TemplatesError {
@@ -29,6 +34,8 @@ pub enum TemplatesError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("templates: {path}: the template files would pass {MAX_TOTAL_BYTES} bytes together")]
+    TooLarge { path: PathBuf },
     /// Go's text (`template: FILE:LINE: ...`).
     #[error("templates: {0}")]
     Parse(wasmon_template::Error),
@@ -59,6 +66,7 @@ impl Library for AnyFunction {
 /// matching nothing is no error there, nor here); each must parse.
 pub fn load(patterns: &[String], base: &Path) -> Result<Vec<TemplateFile>, TemplatesError> {
     let mut out: Vec<TemplateFile> = Vec::new();
+    let mut total = 0;
     for p in patterns {
         let full = if Path::new(p).is_absolute() {
             PathBuf::from(p)
@@ -79,10 +87,16 @@ pub fn load(patterns: &[String], base: &Path) -> Result<Vec<TemplateFile>, Templ
             if out.iter().any(|f| f.name == name) {
                 continue;
             }
-            let text = std::fs::read_to_string(&path).map_err(|source| TemplatesError::Read {
+            let read = |source| TemplatesError::Read {
                 path: path.clone(),
                 source,
-            })?;
+            };
+            let len = std::fs::metadata(&path).map_err(read)?.len();
+            if total + len > MAX_TOTAL_BYTES {
+                return Err(TemplatesError::TooLarge { path });
+            }
+            total += len;
+            let text = std::fs::read_to_string(&path).map_err(read)?;
             let any = AnyFunction;
             Template::parse(&name, &text, &[], &Funcs::builtins().with(&any))
                 .map_err(TemplatesError::Parse)?;
@@ -131,6 +145,14 @@ mod tests {
             with_templates(r#"{"url":"u"}"#, &[]).unwrap(),
             r#"{"url":"u"}"#
         );
+
+        let big = dir.path().join("big");
+        std::fs::create_dir(&big).unwrap();
+        std::fs::write(big.join("x.tmpl"), vec![b'x'; MAX_TOTAL_BYTES as usize + 1]).unwrap();
+        let e = load(&["big/*.tmpl".into()], dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("x.tmpl") && e.contains("would pass"), "{e}");
 
         std::fs::write(dir.path().join("c.tmpl"), "x\n{{ define \"c\" }}").unwrap();
         let e = load(&["*.tmpl".into()], dir.path())
