@@ -65,9 +65,9 @@ Labels:
 {{ range .Labels }}  - {{ .Name }} = {{ .Value }}
 {{ end }}Annotations:
 {{ range .Annotations }}  - {{ .Name }} = {{ .Value }}
-{{ end }}Starts at: {{ .StartsAt }}
+{{ end }}Starts at: {{ .StartsAt.Format \"2006-01-02T15:04:05.999999999Z07:00\" }}
 {{- if eq .Status \"resolved\" }}
-Ends at: {{ .EndsAt }}{{ end }}
+Ends at: {{ .EndsAt.Format \"2006-01-02T15:04:05.999999999Z07:00\" }}{{ end }}
 Source: {{ .GeneratorURL }}
 {{ end }}";
 
