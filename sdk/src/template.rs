@@ -796,13 +796,14 @@ impl Library for Alertmanager {
     }
 }
 
-/// `cases.Title(language.AmericanEnglish)`: per word (letters, digits and
-/// apostrophes), the first letter upper-cased and the rest lower-cased.
+/// `cases.Title(language.AmericanEnglish)`: per word (letters, digits,
+/// `_` and apostrophes), the first letter upper-cased and the rest lower-cased.
 fn title(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut in_word = false;
     for c in s.chars() {
-        let word_char = c.is_alphanumeric() || c == '\'' || c == '’';
+        // Unicode word breaking keeps `_` and apostrophes inside a word.
+        let word_char = c.is_alphanumeric() || matches!(c, '_' | '\'' | '’');
         if word_char && !in_word {
             out.push_str(&to_upper(&c.to_string()));
         } else if word_char {
@@ -1043,8 +1044,8 @@ mod tests {
             "HighErrors true"
         );
         assert_eq!(
-            r("{{ title \"hELLO wORLD it's 1st\" }}|{{ trimSpace \"  x \" }}|{{ urlUnescape \"a%20b+c\" }}|{{ humanizeDuration 3725 }}"),
-            "Hello World It's 1st|x|a b c|1h 2m 5s"
+            r("{{ title \"hELLO wORLD it's 1st HTTP_server\" }}|{{ trimSpace \"  x \" }}|{{ urlUnescape \"a%20b+c\" }}|{{ humanizeDuration 3725 }}"),
+            "Hello World It's 1st Http_server|x|a b c|1h 2m 5s"
         );
         assert_eq!(r("{{ toUpper \"straße\" }}"), "STRAßE");
         let e = render("{{ reReplaceAll \"(\" \"\" \"x\" }}", &n())
