@@ -237,6 +237,10 @@ fn resolve_dependency(name: &str, dep: Value, workspace: &Table, at: &str) -> Re
             "path".into(),
             Value::String(format!("{up}{DEPS_DIR}/{}", shipped.dir)),
         );
+        // The SDK turns on the template crate's `regex` feature.
+        if let Some(features) = dep.get("features") {
+            t.insert("features".into(), features.clone());
+        }
         return Ok(Value::Table(t));
     }
     let base = workspace
@@ -391,6 +395,11 @@ mod tests {
         assert_eq!(
             m["dependencies"]["wasmon-template"]["path"].as_str(),
             Some("deps/template")
+        );
+        // A path dependency keeps the features the SDK asks of it.
+        assert_eq!(
+            m["dependencies"]["wasmon-template"]["features"],
+            Value::Array(vec![Value::String("regex".into())])
         );
         let get = |path: &str| -> Table {
             let text = &files.iter().find(|(p, _)| p == path).unwrap().1;
