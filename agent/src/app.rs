@@ -73,10 +73,22 @@ impl Prepared {
         crate::rollout::validate_all(&config.rollouts, &at)?;
         crate::remote::validate_all(&config.remote_write, &at)?;
         let mut warnings = Vec::new();
+        let templates = crate::plugins::templates::load(
+            &config.templates,
+            &config.resolve(std::path::Path::new("")),
+        )
+        .with_context(|| config.origin().to_string())?;
         let receivers = config
             .receivers
             .iter()
-            .map(|r| Ok((r.name().to_string(), Instance::prepare(r, &config.plugins)?)))
+            .map(|r| {
+                let mut inst = Instance::prepare(r, &config.plugins)?;
+                inst.config_json =
+                    crate::plugins::templates::with_templates(&inst.config_json, &templates)
+                        .with_context(|| format!("receiver {:?}", r.name()))?
+                        .into();
+                Ok((r.name().to_string(), inst))
+            })
             .collect::<Result<_>>()?;
         let jobs = config
             .scrape_configs

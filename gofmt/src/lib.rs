@@ -10,6 +10,8 @@
 //! shortest round-tripping digits without a precision and correctly
 //! rounded ones with one; this crate lays them out the way Go does.
 
+pub mod time;
+
 /// Go's `strconv.FormatFloat(v, fmt, prec, 64)` for the formats `'e'`,
 /// `'E'`, `'f'`, `'g'` and `'G'`; a negative `prec` is Go's `-1`, the
 /// fewest digits that read back as `v`. Any other `fmt` gives Go's

@@ -144,8 +144,8 @@ pub fn text_alert_list(alerts: &[&crate::types::Alert]) -> String {
     out
 }
 
-/// A label list as Alertmanager's `SortedPairs`: sorted by name, the last of
-/// two equal names winning.
+/// A label list as Alertmanager's `SortedPairs`: `alertname` first, the
+/// others sorted by name, the last of two equal names winning.
 pub fn sorted_pairs(labels: &[Label]) -> Vec<&Label> {
     let mut v: Vec<&Label> = Vec::new();
     for l in labels {
@@ -154,7 +154,7 @@ pub fn sorted_pairs(labels: &[Label]) -> Vec<&Label> {
             None => v.push(l),
         }
     }
-    v.sort_by(|a, b| a.name.cmp(&b.name));
+    v.sort_by(|a, b| (a.name != "alertname", &a.name).cmp(&(b.name != "alertname", &b.name)));
     v
 }
 

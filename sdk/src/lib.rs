@@ -259,15 +259,30 @@ pub use rollback_action::export_rollback_action;
 ///
 /// Parsing is cheap next to a network call, so plugins parse per call rather
 /// than cache: the host may hand a new config to the same instance on reload.
+///
+/// The agent's notification templates (the key [`template::CONFIG_KEY`],
+/// read by [`template::Set::configured`]) are not part of `T`.
 pub fn config<T: serde::de::DeserializeOwned>() -> Result<T, Failure> {
-    let raw = raw_config();
-    let text = if raw.trim().is_empty() { "{}" } else { &raw };
-    serde_json::from_str(text).map_err(|e| {
+    parse_config(&raw_config()).map_err(|e| {
         Failure::Permanent(format!(
             "plugin instance {:?}: invalid config: {e}",
             instance_name()
         ))
     })
+}
+
+/// [`config`] of a JSON text.
+fn parse_config<T: serde::de::DeserializeOwned>(raw: &str) -> Result<T, serde_json::Error> {
+    let text = if raw.trim().is_empty() { "{}" } else { raw };
+    // Only a config that carries templates is read twice: the others keep
+    // serde's line and column in their errors.
+    if text.contains(template::CONFIG_KEY) {
+        if let Ok(serde_json::Value::Object(mut map)) = serde_json::from_str(text) {
+            map.remove(template::CONFIG_KEY);
+            return serde_json::from_value(serde_json::Value::Object(map));
+        }
+    }
+    serde_json::from_str(text)
 }
 
 /// The instance's config as the host passed it: JSON text.
@@ -287,4 +302,28 @@ pub fn instance_name() -> String {
 /// plugin must not assume it moves with real time.
 pub fn now_ms() -> i64 {
     bindings::wasmon::plugin::clock::now_ms()
+}
+
+#[cfg(test)]
+mod tests {
+    /// A plugin's own config never sees the agent's templates, even with
+    /// `deny_unknown_fields`.
+    #[test]
+    fn config_leaves_out_the_templates() {
+        #[derive(serde::Deserialize, Debug, PartialEq)]
+        #[serde(deny_unknown_fields)]
+        struct C {
+            url: String,
+        }
+        let raw = r#"{"url": "http://x", "__templates": [{"name": "a.tmpl", "text": ""}]}"#;
+        assert_eq!(
+            super::parse_config::<C>(raw).unwrap(),
+            C {
+                url: "http://x".into()
+            }
+        );
+        let e = super::parse_config::<C>(r#"{"url": "u", "nope": 1}"#).unwrap_err();
+        assert!(e.to_string().contains("unknown field `nope`"), "{e}");
+        assert!(super::parse_config::<C>("").is_err());
+    }
 }

@@ -1,5 +1,7 @@
-//! RFC 5322 messages with a MIME text/plain body, for receivers that send
-//! email (through SMTP over `wasi:sockets`).
+//! RFC 5322 messages with a MIME text/plain body, or a
+//! multipart/alternative one with an HTML part (as Alertmanager sends
+//! its email), for receivers that send email (through SMTP over
+//! `wasi:sockets`).
 //!
 //! ```ignore
 //! let text = mail::Message::new()
@@ -23,6 +25,7 @@ use std::fmt;
 pub struct Message {
     headers: Vec<(String, String)>,
     body: String,
+    html: Option<String>,
 }
 
 impl Message {
@@ -45,6 +48,14 @@ impl Message {
         self
     }
 
+    /// Adds an HTML body: the message becomes multipart/alternative, with
+    /// the text part first when the text body is not empty, then the HTML
+    /// one, both quoted-printable (Alertmanager's layout).
+    pub fn html_body(mut self, html: &str) -> Message {
+        self.html = Some(html.to_string());
+        self
+    }
+
     /// The value of the first header `name` (case-insensitive), if any.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.headers
@@ -63,6 +74,30 @@ impl fmt::Display for Message {
             write!(f, "{name}: {}\r\n", encode_header_value(value))?;
         }
         let body = self.body.replace("\r\n", "\n");
+        if let Some(html) = &self.html {
+            let html = html.replace("\r\n", "\n");
+            // A boundary that no line of either part can contain: it is
+            // made of the parts' hash, and a part's quoted-printable lines
+            // could only contain it by containing the hash of themselves.
+            let digest = crate::sha256::hex(format!("{body}\0{html}").as_bytes());
+            let boundary = format!("wasmon-{}", &digest[..32]);
+            f.write_str("MIME-Version: 1.0\r\n")?;
+            write!(
+                f,
+                "Content-Type: multipart/alternative; boundary={boundary}\r\n\r\n"
+            )?;
+            let parts = [("text/plain", &body), ("text/html", &html)];
+            for (kind, text) in parts.into_iter().filter(|(_, t)| !t.is_empty()) {
+                write!(f, "--{boundary}\r\n")?;
+                write!(f, "Content-Type: {kind}; charset=UTF-8\r\n")?;
+                f.write_str("Content-Transfer-Encoding: quoted-printable\r\n\r\n")?;
+                for line in text.split('\n') {
+                    f.write_str(&quoted_printable(line))?;
+                    f.write_str("\r\n")?;
+                }
+            }
+            return write!(f, "--{boundary}--\r\n");
+        }
         let plain = body.is_ascii() && body.lines().all(|l| l.len() <= 998);
         f.write_str("MIME-Version: 1.0\r\n")?;
         f.write_str("Content-Type: text/plain; charset=UTF-8\r\n")?;
@@ -292,5 +327,30 @@ mod tests {
             "{id}"
         );
         assert_ne!(id, message_id(6, "k", "w@example.org"));
+    }
+
+    #[test]
+    fn html_is_multipart_alternative() {
+        let m = Message::new()
+            .header("Subject", "s")
+            .text_body("plain")
+            .html_body("<p>a=b</p>\n<b>x</b>")
+            .to_string();
+        let boundary = m
+            .split("boundary=")
+            .nth(1)
+            .and_then(|r| r.split("\r\n").next())
+            .unwrap()
+            .to_string();
+        assert!(boundary.starts_with("wasmon-"), "{m}");
+        let want = format!(
+            "Subject: s\r\nMIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary={boundary}\r\n\r\n\
+             --{boundary}\r\nContent-Type: text/plain; charset=UTF-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nplain\r\n\
+             --{boundary}\r\nContent-Type: text/html; charset=UTF-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n<p>a=3Db</p>\r\n<b>x</b>\r\n\
+             --{boundary}--\r\n"
+        );
+        assert_eq!(m, want);
+        let only_html = Message::new().html_body("<p/>").to_string();
+        assert!(!only_html.contains("text/plain"), "{only_html}");
     }
 }

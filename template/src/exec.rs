@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use crate::funcs::{FuncError, Funcs};
+use crate::funcs::{html_escape_go, FuncError, Funcs};
 use crate::parse::{Arg, Cmd, Node, Pipe, MAX_EXEC_DEPTH};
 use crate::{Error, Limits, Template};
 
@@ -59,8 +59,54 @@ pub trait Object: fmt::Debug + Send + Sync {
     fn index(&self, _key: &Value) -> Option<Value> {
         None
     }
+    /// A method called with arguments (`.Labels.Remove (stringSlice "a")`,
+    /// `.StartsAt.Format "15:04"`); `None` if there is no such method.
+    fn method(&self, _name: &str, _args: Vec<Value>) -> Option<Result<Value, FuncError>> {
+        None
+    }
     /// For a library's functions that take this type.
     fn as_any(&self) -> &dyn Any;
+}
+
+/// How an action's printed value is escaped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Escape {
+    /// As is (text/template).
+    #[default]
+    None,
+    /// Go's html/template in a page's text: `&<>"'+` and NUL escaped,
+    /// [`SafeHtml`] values as they are.
+    Html,
+}
+
+/// A string marked safe for HTML (Go's `template.HTML`, what
+/// Alertmanager's `safeHtml` returns): printed unescaped by
+/// [`Escape::Html`], like any string otherwise.
+#[derive(Debug)]
+pub struct SafeHtml(pub String);
+
+impl Object for SafeHtml {
+    fn type_name(&self) -> &'static str {
+        "template.HTML"
+    }
+    fn field(&self, name: &str) -> Result<Value, FuncError> {
+        Err(FuncError::NoField {
+            type_name: self.type_name(),
+            field: name.to_string(),
+        })
+    }
+    fn print(&self) -> Result<String, FuncError> {
+        Ok(self.0.clone())
+    }
+    fn truthy(&self) -> bool {
+        !self.0.is_empty()
+    }
+    fn length(&self) -> Option<usize> {
+        Some(self.0.len())
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
 }
 
 /// A shared [`Object`]; two are equal when they are the same object.
@@ -178,6 +224,22 @@ impl std::fmt::Display for Value {
     }
 }
 
+/// `text` without its `<!-- ... -->` comments (an unclosed one runs to
+/// the end, as html/template reads it).
+fn strip_html_comments(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("<!--") {
+        out.push_str(&rest[..i]);
+        match rest[i + 4..].find("-->") {
+            Some(j) => rest = &rest[i + 4 + j + 3..],
+            None => return out,
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 pub(crate) enum Flow {
     Break,
     Continue,
@@ -185,6 +247,10 @@ pub(crate) enum Flow {
 
 pub(crate) struct Exec<'t, 'f> {
     pub(crate) tmpl: &'t Template,
+    /// The template (file) whose nodes run now: a `define` from another
+    /// file names that file in its errors.
+    pub(crate) cur: Arc<str>,
+    pub(crate) escape: Escape,
     pub(crate) vars: Vec<(String, Value)>,
     pub(crate) funcs: &'f Funcs<'f>,
     pub(crate) out: String,
@@ -196,7 +262,7 @@ pub(crate) struct Exec<'t, 'f> {
 
 impl Exec<'_, '_> {
     fn err(&self, line: usize, msg: impl std::fmt::Display) -> Error {
-        Error::exec(&self.tmpl.name, line, msg.to_string())
+        Error::exec(&self.cur, line, msg.to_string())
     }
 
     /// Counts one step against [`Limits::max_steps`].
@@ -204,7 +270,7 @@ impl Exec<'_, '_> {
         self.steps += 1;
         if self.steps > self.limits.max_steps {
             return Err(Error::budget(
-                &self.tmpl.name,
+                &self.cur,
                 line,
                 format!(
                     "template took more than {} evaluation steps",
@@ -225,7 +291,7 @@ impl Exec<'_, '_> {
     fn within_output(&self, line: usize, len: usize) -> Result<(), Error> {
         if len > self.limits.max_output {
             return Err(Error::budget(
-                &self.tmpl.name,
+                &self.cur,
                 line,
                 format!(
                     "template output would exceed {} bytes",
@@ -267,7 +333,11 @@ impl Exec<'_, '_> {
 
     fn walk(&mut self, dot: &Value, n: &Node) -> Result<Option<Flow>, Error> {
         match n {
-            Node::Text(t) => self.emit(0, t)?,
+            Node::Text(t) => match self.escape {
+                // html/template drops the page's comments from its text.
+                Escape::Html if t.contains("<!--") => self.emit(0, &strip_html_comments(t))?,
+                _ => self.emit(0, t)?,
+            },
             Node::Action(p, line) => {
                 self.step(*line)?;
                 let v = self.pipe(dot, p, *line)?;
@@ -276,7 +346,11 @@ impl Exec<'_, '_> {
                         Value::Object(o) => o.0.print().map_err(|e| self.err(*line, e))?,
                         v => v.to_string(),
                     };
-                    self.emit(*line, &text)?;
+                    let safe = matches!(&v, Value::Object(o) if o.0.as_any().is::<SafeHtml>());
+                    match self.escape {
+                        Escape::Html if !safe => self.emit(*line, &html_escape_go(&text))?,
+                        _ => self.emit(*line, &text)?,
+                    }
                 }
             }
             Node::If(p, body, els, line) | Node::With(p, body, els, line) => {
@@ -303,17 +377,20 @@ impl Exec<'_, '_> {
             }
             Node::Template(name, p, line) => {
                 self.step(*line)?;
-                let Some(body) = self.tmpl.defines.get(name) else {
+                let Some(def) = self.tmpl.defines.get(name) else {
                     return Err(self.err(*line, format!("no such template \"{name}\"")));
                 };
+                let (origin, body) = (def.origin.clone(), def.nodes.clone());
                 let d = match p {
                     Some(p) => self.pipe(dot, p, *line)?,
                     None => Value::Nil,
                 };
                 self.enter(*line)?;
                 let saved = std::mem::replace(&mut self.vars, vec![("$".to_string(), d.clone())]);
-                let r = self.walk_list(&d, &body.clone());
+                let saved_cur = std::mem::replace(&mut self.cur, origin);
+                let r = self.walk_list(&d, &body);
                 self.vars = saved;
+                self.cur = saved_cur;
                 self.depth -= 1;
                 r?;
             }
@@ -475,9 +552,47 @@ impl Exec<'_, '_> {
             return self.call(dot, name, &c.args[1..], prev, line);
         }
         if c.args.len() > 1 || prev.is_some() {
+            if let Some(v) = self.method_call(dot, c, prev.clone(), line)? {
+                return Ok(v);
+            }
             return Err(self.err(line, "can't give argument to non-function"));
         }
         self.arg(dot, &c.args[0], line)
+    }
+
+    /// `.A.Method arg...` (or `$x.Method`, `(p).Method`): Go calls a method
+    /// with the command's other arguments and the piped value. `None` when
+    /// the last field is not a method taking arguments.
+    fn method_call(
+        &mut self,
+        dot: &Value,
+        c: &Cmd,
+        prev: Option<Value>,
+        line: usize,
+    ) -> Result<Option<Value>, Error> {
+        let (base, path) = match &c.args[0] {
+            Arg::Field(f) if !f.is_empty() => (dot.clone(), f.as_slice()),
+            Arg::Var(v, f) if !f.is_empty() => (self.var(v), f.as_slice()),
+            Arg::Sub(p, f) if !f.is_empty() => (self.pipe(dot, p, line)?, f.as_slice()),
+            _ => return Ok(None),
+        };
+        let (name, path) = path.split_last().expect("not empty");
+        let recv = self.fields(base, path, line)?;
+        let Value::Object(o) = recv else {
+            return Ok(None);
+        };
+        let mut vals = Vec::with_capacity(c.args.len());
+        for a in &c.args[1..] {
+            vals.push(self.arg(dot, a, line)?);
+        }
+        vals.extend(prev);
+        self.step(line)?;
+        match o.0.method(name, vals) {
+            None => Ok(None),
+            Some(r) => r
+                .map(Some)
+                .map_err(|e| self.err(line, format!("error calling {name}: {e}"))),
+        }
     }
 
     fn call(

@@ -172,6 +172,25 @@ pub fn html_escape(s: &str) -> String {
         .replace('\'', "&#39;")
 }
 
+/// Go's html/template escaping of a value printed in a page's text
+/// (`htmlEscaper`): also `+` and NUL, unlike [`html_escape`].
+pub fn html_escape_go(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&#34;"),
+            '\'' => out.push_str("&#39;"),
+            '+' => out.push_str("&#43;"),
+            '\0' => out.push('\u{FFFD}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 fn builtin(name: &str, a: Vec<Value>) -> Result<Value, FuncError> {
     let want = |n: usize| arity(name, &a, n);
     let s = |v: &Value| -> String { v.to_string() };
@@ -517,3 +536,96 @@ pub fn go_sprintf(f: &str, args: &[Value]) -> String {
 }
 
 // ---------------------------------------------------------------- alert templates
+
+// ---- functions Prometheus' and Alertmanager's libraries both have ----
+
+/// Go's `%.4g`, the humanizers' precision.
+fn g4(v: f64) -> String {
+    wasmon_gofmt::format_float(v, 'g', 4)
+}
+
+/// prometheus/common's `HumanizeDuration` (Prometheus' and Alertmanager's
+/// `humanizeDuration`): seconds as `1d 2h 3m 4s`, `1.5s`, `250ms`.
+pub fn humanize_duration(v: f64) -> String {
+    if v.is_nan() || v.is_infinite() {
+        return g4(v);
+    }
+    if v == 0.0 {
+        return format!("{}s", g4(v));
+    }
+    if v.abs() >= 1.0 {
+        let (sign, v) = if v < 0.0 { ("-", -v) } else { ("", v) };
+        let d = v as i64;
+        let (s, m, h, days) = (d % 60, (d / 60) % 60, (d / 3600) % 24, d / 86400);
+        if days != 0 {
+            return format!("{sign}{days}d {h}h {m}m {s}s");
+        }
+        if h != 0 {
+            return format!("{sign}{h}h {m}m {s}s");
+        }
+        if m != 0 {
+            return format!("{sign}{m}m {s}s");
+        }
+        return format!("{sign}{}s", g4(v));
+    }
+    let mut v = v;
+    let mut prefix = "";
+    for p in ["m", "u", "n", "p", "f", "a", "z", "y"] {
+        if v.abs() >= 1.0 {
+            break;
+        }
+        prefix = p;
+        v *= 1000.0;
+    }
+    format!("{}{prefix}s", g4(v))
+}
+
+/// Go's `regexp.MatchString` (`match`): unanchored; a bad pattern is an
+/// error naming it.
+#[cfg(feature = "regex")]
+pub fn re_match(pattern: &str, text: &str) -> Result<bool, FuncError> {
+    Ok(compile(pattern)?.is_match(text))
+}
+
+/// `reReplaceAll PATTERN REPL TEXT`: Go's `ReplaceAllString`, `$1` and
+/// `${name}` expanded in REPL.
+#[cfg(feature = "regex")]
+pub fn re_replace_all(pattern: &str, repl: &str, text: &str) -> Result<String, FuncError> {
+    Ok(compile(pattern)?.replace_all(text, repl).into_owned())
+}
+
+#[cfg(feature = "regex")]
+fn compile(pattern: &str) -> Result<regex::Regex, FuncError> {
+    // Bounded: a template's pattern must not ask for an unbounded program.
+    regex::RegexBuilder::new(pattern)
+        .size_limit(1 << 20)
+        .build()
+        .map_err(|e| FuncError::Message(format!("regexp: Compile({pattern:?}): {e}")))
+}
+
+/// Go's `strings.ToUpper` (`toUpper`): per character, a character whose
+/// upper case is several (`ß`) kept as it is, as Go's simple mapping.
+pub fn to_upper(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            let mut u = c.to_uppercase();
+            match (u.next(), u.next()) {
+                (Some(one), None) => one,
+                _ => c,
+            }
+        })
+        .collect()
+}
+
+/// Go's `strings.ToLower` (`toLower`), per character like [`to_upper`].
+pub fn to_lower(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            let mut l = c.to_lowercase();
+            match (l.next(), l.next()) {
+                (Some(one), None) => one,
+                _ => c,
+            }
+        })
+        .collect()
+}

@@ -8,6 +8,9 @@ use crate::Error;
 pub(crate) enum Tok {
     Ident(String),
     Field(String),
+    /// A field right after an operand, without a space: `.B` of `.A.B`,
+    /// `$x.B`, `(p).B` (Go tells `.A.B` from `.A .B`, a method's argument).
+    Chain(String),
     Var(String),
     Dot,
     Str(String),
@@ -214,12 +217,18 @@ fn lex_action(s: &str) -> Result<(Vec<Tok>, usize, bool), String> {
                 .get(i + 1)
                 .is_some_and(|c| ident_char(*c) && !c.is_ascii_digit()) =>
             {
+                let chained = i > 0 && (ident_char(b[i - 1]) || matches!(b[i - 1], b')' | b'$'));
                 let st = i + 1;
                 i += 1;
                 while i < b.len() && ident_char(b[i]) {
                     i += 1;
                 }
-                toks.push(Tok::Field(s[st..i].to_string()));
+                let name = s[st..i].to_string();
+                toks.push(if chained {
+                    Tok::Chain(name)
+                } else {
+                    Tok::Field(name)
+                });
             }
             b'.' if !b.get(i + 1).is_some_and(|c| c.is_ascii_digit()) => {
                 toks.push(Tok::Dot);

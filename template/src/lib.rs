@@ -16,13 +16,14 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 pub mod exec;
 pub mod funcs;
 mod lex;
 mod parse;
 
-pub use exec::{Obj, Object, Value};
+pub use exec::{Escape, Obj, Object, SafeHtml, Value};
 pub use funcs::{go_sprint, go_sprintf, query_escape, to_float, FuncError, Funcs, Library};
 pub use parse::{MAX_EXEC_DEPTH, MAX_NESTING};
 
@@ -128,8 +129,26 @@ impl Default for Limits {
 pub struct Template {
     name: String,
     nodes: Vec<Node>,
-    defines: BTreeMap<String, Vec<Node>>,
+    defines: BTreeMap<String, Define>,
     limits: Limits,
+}
+
+/// A `define`d template: its body and the name of the template (file) it
+/// was parsed from, which its execution errors name.
+#[derive(Debug, Clone)]
+pub(crate) struct Define {
+    pub(crate) origin: Arc<str>,
+    pub(crate) nodes: Arc<Vec<Node>>,
+}
+
+impl Define {
+    /// Go's rule: a body of only white space (and comments) is empty, and
+    /// an empty definition does not replace an existing one.
+    fn is_empty(&self) -> bool {
+        self.nodes
+            .iter()
+            .all(|n| matches!(n, Node::Text(t) if t.trim().is_empty()))
+    }
 }
 
 impl Template {
@@ -157,12 +176,47 @@ impl Template {
             Stop::End => return Err(p.err(0, "unexpected {{end}}")),
             Stop::Else(_, l) => return Err(p.err(l, "unexpected {{else}}")),
         }
+        let origin: Arc<str> = name.into();
+        let defines = p
+            .defines
+            .into_iter()
+            .map(|(k, nodes)| {
+                let d = Define {
+                    origin: origin.clone(),
+                    nodes: Arc::new(nodes),
+                };
+                (k, d)
+            })
+            .collect();
         Ok(Template {
             name: name.to_string(),
             nodes,
-            defines: p.defines,
+            defines,
             limits: Limits::default(),
         })
+    }
+
+    /// Adds the `define`s of `base` that this template does not define
+    /// itself, as Go's `Clone` of a set then `Parse` of this text: what is
+    /// parsed later wins, except that an empty definition (white space
+    /// only) does not replace a non-empty one. Alertmanager parses its
+    /// default templates, then the users' files, then a receiver's text;
+    /// each step inherits the one before.
+    pub fn inherit(mut self, base: &Template) -> Template {
+        for (name, d) in &base.defines {
+            match self.defines.get(name) {
+                Some(mine) if !mine.is_empty() || d.is_empty() => {}
+                _ => {
+                    self.defines.insert(name.clone(), d.clone());
+                }
+            }
+        }
+        self
+    }
+
+    /// Whether a template `name` is defined (by this text or inherited).
+    pub fn defines(&self, name: &str) -> bool {
+        self.defines.contains_key(name)
     }
 
     /// The same template with other [`Limits`].
@@ -183,8 +237,24 @@ impl Template {
         vars: &[(&str, Value)],
         funcs: &Funcs,
     ) -> Result<String, Error> {
+        self.execute_escaped(dot, vars, funcs, Escape::None)
+    }
+
+    /// [`Template::execute`] with every action's printed value escaped by
+    /// `escape` (literal text is not): Go's html/template in the text
+    /// context of a page, which is where Alertmanager's email HTML prints
+    /// values. A [`SafeHtml`] value is printed as is.
+    pub fn execute_escaped(
+        &self,
+        dot: &Value,
+        vars: &[(&str, Value)],
+        funcs: &Funcs,
+        escape: Escape,
+    ) -> Result<String, Error> {
         let mut ex = Exec {
             tmpl: self,
+            cur: self.name.as_str().into(),
+            escape,
             vars: std::iter::once(("$".to_string(), dot.clone()))
                 .chain(vars.iter().map(|(k, v)| (k.to_string(), v.clone())))
                 .collect(),

@@ -302,7 +302,7 @@ impl<'a> Parser<'a> {
 
     fn fields_after(toks: &[Tok], mut i: usize) -> (Vec<String>, usize) {
         let mut f = Vec::new();
-        while let Some(Tok::Field(n)) = toks.get(i) {
+        while let Some(Tok::Chain(n)) = toks.get(i) {
             f.push(n.clone());
             i += 1;
         }
@@ -312,8 +312,9 @@ impl<'a> Parser<'a> {
     fn parse_operand(&mut self, toks: &[Tok], line: usize) -> Result<(Arg, usize), Error> {
         Ok(match &toks[0] {
             Tok::Dot => (Arg::Dot, 1),
-            Tok::Field(_) => {
-                let (f, n) = Self::fields_after(toks, 0);
+            Tok::Field(first) => {
+                let (mut f, n) = Self::fields_after(toks, 1);
+                f.insert(0, first.clone());
                 (Arg::Field(f), n)
             }
             Tok::Var(v) => {

@@ -29,6 +29,7 @@ mod receivers;
 mod remote_write;
 mod rollout;
 mod scrape;
+mod templates_am;
 mod ui;
 mod web_security;
 mod webhook;

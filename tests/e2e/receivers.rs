@@ -6,14 +6,12 @@
 //! the socket allow-list and certificate verification.
 
 use crate::fixtures;
+use crate::fixtures::smtp::Smtp;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 /// One config with every receiver; `{{HTTP}}` is the recording HTTP
 /// server, `{{SMTP}}` the SMTP server offering PLAIN and LOGIN,
@@ -757,163 +755,4 @@ fn split_message(data: &str) -> (BTreeMap<String, String>, String) {
         );
     }
     (headers, body.to_string())
-}
-
-/// One SMTP session as the server saw it.
-#[derive(Debug, Clone, Default)]
-struct Session {
-    /// Every command line the client sent, DATA contents excluded.
-    commands: Vec<String>,
-    /// Each message's DATA, dot-stuffing undone, without the final ".".
-    data: Vec<String>,
-    /// Each message's DATA as sent.
-    raw_data: Vec<String>,
-}
-
-/// A small SMTP server on 127.0.0.1: EHLO with a multi-line reply
-/// offering `AUTH <mechanisms>`, AUTH PLAIN/LOGIN accepting alice/s3cret,
-/// RCPT refusing busy@ (450) and nobody@ (550), DATA recorded.
-struct Smtp {
-    addr: std::net::SocketAddr,
-    sessions: Arc<Mutex<Vec<Session>>>,
-    connections: Arc<AtomicUsize>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Smtp {
-    async fn start(mechanisms: &'static str) -> Smtp {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let sessions: Arc<Mutex<Vec<Session>>> = Arc::default();
-        let connections: Arc<AtomicUsize> = Arc::default();
-        let (s, c) = (sessions.clone(), connections.clone());
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                c.fetch_add(1, Ordering::SeqCst);
-                let s = s.clone();
-                tokio::spawn(async move {
-                    let index = {
-                        let mut all = s.lock().unwrap();
-                        all.push(Session::default());
-                        all.len() - 1
-                    };
-                    let _ = serve(stream, mechanisms, &s, index).await;
-                });
-            }
-        });
-        Smtp {
-            addr,
-            sessions,
-            connections,
-            task,
-        }
-    }
-
-    fn sessions(&self) -> Vec<Session> {
-        self.sessions.lock().unwrap().clone()
-    }
-
-    fn connections(&self) -> usize {
-        self.connections.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for Smtp {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// Updates session `index`.
-fn record(sessions: &Mutex<Vec<Session>>, index: usize, f: impl FnOnce(&mut Session)) {
-    f(&mut sessions.lock().unwrap()[index]);
-}
-
-async fn serve(
-    stream: tokio::net::TcpStream,
-    mechanisms: &str,
-    sessions: &Mutex<Vec<Session>>,
-    index: usize,
-) -> std::io::Result<()> {
-    let (read, mut write) = stream.into_split();
-    let mut lines = BufReader::new(read);
-    write.write_all(b"220 test.local ESMTP ready\r\n").await?;
-    let mut line = String::new();
-    // During AUTH LOGIN: the username once it came.
-    let mut login: Option<Option<String>> = None;
-    loop {
-        line.clear();
-        if lines.read_line(&mut line).await? == 0 {
-            return Ok(());
-        }
-        let command = line.trim_end_matches("\r\n").to_string();
-        record(sessions, index, |s| s.commands.push(command.clone()));
-        let upper = command.to_ascii_uppercase();
-        let reply: String = if let Some(user) = login.take() {
-            match user {
-                None => {
-                    login = Some(Some(command.clone()));
-                    "334 UGFzc3dvcmQ6".into()
-                }
-                Some(user) if user == "YWxpY2U=" && command == "czNjcmV0" => {
-                    "235 2.7.0 Authentication successful".into()
-                }
-                Some(_) => "535 5.7.8 Authentication credentials invalid".into(),
-            }
-        } else if upper.starts_with("EHLO ") {
-            format!("250-test.local greets you\r\n250-AUTH {mechanisms}\r\n250-8BITMIME\r\n250 SIZE 1000000")
-        } else if upper.starts_with("HELO ") {
-            "250 test.local".into()
-        } else if upper.starts_with("AUTH PLAIN ") && mechanisms.contains("PLAIN") {
-            // base64("\0alice\0s3cret")
-            if &command[11..] == "AGFsaWNlAHMzY3JldA==" {
-                "235 2.7.0 Authentication successful".into()
-            } else {
-                "535 5.7.8 Authentication credentials invalid".into()
-            }
-        } else if upper == "AUTH LOGIN" && mechanisms.contains("LOGIN") {
-            login = Some(None);
-            "334 VXNlcm5hbWU6".into()
-        } else if upper.starts_with("MAIL FROM:") {
-            "250 2.1.0 Ok".into()
-        } else if upper.starts_with("RCPT TO:") {
-            if upper.contains("BUSY@") {
-                "450 4.2.1 Mailbox busy".into()
-            } else if upper.contains("NOBODY@") {
-                "550 5.1.1 No such user".into()
-            } else {
-                "250 2.1.5 Ok".into()
-            }
-        } else if upper == "DATA" {
-            write
-                .write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
-                .await?;
-            let (mut raw, mut data) = (String::new(), String::new());
-            loop {
-                line.clear();
-                if lines.read_line(&mut line).await? == 0 {
-                    return Ok(());
-                }
-                if line == ".\r\n" {
-                    break;
-                }
-                raw.push_str(&line);
-                data.push_str(line.strip_prefix('.').unwrap_or(&line));
-            }
-            record(sessions, index, |s| {
-                s.raw_data.push(raw);
-                s.data.push(data);
-            });
-            "250 2.0.0 Ok: queued".into()
-        } else if upper == "QUIT" {
-            write.write_all(b"221 2.0.0 Bye\r\n").await?;
-            return Ok(());
-        } else {
-            "502 5.5.2 Command not recognized".into()
-        };
-        write.write_all(format!("{reply}\r\n").as_bytes()).await?;
-    }
 }

@@ -48,6 +48,11 @@ const SOURCES: &[(&str, &str)] = &[
         "src/alertmanager.rs",
         include_str!("../../sdk/src/alertmanager.rs"),
     ),
+    (
+        "src/default.tmpl",
+        include_str!("../../sdk/src/default.tmpl"),
+    ),
+    ("src/email.tmpl", include_str!("../../sdk/src/email.tmpl")),
     ("src/http.rs", include_str!("../../sdk/src/http.rs")),
     ("src/k8s.rs", include_str!("../../sdk/src/k8s.rs")),
     ("src/lib.rs", include_str!("../../sdk/src/lib.rs")),
@@ -89,7 +94,10 @@ const DEPS: &[Dep] = &[
         name: "wasmon-gofmt",
         dir: "gofmt",
         manifest: include_str!("../../gofmt/Cargo.toml"),
-        sources: &[("src/lib.rs", include_str!("../../gofmt/src/lib.rs"))],
+        sources: &[
+            ("src/lib.rs", include_str!("../../gofmt/src/lib.rs")),
+            ("src/time.rs", include_str!("../../gofmt/src/time.rs")),
+        ],
     },
 ];
 
@@ -229,6 +237,10 @@ fn resolve_dependency(name: &str, dep: Value, workspace: &Table, at: &str) -> Re
             "path".into(),
             Value::String(format!("{up}{DEPS_DIR}/{}", shipped.dir)),
         );
+        // The SDK turns on the template crate's `regex` feature.
+        if let Some(features) = dep.get("features") {
+            t.insert("features".into(), features.clone());
+        }
         return Ok(Value::Table(t));
     }
     let base = workspace
@@ -383,6 +395,11 @@ mod tests {
         assert_eq!(
             m["dependencies"]["wasmon-template"]["path"].as_str(),
             Some("deps/template")
+        );
+        // A path dependency keeps the features the SDK asks of it.
+        assert_eq!(
+            m["dependencies"]["wasmon-template"]["features"],
+            Value::Array(vec![Value::String("regex".into())])
         );
         let get = |path: &str| -> Table {
             let text = &files.iter().find(|(p, _)| p == path).unwrap().1;

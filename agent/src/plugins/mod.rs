@@ -14,6 +14,7 @@
 //! - [`watch`]: hot reload from the plugins directory.
 //!   (`wasmon plugin call`, one call without an agent, is in `author/call.rs`.)
 //! - [`list`]: `wasmon plugins list`'s table.
+//! - [`templates`]: the `templates` files, handed to receiver instances.
 
 pub mod bindings;
 pub mod circuit;
@@ -27,6 +28,7 @@ pub mod outbound;
 pub mod policy;
 pub mod runtime;
 mod seed;
+pub mod templates;
 pub mod watch;
 
 pub use circuit::Policy;

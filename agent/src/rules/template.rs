@@ -12,7 +12,9 @@
 
 use std::collections::BTreeMap;
 
-use wasmon_template::funcs::{arity, html_escape};
+use wasmon_template::funcs::{
+    arity, html_escape, humanize_duration, re_match, re_replace_all, to_lower, to_upper,
+};
 use wasmon_template::{
     go_sprint, query_escape, to_float, FuncError, Funcs, Library, Template, Value,
 };
@@ -77,40 +79,6 @@ fn humanize1024(v: f64) -> String {
         v /= 1024.0;
     }
     format!("{}{prefix}", g4(v))
-}
-
-fn humanize_duration(v: f64) -> String {
-    if v.is_nan() || v.is_infinite() {
-        return g4(v);
-    }
-    if v == 0.0 {
-        return format!("{}s", g4(v));
-    }
-    if v.abs() >= 1.0 {
-        let (sign, v) = if v < 0.0 { ("-", -v) } else { ("", v) };
-        let d = v as i64;
-        let (s, m, h, days) = (d % 60, (d / 60) % 60, (d / 3600) % 24, d / 86400);
-        if days != 0 {
-            return format!("{sign}{days}d {h}h {m}m {s}s");
-        }
-        if h != 0 {
-            return format!("{sign}{h}h {m}m {s}s");
-        }
-        if m != 0 {
-            return format!("{sign}{m}m {s}s");
-        }
-        return format!("{sign}{}s", g4(v));
-    }
-    let mut v = v;
-    let mut prefix = "";
-    for p in ["m", "u", "n", "p", "f", "a", "z", "y"] {
-        if v.abs() >= 1.0 {
-            break;
-        }
-        prefix = p;
-        v *= 1000.0;
-    }
-    format!("{}{prefix}s", g4(v))
 }
 
 /// Go's `time.Time.String()` of a UTC time from float seconds.
@@ -329,11 +297,11 @@ impl Library for FuncContext<'_> {
             }
             "toUpper" => {
                 want(1)?;
-                Value::Str(s(&a[0]).to_uppercase())
+                Value::Str(to_upper(&s(&a[0])))
             }
             "toLower" => {
                 want(1)?;
-                Value::Str(s(&a[0]).to_lowercase())
+                Value::Str(to_lower(&s(&a[0])))
             }
             "stripPort" => {
                 want(1)?;
@@ -359,15 +327,11 @@ impl Library for FuncContext<'_> {
             }
             "match" => {
                 want(2)?;
-                let re =
-                    regex::Regex::new(&s(&a[0])).map_err(|e| FuncError::Message(e.to_string()))?;
-                Value::Bool(re.is_match(&s(&a[1])))
+                Value::Bool(re_match(&s(&a[0]), &s(&a[1]))?)
             }
             "reReplaceAll" => {
                 want(3)?;
-                let re =
-                    regex::Regex::new(&s(&a[0])).map_err(|e| FuncError::Message(e.to_string()))?;
-                Value::Str(re.replace_all(&s(&a[2]), s(&a[1]).as_str()).into_owned())
+                Value::Str(re_replace_all(&s(&a[0]), &s(&a[1]), &s(&a[2]))?)
             }
             "graphLink" => {
                 want(1)?;

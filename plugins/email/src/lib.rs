@@ -17,7 +17,9 @@
 //!            tls_config = { ca = "-----BEGIN CERTIFICATE-----...",  # PEM roots instead of the Mozilla ones
 //!                           server_name = "smtp.example.com" },   # default: the smarthost's host
 //!            subject = "{{ .Subject }}",       # (t) default: "[FIRING:2] HighErrorRate (checkout)"
-//!            text = "...",                     # (t) the body, default DEFAULT_TEXT
+//!            text = "...",                     # (t) the body, default DEFAULT_TEXT ("" for none)
+//!            html = '{{ template "email.default.html" . }}',  # (t) an HTML body (Alertmanager's default),
+//!                                              # rendered as Alertmanager renders HTML; no default
 //!            headers = { "Reply-To" = "ops@example.com" } }  # (t) extra headers, may override From/To/Subject
 //! ```
 //!
@@ -47,7 +49,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use wasmon_sdk::mail::{self, Message};
 use wasmon_sdk::receiver::{Failure, Guest, Notification};
-use wasmon_sdk::template::Template;
+use wasmon_sdk::template::Set;
 
 /// The default subject: Alertmanager's `__subject`.
 pub const DEFAULT_SUBJECT: &str = "{{ .Subject }}";
@@ -63,9 +65,9 @@ Labels:
 {{ range .Labels }}  - {{ .Name }} = {{ .Value }}
 {{ end }}Annotations:
 {{ range .Annotations }}  - {{ .Name }} = {{ .Value }}
-{{ end }}Starts at: {{ .StartsAt }}
+{{ end }}Starts at: {{ .StartsAt.Format \"2006-01-02T15:04:05.999999999Z07:00\" }}
 {{- if eq .Status \"resolved\" }}
-Ends at: {{ .EndsAt }}{{ end }}
+Ends at: {{ .EndsAt.Format \"2006-01-02T15:04:05.999999999Z07:00\" }}{{ end }}
 Source: {{ .GeneratorURL }}
 {{ end }}";
 
@@ -122,6 +124,8 @@ struct Config {
     #[serde(default)]
     text: Option<String>,
     #[serde(default)]
+    html: Option<String>,
+    #[serde(default)]
     headers: BTreeMap<String, String>,
     #[serde(default)]
     tls_config: TlsConfig,
@@ -138,8 +142,8 @@ struct TlsConfig {
     server_name: Option<String>,
 }
 
-fn render(key: &str, text: &str, n: &Notification) -> Result<String, Failure> {
-    Template::parse(text)
+fn render(key: &str, text: &str, n: &Notification, set: &Set) -> Result<String, Failure> {
+    set.parse(text)
         .and_then(|t| t.render(n))
         .map_err(|e| Failure::permanent(format!("email: template {key:?}: {e}")))
 }
@@ -161,6 +165,7 @@ fn message(
     to: &[String],
     n: &Notification,
     now_ms: i64,
+    set: &Set,
 ) -> Result<String, Failure> {
     // Defaults first; config headers replace a default of the same name.
     let mut headers: Vec<(String, String)> = vec![
@@ -172,6 +177,7 @@ fn message(
                 "subject",
                 config.subject.as_deref().unwrap_or(DEFAULT_SUBJECT),
                 n,
+                set,
             )?,
         ),
         ("Date".into(), mail::date(now_ms)),
@@ -181,7 +187,7 @@ fn message(
         ),
     ];
     for (name, value) in &config.headers {
-        let value = render(&format!("headers.{name}"), value, n)?;
+        let value = render(&format!("headers.{name}"), value, n, set)?;
         match headers
             .iter_mut()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
@@ -190,12 +196,25 @@ fn message(
             None => headers.push((name.clone(), value)),
         }
     }
-    let body = render("text", config.text.as_deref().unwrap_or(DEFAULT_TEXT), n)?;
+    let body = render(
+        "text",
+        config.text.as_deref().unwrap_or(DEFAULT_TEXT),
+        n,
+        set,
+    )?;
     let mut m = Message::new();
     for (k, v) in &headers {
         m = m.header(k, v);
     }
-    Ok(m.text_body(&body).to_string())
+    m = m.text_body(&body);
+    if let Some(html) = &config.html {
+        let html = set
+            .parse(html)
+            .and_then(|t| t.render_html(n))
+            .map_err(|e| Failure::permanent(format!("email: template \"html\": {e}")))?;
+        m = m.html_body(&html);
+    }
+    Ok(m.to_string())
 }
 
 struct Email;
@@ -208,7 +227,8 @@ impl Guest for Email {
             return Err(Failure::permanent("email: no recipient in `to`"));
         }
         let (host, port) = host_port(&config.smarthost)?;
-        let text = message(&config, &to, &notification, wasmon_sdk::now_ms())?;
+        let set = Set::configured()?;
+        let text = message(&config, &to, &notification, wasmon_sdk::now_ms(), &set)?;
         let envelope_to: Vec<String> = to.iter().map(|t| mail::address(t).to_string()).collect();
 
         let tls_name = config.tls_config.server_name.as_deref().unwrap_or(host);

@@ -30,7 +30,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use wasmon_sdk::receiver::{AlertStatus, Failure, Guest, Notification};
-use wasmon_sdk::template::{self, Template};
+use wasmon_sdk::template::{self, Set};
 use wasmon_sdk::{alertmanager, http, log};
 
 /// The Events API v2 endpoint.
@@ -65,8 +65,8 @@ struct Config {
     details: BTreeMap<String, String>,
 }
 
-fn render(key: &str, text: Option<&str>, n: &Notification) -> Result<String, Failure> {
-    Template::parse(text.unwrap_or(""))
+fn render(key: &str, text: Option<&str>, n: &Notification, set: &Set) -> Result<String, Failure> {
+    set.parse(text.unwrap_or(""))
         .and_then(|t| t.render(n))
         .map_err(|e| Failure::permanent(format!("pagerduty: template {key:?}: {e}")))
 }
@@ -83,36 +83,38 @@ fn truncate(s: &str, max: usize) -> (String, bool) {
 }
 
 /// The Events API v2 message for `n`.
-fn event(config: &Config, n: &Notification) -> Result<Value, Failure> {
+fn event(config: &Config, n: &Notification, set: &Set) -> Result<Value, Failure> {
     let action = match n.status {
         AlertStatus::Firing => "trigger",
         AlertStatus::Resolved => "resolve",
     };
     let client = match &config.client {
-        Some(c) => render("client", Some(c), n)?,
+        Some(c) => render("client", Some(c), n, set)?,
         None => "wasmon".to_string(),
     };
     let client_url = match &config.client_url {
-        Some(c) => render("client_url", Some(c), n)?,
+        Some(c) => render("client_url", Some(c), n, set)?,
         None => alertmanager::alerts_url(n),
     };
     let summary = render(
         "summary",
         Some(config.summary.as_deref().unwrap_or("{{ .Subject }}")),
         n,
+        set,
     )?;
     let (summary, cut) = truncate(&summary, MAX_SUMMARY);
     if cut {
         log::warn(format!("summary truncated to {MAX_SUMMARY} characters"));
     }
     let source = match &config.source {
-        Some(s) => render("source", Some(s), n)?,
+        Some(s) => render("source", Some(s), n, set)?,
         None => client.clone(),
     };
     let severity = render(
         "severity",
         Some(config.severity.as_deref().unwrap_or("error")),
         n,
+        set,
     )?;
 
     let firing = template::firing(n);
@@ -131,7 +133,7 @@ fn event(config: &Config, n: &Notification) -> Result<Value, Failure> {
     for (k, v) in &config.details {
         details.insert(
             k.clone(),
-            render(&format!("details.{k}"), Some(v), n)?.into(),
+            render(&format!("details.{k}"), Some(v), n, set)?.into(),
         );
     }
 
@@ -144,7 +146,7 @@ fn event(config: &Config, n: &Notification) -> Result<Value, Failure> {
         ("component", &config.component),
         ("group", &config.group),
     ] {
-        let v = render(key, value.as_deref(), n)?;
+        let v = render(key, value.as_deref(), n, set)?;
         if !v.is_empty() {
             payload.insert(key.into(), v.into());
         }
@@ -172,7 +174,8 @@ impl Guest for PagerDuty {
         if config.routing_key.trim().is_empty() {
             return Err(Failure::permanent("pagerduty: routing_key is empty"));
         }
-        let body = event(&config, &notification)?;
+        let set = Set::configured()?;
+        let body = event(&config, &notification, &set)?;
         let url = config.url.as_deref().unwrap_or(DEFAULT_URL);
         http::post_json(url, &body, &[])?.classify()
     }

@@ -28,7 +28,7 @@
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use wasmon_sdk::receiver::{AlertStatus, Failure, Guest, Notification};
-use wasmon_sdk::template::Template;
+use wasmon_sdk::template::Set;
 use wasmon_sdk::{alertmanager, http};
 
 /// The default title: Alertmanager's `__subject`.
@@ -77,30 +77,31 @@ fn render(
     text: &Option<String>,
     default: &str,
     n: &Notification,
+    set: &Set,
 ) -> Result<String, Failure> {
     let text = text.as_deref().unwrap_or(default);
-    Template::parse(text)
+    set.parse(text)
         .and_then(|t| t.render(n))
         .map_err(|e| Failure::permanent(format!("slack: template {key:?}: {e}")))
 }
 
 /// The Slack payload for `n` with `config`.
-fn payload(config: &Config, n: &Notification) -> Result<Value, Failure> {
-    let title = render("title", &config.title, DEFAULT_TITLE, n)?;
+fn payload(config: &Config, n: &Notification, set: &Set) -> Result<Value, Failure> {
+    let title = render("title", &config.title, DEFAULT_TITLE, n, set)?;
     let title_link = match &config.title_link {
-        Some(_) => render("title_link", &config.title_link, "", n)?,
+        Some(_) => render("title_link", &config.title_link, "", n, set)?,
         None => alertmanager::alerts_url(n),
     };
     let default_fallback = format!("{title} | {title_link}");
     let fallback = match &config.fallback {
-        Some(_) => render("fallback", &config.fallback, "", n)?,
+        Some(_) => render("fallback", &config.fallback, "", n, set)?,
         None => default_fallback,
     };
     let default_color = match n.status {
         AlertStatus::Firing => "danger",
         AlertStatus::Resolved => "good",
     };
-    let text = render("text", &config.text, DEFAULT_TEXT, n)?;
+    let text = render("text", &config.text, DEFAULT_TEXT, n, set)?;
 
     let mut attachment = Map::new();
     put(&mut attachment, "title", title);
@@ -108,19 +109,19 @@ fn payload(config: &Config, n: &Notification) -> Result<Value, Failure> {
     put(
         &mut attachment,
         "pretext",
-        render("pretext", &config.pretext, "", n)?,
+        render("pretext", &config.pretext, "", n, set)?,
     );
     put(&mut attachment, "text", text.trim_end().to_string());
     put(&mut attachment, "fallback", fallback);
     put(
         &mut attachment,
         "footer",
-        render("footer", &config.footer, "", n)?,
+        render("footer", &config.footer, "", n, set)?,
     );
     put(
         &mut attachment,
         "color",
-        render("color", &config.color, default_color, n)?,
+        render("color", &config.color, default_color, n, set)?,
     );
     attachment.insert("mrkdwn_in".into(), json!(["fallback", "pretext", "text"]));
 
@@ -128,22 +129,22 @@ fn payload(config: &Config, n: &Notification) -> Result<Value, Failure> {
     put(
         &mut message,
         "channel",
-        render("channel", &config.channel, "", n)?,
+        render("channel", &config.channel, "", n, set)?,
     );
     put(
         &mut message,
         "username",
-        render("username", &config.username, DEFAULT_USERNAME, n)?,
+        render("username", &config.username, DEFAULT_USERNAME, n, set)?,
     );
     put(
         &mut message,
         "icon_emoji",
-        render("icon_emoji", &config.icon_emoji, "", n)?,
+        render("icon_emoji", &config.icon_emoji, "", n, set)?,
     );
     put(
         &mut message,
         "icon_url",
-        render("icon_url", &config.icon_url, "", n)?,
+        render("icon_url", &config.icon_url, "", n, set)?,
     );
     if config.link_names {
         message.insert("link_names".into(), Value::Bool(true));
@@ -167,7 +168,8 @@ struct Slack;
 impl Guest for Slack {
     fn notify(notification: Notification) -> Result<(), Failure> {
         let config: Config = wasmon_sdk::config()?;
-        let body = payload(&config, &notification)?;
+        let set = Set::configured()?;
+        let body = payload(&config, &notification, &set)?;
         let response = http::post_json(&config.url, &body, &[])?;
         response.classify()?;
         // Slack's Web API answers 200 with {"ok": false, "error": "..."}.
