@@ -13,12 +13,50 @@ use super::bindings::types as wit;
 use super::{Instance, PluginRuntime};
 use crate::alerting::message::{MessageError, WebhookMessage};
 use crate::alerting::notify::{Notifier, NotifyError};
+use crate::config::Config;
 
 /// Delivers notifications through the receiver instances of the current
 /// config (swapped on reload).
 pub struct PluginNotifier {
     pub plugins: Arc<PluginRuntime>,
+    /// The prepared instances, by instance name.
     pub receivers: ArcSwap<BTreeMap<String, Instance>>,
+    /// The receiver names that are not one instance of that name.
+    pub groups: ArcSwap<ReceiverGroups>,
+}
+
+/// The receivers (the names routes use) that notify several instances or
+/// none: an Alertmanager receiver with several integrations, or without
+/// any. Every other receiver name is the one instance of that name.
+#[derive(Debug, Default)]
+pub struct ReceiverGroups(BTreeMap<String, Vec<Member>>);
+
+/// One instance of a receiver group.
+#[derive(Debug, Clone)]
+struct Member {
+    instance: String,
+    send_resolved: bool,
+}
+
+impl ReceiverGroups {
+    pub fn of(config: &Config) -> ReceiverGroups {
+        let groups = config
+            .receiver_groups()
+            .into_iter()
+            .filter(|(name, members)| !matches!(&members[..], [one] if one.name() == name))
+            .map(|(name, members)| {
+                let members = members
+                    .iter()
+                    .map(|r| Member {
+                        instance: r.name().to_string(),
+                        send_resolved: r.send_resolved.unwrap_or(true),
+                    })
+                    .collect();
+                (name, members)
+            })
+            .collect();
+        ReceiverGroups(groups)
+    }
 }
 
 impl Notifier for PluginNotifier {
@@ -27,31 +65,94 @@ impl Notifier for PluginNotifier {
         receiver: &str,
         mut msg: WebhookMessage,
     ) -> BoxFuture<'static, Result<(), NotifyError>> {
-        let inst = self.receivers.load().get(receiver).cloned();
-        let plugins = self.plugins.clone();
-        let receiver = receiver.to_string();
-        Box::pin(async move {
-            let Some(inst) = inst else {
-                return Err(NotifyError::permanent(format!(
-                    "no receiver named {receiver:?}"
-                )));
-            };
-            msg.receiver = receiver.clone();
-            let n = wit_notification(&msg).map_err(|e| NotifyError::permanent(e.to_string()))?;
-            match plugins.notify(&inst, &n).await {
-                Ok(info) => {
-                    tracing::info!(receiver = %receiver, group = %msg.group_key, status = %msg.status, alerts = msg.alerts.len(), ms = info.duration.as_secs_f64() * 1e3, "notification sent");
-                    Ok(())
+        msg.receiver = receiver.to_string();
+        let receivers = self.receivers.load();
+        let Some(members) = self.groups.load().0.get(receiver).cloned() else {
+            let inst = receivers.get(receiver).cloned();
+            return Box::pin(deliver(
+                self.plugins.clone(),
+                inst,
+                receiver.to_string(),
+                msg,
+            ));
+        };
+        // Each integration hears of the group as Alertmanager's would: the
+        // same message, without the resolved alerts when it does not want
+        // them. They are sent at once; a retry sends to all of them again.
+        let sends: Vec<_> = members
+            .iter()
+            .filter_map(|m| {
+                let mut msg = msg.clone();
+                if !m.send_resolved {
+                    msg = firing_only(msg)?;
                 }
-                Err(e) if e.is_retryable() => Err(NotifyError::retryable(format!(
-                    "receiver {receiver:?}: {e}"
-                ))),
-                Err(e) => Err(NotifyError::permanent(format!(
-                    "receiver {receiver:?}: {e}"
-                ))),
+                let inst = receivers.get(&m.instance).cloned();
+                Some(deliver(self.plugins.clone(), inst, m.instance.clone(), msg))
+            })
+            .collect();
+        Box::pin(async move {
+            let errors: Vec<NotifyError> = futures::future::join_all(sends)
+                .await
+                .into_iter()
+                .filter_map(Result::err)
+                .collect();
+            if errors.is_empty() {
+                return Ok(());
+            }
+            let text = errors
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("; ");
+            if errors.iter().any(|e| e.retryable) {
+                Err(NotifyError::retryable(text))
+            } else {
+                Err(NotifyError::permanent(text))
             }
         })
     }
+}
+
+/// One instance's delivery of `msg` (`name` is the instance's, for errors
+/// and logs).
+async fn deliver(
+    plugins: Arc<PluginRuntime>,
+    inst: Option<Instance>,
+    name: String,
+    msg: WebhookMessage,
+) -> Result<(), NotifyError> {
+    let Some(inst) = inst else {
+        return Err(NotifyError::permanent(format!(
+            "no receiver named {name:?}"
+        )));
+    };
+    let n = wit_notification(&msg).map_err(|e| NotifyError::permanent(e.to_string()))?;
+    match plugins.notify(&inst, &n).await {
+        Ok(info) => {
+            tracing::info!(receiver = %name, group = %msg.group_key, status = %msg.status, alerts = msg.alerts.len(), ms = info.duration.as_secs_f64() * 1e3, "notification sent");
+            Ok(())
+        }
+        Err(e) if e.is_retryable() => {
+            Err(NotifyError::retryable(format!("receiver {name:?}: {e}")))
+        }
+        Err(e) => Err(NotifyError::permanent(format!("receiver {name:?}: {e}"))),
+    }
+}
+
+/// The message without its resolved alerts (None: nothing fires), its
+/// common labels and annotations taken over what is left.
+fn firing_only(mut msg: WebhookMessage) -> Option<WebhookMessage> {
+    msg.alerts.retain(|a| a.status == "firing");
+    let first = msg.alerts.first()?;
+    let common = |get: fn(&crate::alerting::message::WebhookAlert) -> &BTreeMap<String, String>| {
+        let mut c = get(first).clone();
+        c.retain(|k, v| msg.alerts.iter().all(|a| get(a).get(k) == Some(v)));
+        c
+    };
+    msg.common_labels = common(|a| &a.labels);
+    msg.common_annotations = common(|a| &a.annotations);
+    msg.status = "firing".into();
+    Some(msg)
 }
 
 /// The WIT notification of a message (what a receiver plugin is called with).

@@ -642,9 +642,9 @@ pub async fn get_receivers(State(api): State<Api>) -> Response {
     let names: Vec<Value> = api
         .lifecycle
         .config()
-        .receivers
-        .iter()
-        .map(|r| json!({"name": r.name()}))
+        .receiver_groups()
+        .keys()
+        .map(|name| json!({"name": name}))
         .collect();
     bare(names)
 }

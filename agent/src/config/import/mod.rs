@@ -153,6 +153,12 @@ impl Ctx {
         }
     }
 
+    /// A path from the source as this process can open it (relative to
+    /// the source's directory).
+    pub fn source_path(&self, p: &str) -> PathBuf {
+        self.source_dir.join(p)
+    }
+
     /// A path from the source, as the output must spell it: unchanged when
     /// absolute or when the output lives beside the source, else made
     /// absolute against the source's directory.
