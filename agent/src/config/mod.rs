@@ -944,6 +944,94 @@ receiver = "pager"
         assert_eq!(c.alerting().route.unwrap().routes.len(), 1);
     }
 
+    /// An Alertmanager receiver of several integrations is several
+    /// instances sharing a `receiver` name; one without any has no plugin.
+    /// Routes name receivers, never a member instance.
+    #[test]
+    fn receivers_group_instances_under_one_route_name() {
+        let text = r#"
+[[receivers]]
+name = "team/slack[0]"
+receiver = "team"
+plugin = "slack"
+
+[[receivers]]
+name = "team/email[0]"
+receiver = "team"
+plugin = "email"
+
+[[receivers]]
+name = "blackhole"
+
+[[receivers]]
+name = "hook"
+plugin = "webhook"
+
+[route]
+receiver = "team"
+
+[[route.routes]]
+matchers = ['a="b"']
+receiver = "blackhole"
+
+[[route.routes]]
+matchers = ['a="c"']
+receiver = "hook"
+"#;
+        let c = Config::parse(text, "g.toml").unwrap();
+        let groups = c.receiver_groups();
+        let groups: Vec<(&str, Vec<&str>)> = groups
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.iter().map(|r| r.name()).collect()))
+            .collect();
+        assert_eq!(
+            groups,
+            [
+                ("blackhole", vec![]),
+                ("hook", vec!["hook"]),
+                ("team", vec!["team/slack[0]", "team/email[0]"]),
+            ]
+        );
+        let member = text.replace("receiver = \"hook\"", "receiver = \"team/email[0]\"");
+        let msg = format!("{:#}", Config::parse(&member, "g.toml").unwrap_err());
+        assert!(
+            msg.contains("undefined receiver \"team/email[0]\""),
+            "{msg}"
+        );
+        // A receiver without a plugin takes nothing else.
+        let bad = text.replace(
+            "name = \"blackhole\"",
+            "name = \"blackhole\"\nconfig = { url = \"x\" }",
+        );
+        let msg = format!("{:#}", Config::parse(&bad, "g.toml").unwrap_err());
+        assert!(
+            msg.contains("g.toml:13") && msg.contains("`plugin` must name a plugin"),
+            "{msg}"
+        );
+    }
+
+    /// `${file:PATH}` in a plugin config is read relative to the config
+    /// file when the instance's config is made, not when the config is
+    /// checked.
+    #[test]
+    fn file_references_resolve_against_the_config_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("url"), "https://hooks.example/s3cret\n").unwrap();
+        let path = dir.path().join("w.toml");
+        let text = "[[receivers]]\nname = \"a\"\nplugin = \"webhook\"\nconfig = { url = \"${file:url}\", other = \"${file:missing}\" }\n";
+        std::fs::write(&path, text).unwrap();
+        let c = Config::load(&path).unwrap();
+        let msg = format!("{:#}", c.receivers[0].config_json().unwrap_err());
+        assert_eq!(
+            msg,
+            "config.other: file missing: No such file or directory (os error 2)"
+        );
+        std::fs::write(dir.path().join("missing"), "x").unwrap();
+        let json: serde_json::Value =
+            serde_json::from_str(&c.receivers[0].config_json().unwrap()).unwrap();
+        assert_eq!(json["url"], "https://hooks.example/s3cret");
+    }
+
     #[test]
     fn max_future_reaches_the_store_options() {
         let c = Config::parse("", "f.toml").unwrap();

@@ -204,3 +204,63 @@ fn labels(m: &BTreeMap<String, String>) -> Vec<wit::Label> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alerting::message::WebhookAlert;
+
+    fn alert(status: &str, labels: &[(&str, &str)]) -> WebhookAlert {
+        let labels: BTreeMap<&str, &str> = labels.iter().copied().collect();
+        serde_json::from_value(serde_json::json!({"status": status, "labels": labels})).unwrap()
+    }
+
+    /// An integration without `send_resolved` gets the firing alerts only,
+    /// their common labels recomputed; nothing when none fires.
+    #[test]
+    fn firing_only_keeps_what_fires() {
+        let mut msg: WebhookMessage =
+            serde_json::from_value(serde_json::json!({"status": "firing", "alerts": []})).unwrap();
+        msg.alerts = vec![
+            alert("firing", &[("a", "1"), ("b", "x")]),
+            alert("resolved", &[("a", "1"), ("b", "y")]),
+            alert("firing", &[("a", "1"), ("b", "x"), ("c", "z")]),
+        ];
+        let m = firing_only(msg.clone()).unwrap();
+        assert_eq!(m.alerts.len(), 2);
+        let common: Vec<(&str, &str)> = m
+            .common_labels
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(common, [("a", "1"), ("b", "x")]);
+        let mut resolved = msg;
+        resolved.alerts.retain(|a| a.status == "resolved");
+        assert!(firing_only(resolved).is_none());
+    }
+
+    #[test]
+    fn groups_list_only_names_that_are_not_one_instance() {
+        let c = Config::parse(
+            "[[receivers]]\nname = \"t/a\"\nreceiver = \"t\"\nplugin = \"webhook\"\nsend_resolved = false\n\n[[receivers]]\nname = \"t/b\"\nreceiver = \"t\"\nplugin = \"webhook\"\n\n[[receivers]]\nname = \"one\"\nplugin = \"webhook\"\n\n[[receivers]]\nname = \"none\"\n",
+            "g.toml",
+        )
+        .unwrap();
+        let g = ReceiverGroups::of(&c);
+        let got: Vec<(&str, Vec<(&str, bool)>)> =
+            g.0.iter()
+                .map(|(k, v)| {
+                    (
+                        k.as_str(),
+                        v.iter()
+                            .map(|m| (m.instance.as_str(), m.send_resolved))
+                            .collect(),
+                    )
+                })
+                .collect();
+        assert_eq!(
+            got,
+            [("none", vec![]), ("t", vec![("t/a", false), ("t/b", true)])]
+        );
+    }
+}

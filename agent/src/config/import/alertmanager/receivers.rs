@@ -320,7 +320,7 @@ fn rewrite_paths(t: &mut toml::Table, ctx: &Ctx) {
     }
 }
 
-fn entries<'a>(n: &'a Node) -> impl Iterator<Item = (&'a str, &'a Entry)> {
+fn entries(n: &Node) -> impl Iterator<Item = (&str, &Entry)> {
     n.map_entries()
         .iter()
         .map(|e| (e.key.as_str().unwrap_or(""), e))
