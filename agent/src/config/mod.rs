@@ -536,7 +536,7 @@ pub struct InstanceConfig {
     pub send_resolved: Option<bool>,
     /// How the plugin's outbound HTTP is made (Alertmanager's receiver
     /// `http_config`: TLS, basic auth, authorization, proxy).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http_config: Option<http_client::HttpConfigSection>,
     /// Where a relative `${file:PATH}` in `config` is read from: the
     /// config file's directory (None: the working directory).
