@@ -3,8 +3,9 @@
 //! form of a webhook message. It lives with the plugins, not in `alerting`,
 //! so that alerting knows only its `Notifier` trait and never the runtime.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use futures::future::BoxFuture;
@@ -29,7 +30,23 @@ pub struct PluginNotifier {
 /// none: an Alertmanager receiver with several integrations, or without
 /// any. Every other receiver name is the one instance of that name.
 #[derive(Debug, Default)]
-pub struct ReceiverGroups(BTreeMap<String, Vec<Member>>);
+pub struct ReceiverGroups {
+    members: BTreeMap<String, Vec<Member>>,
+    /// The instances that took a message whose other instances failed, by
+    /// receiver and group, with the message's digest: the retry of that
+    /// message skips them, so a broken integration does not make the
+    /// others repeat themselves (Alertmanager retries each integration on
+    /// its own). An entry lives until its message reaches every instance
+    /// or another message of the group comes; the map is cleared past
+    /// [`MAX_PARTIAL`] entries (at worst, a message sent twice).
+    delivered: Mutex<HashMap<GroupKey, (u64, BTreeSet<String>)>>,
+}
+
+/// A receiver's name and a group's key.
+type GroupKey = (String, String);
+
+/// Most groups remembered as partly delivered.
+const MAX_PARTIAL: usize = 4096;
 
 /// One instance of a receiver group.
 #[derive(Debug, Clone)]
@@ -40,7 +57,7 @@ struct Member {
 
 impl ReceiverGroups {
     pub fn of(config: &Config) -> ReceiverGroups {
-        let groups = config
+        let members = config
             .receiver_groups()
             .into_iter()
             .filter(|(name, members)| !matches!(&members[..], [one] if one.name() == name))
@@ -55,8 +72,44 @@ impl ReceiverGroups {
                 (name, members)
             })
             .collect();
-        ReceiverGroups(groups)
+        ReceiverGroups {
+            members,
+            delivered: Mutex::default(),
+        }
     }
+
+    /// The instances that already took message `digest` of `key`.
+    fn already(&self, key: &GroupKey, digest: u64) -> BTreeSet<String> {
+        match self.delivered.lock().unwrap().get(key) {
+            Some((d, done)) if *d == digest => done.clone(),
+            _ => BTreeSet::new(),
+        }
+    }
+
+    /// Records how message `digest` of `key` went: `ok` took it; `complete`
+    /// when no instance is left to take it.
+    fn record(&self, key: GroupKey, digest: u64, ok: Vec<String>, complete: bool) {
+        let mut delivered = self.delivered.lock().unwrap();
+        if complete {
+            delivered.remove(&key);
+            return;
+        }
+        if delivered.len() >= MAX_PARTIAL && !delivered.contains_key(&key) {
+            delivered.clear();
+        }
+        let entry = delivered.entry(key).or_insert((digest, BTreeSet::new()));
+        if entry.0 != digest {
+            *entry = (digest, BTreeSet::new());
+        }
+        entry.1.extend(ok);
+    }
+}
+
+/// Identifies a message among the retries of its group's notification.
+fn digest(msg: &WebhookMessage) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    serde_json::to_vec(msg).unwrap_or_default().hash(&mut h);
+    h.finish()
 }
 
 impl Notifier for PluginNotifier {
@@ -67,7 +120,8 @@ impl Notifier for PluginNotifier {
     ) -> BoxFuture<'static, Result<(), NotifyError>> {
         msg.receiver = receiver.to_string();
         let receivers = self.receivers.load();
-        let Some(members) = self.groups.load().0.get(receiver).cloned() else {
+        let groups = self.groups.load_full();
+        let Some(members) = groups.members.get(receiver) else {
             let inst = receivers.get(receiver).cloned();
             return Box::pin(deliver(
                 self.plugins.clone(),
@@ -78,24 +132,34 @@ impl Notifier for PluginNotifier {
         };
         // Each integration hears of the group as Alertmanager's would: the
         // same message, without the resolved alerts when it does not want
-        // them. They are sent at once; a retry sends to all of them again.
+        // them. They are sent at once; a retry skips those that took it.
+        let key = (receiver.to_string(), msg.group_key.clone());
+        let digest = digest(&msg);
+        let done = groups.already(&key, digest);
         let sends: Vec<_> = members
             .iter()
+            .filter(|m| !done.contains(&m.instance))
             .filter_map(|m| {
                 let mut msg = msg.clone();
                 if !m.send_resolved {
                     msg = firing_only(msg)?;
                 }
                 let inst = receivers.get(&m.instance).cloned();
-                Some(deliver(self.plugins.clone(), inst, m.instance.clone(), msg))
+                let name = m.instance.clone();
+                let send = deliver(self.plugins.clone(), inst, name.clone(), msg);
+                Some(async move { (name, send.await) })
             })
             .collect();
         Box::pin(async move {
-            let errors: Vec<NotifyError> = futures::future::join_all(sends)
-                .await
-                .into_iter()
-                .filter_map(Result::err)
-                .collect();
+            let mut ok = Vec::new();
+            let mut errors = Vec::new();
+            for (name, result) in futures::future::join_all(sends).await {
+                match result {
+                    Ok(()) => ok.push(name),
+                    Err(e) => errors.push(e),
+                }
+            }
+            groups.record(key, digest, ok, errors.is_empty());
             if errors.is_empty() {
                 return Ok(());
             }
@@ -247,20 +311,48 @@ mod tests {
         )
         .unwrap();
         let g = ReceiverGroups::of(&c);
-        let got: Vec<(&str, Vec<(&str, bool)>)> =
-            g.0.iter()
-                .map(|(k, v)| {
-                    (
-                        k.as_str(),
-                        v.iter()
-                            .map(|m| (m.instance.as_str(), m.send_resolved))
-                            .collect(),
-                    )
-                })
-                .collect();
+        let got: Vec<(&str, Vec<(&str, bool)>)> = g
+            .members
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str(),
+                    v.iter()
+                        .map(|m| (m.instance.as_str(), m.send_resolved))
+                        .collect(),
+                )
+            })
+            .collect();
         assert_eq!(
             got,
             [("none", vec![]), ("t", vec![("t/a", false), ("t/b", true)])]
         );
+    }
+
+    /// After a partial failure, the retry of the same message skips the
+    /// instances that took it; a new message, or success, starts over.
+    #[test]
+    fn retries_skip_the_instances_that_took_the_message() {
+        let g = ReceiverGroups::default();
+        let key = ("team".to_string(), "{}:{a=\"1\"}".to_string());
+        assert!(g.already(&key, 1).is_empty());
+        g.record(key.clone(), 1, vec!["team/slack[0]".into()], false);
+        assert_eq!(
+            g.already(&key, 1).into_iter().collect::<Vec<_>>(),
+            ["team/slack[0]"]
+        );
+        assert!(g.already(&key, 2).is_empty(), "another message");
+        g.record(key.clone(), 1, vec!["team/email[0]".into()], false);
+        assert_eq!(g.already(&key, 1).len(), 2);
+        g.record(key.clone(), 1, vec![], true);
+        assert!(g.already(&key, 1).is_empty(), "forgotten once complete");
+        g.record(key.clone(), 1, vec!["a".into()], false);
+        g.record(key.clone(), 2, vec!["b".into()], false);
+        assert_eq!(g.already(&key, 2).into_iter().collect::<Vec<_>>(), ["b"]);
+        // Bounded.
+        for i in 0..MAX_PARTIAL + 10 {
+            g.record(("r".into(), i.to_string()), 1, vec!["x".into()], false);
+        }
+        assert!(g.delivered.lock().unwrap().len() <= MAX_PARTIAL);
     }
 }
