@@ -113,6 +113,20 @@ async fn an_imported_alertmanager_yml_notifies_as_alertmanager_does() {
     let config = format!("{imported}\n[web]\nlisten_address = \"{{{{LISTEN}}}}\"\n");
     let agent = fixtures::AgentProcess::start(dir, &config).await;
 
+    // One receiver name for `pager`'s two instances, as Alertmanager lists it.
+    let receivers = |url: String| async move {
+        reqwest::get(url)
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    };
+    assert_eq!(
+        receivers(agent.url("/api/v2/receivers")).await,
+        receivers(am.url("/api/v2/receivers")).await
+    );
+
     let client = reqwest::Client::new();
     let post = |alerts: Value| {
         let client = client.clone();

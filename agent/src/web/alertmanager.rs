@@ -642,9 +642,15 @@ pub async fn get_receivers(State(api): State<Api>) -> Response {
     let names: Vec<Value> = api
         .lifecycle
         .config()
-        .receiver_groups()
-        .keys()
-        .map(|name| json!({"name": name}))
+        .receivers
+        .iter()
+        // The names routes use, in the config's order, once each (a
+        // receiver of several instances is one name).
+        .map(|r| r.receiver.as_deref().unwrap_or(r.name()))
+        .scan(std::collections::HashSet::new(), |seen, name| {
+            Some(seen.insert(name).then(|| json!({"name": name})))
+        })
+        .flatten()
         .collect();
     bare(names)
 }
