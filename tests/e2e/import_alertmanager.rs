@@ -83,6 +83,20 @@ fn per_group(hook: &fixtures::Receiver) -> BTreeMap<String, Vec<Value>> {
     out
 }
 
+/// `wasmon config import --alertmanager yml --out toml`; the TOML written.
+fn import(yml: &std::path::Path, toml: &std::path::Path) -> String {
+    let out = fixtures::wasmon([
+        "config",
+        "import",
+        "--alertmanager",
+        yml.to_str().unwrap(),
+        "--out",
+        toml.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", fixtures::text(&out));
+    std::fs::read_to_string(toml).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_imported_alertmanager_yml_notifies_as_alertmanager_does() {
     let _heavy = fixtures::heavy();
@@ -96,16 +110,7 @@ async fn an_imported_alertmanager_yml_notifies_as_alertmanager_does() {
     let yml = dir.path().join("alertmanager.yml");
     std::fs::write(&yml, AM_YML.replace("{{HOOK}}", &our_hook.addr.to_string())).unwrap();
     let toml_path = dir.path().join("imported.toml");
-    let out = fixtures::wasmon([
-        "config",
-        "import",
-        "--alertmanager",
-        yml.to_str().unwrap(),
-        "--out",
-        toml_path.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", fixtures::text(&out));
-    let imported = std::fs::read_to_string(&toml_path).unwrap();
+    let imported = import(&yml, &toml_path);
     assert!(
         !imported.contains("Not carried"),
         "everything is carried:\n{imported}"
@@ -240,16 +245,7 @@ async fn file_secrets_are_read_at_start_and_again_on_reload() {
     )
     .unwrap();
     let toml_path = dir.path().join("imported.toml");
-    let out = fixtures::wasmon([
-        "config",
-        "import",
-        "--alertmanager",
-        yml.to_str().unwrap(),
-        "--out",
-        toml_path.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", fixtures::text(&out));
-    let imported = std::fs::read_to_string(&toml_path).unwrap();
+    let imported = import(&yml, &toml_path);
     assert!(
         imported.contains("url = \"${file:secrets/hook_url}\""),
         "{imported}"
