@@ -629,3 +629,142 @@ fn imported_route_trees_route_as_amtool_does() {
     }
     assert_eq!(compared, 440);
 }
+
+/// Time intervals (a named location carried as it is), templates (paths
+/// kept right from the output's directory), and what Alertmanager refuses,
+/// each at its line.
+#[test]
+fn time_intervals_templates_and_refusals_name_their_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("am");
+    std::fs::create_dir_all(&src).unwrap();
+    let yml = src.join("alertmanager.yml");
+    let base = r#"templates:
+  - 'tmpl/*.tmpl'
+  - /abs/x.tmpl
+route:
+  receiver: r
+  routes:
+    - receiver: r
+      mute_time_intervals: [nights]
+      active_time_intervals: [office]
+receivers:
+  - name: r
+mute_time_intervals:
+  - name: nights
+    time_intervals:
+      - times: [{start_time: '00:00', end_time: '06:00'}]
+time_intervals:
+  - name: office
+    time_intervals:
+      - weekdays: ['monday:friday']
+        days_of_month: ['1:5', '-3:-1']
+        months: ['january:march']
+        years: ['2020:2030']
+        location: Australia/Sydney
+"#;
+    std::fs::write(&yml, base).unwrap();
+    let out_dir = dir.path().join("out");
+    let imported = import(&Sources {
+        alertmanager: Some(yml.clone()),
+        out_dir: Some(out_dir),
+        ..Sources::default()
+    })
+    .unwrap();
+    let t: toml::Table = imported.toml.parse().unwrap();
+    let templates: Vec<&str> = t["templates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        templates,
+        [src.join("tmpl/*.tmpl").to_str().unwrap(), "/abs/x.tmpl"]
+    );
+    let office = &t["time_intervals"][0]["time_intervals"][0];
+    assert_eq!(office["location"].as_str(), Some("Australia/Sydney"));
+    assert_eq!(office["weekdays"][0].as_str(), Some("monday:friday"));
+    assert_eq!(
+        t["mute_time_intervals"][0]["time_intervals"][0]["times"][0]["end_time"].as_str(),
+        Some("06:00")
+    );
+    let route = &t["route"]["routes"][0];
+    assert_eq!(route["mute_time_intervals"][0].as_str(), Some("nights"));
+    // Without the named location, wasmon checks it all today (IANA zones
+    // are another part of #21).
+    let utc = imported.toml.replace("Australia/Sydney", "UTC");
+    wasmon::config::Config::parse(&utc, "imported").unwrap();
+
+    let shown = yml.display().to_string();
+    for (from, to, line, message) in [
+        (
+            "receiver: r\n  routes",
+            "receiver: r\n  continue: true\n  routes",
+            5,
+            "cannot have continue in root route",
+        ),
+        (
+            "  receiver: r\n  routes",
+            "  routes",
+            5,
+            "root route must specify a default receiver",
+        ),
+        (
+            "    - receiver: r\n",
+            "    - receiver: nobody\n",
+            7,
+            "undefined receiver \"nobody\" used in route",
+        ),
+        (
+            "[nights]",
+            "[days]",
+            8,
+            "undefined time interval \"days\" used in route",
+        ),
+        (
+            "  - name: office",
+            "  - name: nights",
+            17,
+            "time interval \"nights\" is not unique",
+        ),
+        (
+            "mute_time_intervals: [nights]",
+            "matchers: ['a=~\"(\"']",
+            8,
+            "route.routes[0].matchers",
+        ),
+        (
+            "mute_time_intervals: [nights]",
+            "group_wait: soon",
+            8,
+            "not a valid duration",
+        ),
+        (
+            "      - weekdays: ['monday:friday']",
+            "      - weekdays: ['someday']",
+            19,
+            "someday is not a valid weekday",
+        ),
+        (
+            "receivers:\n  - name: r\n",
+            "receivers:\n  - name: r\n  - name: r\n",
+            12,
+            "notification config name \"r\" is not unique",
+        ),
+        (
+            "receivers:\n  - name: r\n",
+            "receivers:\n  - name: r\n    nosuch_configs: []\n",
+            12,
+            "field nosuch_configs not found",
+        ),
+    ] {
+        assert!(base.contains(from), "{from}");
+        std::fs::write(&yml, base.replacen(from, to, 1)).unwrap();
+        let e = import_one(&yml).unwrap_err();
+        assert!(
+            e.starts_with(&format!("{shown}:{line}: ")) && e.contains(message),
+            "{to}: {e}"
+        );
+    }
+}

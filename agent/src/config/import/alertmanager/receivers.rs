@@ -75,6 +75,15 @@ pub(super) fn convert(
             if kind == "name" {
                 continue;
             }
+            let known = [
+                "webhook_configs",
+                "slack_configs",
+                "pagerduty_configs",
+                "email_configs",
+            ];
+            if !known.contains(&kind) && !NO_PLUGIN.contains(&kind) && !NEWER.contains(&kind) {
+                return Err(unknown_field(ctx, &e.key, "config.plain"));
+            }
             let here = format!("{path}.{kind}");
             let configs = seq(&e.value, &here, ctx)?;
             for (j, c) in configs.iter().enumerate() {
@@ -97,7 +106,7 @@ pub(super) fn convert(
                         );
                         None
                     }
-                    k if NEWER.contains(&k) => {
+                    k => {
                         ctx.unsupported(
                             c,
                             at,
@@ -107,7 +116,6 @@ pub(super) fn convert(
                         );
                         None
                     }
-                    _ => return Err(unknown_field(ctx, &e.key, "config.plain")),
                 };
                 if let Some(inst) = inst {
                     carried.push((kind.trim_end_matches("_configs"), j, inst));
