@@ -767,4 +767,32 @@ time_intervals:
             "{to}: {e}"
         );
     }
+    // A tree deeper than the TOML config holds is refused at the first
+    // node too deep, never overflowing the stack.
+    for (depth, ok) in [(50, true), (51, false), (99, false), (5000, false)] {
+        let mut text = String::from("route:\n  receiver: r\n");
+        let mut indent = String::from("  ");
+        for _ in 0..depth {
+            text.push_str(&format!("{indent}routes:\n{indent}  - receiver: r\n"));
+            indent.push_str("    ");
+        }
+        text.push_str("receivers:\n  - name: r\n");
+        std::fs::write(&yml, text).unwrap();
+        match import_one(&yml) {
+            Ok(imported) if ok => {
+                imported.config("imported").unwrap();
+            }
+            Err(e) if !ok && depth < 100 => assert!(
+                e.starts_with(&format!("{shown}:104: "))
+                    && e.ends_with("route tree nested deeper than 50 levels"),
+                "{e}"
+            ),
+            // Refused as YAML: too deep to read.
+            Err(e) if !ok => assert!(
+                e.starts_with(&format!("{shown}:")) && e.ends_with("nested deeper than 200 levels"),
+                "{e}"
+            ),
+            other => panic!("depth {depth}: {other:?}"),
+        }
+    }
 }

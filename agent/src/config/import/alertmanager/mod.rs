@@ -85,7 +85,7 @@ pub fn convert(doc: &Node, ctx: &mut Ctx, out: &mut toml::Table) -> Result<(), I
         return Err(ctx.error(doc, "no route provided in config"));
     };
     let mut refs = Refs::default();
-    let root = route(route_node, "route", ctx, &mut refs)?;
+    let root = route(route_node, "route", 0, ctx, &mut refs)?;
     check_root(route_node, &root, ctx)?;
     for (name, node) in &refs.receivers {
         if !names.contains(name) {
@@ -369,8 +369,26 @@ struct Refs {
     intervals: Vec<(String, Node)>,
 }
 
-/// One route node and its children, as wasmon's `route` table.
-fn route(n: &Node, path: &str, ctx: &mut Ctx, refs: &mut Refs) -> Result<toml::Table, ImportError> {
+/// Deepest route nesting imported: the TOML config (table headers of
+/// nested `routes`) holds a little more; real trees are a few levels deep,
+/// and a hostile one must not exhaust the stack.
+pub const MAX_ROUTE_DEPTH: usize = 50;
+
+/// One route node (`depth` levels below the root) and its children, as
+/// wasmon's `route` table.
+fn route(
+    n: &Node,
+    path: &str,
+    depth: usize,
+    ctx: &mut Ctx,
+    refs: &mut Refs,
+) -> Result<toml::Table, ImportError> {
+    if depth > MAX_ROUTE_DEPTH {
+        return Err(ctx.error(
+            n,
+            format!("route tree nested deeper than {MAX_ROUTE_DEPTH} levels"),
+        ));
+    }
     let mut t = toml::Table::new();
     let mut children = Vec::new();
     for e in map(n, path, ctx)? {
@@ -430,6 +448,7 @@ fn route(n: &Node, path: &str, ctx: &mut Ctx, refs: &mut Refs) -> Result<toml::T
                     children.push(toml::Value::Table(route(
                         c,
                         &format!("{here}[{i}]"),
+                        depth + 1,
                         ctx,
                         refs,
                     )?));
