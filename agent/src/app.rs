@@ -15,7 +15,7 @@ use arc_swap::ArcSwap;
 use crate::alerting::dispatch::{Dispatcher, ReceiverSettings, Shared};
 use crate::config::Config;
 use crate::plugins::host::PromqlQueries;
-use crate::plugins::notifier::PluginNotifier;
+use crate::plugins::notifier::{PluginNotifier, ReceiverGroups};
 use crate::plugins::{watch, Instance, PluginKind, PluginRuntime};
 use crate::promql::Engine;
 use crate::scrape::{Job, ScrapeManager};
@@ -81,6 +81,7 @@ impl Prepared {
         let receivers = config
             .receivers
             .iter()
+            .filter(|r| !r.plugin.is_empty())
             .map(|r| {
                 let mut inst = Instance::prepare(r, &config.plugins)?;
                 inst.config_json =
@@ -209,7 +210,7 @@ fn rule_parse_opts() -> crate::rules::rulefmt::ParseOpts {
 fn plugin_uses(config: &Config) -> Vec<(String, crate::config::InstanceConfig, PluginKind)> {
     use crate::config::checks::CheckKind;
     let mut uses = Vec::new();
-    for r in &config.receivers {
+    for r in config.receivers.iter().filter(|r| !r.plugin.is_empty()) {
         let what = format!("receiver {:?}", r.name());
         uses.push((what, r.clone(), PluginKind::Receiver));
     }
@@ -357,6 +358,7 @@ impl Agent {
         let notifier = Arc::new(PluginNotifier {
             plugins: plugins.clone(),
             receivers: ArcSwap::from_pointee(loaded.receivers.clone()),
+            groups: ArcSwap::from_pointee(ReceiverGroups::of(&loaded.config)),
         });
         let retention = crate::alerting::silence::DEFAULT_RETENTION;
         let incidents =
@@ -629,14 +631,19 @@ impl Agent {
         let next = match &config.route {
             None => None,
             Some(_) => {
+                // A receiver of several instances hears of resolved alerts
+                // when one of them wants to: the notifier leaves them out
+                // for the others.
                 let settings: std::collections::HashMap<String, ReceiverSettings> = config
-                    .receivers
-                    .iter()
-                    .map(|r| {
+                    .receiver_groups()
+                    .into_iter()
+                    .map(|(name, members)| {
+                        let send_resolved = members.is_empty()
+                            || members.iter().any(|r| r.send_resolved.unwrap_or(true));
                         (
-                            r.name().to_string(),
+                            name,
                             ReceiverSettings {
-                                send_resolved: r.send_resolved.unwrap_or(true),
+                                send_resolved,
                                 max_alerts: 0,
                             },
                         )
@@ -659,6 +666,9 @@ impl Agent {
         self.notifier
             .receivers
             .store(Arc::new(loaded.receivers.clone()));
+        self.notifier
+            .groups
+            .store(Arc::new(ReceiverGroups::of(&loaded.config)));
         let mut task = self.dispatch_task.lock().unwrap();
         if let Some((stop, _)) = task.take() {
             let _ = stop.send(());

@@ -19,6 +19,7 @@ mod alerting;
 mod amtool;
 mod crash;
 mod grafana;
+mod import_alertmanager;
 mod import_prometheus;
 mod incident;
 mod kubernetes;

@@ -224,6 +224,8 @@ async fn prepare(args: &CallArgs) -> Result<Prepared> {
         memory_limit: None,
         send_resolved: None,
         http_config: None,
+        receiver: None,
+        base_dir: None,
     };
     let mut inst = Instance::prepare(&instance_config, &cfg)?;
     inst.allow = allow.into();

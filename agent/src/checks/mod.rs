@@ -51,6 +51,8 @@ impl CheckConfig {
             memory_limit: self.memory_limit,
             send_resolved: None,
             http_config: None,
+            receiver: None,
+            base_dir: None,
         })
     }
 

@@ -543,7 +543,15 @@ pub struct InstanceConfig {
     /// The instance's name, unique among its kind.
     pub name: Spanned<String>,
     /// The plugin's name: the file stem of its component in the plugins dir.
+    /// Receivers only may leave it out: such a receiver notifies no one
+    /// (Alertmanager's receiver without integrations).
+    #[serde(default)]
     pub plugin: String,
+    /// Receivers only: the receiver name the route uses, when this
+    /// instance is one of several integrations of one Alertmanager
+    /// receiver (each is notified). Default: the instance's own name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receiver: Option<String>,
     /// Handed to the plugin as JSON (`config.get()`), with `${ENV}` expanded.
     /// Dumps redact secret-looking keys (the host knows no plugin's schema).
     #[serde(default, serialize_with = "secret::serialize_redacted_table")]
@@ -563,16 +571,36 @@ pub struct InstanceConfig {
     pub send_resolved: Option<bool>,
     /// How the plugin's outbound HTTP is made (Alertmanager's receiver
     /// `http_config`: TLS, basic auth, authorization, proxy).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http_config: Option<http_client::HttpConfigSection>,
+    /// Where a relative `${file:PATH}` in `config` is read from: the
+    /// config file's directory (None: the working directory).
+    #[serde(skip)]
+    pub base_dir: Option<PathBuf>,
 }
 
 impl Config {
     /// Parses and validates config text. `origin` names the source in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Config> {
+        Config::parse_in(text, origin, None)
+    }
+
+    /// [`Config::parse`] of the text of the file `source` (relative paths,
+    /// `${file:PATH}` included, resolve against its directory).
+    pub fn parse_in(text: &str, origin: &str, source: Option<&Path>) -> Result<Config> {
         let mut config: Config =
             toml::from_str(text).map_err(|e| secret::parse_error(text, origin, &e))?;
         config.locator = Locator::new(text, origin);
+        config.source = source.map(Path::to_path_buf);
+        let dir = source.and_then(Path::parent).map(Path::to_path_buf);
+        config.plugins.config_dir = dir.clone();
+        let rollouts = config
+            .rollouts
+            .iter_mut()
+            .flat_map(|r| r.metric_checks.iter_mut().chain(r.rollback.as_mut()));
+        for inst in config.receivers.iter_mut().chain(rollouts) {
+            inst.base_dir = dir.clone();
+        }
         config.validate()?;
         Ok(config)
     }
@@ -592,9 +620,7 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading config file {}", path.display()))?;
-        let mut config = Config::parse(&text, &path.display().to_string())?;
-        config.source = Some(path.to_path_buf());
-        config.plugins.config_dir = path.parent().map(Path::to_path_buf);
+        let mut config = Config::parse_in(&text, &path.display().to_string(), Some(path))?;
         config.sources = vec![path.to_path_buf()];
         Ok(config)
     }
@@ -654,9 +680,7 @@ impl Config {
             .map(|p| p.display().to_string())
             .collect::<Vec<_>>()
             .join(" + ");
-        let mut config = imported.config(&format!("{origin} (imported)"))?;
-        config.plugins.config_dir = main.parent().map(Path::to_path_buf);
-        config.source = Some(main);
+        let mut config = imported.config_in(&format!("{origin} (imported)"), Some(&main))?;
         config.sources = paths.to_vec();
         Ok(config)
     }
@@ -801,6 +825,22 @@ impl Config {
                 );
             }
             let what = format!("receiver {name:?}");
+            if r.plugin.is_empty() {
+                // A receiver that notifies no one takes nothing else.
+                if !r.config.is_empty() || !r.allow_hosts.is_empty() || r.receiver.is_some() {
+                    bail!(
+                        "{}: {what}: `plugin` must name a plugin (only a receiver without `config`, `allow_hosts` and `receiver` may leave it out: it notifies no one)",
+                        at(r.name.span())
+                    );
+                }
+                continue;
+            }
+            if r.receiver.as_deref().is_some_and(str::is_empty) {
+                bail!(
+                    "{}: {what}: `receiver` must not be empty",
+                    at(r.name.span())
+                );
+            }
             r.validate(&what).with_context(|| at(r.name.span()))?;
             for h in &r.allow_hosts {
                 HostPattern::parse(h.get_ref())
@@ -811,7 +851,8 @@ impl Config {
             .validate()
             .with_context(|| format!("{origin}: [web]"))?;
         if self.route.is_some() {
-            let names: Vec<&str> = self.receivers.iter().map(|r| r.name()).collect();
+            let groups = self.receiver_groups();
+            let names: Vec<&str> = groups.keys().map(String::as_str).collect();
             self.alerting()
                 .validate(&names)
                 .map_err(|e| anyhow::anyhow!("{origin}: route: {e}"))?;
@@ -837,6 +878,22 @@ impl Config {
     pub fn receiver(&self, name: &str) -> Option<&ReceiverConfig> {
         self.receivers.iter().find(|r| r.name.get_ref() == name)
     }
+
+    /// The receiver names a route may use, each with the instances it
+    /// notifies: an instance under its own name, or under its `receiver`
+    /// with the other integrations of that receiver; a receiver without a
+    /// plugin notifies none.
+    pub fn receiver_groups(&self) -> BTreeMap<String, Vec<&ReceiverConfig>> {
+        let mut groups: BTreeMap<String, Vec<&ReceiverConfig>> = BTreeMap::new();
+        for r in &self.receivers {
+            let key = r.receiver.as_deref().unwrap_or(r.name());
+            let members = groups.entry(key.to_string()).or_default();
+            if !r.plugin.is_empty() {
+                members.push(r);
+            }
+        }
+        groups
+    }
 }
 
 impl InstanceConfig {
@@ -851,8 +908,12 @@ impl InstanceConfig {
         if self.timeout.is_some_and(|t| t.is_zero()) {
             bail!("{what}: timeout must be greater than 0");
         }
-        // Fail on a missing ${ENV} now rather than at the first notification.
-        self.config_json().with_context(|| what.to_string())?;
+        // Fail on a missing ${ENV} now rather than at the first
+        // notification. `${file:PATH}` is read when the instance is
+        // prepared (start, reload, `check config`), not here.
+        let mut value = serde_json::to_value(&self.config).context("converting config to JSON")?;
+        env::expand_json(&mut value, "config", env::FileRefs::Check)
+            .with_context(|| what.to_string())?;
         if let Some(h) = &self.http_config {
             // The checks that need no file; files are read when the
             // instance is prepared (`plugins::Instance::prepare`).
@@ -863,10 +924,15 @@ impl InstanceConfig {
         Ok(())
     }
 
-    /// The instance config as the JSON text a plugin reads, `${VAR}` expanded.
+    /// The instance config as the JSON text a plugin reads, `${VAR}` and
+    /// `${file:PATH}` expanded.
     pub fn config_json(&self) -> Result<String> {
         let mut value = serde_json::to_value(&self.config).context("converting config to JSON")?;
-        env::expand_json(&mut value, "config")?;
+        env::expand_json(
+            &mut value,
+            "config",
+            env::FileRefs::Read(self.base_dir.as_deref()),
+        )?;
         Ok(value.to_string())
     }
 
@@ -993,6 +1059,94 @@ receiver = "pager"
         );
         let c = Config::parse(&ok, "r.toml").unwrap();
         assert_eq!(c.alerting().route.unwrap().routes.len(), 1);
+    }
+
+    /// An Alertmanager receiver of several integrations is several
+    /// instances sharing a `receiver` name; one without any has no plugin.
+    /// Routes name receivers, never a member instance.
+    #[test]
+    fn receivers_group_instances_under_one_route_name() {
+        let text = r#"
+[[receivers]]
+name = "team/slack[0]"
+receiver = "team"
+plugin = "slack"
+
+[[receivers]]
+name = "team/email[0]"
+receiver = "team"
+plugin = "email"
+
+[[receivers]]
+name = "blackhole"
+
+[[receivers]]
+name = "hook"
+plugin = "webhook"
+
+[route]
+receiver = "team"
+
+[[route.routes]]
+matchers = ['a="b"']
+receiver = "blackhole"
+
+[[route.routes]]
+matchers = ['a="c"']
+receiver = "hook"
+"#;
+        let c = Config::parse(text, "g.toml").unwrap();
+        let groups = c.receiver_groups();
+        let groups: Vec<(&str, Vec<&str>)> = groups
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.iter().map(|r| r.name()).collect()))
+            .collect();
+        assert_eq!(
+            groups,
+            [
+                ("blackhole", vec![]),
+                ("hook", vec!["hook"]),
+                ("team", vec!["team/slack[0]", "team/email[0]"]),
+            ]
+        );
+        let member = text.replace("receiver = \"hook\"", "receiver = \"team/email[0]\"");
+        let msg = format!("{:#}", Config::parse(&member, "g.toml").unwrap_err());
+        assert!(
+            msg.contains("undefined receiver \"team/email[0]\""),
+            "{msg}"
+        );
+        // A receiver without a plugin takes nothing else.
+        let bad = text.replace(
+            "name = \"blackhole\"",
+            "name = \"blackhole\"\nconfig = { url = \"x\" }",
+        );
+        let msg = format!("{:#}", Config::parse(&bad, "g.toml").unwrap_err());
+        assert!(
+            msg.contains("g.toml:13") && msg.contains("`plugin` must name a plugin"),
+            "{msg}"
+        );
+    }
+
+    /// `${file:PATH}` in a plugin config is read relative to the config
+    /// file when the instance's config is made, not when the config is
+    /// checked.
+    #[test]
+    fn file_references_resolve_against_the_config_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("url"), "https://hooks.example/s3cret\n").unwrap();
+        let path = dir.path().join("w.toml");
+        let text = "[[receivers]]\nname = \"a\"\nplugin = \"webhook\"\nconfig = { url = \"${file:url}\", other = \"${file:missing}\" }\n";
+        std::fs::write(&path, text).unwrap();
+        let c = Config::load(&path).unwrap();
+        let msg = format!("{:#}", c.receivers[0].config_json().unwrap_err());
+        assert_eq!(
+            msg,
+            "config.other: file missing: No such file or directory (os error 2)"
+        );
+        std::fs::write(dir.path().join("missing"), "x").unwrap();
+        let json: serde_json::Value =
+            serde_json::from_str(&c.receivers[0].config_json().unwrap()).unwrap();
+        assert_eq!(json["url"], "https://hooks.example/s3cret");
     }
 
     #[test]

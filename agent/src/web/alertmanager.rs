@@ -644,7 +644,13 @@ pub async fn get_receivers(State(api): State<Api>) -> Response {
         .config()
         .receivers
         .iter()
-        .map(|r| json!({"name": r.name()}))
+        // The names routes use, in the config's order, once each (a
+        // receiver of several instances is one name).
+        .map(|r| r.receiver.as_deref().unwrap_or(r.name()))
+        .scan(std::collections::HashSet::new(), |seen, name| {
+            Some(seen.insert(name).then(|| json!({"name": name})))
+        })
+        .flatten()
         .collect();
     bare(names)
 }

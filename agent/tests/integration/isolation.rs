@@ -452,6 +452,7 @@ route:
             inner: Arc::new(PluginNotifier {
                 plugins: rt.clone(),
                 receivers: ArcSwap::from_pointee(receivers),
+                groups: Default::default(),
             }),
             clock: clock.clone(),
             in_flight: Arc::default(),

@@ -19,6 +19,7 @@ mod discovery_dns;
 mod discovery_http;
 mod discovery_kubernetes;
 mod hot_reload;
+mod import_alertmanager;
 mod import_prometheus;
 mod incident_escalation;
 mod incident_rules;

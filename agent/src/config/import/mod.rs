@@ -261,6 +261,12 @@ impl Imported {
         Config::parse(&self.toml, origin)
     }
 
+    /// [`Imported::config`] for a config whose relative paths resolve
+    /// against `source`'s directory (`run --config x.yml`).
+    pub fn config_in(&self, origin: &str, source: Option<&Path>) -> anyhow::Result<Config> {
+        Config::parse_in(&self.toml, origin, source)
+    }
+
     /// The findings as a TOML comment block, to head the written file.
     pub fn header(&self) -> String {
         let mut s = String::from("# Imported by `wasmon config import`.\n");

@@ -61,10 +61,20 @@ impl std::error::Error for YamlError {}
 pub fn parse(text: &str) -> Result<Node, YamlError> {
     let mut b = Builder::default();
     let mut parser = Parser::new_from_str(text);
-    parser.load(&mut b, false).map_err(|e| YamlError {
-        line: e.marker().line(),
-        message: e.info().to_string(),
-    })?;
+    // Events one by one rather than `Parser::load`, which recurses once
+    // per level of nesting: a hostile file must meet [`MAX_DEPTH`], not
+    // the end of the stack. The first document only.
+    loop {
+        let (ev, mark) = parser.next_token().map_err(|e| YamlError {
+            line: e.marker().line(),
+            message: e.info().to_string(),
+        })?;
+        let last = matches!(ev, Event::StreamEnd | Event::DocumentEnd);
+        b.on_event(ev, mark);
+        if last || b.error.is_some() {
+            break;
+        }
+    }
     if let Some(e) = b.error {
         return Err(e);
     }
@@ -185,6 +195,11 @@ impl Node {
         }
     }
 }
+
+/// Deepest nesting of maps and lists read: far beyond any real config,
+/// short of what a hostile one would need to exhaust the stack (the tree
+/// is dropped and walked recursively).
+pub const MAX_DEPTH: usize = 200;
 
 #[derive(Default)]
 struct Builder {
@@ -319,6 +334,12 @@ impl MarkedEventReceiver for Builder {
                     });
                 }
             },
+            Event::SequenceStart(..) | Event::MappingStart(..) if self.stack.len() >= MAX_DEPTH => {
+                self.error.get_or_insert(YamlError {
+                    line,
+                    message: format!("nested deeper than {MAX_DEPTH} levels"),
+                });
+            }
             Event::SequenceStart(anchor, _) => self.stack.push((
                 Node {
                     line,
