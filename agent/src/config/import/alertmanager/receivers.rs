@@ -244,6 +244,22 @@ impl Common {
         Ok(())
     }
 
+    /// Alertmanager's default for each key the YAML does not have
+    /// (`(yaml key, template)`; pagerduty's `description` is written as
+    /// the plugin's `summary`).
+    fn defaults(&mut self, n: &Node, defaults: &[(&str, &str)]) {
+        for (key, text) in defaults {
+            if n.get(key).is_none() {
+                let to = if *key == "description" {
+                    "summary"
+                } else {
+                    key
+                };
+                self.config.insert(to.to_string(), text.to_string().into());
+            }
+        }
+    }
+
     fn finish(mut self) -> Option<Instance> {
         let mut hosts = self.hosts;
         hosts.sort();
@@ -265,6 +281,52 @@ impl Common {
 
 /// A string from the YAML as it must be written into a plugin config,
 /// where `${` starts a reference: `$${` keeps it literal.
+/// Alertmanager 0.25's defaults of a `slack_config` (`config/notifiers.go`
+/// `DefaultSlackConfig`) the slack plugin has a key for: written where the
+/// YAML does not set the key, so the plugin renders Alertmanager's
+/// `default.tmpl` definitions, not its own defaults. (`icon_emoji`,
+/// `icon_url`, `callback_id` default to definitions that render "".)
+const SLACK_DEFAULTS: &[(&str, &str)] = &[
+    ("username", r#"{{ template "slack.default.username" . }}"#),
+    (
+        "color",
+        r#"{{ if eq .Status "firing" }}danger{{ else }}good{{ end }}"#,
+    ),
+    ("title", r#"{{ template "slack.default.title" . }}"#),
+    (
+        "title_link",
+        r#"{{ template "slack.default.titlelink" . }}"#,
+    ),
+    ("pretext", r#"{{ template "slack.default.pretext" . }}"#),
+    ("text", r#"{{ template "slack.default.text" . }}"#),
+    ("fallback", r#"{{ template "slack.default.fallback" . }}"#),
+    ("footer", r#"{{ template "slack.default.footer" . }}"#),
+];
+
+/// `DefaultPagerdutyConfig`'s texts, under the pagerduty plugin's keys
+/// (`description` is the plugin's `summary`). Its default `details` are
+/// the plugin's own (firing, resolved, num_firing, num_resolved).
+const PAGERDUTY_DEFAULTS: &[(&str, &str)] = &[
+    (
+        "description",
+        r#"{{ template "pagerduty.default.description" .}}"#,
+    ),
+    ("client", r#"{{ template "pagerduty.default.client" . }}"#),
+    (
+        "client_url",
+        r#"{{ template "pagerduty.default.clientURL" . }}"#,
+    ),
+];
+
+/// `DefaultEmailConfig`: the HTML body and no text part.
+const EMAIL_DEFAULTS: &[(&str, &str)] = &[
+    ("html", r#"{{ template "email.default.html" . }}"#),
+    ("text", ""),
+];
+
+/// `DefaultEmailConfig`'s Subject header.
+const EMAIL_SUBJECT: &str = r#"{{ template "email.default.subject" . }}"#;
+
 fn literal(s: &str) -> String {
     s.replace("${", "$${")
 }
@@ -437,6 +499,7 @@ fn slack(
             "at most one of api_url & api_url_file must be configured",
         ));
     }
+    c.defaults(n, SLACK_DEFAULTS);
     if !has_url && !has_file {
         match (&global.slack_api_url, &global.slack_api_url_file) {
             (Some(u), _) => c.url("url", u, "global.slack_api_url", ctx)?,
@@ -541,6 +604,7 @@ fn pagerduty(
             "service_key is ignored: routing_key (Events API v2) is used",
         );
     }
+    c.defaults(n, PAGERDUTY_DEFAULTS);
     if !has_url {
         match &global.pagerduty_url {
             Some(u) => c.url("url", u, "global.pagerduty_url", ctx)?,
@@ -570,7 +634,6 @@ fn email(
     if !set("to") {
         return Err(ctx.error(n, "missing to address in email config"));
     }
-    let mut has_html = false;
     for (key, e) in entries(n) {
         let v = &e.value;
         let here = format!("{path}.{key}");
@@ -629,16 +692,7 @@ fn email(
                     c.config.insert(key.into(), h.into());
                 }
             }
-            "html" => {
-                if set(key) {
-                    has_html = true;
-                    ctx.unsupported(
-                        v,
-                        here,
-                        "the email plugin sends a text/plain body only (`text`)",
-                    );
-                }
-            }
+            "html" => c.text(key, v, &here, ctx)?,
             "tls_config" => email_tls(v, &here, &mut c, ctx)?,
             _ => return Err(unknown_field(ctx, &e.key, "config.plain")),
         }
@@ -682,12 +736,15 @@ fn email(
     if !c.config.contains_key("from") {
         return Err(ctx.error(n, "no global SMTP from set"));
     }
-    if !has_html && !set("text") {
-        ctx.note(
-            n,
-            path,
-            "Alertmanager sends the HTML body email.default.html; the email plugin sends its text/plain default",
-        );
+    // Alertmanager's body is the HTML default and no text part unless
+    // the config says otherwise; its subject is a header default.
+    c.defaults(n, EMAIL_DEFAULTS);
+    let has_subject = n
+        .get("headers")
+        .is_some_and(|h| h.entries().any(|(k, _)| canonical_header(k) == "Subject"));
+    if !has_subject {
+        c.config
+            .insert("subject".into(), EMAIL_SUBJECT.to_string().into());
     }
     Ok(c.finish())
 }
