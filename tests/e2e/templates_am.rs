@@ -4,9 +4,9 @@
 //! pointing at one local HTTP server, get the same alerts; the texts they
 //! send (Slack username, title, title link, text, fallback, color;
 //! PagerDuty summary, client, client URL, details) are compared byte for
-//! byte. wasmon's receivers are configured as `wasmon config import`
-//! writes an Alertmanager receiver without templates: each text is
-//! Alertmanager's default definition (`{{ template "slack.default.title" . }}`).
+//! byte. wasmon's config is the same alertmanager.yml (its URLs and sender
+//! aside) through `config::import`, which gives a receiver without texts
+//! Alertmanager's default definitions (`{{ template "slack.default.title" . }}`).
 //!
 //! Known differences, not exercised here: a label set printed whole
 //! (`{{ .CommonLabels }}`) reads `a=1, b=2` in wasmon, `map[a:1 b:2]` in
@@ -58,7 +58,9 @@ fn route() -> Value {
     })
 }
 
-fn am_config(hook: &str, tmpl: &str, smtp: &str) -> String {
+/// The alertmanager.yml of one side (`am` or `wasmon`): its receivers post
+/// under `/{side}/` and mail from `{side}@example.com`.
+fn am_config(hook: &str, tmpl: &str, smtp: &str, side: &str) -> String {
     json!({
         "templates": [tmpl],
         "route": route(),
@@ -66,93 +68,48 @@ fn am_config(hook: &str, tmpl: &str, smtp: &str) -> String {
             {"name": "blackhole"},
             {"name": "email", "email_configs": [{
                 "to": "ops@example.com",
-                "from": "am@example.com",
+                "from": format!("{side}@example.com"),
                 "smarthost": smtp,
                 "require_tls": false,
             }]},
-            {"name": "slack-default", "slack_configs": [{"api_url": format!("{hook}/am/slack-default")}]},
+            {"name": "slack-default", "slack_configs": [{"api_url": format!("{hook}/{side}/slack-default")}]},
             {"name": "slack-custom", "slack_configs": [{
-                "api_url": format!("{hook}/am/slack-custom"),
+                "api_url": format!("{hook}/{side}/slack-custom"),
                 "title": "{{ template \"my.title\" . }}",
                 "text": "{{ template \"my.text\" . }}",
             }]},
             {"name": "pagerduty", "pagerduty_configs": [{
                 "routing_key": "k",
-                "url": format!("{hook}/am/pagerduty"),
+                "url": format!("{hook}/{side}/pagerduty"),
             }]},
         ],
     })
     .to_string()
 }
 
-/// A Slack instance as the importer writes Alertmanager's defaults.
-fn slack(hook: &str, name: &str, title: &str, text: &str) -> Value {
-    json!({
-        "name": name,
-        "plugin": "slack",
-        "allow_hosts": [hook.trim_start_matches("http://")],
-        "config": {
-            "url": format!("{hook}/wasmon/{name}"),
-            "username": "{{ template \"slack.default.username\" . }}",
-            "color": "{{ if eq .Status \"firing\" }}danger{{ else }}good{{ end }}",
-            "title": title,
-            "title_link": "{{ template \"slack.default.titlelink\" . }}",
-            "pretext": "{{ template \"slack.default.pretext\" . }}",
-            "text": text,
-            "fallback": "{{ template \"slack.default.fallback\" . }}",
-            "footer": "{{ template \"slack.default.footer\" . }}",
-        },
+/// wasmon's config: the yml imported, plus where it listens and the
+/// external URL Alertmanager is given by flag.
+fn wasmon_config(dir: &std::path::Path, hook: &str, tmpl: &str, smtp: &str) -> String {
+    let yml = dir.join("alertmanager.yml");
+    std::fs::write(&yml, am_config(hook, tmpl, smtp, "wasmon")).unwrap();
+    let imported = wasmon::config::import::import(&wasmon::config::import::Sources {
+        alertmanager: Some(yml),
+        out_dir: Some(dir.to_path_buf()),
+        ..Default::default()
     })
-}
-
-fn wasmon_config(hook: &str, smtp: &str) -> String {
-    let config = json!({
-        "templates": ["my.tmpl"],
-        "global": {"external_url": EXTERNAL_URL},
-        "web": {"listen_address": "{{LISTEN}}"},
-        "route": route(),
-        "receivers": [
-            {
-                "name": "email",
-                "plugin": "email",
-                "allow_hosts": [smtp],
-                "config": {
-                    "to": "ops@example.com",
-                    "from": "wasmon@example.com",
-                    "smarthost": smtp,
-                    "require_tls": false,
-                    "subject": "{{ template \"email.default.subject\" . }}",
-                    "text": "",
-                    "html": "{{ template \"email.default.html\" . }}",
-                },
-            },
-            {
-                "name": "blackhole",
-                "plugin": "webhook",
-                "allow_hosts": [hook.trim_start_matches("http://")],
-                "config": {"url": format!("{hook}/unused")},
-            },
-            slack(
-                hook,
-                "slack-default",
-                "{{ template \"slack.default.title\" . }}",
-                "{{ template \"slack.default.text\" . }}",
-            ),
-            slack(hook, "slack-custom", "{{ template \"my.title\" . }}", "{{ template \"my.text\" . }}"),
-            {
-                "name": "pagerduty",
-                "plugin": "pagerduty",
-                "allow_hosts": [hook.trim_start_matches("http://")],
-                "config": {
-                    "routing_key": "k",
-                    "url": format!("{hook}/wasmon/pagerduty"),
-                    "summary": "{{ template \"pagerduty.default.description\" . }}",
-                    "client": "{{ template \"pagerduty.default.client\" . }}",
-                    "client_url": "{{ template \"pagerduty.default.clientURL\" . }}",
-                },
-            },
-        ],
-    });
+    .unwrap();
+    assert!(imported.findings.is_empty(), "{:?}", imported.findings);
+    let mut config: toml::Table = toml::from_str(&imported.toml).unwrap();
+    let mut section = |name: &str, key: &str, value: &str| {
+        let t = config
+            .entry(name)
+            .or_insert_with(|| toml::Table::new().into());
+        t.as_table_mut()
+            .unwrap()
+            .insert(key.into(), value.to_string().into());
+    };
+    section("global", "external_url", EXTERNAL_URL);
+    section("web", "listen_address", "{{LISTEN}}");
     toml::to_string(&config).unwrap()
 }
 
@@ -199,11 +156,12 @@ async fn default_and_user_templates_render_as_alertmanager() {
     let tmpl = dir.path().join("my.tmpl");
     std::fs::write(&tmpl, USER_TMPL).unwrap();
     let am = Alertmanager::start_with_args(
-        &am_config(&hook, &tmpl.display().to_string(), &smtp_addr),
+        &am_config(&hook, &tmpl.display().to_string(), &smtp_addr, "am"),
         &[&format!("--web.external-url={EXTERNAL_URL}")],
     )
     .await;
-    let agent = fixtures::AgentProcess::start(dir, &wasmon_config(&hook, &smtp_addr)).await;
+    let config = wasmon_config(dir.path(), &hook, &tmpl.display().to_string(), &smtp_addr);
+    let agent = fixtures::AgentProcess::start(dir, &config).await;
 
     let alert = |pod: &str| {
         json!({
