@@ -66,6 +66,7 @@
 
 mod expfmt;
 mod lex;
+pub mod lint;
 mod number;
 mod openmetrics;
 mod promtext;

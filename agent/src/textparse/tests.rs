@@ -1040,3 +1040,80 @@ fn mutated_pages_never_panic() {
         }
     }
 }
+
+// --- lint (`wasmon check metrics`) -------------------------------------------------
+
+#[track_caller]
+fn lint_lines(page: &str) -> Vec<String> {
+    lint::lint(page.as_bytes())
+        .unwrap_or_else(|e| panic!("{page:?}: {e}"))
+        .iter()
+        .map(|p| p.to_string())
+        .collect()
+}
+
+#[test]
+fn lint_rules_like_promlint() {
+    let help = |n: &str, t: &str| format!("# HELP {n} x\n# TYPE {n} {t}\n");
+    for (page, want) in [
+        (format!("{}a_total 1\n", help("a_total", "counter")), vec![]),
+        (
+            "a 1\n".to_string(),
+            vec!["a no help text"],
+        ),
+        (
+            format!("{}a 1\n", help("a", "counter")),
+            vec![r#"a counter metrics should have "_total" suffix"#],
+        ),
+        (
+            format!("{}a_total 1\n", help("a_total", "gauge")),
+            vec![r#"a_total non-counter metrics should not have "_total" suffix"#],
+        ),
+        (
+            format!("{}d_milliseconds 1\n", help("d_milliseconds", "gauge")),
+            vec![r#"d_milliseconds use base unit "seconds" instead of "milliseconds""#],
+        ),
+        (
+            format!("{}g_ms 1\n", help("g_ms", "gauge")),
+            vec!["g_ms metric names should not contain abbreviated units"],
+        ),
+        (
+            format!("{}x_gauge 1\n", help("x_gauge", "gauge")),
+            vec!["x_gauge metric name should not include type 'gauge'"],
+        ),
+        (
+            format!("{}a:b 1\n", help("a:b", "gauge")),
+            vec!["a:b metric names should not contain ':'"],
+        ),
+        (
+            format!("{}aB{{cD=\"1\"}} 1\n", help("aB", "gauge")),
+            vec![
+                "aB label names should be written in 'snake_case' not 'camelCase'",
+                "aB metric names should be written in 'snake_case' not 'camelCase'",
+            ],
+        ),
+        (
+            format!("{}c_count{{le=\"1\"}} 1\n", help("c_count", "gauge")),
+            vec![
+                r#"c_count non-histogram and non-summary metrics should not have "_count" suffix"#,
+                r#"c_count non-histogram metrics should not have "le" label"#,
+            ],
+        ),
+        (
+            format!("{}u 1\nu 2\n", help("u", "gauge")),
+            vec!["u metric not unique"],
+        ),
+        // A histogram's parts are one family, keyed without `le`.
+        (
+            format!(
+                "{}h_seconds_bucket{{le=\"1\"}} 1\nh_seconds_bucket{{le=\"+Inf\"}} 1\nh_seconds_sum 1\nh_seconds_count 1\n",
+                help("h_seconds", "histogram")
+            ),
+            vec![],
+        ),
+    ] {
+        assert_eq!(lint_lines(&page), want, "{page:?}");
+    }
+    // What expfmt refuses is an error, not a lint problem.
+    assert_eq!(lint::lint(b"a 1").unwrap_err().line, 1);
+}

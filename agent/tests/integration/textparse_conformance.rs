@@ -611,3 +611,135 @@ fn prometheus_scraper_verdicts_and_samples() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert_eq!(agree + SCRAPER_3X.len(), pages.len());
 }
+
+// --- 5. `wasmon check metrics` against `promtool check metrics` ---------------------
+
+/// Lines promtool (Debian's 2.42, client_golang 1.14's promlint) prints and
+/// `wasmon check metrics` does not, by page: current promlint checks a
+/// family's name for its own type only, where 1.14 flagged every type's
+/// name in every family's (a false positive client_golang fixed).
+const PROMLINT_1_14_ONLY: &[(&str, &str)] = &[
+    (
+        "alltypes.237mfs.prom.txt",
+        "prometheus_target_scrapes_exceeded_native_histogram_bucket_limit_total metric name should not include type 'histogram'",
+    ),
+    (
+        "alltypes.237mfs.nometa.prom.txt",
+        "prometheus_target_scrapes_exceeded_native_histogram_bucket_limit_total metric name should not include type 'histogram'",
+    ),
+];
+
+/// What a checker said about a page: its exit code and stderr lines (a
+/// parse error cut after its line number, where the two word it apart).
+fn verdict(out: &std::process::Output) -> (Option<i32>, Vec<String>) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines = err
+        .lines()
+        .map(|l| match l.find("parsing error in line ") {
+            Some(i) => {
+                let rest = &l[i + "parsing error in line ".len()..];
+                let n = rest.split(':').next().unwrap_or("");
+                format!("{}{n}", &l[..i + "parsing error in line ".len()])
+            }
+            None => l.to_string(),
+        })
+        .collect();
+    (out.status.code(), lines)
+}
+
+#[test]
+fn check_metrics_finds_what_promtool_finds() {
+    let promtool = "/usr/bin/promtool";
+    if !Path::new(promtool).exists() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{promtool} is missing: CI must install Debian's `prometheus` package"
+        );
+        eprintln!("SKIPPED: {promtool} is missing (apt-get install prometheus)");
+        return;
+    }
+    let mut pages: Vec<(String, PathBuf)> = Vec::new();
+    for d in [
+        fixtures("lint"),
+        dir("prometheus-common/expfmt/fuzz/corpus"),
+        dir("prometheus/model/textparse/testdata"),
+    ] {
+        for e in fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            if !name.ends_with(".om.txt") {
+                pages.push((name, p));
+            }
+        }
+    }
+    pages.push((
+        "expfmt/testdata/text".into(),
+        dir("prometheus-common/expfmt/testdata").join("text"),
+    ));
+    pages.sort();
+    let (mut lint_problems, mut parse_errors, mut failures) = (0, 0, Vec::new());
+    for (name, path) in &pages {
+        let theirs = std::process::Command::new(promtool)
+            .args(["check", "metrics"])
+            .stdin(fs::File::open(path).unwrap())
+            .output()
+            .unwrap();
+        let ours = std::process::Command::new(env!("CARGO_BIN_EXE_wasmon"))
+            .args(["check", "metrics"])
+            .arg(path)
+            .output()
+            .unwrap();
+        let (their_code, mut their_lines) = verdict(&theirs);
+        their_lines.retain(|l| !PROMLINT_1_14_ONLY.contains(&(name.as_str(), l.as_str())));
+        let their_code = match their_code {
+            Some(3) if their_lines.is_empty() => Some(0),
+            c => c,
+        };
+        let (our_code, our_lines) = verdict(&ours);
+        match our_code {
+            Some(3) => lint_problems += our_lines.len(),
+            Some(1) => parse_errors += 1,
+            _ => {}
+        }
+        if (their_code, &their_lines) != (our_code, &our_lines) {
+            failures.push(format!(
+                "{name}: promtool {their_code:?} {their_lines:#?}\nwasmon {our_code:?} {our_lines:#?}"
+            ));
+        }
+    }
+    println!(
+        "check metrics: {} pages, {lint_problems} lint problems, {parse_errors} unreadable, as promtool",
+        pages.len()
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(
+        lint_problems >= 30 && parse_errors == 20,
+        "{lint_problems} {parse_errors}"
+    );
+
+    // The page may come on stdin too.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wasmon"))
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"# TYPE http_requests counter\nhttp_requests 1\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        verdict(&out),
+        (
+            Some(3),
+            vec![
+                "http_requests counter metrics should have \"_total\" suffix".to_string(),
+                "http_requests no help text".to_string()
+            ]
+        )
+    );
+}
