@@ -7,13 +7,18 @@
 //!   `_count`; about 10k samples, in both formats;
 //! - the largest page of Prometheus' textparse testdata (a real Go
 //!   process's 237 metric families).
+//!
+//! Text-format pages are also read by `parse_strict` (expfmt's rules, the
+//! parser ingestion used before it followed Prometheus' scraper; now
+//! `wasmon check metrics`), streamed: the before/after of that change in
+//! one run.
 
 use std::fmt::Write as _;
 use std::hint::black_box;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use wasmon::textparse::{parse, parse_each, Format};
+use wasmon::textparse::{parse, parse_each, parse_strict, Format};
 
 /// A small deterministic generator, so every run parses the same page.
 struct Lcg(u64);
@@ -172,11 +177,14 @@ fn thread_cpu() -> Option<Duration> {
 enum Mode {
     Collect,
     Stream,
+    /// `parse_strict` (text format only), collected.
+    Strict,
 }
 
 fn run(body: &[u8], format: Format, mode: Mode) -> usize {
     match mode {
         Mode::Collect => parse(body, format).unwrap().samples.len(),
+        Mode::Strict => parse_strict(body).unwrap().samples.len(),
         Mode::Stream => {
             let mut n = 0usize;
             parse_each(body, format, &mut |s| {
@@ -221,6 +229,7 @@ fn measure(what: &str, body: &[u8], format: Format, mode: Mode, budget: Duration
     let mode = match mode {
         Mode::Collect => "collect",
         Mode::Stream => "stream",
+        Mode::Strict => "strict",
     };
     println!(
         "{what:<46} {mode:<7} {:>7.1} KiB {samples:>5} samples | {clock} median {:>7.3} ms: {:>6.1} MB/s {:>5.2} M samples/s {:>5.0} ns/sample | wall median {:.3} ms, best {:.3} ms, {} runs",
@@ -245,7 +254,11 @@ fn main() {
     for format in [Format::PromText, Format::OpenMetrics] {
         let (page, n) = generate(format);
         let what = format!("generated page ({format:?}, {n} samples)");
-        for mode in [Mode::Collect, Mode::Stream] {
+        let modes: &[Mode] = match format {
+            Format::PromText => &[Mode::Collect, Mode::Stream, Mode::Strict],
+            Format::OpenMetrics => &[Mode::Collect, Mode::Stream],
+        };
+        for &mode in modes {
             measure(&what, page.as_bytes(), format, mode, budget);
         }
     }
@@ -254,7 +267,7 @@ fn main() {
     );
     match std::fs::read(&testdata) {
         Ok(body) => {
-            for mode in [Mode::Collect, Mode::Stream] {
+            for mode in [Mode::Collect, Mode::Stream, Mode::Strict] {
                 measure(
                     "testdata alltypes.237mfs.prom.txt (PromText)",
                     &body,

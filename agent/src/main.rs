@@ -242,6 +242,15 @@ enum CheckWhat {
     /// config, its rule files, credential and certificate files, and plugin
     /// instances against the plugins dir when it exists.
     Config { files: Vec<PathBuf> },
+    /// Lint a page in the Prometheus text format, as `promtool check
+    /// metrics` does: read strictly (prometheus/common's expfmt), then
+    /// client_golang's promlint rules. Prints `metric problem` lines on
+    /// stderr; exits 3 on problems and 1 when the page cannot be read, as
+    /// promtool does.
+    Metrics {
+        /// The page (default: stdin).
+        file: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -409,6 +418,39 @@ async fn run(cmd: Command) -> Result<ExitCode> {
                 None => print!("{text}"),
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Check {
+            what: CheckWhat::Metrics { file },
+        } => {
+            let body = match &file {
+                Some(f) => tokio::fs::read(f)
+                    .await
+                    .with_context(|| format!("reading {}", f.display()))?,
+                None => {
+                    let mut b = Vec::new();
+                    tokio::io::AsyncReadExt::read_to_end(&mut tokio::io::stdin(), &mut b)
+                        .await
+                        .context("reading the page from stdin")?;
+                    b
+                }
+            };
+            match wasmon::textparse::lint::lint(&body) {
+                Err(e) => {
+                    eprintln!(
+                        "error while linting: text format parsing error in line {}: {}",
+                        e.line, e.message
+                    );
+                    Ok(ExitCode::FAILURE)
+                }
+                Ok(problems) if problems.is_empty() => Ok(ExitCode::SUCCESS),
+                Ok(problems) => {
+                    for p in &problems {
+                        eprintln!("{p}");
+                    }
+                    // promtool's lintErrExitCode.
+                    Ok(ExitCode::from(3))
+                }
+            }
         }
         Command::Check {
             what: CheckWhat::Config { files },

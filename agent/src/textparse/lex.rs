@@ -43,6 +43,53 @@ impl<'a> Lines<'a> {
     pub fn line_no(&self) -> usize {
         self.no
     }
+
+    /// Makes `line` (the last one returned) run to `end`, a line feed or
+    /// the end of the text past it: the lines in between are consumed.
+    pub fn extend(&mut self, line: &Line<'a>, end: usize) -> Line<'a> {
+        let start = line.text.as_ptr() as usize - self.text.as_ptr() as usize;
+        let from = start + line.text.len();
+        self.no += self.text.as_bytes()[from..end]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count();
+        self.pos = (end + 1).min(self.text.len());
+        Line {
+            no: line.no,
+            text: &self.text[start..end],
+            terminated: end < self.text.len(),
+        }
+    }
+}
+
+/// Where a sample line ends when a quoted string on it runs past its line
+/// feed, as Prometheus' lexer allows (`\"(\\.|[^\\"])*\"`: a raw line feed is
+/// part of the string, a backslash before one is not). From the opening
+/// quote at `open`, quotes are followed to the first line feed outside
+/// them; `None` when a string never closes.
+pub(super) fn logical_line_end(text: &str, open: usize) -> Option<usize> {
+    let b = text.as_bytes();
+    let mut i = open;
+    loop {
+        // Inside a string: its closing quote.
+        i += 1;
+        loop {
+            match b.get(i)? {
+                b'"' => break,
+                b'\\' if b.get(i + 1).is_some_and(|&c| c != b'\n') => i += 2,
+                b'\\' => return None,
+                _ => i += 1,
+            }
+        }
+        // Outside: the next quote or the end of the line.
+        i += 1;
+        while i < b.len() && b[i] != b'"' && b[i] != b'\n' {
+            i += 1;
+        }
+        if b.get(i) != Some(&b'"') {
+            return Some(i);
+        }
+    }
 }
 
 impl<'a> Iterator for Lines<'a> {

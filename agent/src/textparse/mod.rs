@@ -31,27 +31,17 @@
 //! `_sum` (which may then be negative). A `"` in a HELP text is accepted
 //! unescaped, and an exemplar's value is not checked against its bucket.
 //!
-//! **The Prometheus text format is parsed strictly too**, the way
-//! prometheus/common's `expfmt.TextParser` does: the reference parser of the
-//! format, used by client libraries, `promtool check metrics` and the
-//! Pushgateway, whose test corpus (in `../shared/conformance/prometheus-common`)
-//! has 20 inputs that must be rejected; all 20 are. Prometheus' own scraper
-//! is more lenient (it would take 7 of those 20): it accepts, and this
-//! parser rejects,
-//! - a last line without a line feed, and blanks after the value or timestamp,
-//! - escape sequences other than `\\`, `\"`, `\n` in label values and HELP,
-//! - a second HELP or TYPE line for a family, or a TYPE line after its samples,
-//! - a histogram `le` or summary `quantile` label that is not a number.
-//!
-//! Conversely, like expfmt, this parser accepts negative timestamps (the
-//! Prometheus lexer does not) and families whose samples are not contiguous.
-//! Like both, it rejects `__name__` inside braces, duplicate label names,
-//! float timestamps and anything after the timestamp. Where the two differ
-//! the other way, the stricter one wins: TYPE must be one of `counter`,
-//! `gauge`, `histogram`, `summary`, `untyped` in lower case (expfmt also
-//! takes `COUNTER`), and quoted (UTF-8) metric and label names are accepted
-//! inside braces and in HELP/TYPE lines, as in Prometheus 3, but not as a
-//! bare `"name"{...}` (an expfmt-only form).
+//! **The Prometheus text format is parsed as Prometheus' scraper parses
+//! it** (`model/textparse/promparse.go`, 2.42 and 3.x; see `promtext.rs`
+//! for the rules): a page Prometheus ingests is ingested with the same
+//! samples, and one it rejects is rejected with the line and a reason
+//! worded like its own. That is more lenient than the format's reference
+//! parser, prometheus/common's `expfmt.TextParser` (no final line feed
+//! needed, TYPE lines after samples or repeated, other escapes kept,
+//! missing commas...) and stricter in two places (no negative timestamps,
+//! TYPE spelled exactly). The strict reading lives on in [`parse_strict`]
+//! (`expfmt.rs`), for `wasmon check metrics` and its lint, as `promtool
+//! check metrics` uses expfmt.
 //!
 //! # Values and labels
 //!
@@ -60,12 +50,13 @@
 //! - Timestamps: integer milliseconds in the text format; float seconds in
 //!   OpenMetrics, converted to milliseconds (truncated toward zero, as
 //!   Prometheus does).
-//! - Label values and (OpenMetrics) HELP unescape `\\`, `\"`, `\n`; in
-//!   OpenMetrics another escaped character is kept with its backslash. Text
-//!   format HELP unescapes the same three. An empty label value means the
-//!   label is absent.
+//! - Label values and (OpenMetrics) HELP unescape `\\`, `\"`, `\n`;
+//!   another escaped character is kept with its backslash. Text format HELP
+//!   unescapes `\\` and `\n` only, as Prometheus does. An empty label value
+//!   means the label is absent.
 //! - As in Prometheus 3, the `le` label of a histogram's samples and the
-//!   `quantile` label of a summary's are normalized to OpenMetrics' canonical
+//!   `quantile` label of a summary's (in the text format: of the samples
+//!   after a `histogram`/`summary` TYPE line) are normalized to OpenMetrics' canonical
 //!   float text (`"1"` → `"1.0"`, `"1e-04"` → `"0.0001"`, `"+Inf"`) in both
 //!   formats, so series keep their identity whichever format a target
 //!   speaks. Gauge histograms are left alone, as Prometheus does.
@@ -73,7 +64,9 @@
 //!   Prometheus does unless created-timestamp ingestion is enabled.
 //! - Exemplars are parsed and validated, then dropped.
 
+mod expfmt;
 mod lex;
+pub mod lint;
 mod number;
 mod openmetrics;
 mod promtext;
@@ -231,22 +224,42 @@ pub fn parse_each(
     format: Format,
     sink: &mut Sink<'_>,
 ) -> Result<Vec<Metadata>, Interrupted> {
-    let text = std::str::from_utf8(body).map_err(|e| {
-        let ok = &body[..e.valid_up_to()];
-        let line = ok.iter().filter(|&&b| b == b'\n').count() + 1;
-        ParseError::new(line, "invalid UTF-8")
-    })?;
-    match format {
-        Format::PromText => promtext::parse(text, sink),
-        Format::OpenMetrics => openmetrics::parse(text, sink),
+    match (std::str::from_utf8(body), format) {
+        (Ok(text), Format::PromText) => promtext::parse(text, sink),
+        (Ok(text), Format::OpenMetrics) => openmetrics::parse(text, sink),
+        // Prometheus skips free comments without looking at their bytes.
+        (Err(_), Format::PromText) => promtext::parse(&promtext::comments_sanitized(body)?, sink),
+        (Err(e), _) => Err(invalid_utf8(body, e).into()),
     }
+}
+
+fn invalid_utf8(body: &[u8], e: std::str::Utf8Error) -> ParseError {
+    let ok = &body[..e.valid_up_to()];
+    let line = ok.iter().filter(|&&b| b == b'\n').count() + 1;
+    ParseError::new(line, "invalid UTF-8")
 }
 
 /// Parses a whole exposition body into memory (tests, tools; the scrape
 /// loop streams with [`parse_each`]).
 pub fn parse(body: &[u8], format: Format) -> Result<Parsed, ParseError> {
+    collect(|sink| parse_each(body, format, sink))
+}
+
+/// Parses a text-format page the strict way prometheus/common's
+/// `expfmt.TextParser` does (`promtool check metrics`, client libraries):
+/// the checks `wasmon check metrics` reports and ingestion does not make.
+pub fn parse_strict(body: &[u8]) -> Result<Parsed, ParseError> {
+    collect(|sink| {
+        let text = std::str::from_utf8(body).map_err(|e| invalid_utf8(body, e))?;
+        expfmt::parse(text, sink)
+    })
+}
+
+fn collect(
+    run: impl FnOnce(&mut Sink<'_>) -> Result<Vec<Metadata>, Interrupted>,
+) -> Result<Parsed, ParseError> {
     let mut samples = Vec::new();
-    let metadata = parse_each(body, format, &mut |s| {
+    let metadata = run(&mut |s| {
         samples.push(Sample {
             labels: s.labels.clone(),
             value: s.value,

@@ -8,6 +8,11 @@ fn prom(s: &str) -> Result<Parsed, ParseError> {
     parse(s.as_bytes(), Format::PromText)
 }
 
+/// The strict reading (`expfmt.rs`, `wasmon check metrics`).
+fn strict(s: &str) -> Result<Parsed, ParseError> {
+    parse_strict(s.as_bytes())
+}
+
 fn om(s: &str) -> Result<Parsed, ParseError> {
     parse(s.as_bytes(), Format::OpenMetrics)
 }
@@ -26,6 +31,19 @@ fn lines(p: &Parsed) -> Vec<String> {
 #[track_caller]
 fn prom_ok(s: &str) -> Vec<String> {
     lines(&prom(s).unwrap_or_else(|e| panic!("{s:?}: {e}")))
+}
+
+#[track_caller]
+fn strict_ok(s: &str) -> Vec<String> {
+    lines(&strict(s).unwrap_or_else(|e| panic!("{s:?}: {e}")))
+}
+
+#[track_caller]
+fn strict_err(s: &str) -> ParseError {
+    match strict(s) {
+        Ok(p) => panic!("{s:?} parsed: {:?}", lines(&p)),
+        Err(e) => e,
+    }
 }
 
 #[track_caller]
@@ -82,12 +100,19 @@ fn error_display_has_line_number() {
 
 #[test]
 fn invalid_utf8_rejected_with_its_line() {
-    for f in [Format::PromText, Format::OpenMetrics] {
+    for (f, why) in [
+        (Format::PromText, "invalid UTF-8 label value"),
+        (Format::OpenMetrics, "invalid UTF-8"),
+    ] {
         let e = parse(b"a 1\nb{x=\"\xff\"} 1\n# EOF\n", f).unwrap_err();
-        assert_eq!((e.line, e.message.as_str()), (2, "invalid UTF-8"));
+        assert_eq!((e.line, e.message.as_str()), (2, why));
     }
-    // Even in a comment (Latin-1 here).
-    assert!(parse(b"# caf\xe9\n", Format::PromText).is_err());
+    let e = parse_strict(b"a 1\nb{x=\"\xff\"} 1\n").unwrap_err();
+    assert_eq!((e.line, e.message.as_str()), (2, "invalid UTF-8"));
+    // Even in a comment (Latin-1 here), for the strict reading and
+    // OpenMetrics; Prometheus' text parser skips comments unread.
+    assert!(parse_strict(b"# caf\xe9\n").is_err());
+    assert!(parse(b"# caf\xe9\n# EOF\n", Format::OpenMetrics).is_err());
 }
 
 #[test]
@@ -143,6 +168,251 @@ fn special_values() {
 fn prom_basic_syntax_and_whitespace() {
     let got = prom_ok(concat!(
         "\n",
+        "name {a=\"1\",b=\"2\"} 0.23 1234567890\n",
+        "name2{ a = \"x\" , }-Inf\n",
+        "name3{a=\"1\"\t,b   =   \"2\"\t\t} +Inf 54321\n",
+        "empty{} 3\n",
+        "\t\n",
+    ));
+    assert_eq!(
+        got,
+        [
+            "name{a=\"1\", b=\"2\"} 0.23 1234567890",
+            "name2{a=\"x\"} -inf",
+            "name3{a=\"1\", b=\"2\"} inf 54321",
+            "empty{} 3",
+        ]
+    );
+}
+
+/// What Prometheus' scraper ingests and expfmt refuses.
+#[test]
+fn prom_lenient_like_prometheus() {
+    // No line feed at the end; blanks after the value and timestamp.
+    assert_eq!(prom_ok("a 1\nb 2"), ["a{} 1", "b{} 2"]);
+    assert_eq!(prom_ok("a 1 \nb 2 3 \t"), ["a{} 1", "b{} 2 3"]);
+    assert_eq!(prom_ok("a 1\n# comment"), ["a{} 1"]);
+    // Labels without commas between them.
+    assert_eq!(prom_ok("a{b=\"1\" c=\"2\"} 1\n"), ["a{b=\"1\", c=\"2\"} 1"]);
+    // Other escapes are kept as written.
+    let p = prom("a{b=\"x\\ty\\q\\\\z\\\"\\n\"} 1\n").unwrap();
+    assert_eq!(p.samples[0].labels.get("b"), Some("x\\ty\\q\\z\"\n"));
+    // The value may follow the name or the brace directly.
+    assert_eq!(
+        prom_ok("a{b=\"c\"}1\na-1 2\n"),
+        ["a{b=\"c\"} 1", "a{} -1 2"]
+    );
+    // A NUL at the start of a line ends the page.
+    assert_eq!(prom_ok("a 1\n\0b 2\nc x\n"), ["a{} 1"]);
+    assert_eq!(prom_ok("a{b=\"x\0y\"} 1\n").len(), 1);
+    // A non-numeric le/quantile is kept.
+    assert_eq!(
+        prom_ok("# TYPE m histogram\nm_bucket{le=\"bla\"} 3\n"),
+        ["m_bucket{le=\"bla\"} 3"]
+    );
+}
+
+/// Prometheus' lexer lets a quoted string run over a line feed.
+#[test]
+fn prom_label_values_may_span_lines() {
+    let p = prom("a{b=\"new\nline\",\"c\nd\"=\"e\"} 1\nf 2\n").unwrap();
+    assert_eq!(p.samples[0].labels.get("b"), Some("new\nline"));
+    assert_eq!(p.samples[0].labels.get("c\nd"), Some("e"));
+    assert_eq!(lines(&p)[1], "f{} 2");
+    // Later lines keep their numbers.
+    assert_eq!(prom_err("a{b=\"x\ny\"} 1\nc x\n").line, 3);
+    // A backslash before the line feed, or a string that never closes.
+    assert_eq!(prom_err("a 1\na{b=\"x\\\ny\"} 1\n").line, 2);
+    assert_eq!(prom_err("a{b=\"x\n} 1\n").line, 1);
+    // The string closes on a later sample's quote: one garbled sample.
+    prom_err("a{b=\"c} 1\nd{e=\"f\"} 2\ng 3\n");
+}
+
+#[test]
+fn prom_metadata_is_not_checked_against_samples() {
+    let p = prom(concat!(
+        "m 4.12\n",
+        "# TYPE m counter\n",
+        "# TYPE m gauge\n",
+        "# HELP m one\n",
+        "# HELP m two\n",
+        "# HELP other x\\\\y\\nz\\\"q\\t\n",
+        "# HELP empty\n",
+        "# HELP blank \t \n",
+        "#  HELP  spaced   two blanks \n",
+        "#HELP not metadata\n",
+        "# TYPE\n",
+        "m 5\n",
+    ))
+    .unwrap();
+    assert_eq!(p.samples.len(), 2);
+    let md: Vec<_> = p
+        .metadata
+        .iter()
+        .map(|m| (m.family.as_str(), m.kind, m.help.as_str()))
+        .collect();
+    assert_eq!(
+        md,
+        [
+            ("m", MetricType::Gauge, "two"),
+            ("other", MetricType::Unknown, "x\\y\nz\\\"q\\t"),
+            ("empty", MetricType::Unknown, ""),
+            ("blank", MetricType::Unknown, ""),
+            ("spaced", MetricType::Unknown, "  two blanks "),
+        ]
+    );
+}
+
+/// What Prometheus' scraper refuses, with its reason.
+#[test]
+fn prom_rejects_like_prometheus() {
+    for (page, line, why) in [
+        (
+            "a 1\nb 1 -2\n",
+            2,
+            "expected timestamp or new record, got \"-\"",
+        ),
+        ("a 1 +2\n", 1, "expected timestamp or new record, got \"+\""),
+        (
+            "a 1 2.5\n",
+            1,
+            "expected next entry after timestamp, got \".\"",
+        ),
+        (
+            "a 1 2 3\n",
+            1,
+            "expected next entry after timestamp, got \"3\"",
+        ),
+        (
+            "a 1 99999999999999999999\n",
+            1,
+            "strconv.ParseInt: parsing \"99999999999999999999\": value out of range",
+        ),
+        (
+            "a true\n",
+            1,
+            "strconv.ParseFloat: parsing \"true\": invalid syntax",
+        ),
+        ("a 1_2\n", 1, "unsupported character in float: \"1_2\""),
+        (
+            "a 1\r\n",
+            1,
+            "strconv.ParseFloat: parsing \"1\\r\": invalid syntax",
+        ),
+        ("# TYPE a  counter\n", 1, "invalid metric type \" counter\""),
+        ("# TYPE a counter \n", 1, "invalid metric type \"counter \""),
+        ("# TYPE a COUNTER\n", 1, "invalid metric type \"COUNTER\""),
+        ("# TYPE a\n", 1, "invalid metric type \"\""),
+        (
+            "# HELP \n",
+            1,
+            "expected metric name after HELP, got \"\\n\"",
+        ),
+        (
+            "# TYPE #\n",
+            1,
+            "expected metric name after TYPE, got \"#\"",
+        ),
+        (
+            "  a 1\n",
+            1,
+            "invalid metric name \"  a\": blanks before it",
+        ),
+        (
+            "a{b=\"1\",b=\"2\"} 1\n",
+            1,
+            "label name \"b\" is not unique: invalid sample",
+        ),
+        (
+            "a{__name__=\"b\"} 1\n",
+            1,
+            "label name \"__name__\" is not unique: invalid sample",
+        ),
+        ("a{,} 1\n", 1, "expected label name, got \",\""),
+        ("a{b='c'} 1\n", 1, "expected label value, got \"'\""),
+        (
+            "a{b=\"c} 1\n",
+            1,
+            "expected label value, got \"\\\"\": unterminated",
+        ),
+        ("a\n", 1, "expected value after metric, got \"\\n\""),
+        ("{a=\"ok\"} 1", 1, "metric name not set in the label set"),
+        ("1a 1\n", 1, "expected a valid start token, got \"1\""),
+    ] {
+        let e = prom_err(page);
+        assert_eq!((e.line, e.message.as_str()), (line, why), "{page:?}");
+    }
+}
+
+#[test]
+fn prom_invalid_utf8_only_in_free_comments() {
+    let p = parse(b"# caf\xe9\na 1\n#x\xff", Format::PromText).unwrap();
+    assert_eq!(lines(&p), ["a{} 1"]);
+    for (page, line, why) in [
+        (
+            &b"a 1\n# HELP a caf\xe9\n"[..],
+            2,
+            "help text is not a valid utf8 string",
+        ),
+        (
+            b"# TYPE a \xff\n",
+            1,
+            "invalid metric type: not a valid utf8 string",
+        ),
+        (b"a 1\n\nb{x=\"\xff\"} 1\n", 3, "invalid UTF-8 label value"),
+    ] {
+        let e = parse(page, Format::PromText).unwrap_err();
+        assert_eq!((e.line, e.message.as_str()), (line, why));
+    }
+    // Nothing after a NUL line is read.
+    assert!(parse(b"a 1\n\0\nb{x=\"\xff\"} 1\n", Format::PromText).is_ok());
+}
+
+/// Prometheus 3 rewrites `le`/`quantile` by the type of the last TYPE
+/// line, whatever metric it named.
+#[test]
+fn prom_le_and_quantile_normalized_by_the_last_type_line() {
+    let p = prom(concat!(
+        "# TYPE h histogram\n",
+        "h_bucket{le=\"1\"} 1\n",
+        "other{le=\"2\",quantile=\"1\"} 1\n",
+        "# TYPE s summary\n",
+        "s{quantile=\".3\"} 1\n",
+        "h_bucket{le=\"1\"} 1\n",
+        "# TYPE g gauge\n",
+        "s{quantile=\"1\"} 1\n",
+    ))
+    .unwrap();
+    assert_eq!(
+        lines(&p),
+        [
+            "h_bucket{le=\"1.0\"} 1",
+            "other{le=\"2.0\", quantile=\"1\"} 1",
+            "s{quantile=\"0.3\"} 1",
+            "h_bucket{le=\"1\"} 1",
+            "s{quantile=\"1\"} 1",
+        ]
+    );
+}
+
+#[test]
+fn prom_quoted_names_inside_braces() {
+    let p = prom("{\"my.metric\", \"a.b\"=\"c\"} 1\n# HELP \"my.metric\" dotted\n").unwrap();
+    assert_eq!(
+        p.samples[0].labels,
+        Labels::from_pairs([("__name__", "my.metric"), ("a.b", "c")])
+    );
+    assert_eq!(p.metadata[0].family, "my.metric");
+    prom_err("{\"a\", \"b\"} 1\n");
+    prom_err("{a, b=\"c\"} 1\n");
+    prom_err("a{\"b\"} 1\n");
+    prom_err("{\"\"} 1\n");
+}
+
+#[test]
+fn strict_basic_syntax_and_whitespace() {
+    let got = strict_ok(concat!(
+        "\n",
         "  plain 1\n",
         "name {a=\"1\",b=\"2\"} 0.23 1234567890\n",
         "name2{ a = \"x\" , }-Inf\n",
@@ -163,37 +433,37 @@ fn prom_basic_syntax_and_whitespace() {
 }
 
 #[test]
-fn prom_timestamps_are_integer_milliseconds() {
-    assert_eq!(prom_ok("a 1 -2\nb 1 +3\n"), ["a{} 1 -2", "b{} 1 3"]);
-    prom_err("a 1 2.5\n");
-    prom_err("a 1 1e3\n");
-    prom_err("a 1 2 3\n");
-    prom_err("a 1 99999999999999999999\n");
+fn strict_timestamps_are_integer_milliseconds() {
+    assert_eq!(strict_ok("a 1 -2\nb 1 +3\n"), ["a{} 1 -2", "b{} 1 3"]);
+    strict_err("a 1 2.5\n");
+    strict_err("a 1 1e3\n");
+    strict_err("a 1 2 3\n");
+    strict_err("a 1 99999999999999999999\n");
 }
 
 #[test]
-fn prom_strict_line_ends() {
+fn strict_strict_line_ends() {
     // expfmt: the last line needs its line feed; blanks after the value or
     // timestamp are an error; a blank last line is fine.
-    prom_err("a 1");
-    prom_err("a 1\n# comment");
-    prom_err("a 1 \n");
-    prom_err("a 1 2 \n");
-    assert_eq!(prom_ok("a 1\n  "), ["a{} 1"]);
-    assert_eq!(prom_ok(""), Vec::<String>::new());
+    strict_err("a 1");
+    strict_err("a 1\n# comment");
+    strict_err("a 1 \n");
+    strict_err("a 1 2 \n");
+    assert_eq!(strict_ok("a 1\n  "), ["a{} 1"]);
+    assert_eq!(strict_ok(""), Vec::<String>::new());
 }
 
 #[test]
-fn prom_label_value_escapes() {
-    let p = prom("a{b=\"x\\\\y\\\"z\\nw\"} 1\n").unwrap();
+fn strict_label_value_escapes() {
+    let p = strict("a{b=\"x\\\\y\\\"z\\nw\"} 1\n").unwrap();
     assert_eq!(p.samples[0].labels.get("b"), Some("x\\y\"z\nw"));
-    prom_err("a{b=\"\\t\"} 1\n");
-    prom_err("a{b=\"new\nline\"} 1\n");
-    prom_err("a{b=\"open} 1\n");
+    strict_err("a{b=\"\\t\"} 1\n");
+    strict_err("a{b=\"new\nline\"} 1\n");
+    strict_err("a{b=\"open} 1\n");
 }
 
 #[test]
-fn prom_label_syntax_errors() {
+fn strict_label_syntax_errors() {
     for s in [
         "a{@=\"b\"} 1\n",
         "a{b+=\"c\"} 1\n",
@@ -206,25 +476,25 @@ fn prom_label_syntax_errors() {
         "a{b=\"c\"}\n",
         "a\n",
     ] {
-        prom_err(s);
+        strict_err(s);
     }
 }
 
 #[test]
-fn prom_quoted_names_inside_braces() {
-    let p = prom("{\"my.metric\", \"a.b\"=\"c\"} 1\n# HELP \"my.metric\" dotted\n").unwrap();
+fn strict_quoted_names_inside_braces() {
+    let p = strict("{\"my.metric\", \"a.b\"=\"c\"} 1\n# HELP \"my.metric\" dotted\n").unwrap();
     assert_eq!(
         p.samples[0].labels,
         Labels::from_pairs([("__name__", "my.metric"), ("a.b", "c")])
     );
     assert_eq!(p.metadata[0].family, "my.metric");
-    prom_err("{\"a\", \"b\"} 1\n");
-    prom_err("{a, b=\"c\"} 1\n");
+    strict_err("{\"a\", \"b\"} 1\n");
+    strict_err("{a, b=\"c\"} 1\n");
 }
 
 #[test]
-fn prom_metadata() {
-    let p = prom(concat!(
+fn strict_metadata() {
+    let p = strict(concat!(
         "# A normal comment.\n",
         "#\n",
         "# HELP\n",
@@ -259,31 +529,34 @@ fn prom_metadata() {
 }
 
 #[test]
-fn prom_metadata_errors() {
-    prom_err("# HELP m one\n# HELP m two\n");
-    prom_err("# TYPE m counter\n# TYPE m untyped\n");
-    prom_err("m 4.12\n# TYPE m counter\n");
-    prom_err("# TYPE m bla\n");
-    prom_err("# TYPE m Counter\n");
-    prom_err("# TYPE m counter \n");
-    prom_err("# TYPE met-ric counter\n");
-    prom_err("# TYPE met-ric\n");
-    prom_err("# HELP m bad \\t escape\n");
+fn strict_metadata_errors() {
+    strict_err("# HELP m one\n# HELP m two\n");
+    strict_err("# TYPE m counter\n# TYPE m untyped\n");
+    strict_err("m 4.12\n# TYPE m counter\n");
+    strict_err("# TYPE m bla\n");
+    strict_err("# TYPE m Counter\n");
+    strict_err("# TYPE m counter \n");
+    strict_err("# TYPE met-ric counter\n");
+    strict_err("# TYPE met-ric\n");
+    strict_err("# HELP m bad \\t escape\n");
     // A HELP after the samples is fine (expfmt only minds TYPE).
     assert_eq!(
-        prom("m 1\n# HELP m late\n").unwrap().metadata[0].help,
+        strict("m 1\n# HELP m late\n").unwrap().metadata[0].help,
         "late"
     );
 }
 
 #[test]
-fn prom_families_may_be_non_contiguous() {
-    assert_eq!(prom_ok("# TYPE a gauge\na 1\nb 2\na{x=\"y\"} 3\n").len(), 3);
+fn strict_families_may_be_non_contiguous() {
+    assert_eq!(
+        strict_ok("# TYPE a gauge\na 1\nb 2\na{x=\"y\"} 3\n").len(),
+        3
+    );
 }
 
 #[test]
-fn prom_le_and_quantile_normalized_like_prometheus() {
-    let p = prom(concat!(
+fn strict_le_and_quantile_normalized_like_prometheus() {
+    let p = strict(concat!(
         "# TYPE h histogram\n",
         "h_bucket{le=\"1\"} 1\n",
         "h_bucket{le=\"2.50\"} 2\n",
@@ -316,17 +589,17 @@ fn prom_le_and_quantile_normalized_like_prometheus() {
 }
 
 #[test]
-fn prom_le_and_quantile_must_be_numbers() {
-    prom_err("# TYPE m histogram\nm_bucket{le=\"bla\"} 3.14\n");
-    prom_err("# TYPE m summary\nm{quantile=\"bla\"} 3.14\n");
-    prom_err("# TYPE m summary\nm_sum{quantile=\"\"} 3.14\n");
+fn strict_le_and_quantile_must_be_numbers() {
+    strict_err("# TYPE m histogram\nm_bucket{le=\"bla\"} 3.14\n");
+    strict_err("# TYPE m summary\nm{quantile=\"bla\"} 3.14\n");
+    strict_err("# TYPE m summary\nm_sum{quantile=\"\"} 3.14\n");
     // Only in their own families.
-    prom_ok("m_bucket{le=\"bla\"} 3.14\n");
+    strict_ok("m_bucket{le=\"bla\"} 3.14\n");
 }
 
 #[test]
-fn prom_summary_parts_resolve_to_their_family() {
-    let p = prom(concat!(
+fn strict_summary_parts_resolve_to_their_family() {
+    let p = strict(concat!(
         "# TYPE s summary\n",
         "s{quantile=\"0.5\"} 1\n",
         "# TYPE t gauge\n",
@@ -721,7 +994,7 @@ fn mutated_pages_never_panic() {
         "_bucket",
     ];
     om(seeds[0]).unwrap();
-    prom(seeds[1]).unwrap();
+    strict(seeds[1]).unwrap();
     let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut next = move |n: usize| {
         state ^= state << 13;
@@ -758,9 +1031,89 @@ fn mutated_pages_never_panic() {
             for f in [Format::PromText, Format::OpenMetrics] {
                 let _ = parse(s.as_bytes(), f);
             }
+            let _ = strict(&s);
             // Raw bytes too, cut anywhere (invalid UTF-8 included).
             let cut = next(s.len() + 1);
-            let _ = parse(&s.as_bytes()[..cut], Format::OpenMetrics);
+            for f in [Format::PromText, Format::OpenMetrics] {
+                let _ = parse(&s.as_bytes()[..cut], f);
+            }
         }
     }
+}
+
+// --- lint (`wasmon check metrics`) -------------------------------------------------
+
+#[track_caller]
+fn lint_lines(page: &str) -> Vec<String> {
+    lint::lint(page.as_bytes())
+        .unwrap_or_else(|e| panic!("{page:?}: {e}"))
+        .iter()
+        .map(|p| p.to_string())
+        .collect()
+}
+
+#[test]
+fn lint_rules_like_promlint() {
+    let help = |n: &str, t: &str| format!("# HELP {n} x\n# TYPE {n} {t}\n");
+    for (page, want) in [
+        (format!("{}a_total 1\n", help("a_total", "counter")), vec![]),
+        (
+            "a 1\n".to_string(),
+            vec!["a no help text"],
+        ),
+        (
+            format!("{}a 1\n", help("a", "counter")),
+            vec![r#"a counter metrics should have "_total" suffix"#],
+        ),
+        (
+            format!("{}a_total 1\n", help("a_total", "gauge")),
+            vec![r#"a_total non-counter metrics should not have "_total" suffix"#],
+        ),
+        (
+            format!("{}d_milliseconds 1\n", help("d_milliseconds", "gauge")),
+            vec![r#"d_milliseconds use base unit "seconds" instead of "milliseconds""#],
+        ),
+        (
+            format!("{}g_ms 1\n", help("g_ms", "gauge")),
+            vec!["g_ms metric names should not contain abbreviated units"],
+        ),
+        (
+            format!("{}x_gauge 1\n", help("x_gauge", "gauge")),
+            vec!["x_gauge metric name should not include type 'gauge'"],
+        ),
+        (
+            format!("{}a:b 1\n", help("a:b", "gauge")),
+            vec!["a:b metric names should not contain ':'"],
+        ),
+        (
+            format!("{}aB{{cD=\"1\"}} 1\n", help("aB", "gauge")),
+            vec![
+                "aB label names should be written in 'snake_case' not 'camelCase'",
+                "aB metric names should be written in 'snake_case' not 'camelCase'",
+            ],
+        ),
+        (
+            format!("{}c_count{{le=\"1\"}} 1\n", help("c_count", "gauge")),
+            vec![
+                r#"c_count non-histogram and non-summary metrics should not have "_count" suffix"#,
+                r#"c_count non-histogram metrics should not have "le" label"#,
+            ],
+        ),
+        (
+            format!("{}u 1\nu 2\n", help("u", "gauge")),
+            vec!["u metric not unique"],
+        ),
+        // A histogram's parts are one family, keyed without `le`.
+        (
+            format!(
+                "{}h_seconds_bucket{{le=\"1\"}} 1\nh_seconds_bucket{{le=\"+Inf\"}} 1\nh_seconds_sum 1\nh_seconds_count 1\n",
+                help("h_seconds", "histogram")
+            ),
+            vec![],
+        ),
+    ] {
+        assert_eq!(lint_lines(&page), want, "{page:?}");
+    }
+    // What expfmt refuses is an error, not a lint problem.
+    assert_eq!(lint::lint(b"a 1").unwrap_err().line, 1);
 }

@@ -281,6 +281,43 @@ async fn openmetrics_and_gzip() {
     assert!(st.last_error.contains("parse error"), "{}", st.last_error);
 }
 
+/// A page Prometheus' scraper ingests and expfmt refuses (no final line
+/// feed, TYPE after its samples and repeated, labels without a comma, a
+/// `\t` kept as written) is scraped; one Prometheus refuses (a negative
+/// timestamp) marks the target down with the line and the reason.
+#[tokio::test]
+async fn text_pages_are_read_as_prometheus_reads_them() {
+    let srv = server(concat!(
+        "jobs{queue=\"a\" kind=\"x\\ty\"} 4\n",
+        "# TYPE jobs gauge\n",
+        "# TYPE jobs gauge\n",
+        "\n",
+        "done 7",
+    ))
+    .await;
+    let store = Arc::new(MemStorage::new());
+    let mut sl = scrape_loop(job(""), srv.addr, store.clone());
+    sl.scrape_once(1000).await;
+    let st = sl.state.lock().unwrap().clone();
+    assert_eq!(st.health, Health::Up, "{}", st.last_error);
+    assert_eq!(value(&store, "done", 1000), Some(7.0));
+    let jobs = store.series("jobs");
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].0.get("kind"), Some("x\\ty"));
+
+    srv.page.lock().unwrap().body = b"done 8\ndone 9 -5\n".to_vec();
+    sl.scrape_once(2000).await;
+    let st = sl.state.lock().unwrap().clone();
+    assert_eq!(st.health, Health::Down);
+    assert_eq!(
+        st.last_error,
+        "parse error: line 2: expected timestamp or new record, got \"-\""
+    );
+    // Nothing of a refused page is kept (the failed scrape marks the
+    // series stale).
+    assert!(value(&store, "done", 2000).is_some_and(f64::is_nan));
+}
+
 /// With the real store, vanished series are marked stale through the
 /// store's series handles (no label sets kept by the loop).
 #[tokio::test]
