@@ -863,19 +863,19 @@ mod tests {
                 c.checks[0].headers["X-Api-Key"].expose().into()
             }),
             ("receiver config", "[[receivers]]\nname = \"r\"\nplugin = \"webhook\"\nconfig = { url = \"http://a/\", headers = { Authorization = \"{V}\" } }\n", |c| {
-                json_at(&c.receivers[0].config_json().unwrap(), "/headers/Authorization")
+                json_at(&c.receivers[0].config_json(&c.plugins).unwrap(), "/headers/Authorization")
             }),
             ("receiver config table", "[[receivers]]\nname = \"r\"\nplugin = \"webhook\"\n[receivers.config]\nurl = \"http://a/\"\ntoken = \"{V}\"\n", |c| {
-                json_at(&c.receivers[0].config_json().unwrap(), "/token")
+                json_at(&c.receivers[0].config_json(&c.plugins).unwrap(), "/token")
             }),
             ("check plugin config", "[[checks]]\nname = \"c\"\nkind = \"plugin\"\nplugin = \"probe\"\nconfig = { token = \"{V}\" }\n", |c| {
-                json_at(&c.checks[0].instance().unwrap().config_json().unwrap(), "/token")
+                json_at(&c.checks[0].instance().unwrap().config_json(&c.plugins).unwrap(), "/token")
             }),
             ("rollout metric check config", "[[rollouts]]\nname = \"r\"\n[[rollouts.metric_checks]]\nname = \"m\"\nplugin = \"metric-threshold\"\nconfig = { token = \"{V}\" }\n", |c| {
-                json_at(&c.rollouts[0].metric_checks[0].config_json().unwrap(), "/token")
+                json_at(&c.rollouts[0].metric_checks[0].config_json(&c.plugins).unwrap(), "/token")
             }),
             ("rollout rollback config", "[[rollouts]]\nname = \"r\"\n[rollouts.rollback]\nname = \"undo\"\nplugin = \"http-action\"\nconfig = { token = \"{V}\" }\n", |c| {
-                json_at(&c.rollouts[0].rollback.as_ref().unwrap().config_json().unwrap(), "/token")
+                json_at(&c.rollouts[0].rollback.as_ref().unwrap().config_json(&c.plugins).unwrap(), "/token")
             }),
         ];
         fn json_at(text: &str, ptr: &str) -> String {

@@ -225,7 +225,6 @@ async fn prepare(args: &CallArgs) -> Result<Prepared> {
         send_resolved: None,
         http_config: None,
         receiver: None,
-        base_dir: None,
     };
     let mut inst = Instance::prepare(&instance_config, &cfg)?;
     inst.allow = allow.into();

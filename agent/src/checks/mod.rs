@@ -52,7 +52,6 @@ impl CheckConfig {
             send_resolved: None,
             http_config: None,
             receiver: None,
-            base_dir: None,
         })
     }
 

@@ -477,7 +477,7 @@ pub struct PluginsConfig {
     #[serde(default = "default_max_plugin_size")]
     pub max_plugin_size: ByteSize,
     /// The config file's directory, against which instances' relative
-    /// paths (`http_config` files) resolve, as [`Config::resolve`] does;
+    /// paths (`http_config` files, `${file:PATH}`) resolve, as [`Config::resolve`] does;
     /// None: the working directory. Set by [`Config::load`].
     #[serde(skip)]
     pub config_dir: Option<PathBuf>,
@@ -573,10 +573,6 @@ pub struct InstanceConfig {
     /// `http_config`: TLS, basic auth, authorization, proxy).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http_config: Option<http_client::HttpConfigSection>,
-    /// Where a relative `${file:PATH}` in `config` is read from: the
-    /// config file's directory (None: the working directory).
-    #[serde(skip)]
-    pub base_dir: Option<PathBuf>,
 }
 
 impl Config {
@@ -592,15 +588,7 @@ impl Config {
             toml::from_str(text).map_err(|e| secret::parse_error(text, origin, &e))?;
         config.locator = Locator::new(text, origin);
         config.source = source.map(Path::to_path_buf);
-        let dir = source.and_then(Path::parent).map(Path::to_path_buf);
-        config.plugins.config_dir = dir.clone();
-        let rollouts = config
-            .rollouts
-            .iter_mut()
-            .flat_map(|r| r.metric_checks.iter_mut().chain(r.rollback.as_mut()));
-        for inst in config.receivers.iter_mut().chain(rollouts) {
-            inst.base_dir = dir.clone();
-        }
+        config.plugins.config_dir = source.and_then(Path::parent).map(Path::to_path_buf);
         config.validate()?;
         Ok(config)
     }
@@ -925,13 +913,14 @@ impl InstanceConfig {
     }
 
     /// The instance config as the JSON text a plugin reads, `${VAR}` and
-    /// `${file:PATH}` expanded.
-    pub fn config_json(&self) -> Result<String> {
+    /// `${file:PATH}` expanded (relative paths against the config file's
+    /// directory, `plugins.config_dir`).
+    pub fn config_json(&self, plugins: &PluginsConfig) -> Result<String> {
         let mut value = serde_json::to_value(&self.config).context("converting config to JSON")?;
         env::expand_json(
             &mut value,
             "config",
-            env::FileRefs::Read(self.base_dir.as_deref()),
+            env::FileRefs::Read(plugins.config_dir.as_deref()),
         )?;
         Ok(value.to_string())
     }
@@ -1138,14 +1127,22 @@ receiver = "hook"
         let text = "[[receivers]]\nname = \"a\"\nplugin = \"webhook\"\nconfig = { url = \"${file:url}\", other = \"${file:missing}\" }\n";
         std::fs::write(&path, text).unwrap();
         let c = Config::load(&path).unwrap();
-        let msg = format!("{:#}", c.receivers[0].config_json().unwrap_err());
+        let msg = format!("{:#}", c.receivers[0].config_json(&c.plugins).unwrap_err());
         assert_eq!(
             msg,
             "config.other: file missing: No such file or directory (os error 2)"
         );
         std::fs::write(dir.path().join("missing"), "x").unwrap();
         let json: serde_json::Value =
-            serde_json::from_str(&c.receivers[0].config_json().unwrap()).unwrap();
+            serde_json::from_str(&c.receivers[0].config_json(&c.plugins).unwrap()).unwrap();
+        assert_eq!(json["url"], "https://hooks.example/s3cret");
+        // A check's plugin instance resolves against the same directory.
+        let text = "[[checks]]\nname = \"c\"\nkind = \"plugin\"\nplugin = \"probe\"\nconfig = { url = \"${file:url}\" }\n";
+        std::fs::write(&path, text).unwrap();
+        let c = Config::load(&path).unwrap();
+        let inst = c.checks[0].instance().unwrap();
+        let json: serde_json::Value =
+            serde_json::from_str(&inst.config_json(&c.plugins).unwrap()).unwrap();
         assert_eq!(json["url"], "https://hooks.example/s3cret");
     }
 

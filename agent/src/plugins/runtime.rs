@@ -59,7 +59,7 @@ impl Instance {
             name: cfg.name().into(),
             plugin: cfg.plugin.clone(),
             config_json: cfg
-                .config_json()
+                .config_json(defaults)
                 .with_context(|| format!("instance {:?}", cfg.name()))?
                 .into(),
             allow,

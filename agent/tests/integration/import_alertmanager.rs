@@ -406,7 +406,7 @@ receivers:
     );
     let json = |name: &str| -> serde_json::Value {
         let r = c.receivers.iter().find(|r| r.name() == name).unwrap();
-        serde_json::from_str(&r.config_json().unwrap()).unwrap()
+        serde_json::from_str(&r.config_json(&c.plugins).unwrap()).unwrap()
     };
     let r = |name: &str| c.receivers.iter().find(|r| r.name() == name).unwrap();
     // The file is read when the instance is prepared, relative to the config.
@@ -461,7 +461,10 @@ receivers:
     );
     // The SMTP password file is absent here: referenced, not read at
     // import; preparing the instance names the key and the file.
-    let err = r("team/email[0]").config_json().unwrap_err().to_string();
+    let err = r("team/email[0]")
+        .config_json(&c.plugins)
+        .unwrap_err()
+        .to_string();
     assert_eq!(
         err,
         "config.auth_password: file /run/secrets/smtp: No such file or directory (os error 2)"
