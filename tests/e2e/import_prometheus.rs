@@ -1,6 +1,7 @@
 //! A Prometheus user's files as they are: `wasmon run --config
-//! prometheus.yml` next to Debian's Prometheus 2.42 on the same file and
-//! target gives the same series, recording-rule result and firing alert;
+//! prometheus.yml --config alertmanager.yml` next to Debian's Prometheus
+//! 2.42 and Alertmanager 0.25 on the same files and target gives the same
+//! series, recording-rule result, firing alert and notification;
 //! reload re-imports (a broken file keeps the running config); and
 //! `wasmon config import` + `wasmon check config` through the binary.
 
@@ -9,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 
-use crate::fixtures::upstream::{prometheus_installed, Prometheus};
+use serde_json::{json, Value};
+
+use crate::fixtures::upstream::{prometheus_installed, Alertmanager, Prometheus};
 use crate::fixtures::{self, text, wasmon, AgentProcess};
 
 const PAGE: &str = "\
@@ -37,8 +40,20 @@ groups:
 /// A prometheus.yml scraping `target` every second, with relabeling,
 /// metric relabeling, external labels and `rules` as its rule file.
 fn prometheus_yml(target: &str, rules: &std::path::Path) -> String {
+    prometheus_yml_alerting(target, rules, None)
+}
+
+/// [`prometheus_yml`] sending alerts to the Alertmanager at `am`.
+fn prometheus_yml_alerting(target: &str, rules: &std::path::Path, am: Option<&str>) -> String {
+    let alerting = am
+        .map(|am| {
+            format!(
+                "alerting:\n  alertmanagers:\n    - static_configs: [{{targets: [\"{am}\"]}}]\n"
+            )
+        })
+        .unwrap_or_default();
     format!(
-        r#"global:
+        r#"{alerting}global:
   scrape_interval: 1s
   evaluation_interval: 1s
   external_labels: {{site: lab}}
@@ -59,6 +74,40 @@ scrape_configs:
 "#,
         rules = rules.display()
     )
+}
+
+/// An alertmanager.yml notifying the webhook `url` of every group.
+fn alertmanager_yml(url: &str) -> String {
+    format!(
+        r#"route:
+  receiver: hook
+  group_by: [alertname]
+  group_wait: 1s
+  group_interval: 1s
+receivers:
+  - name: hook
+    webhook_configs:
+      - url: {url}
+"#
+    )
+}
+
+/// What a webhook notification says that both sides must agree on (times,
+/// URLs and the group key's form legitimately differ).
+fn gist(body: &Value) -> Value {
+    let alerts: Vec<Value> = body["alerts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|a| json!({"labels": a["labels"], "status": a["status"], "annotations": a["annotations"]}))
+        .collect();
+    json!({
+        "receiver": body["receiver"],
+        "status": body["status"],
+        "groupLabels": body["groupLabels"],
+        "commonLabels": body["commonLabels"],
+        "alerts": alerts,
+    })
 }
 
 async fn serve_page() -> std::net::SocketAddr {
@@ -104,12 +153,22 @@ async fn same_series_rules_and_alerts_as_prometheus_on_the_same_yml() {
     }
     let _heavy = fixtures::heavy();
     let target = serve_page().await;
-    let dir = tempfile::tempdir().unwrap();
+    let hook = fixtures::Receiver::start().await;
+    // The same alertmanager.yml but for where the webhook posts, so the
+    // two sides' notifications can be told apart.
+    let am = Alertmanager::start(&alertmanager_yml(&format!("http://{}/am", hook.addr))).await;
+    let dir = fixtures::agent_dir_with(&["webhook"]);
     let rules = dir.path().join("rules.yml");
     std::fs::write(&rules, RULES).unwrap();
-    let yml = prometheus_yml(&target.to_string(), &rules);
+    let am_addr = am.addr.to_string();
+    let yml = prometheus_yml_alerting(&target.to_string(), &rules, Some(&am_addr));
     let prom = Prometheus::start(&yml, &[], None).await;
-    let agent = AgentProcess::start_yaml(dir, &[("prometheus.yml", &yml)]).await;
+    let wasmon_am = alertmanager_yml(&format!("http://{}/wasmon", hook.addr));
+    let agent = AgentProcess::start_yaml(
+        dir,
+        &[("prometheus.yml", &yml), ("alertmanager.yml", &wasmon_am)],
+    )
+    .await;
     let p = prom.url("");
     let w = agent.url("");
 
@@ -158,10 +217,34 @@ async fn same_series_rules_and_alerts_as_prometheus_on_the_same_yml() {
         alert_labels(instant(&p, firing).await),
         "the firing alert's labels"
     );
-    // External labels are on the alerts each sends out (not on the query
-    // API): both configs carry them.
-    let wcfg = fixtures::get_json(&agent.url("/api/v1/status/config")).await;
-    assert!(wcfg.to_string().contains("site"), "{wcfg}");
+    // The notification: Prometheus -> Alertmanager -> webhook beside
+    // wasmon's own rules -> route -> webhook plugin. (wasmon also sends its
+    // alerts to the Alertmanager of `alerting.alertmanagers`; they carry
+    // the same labels, so Alertmanager sees one alert.)
+    let first = |path: &str| {
+        hook.requests()
+            .iter()
+            .find(|r| r.path == path)
+            .map(|r| gist(&serde_json::from_slice(&r.body).unwrap()))
+    };
+    let start = Instant::now();
+    while first("/am").is_none() || first("/wasmon").is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no notification from both within 60s: {:?}\nwasmon:\n{}\nalertmanager:\n{}",
+            hook.requests()
+                .iter()
+                .map(|r| r.path.clone())
+                .collect::<Vec<_>>(),
+            agent.logs(),
+            am.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let (theirs, ours) = (first("/am").unwrap(), first("/wasmon").unwrap());
+    assert_eq!(ours, theirs, "the notification");
+    // External labels are on the alerts each sends out.
+    assert_eq!(ours["commonLabels"]["site"], "lab", "{ours}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
