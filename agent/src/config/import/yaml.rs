@@ -129,31 +129,31 @@ impl Node {
 
     /// A plain scalar read as yaml.v2 reads a bool.
     pub fn as_bool(&self) -> Option<bool> {
+        match self.plain()? {
+            "true" | "True" | "TRUE" | "yes" | "Yes" | "YES" | "on" | "On" | "ON" | "y" | "Y" => {
+                Some(true)
+            }
+            "false" | "False" | "FALSE" | "no" | "No" | "NO" | "off" | "Off" | "OFF" | "n"
+            | "N" => Some(false),
+            _ => None,
+        }
+    }
+
+    /// An unquoted scalar's text: the only kind YAML reads as a bool or a
+    /// number.
+    fn plain(&self) -> Option<&str> {
         match &self.value {
             Value::Scalar {
                 text,
                 quoted: false,
-            } => match text.as_str() {
-                "true" | "True" | "TRUE" | "yes" | "Yes" | "YES" | "on" | "On" | "ON" | "y"
-                | "Y" => Some(true),
-                "false" | "False" | "FALSE" | "no" | "No" | "NO" | "off" | "Off" | "OFF" | "n"
-                | "N" => Some(false),
-                _ => None,
-            },
+            } => Some(text),
             _ => None,
         }
     }
 
     /// A plain scalar read as an integer (decimal, `0x`, `0o`, `_` allowed).
     pub fn as_i64(&self) -> Option<i64> {
-        let Value::Scalar {
-            text,
-            quoted: false,
-        } = &self.value
-        else {
-            return None;
-        };
-        let t = text.replace('_', "");
+        let t = self.plain()?.replace('_', "");
         let (neg, t) = match t.strip_prefix('-') {
             Some(r) => (true, r.to_string()),
             None => (false, t.strip_prefix('+').unwrap_or(&t).to_string()),
@@ -170,14 +170,7 @@ impl Node {
 
     /// A plain scalar read as a float (also `.inf`, `-.inf`, `.nan`).
     pub fn as_f64(&self) -> Option<f64> {
-        let Value::Scalar {
-            text,
-            quoted: false,
-        } = &self.value
-        else {
-            return None;
-        };
-        match text.as_str() {
+        match self.plain()? {
             ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => Some(f64::INFINITY),
             "-.inf" | "-.Inf" | "-.INF" => Some(f64::NEG_INFINITY),
             ".nan" | ".NaN" | ".NAN" => Some(f64::NAN),

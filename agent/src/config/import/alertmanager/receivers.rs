@@ -244,18 +244,11 @@ impl Common {
         Ok(())
     }
 
-    /// Alertmanager's default for each key the YAML does not have
-    /// (`(yaml key, template)`; pagerduty's `description` is written as
-    /// the plugin's `summary`).
-    fn defaults(&mut self, n: &Node, defaults: &[(&str, &str)]) {
-        for (key, text) in defaults {
-            if n.get(key).is_none() {
-                let to = if *key == "description" {
-                    "summary"
-                } else {
-                    key
-                };
-                self.config.insert(to.to_string(), text.to_string().into());
+    /// Alertmanager's default for each key the YAML does not have.
+    fn defaults(&mut self, n: &Node, defaults: &[UpstreamDefault]) {
+        for d in defaults {
+            if n.get(d.yaml).is_none() {
+                self.config.insert(d.plugin.into(), d.text.into());
             }
         }
     }
@@ -286,43 +279,62 @@ impl Common {
 /// YAML does not set the key, so the plugin renders Alertmanager's
 /// `default.tmpl` definitions, not its own defaults. (`icon_emoji`,
 /// `icon_url`, `callback_id` default to definitions that render "".)
-const SLACK_DEFAULTS: &[(&str, &str)] = &[
-    ("username", r#"{{ template "slack.default.username" . }}"#),
-    (
+const SLACK_DEFAULTS: &[UpstreamDefault] = &[
+    UpstreamDefault::same("username", r#"{{ template "slack.default.username" . }}"#),
+    UpstreamDefault::same(
         "color",
         r#"{{ if eq .Status "firing" }}danger{{ else }}good{{ end }}"#,
     ),
-    ("title", r#"{{ template "slack.default.title" . }}"#),
-    (
+    UpstreamDefault::same("title", r#"{{ template "slack.default.title" . }}"#),
+    UpstreamDefault::same(
         "title_link",
         r#"{{ template "slack.default.titlelink" . }}"#,
     ),
-    ("pretext", r#"{{ template "slack.default.pretext" . }}"#),
-    ("text", r#"{{ template "slack.default.text" . }}"#),
-    ("fallback", r#"{{ template "slack.default.fallback" . }}"#),
-    ("footer", r#"{{ template "slack.default.footer" . }}"#),
+    UpstreamDefault::same("pretext", r#"{{ template "slack.default.pretext" . }}"#),
+    UpstreamDefault::same("text", r#"{{ template "slack.default.text" . }}"#),
+    UpstreamDefault::same("fallback", r#"{{ template "slack.default.fallback" . }}"#),
+    UpstreamDefault::same("footer", r#"{{ template "slack.default.footer" . }}"#),
 ];
 
 /// `DefaultPagerdutyConfig`'s texts, under the pagerduty plugin's keys
 /// (`description` is the plugin's `summary`). Its default `details` are
 /// the plugin's own (firing, resolved, num_firing, num_resolved).
-const PAGERDUTY_DEFAULTS: &[(&str, &str)] = &[
-    (
-        "description",
-        r#"{{ template "pagerduty.default.description" .}}"#,
-    ),
-    ("client", r#"{{ template "pagerduty.default.client" . }}"#),
-    (
+const PAGERDUTY_DEFAULTS: &[UpstreamDefault] = &[
+    UpstreamDefault {
+        yaml: "description",
+        plugin: "summary",
+        text: r#"{{ template "pagerduty.default.description" .}}"#,
+    },
+    UpstreamDefault::same("client", r#"{{ template "pagerduty.default.client" . }}"#),
+    UpstreamDefault::same(
         "client_url",
         r#"{{ template "pagerduty.default.clientURL" . }}"#,
     ),
 ];
 
 /// `DefaultEmailConfig`: the HTML body and no text part.
-const EMAIL_DEFAULTS: &[(&str, &str)] = &[
-    ("html", r#"{{ template "email.default.html" . }}"#),
-    ("text", ""),
+const EMAIL_DEFAULTS: &[UpstreamDefault] = &[
+    UpstreamDefault::same("html", r#"{{ template "email.default.html" . }}"#),
+    UpstreamDefault::same("text", ""),
 ];
+
+/// An upstream default: its YAML key, the plugin's key for it, the text.
+struct UpstreamDefault {
+    yaml: &'static str,
+    plugin: &'static str,
+    text: &'static str,
+}
+
+impl UpstreamDefault {
+    /// A default whose key the plugin spells as Alertmanager does.
+    const fn same(key: &'static str, text: &'static str) -> UpstreamDefault {
+        UpstreamDefault {
+            yaml: key,
+            plugin: key,
+            text,
+        }
+    }
+}
 
 /// `DefaultEmailConfig`'s Subject header.
 const EMAIL_SUBJECT: &str = r#"{{ template "email.default.subject" . }}"#;
